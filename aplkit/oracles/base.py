@@ -1,0 +1,44 @@
+"""The oracle interface: judges behind one small base class (as TRL's judges are).
+
+An oracle only ever sees ``Comparison`` records in display order and answers in
+display terms. Randomising the order, caching, paying and mapping the answer back
+to the pair's own order are the ledger's job (``aplkit.oracles.ledger``), so every
+oracle gets them for free and none can get them wrong.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+from aplkit.records import Comparison, Verdict
+
+
+class OracleError(RuntimeError):
+    """The oracle cannot produce labels (server down, quota, bad credentials); nothing already labelled is lost."""
+
+
+class Oracle(ABC):
+    """Prefers one of two completions for a prompt."""
+
+    #: Short kind name used in configs and the registry.
+    kind: str = "oracle"
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """Everything that changes the answer (kind, model, template, temperature); keys the label cache."""
+
+    @abstractmethod
+    def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
+        """One verdict per comparison, same order. Invalid answers come back with ``choice=None``."""
+
+    def judge_iter(self, items: Sequence[Comparison]) -> Iterator[tuple[int, Verdict]]:
+        """Yield ``(index, verdict)`` as each answer arrives (any order) so the ledger can store it at once.
+
+        Concurrent oracles (the API judge) override this; the default wraps ``judge``.
+        """
+        yield from enumerate(self.judge(items))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients, servers or widgets."""
