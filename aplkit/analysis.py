@@ -1,0 +1,495 @@
+"""Numbers behind the paper's figures and tables, read only from run folders.
+
+A run is any folder under RUNS_DIR holding a ``config.yaml``; its identity (strategy, seed,
+training mode, epochs, oracle, task) comes from that file, its results from the JSONL files
+described in ``aplkit.runfolder``. Everything here returns pandas objects and plots nothing
+(see ``aplkit.plots``), so notebooks, the CLI and the tests share one implementation.
+
+Error bars are standard errors over seeds, SE = std(ddof=1) / sqrt(n_seeds), as in the paper.
+With a single seed there is no spread to measure, so the run's own binomial stderr from
+``eval.jsonl`` is used instead and the ``se_kind`` column says ``binomial``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from aplkit.runfolder import ACQUIRED_FIELDS, EVAL_FIELDS, TRAIN_FIELDS, read_jsonl
+
+PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
+DISPLAY = {"random": "Random", "entropy": "Entropy", "certainty": "Pref certainty", "entropy+certainty": "Pref + Ent"}
+IDENTITY = ("run", "name", "task", "strategy", "seed", "mode", "epochs", "oracle", "complete")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Every folder under ``runs_dir`` (itself included) that holds a config.yaml, sorted."""
+    root = Path(runs_dir)
+    if not root.exists():
+        raise FileNotFoundError(f"runs dir not found: {root}")
+    return sorted(p.parent for p in root.rglob("config.yaml"))
+
+
+def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """What makes a run distinct, from its config.yaml (read as plain YAML so old configs still load)."""
+    folder = Path(folder)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    training = cfg.get("training") or {}
+    summary_path = folder / "summary.json"
+    try:
+        complete = bool(json.loads(summary_path.read_text()).get("complete")) if summary_path.exists() else False
+    except json.JSONDecodeError:
+        complete = False
+    rel = folder.relative_to(runs_dir).as_posix() if runs_dir is not None else folder.as_posix()
+    return {
+        "run": rel,
+        "name": cfg.get("name", ""),
+        "task": (cfg.get("data") or {}).get("task", ""),
+        "strategy": cfg.get("strategy", ""),
+        "seed": int(cfg.get("seed", 0)),
+        "mode": training.get("mode", "reset"),
+        "epochs": int(training.get("epochs", 0)),
+        "oracle": (cfg.get("oracle") or {}).get("kind", ""),
+        "complete": complete,
+    }
+
+
+def _load(runs_dir: str | Path, filename: str, fields: Iterable[str]) -> pd.DataFrame:
+    fields = list(fields)
+    frames, skipped = [], []
+    for folder in find_runs(runs_dir):
+        ident = run_identity(folder, runs_dir)
+        rows = list(read_jsonl(folder / filename))
+        if not rows:
+            skipped.append(ident["run"])
+            continue
+        part = pd.DataFrame([{k: r.get(k) for k in fields} for r in rows])
+        for k in reversed(IDENTITY):
+            part.insert(0, k, ident[k])
+        frames.append(part)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *fields])
+    df.attrs["skipped"] = skipped  # folders with a config.yaml but no rows in `filename`
+    df.attrs["incomplete"] = sorted(df.loc[~df["complete"].astype(bool), "run"].unique().tolist()) if len(df) else []
+    return df
+
+
+def load_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × waypoint: eval.jsonl joined with run identity.
+
+    Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
+    are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
+    """
+    df = _load(runs_dir, "eval.jsonl", EVAL_FIELDS)
+    for col in ("acquired", "n", "ties", "invalid", "step"):
+        df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
+    for col in ("win_rate", "stderr"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per acquired pair (acquired.jsonl) with run identity."""
+    df = _load(runs_dir, "acquired.jsonl", ACQUIRED_FIELDS)
+    for col in ("bt_prob", "score", "reward0", "reward1"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_train(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × acquisition step × epoch (train.jsonl) with run identity."""
+    df = _load(runs_dir, "train.jsonl", TRAIN_FIELDS)
+    for col in ("loss", "reward_acc", "margin"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_consistency(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record in consistency.json files under ``runs_dir`` (each file: one dict or a list)."""
+    out: list[dict[str, Any]] = []
+    for p in sorted(Path(runs_dir).rglob("consistency.json")):
+        data = json.loads(p.read_text())
+        out.extend(data if isinstance(data, list) else [data])
+    return out
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def strategy_order(strategies: Iterable[str]) -> list[str]:
+    """The paper's order (random, entropy, certainty, entropy+certainty), then any others sorted."""
+    present = set(strategies)
+    return [s for s in PAPER_ORDER if s in present] + sorted(present - set(PAPER_ORDER))
+
+
+def _mode_value(values: pd.Series) -> Any:
+    counts = values.value_counts()
+    top = counts[counts == counts.max()].index
+    return max(top)  # ties: the larger value (more epochs), deterministic
+
+
+def select_main(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs that belong in Fig 2 / Table 2: per task, reset mode (if any), the commonest oracle and epoch count.
+
+    A runs dir often also holds the online (Fig 5) and epoch-sweep (Fig 6) runs; averaging those
+    into the main curves would be wrong, so they are dropped here and the notes say so.
+    """
+    if df.empty:
+        return df, []
+    keep, notes = [], []
+    for task, g in df.groupby("task", sort=True):
+        runs = g.drop_duplicates("run")
+        sel = runs[runs["mode"] == "reset"] if (runs["mode"] == "reset").any() else runs
+        sel = sel[sel["oracle"] == _mode_value(sel["oracle"])]
+        sel = sel[sel["epochs"] == _mode_value(sel["epochs"])]
+        dropped = len(runs) - len(sel)
+        if dropped:
+            s0 = sel.iloc[0]
+            notes.append(f"{task}: main setting mode={s0['mode']} oracle={s0['oracle']} epochs={s0['epochs']}; {dropped} other run(s) left out of Fig 2 / Table 2")
+        keep.extend(sel["run"].tolist())
+    return df[df["run"].isin(keep)], notes
+
+
+def _check_unique(df: pd.DataFrame, keys: list[str]) -> None:
+    """Refuse to average two runs that claim the same seed of the same curve (mixed settings or a re-run)."""
+    dup = df.duplicated([*keys, "seed", "acquired"], keep=False)
+    if dup.any():
+        r = df[dup].iloc[0]
+        same = dup & (df["seed"] == r["seed"]) & (df["acquired"] == r["acquired"])
+        for k in keys:
+            same &= df[k] == r[k]
+        where = " ".join(f"{k}={r[k]}" for k in keys)
+        raise ValueError(
+            f"{where} seed={r['seed']} acquired={r['acquired']} appears in several runs ({', '.join(sorted(df.loc[same, 'run']))}); "
+            "filter to one setting first (e.g. analysis.select_main)"
+        )
+
+
+def _sort(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Sort with strategies in the paper's order."""
+    if "strategy" not in cols or df.empty:
+        return df.sort_values(cols).reset_index(drop=True) if not df.empty else df
+    order = {s: i for i, s in enumerate(strategy_order(df["strategy"]))}
+    return df.sort_values(cols, key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- Fig 2 / Table 2
+
+
+def _mean_se(values: np.ndarray, own_stderr: np.ndarray) -> tuple[float, float, str]:
+    n = len(values)
+    if n == 1:
+        return float(values[0]), float(own_stderr[0]), "binomial"
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)), "seeds"
+
+
+def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
+
+    Columns: *by, acquired, mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    """
+    by = list(by)
+    cols = [*by, "acquired", "mean", "se", "n", "se_kind"]
+    df = df.dropna(subset=["win_rate"])
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    _check_unique(df, by)
+    rows = []
+    for key, g in df.groupby([*by, "acquired"], sort=True):
+        m, se, kind = _mean_se(g["win_rate"].to_numpy(float), g["stderr"].to_numpy(float))
+        rows.append({**dict(zip([*by, "acquired"], key, strict=True)), "mean": m, "se": se, "n": len(g), "se_kind": kind})
+    out = pd.DataFrame(rows, columns=cols)
+    out["acquired"] = out["acquired"].astype(int)
+    return _sort(out, [*by, "acquired"])
+
+
+def format_cell(mean: float, se: float) -> str:
+    """The paper's Table 2 cell: mean to 2 d.p. ± standard error to 3 d.p."""
+    return f"{mean:.2f} ± {se:.3f}"
+
+
+def table2(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: rows = acquired size (with a dataset level when several tasks), columns = strategies.
+
+    Cells are ``format_cell`` strings. ``attrs["stats"]`` holds the numeric mean/se/n per cell and
+    ``attrs["best"]`` maps each row key to the strategies with the highest mean (exact ties all marked);
+    the writers below use both.
+    """
+    curves = winrate_curves(df)
+    strategies = strategy_order(curves["strategy"])
+    multi = curves["task"].nunique() > 1
+    index = ["task", "acquired"] if multi else ["acquired"]
+    curves = curves.assign(cell=[format_cell(m, s) for m, s in zip(curves["mean"], curves["se"], strict=True)])
+    table = curves.pivot(index=index, columns="strategy", values="cell").reindex(columns=strategies).fillna("–")
+    table.columns.name = None
+    best: dict[Any, list[str]] = {}
+    for key, g in curves.groupby(index, sort=True):
+        top = g["mean"].max()
+        best[key[0] if not multi else key] = [s for s in strategies if s in set(g.loc[g["mean"] == top, "strategy"])]
+    table.attrs["stats"] = curves.drop(columns="cell")
+    table.attrs["best"] = best
+    return table
+
+
+def _rows(table: pd.DataFrame) -> list[tuple[Any, list[str], list[str]]]:
+    """(row key, header cells for the index, [(strategy, cell)]) with a flag for the best."""
+    out = []
+    best = table.attrs.get("best", {})
+    for key, row in table.iterrows():
+        idx_cells = [str(k) for k in key] if isinstance(key, tuple) else [str(key)]
+        out.append((key, idx_cells, [(s, row[s], s in best.get(key, [])) for s in table.columns]))
+    return out
+
+
+def _footnote(table: pd.DataFrame) -> str:
+    stats = table.attrs.get("stats")
+    if stats is None or stats.empty:
+        return ""
+    ns = sorted(set(stats["n"].astype(int)))
+    text = f"Mean win-rate ± standard error over seeds (n = {', '.join(map(str, ns))}); best per row in bold."
+    if (stats["se_kind"] == "binomial").any():
+        text += " Cells from a single seed use that run's binomial stderr from eval.jsonl."
+    return text
+
+
+def _index_names(table: pd.DataFrame) -> list[str]:
+    return ["Dataset", "Size"] if table.index.nlevels > 1 else ["Size"]
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub Markdown of ``table2`` output; the best cell per row in **bold**."""
+    head = [*_index_names(table), *(DISPLAY.get(s, s) for s in table.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(_index_names(table)) + ["---:"] * len(table.columns)) + "|"]
+    for _, idx, cells in _rows(table):
+        body = [f"**{c}**" if b else c for _, c, b in cells]
+        lines.append("| " + " | ".join(idx + body) + " |")
+    foot = _footnote(table)
+    return "\n".join(lines) + ("\n\n" + foot if foot else "") + "\n"
+
+
+def _tex(s: str) -> str:
+    return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
+
+
+def to_latex(table: pd.DataFrame, caption: str | None = None, label: str = "tab:winrate") -> str:
+    """A booktabs LaTeX table of ``table2`` output; the best cell per row in \\textbf{}."""
+    k = len(_index_names(table))
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{" + "l" * k + "c" * len(table.columns) + "}",
+        r"\toprule",
+        " & ".join([*_index_names(table), *(_tex(DISPLAY.get(s, s)) for s in table.columns)]) + r" \\",
+        r"\midrule",
+    ]
+    for _, idx, cells in _rows(table):
+        body = []
+        for _, c, b in cells:
+            c = c.replace("±", r"$\pm$").replace("–", "--")
+            body.append(rf"\textbf{{{c}}}" if b else c)
+        lines.append(" & ".join([_tex(i) for i in idx] + body) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\caption{" + _tex(caption or _footnote(table)) + "}")
+    lines += [r"\label{" + label + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """The raw numbers behind ``table2``: one row per (task, size, strategy) with mean, se, n, se_kind, best."""
+    stats = table.attrs["stats"].copy()
+    best = table.attrs.get("best", {})
+    multi = table.index.nlevels > 1
+    stats["best"] = [s in best.get((t, a) if multi else a, []) for t, a, s in zip(stats["task"], stats["acquired"], stats["strategy"], strict=True)]
+    stats["cell"] = [format_cell(m, s) for m, s in zip(stats["mean"], stats["se"], strict=True)]
+    stats.to_csv(path, index=False)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
+    """Paired comparison of each strategy with random, per task and size, over seeds run with both.
+
+    mean_diff and se are over the per-seed differences (strategy − random); t_p is scipy's paired
+    t-test, wilcoxon_p the signed-rank test when n ≥ 6 (too few pairs for it otherwise: NaN).
+    With one shared seed (or differences identical across seeds) there is nothing to test:
+    p-values are NaN and ``note`` says n/a.
+    """
+    from scipy import stats
+
+    cols = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "wilcoxon_p", "note"]
+    rows = []
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    _check_unique(df, ["task", "strategy"])
+    for (task, size), g in df.groupby(["task", "acquired"], sort=True):
+        base = g[g["strategy"] == "random"].set_index("seed")["win_rate"]
+        if base.empty:
+            continue
+        for s in strategy_order(g["strategy"]):
+            if s == "random":
+                continue
+            other = g[g["strategy"] == s].set_index("seed")["win_rate"]
+            seeds = sorted(set(base.index) & set(other.index))
+            n = len(seeds)
+            if n == 0:
+                continue
+            a, b = other.loc[seeds].to_numpy(float), base.loc[seeds].to_numpy(float)
+            d = a - b
+            row = {"task": task, "acquired": int(size), "strategy": s, "n": n, "mean_diff": float(d.mean())}
+            if n == 1:
+                row |= {"se": float("nan"), "t_p": float("nan"), "wilcoxon_p": float("nan"), "note": "n/a (one seed)"}
+            elif np.ptp(d) < 1e-12:  # every seed moved by the same amount: t is 0/0 and scipy's p would be noise
+                row |= {"se": 0.0, "t_p": float("nan"), "wilcoxon_p": float("nan"), "note": "n/a (identical differences across seeds)"}
+            else:
+                row["se"] = float(d.std(ddof=1) / math.sqrt(n))
+                row["t_p"] = float(stats.ttest_rel(a, b).pvalue)
+                row["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue) if n >= 6 and np.any(d != 0) else float("nan")
+                row["note"] = "" if n >= 6 else "wilcoxon needs n >= 6"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _first_reach(sizes: np.ndarray, values: np.ndarray, target: float) -> tuple[float, str]:
+    """Labels at which the running-max curve through (sizes, values) first reaches ``target``."""
+    m = np.maximum.accumulate(values)
+    hit = np.flatnonzero(m >= target)
+    if len(hit) == 0:
+        return math.inf, f"random never reaches {target:.3f} within {int(sizes[0])}..{int(sizes[-1])} labels (best {m[-1]:.3f})"
+    k = int(hit[0])
+    if k == 0:
+        if target == m[0]:
+            return float(sizes[0]), ""
+        return float(sizes[0]), f"random is already above {target:.3f} at its smallest size {int(sizes[0])}: an upper bound"
+    s0, s1, m0, m1 = sizes[k - 1], sizes[k], m[k - 1], m[k]
+    return float(s0 + (target - m0) / (m1 - m0) * (s1 - s0)), ""
+
+
+def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """How many labels random needs to match each strategy's mean win-rate at ``budget``.
+
+    Random's mean curve over its measured sizes is made monotone with a running max and
+    interpolated linearly; ``ratio = labels_random / budget`` (2.0: the strategy saves half the
+    labels). ``inf`` when random never gets there within the measured range (``note`` says so).
+    """
+    cols = ["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]
+    curves = winrate_curves(df)
+    rows = []
+    for task, g in curves.groupby("task", sort=True):
+        rnd = g[g["strategy"] == "random"].sort_values("acquired")
+        if rnd.empty:
+            raise ValueError(f"data_efficiency: task {task!r} has no random runs to compare with")
+        for s in strategy_order(g["strategy"]):
+            at = g[(g["strategy"] == s) & (g["acquired"] == budget)]
+            if at.empty:
+                sizes = sorted(g.loc[g["strategy"] == s, "acquired"])
+                raise ValueError(f"data_efficiency: {s} on {task} has no waypoint at budget={budget} (measured: {sizes})")
+            target = float(at["mean"].iloc[0])
+            labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
+            rows.append({"task": task, "strategy": s, "budget": int(budget), "win_rate": target, "labels_random": labels, "ratio": labels / budget, "note": note})
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------- Fig 3
+
+
+def bt_histogram(bt_probs: Iterable[float], preferred: Iterable[int | None], bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fig 3 binning: how confidently right or wrong the implicit BT model was about acquired pairs.
+
+    The model predicts y1 wins iff bt_prob > 0.5, with confidence p = max(bt_prob, 1 − bt_prob).
+    Correct pairs go at p (0.5 → 1), incorrect ones at 1 − p (0 → 0.5), so the top bins hold the
+    most confidently right and the bottom ones the most confidently wrong. Pairs with a null
+    bt_prob or label are dropped. Returns edges (2·bins + 1 over [0, 1]) and two count arrays of
+    length 2·bins: incorrect counts live in the lower half, correct in the upper. Bins are
+    [lo, hi) except the last of each half, which is closed (so 0.5 and 1.0 fall inside).
+    """
+    edges = np.linspace(0.0, 1.0, 2 * bins + 1)
+    incorrect = np.zeros(2 * bins, dtype=int)
+    correct = np.zeros(2 * bins, dtype=int)
+    for p, y in zip(bt_probs, preferred, strict=True):
+        if p is None or y is None or (isinstance(p, float) and math.isnan(p)) or (isinstance(y, float) and math.isnan(y)):
+            continue
+        conf = max(p, 1.0 - p)
+        right = (p > 0.5) == (int(y) == 1)
+        value = conf if right else 1.0 - conf
+        k = math.floor(round(value * 2 * bins, 9))  # round: 1 − 0.9 must land in the 0.1 bin
+        if right:
+            correct[min(max(k, bins), 2 * bins - 1)] += 1
+        else:
+            incorrect[min(max(k, 0), bins - 1)] += 1
+    return edges, incorrect, correct
+
+
+def bt_histograms(acq: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Fig 3 data: per strategy × acquisition step (over all seeds), the counts from ``bt_histogram``.
+
+    Columns: strategy, step, bin (0..2·bins−1), lo, hi, incorrect, correct, n_used, n_excluded
+    (pairs with a tie/invalid label or no bt_prob).
+    """
+    cols = ["strategy", "step", "bin", "lo", "hi", "incorrect", "correct", "n_used", "n_excluded"]
+    rows = []
+    if acq.empty:
+        return pd.DataFrame(columns=cols)
+    for (s, step), g in acq.groupby(["strategy", "step"], sort=True):
+        prefs = [None if pd.isna(y) else int(y) for y in g["preferred"]]
+        probs = [None if pd.isna(p) else float(p) for p in g["bt_prob"]]
+        edges, inc, cor = bt_histogram(probs, prefs, bins)
+        used = int(inc.sum() + cor.sum())
+        for b in range(2 * bins):
+            rows.append({"strategy": s, "step": int(step), "bin": b, "lo": edges[b], "hi": edges[b + 1], "incorrect": int(inc[b]),
+                         "correct": int(cor[b]), "n_used": used, "n_excluded": len(g) - used})
+    return _sort(pd.DataFrame(rows, columns=cols), ["strategy", "step", "bin"])
+
+
+# --------------------------------------------------------------------------- Fig 5 / Fig 6
+
+
+def online_vs_reset(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig 5 data: win-rate curves per task, strategy and training mode, for strategies run online.
+
+    Reset runs are restricted to the main setting (``select_main``) so they match Fig 2.
+    Empty when there are no online runs.
+    """
+    online = df[df["mode"] == "online"]
+    if online.empty:
+        return pd.DataFrame(columns=["task", "strategy", "mode", "acquired", "mean", "se", "n", "se_kind"])
+    main, _ = select_main(df[df["mode"] == "reset"])
+    both = pd.concat([online, main[main["strategy"].isin(set(online["strategy"]))]])
+    return winrate_curves(both, by=("task", "strategy", "mode"))
+
+
+def loss_curves(train: pd.DataFrame, epochs: int | None = None) -> pd.DataFrame:
+    """Fig 6 (left): mean DPO loss per epoch and acquisition step over reset-mode runs.
+
+    Uses the runs with ``training.epochs == epochs`` (default: the largest, which shows the
+    whole convergence) so every point averages the same runs. Columns: step, epoch, loss, se, n.
+    """
+    t = train[(train["mode"] == "reset")] if (train["mode"] == "reset").any() else train
+    if t.empty:
+        return pd.DataFrame(columns=["step", "epoch", "loss", "se", "n"])
+    t = t[t["epochs"] == (epochs if epochs is not None else t["epochs"].max())]
+    g = t.groupby(["step", "epoch"], sort=True)["loss"]
+    out = g.agg(loss="mean", n="count", sd=lambda x: x.std(ddof=1)).reset_index()
+    out["se"] = out["sd"] / np.sqrt(out["n"])
+    return out.drop(columns="sd")[["step", "epoch", "loss", "se", "n"]]
+
+
+def winrate_vs_epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig 6 (right): each reset run's win-rate at its largest waypoint, mean ± SE over seeds per
+    task, strategy and training.epochs. Columns: task, strategy, epochs, acquired, mean, se, n, se_kind."""
+    t = df[df["mode"] == "reset"].dropna(subset=["win_rate"])
+    if t.empty:
+        return pd.DataFrame(columns=["task", "strategy", "epochs", "acquired", "mean", "se", "n", "se_kind"])
+    last = t.loc[t.groupby("run")["acquired"].idxmax()]
+    out = winrate_curves(last, by=("task", "strategy", "epochs"))
+    return out[["task", "strategy", "epochs", "acquired", "mean", "se", "n", "se_kind"]]

@@ -1,0 +1,244 @@
+"""The paper's figures from ``aplkit.analysis`` tables: one function per figure, each returns a Figure.
+
+Style is fixed so figures from different runs dirs compare at a glance: seaborn whitegrid,
+the colour-blind palette, one colour per strategy (random is always grey), the paper's
+strategy order, legends outside the data. ``save`` writes PNG (dpi 200) and PDF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib import ticker
+
+if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):
+    matplotlib.use("Agg")  # headless (CLI, CI, papermill without a kernel display): never try a GUI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from aplkit.analysis import DISPLAY, strategy_order  # noqa: E402
+
+_CB = sns.color_palette("colorblind")
+COLORS = {"random": _CB[7], "entropy": _CB[0], "certainty": _CB[1], "entropy+certainty": _CB[2]}
+_EXTRA = [_CB[4], _CB[5], _CB[9], _CB[6], _CB[8], _CB[3]]
+MARKERS = {"random": "o", "entropy": "s", "certainty": "^", "entropy+certainty": "D"}
+CORRECT, INCORRECT = _CB[2], _CB[3]  # green / vermillion, as the paper's green / red
+AGAINST = {"initial": "win-rate vs initial model", "reference": "win-rate vs human reference"}
+
+
+def color(strategy: str, others: Sequence[str] = ()) -> Any:
+    """Fixed colour per strategy; strategies beyond the paper's four get the next free colours in sorted order."""
+    if strategy in COLORS:
+        return COLORS[strategy]
+    extra = sorted(s for s in others if s not in COLORS)
+    return _EXTRA[extra.index(strategy) % len(_EXTRA)] if strategy in extra else _CB[8]
+
+
+def label(strategy: str) -> str:
+    return DISPLAY.get(strategy, strategy)
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """Paper style for the figures made inside; the caller's rcParams are left as they were."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.35), plt.rc_context({"axes.titleweight": "bold", "legend.frameon": False}):
+        yield
+
+
+def _task_title(task: str) -> str:
+    return {"imdb": "IMDB", "tldr": "TLDR"}.get(task, task)
+
+
+def _ylabel(against: dict[str, str] | None, task: str) -> str:
+    return AGAINST.get((against or {}).get(task, ""), "win-rate").capitalize()
+
+
+def _curve(ax: Any, g: pd.DataFrame, c: Any, m: str, lbl: str, ls: str = "-") -> None:
+    g = g.sort_values("acquired")
+    x, y, e = g["acquired"].to_numpy(float), g["mean"].to_numpy(float), g["se"].to_numpy(float)
+    ax.fill_between(x, y - e, y + e, color=c, alpha=0.15, lw=0)
+    ax.errorbar(x, y, yerr=e, color=c, marker=m, ls=ls, lw=2, ms=6, capsize=3, label=lbl)
+
+
+def _n_note(curves: pd.DataFrame) -> str:
+    ns = sorted(set(curves["n"].astype(int)))
+    note = f"mean ± SE over {'/'.join(map(str, ns))} seed{'s' if ns != [1] else ''}"
+    return note + (" (1 seed: binomial SE)" if (curves["se_kind"] == "binomial").any() else "")
+
+
+def plot_winrate(curves: pd.DataFrame, against: dict[str, str] | None = None, title: str = "Win-rate at evaluation waypoints") -> Figure:
+    """Fig 2: one panel per task, win-rate vs acquired-set size per strategy, mean ± SE."""
+    tasks = sorted(curves["task"].unique())
+    strategies = strategy_order(curves["strategy"])
+    with style():
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 1.8, 4.2), squeeze=False, layout="constrained")
+        for ax, task in zip(axes[0], tasks, strict=True):
+            t = curves[curves["task"] == task]
+            for s in strategies:
+                g = t[t["strategy"] == s]
+                if not g.empty:
+                    _curve(ax, g, color(s, strategies), MARKERS.get(s, "v"), label(s))
+            ax.set_title(_task_title(task))
+            ax.set_xlabel("Acquired dataset size (labelled pairs)")
+            ax.set_ylabel(_ylabel(against, task))
+            ax.set_xticks(sorted(t["acquired"].unique()))
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        for ax in axes[0][1:]:
+            for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lbl not in labels:
+                    handles.append(h)
+                    labels.append(lbl)
+        fig.legend(handles, labels, loc="outside right center", title="Acquisition")
+        fig.suptitle(f"{title}\n({_n_note(curves)})", fontsize="medium")
+    return fig
+
+
+def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
+    """Fig 3: BT-model confidence on acquired pairs; columns = strategies, rows = acquisition steps.
+
+    Red (hatched) bars left of 0.5: pairs the implicit reward model got wrong, further left = more
+    confidently wrong; green right of 0.5: correct, further right = more confident. With more than
+    ``max_rows`` steps, evenly spaced steps (first and last included) are shown.
+    """
+    strategies = strategy_order(hist["strategy"])
+    steps = sorted(hist["step"].unique())
+    if len(steps) > max_rows:
+        steps = [steps[i] for i in sorted(set(np.linspace(0, len(steps) - 1, max_rows).round().astype(int)))]
+    with style():
+        fig, axes = plt.subplots(len(steps), len(strategies), figsize=(3.4 * len(strategies) + 0.6, 2.3 * len(steps) + 1.2),
+                                 squeeze=False, sharex=True, sharey="row", layout="constrained")
+        for i, step in enumerate(steps):
+            row = hist[hist["step"] == step]
+            axes[i][0].set_ylim(0, max(1, int(row[["incorrect", "correct"]].to_numpy().max())) * 1.3)  # shared across the row
+            for j, s in enumerate(strategies):
+                ax = axes[i][j]
+                g = hist[(hist["strategy"] == s) & (hist["step"] == step)]
+                if g.empty:
+                    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
+                else:
+                    w = (g["hi"] - g["lo"]).to_numpy()
+                    ax.bar(g["lo"], g["incorrect"], width=w, align="edge", color=INCORRECT, edgecolor="white", hatch="//", lw=0.5,
+                           label="incorrect")
+                    ax.bar(g["lo"], g["correct"], width=w, align="edge", color=CORRECT, edgecolor="white", lw=0.5, label="correct")
+                    excl = int(g["n_excluded"].iloc[0])
+                    ax.text(0.98, 0.97, f"n={int(g['n_used'].iloc[0])}" + (f" (+{excl} tie/invalid)" if excl else ""), ha="right",
+                            transform=ax.transAxes, va="top", fontsize="x-small", color="0.25",
+                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+                ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+                ax.axvline(0.5, color="0.3", lw=0.8)
+                ax.set_xlim(0, 1)
+                if i == 0:
+                    ax.set_title(label(s))
+                if j == 0:
+                    ax.set_ylabel(f"step {step}\npairs")
+                ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", ".25", ".5", ".75", "1"])
+                if i == len(steps) - 1:
+                    ax.set_xlabel("mapped BT probability")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, ["incorrect: at 1 − p (0 → 0.5)", "correct: at p (0.5 → 1)"], loc="outside lower center", ncols=2)
+        fig.suptitle("Implicit Bradley–Terry model on acquired pairs vs the oracle (all seeds)\n"
+                     "p = confidence in the predicted winner; correct pairs at p, incorrect at 1 − p (left edge = most confidently wrong)",
+                     fontsize="medium")
+    return fig
+
+
+def plot_consistency(records: Sequence[dict[str, Any]]) -> Figure:
+    """Fig 1: oracle self-consistency (agreement of two labels for the same pair) with its CI."""
+    recs = list(records)
+    names = [str(r["oracle"]) + (f"\nT={r['temperature']}" if r.get("temperature") is not None else "") for r in recs]
+    agree = np.array([float(r["agreement"]) for r in recs])
+    lo = np.array([float(r.get("ci_low", r["agreement"])) for r in recs])
+    hi = np.array([float(r.get("ci_high", r["agreement"])) for r in recs])
+    with style():
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(recs) + 2.0), 4.2), layout="constrained")
+        ax.bar(range(len(recs)), agree, color=[_CB[i % len(_CB)] for i in range(len(recs))], width=0.6)
+        ax.errorbar(range(len(recs)), agree, yerr=[agree - lo, hi - agree], fmt="none", ecolor="0.2", capsize=4, lw=1.2)
+        for k, r in enumerate(recs):
+            ax.text(k, min(hi[k] + 0.02, 1.02), f"{agree[k]:.0%}\nn={r.get('n', '?')}", ha="center", va="bottom", fontsize="small")
+        ax.set_xticks(range(len(recs)), names)
+        ax.set_ylim(0, 1.15)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel("Self-consistency (fraction of pairs\nlabelled the same twice)")
+        ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+        ax.set_title("Oracle self-consistency", fontsize="medium")
+        ax.set_xlabel("Oracle (error bars: ci_low – ci_high)")
+    return fig
+
+
+def plot_online_vs_reset(curves: pd.DataFrame, against: dict[str, str] | None = None) -> Figure:
+    """Fig 5: per task, each strategy's curve with reset (solid) and online (dashed) fine-tuning."""
+    tasks = sorted(curves["task"].unique())
+    strategies = strategy_order(curves["strategy"])
+    with style():
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.4, 4.2), squeeze=False, layout="constrained")
+        for ax, task in zip(axes[0], tasks, strict=True):
+            t = curves[curves["task"] == task]
+            for s in strategies:
+                for mode, ls in (("reset", "-"), ("online", "--")):
+                    g = t[(t["strategy"] == s) & (t["mode"] == mode)]
+                    if not g.empty:
+                        _curve(ax, g, color(s, strategies), MARKERS.get(s, "v"), f"{label(s)} ({mode})", ls=ls)
+            ax.set_title(_task_title(task))
+            ax.set_xlabel("Acquired dataset size (labelled pairs)")
+            ax.set_ylabel(_ylabel(against, task))
+            ax.set_xticks(sorted(t["acquired"].unique()))
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right center", title="Acquisition (fine-tuning)")
+        fig.suptitle(f"Online vs reset fine-tuning ({_n_note(curves)})", fontsize="medium")
+    return fig
+
+
+def plot_epochs(loss: pd.DataFrame, wr: pd.DataFrame | None = None) -> Figure:
+    """Fig 6: DPO loss per epoch (one line per acquisition step) and, when runs differ in
+    training.epochs, the final win-rate vs epochs per strategy."""
+    two = wr is not None and not wr.empty and wr["epochs"].nunique() > 1
+    with style():
+        fig, axes = plt.subplots(1, 2 if two else 1, figsize=(11.5 if two else 6.2, 4.2), squeeze=False, layout="constrained")
+        ax = axes[0][0]
+        steps = sorted(loss["step"].unique())
+        cmap = plt.get_cmap("viridis")
+        for k, step in enumerate(steps):
+            g = loss[loss["step"] == step].sort_values("epoch")
+            c = cmap(k / max(1, len(steps) - 1) * 0.9)
+            ax.plot(g["epoch"], g["loss"], color=c, lw=2, marker="o" if len(g) <= 12 else None, ms=4, label=f"step {step}")
+            se = g["se"].fillna(0).to_numpy()
+            ax.fill_between(g["epoch"], g["loss"] - se, g["loss"] + se, color=c, alpha=0.15, lw=0)
+        ax.set_xlabel("Fine-tuning epoch")
+        ax.set_ylabel("DPO loss (mean over runs)")
+        ax.set_title("Loss convergence per acquisition step", fontsize="medium")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Acquisition", fontsize="small")
+        if two:
+            ax2 = axes[0][1]
+            strategies = strategy_order(wr["strategy"])
+            for s in strategies:
+                g = wr[wr["strategy"] == s].sort_values("epochs")
+                ax2.errorbar(g["epochs"], g["mean"], yerr=g["se"], color=color(s, strategies), marker=MARKERS.get(s, "v"), lw=2, capsize=3,
+                             label=label(s))
+            ax2.set_xlabel("training.epochs per acquisition step")
+            ax2.set_ylabel("Final win-rate (largest waypoint)")
+            ax2.set_xticks(sorted(wr["epochs"].unique()))
+            ax2.set_title("Final win-rate vs epochs", fontsize="medium")
+            ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Acquisition")
+    return fig
+
+
+def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
+    """Write ``stem``.png and ``stem``.pdf into out_dir and close the figure."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=dpi)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths

@@ -1,0 +1,219 @@
+"""Analysis on synthetic run folders whose right answers are worked out by hand here."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from aplkit import analysis as A
+from tests.synthetic_runs import make_run, write_consistency
+
+# win-rates per strategy → seed → {size: win-rate}
+RANDOM = {0: {16: 0.50, 32: 0.60}, 1: {16: 0.55, 32: 0.62}, 2: {16: 0.60, 32: 0.64}}
+CERTAINTY = {0: {16: 0.52, 32: 0.70}, 1: {16: 0.54, 32: 0.66}, 2: {16: 0.53, 32: 0.74}}
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    for seed, wr in RANDOM.items():
+        make_run(tmp_path, "random", seed, wr)
+    for seed, wr in CERTAINTY.items():
+        make_run(tmp_path, "certainty", seed, wr)
+    make_run(tmp_path, "entropy", 0, {16: 0.5, 32: 0.5}, n_test=100, complete=False)  # one seed: binomial SE 0.05
+    return tmp_path
+
+
+def test_load_runs_identity_skips_and_flags(runs):
+    make_run(runs, "certainty", 7, {}, folder="empty/run")  # config.yaml but no eval rows
+    df = A.load_runs(runs)
+    assert len(df) == 14  # 7 runs × 2 waypoints
+    assert df.attrs["skipped"] == ["empty/run"]
+    assert df.attrs["incomplete"] == ["imdb-reset-e4-sentiment/entropy/seed0"]
+    r = df[(df["strategy"] == "certainty") & (df["seed"] == 2) & (df["acquired"] == 32)].iloc[0]
+    assert (r["win_rate"], r["mode"], r["epochs"], r["oracle"], r["task"], bool(r["complete"])) == (0.74, "reset", 4, "sentiment", "imdb", True)
+
+
+def test_winrate_curves_mean_and_se_by_hand(runs):
+    curves = A.winrate_curves(A.load_runs(runs))
+    assert list(curves["strategy"].unique()) == ["random", "entropy", "certainty"]  # the paper's order
+    c = curves.set_index(["strategy", "acquired"])
+    vals = [RANDOM[s][32] for s in range(3)]
+    assert c.loc[("random", 32), "mean"] == pytest.approx(sum(vals) / 3)
+    assert c.loc[("random", 32), "se"] == pytest.approx(statistics.stdev(vals) / math.sqrt(3))
+    assert c.loc[("random", 32), "se"] == pytest.approx(0.02 / math.sqrt(3))  # sd of .60,.62,.64 is .02
+    assert (c.loc[("random", 32), "n"], c.loc[("random", 32), "se_kind"]) == (3, "seeds")
+    # one seed: the run's own binomial stderr sqrt(.5·.5/100) = 0.05
+    assert c.loc[("entropy", 16), "se"] == pytest.approx(0.05)
+    assert c.loc[("entropy", 16), "se_kind"] == "binomial"
+
+
+def test_table2_strings_bold_and_writers(runs, tmp_path):
+    t = A.table2(A.load_runs(runs))
+    assert list(t.columns) == ["random", "entropy", "certainty"]
+    assert list(t.index) == [16, 32]
+    # random @16: .50 .55 .60 → mean .55, sd .05, SE .05/√3 = .0289; certainty @32: .70 .66 .74 → .70, SE .04/√3 = .0231
+    assert t.loc[16, "random"] == "0.55 ± 0.029"
+    assert t.loc[16, "certainty"] == "0.53 ± 0.006"
+    assert t.loc[32, "random"] == "0.62 ± 0.012"
+    assert t.loc[32, "certainty"] == "0.70 ± 0.023"
+    assert t.loc[32, "entropy"] == "0.50 ± 0.050"
+    md = A.to_markdown(t)
+    assert "| Size | Random | Entropy | Pref certainty |" in md
+    assert "| 16 | **0.55 ± 0.029** | 0.50 ± 0.050 | 0.53 ± 0.006 |" in md
+    assert "| 32 | 0.62 ± 0.012 | 0.50 ± 0.050 | **0.70 ± 0.023** |" in md
+    assert "single seed" in md  # entropy's binomial SE is disclosed
+    tex = A.to_latex(t)
+    assert r"\textbf{0.70 $\pm$ 0.023}" in tex and r"\textbf{0.55 $\pm$ 0.029}" in tex
+    assert r"0.62 $\pm$ 0.012 &" in tex and r"\textbf{0.62" not in tex
+    csv = pd.read_csv(A.to_csv(t, tmp_path / "t2.csv"))
+    row = csv[(csv["strategy"] == "certainty") & (csv["acquired"] == 32)].iloc[0]
+    assert row["mean"] == pytest.approx(0.70) and row["se"] == pytest.approx(0.04 / math.sqrt(3)) and row["n"] == 3
+    assert bool(row["best"]) and not bool(csv[(csv["strategy"] == "random") & (csv["acquired"] == 32)]["best"].iloc[0])
+
+
+def test_table2_ties_mark_every_best_and_tasks_split(tmp_path):
+    for seed in range(2):
+        make_run(tmp_path, "random", seed, {16: 0.6})
+        make_run(tmp_path, "certainty", seed, {16: 0.6})
+        make_run(tmp_path, "random", seed, {16: 0.5}, task="tldr")
+        make_run(tmp_path, "certainty", seed, {16: 0.4}, task="tldr")
+    t = A.table2(A.load_runs(tmp_path))
+    assert list(t.index) == [("imdb", 16), ("tldr", 16)]
+    md = A.to_markdown(t)
+    assert "| imdb | 16 | **0.60 ± 0.000** | **0.60 ± 0.000** |" in md
+    assert "| tldr | 16 | **0.50 ± 0.000** | 0.40 ± 0.000 |" in md
+
+
+def test_duplicate_seed_from_mixed_settings_is_refused(runs):
+    make_run(runs, "random", 0, {16: 0.9, 32: 0.9}, mode="online")
+    df = A.load_runs(runs)
+    with pytest.raises(ValueError, match="random.*seed=0.*several runs"):
+        A.table2(df)
+    main, notes = A.select_main(df)
+    assert set(main["mode"]) == {"reset"} and "1 other run(s)" in notes[0]
+    assert A.table2(main).loc[16, "random"] == "0.55 ± 0.029"
+
+
+def test_significance_vs_random_matches_scipy(tmp_path):
+    rnd = [0.50, 0.52, 0.55, 0.47, 0.60, 0.58]
+    cer = [0.56, 0.55, 0.62, 0.50, 0.61, 0.66]
+    for seed, (r, c) in enumerate(zip(rnd, cer, strict=True)):
+        make_run(tmp_path, "random", seed, {16: r, 32: r})
+        make_run(tmp_path, "certainty", seed, {16: c})
+        if seed < 3:
+            make_run(tmp_path, "certainty", seed, {32: c}, folder=f"three/{seed}")
+    make_run(tmp_path, "entropy", 0, {16: 0.7})
+    make_run(tmp_path, "certainty", 99, {16: 0.99})  # no random seed 99: not paired, ignored
+    sig = A.significance_vs_random(A.load_runs(tmp_path)).set_index(["strategy", "acquired"])
+    d = [c - r for r, c in zip(rnd, cer, strict=True)]  # .06 .03 .07 .03 .01 .08
+    row = sig.loc[("certainty", 16)]
+    assert row["n"] == 6
+    assert row["mean_diff"] == pytest.approx(sum(d) / 6) and row["mean_diff"] == pytest.approx(0.28 / 6)
+    assert row["se"] == pytest.approx(statistics.stdev(d) / math.sqrt(6))
+    assert row["t_p"] == pytest.approx(stats.ttest_rel(cer, rnd).pvalue)
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(cer, rnd).pvalue)
+    three = sig.loc[("certainty", 32)]
+    assert three["n"] == 3 and three["t_p"] == pytest.approx(stats.ttest_rel(cer[:3], rnd[:3]).pvalue)
+    assert math.isnan(three["wilcoxon_p"])  # fewer than 6 pairs
+    one = sig.loc[("entropy", 16)]
+    assert one["n"] == 1 and one["mean_diff"] == pytest.approx(0.2) and math.isnan(one["t_p"]) and "n/a" in one["note"]
+
+
+def test_data_efficiency_on_a_piecewise_linear_curve(tmp_path):
+    # random: 16 → .55, 32 → .65, 48 → .60 (a dip), 64 → .75; running max .55 .65 .65 .75
+    make_run(tmp_path, "random", 0, {16: 0.55, 32: 0.65, 48: 0.60, 64: 0.75})
+    make_run(tmp_path, "certainty", 0, {16: 0.6, 32: 0.70})  # .70 reached between 48 (.65) and 64 (.75): 48 + .5·16 = 56
+    make_run(tmp_path, "entropy", 0, {32: 0.62})  # between 16 (.55) and 32 (.65): 16 + .7·16 = 27.2
+    make_run(tmp_path, "entropy+certainty", 0, {32: 0.80})  # above random's best
+    make_run(tmp_path, "bald", 0, {32: 0.50})  # below random's first point: upper bound 16
+    df = A.load_runs(tmp_path)
+    eff = A.data_efficiency(df, 32).set_index("strategy")
+    assert eff.loc["certainty", "labels_random"] == pytest.approx(56.0)
+    assert eff.loc["certainty", "ratio"] == pytest.approx(56 / 32)
+    assert eff.loc["entropy", "labels_random"] == pytest.approx(27.2)
+    assert eff.loc["random", "ratio"] == pytest.approx(1.0)
+    assert math.isinf(eff.loc["entropy+certainty", "ratio"]) and "never reaches" in eff.loc["entropy+certainty", "note"]
+    assert eff.loc["bald", "labels_random"] == 16 and "upper bound" in eff.loc["bald", "note"]
+    with pytest.raises(ValueError, match="no waypoint at budget=48"):
+        A.data_efficiency(df, 48)
+
+
+def test_bt_histogram_by_hand():
+    probs = [0.9, 0.9, 0.2, 0.2, 0.5, 0.5, 1.0, 0.0, 0.97, None, 0.51, 0.85]
+    prefs = [1, 0, 0, 1, 0, 1, 1, 1, None, 1, 1, 0]
+    edges, inc, cor = A.bt_histogram(probs, prefs, bins=10)
+    assert len(edges) == 21 and edges[2] == pytest.approx(0.1) and edges[10] == pytest.approx(0.5)
+    want_inc = np.zeros(20, int)
+    # (.9, y0 won) → 1−.9 = .1 → bin [.1,.15); (.2, y1) → .2 → [.2,.25); (.5, y1) → .5 → last red bin (closed);
+    # (0, y1) → 0 → [0,.05); (.85, y0) → .15 → [.15,.2)
+    for b in (2, 4, 9, 0, 3):
+        want_inc[b] += 1
+    want_cor = np.zeros(20, int)
+    # (.9, y1) → .9 → [.9,.95); (.2, y0) → .8 → [.8,.85); (.5, y0) → .5 → [.5,.55); (1, y1) → 1 → last green (closed); (.51, y1) → [.5,.55)
+    for b in (18, 16, 10, 19, 10):
+        want_cor[b] += 1
+    assert inc.tolist() == want_inc.tolist()
+    assert cor.tolist() == want_cor.tolist()
+    assert inc[10:].sum() == 0 and cor[:10].sum() == 0
+
+
+def test_bt_histograms_per_strategy_and_step(tmp_path):
+    make_run(tmp_path, "certainty", 0, {16: 0.6}, acquired=[(1, 0.9, 0), (1, 0.9, 1), (1, 0.3, None)])
+    make_run(tmp_path, "certainty", 1, {16: 0.6}, acquired=[(1, 0.05, 1), (2, 0.6, 1)])
+    h = A.bt_histograms(A.load_acquired(tmp_path))
+    s1 = h[(h["strategy"] == "certainty") & (h["step"] == 1)]
+    assert s1["incorrect"].sum() == 2 and s1["correct"].sum() == 1  # over both seeds
+    assert int(s1["n_excluded"].iloc[0]) == 1 and int(s1["n_used"].iloc[0]) == 3
+    assert s1.loc[s1["bin"] == 1, "incorrect"].item() == 1  # .05 predicted y0 with .95, oracle says y1 → 1 − .95 = .05
+    assert s1.loc[s1["bin"] == 2, "incorrect"].item() == 1
+
+
+def test_loss_curves_and_epoch_sweep(tmp_path):
+    for seed in range(2):
+        make_run(tmp_path, "random", seed, {16: 0.5 + 0.1 * seed, 32: 0.6 + 0.1 * seed}, epochs=3, losses={1: [0.7, 0.6 - 0.1 * seed, 0.5], 2: [0.7, 0.5, 0.4]})
+        make_run(tmp_path, "random", seed, {16: 0.5, 32: 0.55}, epochs=1, losses={1: [0.7]}, folder=f"short/{seed}")
+    loss = A.loss_curves(A.load_train(tmp_path)).set_index(["step", "epoch"])
+    assert len(loss) == 6  # only the 3-epoch runs
+    assert loss.loc[(1, 2), "loss"] == pytest.approx(0.55) and loss.loc[(1, 2), "n"] == 2
+    assert loss.loc[(1, 2), "se"] == pytest.approx(statistics.stdev([0.6, 0.5]) / math.sqrt(2))
+    wr = A.winrate_vs_epochs(A.load_runs(tmp_path)).set_index("epochs")
+    assert wr.loc[3, "mean"] == pytest.approx(0.65) and wr.loc[3, "acquired"] == 32
+    assert wr.loc[1, "mean"] == pytest.approx(0.55)
+
+
+def test_report_writes_every_file(tmp_path):
+    from matplotlib import image
+
+    from aplkit.report import report
+
+    runs = tmp_path / "runs"
+    acq = [(1, 0.8, 1), (1, 0.3, 1), (2, 0.6, 0), (2, 0.5, None)]
+    for seed in range(2):
+        for s, base, step in (("random", 0.5, 0.01), ("certainty", 0.55, 0.03)):
+            make_run(runs, s, seed, {16: base + step * seed, 32: base + 0.1}, acquired=acq, losses={1: [0.7, 0.5], 2: [0.7, 0.4]}, epochs=2)
+            make_run(runs, s, seed, {16: base, 32: base + 0.05}, mode="online")
+        make_run(runs, "certainty", seed, {32: 0.7}, epochs=4)
+    write_consistency(runs, [{"oracle": "gpt-4", "n": 50, "agreement": 0.9, "ci_low": 0.79, "ci_high": 0.96}])
+    make_run(runs, "random", 5, {}, folder="crashed")
+    written = report(runs, tmp_path / "fig")
+    figs = ["fig1_consistency", "fig2_winrate", "fig3_bt_hist", "fig5_online_vs_reset", "fig6_epochs"]
+    tables = ["table2.md", "table2.tex", "table2.csv", "significance.csv", "significance.md", "efficiency.csv", "efficiency.md", "notes.md"]
+    assert set(written) == {f"{f}.{ext}" for f in figs for ext in ("png", "pdf")} | set(tables)
+    for name, path in written.items():
+        assert path.exists() and path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            img = image.imread(path)
+            assert img.shape[0] > 300 and img.shape[1] > 300 and img[..., :3].std() > 0.01, name
+        if name.endswith(".pdf"):
+            assert path.read_bytes()[:4] == b"%PDF"
+    notes = written["notes.md"].read_text()
+    assert "skipped (no eval rows): crashed" in notes and "tie/invalid" in notes
+    sig = pd.read_csv(written["significance.csv"]).set_index("acquired")
+    assert sig.loc[32, "mean_diff"] == pytest.approx(0.05) and "identical differences" in sig.loc[32, "note"]  # .65 − .60 for both seeds
+    assert sig.loc[16, "t_p"] == pytest.approx(stats.ttest_rel([0.55, 0.58], [0.5, 0.51]).pvalue)
+    assert "**0.65 ± 0.000**" in written["table2.md"].read_text()  # main setting (reset, 2 epochs): certainty .65 both seeds
