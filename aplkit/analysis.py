@@ -154,7 +154,9 @@ def select_main(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         dropped = len(runs) - len(sel)
         if dropped:
             s0 = sel.iloc[0]
-            notes.append(f"{task}: main setting mode={s0['mode']} oracle={s0['oracle']} epochs={s0['epochs']}; {dropped} other run(s) left out of Fig 2 / Table 2")
+            notes.append(
+                f"{task}: main setting mode={s0['mode']} oracle={s0['oracle']} epochs={s0['epochs']}; {dropped} other run(s) left out of Fig 2 / Table 2"
+            )
         keep.extend(sel["run"].tolist())
     return df[df["run"].isin(keep)], notes
 
@@ -308,7 +310,9 @@ def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
     stats = table.attrs["stats"].copy()
     best = table.attrs.get("best", {})
     multi = table.index.nlevels > 1
-    stats["best"] = [s in best.get((t, a) if multi else a, []) for t, a, s in zip(stats["task"], stats["acquired"], stats["strategy"], strict=True)]
+    stats["best"] = [
+        s in best.get((t, a) if multi else a, []) for t, a, s in zip(stats["task"], stats["acquired"], stats["strategy"], strict=True)
+    ]
     stats["cell"] = [format_cell(m, s) for m, s in zip(stats["mean"], stats["se"], strict=True)]
     stats.to_csv(path, index=False)
     return Path(path)
@@ -396,7 +400,17 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
                 raise ValueError(f"data_efficiency: {s} on {task} has no waypoint at budget={budget} (measured: {sizes})")
             target = float(at["mean"].iloc[0])
             labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
-            rows.append({"task": task, "strategy": s, "budget": int(budget), "win_rate": target, "labels_random": labels, "ratio": labels / budget, "note": note})
+            rows.append(
+                {
+                    "task": task,
+                    "strategy": s,
+                    "budget": int(budget),
+                    "win_rate": target,
+                    "labels_random": labels,
+                    "ratio": labels / budget,
+                    "note": note,
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -446,8 +460,19 @@ def bt_histograms(acq: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
         edges, inc, cor = bt_histogram(probs, prefs, bins)
         used = int(inc.sum() + cor.sum())
         for b in range(2 * bins):
-            rows.append({"strategy": s, "step": int(step), "bin": b, "lo": edges[b], "hi": edges[b + 1], "incorrect": int(inc[b]),
-                         "correct": int(cor[b]), "n_used": used, "n_excluded": len(g) - used})
+            rows.append(
+                {
+                    "strategy": s,
+                    "step": int(step),
+                    "bin": b,
+                    "lo": edges[b],
+                    "hi": edges[b + 1],
+                    "incorrect": int(inc[b]),
+                    "correct": int(cor[b]),
+                    "n_used": used,
+                    "n_excluded": len(g) - used,
+                }
+            )
     return _sort(pd.DataFrame(rows, columns=cols), ["strategy", "step", "bin"])
 
 

@@ -51,7 +51,11 @@ def label(strategy: str) -> str:
 @contextlib.contextmanager
 def style() -> Iterator[None]:
     """Paper style for the figures made inside; the caller's rcParams are left as they were."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.35), plt.rc_context({"axes.titleweight": "bold", "legend.frameon": False}):
+    with (
+        sns.axes_style("whitegrid"),
+        sns.plotting_context("paper", font_scale=1.35),
+        plt.rc_context({"axes.titleweight": "bold", "legend.frameon": False}),
+    ):
         yield
 
 
@@ -115,8 +119,15 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
     if len(steps) > max_rows:
         steps = [steps[i] for i in sorted(set(np.linspace(0, len(steps) - 1, max_rows).round().astype(int)))]
     with style():
-        fig, axes = plt.subplots(len(steps), len(strategies), figsize=(3.4 * len(strategies) + 0.6, 2.3 * len(steps) + 1.2),
-                                 squeeze=False, sharex=True, sharey="row", layout="constrained")
+        fig, axes = plt.subplots(
+            len(steps),
+            len(strategies),
+            figsize=(3.4 * len(strategies) + 0.6, 2.3 * len(steps) + 1.2),
+            squeeze=False,
+            sharex=True,
+            sharey="row",
+            layout="constrained",
+        )
         for i, step in enumerate(steps):
             row = hist[hist["step"] == step]
             axes[i][0].set_ylim(0, max(1, int(row[["incorrect", "correct"]].to_numpy().max())) * 1.3)  # shared across the row
@@ -127,13 +138,30 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
                     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
                 else:
                     w = (g["hi"] - g["lo"]).to_numpy()
-                    ax.bar(g["lo"], g["incorrect"], width=w, align="edge", color=INCORRECT, edgecolor="white", hatch="//", lw=0.5,
-                           label="incorrect")
+                    ax.bar(
+                        g["lo"],
+                        g["incorrect"],
+                        width=w,
+                        align="edge",
+                        color=INCORRECT,
+                        edgecolor="white",
+                        hatch="//",
+                        lw=0.5,
+                        label="incorrect",
+                    )
                     ax.bar(g["lo"], g["correct"], width=w, align="edge", color=CORRECT, edgecolor="white", lw=0.5, label="correct")
                     excl = int(g["n_excluded"].iloc[0])
-                    ax.text(0.98, 0.97, f"n={int(g['n_used'].iloc[0])}" + (f" (+{excl} tie/invalid)" if excl else ""), ha="right",
-                            transform=ax.transAxes, va="top", fontsize="x-small", color="0.25",
-                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+                    ax.text(
+                        0.98,
+                        0.97,
+                        f"n={int(g['n_used'].iloc[0])}" + (f" (+{excl} tie/invalid)" if excl else ""),
+                        ha="right",
+                        transform=ax.transAxes,
+                        va="top",
+                        fontsize="x-small",
+                        color="0.25",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+                    )
                 ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
                 ax.axvline(0.5, color="0.3", lw=0.8)
                 ax.set_xlim(0, 1)
@@ -147,9 +175,11 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
         handles, labels = axes[0][0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, ["incorrect: at 1 − p (0 → 0.5)", "correct: at p (0.5 → 1)"], loc="outside lower center", ncols=2)
-        fig.suptitle("Implicit Bradley–Terry model on acquired pairs vs the oracle (all seeds)\n"
-                     "p = confidence in the predicted winner; correct pairs at p, incorrect at 1 − p (left edge = most confidently wrong)",
-                     fontsize="medium")
+        fig.suptitle(
+            "Implicit Bradley–Terry model on acquired pairs vs the oracle (all seeds)\n"
+            "p = confidence in the predicted winner; correct pairs at p, incorrect at 1 − p (left edge = most confidently wrong)",
+            fontsize="medium",
+        )
     return fig
 
 
@@ -223,8 +253,16 @@ def plot_epochs(loss: pd.DataFrame, wr: pd.DataFrame | None = None) -> Figure:
             strategies = strategy_order(wr["strategy"])
             for s in strategies:
                 g = wr[wr["strategy"] == s].sort_values("epochs")
-                ax2.errorbar(g["epochs"], g["mean"], yerr=g["se"], color=color(s, strategies), marker=MARKERS.get(s, "v"), lw=2, capsize=3,
-                             label=label(s))
+                ax2.errorbar(
+                    g["epochs"],
+                    g["mean"],
+                    yerr=g["se"],
+                    color=color(s, strategies),
+                    marker=MARKERS.get(s, "v"),
+                    lw=2,
+                    capsize=3,
+                    label=label(s),
+                )
             ax2.set_xlabel("training.epochs per acquisition step")
             ax2.set_ylabel("Final win-rate (largest waypoint)")
             ax2.set_xticks(sorted(wr["epochs"].unique()))

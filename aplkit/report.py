@@ -29,7 +29,18 @@ def significance_markdown(sig: pd.DataFrame) -> str:
     rows = []
     for r in sig.itertuples():
         se = "n/a" if math.isnan(r.se) else f"{r.se:.3f}"
-        rows.append([r.task, str(r.acquired), A.DISPLAY.get(r.strategy, r.strategy), str(r.n), f"{r.mean_diff:+.3f}", se, _fmt_p(r.t_p), _fmt_p(r.wilcoxon_p)])
+        rows.append(
+            [
+                r.task,
+                str(r.acquired),
+                A.DISPLAY.get(r.strategy, r.strategy),
+                str(r.n),
+                f"{r.mean_diff:+.3f}",
+                se,
+                _fmt_p(r.t_p),
+                _fmt_p(r.wilcoxon_p),
+            ]
+        )
     text = _md(["Dataset", "Size", "Strategy", "Seeds", "Δ win-rate vs random", "SE", "paired t p", "Wilcoxon p"], rows)
     return text + "\nPaired over seeds run with both the strategy and random; Wilcoxon signed-rank only with ≥ 6 pairs.\n"
 
@@ -109,7 +120,11 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
             notes.append(f"{task}: strategies share no waypoint, no data-efficiency table")
             continue
         effs.append(A.data_efficiency(g, int(b)))
-    eff = pd.concat(effs, ignore_index=True) if effs else pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"])
+    eff = (
+        pd.concat(effs, ignore_index=True)
+        if effs
+        else pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"])
+    )
     eff.to_csv(out / "efficiency.csv", index=False)
     written["efficiency.csv"] = out / "efficiency.csv"
     put("efficiency.md", efficiency_markdown(eff))

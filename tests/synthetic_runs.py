@@ -50,13 +50,32 @@ def make_run(
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):
         p = winrates[size]
-        row = {"step": step, "acquired": size, "win_rate": p, "stderr": math.sqrt(p * (1 - p) / n_test), "n": n_test,
-               "ties": 0, "invalid": 0, "against": "initial"}
+        row = {
+            "step": step,
+            "acquired": size,
+            "win_rate": p,
+            "stderr": math.sqrt(p * (1 - p) / n_test),
+            "n": n_test,
+            "ties": 0,
+            "invalid": 0,
+            "against": "initial",
+        }
         rf.append("eval.jsonl", {k: row[k] for k in EVAL_FIELDS})
     for i, (step, bt, pref) in enumerate(acquired):
         row = dict.fromkeys(ACQUIRED_FIELDS)
-        row |= {"step": step, "index": i, "prompt_id": f"p{i}", "prompt": "x", "y0": "a", "y1": "b", "bt_prob": bt, "preferred": pref,
-                "shown_order": "01", "choice": None if pref is None else ("B" if pref == 1 else "A"), "flipped": False}
+        row |= {
+            "step": step,
+            "index": i,
+            "prompt_id": f"p{i}",
+            "prompt": "x",
+            "y0": "a",
+            "y1": "b",
+            "bt_prob": bt,
+            "preferred": pref,
+            "shown_order": "01",
+            "choice": None if pref is None else ("B" if pref == 1 else "A"),
+            "flipped": False,
+        }
         rf.append("acquired.jsonl", row)
     for step, curve in (losses or {}).items():
         for e, loss in enumerate(curve, 1):

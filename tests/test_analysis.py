@@ -35,7 +35,14 @@ def test_load_runs_identity_skips_and_flags(runs):
     assert df.attrs["skipped"] == ["empty/run"]
     assert df.attrs["incomplete"] == ["imdb-reset-e4-sentiment/entropy/seed0"]
     r = df[(df["strategy"] == "certainty") & (df["seed"] == 2) & (df["acquired"] == 32)].iloc[0]
-    assert (r["win_rate"], r["mode"], r["epochs"], r["oracle"], r["task"], bool(r["complete"])) == (0.74, "reset", 4, "sentiment", "imdb", True)
+    assert (r["win_rate"], r["mode"], r["epochs"], r["oracle"], r["task"], bool(r["complete"])) == (
+        0.74,
+        "reset",
+        4,
+        "sentiment",
+        "imdb",
+        True,
+    )
 
 
 def test_winrate_curves_mean_and_se_by_hand(runs):
@@ -175,7 +182,14 @@ def test_bt_histograms_per_strategy_and_step(tmp_path):
 
 def test_loss_curves_and_epoch_sweep(tmp_path):
     for seed in range(2):
-        make_run(tmp_path, "random", seed, {16: 0.5 + 0.1 * seed, 32: 0.6 + 0.1 * seed}, epochs=3, losses={1: [0.7, 0.6 - 0.1 * seed, 0.5], 2: [0.7, 0.5, 0.4]})
+        make_run(
+            tmp_path,
+            "random",
+            seed,
+            {16: 0.5 + 0.1 * seed, 32: 0.6 + 0.1 * seed},
+            epochs=3,
+            losses={1: [0.7, 0.6 - 0.1 * seed, 0.5], 2: [0.7, 0.5, 0.4]},
+        )
         make_run(tmp_path, "random", seed, {16: 0.5, 32: 0.55}, epochs=1, losses={1: [0.7]}, folder=f"short/{seed}")
     loss = A.loss_curves(A.load_train(tmp_path)).set_index(["step", "epoch"])
     assert len(loss) == 6  # only the 3-epoch runs
