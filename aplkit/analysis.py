@@ -51,6 +51,7 @@ def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict
     except json.JSONDecodeError:
         complete = False
     rel = folder.relative_to(runs_dir).as_posix() if runs_dir is not None else folder.as_posix()
+    rel = folder.resolve().name if rel == "." else rel  # runs_dir is itself the run
     return {
         "run": rel,
         "name": cfg.get("name", ""),
