@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aplkit.oracles.base import Oracle
+from aplkit.oracles.base import Oracle, OracleError
 from aplkit.records import Comparison, Label, Verdict
 
 _SCHEMA = """
@@ -199,25 +199,11 @@ def _simulate(label: Label, seed: int, c: Comparison, flip_prob: float, sample_b
     return label
 
 
-def label_pairs(
-    oracle: Oracle,
-    ledger: Ledger,
-    pairs: Sequence[tuple[str, str, str]],
-    seed: int,
-    *,
-    flip_prob: float = 0.0,
-    sample_bt: bool = False,
-    purpose: str = "train",
-    progress: bool = False,
-) -> list[Label]:
-    """Labels for ``(prompt, y0, y1)`` pairs, in pair order; each new verdict is recorded as it arrives.
-
-    An ``OracleError`` propagates; every verdict recorded before it stays in the ledger, so a
-    rerun only asks the rest.
-    """
+def ask(
+    oracle: Oracle, ledger: Ledger, comps: Sequence[Comparison], *, purpose: str = "train", progress: bool = False
+) -> list[tuple[Verdict, bool]]:
+    """(verdict, cached) per comparison as shown: stored answers from the ledger, the rest asked once and recorded on arrival."""
     oid = oracle.identity
-    orders = [shown_order(seed, p, y0, y1) for p, y0, y1 in pairs]
-    comps = [Comparison(p, y0, y1) if o == "01" else Comparison(p, y1, y0) for (p, y0, y1), o in zip(pairs, orders, strict=True)]
     answers: dict[Comparison, tuple[Verdict, bool]] = {}
     misses: list[Comparison] = []
     for c in dict.fromkeys(comps):  # unique, first-seen order
@@ -241,11 +227,31 @@ def label_pairs(
         finally:
             if bar is not None:
                 bar.close()
-        missing = [c for c in misses if c not in answers]
+        missing = sum(c not in answers for c in misses)
         if missing:
-            from aplkit.oracles.base import OracleError
+            raise OracleError(f"{oracle.kind} oracle returned no verdict for {missing} of {len(misses)} comparisons")
+    return [answers[c] for c in comps]
 
-            raise OracleError(f"{oracle.kind} oracle returned no verdict for {len(missing)} of {len(misses)} comparisons")
+
+def label_pairs(
+    oracle: Oracle,
+    ledger: Ledger,
+    pairs: Sequence[tuple[str, str, str]],
+    seed: int,
+    *,
+    flip_prob: float = 0.0,
+    sample_bt: bool = False,
+    purpose: str = "train",
+    progress: bool = False,
+) -> list[Label]:
+    """Labels for ``(prompt, y0, y1)`` pairs, in pair order; each new verdict is recorded as it arrives.
+
+    An ``OracleError`` propagates; every verdict recorded before it stays in the ledger, so a
+    rerun only asks the rest.
+    """
+    orders = [shown_order(seed, p, y0, y1) for p, y0, y1 in pairs]
+    comps = [Comparison(p, y0, y1) if o == "01" else Comparison(p, y1, y0) for (p, y0, y1), o in zip(pairs, orders, strict=True)]
+    answers = dict(zip(comps, ask(oracle, ledger, comps, purpose=purpose, progress=progress), strict=True))
     labels = []
     for c, o in zip(comps, orders, strict=True):
         v, cached = answers[c]
@@ -253,4 +259,4 @@ def label_pairs(
     return labels
 
 
-__all__ = ["Ledger", "label_pairs", "ledger_key", "shown_order"]
+__all__ = ["Ledger", "ask", "label_pairs", "ledger_key", "shown_order"]

@@ -1,0 +1,89 @@
+"""Human oracle round trip: loop → queue → panel (clicks simulated) → ledger → resumed labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from aplkit.oracles.human import AwaitingHumanLabels, HumanOracle, LabelPanel, read_queue
+from aplkit.oracles.ledger import Ledger, label_pairs
+from aplkit.records import Comparison, Verdict
+
+PAIRS = [(f"Review {i}:", f" bad {i}", f" good {i}") for i in range(4)]
+
+
+def test_unanswered_comparisons_are_queued_once_and_the_loop_stops(tmp_path):
+    oracle = HumanOracle("alice", tmp_path / "human_queue.jsonl")
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        for _ in range(2):  # asking twice does not queue twice
+            with pytest.raises(AwaitingHumanLabels, match=r"4 comparison\(s\) await a human label") as e:
+                label_pairs(oracle, ledger, PAIRS, seed=0)
+        assert e.value.n == 4
+        assert ledger.stats()["total"]["labels"] == 0
+    rows = read_queue(tmp_path / "human_queue.jsonl")
+    assert len(rows) == 4 and {r["oracle"] for r in rows} == {"human|alice"}
+    assert {(r["prompt"], frozenset((r["a"], r["b"]))) for r in rows} == {(p, frozenset((y0, y1))) for p, y0, y1 in PAIRS}
+
+
+def test_panel_answers_reach_the_ledger_and_the_rerun_resumes(tmp_path):
+    queue = tmp_path / "human_queue.jsonl"
+    oracle = HumanOracle("alice", queue)
+    with Ledger(tmp_path / "labels.sqlite") as ledger, pytest.raises(AwaitingHumanLabels):
+        label_pairs(oracle, ledger, PAIRS, seed=0)
+
+    panel = LabelPanel(tmp_path)
+    box = panel.widget  # builds the ipywidgets panel; clicks are simulated below
+    assert len(box.children) == 5
+    assert panel.remaining == 4 and panel.status().startswith("Item 1 of 4")
+    # the human prefers the "good" completion wherever it is shown, except for the tie on pair 2
+    skipped_once = False
+    while panel.current is not None:
+        item = panel.current
+        if not skipped_once:
+            skipped_once = True
+            panel._w["skip"].click()  # skip leaves it queued
+            assert panel.remaining == 4 and panel.current is not item
+            continue
+        if item["prompt"] == "Review 2:":
+            panel._w["tie"].click()
+        elif "good" in item["a"]:
+            panel._w["A"].click()
+        else:
+            panel._w["keys"].value = "b"  # keyboard shortcut
+            assert panel._w["keys"].value == ""
+        # durable at once: another reader sees the answer and the shorter queue
+        assert len(read_queue(queue)) == panel.remaining
+        with Ledger(tmp_path / "labels.sqlite") as reader:
+            assert reader.stats()["total"]["labels"] == 4 - panel.remaining
+    assert panel.status().startswith("Queue empty: 4 labelled")
+    assert panel._w["A"].disabled
+    panel.close()
+
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        labels = label_pairs(oracle, ledger, PAIRS, seed=0)
+        assert ledger.stats()["calls"] == 0 and ledger.stats()["cache_hits"] == 4
+    assert [(lab.preferred, lab.tie, lab.cached) for lab in labels] == [
+        (1, False, True),
+        (1, False, True),
+        (None, True, True),
+        (1, False, True),
+    ]
+    assert read_queue(queue) == []
+
+
+def test_panel_drops_queued_items_that_the_ledger_already_answers(tmp_path):
+    queue = tmp_path / "human_queue.jsonl"
+    oracle = HumanOracle("bob", queue)
+    with Ledger(tmp_path / "labels.sqlite") as ledger, pytest.raises(AwaitingHumanLabels):
+        label_pairs(oracle, ledger, PAIRS[:2], seed=0)
+    first = read_queue(queue)[0]
+    with Ledger(tmp_path / "labels.sqlite") as ledger:  # as if the panel crashed after recording, before rewriting the queue
+        ledger.record(first["oracle"], Comparison(first["prompt"], first["a"], first["b"]), Verdict("A"))
+    panel = LabelPanel(tmp_path)
+    assert panel.remaining == 1 and panel.current["key"] != first["key"]
+    with pytest.raises(ValueError, match="A, B or tie"):
+        panel.answer("C")
+    panel.key("x")  # ignored
+    assert panel.remaining == 1
+    panel.key("a")
+    assert panel.remaining == 0
+    panel.close()
