@@ -328,6 +328,14 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or pd.NA (pandas turns None into NaN in string columns)."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like values
+        return False
+
+
 def _column(frame: pd.DataFrame, name: str, key: str, where: str) -> pd.Series:
     if name not in frame.columns:
         raise DataError(f"{key}: column '{name}' not found in {where} (columns: {', '.join(map(str, frame.columns))})")
@@ -412,11 +420,15 @@ def _tldr_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
             {
                 "id": np.asarray(_ids(f, f"tldr-{name}"), dtype=object)[keep],
                 "text": [p.rstrip() for p in prompts[keep]],
-                "reference": [None if r is None else str(r).strip() for r in refs[keep]],
+                "reference": [None if _missing(r) else str(r).strip() for r in refs[keep]],
             }
         )
     filters = f"post {TLDR_MIN_POST_CHARS}–{TLDR_MAX_POST_CHARS} chars, not r/{', r/'.join(TLDR_EXCLUDED_SUBREDDITS)}"
-    return frames, f"{what} after the TLDR filters ({filters})", _origin(cfg, TLDR_HUB_ID)
+    origin = {
+        **_origin(cfg, TLDR_HUB_ID),
+        "filters": {"post_chars": [TLDR_MIN_POST_CHARS, TLDR_MAX_POST_CHARS], "excluded_subreddits": list(TLDR_EXCLUDED_SUBREDDITS)},
+    }
+    return frames, f"{what} after the TLDR filters ({filters})", origin
 
 
 def _file_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
@@ -429,7 +441,7 @@ def _file_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
         frame = pd.DataFrame({"id": np.asarray(_ids(f, name), dtype=object)[keep], "text": text[keep].tolist()})
         if cfg.reference_field:
             frame["reference"] = [
-                None if r is None else str(r) for r in _column(f, cfg.reference_field, "data.reference_field", where)[keep]
+                None if _missing(r) else str(r) for r in _column(f, cfg.reference_field, "data.reference_field", where)[keep]
             ]
         if "label" in f.columns and cfg.reference_field != "label" and pd.api.types.is_integer_dtype(f["label"]):
             frame["label"] = f["label"][keep].tolist()  # class labels stratify the split
@@ -441,7 +453,7 @@ def _prompts(frame: pd.DataFrame) -> list[Prompt]:
     refs = frame["reference"].tolist() if "reference" in frame.columns else [None] * len(frame)
     labels = frame["label"].tolist() if "label" in frame.columns else [None] * len(frame)
     return [
-        Prompt(id=str(i), text=t, reference=r, label=None if lab is None or pd.isna(lab) else int(lab))
+        Prompt(id=str(i), text=t, reference=None if _missing(r) else str(r), label=None if _missing(lab) else int(lab))
         for i, t, r, lab in zip(frame["id"], frame["text"], refs, labels, strict=True)
     ]
 

@@ -290,6 +290,15 @@ def test_tldr_single_file_is_split_by_ids(tmp_path):
     assert len(pools.train) == 4 and len(pools.test) == 2
     assert not {p.id for p in pools.train} & {p.id for p in pools.test}
     assert all(p.reference and p.reference.startswith("summary of all post") for p in pools.train)
+    assert pools.split["filters"] == {"post_chars": [200, 1000], "excluded_subreddits": ["offmychest", "tifu"]}
+
+
+def test_missing_references_stay_none(tmp_path):
+    rows = [{"prompt": f"p {i}", "answer": None if i % 2 else f"a {i}"} for i in range(6)]
+    pools = load_pools(
+        DataConfig(task="file", path=str(write_rows(rows, tmp_path / "p.csv")), reference_field="answer", train_size=3, test_size=3)
+    )
+    assert {p.text: p.reference for p in pools.train + pools.test} == {r["prompt"]: r["answer"] for r in rows}
 
 
 # --------------------------------------------------------------------------- load_pools: file
