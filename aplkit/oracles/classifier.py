@@ -1,0 +1,134 @@
+"""Classifier / reward-model oracle: any ``AutoModelForSequenceClassification`` scores both full texts.
+
+The DPO paper judged IMDB with a sentiment classifier; elsewhere a trained reward model plays this
+role. The score of ``prompt + completion`` is the logit in column ``positive_label`` (default: the
+last column, so a single-logit reward model uses its only output), the higher one is preferred and
+``p_a = σ((s_A − s_B)/τ)`` — with τ = 1 that is the Bradley–Terry probability a reward model is
+trained to output.
+
+Batches are right-padded with an explicit pad token (decoder models pool the last non-pad
+token, encoders the first), and truncated from the left so the completion is never cut off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aplkit.oracles.base import Oracle, OracleError
+from aplkit.records import Comparison, Verdict
+
+if TYPE_CHECKING:
+    from aplkit.config import OracleConfig
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def fingerprint(path: Path) -> str:
+    """Cheap content hash of a local model dir (config + size and first/last MiB of each weight file)."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".model", ".txt") and f.is_file():
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), 2)
+                    h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+class ClassifierOracle(Oracle):
+    """Prefers the completion whose full text gets the higher classifier / reward logit."""
+
+    kind = "classifier"
+
+    def __init__(
+        self,
+        model: str,
+        positive_label: int | None = None,
+        tau: float = 1.0,
+        batch_size: int = 16,
+        max_length: int = 512,
+        device: str = "auto",
+        revision: str | None = None,
+    ) -> None:
+        """``model``: hub id or local dir. ``tau`` scales logit gaps into p_a (1.0: Bradley–Terry)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from aplkit.models import _quiet_transformers, pick_device
+
+        if tau <= 0:
+            raise OracleError(f"classifier oracle: tau must be > 0, got {tau}")
+        _quiet_transformers()
+        try:
+            tok = AutoTokenizer.from_pretrained(model, revision=revision)
+            net = AutoModelForSequenceClassification.from_pretrained(model, revision=revision, dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise OracleError(f"classifier oracle: cannot load '{model}': {str(e).strip().splitlines()[0]}") from None
+        if tok.pad_token is None:
+            if tok.eos_token is None:
+                raise OracleError(f"classifier oracle: '{model}' has a tokenizer with neither a pad nor an eos token")
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "right"
+        tok.truncation_side = "left"
+        net.config.pad_token_id = tok.pad_token_id
+        n = net.config.num_labels
+        col = n - 1 if positive_label is None else positive_label
+        if not -n <= col < n:
+            raise OracleError(f"classifier oracle: positive_label={positive_label} but '{model}' has {n} output column(s)")
+        self.model_name = model
+        self.revision = revision
+        self.column = col % n
+        self.tau = float(tau)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.tokenizer = tok
+        self.device = pick_device(device)
+        self.net = net.to(self.device).eval()
+        local = Path(model).expanduser()
+        self._version = fingerprint(local) if local.is_dir() else (getattr(net.config, "_commit_hash", None) or revision or "latest")
+
+    @classmethod
+    def from_config(cls, cfg: OracleConfig) -> ClassifierOracle:
+        if not cfg.classifier:
+            raise OracleError("oracle.classifier: required when oracle.kind=classifier")
+        return cls(cfg.classifier, positive_label=cfg.positive_label)
+
+    @property
+    def identity(self) -> str:
+        return f"classifier:{self.model_name}@{self._version}:col={self.column}:tau={self.tau:g}:max_len={self.max_length}"
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """Logit of the positive column for each full text, in batches."""
+        import torch
+
+        out: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(
+                list(texts[i : i + self.batch_size]), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+            )
+            with torch.no_grad():
+                logits = self.net(**enc.to(self.device)).logits
+            out += logits[:, self.column].float().tolist()
+        return out
+
+    def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
+        items = list(items)
+        scores = self.score([c.prompt + c.a for c in items] + [c.prompt + c.b for c in items])
+        out = []
+        for i in range(len(items)):
+            sa, sb = scores[i], scores[len(items) + i]
+            choice = "A" if sa > sb else "B" if sb > sa else "tie"
+            out.append(Verdict(choice=choice, raw=f"s_A={sa:.6f} s_B={sb:.6f}", p_a=_sigmoid((sa - sb) / self.tau)))
+        return out
+
+    def close(self) -> None:
+        self.net = None
