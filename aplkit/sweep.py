@@ -254,7 +254,8 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, out: str |
         print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} complete; notebook {sw.notebook}")
         return summary
     print(f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run with {jobs} job(s) → {sw.out}")
-    if todo and jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # kernels inherit it: share the cores
+    share = todo and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
+    if share:  # kernels inherit it: parallel runs split the cores instead of fighting over them
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // min(jobs, len(todo))))
     t_start = time.perf_counter()
     n = len(todo)
@@ -268,17 +269,21 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, out: str |
         except Exception as e:  # noqa: BLE001 - one run's failure must not stop the others
             return r, _one_line(e), time.perf_counter() - t0
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(go, k, r) for k, r in enumerate(todo, 1)]
-        for f in as_completed(futures):
-            r, err, secs = f.result()
-            if err is None:
-                wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
-                summary["done"].append(r.label)
-                print(f"done   {r.label} in {secs:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
-            else:
-                summary["failed"].append({"run": r.label, "error": err})
-                print(f"FAILED {r.label} after {secs:.0f}s: {err} (see {r.out / 'notebook.ipynb'})", flush=True)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(go, k, r) for k, r in enumerate(todo, 1)]
+            for f in as_completed(futures):
+                r, err, secs = f.result()
+                if err is None:
+                    wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
+                    summary["done"].append(r.label)
+                    print(f"done   {r.label} in {secs:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
+                else:
+                    summary["failed"].append({"run": r.label, "error": err})
+                    print(f"FAILED {r.label} after {secs:.0f}s: {err} (see {r.out / 'notebook.ipynb'})", flush=True)
+    finally:
+        if share:
+            os.environ.pop("OMP_NUM_THREADS", None)
     order = {r.label: i for i, r in enumerate(sw.runs)}
     summary["done"].sort(key=order.get)
     summary["failed"].sort(key=lambda f: order[f["run"]])
