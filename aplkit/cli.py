@@ -113,7 +113,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
         return _err(f"--pairs {args.pairs}: no rows (expects JSONL with prompt, y0, y1, e.g. a run's acquired.jsonl)")
     rows = rows[: args.n]
     pairs = [(r["prompt"], r["y0"], r["y1"]) for r in rows]
-    oracle = make_oracle(cfg.oracle, cfg.data.task)
+    oracle = make_oracle(cfg.oracle, cfg.data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out.with_suffix(".sqlite"), price_in=cfg.oracle.price_in, price_out=cfg.oracle.price_out)

@@ -93,7 +93,7 @@ class Experiment:
         self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
         self.test = self.pools.test[: cfg.evaluation.test_prompts]
         self.against = resolve_against(cfg.evaluation.against, all(p.reference for p in self.test))
-        self.oracle = oracle or make_oracle(cfg.oracle, cfg.data.task, self.pools, self.run_dir.path)
+        self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
         o = cfg.oracle
         self.ledger = Ledger(self._ledger_path(), price_in=o.price_in, price_out=o.price_out)
         self.scorer = get_scorer(cfg.strategy)

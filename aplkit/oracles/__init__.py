@@ -12,16 +12,28 @@ from typing import TYPE_CHECKING
 from aplkit.oracles.base import Oracle, OracleError
 
 if TYPE_CHECKING:
-    from aplkit.config import OracleConfig
+    from aplkit.config import DataConfig, OracleConfig
     from aplkit.data import PromptPools
 
 
-def make_oracle(cfg: OracleConfig, task: str = "imdb", pools: PromptPools | None = None, run_dir: str | Path | None = None) -> Oracle:
-    """The oracle named by ``oracle.kind``; checks its own settings before any label is asked for."""
+def make_oracle(
+    cfg: OracleConfig,
+    data: DataConfig | None = None,
+    pools: PromptPools | None = None,
+    run_dir: str | Path | None = None,
+) -> Oracle:
+    """The oracle named by ``oracle.kind``; checks its own settings before any label is asked for.
+
+    ``data`` matters for the tfidf sentiment judge: it trains only outside this experiment's test split.
+    """
+    from aplkit.config import DataConfig
+
+    data = data or DataConfig()
+    task = data.task
     if cfg.kind == "sentiment":
         from aplkit.oracles.sentiment import SentimentOracle
 
-        return SentimentOracle.from_config(cfg)
+        return SentimentOracle.from_config(cfg, data=data)
     if cfg.kind == "llm":
         from aplkit.oracles.llm import LLMJudge
 

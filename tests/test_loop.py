@@ -1,0 +1,134 @@
+"""The Algorithm-1 loop end to end on tiny-random: run folder, determinism, kill and resume."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aplkit.config import ConfigError, load_config
+from aplkit.loop import Experiment, run_experiment
+from aplkit.runfolder import read_jsonl
+
+TINY = [
+    "model.spec=tiny-random",
+    "data.train_size=200",
+    "data.test_size=40",
+    "acquisition.budget=12",
+    "acquisition.acquire_batch=4",
+    "acquisition.prompt_batch=8",
+    "acquisition.entropy_samples=3",
+    "acquisition.entropy_pool=2",
+    "acquisition.max_new_tokens=8",
+    "training.epochs=2",
+    "training.batch_size=4",
+    "training.lr=1e-3",
+    "evaluation.test_prompts=8",
+    "evaluation.waypoints=[4,12]",
+    "oracle.sentiment_model=vader",
+]
+
+
+def _cli(out: Path, strategy: str = "certainty", extra: list[str] | None = None) -> list[str]:
+    args = [sys.executable, "-m", "aplkit.cli", "run", "imdb-cpu", "--strategy", strategy, "--seed", "3", "--out", str(out), "--quiet"]
+    for s in TINY + (extra or []):
+        args += ["--set", s]
+    return args
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def _rows(path: Path, drop=("cached",)) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in drop} for r in read_jsonl(path)]
+
+
+def _ledger_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("select count(*) from labels").fetchone()[0]
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy", "certainty", "entropy+certainty"])
+def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
+    cfg = load_config("imdb-cpu", TINY, strategy=strategy)
+    res = run_experiment(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "split.json", "acquired.jsonl", "eval.jsonl", "train.jsonl", "baseline.jsonl", "labels.sqlite", "summary.json"):
+        assert (run / name).exists(), name
+    acq = list(read_jsonl(run / "acquired.jsonl"))
+    assert [r["step"] for r in acq] == [1] * 4 + [2] * 4 + [3] * 4
+    assert all(r["shown_order"] in ("01", "10") and r["choice"] in ("A", "B", "tie") for r in acq)
+    assert all(0.0 <= r["bt_prob"] <= 1.0 for r in acq)
+    assert all(abs(r["bt_prob"] - 0.5) < 1e-9 for r in acq if r["step"] == 1)  # θ_1 = θ0: implicit rewards are 0
+    ev = list(read_jsonl(run / "eval.jsonl"))
+    assert [e["acquired"] for e in ev] == [4, 12] and all(0 <= e["win_rate"] <= 1 and e["n"] > 0 for e in ev)
+    train = list(read_jsonl(run / "train.jsonl"))
+    assert [(t["step"], t["epoch"]) for t in train] == [(s, e) for s in (1, 2, 3) for e in (1, 2)]
+    assert res.summary["complete"] and res.summary["labels"] == 12
+    split = json.loads((run / "split.json").read_text())
+    assert not set(split["train_ids"]) & set(split["test_ids"])
+    if strategy == "entropy":
+        assert all(r["entropy"] is not None for r in acq)
+
+
+def test_same_seed_same_acquisitions_and_labels(tmp_path):
+    cfg = load_config("imdb-cpu", TINY, strategy="certainty")
+    run_experiment(cfg, tmp_path / "a", progress=False)
+    run_experiment(cfg, tmp_path / "b", progress=False)
+    assert _rows(tmp_path / "a" / "acquired.jsonl") == _rows(tmp_path / "b" / "acquired.jsonl")
+    assert _rows(tmp_path / "a" / "eval.jsonl") == _rows(tmp_path / "b" / "eval.jsonl")
+
+
+def test_rerun_of_a_complete_run_asks_nothing(tmp_path):
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    run_experiment(cfg, tmp_path / "r", progress=False)
+    n = _ledger_rows(tmp_path / "r" / "labels.sqlite")
+    again = run_experiment(cfg, tmp_path / "r", progress=False)
+    assert again.summary["oracle"]["calls"] == 0
+    assert _ledger_rows(tmp_path / "r" / "labels.sqlite") == n
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    run_experiment(cfg, tmp_path / "r", progress=False)
+    other = load_config("imdb-cpu", TINY + ["training.lr=5e-4"], strategy="random")
+    with pytest.raises(ConfigError, match="training.lr"):
+        Experiment(other, tmp_path / "r", progress=False)
+
+
+@pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
+def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
+    """SIGKILL the CLI mid-run, run the same command again: same result, no label asked twice."""
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(_cli(ref), env=_env(), check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(_cli(cut), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        steps = [r["step"] for r in read_jsonl(cut / "steps.jsonl")]
+        acq = [r["step"] for r in read_jsonl(cut / "acquired.jsonl")]
+        if kill_when == "after_step_1" and 1 in steps:
+            break
+        if kill_when == "mid_step_2" and 2 in acq:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _ledger_rows(cut / "labels.sqlite")
+    assert before >= 4  # labels paid for before the kill are on disk
+
+    subprocess.run(_cli(cut), env=_env(), check=True, capture_output=True, timeout=600)
+    assert _rows(cut / "acquired.jsonl") == _rows(ref / "acquired.jsonl")
+    assert _rows(cut / "eval.jsonl") == _rows(ref / "eval.jsonl")
+    assert [r["step"] for r in read_jsonl(cut / "steps.jsonl")] == [1, 2, 3]
+    # every question was asked exactly once over both processes: the ledgers hold the same rows
+    assert _ledger_rows(cut / "labels.sqlite") == _ledger_rows(ref / "labels.sqlite")
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["complete"] and summary["oracle"]["calls"] == _ledger_rows(ref / "labels.sqlite") - before
