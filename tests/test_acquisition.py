@@ -7,8 +7,8 @@ import pytest
 
 from aplkit.acquisition import (
     SCORERS,
-    ScoringContext,
     Scorer,
+    ScoringContext,
     acquire,
     get_scorer,
     register_scorer,
@@ -32,7 +32,7 @@ class ControlledContext(ScoringContext):
 
     def logprobs(self, which, prompts, completions):
         table = self.lp_policy if which == "policy" else self.lp_ref
-        return np.array([table[(p, c)] for p, c in zip(prompts, completions)], dtype=float)
+        return np.array([table[(p, c)] for p, c in zip(prompts, completions, strict=False)], dtype=float)
 
 
 def _world(n_prompts=6, n_samples=4):
@@ -69,7 +69,7 @@ def test_certainty_is_abs_implicit_reward_gap():
     sc = get_scorer("certainty")
     cands = sc.propose(ctx, prompts)
     scores = sc.score(ctx, cands)
-    for i, (c, s) in enumerate(zip(cands, scores)):
+    for _i, (c, s) in enumerate(zip(cands, scores, strict=False)):
         r0 = BETA * (lp_pol[(c.prompt.text, c.y0)] - lp_ref[(c.prompt.text, c.y0)])
         r1 = BETA * (lp_pol[(c.prompt.text, c.y1)] - lp_ref[(c.prompt.text, c.y1)])
         assert (c.reward0, c.reward1) == pytest.approx((r0, r1))

@@ -42,7 +42,7 @@ def test_batched_logprobs_equal_one_at_a_time(tiny):
     prompts = ["The film was", "I went to see this movie", "Worst", "A truly wonderful and moving story about"]
     comps = [" great fun.", " last night and it was long", " acting ever, really bad bad bad", " love"]
     batched = sequence_logprobs(tiny.policy, tiny.tokenizer, prompts, comps, batch_size=4)
-    single = torch.cat([sequence_logprobs(tiny.policy, tiny.tokenizer, [p], [c], batch_size=1) for p, c in zip(prompts, comps)])
+    single = torch.cat([sequence_logprobs(tiny.policy, tiny.tokenizer, [p], [c], batch_size=1) for p, c in zip(prompts, comps, strict=False)])
     assert torch.allclose(batched, single, atol=1e-4), (batched, single)
     assert (batched < 0).all()
 
@@ -51,7 +51,7 @@ def test_ids_logprobs_restores_order_after_length_sort(tiny):
     p = [[1, 2, 3, 4, 5, 6], [7], [8, 9]]
     c = [[10], [11, 12, 13, 14], [15, 16]]
     got = ids_logprobs(tiny.policy, p, c, tiny.tokenizer.pad_token_id, batch_size=2)
-    want = torch.cat([ids_logprobs(tiny.policy, [a], [b], tiny.tokenizer.pad_token_id, 1) for a, b in zip(p, c)])
+    want = torch.cat([ids_logprobs(tiny.policy, [a], [b], tiny.tokenizer.pad_token_id, 1) for a, b in zip(p, c, strict=False)])
     assert torch.allclose(got, want, atol=1e-4)
 
 
