@@ -1,0 +1,73 @@
+import pytest
+
+from aplkit.config import ConfigError, load_config
+
+
+def test_presets_load_and_paper_table1_is_exact():
+    imdb, tldr = load_config("imdb"), load_config("tldr")
+    for c in (imdb, tldr):
+        t, a = c.training, c.acquisition
+        assert (t.optimizer, t.lr, t.batch_size, t.beta, t.mode) == ("adam", 1e-6, 64, 0.2, "reset")
+        assert (a.acquire_batch, a.temperature, a.entropy_samples) == (128, 0.7, 8)
+        assert (c.evaluation.temperature, c.oracle.temperature) == (0.25, 0.05)
+    assert (imdb.training.epochs, imdb.acquisition.prompt_batch, imdb.acquisition.entropy_pool) == (50, 4000, 8)
+    assert (tldr.training.epochs, tldr.acquisition.prompt_batch, tldr.acquisition.entropy_pool) == (70, 2048, 4)
+    assert imdb.waypoints() == [128, 256, 512, 768] and tldr.waypoints() == [128, 256, 384, 512]
+    cpu = load_config("imdb-cpu")
+    assert cpu.model.spec == "smollm2-135m" and cpu.steps == cpu.acquisition.budget // cpu.acquisition.acquire_batch
+
+
+def test_overrides_dotted_and_typed():
+    c = load_config("imdb-cpu", ["training.lr=1e-5", "evaluation.waypoints=[16,64]", "training.lora.enabled=true", "oracle.base_url=http://127.0.0.1:8000/v1"])
+    assert c.training.lr == 1e-5 and c.evaluation.waypoints == [16, 64] and c.training.lora.enabled
+    assert c.oracle.base_url == "http://127.0.0.1:8000/v1"
+    assert load_config("imdb-cpu", strategy="random", seed=4).seed == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["nonsense=1"], "unknown config key 'nonsense'"),
+        (["training.nonsense=1"], "unknown config key 'training.nonsense'"),
+        (["acquisition.acquire_batch=100"], "acquisition.acquire_batch"),  # M > S
+        (["acquisition.budget=8"], "acquisition.budget"),  # B < M
+        (["acquisition.prompt_batch=-5"], "acquisition.prompt_batch"),
+        (["acquisition.budget=-1"], "acquisition.budget"),
+        (["training.epochs=0"], "training.epochs"),
+        (["training.lr=-1"], "training.lr"),
+        (["training.batch_size=abc"], "training.batch_size"),
+        (["training.mode=sometimes"], "training.mode"),
+        (["strategy=bald"], "strategy: unknown 'bald'"),
+        (["model.spec=not a model"], "model.spec"),
+        (["oracle.kind=gpt5"], "oracle.kind"),
+        (["oracle.flip_prob=0.9"], "oracle.flip_prob"),
+        (["evaluation.waypoints=[10]"], "evaluation.waypoints"),
+        (["data.task=file"], "data.path"),
+        (["evaluation.test_prompts=999999"], "evaluation.test_prompts"),
+        (["training.lora.enabled=maybe"], "training.lora.enabled"),
+    ],
+)
+def test_each_bad_input_is_one_line_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError) as e:
+        load_config("imdb-cpu", overrides)
+    msg = str(e.value)
+    assert field in msg and "\n" not in msg
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("imdb-cpu", ["training.lr"])
+
+
+def test_cli_reports_config_errors_in_one_line_before_loading(capsys):
+    from aplkit.cli import main
+
+    assert main(["run", "imdb-cpu", "--set", "acquisition.acquire_batch=999"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aplkit: error: acquisition.acquire_batch") and "\n" not in err
