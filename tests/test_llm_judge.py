@@ -1,0 +1,290 @@
+"""The LLM judge: parsing and probabilities by hand, then for real against llama.cpp behind a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import pytest
+
+from aplkit.config import OracleConfig
+from aplkit.oracles.base import OracleError
+from aplkit.oracles.consistency import judge_consistency, wilson_interval
+from aplkit.oracles.ledger import Ledger, label_pairs
+from aplkit.oracles.llm import LLMJudge, choice_probability, load_template, parse_choice, parse_template
+from aplkit.records import Comparison
+from tests.fault_proxy import FaultProxy
+from tests.llama_server import llama_server  # noqa: F401 - pytest fixture
+
+FAKE_KEY = "sk-test-4f1c9e2b7a0d4c55a1b2c3d4e5f60718"
+
+# --------------------------------------------------------------------------- no server needed
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        ("Comparison: A is warmer.\nPreferred: A", "A"),
+        ("Comparison: B is kinder than A.\nPreferred: **B**", "B"),
+        ('Comparison: ...\nPreferred: "B"', "B"),
+        ("preferred answer: b", "B"),
+        ("Both are fine.\n\nB", "B"),
+        ("Review A is long. I pick **A**.", "A"),
+        ('{"comparison": "A rambles, B is crisp", "preferred": "B"}', "B"),
+        ('```json\n{"comparison": "x", "preferred": " a "}\n```', "A"),
+        ("Comparison: A vs B\nPreferred: B\nPreferred: A", "A"),  # the last answer counts
+        ('Comparison: <one-sentence comparison>\nPreferred: <"A" or "B">', None),  # the format echoed back
+        ("Both reviews are positive.", None),
+        ("Preferred: Apple", None),
+        ("", None),
+    ],
+)
+def test_parse_choice(text, choice):
+    got, pos = parse_choice(text)
+    assert got == choice
+    if choice is not None:
+        assert text[pos].upper() == choice
+
+
+def _tok(token, logprob, top=()):
+    return NS(token=token, logprob=logprob, top_logprobs=[NS(token=t, logprob=lp) for t, lp in top])
+
+
+def test_choice_probability_from_top_logprobs():
+    text = "Preferred: B"
+    lp = NS(
+        content=[
+            _tok("Pre", -0.1),
+            _tok("ferred", -0.1),
+            _tok(":", -0.1),
+            _tok(" B", math.log(0.6), [(" B", math.log(0.6)), (" A", math.log(0.3)), ("A", math.log(0.05))]),
+        ]
+    )
+    p = choice_probability(lp, text, text.index("B"), "B")
+    assert p == pytest.approx(0.35 / 0.95)  # A's two spellings summed, renormalised over A and B
+    none = NS(content=[_tok("Pre", -0.1), _tok(" B", -0.01, [(" C", -0.01)])])
+    assert choice_probability(none, "Pre B", 4, "B") == pytest.approx(0.0)  # only B seen: P(A) = 0
+    assert choice_probability(NS(content=[_tok("x", -1.0, [("y", -1.0)])]), "x", 0, "A") is None
+
+
+def test_templates_reproduce_appendix_a_and_reject_broken_files(tmp_path):
+    s, t = load_template("auto", "imdb"), load_template("auto", "tldr")
+    assert s.name == "sentiment" and "most positive sentiment" in s.user and s.system.startswith("You are a helpful assistant")
+    assert t.name == "summary" and "Summary A: {a}" in t.user
+    msgs = s.messages(Comparison("This film", " is {b} great", " is dull"))
+    assert msgs[0]["role"] == "system" and "Review A: This film  is {b} great" in msgs[1]["content"]  # no second substitution
+    assert msgs[1]["content"].rstrip().endswith('Preferred: <"A" or "B">')
+    with pytest.raises(OracleError, match="no default template for task 'file'"):
+        load_template("auto", "file")
+    with pytest.raises(OracleError, match="neither a shipped template"):
+        load_template(str(tmp_path / "missing.txt"))
+    with pytest.raises(OracleError, match=r"no \{b\} placeholder"):
+        parse_template("[user]\nPick {a}")
+    own = tmp_path / "mine.txt"
+    own.write_text("my judge\n[user]\n{prompt}: {a} or {b}? Preferred:")
+    j = LLMJudge("m", base_url="http://127.0.0.1:9/v1", template=str(own))
+    assert j.template.system == "" and j.template.messages(Comparison("p", "x", "y")) == [
+        {"role": "user", "content": "p: x or y? Preferred:"}
+    ]
+
+
+def test_identity_covers_what_changes_the_answer(monkeypatch, tmp_path):
+    monkeypatch.delenv("APLKIT_NO_SUCH_KEY", raising=False)
+    base = dict(base_url="http://localhost:8000/v1", api_key_env="APLKIT_NO_SUCH_KEY")
+    ids = {
+        LLMJudge("m", **base).identity,
+        LLMJudge("m2", **base).identity,
+        LLMJudge("m", **base, temperature=0.7).identity,
+        LLMJudge("m", **base, max_tokens=64).identity,
+        LLMJudge("m", **base, structured="text").identity,
+        LLMJudge("m", **base, template="summary").identity,
+        LLMJudge("m", base_url="http://127.0.0.1:8001/v1", api_key_env="APLKIT_NO_SUCH_KEY").identity,
+    }
+    assert len(ids) == 7
+    assert LLMJudge("m", **base).identity == LLMJudge("m", **base, concurrency=9, timeout=3).identity
+
+
+def test_missing_key_is_one_line_naming_the_variable_unless_local(monkeypatch):
+    monkeypatch.delenv("APLKIT_NO_SUCH_KEY", raising=False)
+    cfg = OracleConfig(kind="llm", api_key_env="APLKIT_NO_SUCH_KEY")
+    with pytest.raises(OracleError, match="environment variable APLKIT_NO_SUCH_KEY is not set") as e:
+        LLMJudge.from_config(cfg, "imdb")
+    assert "\n" not in str(e.value)
+    cfg.base_url = "http://127.0.0.1:8080/v1"
+    assert LLMJudge.from_config(cfg, "tldr").template.name == "summary"
+
+
+def test_wilson_interval_by_hand():
+    lo, hi = wilson_interval(9, 10)
+    assert (lo, hi) == (pytest.approx(0.5958, abs=1e-4), pytest.approx(0.9821, abs=1e-4))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(0, 5)
+    assert lo == 0.0 and hi == pytest.approx(0.4345, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- against llama.cpp
+
+PAIRS = [
+    ("The movie was", " wonderful, moving and beautifully acted.", " boring, ugly and far too long."),
+    ("I watched this film and", " hated every minute of it.", " loved every minute of it."),
+    ("This is a", " masterpiece that I will watch again.", " waste of two hours."),
+    ("The plot", " made no sense at all.", " was clever and full of surprises."),
+]
+
+
+def judge(url: str, **kw) -> LLMJudge:
+    opts = dict(base_url=url, template="sentiment", max_tokens=48, concurrency=1, timeout=30, backoff=0.02, max_retries=3)
+    return LLMJudge("smollm2", **(opts | kw))
+
+
+def test_structured_output_logprobs_and_cache(llama_server, tmp_path):  # noqa: F811
+    with FaultProxy(llama_server) as proxy:
+        j = judge(proxy.url)
+        with Ledger(tmp_path / "labels.sqlite") as ledger:
+            labels = label_pairs(j, ledger, PAIRS, seed=0)
+            s = ledger.stats()
+        # llama-cpp-python rejects json_schema; auto steps down to json_object once, and remembers
+        assert j.mode == "json_object"
+        formats = [(r["body"].get("response_format") or {}).get("type") for r in proxy.log]
+        assert formats == ["json_schema"] + ["json_object"] * 4
+        assert all(r["body"]["logprobs"] is True for r in proxy.log)
+        assert s["calls"] == 4 and s["invalid"] == 0 and s["tokens_in"] > 4 * 150 and s["tokens_out"] > 0
+        for lab, (p, y0, y1) in zip(labels, PAIRS, strict=True):
+            v = lab.verdict
+            assert v.choice in ("A", "B") and lab.preferred in (0, 1)
+            assert v.raw.lstrip().startswith("{") and '"preferred"' in v.raw
+            shown = Comparison(p, y0, y1) if lab.shown_order == "01" else Comparison(p, y1, y0)
+            assert v.attempts == len(proxy.requests_for(_user_content(j, shown)))
+            assert v.p_a is not None and 0.0 <= v.p_a <= 1.0
+            if abs(v.p_a - 0.5) > 0.05:  # at T=0.05 the sampled choice is the likelier of the two
+                assert (v.p_a > 0.5) == (v.choice == "A")
+        n_before = len(proxy.log)
+        with Ledger(tmp_path / "labels.sqlite") as ledger:
+            again = label_pairs(judge(proxy.url), ledger, PAIRS, seed=0)
+            s = ledger.stats()
+        assert len(proxy.log) == n_before  # zero requests
+        assert s["calls"] == 0 and s["cache_hits"] == 4 and s["total"]["calls"] == 4
+        assert [lab.preferred for lab in again] == [lab.preferred for lab in labels] and all(lab.cached for lab in again)
+
+
+def test_text_mode_unparsable_answers_are_reasked_then_invalid(llama_server, tmp_path):  # noqa: F811
+    # SmolLM2-135M does not follow the "Preferred:" format when free to write: a real source of invalid answers
+    with FaultProxy(llama_server) as proxy:
+        j = judge(proxy.url, structured="text", max_tokens=16, max_invalid_retries=1, logprobs=False)
+        verdicts = j.judge([Comparison(*PAIRS[0])])
+    assert all("response_format" not in r["body"] and "logprobs" not in r["body"] for r in proxy.log)
+    (v,) = verdicts
+    assert v.attempts == len(proxy.log)
+    if v.choice is None:
+        assert v.attempts == 2 and v.p_a is None and v.tokens_out > 0
+    else:  # the model happened to answer in format; then parse_choice found it in the raw text
+        assert parse_choice(v.raw)[0] == v.choice
+
+
+def test_concurrent_requests_overlap_and_map_back(llama_server):  # noqa: F811
+    with FaultProxy(llama_server) as proxy:
+        j = judge(proxy.url, concurrency=4)
+        comps = [Comparison(p, y0, y1) for p, y0, y1 in PAIRS]
+        got = dict(j.judge_iter(comps))
+    assert sorted(got) == [0, 1, 2, 3] and proxy.max_inflight >= 2
+    keys = [r["key"] for r in proxy.log if r["fault"] is None]
+    for i, c in enumerate(comps):  # each verdict came back under the index of the comparison it answers
+        assert any(c.a in k and c.b in k for k in keys)
+        assert got[i].choice in ("A", "B")
+
+
+def _user_content(j: LLMJudge, c: Comparison) -> str:
+    return j.template.messages(c)[-1]["content"] + (
+        '\n\nAnswer with a JSON object {"comparison": "<one sentence>", "preferred": "A" or "B"}.'
+    )
+
+
+def test_thirty_percent_faults_complete_with_exact_retry_counts(llama_server, tmp_path):  # noqa: F811
+    pairs = [(f"Review {i}: the film was", f" great fun, number {i}.", f" a dull mess, number {i}.") for i in range(6)]
+    with FaultProxy(llama_server, rate=0.3, seed=1, slow_s=20.0) as proxy:
+        j = judge(proxy.url, timeout=10.0, max_retries=8, max_invalid_retries=3)
+        with Ledger(tmp_path / "labels.sqlite") as ledger:
+            labels = label_pairs(j, ledger, pairs, seed=0)
+            rows = ledger.rows()
+    injected = proxy.injected
+    assert sum(injected.values()) >= 3 and len(injected) >= 3  # the seeded run really injected a mix of faults
+    assert len(rows) == 6 and all(r["choice"] in ("A", "B") for r in rows)
+    assert all(lab.preferred in (0, 1) for lab in labels)
+    for r in rows:
+        sent = [x for x in proxy.log if x["key"] == _user_content(j, Comparison(r["prompt"], r["a"], r["b"]))]
+        assert r["attempts"] == len(sent)  # every request the proxy saw for this comparison is counted, no more
+        *retried, last = sent
+        assert last["fault"] is None and last["delivered"] and parse_choice(last["answer"])[0] == r["choice"]
+        for x in retried:  # each retry is explained by what happened to the request before it
+            explained = (
+                x["fault"] is not None  # an injected fault
+                or x["body"].get("response_format", {}).get("type") == "json_schema"  # the one rejected json_schema probe
+                or not x["delivered"]  # a genuine client timeout on a busy machine
+                or parse_choice(x["answer"] or "")[0] is None  # a real unparsable answer, re-asked
+            )
+            assert explained, x
+    forwarded_probes = [x for x in proxy.log if x["fault"] is None and x["body"].get("response_format", {}).get("type") == "json_schema"]
+    assert len(forwarded_probes) == 1 and j.mode == "json_object"  # rejected once, remembered
+    assert sum(r["attempts"] for r in rows) == len(proxy.log)
+
+
+def test_forced_stop_keeps_labels_and_rerun_asks_only_the_rest(llama_server, tmp_path):  # noqa: F811
+    pairs = [(f"Review {i}: I thought it was", f" lovely {i}.", f" awful {i}.") for i in range(6)]
+    path = tmp_path / "labels.sqlite"
+    with FaultProxy(llama_server, fail_after=4) as proxy:  # 1 rejected json_schema probe + 3 answers, then 503s
+        j = judge(proxy.url, concurrency=2, max_retries=2)
+        with Ledger(path) as ledger, pytest.raises(OracleError, match=r"gave up after \d+ request\(s\): HTTP 503") as e:
+            label_pairs(j, ledger, pairs, seed=0)
+        assert "\n" not in str(e.value)
+        with Ledger(path) as ledger:
+            kept = ledger.rows()
+        answered = {x["key"] for x in proxy.log if x["fault"] is None and x["delivered"] and parse_choice(x["answer"] or "")[0]}
+        assert len(kept) == 3 and {_user_content(j, Comparison(r["prompt"], r["a"], r["b"])) for r in kept} == answered
+
+        proxy.fail_after = None  # the server is back: a rerun (same judge identity) asks only the rest
+        proxy.log.clear()
+        j = judge(proxy.url, concurrency=2)
+        with Ledger(path) as ledger:
+            labels = label_pairs(j, ledger, pairs, seed=0)
+            assert ledger.stats()["cache_hits"] == 3 and ledger.stats()["calls"] == 3
+        asked = {x["key"] for x in proxy.log}
+    assert len(asked) == 3 and not asked & answered
+    assert sum(lab.cached for lab in labels) == 3 and all(lab.preferred in (0, 1) for lab in labels)
+
+
+def test_api_key_never_written_anywhere(llama_server, tmp_path, monkeypatch, capfd, caplog):  # noqa: F811
+    monkeypatch.setenv("APLKIT_TEST_KEY", FAKE_KEY)
+    caplog.set_level("DEBUG")
+    messages = []
+    # a hostile server that echoes the Authorization header in its answers and in its error bodies
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        with FaultProxy(llama_server, rate=0.5, faults=("500", "nonsense"), seed=3, echo_auth=True) as proxy:
+            j = judge(proxy.url, api_key_env="APLKIT_TEST_KEY", max_retries=6, max_invalid_retries=4)
+            messages += [repr(j), j.identity, repr(judge_consistency(j, PAIRS[:2], seed=0, ledger=ledger))]
+            assert f"Bearer {FAKE_KEY}" in proxy.auth_seen  # the key really was sent
+            assert proxy.injected["nonsense"] > 0 and proxy.injected["500"] > 0
+        with FaultProxy(llama_server, fail_after=0, echo_auth=True) as proxy:
+            j = judge(proxy.url, api_key_env="APLKIT_TEST_KEY", max_retries=1)
+            with pytest.raises(OracleError) as e:
+                label_pairs(j, ledger, PAIRS[2:], seed=0)
+            messages.append(str(e.value))
+        assert len(ledger.rows()) == 4
+    out, err = capfd.readouterr()
+    blobs = messages + [out, err, caplog.text] + [p.read_bytes().decode("latin-1") for p in Path(tmp_path).rglob("*") if p.is_file()]
+    assert all(FAKE_KEY not in b for b in blobs)
+    assert "***" in messages[-1] and "Bearer ***" in "".join(blobs)  # the echoed key was scrubbed, not silently lost
+
+
+def test_self_consistency_of_a_real_judge(llama_server, tmp_path):  # noqa: F811
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        j = judge(llama_server)
+        r = judge_consistency(j, PAIRS[:2], seed=0, ledger=ledger)
+        assert ledger.stats()["calls"] == 4
+        again = judge_consistency(j, PAIRS[:2], seed=5, ledger=ledger)
+        assert ledger.stats()["calls"] == 4  # both orders already in the ledger
+        orders = {(row["a"], row["b"]) for row in ledger.rows()}
+    assert orders == {(y0, y1) for _, y0, y1 in PAIRS[:2]} | {(y1, y0) for _, y0, y1 in PAIRS[:2]}
+    assert r == again
+    assert r["pairs"] == 2 and r["n"] + r["invalid"] + r["ties"] == 2
+    assert r["agreement"] == r["agree"] / r["n"] and (r["ci_low"], r["ci_high"]) == wilson_interval(r["agree"], r["n"])
