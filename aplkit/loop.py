@@ -117,6 +117,16 @@ class Experiment:
         else:
             self.cfg.dump(path)
 
+    def _check_split(self) -> None:
+        """The prompt pools must be the ones the run started with (a data upgrade would change them)."""
+        old = self.run_dir.read_json("split.json")
+        if old is None:
+            self.run_dir.write_json("split.json", self.pools.split)
+            return
+        for key in ("train_ids", "test_ids", "tokenizer_fingerprint"):
+            if old.get(key) != self.pools.split.get(key):
+                raise ConfigError(f"{self.run_dir.path}: the prompt pools differ from split.json ({key}); the data or tokenizer changed since this run began")
+
     def _ledger_path(self) -> Path:
         c = self.cfg.oracle.cache
         if c == "run":
@@ -250,7 +260,7 @@ class Experiment:
             rd.truncate_after_step(name, done)
         if done and not any(r["step"] == done for r in rd.rows("steps.jsonl")):
             rd.append("steps.jsonl", {"step": done, "acquired": done * cfg.acquisition.acquire_batch, "labels": None, "seconds": None})
-        rd.write_json("split.json", self.pools.split)
+        self._check_split()
         xp = self._preferences(rd.rows("acquired.jsonl"))
         result = RunResult(out=rd.path)
         if done < cfg.steps:

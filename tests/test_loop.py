@@ -100,6 +100,12 @@ def test_resume_refuses_a_different_config(tmp_path):
     other = load_config("imdb-cpu", TINY + ["training.lr=5e-4"], strategy="random")
     with pytest.raises(ConfigError, match="training.lr"):
         Experiment(other, tmp_path / "r", progress=False)
+    split = tmp_path / "r" / "split.json"
+    data = json.loads(split.read_text())
+    data["test_ids"] = data["test_ids"][::-1]  # as if the data package changed under the run
+    split.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="test_ids"):
+        run_experiment(cfg, tmp_path / "r", progress=False)
 
 
 @pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
