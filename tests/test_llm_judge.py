@@ -185,9 +185,9 @@ def test_text_mode_unparsable_answers_are_reasked_then_invalid(llama_server, tmp
 def test_concurrent_requests_overlap_and_map_back(llama_server):  # noqa: F811
     with FaultProxy(llama_server) as proxy:
         j = judge(proxy.url, concurrency=4)
-        comps = [Comparison(p, y0, y1) for p, y0, y1 in PAIRS]
+        comps = [Comparison(p, y0, y1) for p, y0, y1 in PAIRS[:3]]
         got = dict(j.judge_iter(comps))
-    assert sorted(got) == [0, 1, 2, 3] and proxy.max_inflight >= 2
+    assert sorted(got) == [0, 1, 2] and proxy.max_inflight >= 2  # after the one probe, the other two overlap
     keys = [r["key"] for r in proxy.log if r["fault"] is None]
     for i, c in enumerate(comps):  # each verdict came back under the index of the comparison it answers
         assert any(c.a in k and c.b in k for k in keys)
@@ -230,9 +230,9 @@ def test_thirty_percent_faults_complete_with_exact_retry_counts(llama_server, tm
 
 
 def test_forced_stop_keeps_labels_and_rerun_asks_only_the_rest(llama_server, tmp_path):  # noqa: F811
-    pairs = [(f"Review {i}: I thought it was", f" lovely {i}.", f" awful {i}.") for i in range(6)]
+    pairs = [(f"Review {i}: I thought it was", f" lovely {i}.", f" awful {i}.") for i in range(4)]
     path = tmp_path / "labels.sqlite"
-    with FaultProxy(llama_server, fail_after=4) as proxy:  # 1 rejected json_schema probe + 3 answers, then 503s
+    with FaultProxy(llama_server, fail_after=3) as proxy:  # 1 rejected json_schema probe + 2 answers, then 503s
         j = judge(proxy.url, concurrency=2, max_retries=2)
         with Ledger(path) as ledger, pytest.raises(OracleError, match=r"gave up after \d+ request\(s\): HTTP 503") as e:
             label_pairs(j, ledger, pairs, seed=0)
@@ -240,17 +240,17 @@ def test_forced_stop_keeps_labels_and_rerun_asks_only_the_rest(llama_server, tmp
         with Ledger(path) as ledger:
             kept = ledger.rows()
         answered = {x["key"] for x in proxy.log if x["fault"] is None and x["delivered"] and parse_choice(x["answer"] or "")[0]}
-        assert len(kept) == 3 and {_user_content(j, Comparison(r["prompt"], r["a"], r["b"])) for r in kept} == answered
+        assert len(kept) == 2 and {_user_content(j, Comparison(r["prompt"], r["a"], r["b"])) for r in kept} == answered
 
         proxy.fail_after = None  # the server is back: a rerun (same judge identity) asks only the rest
         proxy.log.clear()
         j = judge(proxy.url, concurrency=2)
         with Ledger(path) as ledger:
             labels = label_pairs(j, ledger, pairs, seed=0)
-            assert ledger.stats()["cache_hits"] == 3 and ledger.stats()["calls"] == 3
+            assert ledger.stats()["cache_hits"] == 2 and ledger.stats()["calls"] == 2
         asked = {x["key"] for x in proxy.log}
-    assert len(asked) == 3 and not asked & answered
-    assert sum(lab.cached for lab in labels) == 3 and all(lab.preferred in (0, 1) for lab in labels)
+    assert len(asked) == 2 and not asked & answered
+    assert sum(lab.cached for lab in labels) == 2 and all(lab.preferred in (0, 1) for lab in labels)
 
 
 def test_api_key_never_written_anywhere(llama_server, tmp_path, monkeypatch, capfd, caplog):  # noqa: F811
