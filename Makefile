@@ -34,8 +34,9 @@ server-wheel: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/aplkit demo
 
+# APLKIT_REQUIRE_SERVER=1: the LLM-judge tests fail, rather than skip, if the server is missing.
 test: $(STAMP) server-wheel
-	$(BIN)/python -m pytest
+	APLKIT_REQUIRE_SERVER=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check aplkit tests bench

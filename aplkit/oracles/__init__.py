@@ -50,9 +50,9 @@ def make_oracle(
         refs = {p.text: p.reference for p in pools.train + pools.test if p.reference}
         return RougeOracle(refs)
     if cfg.kind == "human":
-        from aplkit.oracles.human import HumanOracle
+        from aplkit.oracles.human import QUEUE_FILE, HumanOracle
 
-        return HumanOracle("human", Path(run_dir or ".") / "pending_labels.jsonl")
+        return HumanOracle("human", Path(run_dir or ".") / QUEUE_FILE)
     raise OracleError(f"oracle.kind: unknown '{cfg.kind}'")
 
 
