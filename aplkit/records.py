@@ -6,8 +6,17 @@ JSONL files with ``asdict`` / ``from_dict`` and nothing else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
+
+
+def sigmoid(x: float) -> float:
+    """Numerically stable logistic function."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 Choice = Literal["A", "B", "tie"]
 
@@ -37,12 +46,9 @@ class Candidate:
     @property
     def bt_prob(self) -> float | None:
         """Bradley–Terry p(y1 ≻ y0 | x) = σ(r̂1 − r̂0) under the implicit reward model."""
-        import math
-
         if self.reward0 is None or self.reward1 is None:
             return None
-        d = self.reward1 - self.reward0
-        return 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
+        return sigmoid(self.reward1 - self.reward0)
 
 
 @dataclass(frozen=True)
@@ -120,5 +126,6 @@ __all__ = [
     "Prompt",
     "Verdict",
     "from_dict",
+    "sigmoid",
     "to_dict",
 ]

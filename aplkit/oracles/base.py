@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
-from aplkit.records import Comparison, Verdict
+from aplkit.records import Comparison, Verdict, sigmoid
 
 
 class OracleError(RuntimeError):
@@ -42,3 +42,9 @@ class Oracle(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, servers or widgets."""
+
+
+def scored_verdict(score_a: float, score_b: float, tau: float) -> Verdict:
+    """Verdict of a scoring oracle: the higher score wins, P(A) = σ((s_A − s_B)/τ), tie only on equal scores."""
+    choice = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
+    return Verdict(choice=choice, raw=f"s_A={score_a:.6f} s_B={score_b:.6f}", p_a=sigmoid((score_a - score_b) / tau))

@@ -13,20 +13,15 @@ token, encoders the first), and truncated from the left so the completion is nev
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aplkit.oracles.base import Oracle, OracleError
+from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
 
 if TYPE_CHECKING:
     from aplkit.config import OracleConfig
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def fingerprint(path: Path) -> str:
@@ -123,12 +118,8 @@ class ClassifierOracle(Oracle):
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         items = list(items)
         scores = self.score([c.prompt + c.a for c in items] + [c.prompt + c.b for c in items])
-        out = []
-        for i in range(len(items)):
-            sa, sb = scores[i], scores[len(items) + i]
-            choice = "A" if sa > sb else "B" if sb > sa else "tie"
-            out.append(Verdict(choice=choice, raw=f"s_A={sa:.6f} s_B={sb:.6f}", p_a=_sigmoid((sa - sb) / self.tau)))
-        return out
+        n = len(items)
+        return [scored_verdict(scores[i], scores[n + i], self.tau) for i in range(n)]
 
     def close(self) -> None:
         self.net = None

@@ -11,10 +11,9 @@ prompt text exactly as the oracle will be shown it (``RougeOracle.from_prompts(p
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from aplkit.oracles.base import Oracle, OracleError
+from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Prompt, Verdict
 
 METRICS = ("rouge1", "rouge2", "rougeL")
@@ -66,12 +65,5 @@ class RougeOracle(Oracle):
         if missing:  # before scoring anything: one clear line
             head = " ".join(missing[0].split())[:60]
             raise OracleError(f"rouge oracle: no reference for {len(missing)} prompt(s), e.g. '{head}...'")
-        out = []
-        for c in items:
-            ref = self.references[c.prompt]
-            sa, sb = self.score(ref, c.a), self.score(ref, c.b)
-            choice = "A" if sa > sb else "B" if sb > sa else "tie"
-            d = (sa - sb) / self.tau
-            p_a = 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
-            out.append(Verdict(choice=choice, raw=f"s_A={sa:.6f} s_B={sb:.6f}", p_a=p_a))
-        return out
+        refs = [self.references[c.prompt] for c in items]
+        return [scored_verdict(self.score(r, c.a), self.score(r, c.b), self.tau) for r, c in zip(refs, items, strict=True)]

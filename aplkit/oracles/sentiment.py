@@ -21,13 +21,12 @@ earlier one: 0 for ordinary prose, 0.6 for "I loved the movie." said three times
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aplkit.oracles.base import Oracle, OracleError
+from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
 
 if TYPE_CHECKING:
@@ -40,13 +39,6 @@ SHORT_WORDS = 40  # tfidf also trains on each review's first 40 words: the oracl
 DEFAULT_TAU = {"vader": 0.9, "tfidf": 0.3}
 _WORD = re.compile(r"[a-z0-9']+")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 def clean(text: str) -> str:
@@ -257,9 +249,5 @@ class SentimentOracle(Oracle):
         items = list(items)
         prompts = [c.prompt for c in items]
         scores = self.score(prompts + prompts, [c.a for c in items] + [c.b for c in items])
-        out = []
-        for i in range(len(items)):
-            sa, sb = scores[i], scores[len(items) + i]
-            choice = "A" if sa > sb else "B" if sb > sa else "tie"
-            out.append(Verdict(choice=choice, raw=f"s_A={sa:.6f} s_B={sb:.6f}", p_a=sigmoid((sa - sb) / self.tau)))
-        return out
+        n = len(items)
+        return [scored_verdict(scores[i], scores[n + i], self.tau) for i in range(n)]
