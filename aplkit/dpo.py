@@ -81,7 +81,10 @@ class DPOFinetuner:
     def __init__(self, policy, reference, tokenizer, cfg: TrainingConfig, ref_batch_size: int = 32):
         self.policy, self.tokenizer, self.cfg = policy, tokenizer, cfg
         self.ref = RefCache(reference, tokenizer, ref_batch_size)
-        self._theta0 = {k: v.detach().clone() for k, v in policy.state_dict().items() if self._trainable(k)}
+        if cfg.lora.enabled:  # θ0 = base weights + fresh adapters: snapshot the (small) adapters
+            self._theta0 = {k: v.detach().clone() for k, v in policy.state_dict().items() if self._trainable(k)}
+        else:  # full fine-tuning: θ0 is the frozen reference itself, no second copy of the weights
+            self._theta0 = reference.state_dict()
         self.optimizer = self._new_optimizer()
 
     def _trainable(self, name: str) -> bool:

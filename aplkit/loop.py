@@ -97,6 +97,7 @@ class Experiment:
         o = cfg.oracle
         self.ledger = Ledger(self._ledger_path(), price_in=o.price_in, price_out=o.price_out)
         self.scorer = get_scorer(cfg.strategy)
+        self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
         self.models.policy = apply_lora(self.models.policy, cfg.training)
         self.finetuner = DPOFinetuner(self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size)
 
