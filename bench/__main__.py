@@ -1,0 +1,44 @@
+"""``python -m bench SUBCOMMAND ...`` and ``aplkit bench SUBCOMMAND ...``: compute | memory | labels."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: python -m bench {compute,memory,labels} [options]
+
+  compute [--quick] [--out bench/results/compute.json] [--skip judge,memory,...]
+          DPO vs TRL DPOTrainer, scorers vs one-at-a-time, batched vs per-prompt generation,
+          MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
+  memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
+  labels  ...         label efficiency (bench/labels.py)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "compute":
+        from bench.compute import main as run
+
+        return run(rest)
+    if cmd == "memory":
+        from bench.memory import main as run
+
+        return run(rest)
+    if cmd == "labels":
+        from bench.labels import main as run
+
+        return run(rest)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory or labels)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
