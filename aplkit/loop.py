@@ -231,8 +231,11 @@ class Experiment:
         cfg, m = self.cfg, self.models
         seed_everything(derive_seed(cfg.seed, t, "global"))
         ctx = ScoringContext(m.policy, m.reference, m.tokenizer, cfg.acquisition, cfg.training.beta, derive_seed(cfg.seed, t, "acquire"))
+        clock = _Clock()
         cands = acquire(self.scorer, ctx, self.pools.train)  # lines 6–9
+        clock.lap("acquire")
         labels = self._label(t, cands)  # line 10
+        clock.lap("label")
         rows = []
         for i, (c, lab) in enumerate(zip(cands, labels, strict=True)):
             row = _acquired_row(t, i, c, lab)
@@ -241,13 +244,16 @@ class Experiment:
         newest = self._preferences(rows)
         xp.extend(newest)  # line 11
         epochs = self.finetuner.finetune(xp, derive_seed(cfg.seed, t, "train"), newest=newest)  # line 12
+        clock.lap("train")
         for st in epochs:
             self.run_dir.append("train.jsonl", {"step": t, **st.__dict__})
         acquired = t * cfg.acquisition.acquire_batch
         ev = self.evaluate(t, acquired) if acquired in set(cfg.waypoints()) else None  # line 13
+        clock.lap("evaluate")
         self._save_checkpoint(t)
+        clock.lap("checkpoint")
         secs = time.perf_counter() - t0
-        self.run_dir.append("steps.jsonl", {"step": t, "acquired": acquired, "labels": len(newest), "seconds": secs})
+        self.run_dir.append("steps.jsonl", {"step": t, "acquired": acquired, "labels": len(newest), "seconds": secs, **clock.laps})
         return StepResult(t, rows, epochs, ev, secs)
 
     def run(self, on_step: Callable[[StepResult], None] | None = None) -> RunResult:
@@ -302,6 +308,19 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, **kwarg
         return exp.run(on_step=on_step)
     finally:
         exp.close()
+
+
+class _Clock:
+    """Seconds spent in each phase of a step, for steps.jsonl (where did the time go?)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"{name}_s"] = round(now - self._t, 3)
+        self._t = now
 
 
 def seed_everything(seed: int) -> None:
