@@ -577,18 +577,18 @@ def bench_judge(b: Bench) -> tuple[dict, list[str]]:
             rate(runs[cN]),
             rate(runs["c1"]),
             "cmp/s  ",
-            f"aplkit side = concurrency {s.judge_concurrency}; {len(comps)} comparisons, llama.cpp server, mode {judges[cN].mode}",
+            f"aplkit side = concurrency {s.judge_concurrency}; {len(comps)} comparisons, llama.cpp server, mode {judges[s.judge_concurrency].mode}",
         )
         with tempfile.TemporaryDirectory(prefix="bench_ledger_") as d:
             path = Path(d) / "ledger.sqlite"
             with Ledger(path) as led:
                 t0 = time.perf_counter()
-                label_pairs(judges[cN], led, pairs, seed=0)
+                label_pairs(judges[s.judge_concurrency], led, pairs, seed=0)
                 fresh_s = time.perf_counter() - t0
                 fresh = led.stats()
             with Ledger(path) as led:
                 t0 = time.perf_counter()
-                labels = label_pairs(judges[cN], led, pairs, seed=0)
+                labels = label_pairs(judges[s.judge_concurrency], led, pairs, seed=0)
                 cached_s = time.perf_counter() - t0
                 cached = led.stats()
         l2 = (
@@ -650,14 +650,30 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     lines: list[str] = []
 
+    def save() -> None:
+        if hasattr(os, "getloadavg"):
+            info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        info["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+        doc = {"machine": info, "settings": {"quick": args.quick, **s.__dict__}, "lines": lines, "results": results}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+
     def emit(name: str, fn: Callable[[], tuple[dict, list[str]]]) -> None:
+        """Run one section; a failing section is reported and recorded, the others still run; save after each."""
         t0 = time.perf_counter()
-        res, ls = fn()
+        try:
+            res, ls = fn()
+        except Exception as e:  # noqa: BLE001 - one broken section must not lose the others' figures
+            res, ls = (
+                {"error": f"{type(e).__name__}: {e}"},
+                [f"{name:<11} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"],
+            )
         res["section_seconds"] = time.perf_counter() - t0
         results[name] = res
         for x in ls:
             print(x, flush=True)
             lines.append(x)
+        save()
 
     # warm-up: first forward/backward/generate pay one-off kernel and allocator costs
     from aplkit.generation import sample_completions
@@ -666,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     b.pairs(max(s.dpo_pairs, s.score_pairs, s.judge_items))
     if "dpo" not in skip:
         emit("dpo", lambda: bench_dpo(b))
-        if "mfu" not in skip:
+        if "mfu" not in skip and "error" not in results["dpo"]:
             emit("mfu", lambda: bench_mfu(b, results["dpo"]))
     if "certainty" not in skip:
         emit("certainty", lambda: bench_certainty(b))
@@ -681,12 +697,7 @@ def main(argv: list[str] | None = None) -> int:
 
         del b  # the memory workers are separate processes; free this one's models first
         emit("memory", lambda: measure(quick=args.quick, pairs=s.dpo_pairs))
-    if hasattr(os, "getloadavg"):
-        info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    info["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    doc = {"machine": info, "settings": {"quick": args.quick, **s.__dict__}, "lines": lines, "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    save()
     print(f"wrote {out} ({info['wall_seconds']:.0f}s)")
     return 0
 

@@ -2,10 +2,11 @@
 
   load      load_models("smollm2-135m"): policy + frozen reference (the floor of every run)
   dpo-step  the above, 16 sampled pairs, then one DPO epoch (batch 8, reference log-probs included)
-  run       ``aplkit run imdb-cpu --set acquisition.budget=16 --set evaluation.test_prompts=16``: one whole
+  run       ``aplkit run imdb-cpu --set acquisition.budget=16 --set evaluation.test_prompts=16 --set evaluation.waypoints=[16]``: one whole
             acquisition step of Algorithm 1 (generate, score, label, DPO, evaluate)
 
-The parent reaps each child with ``os.wait4``, whose rusage is that child's alone.
+Each child prints its own peak (VmHWM, which starts afresh at exec) as its last line; ru_maxrss
+is not used on Linux because a child forked from this big process inherits its RSS there.
 Run: ``python -m bench memory [--quick]`` (also part of ``python -m bench compute``).
 """
 
@@ -24,13 +25,34 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
-CLI = "import sys; from aplkit.cli import main; sys.exit(main(sys.argv[1:]))"
+# the CLI in a fresh interpreter that prints its own peak RSS as the last line
+CLI = "import sys; from aplkit.cli import main; from bench.memory import report_peak; rc = main(sys.argv[1:]); report_peak(); sys.exit(rc)"
 
 
 def peak_rss_mb() -> float:
-    """This process's peak RSS so far (Linux reports KiB, macOS bytes)."""
+    """This process image's peak RSS so far.
+
+    Linux: VmHWM of /proc/self/status, which starts afresh at exec. Not ru_maxrss: a child forked from a
+    big parent (this benchmark holds several model copies) inherits the parent's RSS in its ru_maxrss.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / MB if sys.platform == "darwin" else r / 1024
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / MB
+
+
+def report_peak() -> None:
+    print(json.dumps({"peak_mb": peak_rss_mb()}), flush=True)
 
 
 def run_child(cmd: list[str], timeout: float = 900) -> dict[str, Any]:
@@ -53,8 +75,12 @@ def run_child(cmd: list[str], timeout: float = 900) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         log.seek(0)
         tail = log.read().decode("utf-8", "replace").strip().splitlines()
-    rss = usage.ru_maxrss / MB if sys.platform == "darwin" else usage.ru_maxrss / 1024
-    return {"peak_rss_mb": rss, "seconds": seconds, "rc": proc.returncode, "last_line": tail[-1] if tail else ""}
+    last = tail[-1] if tail else ""
+    try:
+        peak = json.loads(last)["peak_mb"]  # the child's own VmHWM (see peak_rss_mb)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        peak = usage.ru_maxrss / MB if sys.platform == "darwin" else usage.ru_maxrss / 1024  # upper bound (inherits the parent's)
+    return {"peak_rss_mb": peak, "seconds": seconds, "rc": proc.returncode, "last_line": last}
 
 
 def worker(what: str, pairs: int) -> int:
@@ -66,6 +92,7 @@ def worker(what: str, pairs: int) -> int:
     out: dict[str, Any] = {"start_mb": peak_rss_mb()}
     m = load_models("smollm2-135m", device="cpu", dtype="float32")
     out["after_load_mb"] = peak_rss_mb()
+    out["rss_after_load_mb"] = current_rss_mb()  # what stays resident; the peak above includes loading transients
     if what == "dpo-step":
         from aplkit.config import DataConfig, TrainingConfig
         from aplkit.data import load_pools
@@ -84,6 +111,7 @@ def worker(what: str, pairs: int) -> int:
         out["step_seconds"] = time.perf_counter() - t0
         out["after_step_mb"] = peak_rss_mb()
     out["torch_threads"] = torch.get_num_threads()
+    out["peak_mb"] = peak_rss_mb()
     print(json.dumps(out))
     return 0
 
@@ -101,7 +129,10 @@ def measure(quick: bool = False, pairs: int = 16) -> tuple[dict, list[str]]:
             r["worker"] = None
         res[what] = r
     load, step = res["load"], res["dpo-step"]
-    lines.append(f"memory      load_models (policy+reference): peak {load['peak_rss_mb']:7.0f} MiB")
+    resident = (load.get("worker") or {}).get("rss_after_load_mb", float("nan"))
+    lines.append(
+        f"memory      load_models (policy+reference): peak {load['peak_rss_mb']:7.0f} MiB, resident after loading {resident:.0f} MiB"
+    )
     w = step.get("worker") or {}
     if w:
         lines.append(
@@ -114,7 +145,7 @@ def measure(quick: bool = False, pairs: int = 16) -> tuple[dict, list[str]]:
         lines.append("memory      CPU-preset run skipped with --quick (run `python -m bench memory`)")
         return res, lines
     with tempfile.TemporaryDirectory(prefix="bench_run_") as d:
-        sets = ["acquisition.budget=16", "evaluation.test_prompts=16"]
+        sets = ["acquisition.budget=16", "evaluation.test_prompts=16", "evaluation.waypoints=[16]"]
         cmd = [py, "-c", CLI, "run", "imdb-cpu", "--out", str(Path(d) / "run"), "--quiet"]
         for s in sets:
             cmd += ["--set", s]
