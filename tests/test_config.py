@@ -22,6 +22,7 @@ def test_overrides_dotted_and_typed():
     assert c.training.lr == 1e-5 and c.evaluation.waypoints == [16, 64] and c.training.lora.enabled
     assert c.oracle.base_url == "http://127.0.0.1:8000/v1"
     assert load_config("imdb-cpu", strategy="random", seed=4).seed == 4
+    assert load_config("imdb-cpu", ["acquisition.budget=32"]).waypoints() == [16, 32]  # 48, 64 are not reached
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,7 @@ def test_overrides_dotted_and_typed():
         (["oracle.kind=gpt5"], "oracle.kind"),
         (["oracle.flip_prob=0.9"], "oracle.flip_prob"),
         (["evaluation.waypoints=[10]"], "evaluation.waypoints"),
+        (["evaluation.waypoints=[128]"], "none of [128] is reached"),
         (["data.task=file"], "data.path"),
         (["evaluation.test_prompts=999999"], "evaluation.test_prompts"),
         (["training.lora.enabled=maybe"], "training.lora.enabled"),
