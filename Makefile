@@ -9,7 +9,7 @@ TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo tor
 CACHE ?= $(HOME)/.cache/aplkit
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: setup demo test lint server-wheel clean-venv
+.PHONY: setup demo test lint server-wheel clean-venv bench-quick bench bench-labels
 
 setup: $(STAMP)
 
@@ -37,6 +37,16 @@ demo: $(STAMP)
 # APLKIT_REQUIRE_SERVER=1: the LLM-judge tests fail, rather than skip, if the server is missing.
 test: $(STAMP) server-wheel
 	APLKIT_REQUIRE_SERVER=1 $(BIN)/python -m pytest
+
+# Benchmarks (bench/README.md): side by side in one process, ratios printed, JSON under bench/results/.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench compute --quick --out bench/results/compute-quick.json
+
+bench: $(STAMP) server-wheel
+	$(BIN)/python -m bench compute && $(BIN)/python -m bench memory
+
+bench-labels: $(STAMP)
+	$(BIN)/python -m bench labels
 
 lint: $(STAMP)
 	$(BIN)/ruff check aplkit tests bench
