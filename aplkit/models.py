@@ -239,7 +239,11 @@ def load_models(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto",
     tokenizer = load_tokenizer(spec, revision)
     policy = load_policy(spec, dev, dt, revision, seed)
     policy.config.pad_token_id = tokenizer.pad_token_id
-    reference = copy.deepcopy(policy).eval()
+    # A second load from the (memory-mapped) checkpoint is ~20x faster than deep-copying 0.5 GB of
+    # weights; tiny-random exists only in memory, so it is copied.
+    reference = copy.deepcopy(policy) if spec == TINY else load_policy(spec, dev, dt, revision, seed)
+    reference.config.pad_token_id = tokenizer.pad_token_id
+    reference.eval()
     for p in reference.parameters():
         p.requires_grad_(False)
     return Models(policy=policy, reference=reference, tokenizer=tokenizer, device=dev, dtype=dt, spec=spec)
