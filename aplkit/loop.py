@@ -169,7 +169,7 @@ class Experiment:
         """θ0's test completions (made once, stored) or the human references."""
         if self.against == "reference":
             return [p.reference or "" for p in self.test]
-        rows = self.run_dir_rows("baseline.jsonl")
+        rows = self.run_dir.rows("baseline.jsonl")
         if len(rows) == len(self.test):
             return [r["completion"] for r in rows]
         ys = self._sample_test(self.models.reference, derive_seed(self.cfg.seed, "baseline"))
@@ -177,9 +177,6 @@ class Experiment:
         for p, y in zip(self.test, ys, strict=True):
             self.run_dir.append("baseline.jsonl", {"prompt_id": p.id, "prompt": p.text, "completion": y})
         return ys
-
-    def run_dir_rows(self, name: str) -> list[dict]:
-        return self.run_dir.rows(name)
 
     def _sample_test(self, model, seed: int) -> list[str]:
         e, a = self.cfg.evaluation, self.cfg.acquisition
