@@ -177,7 +177,8 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
             fig.legend(handles, ["incorrect: at 1 − p (0 → 0.5)", "correct: at p (0.5 → 1)"], loc="outside lower center", ncols=2)
         fig.suptitle(
             "Implicit Bradley–Terry model on acquired pairs vs the oracle (all seeds)\n"
-            "p = confidence in the predicted winner; correct pairs at p, incorrect at 1 − p (left edge = most confidently wrong)",
+            "p = confidence in the predicted winner: correct pairs at p, incorrect at 1 − p\n"
+            "(left edge = most confidently wrong, right edge = most confidently right)",
             fontsize="medium",
         )
     return fig
