@@ -418,6 +418,26 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- Fig 3
 
 
+def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``data_efficiency`` for each task at ``budget`` (default: the largest size every strategy reached), with notes."""
+    effs, notes = [], []
+    for task, g in df.groupby("task"):
+        if "random" not in set(g["strategy"]):
+            notes.append(f"{task}: no random runs, no data-efficiency table")
+            continue
+        b = budget
+        if b is None:
+            common = set.intersection(*(set(x["acquired"].dropna().astype(int)) for _, x in g.groupby("strategy")))
+            b = max(common) if common else None
+        if b is None:
+            notes.append(f"{task}: strategies share no waypoint, no data-efficiency table")
+            continue
+        effs.append(data_efficiency(g, int(b)))
+    if effs:
+        return pd.concat(effs, ignore_index=True), notes
+    return pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]), notes
+
+
 def bt_histogram(bt_probs: Iterable[float], preferred: Iterable[int | None], bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fig 3 binning: how confidently right or wrong the implicit BT model was about acquired pairs.
 

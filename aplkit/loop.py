@@ -209,7 +209,7 @@ class Experiment:
         self.run_dir.append("eval.jsonl", row)
         return row
 
-    def _label(self, step: int, cands: list[Candidate]) -> list[Label]:
+    def _label(self, cands: list[Candidate]) -> list[Label]:
         o = self.cfg.oracle
         pairs = [(c.prompt.text, c.y0, c.y1) for c in cands]
         return label_pairs(
@@ -231,7 +231,7 @@ class Experiment:
         clock = _Clock()
         cands = acquire(self.scorer, ctx, self.pools.train)  # lines 6–9
         clock.lap("acquire")
-        labels = self._label(t, cands)  # line 10
+        labels = self._label(cands)  # line 10
         clock.lap("label")
         rows = []
         for i, (c, lab) in enumerate(zip(cands, labels, strict=True)):

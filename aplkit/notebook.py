@@ -245,16 +245,9 @@ def fig2_table2(runs_dir: str | Path, figures_dir: str | Path, budget: int | Non
     _markdown("**Table 2** — win-rate, mean ± SE over seeds\n\n" + A.to_markdown(t2))
     sig = A.significance_vs_random(main)
     _markdown("**Significance vs random**\n\n" + significance_markdown(sig))
-    effs = []
-    for task, g in main.groupby("task"):
-        if "random" not in set(g["strategy"]):
-            print(f"{task}: no random runs, no data-efficiency table")
-            continue
-        common = set.intersection(*(set(x["acquired"].dropna().astype(int)) for _, x in g.groupby("strategy")))
-        b = budget if budget is not None else (max(common) if common else None)
-        if b is not None:
-            effs.append(A.data_efficiency(g, int(b)))
-    eff = pd.concat(effs, ignore_index=True) if effs else pd.DataFrame()
+    eff, notes = A.efficiency_by_task(main, budget)
+    for note in notes:
+        print(note)
     if not eff.empty:
         _markdown("**Data efficiency**\n\n" + efficiency_markdown(eff))
     return {"files": files, "table2": t2, "significance": sig, "efficiency": eff}

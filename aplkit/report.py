@@ -107,24 +107,8 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     sig.to_csv(out / "significance.csv", index=False)
     written["significance.csv"] = out / "significance.csv"
     put("significance.md", significance_markdown(sig))
-    effs = []
-    for task, g in main.groupby("task"):
-        if "random" not in set(g["strategy"]):
-            notes.append(f"{task}: no random runs, no data-efficiency table")
-            continue
-        b = budget
-        if b is None:
-            common = set.intersection(*(set(x["acquired"].dropna().astype(int)) for _, x in g.groupby("strategy")))
-            b = max(common) if common else None
-        if b is None:
-            notes.append(f"{task}: strategies share no waypoint, no data-efficiency table")
-            continue
-        effs.append(A.data_efficiency(g, int(b)))
-    eff = (
-        pd.concat(effs, ignore_index=True)
-        if effs
-        else pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"])
-    )
+    eff, eff_notes = A.efficiency_by_task(main, budget)
+    notes += eff_notes
     eff.to_csv(out / "efficiency.csv", index=False)
     written["efficiency.csv"] = out / "efficiency.csv"
     put("efficiency.md", efficiency_markdown(eff))
