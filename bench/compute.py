@@ -57,10 +57,10 @@ class Settings:
     temperature: float = 0.7
 
 
-# Sized for 2 shared CPU cores: the one-at-a-time baselines are slow (a single-sequence generate is ~10x
-# slower per token than a batch), so their inputs are small; the ratios, not the sizes, are the result.
+# Sized for 2 CPU cores: the one-at-a-time baselines are slow (a single-sequence generate is ~10x slower
+# per token than a batch), so their inputs are small; FULL is about half a CPU-preset step (S = 64 pairs).
 QUICK = Settings(8, 1, 8, 2, 4, 4, 1, (1024, 2048), 3, 4, 4)
-FULL = Settings(16, 2, 16, 2, 4, 4, 2, (1024, 1536, 2048), 5, 8, 4)
+FULL = Settings(32, 3, 32, 4, 4, 8, 3, (1024, 1536, 2048), 5, 8, 4)
 
 
 # --------------------------------------------------------------------------- machine and timing

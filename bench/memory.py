@@ -1,7 +1,7 @@
 """Peak resident memory (ru_maxrss), one subprocess per measurement so the peaks do not mix.
 
   load      load_models("smollm2-135m"): policy + frozen reference (the floor of every run)
-  dpo-step  the above, 16 sampled pairs, then one DPO epoch (batch 8, reference log-probs included)
+  dpo-step  the above, --pairs sampled pairs (16; `bench compute` passes its DPO size), then one DPO epoch (batch 8, reference log-probs included)
   run       ``aplkit run imdb-cpu --set acquisition.budget=16 --set evaluation.test_prompts=16 --set evaluation.waypoints=[16]``: one whole
             acquisition step of Algorithm 1 (generate, score, label, DPO, evaluate)
 
