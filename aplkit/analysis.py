@@ -386,6 +386,7 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
     Random's mean curve over its measured sizes is made monotone with a running max and
     interpolated linearly; ``ratio = labels_random / budget`` (2.0: the strategy saves half the
     labels). ``inf`` when random never gets there within the measured range (``note`` says so).
+    Random's own row is 1.0 unless its curve dips at the budget; then its note flags the table.
     """
     cols = ["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]
     curves = winrate_curves(df)
@@ -401,6 +402,11 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
                 raise ValueError(f"data_efficiency: {s} on {task} has no waypoint at budget={budget} (measured: {sizes})")
             target = float(at["mean"].iloc[0])
             labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
+            if s == "random" and labels < budget:
+                note = (
+                    f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
+                    "not monotone (noise), so every ratio in this table is unreliable"
+                )
             rows.append(
                 {
                     "task": task,

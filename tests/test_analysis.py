@@ -148,6 +148,10 @@ def test_data_efficiency_on_a_piecewise_linear_curve(tmp_path):
     assert eff.loc["bald", "labels_random"] == 16 and "upper bound" in eff.loc["bald", "note"]
     with pytest.raises(ValueError, match="no waypoint at budget=48"):
         A.data_efficiency(df, 48)
+    # at 48 random itself is below its earlier best (.60 < .65): its row says the table is unreliable
+    dip = A.data_efficiency(df[df["strategy"] == "random"], 48).set_index("strategy")
+    assert dip.loc["random", "labels_random"] == pytest.approx(16 + 0.5 * 16) and "not monotone" in dip.loc["random", "note"]
+    assert eff.loc["random", "note"] == ""
 
 
 def test_bt_histogram_by_hand():
