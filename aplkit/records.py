@@ -18,6 +18,7 @@ def sigmoid(x: float) -> float:
     e = math.exp(x)
     return e / (1.0 + e)
 
+
 Choice = Literal["A", "B", "tie"]
 
 

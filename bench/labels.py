@@ -78,7 +78,11 @@ def summarise(out: Path, configs: dict) -> dict:
     budget = int(df["acquired"].max())
     sig = A.significance_vs_random(df)
     eff = A.data_efficiency(df, budget)
-    seconds = [json.loads((Path(r) / "summary.json").read_text()).get("wall_seconds") for r in A.find_runs(out) if (Path(r) / "summary.json").exists()]
+    seconds = [
+        json.loads((Path(r) / "summary.json").read_text()).get("wall_seconds")
+        for r in A.find_runs(out)
+        if (Path(r) / "summary.json").exists()
+    ]
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [

@@ -18,7 +18,10 @@ def test_presets_load_and_paper_table1_is_exact():
 
 
 def test_overrides_dotted_and_typed():
-    c = load_config("imdb-cpu", ["training.lr=1e-5", "evaluation.waypoints=[16,64]", "training.lora.enabled=true", "oracle.base_url=http://127.0.0.1:8000/v1"])
+    c = load_config(
+        "imdb-cpu",
+        ["training.lr=1e-5", "evaluation.waypoints=[16,64]", "training.lora.enabled=true", "oracle.base_url=http://127.0.0.1:8000/v1"],
+    )
     assert c.training.lr == 1e-5 and c.evaluation.waypoints == [16, 64] and c.training.lora.enabled
     assert c.oracle.base_url == "http://127.0.0.1:8000/v1"
     assert load_config("imdb-cpu", strategy="random", seed=4).seed == 4

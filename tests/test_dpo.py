@@ -41,8 +41,12 @@ def test_loss_gradient_raises_chosen_lowers_rejected(tiny):
     assert stats[-1].loss < stats[0].loss
     assert stats[-1].reward_acc == 1.0
     xs = [p.prompt for p in PREFS]
-    lw = sequence_logprobs(policy, tiny.tokenizer, xs, [p.chosen for p in PREFS]) - sequence_logprobs(tiny.reference, tiny.tokenizer, xs, [p.chosen for p in PREFS])
-    ll = sequence_logprobs(policy, tiny.tokenizer, xs, [p.rejected for p in PREFS]) - sequence_logprobs(tiny.reference, tiny.tokenizer, xs, [p.rejected for p in PREFS])
+    lw = sequence_logprobs(policy, tiny.tokenizer, xs, [p.chosen for p in PREFS]) - sequence_logprobs(
+        tiny.reference, tiny.tokenizer, xs, [p.chosen for p in PREFS]
+    )
+    ll = sequence_logprobs(policy, tiny.tokenizer, xs, [p.rejected for p in PREFS]) - sequence_logprobs(
+        tiny.reference, tiny.tokenizer, xs, [p.rejected for p in PREFS]
+    )
     assert (lw > ll).all()
 
 
@@ -59,7 +63,9 @@ def test_equals_trl_loss_and_rewards(tiny, tmp_path):
         for p in policy.parameters():
             p.add_(0.02 * torch.randn_like(p, generator=torch.Generator().manual_seed(1)) if p.dim() > 1 else 0.0)
     ds = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in PREFS])
-    args = DPOConfig(output_dir=str(tmp_path), beta=0.2, per_device_train_batch_size=4, report_to=[], use_cpu=True, bf16=False, logging_steps=1)
+    args = DPOConfig(
+        output_dir=str(tmp_path), beta=0.2, per_device_train_batch_size=4, report_to=[], use_cpu=True, bf16=False, logging_steps=1
+    )
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=ds, processing_class=tiny.tokenizer)
     batch, prompts, comps = make_batch(tiny.tokenizer, PREFS)
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "completion_mask": batch.completion_mask}

@@ -42,7 +42,9 @@ def test_batched_logprobs_equal_one_at_a_time(tiny):
     prompts = ["The film was", "I went to see this movie", "Worst", "A truly wonderful and moving story about"]
     comps = [" great fun.", " last night and it was long", " acting ever, really bad bad bad", " love"]
     batched = sequence_logprobs(tiny.policy, tiny.tokenizer, prompts, comps, batch_size=4)
-    single = torch.cat([sequence_logprobs(tiny.policy, tiny.tokenizer, [p], [c], batch_size=1) for p, c in zip(prompts, comps, strict=False)])
+    single = torch.cat(
+        [sequence_logprobs(tiny.policy, tiny.tokenizer, [p], [c], batch_size=1) for p, c in zip(prompts, comps, strict=False)]
+    )
     assert torch.allclose(batched, single, atol=1e-4), (batched, single)
     assert (batched < 0).all()
 

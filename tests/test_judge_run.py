@@ -13,7 +13,20 @@ KEY = "sk-test-" + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 def test_cli_run_with_local_judge_then_rerun_costs_nothing(llama_server, tmp_path):  # noqa: F811
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "aplkit.cli", "run", "imdb-cpu-judge", "--strategy", "certainty", "--seed", "0", "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aplkit.cli",
+        "run",
+        "imdb-cpu-judge",
+        "--strategy",
+        "certainty",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     for s in (
         f"oracle.base_url={llama_server}",
         "model.spec=tiny-random",

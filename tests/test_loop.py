@@ -59,7 +59,16 @@ def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
     cfg = load_config("imdb-cpu", TINY, strategy=strategy)
     res = run_experiment(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    for name in ("config.yaml", "split.json", "acquired.jsonl", "eval.jsonl", "train.jsonl", "baseline.jsonl", "labels.sqlite", "summary.json"):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "acquired.jsonl",
+        "eval.jsonl",
+        "train.jsonl",
+        "baseline.jsonl",
+        "labels.sqlite",
+        "summary.json",
+    ):
         assert (run / name).exists(), name
     acq = list(read_jsonl(run / "acquired.jsonl"))
     assert [r["step"] for r in acq] == [1] * 4 + [2] * 4 + [3] * 4
