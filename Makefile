@@ -43,13 +43,13 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench compute --quick --out bench/results/compute-quick.json
 
 bench: $(STAMP) server-wheel
-	$(BIN)/python -m bench compute && $(BIN)/python -m bench memory
+	$(BIN)/python -m bench compute  # its last section is the memory benchmark
 
 bench-labels: $(STAMP)
 	$(BIN)/python -m bench labels
 
 lint: $(STAMP)
-	$(BIN)/ruff check aplkit tests bench
+	$(BIN)/ruff check aplkit tests bench && $(BIN)/ruff format --check aplkit tests bench
 
 clean-venv:
 	rm -rf $(VENV)
