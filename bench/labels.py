@@ -72,6 +72,8 @@ def summarise(out: Path, configs: dict) -> dict:
     from aplkit.report import efficiency_markdown, significance_markdown
 
     df = A.load_runs(out)
+    if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
+        df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
     if df.empty:
         return {"markdown": "no finished waypoints yet", "runs": 0}
     table = A.table2(df)
@@ -97,7 +99,7 @@ def summarise(out: Path, configs: dict) -> dict:
     )
     return {
         "config": cfg.to_dict(),
-        "runs": len(A.find_runs(out)),
+        "runs": int(df.groupby(["strategy", "seed"]).ngroups),
         "run_seconds": seconds,
         "table2": json.loads(table.to_json(orient="split", default_handler=str)),
         "significance": json.loads(sig.to_json(orient="records")),

@@ -83,3 +83,13 @@ def test_rerun_trains_only_the_unfinished_folder(bench_runs, tmp_path, monkeypat
     assert labels.main(["--strategies", "random,certainty", "--out", str(bench_runs), "--results", str(res)]) == 0
     assert calls == [("certainty", 2, bench_runs / "certainty" / "seed2")]
     assert json.loads(res.read_text())["config"]["name"] == "imdb-cpu"
+
+
+def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
+    res = tmp_path / "labels.json"
+    argv = ["--report-only", "--strategies", "random,certainty", "--seeds", "2", "--out", str(bench_runs), "--results", str(res)]
+    assert labels.main(argv) == 0
+    doc = json.loads(res.read_text())
+    assert doc["runs"] == 4
+    r = next(r for r in doc["significance"] if r["acquired"] == 32)
+    assert r["n"] == 2 and r["mean_diff"] == pytest.approx(0.08)  # seeds 0, 1: +0.10, +0.06
