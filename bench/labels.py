@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(out: Path, configs: dict) -> dict:
     from aplkit import analysis as A
     from aplkit.report import efficiency_markdown, significance_markdown
+    from aplkit.runfolder import RunFolder
 
     df = A.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
@@ -80,11 +81,7 @@ def summarise(out: Path, configs: dict) -> dict:
     budget = int(df["acquired"].max())
     sig = A.significance_vs_random(df)
     eff = A.data_efficiency(df, budget)
-    seconds = [
-        json.loads((Path(r) / "summary.json").read_text()).get("wall_seconds")
-        for r in A.find_runs(out)
-        if (Path(r) / "summary.json").exists()
-    ]
+    seconds = [(RunFolder(out / r).read_json("summary.json") or {}).get("wall_seconds") for r in sorted(df["run"].unique())]
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
