@@ -104,9 +104,16 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def interleaved(fns: dict[str, Callable[[], dict]], repeats: int) -> dict[str, list[dict]]:
-    """Run each fn ``repeats`` times, alternating the order every round; each fn times itself (setup excluded)."""
+def interleaved(fns: dict[str, Callable[[], dict]], repeats: int, warmup: bool = False) -> dict[str, list[dict]]:
+    """Run each fn ``repeats`` times, alternating the order every round; each fn times itself (setup excluded).
+
+    ``warmup`` runs each fn once first and discards it: with fewer than 3 repeats the median cannot drop
+    the cold first run (first backward, allocator growth), which would penalise whichever side goes first.
+    """
     names = list(fns)
+    if warmup:
+        for n in names:
+            fns[n]()
     out: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(repeats):
         for n in names if r % 2 == 0 else names[::-1]:
@@ -260,7 +267,9 @@ def bench_dpo(b: Bench) -> tuple[dict, list[str]]:
     cfg = TrainingConfig(mode="reset", optimizer="adam", lr=3e-5, epochs=1, batch_size=8, beta=0.2)
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as work:
         runs = interleaved(
-            {"aplkit": lambda: run_aplkit_dpo(b, prefs, cfg), "trl": lambda: run_trl_dpo(b, prefs, cfg, work)}, s.dpo_repeats
+            {"aplkit": lambda: run_aplkit_dpo(b, prefs, cfg), "trl": lambda: run_trl_dpo(b, prefs, cfg, work)},
+            s.dpo_repeats,
+            warmup=s.dpo_repeats < 3,
         )
     ours, base = rate(runs["aplkit"]), rate(runs["trl"])
     l1, ratio = line(
