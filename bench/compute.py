@@ -578,26 +578,26 @@ def bench_judge(b: Bench) -> tuple[dict, list[str]]:
 
             return f
 
-        runs = interleaved({"c1": run(1), f"c{s.judge_concurrency}": run(s.judge_concurrency)}, 1)
-        cN = f"c{s.judge_concurrency}"
+        cN, judge = f"c{s.judge_concurrency}", judges[s.judge_concurrency]  # the configured side
+        runs = interleaved({"c1": run(1), cN: run(s.judge_concurrency)}, 1)
         l1, ratio = line(
             "judge",
             "concurrency 1",
             rate(runs[cN]),
             rate(runs["c1"]),
             "cmp/s  ",
-            f"aplkit side = concurrency {s.judge_concurrency}; {len(comps)} comparisons, llama.cpp server, mode {judges[s.judge_concurrency].mode}",
+            f"aplkit side = concurrency {s.judge_concurrency}; {len(comps)} comparisons, llama.cpp server, mode {judge.mode}",
         )
         with tempfile.TemporaryDirectory(prefix="bench_ledger_") as d:
             path = Path(d) / "ledger.sqlite"
             with Ledger(path) as led:
                 t0 = time.perf_counter()
-                label_pairs(judges[s.judge_concurrency], led, pairs, seed=0)
+                label_pairs(judge, led, pairs, seed=0)
                 fresh_s = time.perf_counter() - t0
                 fresh = led.stats()
             with Ledger(path) as led:
                 t0 = time.perf_counter()
-                labels = label_pairs(judges[s.judge_concurrency], led, pairs, seed=0)
+                labels = label_pairs(judge, led, pairs, seed=0)
                 cached_s = time.perf_counter() - t0
                 cached = led.stats()
         l2 = (
