@@ -165,6 +165,12 @@ def tiny_cls_dir(tmp_path_factory):
     return path, net, tok
 
 
+def _logp(logits, col):
+    import torch
+
+    return float(torch.log_softmax(logits, dim=-1)[col])
+
+
 def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
     from aplkit.oracles.classifier import ClassifierOracle
 
@@ -172,8 +178,8 @@ def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
     prompt = "The film"
     completions = [" was great.", " was a long and very boring mess of a film, honestly.", " ok", " I loved it, really loved it!"]
     oracle = ClassifierOracle(str(path), batch_size=3)  # default column: the last (1)
-    direct = [float(lg[1]) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
-    # Batched + right-padded scores equal the unpadded one-at-a-time logits.
+    direct = [_logp(lg, 1) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    # Batched + right-padded scores equal the unpadded one-at-a-time log P(positive).
     assert oracle.score([prompt + c for c in completions]) == pytest.approx(direct, abs=1e-4)
     pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
     assert all(abs(direct[i] - direct[j]) > 1e-3 for i, j in pairs)  # precondition: no near-ties
@@ -183,7 +189,7 @@ def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
         assert v.p_a == pytest.approx(1 / (1 + math.exp(-(direct[i] - direct[j]))), abs=1e-4)
     # Column 0 is the negated preference only if the columns disagree; just check it really reads column 0.
     col0 = ClassifierOracle(str(path), positive_label=0)
-    direct0 = [float(lg[0]) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    direct0 = [_logp(lg, 0) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
     assert col0.score([prompt + c for c in completions]) == pytest.approx(direct0, abs=1e-4)
     assert col0.identity != oracle.identity and str(path) in oracle.identity
 
@@ -198,8 +204,42 @@ def test_single_logit_reward_model(tmp_path):
     v = oracle.judge([Comparison("x", a, b)])[0]
     assert v.choice == ("A" if sa > sb else "B")
     assert v.p_a == pytest.approx(1 / (1 + math.exp(-(sa - sb))), abs=1e-4)
+    assert "score=" not in oracle.identity  # a reward model's rule never changed: its cached answers stay valid
     with pytest.raises(OracleError, match="positive_label=1"):
         ClassifierOracle(str(tmp_path), positive_label=1)
+
+
+def test_classifier_ranks_by_p_positive_not_the_raw_positive_logit(tmp_path):
+    """Text A gets the larger raw positive logit but the lower P(positive): the oracle must prefer B."""
+    import torch
+
+    from aplkit.oracles.classifier import ClassifierOracle
+
+    net, tok = _tiny_classifier(tmp_path / "src", num_labels=2)
+    prompt, a, b = "x", " a", " bb cc dd ee"
+
+    def last_hidden(text):
+        with torch.no_grad():
+            return net.model(**tok(text, return_tensors="pt")).last_hidden_state[0, -1]
+
+    # Set the two-class head (rows 5u and u, u = d/|d|²) so that z1(A) − z1(B) = 1 (A has the larger
+    # positive logit) while z0(A) − z0(B) = 5, so (z1 − z0)(A) − (z1 − z0)(B) = −4: P(positive | B) > P(positive | A).
+    d = last_hidden(prompt + a) - last_hidden(prompt + b)
+    u = d / d.dot(d)
+    with torch.no_grad():
+        net.score.weight.copy_(torch.stack([5 * u, u]))
+    net.save_pretrained(tmp_path / "cls")
+    tok.save_pretrained(tmp_path / "cls")
+    za, zb = _direct_logits(net, tok, [prompt + a, prompt + b])
+    assert za[1] > zb[1] and torch.softmax(za, -1)[1] < torch.softmax(zb, -1)[1]  # the precondition, as built
+    oracle = ClassifierOracle(str(tmp_path / "cls"))
+    fwd, rev = oracle.judge([Comparison(prompt, a, b), Comparison(prompt, b, a)])
+    assert fwd.choice == "B" and rev.choice == "A" and fwd.p_a < 0.5 < rev.p_a
+    # p_a = σ(log P_A − log P_B) = P_A / (P_A + P_B) over the two texts' P(positive)
+    pa, pb = float(torch.softmax(za, -1)[1]), float(torch.softmax(zb, -1)[1])
+    assert fwd.p_a == pytest.approx(pa / (pa + pb), abs=1e-4)
+    # the scoring rule is part of the identity: labels cached under the raw-logit rule are not reused
+    assert ":score=logp:" in oracle.identity
 
 
 def test_classifier_load_errors_are_one_line(tmp_path):

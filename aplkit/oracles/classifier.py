@@ -1,10 +1,18 @@
 """Classifier / reward-model oracle: any ``AutoModelForSequenceClassification`` scores both full texts.
 
 The DPO paper judged IMDB with a sentiment classifier; elsewhere a trained reward model plays this
-role. The score of ``prompt + completion`` is the logit in column ``positive_label`` (default: the
-last column, so a single-logit reward model uses its only output), the higher one is preferred and
-``p_a = σ((s_A − s_B)/τ)`` — with τ = 1 that is the Bradley–Terry probability a reward model is
-trained to output.
+role. The score of ``prompt + completion`` is:
+
+* a classifier (``num_labels >= 2``): the log-probability of class ``positive_label`` (default: the
+  last column), i.e. that column of ``log_softmax(logits)``. A raw logit is not monotone in
+  P(positive) — a text can have the larger positive logit and still the lower P(positive) when its
+  other logits are larger too — so the raw column is never compared on its own. With two classes
+  log P(positive) = log σ(z_pos − z_neg), which orders texts exactly as the logit difference does.
+* a single-logit reward model (``num_labels == 1``): its raw output, the reward itself.
+
+The higher score is preferred and ``p_a = σ((s_A − s_B)/τ)``. For a reward model with τ = 1 that is
+the Bradley–Terry probability it was trained to output; for a classifier with τ = 1 it is
+P_A / (P_A + P_B), the two texts' P(positive) renormalised over the pair.
 
 Batches are right-padded with an explicit pad token (decoder models pool the last non-pad
 token, encoders the first), and truncated from the left so the completion is never cut off.
@@ -40,7 +48,7 @@ def fingerprint(path: Path) -> str:
 
 
 class ClassifierOracle(Oracle):
-    """Prefers the completion whose full text gets the higher classifier / reward logit."""
+    """Prefers the completion whose full text gets the higher log P(positive) (classifier) or reward (one logit)."""
 
     kind = "classifier"
 
@@ -82,6 +90,7 @@ class ClassifierOracle(Oracle):
         self.model_name = model
         self.revision = revision
         self.column = col % n
+        self.num_labels = n
         self.tau = float(tau)
         self.batch_size = batch_size
         self.max_length = max_length
@@ -99,10 +108,13 @@ class ClassifierOracle(Oracle):
 
     @property
     def identity(self) -> str:
-        return f"classifier:{self.model_name}@{self._version}:col={self.column}:tau={self.tau:g}:max_len={self.max_length}"
+        # A classifier's score=logp keeps answers cached under the old raw-logit rule from being reused; a
+        # single-logit reward model scores as it always did, so its identity (and its cached answers) stay.
+        score = ":score=logp" if self.num_labels > 1 else ""
+        return f"classifier:{self.model_name}@{self._version}:col={self.column}{score}:tau={self.tau:g}:max_len={self.max_length}"
 
     def score(self, texts: Sequence[str]) -> list[float]:
-        """Logit of the positive column for each full text, in batches."""
+        """Score of each full text, in batches: log P(positive) (log_softmax column), or the raw reward for one logit."""
         import torch
 
         out: list[float] = []
@@ -111,8 +123,10 @@ class ClassifierOracle(Oracle):
                 list(texts[i : i + self.batch_size]), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
             )
             with torch.no_grad():
-                logits = self.net(**enc.to(self.device)).logits
-            out += logits[:, self.column].float().tolist()
+                logits = self.net(**enc.to(self.device)).logits.float()
+            if logits.shape[-1] > 1:
+                logits = torch.log_softmax(logits, dim=-1)
+            out += logits[:, self.column].tolist()
         return out
 
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
