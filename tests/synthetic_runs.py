@@ -60,7 +60,7 @@ def make_run(
             "invalid": 0,
             "against": "initial",
         }
-        rf.append("eval.jsonl", {k: row[k] for k in EVAL_FIELDS})
+        rf.append("eval.jsonl", {k: row[k] for k in EVAL_FIELDS if k in row})  # fields this row lacks: as an older run wrote it
     for i, (step, bt, pref) in enumerate(acquired):
         row = dict.fromkeys(ACQUIRED_FIELDS)
         row |= {
