@@ -444,21 +444,34 @@ def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.
     return pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]), notes
 
 
-def bt_histogram(bt_probs: Iterable[float], preferred: Iterable[int | None], bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+NO_PREDICTION_TOL = 1e-12
+
+
+def bt_histogram(
+    bt_probs: Iterable[float], preferred: Iterable[int | None], bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Fig 3 binning: how confidently right or wrong the implicit BT model was about acquired pairs.
 
-    The model predicts y1 wins iff bt_prob > 0.5, with confidence p = max(bt_prob, 1 − bt_prob).
-    Correct pairs go at p (0.5 → 1), incorrect ones at 1 − p (0 → 0.5), so the top bins hold the
-    most confidently right and the bottom ones the most confidently wrong. Pairs with a null
-    bt_prob or label are dropped. Returns edges (2·bins + 1 over [0, 1]) and two count arrays of
-    length 2·bins: incorrect counts live in the lower half, correct in the upper. Bins are
-    [lo, hi) except the last of each half, which is closed (so 0.5 and 1.0 fall inside).
+    The model predicts y1 wins iff bt_prob > 0.5 and y0 iff bt_prob < 0.5, with confidence
+    p = max(bt_prob, 1 − bt_prob). Correct pairs go at p (0.5 → 1), incorrect ones at 1 − p
+    (0 → 0.5), so the top bins hold the most confidently right and the bottom ones the most
+    confidently wrong. A pair with bt_prob = 0.5 (within ``NO_PREDICTION_TOL``) makes no
+    prediction — at θ_t = θ0, i.e. every pair of step 1, all implicit rewards are 0 — so it is
+    neither right nor wrong: it is left out of the bins and counted as ``no_prediction``.
+    Pairs with a null bt_prob or label (tie/invalid) are dropped before that and not counted.
+    Returns edges (2·bins + 1 over [0, 1]), two count arrays of length 2·bins (incorrect counts
+    live in the lower half, correct in the upper) and the no-prediction count. Bins are [lo, hi)
+    except the last of each half, which is closed (so 0.5 and 1.0 fall inside).
     """
     edges = np.linspace(0.0, 1.0, 2 * bins + 1)
     incorrect = np.zeros(2 * bins, dtype=int)
     correct = np.zeros(2 * bins, dtype=int)
+    no_prediction = 0
     for p, y in zip(bt_probs, preferred, strict=True):
         if p is None or y is None or (isinstance(p, float) and math.isnan(p)) or (isinstance(y, float) and math.isnan(y)):
+            continue
+        if abs(p - 0.5) <= NO_PREDICTION_TOL:
+            no_prediction += 1
             continue
         conf = max(p, 1.0 - p)
         right = (p > 0.5) == (int(y) == 1)
@@ -468,23 +481,24 @@ def bt_histogram(bt_probs: Iterable[float], preferred: Iterable[int | None], bin
             correct[min(max(k, bins), 2 * bins - 1)] += 1
         else:
             incorrect[min(max(k, 0), bins - 1)] += 1
-    return edges, incorrect, correct
+    return edges, incorrect, correct, no_prediction
 
 
 def bt_histograms(acq: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     """Fig 3 data: per strategy × acquisition step (over all seeds), the counts from ``bt_histogram``.
 
-    Columns: strategy, step, bin (0..2·bins−1), lo, hi, incorrect, correct, n_used, n_excluded
-    (pairs with a tie/invalid label or no bt_prob).
+    Columns: strategy, step, bin (0..2·bins−1), lo, hi, incorrect, correct, n_used (pairs in the
+    bins), n_no_prediction (bt_prob = 0.5: no predicted winner, not drawn) and n_excluded (pairs
+    with a tie/invalid label or no bt_prob). n_used + n_no_prediction + n_excluded = pairs acquired.
     """
-    cols = ["strategy", "step", "bin", "lo", "hi", "incorrect", "correct", "n_used", "n_excluded"]
+    cols = ["strategy", "step", "bin", "lo", "hi", "incorrect", "correct", "n_used", "n_no_prediction", "n_excluded"]
     rows = []
     if acq.empty:
         return pd.DataFrame(columns=cols)
     for (s, step), g in acq.groupby(["strategy", "step"], sort=True):
         prefs = [None if pd.isna(y) else int(y) for y in g["preferred"]]
         probs = [None if pd.isna(p) else float(p) for p in g["bt_prob"]]
-        edges, inc, cor = bt_histogram(probs, prefs, bins)
+        edges, inc, cor, no_pred = bt_histogram(probs, prefs, bins)
         used = int(inc.sum() + cor.sum())
         for b in range(2 * bins):
             rows.append(
@@ -497,10 +511,28 @@ def bt_histograms(acq: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
                     "incorrect": int(inc[b]),
                     "correct": int(cor[b]),
                     "n_used": used,
-                    "n_excluded": len(g) - used,
+                    "n_no_prediction": no_pred,
+                    "n_excluded": len(g) - used - no_pred,
                 }
             )
     return _sort(pd.DataFrame(rows, columns=cols), ["strategy", "step", "bin"])
+
+
+def bt_left_out(hist: pd.DataFrame) -> tuple[int, int]:
+    """(no-prediction pairs, tie/invalid or no-bt_prob pairs) over every panel of a ``bt_histograms`` table."""
+    panels = hist.drop_duplicates(["strategy", "step"])
+    return int(panels["n_no_prediction"].sum()), int(panels["n_excluded"].sum())
+
+
+def bt_left_out_note(hist: pd.DataFrame) -> str:
+    """One line on what Fig 3 does not draw ('' when it draws every acquired pair)."""
+    no_pred, excluded = bt_left_out(hist)
+    parts = []
+    if no_pred:
+        parts.append(f"{no_pred} acquired pair(s) with bt_prob = 0.5 make no prediction (θ_t = θ0, e.g. step 1) and are not drawn")
+    if excluded:
+        parts.append(f"{excluded} acquired pair(s) left out (tie/invalid label or no bt_prob)")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- Fig 5 / Fig 6

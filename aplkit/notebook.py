@@ -265,9 +265,9 @@ def fig3_bt_histograms(runs_dir: str | Path, figures_dir: str | Path) -> list[Pa
     files = []
     for task, g in acq.groupby("task"):
         hist = A.bt_histograms(g)
-        excluded = int(hist.drop_duplicates(["strategy", "step"])["n_excluded"].sum())
-        if excluded:
-            print(f"{task}: {excluded} acquired pair(s) left out (tie/invalid label or no bt_prob)")
+        left_out = A.bt_left_out_note(hist)
+        if left_out:
+            print(f"{task}: {left_out}")
         stem = "fig3_bt_hist" if acq["task"].nunique() == 1 else f"fig3_bt_hist_{task}"
         files += show_and_save(P.plot_bt_hist(hist), figures_dir, stem)
     return files

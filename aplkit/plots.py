@@ -107,11 +107,25 @@ def plot_winrate(curves: pd.DataFrame, against: dict[str, str] | None = None, ti
     return fig
 
 
+def _n_no_prediction(g: pd.DataFrame) -> int:
+    return int(g["n_no_prediction"].iloc[0]) if "n_no_prediction" in g else 0
+
+
+def bt_panel_caption(g: pd.DataFrame) -> str:
+    """A Fig 3 panel's count line: pairs drawn, then those not drawn (no prediction, tie/invalid label)."""
+    no_pred, excl = _n_no_prediction(g), int(g["n_excluded"].iloc[0])
+    extra = [f"+{no_pred} no prediction"] if no_pred else []
+    extra += [f"+{excl} tie/invalid"] if excl else []
+    return f"n={int(g['n_used'].iloc[0])}" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
     """Fig 3: BT-model confidence on acquired pairs; columns = strategies, rows = acquisition steps.
 
     Red (hatched) bars left of 0.5: pairs the implicit reward model got wrong, further left = more
-    confidently wrong; green right of 0.5: correct, further right = more confident. With more than
+    confidently wrong; green right of 0.5: correct, further right = more confident. Pairs with
+    bt_prob = 0.5 (θ_t = θ0, e.g. all of step 1) predict neither winner: they are not drawn and each
+    panel's caption counts them ("no prediction") next to its tie/invalid labels. With more than
     ``max_rows`` steps, evenly spaced steps (first and last included) are shown.
     """
     strategies = strategy_order(hist["strategy"])
@@ -150,11 +164,10 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
                         label="incorrect",
                     )
                     ax.bar(g["lo"], g["correct"], width=w, align="edge", color=CORRECT, edgecolor="white", lw=0.5, label="correct")
-                    excl = int(g["n_excluded"].iloc[0])
                     ax.text(
                         0.98,
                         0.97,
-                        f"n={int(g['n_used'].iloc[0])}" + (f" (+{excl} tie/invalid)" if excl else ""),
+                        bt_panel_caption(g),
                         ha="right",
                         transform=ax.transAxes,
                         va="top",
@@ -162,6 +175,8 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
                         color="0.25",
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
                     )
+                    if int(g["n_used"].iloc[0]) == 0 and _n_no_prediction(g):
+                        ax.text(0.5, 0.45, "no prediction\n(bt_prob = 0.5)", ha="center", va="center", transform=ax.transAxes, color="0.4")
                 ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
                 ax.axvline(0.5, color="0.3", lw=0.8)
                 ax.set_xlim(0, 1)
@@ -178,7 +193,8 @@ def plot_bt_hist(hist: pd.DataFrame, max_rows: int = 8) -> Figure:
         fig.suptitle(
             "Implicit Bradley–Terry model on acquired pairs vs the oracle (all seeds)\n"
             "p = confidence in the predicted winner: correct pairs at p, incorrect at 1 − p\n"
-            "(left edge = most confidently wrong, right edge = most confidently right)",
+            "(left edge = most confidently wrong, right edge = most confidently right)\n"
+            "pairs at bt_prob = 0.5 (θ_t = θ0) predict no winner: counted, not drawn",
             fontsize="medium",
         )
     return fig

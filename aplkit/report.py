@@ -120,9 +120,9 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     if not acq_main.empty:
         for task, g in acq_main.groupby("task"):
             hist = A.bt_histograms(g)
-            excluded = int(hist.drop_duplicates(["strategy", "step"])["n_excluded"].sum())
-            if excluded:
-                notes.append(f"Fig 3 {task}: {excluded} acquired pair(s) left out (tie/invalid label or no bt_prob)")
+            left_out = A.bt_left_out_note(hist)
+            if left_out:
+                notes.append(f"Fig 3 {task}: {left_out}")
             stem = "fig3_bt_hist" if acq_main["task"].nunique() == 1 else f"fig3_bt_hist_{task}"
             fig(P.plot_bt_hist(hist), stem)
     else:

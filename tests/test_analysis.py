@@ -155,22 +155,25 @@ def test_data_efficiency_on_a_piecewise_linear_curve(tmp_path):
 
 
 def test_bt_histogram_by_hand():
-    probs = [0.9, 0.9, 0.2, 0.2, 0.5, 0.5, 1.0, 0.0, 0.97, None, 0.51, 0.85]
-    prefs = [1, 0, 0, 1, 0, 1, 1, 1, None, 1, 1, 0]
-    edges, inc, cor = A.bt_histogram(probs, prefs, bins=10)
+    probs = [0.9, 0.9, 0.2, 0.2, 0.5, 0.5, 1.0, 0.0, 0.97, None, 0.51, 0.85, 0.5 + 1e-13, 0.5 - 1e-9, 0.5]
+    prefs = [1, 0, 0, 1, 0, 1, 1, 1, None, 1, 1, 0, 1, 1, None]
+    edges, inc, cor, no_pred = A.bt_histogram(probs, prefs, bins=10)
     assert len(edges) == 21 and edges[2] == pytest.approx(0.1) and edges[10] == pytest.approx(0.5)
     want_inc = np.zeros(20, int)
-    # (.9, y0 won) → 1−.9 = .1 → bin [.1,.15); (.2, y1) → .2 → [.2,.25); (.5, y1) → .5 → last red bin (closed);
-    # (0, y1) → 0 → [0,.05); (.85, y0) → .15 → [.15,.2)
-    for b in (2, 4, 9, 0, 3):
+    # (.9, y0 won) → 1−.9 = .1 → bin [.1,.15); (.2, y1) → .2 → [.2,.25); (0, y1) → 0 → [0,.05);
+    # (.85, y0) → .15 → [.15,.2); (.5 − 1e-9, y1): predicts y0 (barely), wrong → ≈ .5 → last red bin (closed)
+    for b in (2, 4, 0, 3, 9):
         want_inc[b] += 1
     want_cor = np.zeros(20, int)
-    # (.9, y1) → .9 → [.9,.95); (.2, y0) → .8 → [.8,.85); (.5, y0) → .5 → [.5,.55); (1, y1) → 1 → last green (closed); (.51, y1) → [.5,.55)
-    for b in (18, 16, 10, 19, 10):
+    # (.9, y1) → .9 → [.9,.95); (.2, y0) → .8 → [.8,.85); (1, y1) → 1 → last green (closed); (.51, y1) → [.5,.55)
+    for b in (18, 16, 19, 10):
         want_cor[b] += 1
     assert inc.tolist() == want_inc.tolist()
     assert cor.tolist() == want_cor.tolist()
     assert inc[10:].sum() == 0 and cor[:10].sum() == 0
+    # (.5, y0), (.5, y1) and (.5 + 1e-13, y1) predict no winner; (.5, None) is a tie/invalid label, not counted here
+    assert no_pred == 3
+    assert inc.sum() + cor.sum() + no_pred == 12  # 15 pairs − 3 with a null label or bt_prob
 
 
 def test_bt_histograms_per_strategy_and_step(tmp_path):
@@ -179,9 +182,31 @@ def test_bt_histograms_per_strategy_and_step(tmp_path):
     h = A.bt_histograms(A.load_acquired(tmp_path))
     s1 = h[(h["strategy"] == "certainty") & (h["step"] == 1)]
     assert s1["incorrect"].sum() == 2 and s1["correct"].sum() == 1  # over both seeds
-    assert int(s1["n_excluded"].iloc[0]) == 1 and int(s1["n_used"].iloc[0]) == 3
+    assert int(s1["n_excluded"].iloc[0]) == 1 and int(s1["n_used"].iloc[0]) == 3 and int(s1["n_no_prediction"].iloc[0]) == 0
     assert s1.loc[s1["bin"] == 1, "incorrect"].item() == 1  # .05 predicted y0 with .95, oracle says y1 → 1 − .95 = .05
     assert s1.loc[s1["bin"] == 2, "incorrect"].item() == 1
+
+
+def test_step_one_ties_are_no_prediction_not_incorrect(tmp_path):
+    # step 1: θ = θ0, every bt_prob is exactly 0.5 — 3 pairs won by y0, 2 by y1, 1 tie label
+    step1 = [(1, 0.5, 0), (1, 0.5, 0), (1, 0.5, 0), (1, 0.5, 1), (1, 0.5, 1), (1, 0.5, None)]
+    step2 = [(2, 0.7, 1), (2, 0.7, 0), (2, 0.5, 1)]
+    make_run(tmp_path, "random", 0, {16: 0.5}, acquired=step1 + step2)
+    h = A.bt_histograms(A.load_acquired(tmp_path))
+    s1 = h[h["step"] == 1]
+    assert s1["incorrect"].sum() == 0 and s1["correct"].sum() == 0  # nothing drawn as "predicts y0"
+    assert (int(s1["n_used"].iloc[0]), int(s1["n_no_prediction"].iloc[0]), int(s1["n_excluded"].iloc[0])) == (0, 5, 1)
+    s2 = h[h["step"] == 2]
+    assert s2["correct"].sum() == 1 and s2["incorrect"].sum() == 1  # (.7, y1) right at .7; (.7, y0) wrong at .3
+    assert s2.loc[s2["bin"] == 14, "correct"].item() == 1 and s2.loc[s2["bin"] == 6, "incorrect"].item() == 1
+    assert (int(s2["n_used"].iloc[0]), int(s2["n_no_prediction"].iloc[0]), int(s2["n_excluded"].iloc[0])) == (2, 1, 0)
+    assert A.bt_left_out(h) == (6, 1)
+    note = A.bt_left_out_note(h)
+    assert "6 acquired pair(s) with bt_prob = 0.5 make no prediction" in note and "1 acquired pair(s) left out (tie/invalid" in note
+    from aplkit.plots import bt_panel_caption
+
+    assert bt_panel_caption(s1) == "n=0 (+5 no prediction, +1 tie/invalid)"
+    assert bt_panel_caption(s2) == "n=2 (+1 no prediction)"
 
 
 def test_loss_curves_and_epoch_sweep(tmp_path):
@@ -210,7 +235,7 @@ def test_report_writes_every_file(tmp_path):
     from aplkit.report import report
 
     runs = tmp_path / "runs"
-    acq = [(1, 0.8, 1), (1, 0.3, 1), (2, 0.6, 0), (2, 0.5, None)]
+    acq = [(1, 0.8, 1), (1, 0.3, 1), (1, 0.5, 1), (2, 0.6, 0), (2, 0.5, None)]
     for seed in range(2):
         for s, base, step in (("random", 0.5, 0.01), ("certainty", 0.55, 0.03)):
             make_run(runs, s, seed, {16: base + step * seed, 32: base + 0.1}, acquired=acq, losses={1: [0.7, 0.5], 2: [0.7, 0.4]}, epochs=2)
@@ -231,6 +256,9 @@ def test_report_writes_every_file(tmp_path):
             assert path.read_bytes()[:4] == b"%PDF"
     notes = written["notes.md"].read_text()
     assert "skipped (no eval rows): crashed" in notes and "tie/invalid" in notes
+    # each of the 4 main-setting runs (reset, 2 epochs) has one labelled bt_prob = 0.5 pair and one tie/invalid label
+    assert "Fig 3 imdb: 4 acquired pair(s) with bt_prob = 0.5 make no prediction" in notes
+    assert "4 acquired pair(s) left out (tie/invalid label or no bt_prob)" in notes
     sig = pd.read_csv(written["significance.csv"]).set_index("acquired")
     assert sig.loc[32, "mean_diff"] == pytest.approx(0.05) and "identical differences" in sig.loc[32, "note"]  # .65 − .60 for both seeds
     assert sig.loc[16, "t_p"] == pytest.approx(stats.ttest_rel([0.55, 0.58], [0.5, 0.51]).pvalue)
