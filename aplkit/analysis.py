@@ -322,6 +322,21 @@ def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- statistics
 
 
+def holm(pvalues: Iterable[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (statsmodels ``multipletests(method="holm")``), same order.
+
+    NaN p-values (nothing was tested) are left out of the family and stay NaN.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(list(pvalues), dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
 def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
     """Paired comparison of each strategy with random, per task and size, over seeds run with both.
 
@@ -329,10 +344,15 @@ def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
     t-test, wilcoxon_p the signed-rank test when n ≥ 6 (too few pairs for it otherwise: NaN).
     With one shared seed (or differences identical across seeds) there is nothing to test:
     p-values are NaN and ``note`` says n/a.
+
+    The table runs many tests (strategies × sizes), so ``t_p_holm`` and ``wilcoxon_p_holm`` hold
+    Holm-adjusted p-values (``holm``), each over the family of every test of its kind in the table
+    for the same task (all strategies and all sizes of that dataset); NaN p-values are not in the
+    family and stay NaN.
     """
     from scipy import stats
 
-    cols = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "wilcoxon_p", "note"]
+    cols = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm", "note"]
     rows = []
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -362,7 +382,13 @@ def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
                 row["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue) if n >= 6 and np.any(d != 0) else float("nan")
                 row["note"] = "" if n >= 6 else "wilcoxon needs n >= 6"
             rows.append(row)
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    for raw in ("t_p", "wilcoxon_p"):
+        out[raw] = out[raw].astype(float)
+        out[f"{raw}_holm"] = np.nan
+        for _, g in out.groupby("task", sort=False):
+            out.loc[g.index, f"{raw}_holm"] = holm(g[raw])
+    return out
 
 
 def _first_reach(sizes: np.ndarray, values: np.ndarray, target: float) -> tuple[float, str]:

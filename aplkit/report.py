@@ -25,7 +25,7 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
 
 
 def significance_markdown(sig: pd.DataFrame) -> str:
-    """significance_vs_random as Markdown; p-values 'n/a' where there is nothing to test."""
+    """significance_vs_random as Markdown: raw and Holm-adjusted p-values side by side; 'n/a' where there is nothing to test."""
     rows = []
     for r in sig.itertuples():
         se = "n/a" if math.isnan(r.se) else f"{r.se:.3f}"
@@ -38,11 +38,36 @@ def significance_markdown(sig: pd.DataFrame) -> str:
                 f"{r.mean_diff:+.3f}",
                 se,
                 _fmt_p(r.t_p),
+                _fmt_p(r.t_p_holm),
                 _fmt_p(r.wilcoxon_p),
+                _fmt_p(r.wilcoxon_p_holm),
             ]
         )
-    text = _md(["Dataset", "Size", "Strategy", "Seeds", "Δ win-rate vs random", "SE", "paired t p", "Wilcoxon p"], rows)
-    return text + "\nPaired over seeds run with both the strategy and random; Wilcoxon signed-rank only with ≥ 6 pairs.\n"
+    header = [
+        "Dataset",
+        "Size",
+        "Strategy",
+        "Seeds",
+        "Δ win-rate vs random",
+        "SE",
+        "paired t p",
+        "t p (Holm)",
+        "Wilcoxon p",
+        "Wilcoxon p (Holm)",
+    ]
+    text = _md(header, rows)
+    text += "\nPaired over seeds run with both the strategy and random; Wilcoxon signed-rank only with ≥ 6 pairs.\n"
+    families = []
+    for task, g in sig.groupby("task", sort=True):
+        m_t, m_w = int(g["t_p"].notna().sum()), int(g["wilcoxon_p"].notna().sum())
+        families.append(f"{task}: {m_t} t-test(s), {m_w} Wilcoxon test(s)")
+    text += (
+        "Holm columns: Holm step-down adjustment (family-wise error) over the family of every test of that kind in this "
+        "table for the same dataset — all strategies vs random at all sizes; tests reported n/a are not in the family"
+        + (f" ({'; '.join(families)})" if families else "")
+        + ".\n"
+    )
+    return text
 
 
 def efficiency_markdown(eff: pd.DataFrame) -> str:

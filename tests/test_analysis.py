@@ -131,6 +131,54 @@ def test_significance_vs_random_matches_scipy(tmp_path):
     assert one["n"] == 1 and one["mean_diff"] == pytest.approx(0.2) and math.isnan(one["t_p"]) and "n/a" in one["note"]
 
 
+def test_holm_by_hand():
+    # sorted .01 < .03 < .04 → 3·.01 = .03, 2·.03 = .06, max(.06, 1·.04) = .06 (step-down keeps them monotone)
+    got = A.holm([0.01, 0.04, float("nan"), 0.03])
+    assert got[[0, 1, 3]].tolist() == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(got[2])
+    assert A.holm([0.5, 0.6]).tolist() == pytest.approx([1.0, 1.0])  # capped at 1
+    assert np.isnan(A.holm([float("nan")])).all() and A.holm([]).size == 0
+
+
+def test_significance_holm_over_each_tasks_family(tmp_path):
+    rnd = {16: [0.50, 0.55, 0.60], 32: [0.60, 0.62, 0.64]}
+    cer = {16: [0.56, 0.58, 0.69], 32: [0.70, 0.66, 0.75]}
+    ent16 = [0.52, 0.60, 0.61]
+    for seed in range(3):
+        make_run(tmp_path, "random", seed, {k: v[seed] for k, v in rnd.items()})
+        make_run(tmp_path, "certainty", seed, {k: v[seed] for k, v in cer.items()})
+        make_run(tmp_path, "entropy", seed, {16: ent16[seed], 32: 0.7} if seed == 0 else {16: ent16[seed]})  # 32: one seed, n/a
+        make_run(tmp_path, "random", seed, {16: [0.40, 0.50, 0.45][seed]}, task="tldr")
+        make_run(tmp_path, "certainty", seed, {16: [0.50, 0.52, 0.60][seed]}, task="tldr")
+    sig = A.significance_vs_random(A.load_runs(tmp_path)).set_index(["task", "strategy", "acquired"])
+    p = {
+        ("certainty", 16): stats.ttest_rel(cer[16], rnd[16]).pvalue,
+        ("certainty", 32): stats.ttest_rel(cer[32], rnd[32]).pvalue,
+        ("entropy", 16): stats.ttest_rel(ent16, rnd[16]).pvalue,
+    }
+    for (s, size), raw in p.items():
+        assert sig.loc[("imdb", s, size), "t_p"] == pytest.approx(raw)
+    # Holm by hand over imdb's three t-tests (the n/a entropy@32 is not in the family)
+    (k1, p1), (k2, p2), (k3, p3) = sorted(p.items(), key=lambda kv: kv[1])
+    a1 = min(1.0, 3 * p1)
+    a2 = max(a1, min(1.0, 2 * p2))
+    a3 = max(a2, min(1.0, p3))
+    for k, want in ((k1, a1), (k2, a2), (k3, a3)):
+        assert sig.loc[("imdb", *k), "t_p_holm"] == pytest.approx(want)
+    assert a1 != pytest.approx(p1)  # the adjustment really changed something
+    assert math.isnan(sig.loc[("imdb", "entropy", 32), "t_p_holm"]) and math.isnan(sig.loc[("imdb", "entropy", 32), "t_p"])
+    # tldr is its own family of one test: adjusted = raw
+    tl = sig.loc[("tldr", "certainty", 16)]
+    assert tl["t_p_holm"] == pytest.approx(stats.ttest_rel([0.50, 0.52, 0.60], [0.40, 0.50, 0.45]).pvalue) == pytest.approx(tl["t_p"])
+    assert sig["wilcoxon_p_holm"].isna().all()  # n < 6 everywhere: no Wilcoxon test, nothing to adjust
+
+    from aplkit.report import significance_markdown
+
+    md = significance_markdown(sig.reset_index())
+    assert "| paired t p | t p (Holm) | Wilcoxon p | Wilcoxon p (Holm) |" in md
+    assert "imdb: 3 t-test(s), 0 Wilcoxon test(s); tldr: 1 t-test(s), 0 Wilcoxon test(s)" in md
+    assert "same dataset" in md
+
+
 def test_data_efficiency_on_a_piecewise_linear_curve(tmp_path):
     # random: 16 → .55, 32 → .65, 48 → .60 (a dip), 64 → .75; running max .55 .65 .65 .75
     make_run(tmp_path, "random", 0, {16: 0.55, 32: 0.65, 48: 0.60, 64: 0.75})
