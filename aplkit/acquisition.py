@@ -6,6 +6,10 @@ One step of acquisition (Algorithm 1, lines 6–9) is ``acquire``:
     candidates = scorer.propose(ctx, prompts)   # generate pairs     line 7
     scores     = scorer.score(ctx, candidates)                       line 8
     batch      = top-M candidates by score                           line 9
+                 (+ a fresh pair for a candidate ranked without one)
+
+Every log-prob is taken on the token ids the sampler drew (``Candidate.y0_ids``), never on
+re-tokenised text.
 
 A scorer is a small class with a ``name``; ``register_scorer`` adds your own, e.g. in a
 notebook::
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aplkit.config import AcquisitionConfig
-from aplkit.generation import sample_completions, sequence_logprobs
+from aplkit.generation import Sample, ids_logprobs, prompt_ids, sample
 from aplkit.records import Candidate, Prompt
 
 
@@ -40,8 +44,9 @@ class ScoringContext:
     beta: float
     seed: int  # a per-step seed; derive sub-seeds from it
 
-    def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0) -> list[list[str]]:
-        return sample_completions(
+    def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
+        """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
+        return sample(
             self.policy,
             self.tokenizer,
             prompts,
@@ -50,52 +55,69 @@ class ScoringContext:
             max_new_tokens=self.acq.max_new_tokens,
             batch_size=self.acq.batch_size,
             seed=self.seed + seed_offset,
+            with_logprobs=with_logprobs,
         )
 
-    def logprobs(self, which: str, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-        """log p(y|x) under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam."""
+    def logprobs(self, which: str, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
+        """log p(y|x) of completion *token ids* under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam."""
         model = self.policy if which == "policy" else self.reference
-        return sequence_logprobs(model, self.tokenizer, prompts, completions, self.acq.batch_size).double().numpy()
+        p_ids = prompt_ids(self.tokenizer, prompts)
+        return ids_logprobs(model, p_ids, [list(c) for c in completions], self.tokenizer.pad_token_id, self.acq.batch_size).double().numpy()
 
-    def implicit_rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-        """r̂(x, y) = β (log πθ(y|x) − log πθ0(y|x))  (paper eq. 5)."""
+    def implicit_rewards(self, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
+        """r̂(x, y) = β (log πθ(y|x) − log πθ0(y|x))  (paper eq. 5), on the sampled ids."""
         return self.beta * (self.logprobs("policy", prompts, completions) - self.logprobs("reference", prompts, completions))
+
+    def completion_ids(self, c: Candidate) -> tuple[list[int], list[int]]:
+        """The pair's sampled ids; a pair that came as text only (a user's scorer) is tokenised."""
+        y0 = c.y0_ids if c.y0_ids is not None else self.tokenizer(c.y0, add_special_tokens=False)["input_ids"]
+        y1 = c.y1_ids if c.y1_ids is not None else self.tokenizer(c.y1, add_special_tokens=False)["input_ids"]
+        return list(y0), list(y1)
 
     def fill_rewards(self, cands: Sequence[Candidate]) -> None:
         if not cands:
             return
         xs = [c.prompt.text for c in cands]
-        r = self.implicit_rewards(xs + xs, [c.y0 for c in cands] + [c.y1 for c in cands])
+        ids = [self.completion_ids(c) for c in cands]
+        r = self.implicit_rewards(xs + xs, [i[0] for i in ids] + [i[1] for i in ids])
         for i, c in enumerate(cands):
             c.reward0, c.reward1 = float(r[i]), float(r[len(cands) + i])
 
-    def entropies(self, prompts: Sequence[Prompt], n: int) -> tuple[np.ndarray, list[list[str]]]:
-        """Monte-Carlo predictive entropy H ≈ −(1/N) Σ_n log πθ(yⁿ|x), yⁿ ~ πθ (paper eq. 8).
+    def pairs(self, prompts: Sequence[Prompt], seed_offset: int = 0) -> list[Candidate]:
+        """One fresh pair (y0, y1) ~ πθ_t per prompt (Algorithm 1, line 7)."""
+        out = self.generate([p.text for p in prompts], n=2, seed_offset=seed_offset)
+        return [Candidate(prompt=p, y0=a.text, y1=b.text, y0_ids=a.ids, y1_ids=b.ids) for p, (a, b) in zip(prompts, out, strict=True)]
 
-        Returns the entropies and the N samples per prompt (the first two are reused as the pair:
-        they are independent draws from the same πθ, so no second generation is needed).
+    def complete_pairs(self, cands: Sequence[Candidate]) -> None:
+        """Generate the pair of every candidate that was ranked before it had one (entropy)."""
+        todo = [c for c in cands if not c.has_pair]
+        for c, fresh in zip(todo, self.pairs([c.prompt for c in todo], seed_offset=2), strict=True):
+            c.y0, c.y1, c.y0_ids, c.y1_ids = fresh.y0, fresh.y1, fresh.y0_ids, fresh.y1_ids
+
+    def entropies(self, prompts: Sequence[Prompt], n: int) -> np.ndarray:
+        """Monte-Carlo predictive entropy H ≈ −(1/N) Σ_n log p(yⁿ|x), yⁿ ~ p (paper eq. 8).
+
+        p is the distribution the pairs are sampled from, πθ_t at the acquisition temperature T:
+        the samples and their log-probs come from the same sampler, so this is the entropy of
+        that distribution (scoring T-samples with T = 1 log-probs would estimate a cross-entropy).
+        The samples only estimate H; the pair is generated afresh after selection (§3.1.3).
         """
-        samples = self.generate([p.text for p in prompts], n=n, seed_offset=1)
-        xs = [p.text for p, ys in zip(prompts, samples, strict=True) for _ in ys]
-        ys = [y for s in samples for y in s]
-        lp = self.logprobs("policy", xs, ys).reshape(len(prompts), n)
-        return -lp.mean(axis=1), samples
+        samples = self.generate([p.text for p in prompts], n=n, seed_offset=1, with_logprobs=True)
+        lp = np.array([[s.logprob for s in row] for row in samples], dtype=float)
+        return -lp.mean(axis=1)
 
 
 class Scorer:
     """Ranks candidates; higher score = acquired first."""
 
     name: str = "scorer"
-    #: how many prompts to draw per M-sized batch, as a multiple of S
-    pool_multiplier: int = 1
 
     def prompts_needed(self, acq: AcquisitionConfig) -> int:
-        return acq.prompt_batch * self.pool_multiplier
+        return acq.prompt_batch
 
     def propose(self, ctx: ScoringContext, prompts: Sequence[Prompt]) -> list[Candidate]:
         """Generate one pair (y0, y1) ~ πθ_t per prompt (Algorithm 1, line 7)."""
-        pairs = ctx.generate([p.text for p in prompts], n=2)
-        return [Candidate(prompt=p, y0=ys[0], y1=ys[1]) for p, ys in zip(prompts, pairs, strict=True)]
+        return ctx.pairs(prompts)
 
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         raise NotImplementedError
@@ -130,14 +152,16 @@ class RandomScorer(Scorer):
 
 @register_scorer
 class EntropyScorer(Scorer):
-    """Predictive entropy of πθ_t(y|x): prompts the model is least sure about first."""
+    """Predictive entropy of πθ_t(y|x): prompts the model is least sure about first.
+
+    Prompts are ranked before any pair exists; the M chosen get a fresh pair (``acquire``).
+    """
 
     name = "entropy"
 
     def propose(self, ctx: ScoringContext, prompts: Sequence[Prompt]) -> list[Candidate]:
-        n = max(2, ctx.acq.entropy_samples)
-        h, samples = ctx.entropies(prompts, n)
-        return [Candidate(prompt=p, y0=s[0], y1=s[1], entropy=float(e)) for p, s, e in zip(prompts, samples, h, strict=True)]
+        h = ctx.entropies(prompts, ctx.acq.entropy_samples)
+        return [Candidate(prompt=p, entropy=float(e)) for p, e in zip(prompts, h, strict=True)]
 
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         return np.array([c.entropy for c in cands], dtype=float)
@@ -156,7 +180,7 @@ class CertaintyScorer(Scorer):
 
 @register_scorer
 class EntropyCertaintyScorer(CertaintyScorer):
-    """Hybrid (§3.1.3): J×S prompts → top S by entropy → pairs → top M by certainty."""
+    """Hybrid (§3.1.3): J×S prompts → top S by entropy → new pairs for those S → top M by certainty."""
 
     name = "entropy+certainty"
 
@@ -164,9 +188,10 @@ class EntropyCertaintyScorer(CertaintyScorer):
         return acq.prompt_batch * acq.entropy_pool
 
     def propose(self, ctx: ScoringContext, prompts: Sequence[Prompt]) -> list[Candidate]:
-        cands = EntropyScorer().propose(ctx, prompts)
-        keep = top_k(np.array([c.entropy for c in cands]), ctx.acq.prompt_batch, ctx.seed)
-        return [cands[i] for i in keep]
+        ranked = EntropyScorer().propose(ctx, prompts)
+        keep = [ranked[i] for i in top_k(np.array([c.entropy for c in ranked]), ctx.acq.prompt_batch, ctx.seed)]
+        ctx.complete_pairs(keep)
+        return keep
 
 
 def top_k(scores: np.ndarray, k: int, seed: int) -> list[int]:
@@ -190,5 +215,6 @@ def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list
     for c, s in zip(cands, scores, strict=True):
         c.score = float(s)
     chosen = [cands[i] for i in top_k(scores, ctx.acq.acquire_batch, ctx.seed + 7)]
+    ctx.complete_pairs(chosen)  # scorers that rank prompts (entropy) get their pair now
     ctx.fill_rewards([c for c in chosen if c.reward0 is None or c.reward1 is None])  # for the BT analysis (Fig 3)
     return chosen

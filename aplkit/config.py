@@ -312,6 +312,9 @@ def validate(cfg: ExperimentConfig) -> None:
     need(e.test_prompts > 0, f"evaluation.test_prompts: must be > 0, got {e.test_prompts}")
     need(e.temperature > 0, f"evaluation.temperature: must be > 0, got {e.temperature}")
     need(e.against in ("auto", "initial", "reference"), f"evaluation.against: unknown '{e.against}'")
+    from aplkit.evaluation import ROUGE_AGAINST_REFERENCE
+
+    need(not (o.kind == "rouge" and e.against == "reference"), ROUGE_AGAINST_REFERENCE)
     need(e.batch_size > 0, f"evaluation.batch_size: must be > 0, got {e.batch_size}")
     m = a.acquire_batch
     reachable = {m * s for s in range(1, cfg.steps + 1)}

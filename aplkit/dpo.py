@@ -8,6 +8,11 @@ Reference log-probs log πθ0(y|x) never change, so each pair's are computed onc
 cached for every later epoch and step (``RefCache``). Batches are laid out as TRL's
 ``DPOTrainer`` lays them out — chosen rows stacked over rejected rows — so the
 equivalence test can feed both the same tensors.
+
+Completions are trained on as the token ids that were sampled, EOS included when the
+model stopped, so DPO also learns when to stop. Dropout is off (r̂ = 0 at θ = θ0, as in
+TRL); the weights are fp32 and a bf16/fp16 compute dtype runs under autocast (fp16 with a
+gradient scaler), so an update of lr 1e-6 is never rounded away.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from aplkit.config import TrainingConfig
-from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, tokenize_pairs
+from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, prompt_ids
+from aplkit.models import disable_dropout
 from aplkit.records import Preference
 
 
@@ -39,19 +45,21 @@ def dpo_loss(
 
 
 class RefCache:
-    """log πθ0(y|x) per (prompt, completion): computed once, reused across epochs and steps."""
+    """log πθ0(y|x) per (prompt ids, completion ids): computed once, reused across epochs and steps."""
 
     def __init__(self, reference, tokenizer, batch_size: int = 32):
         self.reference, self.tokenizer, self.batch_size = reference, tokenizer, batch_size
-        self._store: dict[tuple[str, str], float] = {}
+        self._store: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
 
-    def get(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
-        missing = sorted({(p, c) for p, c in zip(prompts, completions, strict=True)} - self._store.keys())
+    def get(self, p_ids: Sequence[Sequence[int]], c_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        keys = [(tuple(p), tuple(c)) for p, c in zip(p_ids, c_ids, strict=True)]
+        missing = sorted(set(keys) - self._store.keys())
         if missing:
-            p_ids, c_ids = tokenize_pairs(self.tokenizer, [m[0] for m in missing], [m[1] for m in missing])
-            values = ids_logprobs(self.reference, p_ids, c_ids, self.tokenizer.pad_token_id, self.batch_size)
+            values = ids_logprobs(
+                self.reference, [list(m[0]) for m in missing], [list(m[1]) for m in missing], self.tokenizer.pad_token_id, self.batch_size
+            )
             self._store.update(zip(missing, values.tolist(), strict=True))
-        return torch.tensor([self._store[(p, c)] for p, c in zip(prompts, completions, strict=True)], dtype=torch.float64)
+        return torch.tensor([self._store[k] for k in keys], dtype=torch.float64)
 
     def __len__(self) -> int:
         return len(self._store)
@@ -67,12 +75,21 @@ class EpochStats:
     seconds: float
 
 
+def preference_ids(tokenizer, prefs: Sequence[Preference]) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompt ids and completion ids, chosen rows then rejected rows; sampled ids are used as they are."""
+
+    def ids(text: str, given: list[int] | None) -> list[int]:
+        return list(given) if given is not None else tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    p_ids = prompt_ids(tokenizer, [p.prompt for p in prefs]) * 2
+    c_ids = [ids(p.chosen, p.chosen_ids) for p in prefs] + [ids(p.rejected, p.rejected_ids) for p in prefs]
+    return p_ids, c_ids
+
+
 def make_batch(tokenizer, prefs: Sequence[Preference]):
     """Chosen rows then rejected rows, right-padded, completion-masked (TRL's layout)."""
-    prompts = [p.prompt for p in prefs] * 2
-    completions = [p.chosen for p in prefs] + [p.rejected for p in prefs]
-    p_ids, c_ids = tokenize_pairs(tokenizer, prompts, completions)
-    return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), prompts, completions
+    p_ids, c_ids = preference_ids(tokenizer, prefs)
+    return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), p_ids, c_ids
 
 
 class DPOFinetuner:
@@ -80,7 +97,13 @@ class DPOFinetuner:
 
     def __init__(self, policy, reference, tokenizer, cfg: TrainingConfig, ref_batch_size: int = 32):
         self.policy, self.tokenizer, self.cfg = policy, tokenizer, cfg
+        if any(p.requires_grad and p.dtype != torch.float32 for p in policy.parameters()):
+            raise ValueError(
+                "DPO trains fp32 weights (set model.dtype for the compute precision): low-precision weights lose updates at small lr"
+            )
+        disable_dropout(policy)
         self.ref = RefCache(reference, tokenizer, ref_batch_size)
+        self.scaler = self._new_scaler()
         if cfg.lora.enabled:  # θ0 = base weights + fresh adapters: snapshot the (small) adapters
             self._theta0 = {k: v.detach().clone() for k, v in policy.state_dict().items() if self._trainable(k)}
         else:  # full fine-tuning: θ0 is the frozen reference itself, no second copy of the weights
@@ -97,14 +120,20 @@ class DPOFinetuner:
         cls = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.Adam
         return cls(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
+    def _new_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling for fp16 compute (bf16 and fp32 need none)."""
+        compute = getattr(self.policy, "aplkit_compute_dtype", None)
+        return torch.amp.GradScaler(next(self.policy.parameters()).device.type, enabled=compute == torch.float16)
+
     def reset(self) -> None:
         """θ ← θ0 and a fresh optimiser (the paper's default, §3.3)."""
         self.policy.load_state_dict(self._theta0, strict=False)
         self.optimizer = self._new_optimizer()
+        self.scaler = self._new_scaler()
 
-    def _step(self, prefs: Sequence[Preference]) -> tuple[float, torch.Tensor, torch.Tensor]:
-        batch, prompts, completions = make_batch(self.tokenizer, prefs)
-        ref = self.ref.get(prompts, completions).to(next(self.policy.parameters()).device)
+    def _step(self, prefs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, p_ids, c_ids = make_batch(self.tokenizer, prefs)
+        ref = self.ref.get(p_ids, c_ids).to(next(self.policy.parameters()).device)
         logps = completion_logprobs(self.policy, batch).double()
         n = len(prefs)
         loss, rc, rr = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], self.cfg.beta)
@@ -118,10 +147,8 @@ class DPOFinetuner:
             chunk = [prefs[i] for i in order[s : s + bs]]
             self.optimizer.zero_grad(set_to_none=True)
             loss, rc, rr = self._step(chunk)
-            loss.backward()
-            if self.cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self._optimizer_step()
             losses.append(loss.item() * len(chunk))
             accs.append((rc > rr).double().sum().item())
             margins.append((rc - rr).sum().item())
@@ -168,14 +195,19 @@ class DPOFinetuner:
         for s in range(0, n, self.cfg.batch_size):
             chunk = prefs[s : s + self.cfg.batch_size]
             loss, rc, rr = self._step(chunk)
-            (loss * len(chunk) / n).backward()
+            self.scaler.scale(loss * len(chunk) / n).backward()
             tot += loss.item() * len(chunk)
             acc += (rc > rr).double().sum().item()
             mar += (rc - rr).sum().item()
-        if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        self._optimizer_step()
         return EpochStats(0, tot / n, acc / n, mar / n, n, time.perf_counter() - t0)
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def state(self) -> dict:
         """What a checkpoint needs to continue exactly (trainable weights, and the optimiser in online mode)."""

@@ -50,10 +50,23 @@ def win_rate(labels: Sequence[Label], policy_index: int = 1) -> WinRate:
     return WinRate(mean, math.sqrt(var / n), n, ties, invalid)
 
 
-def resolve_against(against: str, has_references: bool) -> str:
-    """``auto`` → the human references when the task has them (TLDR), else θ0's completions (IMDB)."""
+def resolve_against(against: str, has_references: bool, oracle_kind: str | None = None) -> str:
+    """``auto`` → the human references when the task has them (TLDR), else θ0's completions (IMDB).
+
+    The ROUGE oracle scores a summary by its overlap with that same human reference, so the
+    reference would score F1 = 1 and the policy could never win: with ROUGE, ``auto`` is θ0 and an
+    explicit ``reference`` is refused (``config.validate`` refuses it before anything loads).
+    """
     if against == "auto":
-        return "reference" if has_references else "initial"
+        return "reference" if has_references and oracle_kind != "rouge" else "initial"
     if against == "reference" and not has_references:
         raise ValueError("evaluation.against=reference but the test prompts have no reference completions")
+    if against == "reference" and oracle_kind == "rouge":
+        raise ValueError(ROUGE_AGAINST_REFERENCE)
     return against
+
+
+ROUGE_AGAINST_REFERENCE = (
+    "evaluation.against: 'reference' cannot be judged by oracle.kind=rouge (ROUGE of the reference against itself is 1, "
+    "so the win-rate would be 0 by construction); use evaluation.against=initial or auto"
+)

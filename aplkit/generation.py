@@ -1,9 +1,15 @@
 """Sampling completions and scoring sequence log-probabilities log p(y|x).
 
 Every log-prob in the kit (acquisition scores, implicit rewards, DPO) goes through
-``encode_pairs`` + ``completion_logprobs`` so the same tokenisation is used
-everywhere: prompt tokens, then completion tokens, right-padded, with a mask that
-keeps only completion positions. Generation uses left padding.
+``encode_ids`` + ``completion_logprobs`` so the same layout is used everywhere: prompt
+tokens, then completion tokens, right-padded, with a mask that keeps only completion
+positions. Generation uses left padding.
+
+A sampled completion is scored and trained on as the token ids the sampler drew, EOS
+included when the model stopped (``Sample.ids``); its text (special tokens dropped) is
+only for the oracle and the run folder. Decoding and re-tokenising would change 2–4 % of
+sequences (``ĠDun|s`` → ``ĠD|uns``, 1–20 nats) and hide whether a completion finished or
+was cut at ``max_new_tokens``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from aplkit.models import autocast
 
 
 @dataclass
@@ -51,7 +59,8 @@ def completion_logprobs(model, batch: EncodedPairs) -> torch.Tensor:
     device = next(model.parameters()).device
     ids = batch.input_ids.to(device)
     attn = batch.attention_mask.to(device)
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    with autocast(model):
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     targets = ids[:, 1:]
     mask = batch.completion_mask[:, 1:].to(device).float()
     token_lp = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
@@ -89,7 +98,119 @@ def ids_logprobs(model, prompt_ids, completion_ids, pad_id: int, batch_size: int
     return result
 
 
+@dataclass
+class Sample:
+    """One sampled completion: the ids the sampler drew and the text the oracle reads."""
+
+    text: str  # decoded without special tokens
+    ids: list[int]  # sampled token ids up to and including the first EOS (if the model stopped)
+    logprob: float | None = None  # Σ log p_T(y_t | x, y_<t) under the sampling distribution (temperature T)
+    eos_id: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the model ended the completion itself (False: cut at max_new_tokens)."""
+        return self.eos_id is not None and bool(self.ids) and self.ids[-1] == self.eos_id
+
+
+def _cut(row: list[int], eos_id: int | None, pad_id: int | None) -> list[int]:
+    """Generated ids up to and including the first EOS; padding after it dropped."""
+    out = []
+    for t in row:
+        if eos_id is not None and t == eos_id:
+            out.append(t)
+            break
+        if pad_id is not None and t == pad_id:
+            break  # generate pads finished rows; pad == eos was handled above
+        out.append(t)
+    return out
+
+
+def _generation_config(temperature: float, max_new_tokens: int, pad_id, eos_id):
+    """Pure temperature sampling and nothing else.
+
+    ``generate`` fills unset fields from the model's own generation config, so the processors a
+    checkpoint may ship (repetition penalty, top-k, n-gram bans, a minimum length) are set neutral here.
+    """
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        min_p=None,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        min_new_tokens=0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+    )
+
+
 @torch.no_grad()
+def sample(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    n: int = 1,
+    temperature: float = 0.7,
+    max_new_tokens: int = 24,
+    batch_size: int = 32,
+    seed: int = 0,
+    with_logprobs: bool = False,
+) -> list[list[Sample]]:
+    """n completions per prompt by pure temperature sampling (no top-k/top-p), left-padded batches.
+
+    ``with_logprobs`` also returns each sample's log-probability under the distribution it was
+    drawn from (the sampler's processed scores, softmax(logits / T)), summed over its ids: the
+    predictive-entropy estimate needs exactly that and no second forward pass. Seeded once per call, so the same model, prompts
+    and seed give the same completions.
+    """
+    if not prompts:
+        return []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    per_batch = max(1, batch_size // n)
+    results: list[list[Sample]] = []
+    pad_id = tokenizer.pad_token_id
+    eos_id = tokenizer.eos_token_id
+    gen_cfg = _generation_config(temperature, max_new_tokens, pad_id, eos_id)
+    for s in range(0, len(prompts), per_batch):
+        chunk = list(prompts[s : s + per_batch])
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
+        with autocast(model):
+            out = model.generate(
+                **enc,
+                generation_config=gen_cfg,
+                num_return_sequences=n,
+                return_dict_in_generate=True,
+                output_scores=with_logprobs,
+            )
+        new = out.sequences[:, enc["input_ids"].shape[1] :].cpu()
+        rows = [_cut(r, eos_id, pad_id) for r in new.tolist()]
+        lps: list[float | None] = [None] * len(rows)
+        if with_logprobs:
+            scores = torch.stack(out.scores, dim=1).float().cpu()  # [rows, steps, V], already divided by T
+            token_lp = torch.gather(F.log_softmax(scores, dim=-1), 2, new.unsqueeze(-1)).squeeze(-1)
+            lens = torch.tensor([len(r) for r in rows])
+            mask = torch.arange(new.shape[1]).unsqueeze(0) < lens.unsqueeze(1)
+            lps = (token_lp * mask).sum(-1).double().tolist()
+        texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+        flat = [Sample(text=t, ids=r, logprob=lp, eos_id=eos_id) for t, r, lp in zip(texts, rows, lps, strict=True)]
+        results.extend(flat[i * n : (i + 1) * n] for i in range(len(chunk)))
+    model.train(was_training)
+    return results
+
+
 def sample_completions(
     model,
     tokenizer,
@@ -101,36 +222,11 @@ def sample_completions(
     batch_size: int = 32,
     seed: int = 0,
 ) -> list[list[str]]:
-    """n completions per prompt, pure temperature sampling (no top-k/top-p), left-padded batches.
+    """The texts of ``sample`` (for the oracle, evaluation and benchmarks)."""
+    out = sample(model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    return [[x.text for x in row] for row in out]
 
-    Seeded once per call, so the same model, prompts and seed give the same completions.
-    """
-    if not prompts:
-        return []
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    torch.manual_seed(seed)
-    per_batch = max(1, batch_size // n)
-    results: list[list[str]] = []
-    pad_id = tokenizer.pad_token_id
-    eos_id = tokenizer.eos_token_id
-    for s in range(0, len(prompts), per_batch):
-        chunk = list(prompts[s : s + per_batch])
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
-        out = model.generate(
-            **enc,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id,
-        )
-        new = out[:, enc["input_ids"].shape[1] :]
-        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-        results.extend(texts[i * n : (i + 1) * n] for i in range(len(chunk)))
-    model.train(was_training)
-    return results
+
+def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Prompt tokens exactly as generation encodes them (special tokens added, no padding)."""
+    return tokenizer(list(prompts), add_special_tokens=True)["input_ids"]

@@ -92,7 +92,7 @@ class Experiment:
         self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
         self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
         self.test = self.pools.test[: cfg.evaluation.test_prompts]
-        self.against = resolve_against(cfg.evaluation.against, all(p.reference for p in self.test))
+        self.against = resolve_against(cfg.evaluation.against, all(p.reference for p in self.test), cfg.oracle.kind)
         self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
         o = cfg.oracle
         self.ledger = Ledger(self._ledger_path(), price_in=o.price_in, price_out=o.price_out)
@@ -160,12 +160,16 @@ class Experiment:
         os.replace(tmp, d / "state.pt")
 
     def _preferences(self, rows: list[dict]) -> list[Preference]:
+        """X_P from acquired rows: ties and invalid answers are not trained on; the sampled ids are kept.
+
+        Rows written before ids were stored (``y0_ids`` absent) fall back to tokenising the text.
+        """
         prefs = []
         for r in rows:
             if r["preferred"] is None:
                 continue
-            w, lose = (r["y1"], r["y0"]) if r["preferred"] == 1 else (r["y0"], r["y1"])
-            prefs.append(Preference(r["prompt"], w, lose))
+            w, lose = ("1", "0") if r["preferred"] == 1 else ("0", "1")
+            prefs.append(Preference(r["prompt"], r[f"y{w}"], r[f"y{lose}"], r.get(f"y{w}_ids"), r.get(f"y{lose}_ids")))
         return prefs
 
     # ------------------------------------------------------------------ baseline
@@ -197,8 +201,11 @@ class Experiment:
         return [o[0] for o in out]
 
     # ------------------------------------------------------------------ steps
-    def evaluate(self, step: int, acquired: int) -> dict:
-        """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts."""
+    def evaluate(self, step: int, acquired: int, trained: int | None = None) -> dict:
+        """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts.
+
+        ``acquired`` is t·M labels paid for; ``trained`` the pairs X_P held (ties and invalid answers excluded).
+        """
         base = self.baseline()
         ys = self._sample_test(self.models.policy, derive_seed(self.cfg.seed, step, "eval"))
         pairs = [(p.text, b, y) for p, b, y in zip(self.test, base, ys, strict=True)]
@@ -209,7 +216,7 @@ class Experiment:
                 "eval_pairs.jsonl",
                 {"step": step, "prompt_id": p.id, "prompt": p.text, "baseline": b, "policy": y, "preferred": lab.preferred, "tie": lab.tie},
             )
-        row = {"step": step, "acquired": acquired, **wr.as_row(), "against": self.against}
+        row = {"step": step, "acquired": acquired, "trained": trained, **wr.as_row(), "against": self.against}
         self.run_dir.append("eval.jsonl", row)
         return row
 
@@ -249,7 +256,7 @@ class Experiment:
         for st in epochs:
             self.run_dir.append("train.jsonl", {"step": t, **st.__dict__})
         acquired = t * cfg.acquisition.acquire_batch
-        ev = self.evaluate(t, acquired) if acquired in set(cfg.waypoints()) else None  # line 13
+        ev = self.evaluate(t, acquired, len(xp)) if acquired in set(cfg.waypoints()) else None  # line 13
         clock.lap("evaluate")
         self._save_checkpoint(t)
         clock.lap("checkpoint")
@@ -340,6 +347,8 @@ def _acquired_row(step: int, index: int, c: Candidate, lab: Label) -> dict:
         "prompt": c.prompt.text,
         "y0": c.y0,
         "y1": c.y1,
+        "y0_ids": c.y0_ids,
+        "y1_ids": c.y1_ids,
         "score": c.score,
         "entropy": c.entropy,
         "reward0": c.reward0,

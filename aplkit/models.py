@@ -9,10 +9,18 @@ Specs:
 
 The tokenizer comes back left-padded, which is what batched generation needs; the
 log-prob and DPO code builds its own right-padded prompt+completion batches.
+
+Precision: ``model.dtype`` is the *compute* dtype. Weights are always held in fp32 and a
+bf16/fp16 choice runs the maths under ``torch.autocast``. Plain Adam on bf16 weights at the
+paper's lr 1e-6 loses almost every update (a step below half a bf16 rounding step vanishes:
+0.5 % of weights moved in one step, against 98.6 % in fp32), so no config may train low-precision
+weights directly. Dropout is switched off in both models: DPO's implicit reward must be exactly
+0 at θ = θ0, and TRL and the reference DPO code train without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
@@ -187,9 +195,48 @@ def tiny_config(vocab_size: int):
     )
 
 
+def set_compute_dtype(model, dtype) -> None:
+    """Run this model's forward passes under autocast to ``dtype`` (None or fp32: plain fp32)."""
+    import torch
+
+    model.aplkit_compute_dtype = None if dtype in (None, torch.float32) else dtype
+
+
+def autocast(model):
+    """The autocast context for a model's forward pass (a no-op for fp32 compute)."""
+    import torch
+
+    dtype = getattr(model, "aplkit_compute_dtype", None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    device = next(model.parameters()).device
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def disable_dropout(model, keep_lora: bool = True) -> None:
+    """Dropout off everywhere in the model (as TRL's ``disable_dropout``), so r̂(x, y) = 0 at θ = θ0.
+
+    Covers ``nn.Dropout`` modules and the float ``attention_dropout`` / ``dropout`` attributes that
+    attention implementations read directly. A LoRA adapter's own dropout is a user setting and kept.
+    """
+    import torch
+
+    for name, module in model.named_modules():
+        if keep_lora and "lora_dropout" in name:
+            continue
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
 @dataclass
 class Models:
-    """The policy being fine-tuned, the frozen θ0 it is regularised towards, and their tokenizer."""
+    """The policy being fine-tuned, the frozen θ0 it is regularised towards, and their tokenizer.
+
+    ``dtype`` is the compute dtype; the weights of both models are fp32 (see the module docstring).
+    """
 
     policy: object
     reference: object
@@ -204,7 +251,10 @@ class Models:
 
 
 def load_policy(spec: str, device=None, dtype=None, revision: str | None = None, seed: int = 0):
-    """Just the causal LM for a spec (no reference copy)."""
+    """Just the causal LM for a spec (no reference copy), with weights in ``dtype`` as given.
+
+    ``load_models`` passes fp32 here and applies the compute dtype through autocast.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -233,17 +283,26 @@ def load_policy(spec: str, device=None, dtype=None, revision: str | None = None,
 
 
 def load_models(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto", revision: str | None = None, seed: int = 0) -> Models:
-    """Policy πθ (trainable), reference πθ0 (frozen copy) and the left-padded tokenizer."""
+    """Policy πθ (trainable), reference πθ0 (frozen copy) and the left-padded tokenizer.
+
+    Both models hold fp32 weights; ``dtype`` (auto: bf16 on a CUDA card that has it) is the
+    compute dtype of their forward passes. Dropout is off in both.
+    """
+    import torch
+
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     tokenizer = load_tokenizer(spec, revision)
-    policy = load_policy(spec, dev, dt, revision, seed)
+    policy = load_policy(spec, dev, torch.float32, revision, seed)
     policy.config.pad_token_id = tokenizer.pad_token_id
     # A second load from the (memory-mapped) checkpoint is ~20x faster than deep-copying 0.5 GB of
     # weights; tiny-random exists only in memory, so it is copied.
-    reference = copy.deepcopy(policy) if spec == TINY else load_policy(spec, dev, dt, revision, seed)
+    reference = copy.deepcopy(policy) if spec == TINY else load_policy(spec, dev, torch.float32, revision, seed)
     reference.config.pad_token_id = tokenizer.pad_token_id
     reference.eval()
     for p in reference.parameters():
         p.requires_grad_(False)
+    for m in (policy, reference):
+        disable_dropout(m)
+        set_compute_dtype(m, dt)
     return Models(policy=policy, reference=reference, tokenizer=tokenizer, device=dev, dtype=dt, spec=spec)

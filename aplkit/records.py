@@ -34,15 +34,26 @@ class Prompt:
 
 @dataclass
 class Candidate:
-    """A prompt with two sampled completions and what the acquisition scorer thought of it."""
+    """A prompt with two sampled completions and what the acquisition scorer thought of it.
+
+    ``y0``/``y1`` are the texts the oracle reads; ``y0_ids``/``y1_ids`` the token ids that were
+    sampled (EOS included when the model stopped), which every log-prob is computed on. A scorer
+    that ranks prompts before any pair exists (entropy) leaves the pair None until it is chosen.
+    """
 
     prompt: Prompt
-    y0: str
-    y1: str
+    y0: str | None = None
+    y1: str | None = None
     score: float = 0.0
     reward0: float | None = None  # implicit reward r̂(x, y0) = β(log πθ − log πθ0); None until computed
     reward1: float | None = None
     entropy: float | None = None
+    y0_ids: list[int] | None = None
+    y1_ids: list[int] | None = None
+
+    @property
+    def has_pair(self) -> bool:
+        return self.y0 is not None and self.y1 is not None
 
     @property
     def bt_prob(self) -> float | None:
@@ -102,11 +113,17 @@ class Label:
 
 @dataclass
 class Preference:
-    """A labelled pair ready for DPO: (x, y_w, y_l)."""
+    """A labelled pair ready for DPO: (x, y_w, y_l).
+
+    The ids, when given, are the sampled tokens and are trained on as they are; a pair built
+    from text alone (a user's own data) is tokenised.
+    """
 
     prompt: str
     chosen: str
     rejected: str
+    chosen_ids: list[int] | None = None
+    rejected_ids: list[int] | None = None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -31,8 +31,10 @@ ACQUIRED_FIELDS = (
     "index",  # position within the step's batch of M
     "prompt_id",
     "prompt",
-    "y0",
+    "y0",  # completion text as the oracle read it (special tokens dropped)
     "y1",
+    "y0_ids",  # the sampled token ids, EOS included when the model stopped: what DPO trains on
+    "y1_ids",
     "score",  # the acquisition score that ranked this pair (random: the uniform draw)
     "entropy",  # predictive entropy of the prompt when computed, else null
     "reward0",  # implicit reward r̂(x, y0) under θ_t at acquisition time
@@ -44,8 +46,10 @@ ACQUIRED_FIELDS = (
     "oracle_p_y1",  # the oracle's own P(y1 ≻ y0) where it gives one
     "raw",  # the oracle's raw judgement text
     "flipped",  # simulated label noise applied
+    "cached",  # the answer came from the ledger (asked before)
 )
-EVAL_FIELDS = ("step", "acquired", "win_rate", "stderr", "n", "ties", "invalid", "against")
+# acquired: t·M labels paid for; trained: pairs in X_P at that point (ties and invalid answers excluded)
+EVAL_FIELDS = ("step", "acquired", "trained", "win_rate", "stderr", "n", "ties", "invalid", "against")
 TRAIN_FIELDS = ("step", "epoch", "loss", "reward_acc", "margin", "n_pairs", "seconds")
 
 

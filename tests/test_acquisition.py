@@ -15,24 +15,41 @@ from aplkit.acquisition import (
     top_k,
 )
 from aplkit.config import AcquisitionConfig
+from aplkit.generation import Sample
 from aplkit.records import Candidate, Prompt
 
 BETA = 0.2
 
 
 class ControlledContext(ScoringContext):
-    """Generation returns fixed completions; log-probs come from tables the test wrote."""
+    """Generation returns fixed completions; log-probs come from tables the test wrote.
 
-    def __init__(self, acq, samples, lp_policy, lp_ref, seed=0):
+    Each completion text gets its own token ids, and log-probs are looked up by those ids, so a
+    scorer that re-tokenised text instead of using the sampled ids would fail here. The entropy
+    samples (drawn with their log-probs) are ``samples``; a fresh pair is ``p.text + "/a"``, ``"/b"``.
+    """
+
+    def __init__(self, acq, samples, lp_policy, lp_ref, seed=0, pairs=None):
         super().__init__(None, None, None, acq, BETA, seed)
         self.samples, self.lp_policy, self.lp_ref = samples, lp_policy, lp_ref
+        self.pair_texts = pairs or {}
+        self.ids: dict[str, list[int]] = {}
+        self.calls: list[tuple[int, int]] = []  # (prompts, n) per generate call
 
-    def generate(self, prompts, n, seed_offset=0):
-        return [self.samples[p][:n] for p in prompts]
+    def _sample(self, prompt, text, with_logprobs):
+        ids = self.ids.setdefault(text, [1000 + len(self.ids), 7])
+        return Sample(text=text, ids=ids, logprob=self.lp_policy.get((prompt, text)) if with_logprobs else None)
+
+    def generate(self, prompts, n, seed_offset=0, with_logprobs=False):
+        self.calls.append((len(prompts), n))
+        if with_logprobs:
+            return [[self._sample(p, y, True) for y in self.samples[p][:n]] for p in prompts]
+        return [[self._sample(p, y, False) for y in self.pair_texts.get(p, (f"{p}/a", f"{p}/b"))] for p in prompts]
 
     def logprobs(self, which, prompts, completions):
         table = self.lp_policy if which == "policy" else self.lp_ref
-        return np.array([table[(p, c)] for p, c in zip(prompts, completions, strict=False)], dtype=float)
+        text = {tuple(v): k for k, v in self.ids.items()}
+        return np.array([table[(p, text[tuple(c)])] for p, c in zip(prompts, completions, strict=True)], dtype=float)
 
 
 def _world(n_prompts=6, n_samples=4):
@@ -44,6 +61,9 @@ def _world(n_prompts=6, n_samples=4):
         for k, y in enumerate(ys):
             lp_pol[(p.text, y)] = -(i + 1) * (k + 1) * 0.5  # prompt i: larger i -> lower log-prob -> higher entropy
             lp_ref[(p.text, y)] = -(i + 1) * 0.5 - k * (0.1 * (i % 3))
+        for k, y in enumerate((f"{p.text}/a", f"{p.text}/b")):  # the fresh pair
+            lp_pol[(p.text, y)] = -1.0 - 0.3 * k * (i + 1)
+            lp_ref[(p.text, y)] = -1.0 - 0.1 * k * ((i * 7) % 5)
     return prompts, samples, lp_pol, lp_ref
 
 
@@ -55,11 +75,17 @@ def test_entropy_is_minus_mean_logprob_and_ranks_high_first():
     for i, c in enumerate(cands):
         want = -np.mean([-(i + 1) * (k + 1) * 0.5 for k in range(4)])  # = (i+1)*1.25
         assert c.entropy == pytest.approx(want)
-        assert (c.y0, c.y1) == (f"y{i}_0", f"y{i}_1")  # the pair reuses the first two MC samples
+        assert not c.has_pair  # the MC samples only estimate H
+    ctx.calls.clear()
     chosen = acquire(get_scorer("entropy"), ctx, prompts)
     # highest entropy = most uncertain = the two prompts with the lowest log-probs: x5 then x4
     assert [c.prompt.text for c in chosen] == ["x5", "x4"]
     assert chosen[0].score == pytest.approx(6 * 1.25)
+    # the pair is generated afresh after the entropy filter (§3.1.3), and only for the M chosen
+    assert [(c.y0, c.y1) for c in chosen] == [("x5/a", "x5/b"), ("x4/a", "x4/b")]
+    assert ctx.calls == [(6, 4), (2, 2)]
+    r0 = BETA * (lp_pol[("x5", "x5/a")] - lp_ref[("x5", "x5/a")])
+    assert chosen[0].reward0 == pytest.approx(r0)
 
 
 def test_certainty_is_abs_implicit_reward_gap():
@@ -88,6 +114,7 @@ def test_entropy_certainty_filters_by_entropy_then_certainty():
     assert sc.prompts_needed(acq) == 8  # J×S
     kept = sc.propose(ctx, prompts)
     assert sorted(c.prompt.text for c in kept) == ["x4", "x5", "x6", "x7"]  # top S=4 by entropy
+    assert all(c.y0 == f"{c.prompt.text}/a" for c in kept)  # new pairs for the S kept, not the entropy samples
     chosen = acquire(sc, ctx, prompts)
     ctx.fill_rewards(kept)
     gaps = {c.prompt.text: abs(c.reward1 - c.reward0) for c in kept}
@@ -125,9 +152,9 @@ def test_user_scorer_registers_and_runs():
 
     try:
         prompts = [Prompt(id=str(i), text=f"x{i}") for i in range(4)]
-        samples = {p.text: ["a" * (i + 1), "b"] for i, p in enumerate(prompts)}
-        lp = {(p.text, y): -1.0 for p in prompts for y in samples[p.text]}
-        ctx = ControlledContext(AcquisitionConfig(prompt_batch=4, acquire_batch=1), samples, lp, lp)
+        pairs = {p.text: ("a" * (i + 1), "b") for i, p in enumerate(prompts)}
+        lp = {(p.text, y): -1.0 for p in prompts for y in pairs[p.text]}
+        ctx = ControlledContext(AcquisitionConfig(prompt_batch=4, acquire_batch=1), {}, lp, lp, pairs=pairs)
         assert [c.prompt.text for c in acquire(get_scorer("test-longest"), ctx, prompts)] == ["x3"]
     finally:
         SCORERS.pop("test-longest")

@@ -76,3 +76,17 @@ def test_cli_reports_config_errors_in_one_line_before_loading(capsys):
     assert main(["run", "imdb-cpu", "--set", "acquisition.acquire_batch=999"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("aplkit: error: acquisition.acquire_batch") and "\n" not in err
+
+
+def test_rouge_oracle_is_never_judged_against_its_own_reference():
+    """ROUGE compares a summary with the human reference, so reference-vs-policy under ROUGE is 1 vs < 1: win-rate 0."""
+    from aplkit.evaluation import resolve_against
+
+    with pytest.raises(ConfigError) as e:  # the TL;DR preset judges against the references (paper)
+        load_config("tldr", ["oracle.kind=rouge"])
+    assert str(e.value).startswith("evaluation.against:") and "\n" not in str(e.value)
+    cfg = load_config("tldr", ["oracle.kind=rouge", "evaluation.against=auto"])  # auto → θ0's completions
+    assert resolve_against(cfg.evaluation.against, True, cfg.oracle.kind) == "initial"
+    assert resolve_against("auto", True, "llm") == "reference"  # the paper's TL;DR protocol with a real judge
+    with pytest.raises(ValueError, match="evaluation.against"):
+        resolve_against("reference", True, "rouge")

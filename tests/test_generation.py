@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, sample_completions, sequence_logprobs
@@ -65,3 +66,77 @@ def test_sampling_is_seeded_and_returns_n_per_prompt(tiny):
     assert a == b
     assert a != c
     assert [len(x) for x in a] == [3, 3]
+
+
+def _eos_prone(tiny, boost: float = 9.5):
+    """The tiny model with a bias towards EOS, so some samples stop and some are cut at max_new_tokens."""
+    import copy
+
+    model = copy.deepcopy(tiny.reference)
+    old = model.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[tiny.tokenizer.eos_token_id] = boost
+    model.lm_head = head
+    return model
+
+
+def test_sampled_ids_keep_eos_and_score_as_the_sampler_saw_them(tiny):
+    """log p(y|x) of a sampled completion, scored on its ids, equals what the sampler drew it with (T = 1)."""
+    from aplkit.generation import prompt_ids, sample
+
+    tok = tiny.tokenizer
+    model = _eos_prone(tiny)
+    prompts = ["The film was", "I went to see this movie", "Worst acting"]
+    out = sample(model, tok, prompts, n=4, temperature=1.0, max_new_tokens=6, seed=1, with_logprobs=True)
+    flat = [(x, s) for x, row in zip(prompts, out, strict=True) for s in row]
+    finished = [s for _, s in flat if s.finished]
+    cut = [s for _, s in flat if not s.finished]
+    assert finished and cut, "the test needs both stopped and truncated samples"
+    for s in finished:
+        assert s.ids[-1] == tok.eos_token_id and s.ids.count(tok.eos_token_id) == 1
+        assert tok.eos_token not in s.text  # the oracle reads text without special tokens
+    assert all(len(s.ids) == 6 and tok.eos_token_id not in s.ids for s in cut)
+    scored = ids_logprobs(model, prompt_ids(tok, [x for x, _ in flat]), [s.ids for _, s in flat], tok.pad_token_id, batch_size=5)
+    sampler = torch.tensor([s.logprob for _, s in flat], dtype=scored.dtype)
+    assert torch.allclose(scored, sampler, atol=1e-3), (scored, sampler)
+    # the EOS term is part of it: dropping the last token of a finished sample changes log p
+    s = finished[0]
+    x = next(x for x, t in flat if t is s)
+    without = ids_logprobs(model, prompt_ids(tok, [x]), [s.ids[:-1]], tok.pad_token_id)
+    assert abs(without.item() - s.logprob) > 1e-3
+
+
+def test_sampler_logprob_is_under_the_tempered_distribution(tiny):
+    """At T = 0.5 the sampler's log-prob is Σ log softmax(logits / T) at the sampled ids (the entropy estimate uses it)."""
+    from aplkit.generation import prompt_ids, sample
+
+    tok = tiny.tokenizer
+    s = sample(tiny.policy, tok, ["Hello there"], n=1, temperature=0.5, max_new_tokens=4, seed=3, with_logprobs=True)[0][0]
+    ids = prompt_ids(tok, ["Hello there"])[0] + s.ids
+    with torch.no_grad():
+        logits = tiny.policy(input_ids=torch.tensor([ids])).logits[0].float()
+    n = len(prompt_ids(tok, ["Hello there"])[0])
+    lp = torch.log_softmax(logits / 0.5, -1)
+    want = sum(lp[n - 1 + k, t].item() for k, t in enumerate(s.ids))
+    assert s.logprob == pytest.approx(want, abs=1e-3)
+
+
+def test_dpo_batch_uses_sampled_ids_not_retokenised_text(tokenizer):
+    """' Duns' sampled as ĠDun|s re-tokenises as ĠD|uns; the batch must hold the ids that were sampled."""
+    from aplkit.dpo import make_batch
+    from aplkit.records import Preference
+
+    dun, s_ = tokenizer.convert_tokens_to_ids("ĠDun"), tokenizer.convert_tokens_to_ids("s")
+    text = tokenizer.decode([dun, s_])
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] != [dun, s_]  # the premise
+    eos = tokenizer.eos_token_id
+    pref = Preference(
+        "A film by", text, " him", chosen_ids=[dun, s_, eos], rejected_ids=tokenizer(" him", add_special_tokens=False)["input_ids"]
+    )
+    batch, p_ids, c_ids = make_batch(tokenizer, [pref])
+    row = batch.input_ids[0][batch.completion_mask[0].bool()].tolist()
+    assert row == [dun, s_, eos]
+    assert c_ids[0] == [dun, s_, eos]

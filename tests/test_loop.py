@@ -84,6 +84,19 @@ def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
     assert not set(split["train_ids"]) & set(split["test_ids"])
     if strategy == "entropy":
         assert all(r["entropy"] is not None for r in acq)
+    # the pair is stored as the sampled ids (what DPO trains on) beside the text the oracle read
+    from aplkit.models import load_tokenizer
+
+    tok = load_tokenizer("tiny-random")
+    for r in acq:
+        for k in ("y0", "y1"):
+            ids = r[f"{k}_ids"]
+            assert 0 < len(ids) <= 8 and tok.decode(ids, skip_special_tokens=True) == r[k]
+            assert tok.eos_token_id not in ids[:-1]  # EOS, when sampled, ends the completion
+    # eval rows count the labels that trained beside the labels acquired
+    for e in ev:
+        upto = [r for r in acq if r["step"] * 4 <= e["acquired"]]
+        assert e["trained"] == sum(r["preferred"] is not None for r in upto)
 
 
 def test_same_seed_same_acquisitions_and_labels(tmp_path):
