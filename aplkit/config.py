@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -95,7 +96,11 @@ class OracleConfig:
     kind: str = "sentiment"
     # offline sentiment judge
     sentiment_model: str = "tfidf"  # tfidf | vader (tfidf: 0.79 vs 0.64 accuracy on short held-out reviews, bench/oracle_accuracy.py)
-    repetition_penalty: float = 1.0
+    # judge weights chosen by bench/oracle_accuracy.py: s = sentiment − repetition_penalty · repeated n-gram share (n = 2..4)
+    # − fluency_weight · max(0, fluency_floor − SLOR under an IMDB Kneser–Ney trigram model)
+    repetition_penalty: float = 4.0
+    fluency_weight: float = 2.0
+    fluency_floor: float = 0.5
     # simulated imperfect judges (applied after the ledger, so the true verdict is kept)
     flip_prob: float = 0.0
     sample_bt: bool = False
@@ -327,6 +332,9 @@ def validate(cfg: ExperimentConfig) -> None:
     need(o.kind in ORACLE_KINDS, f"oracle.kind: unknown '{o.kind}' (choose from {', '.join(ORACLE_KINDS)})")
     need(0.0 <= o.flip_prob <= 0.5, f"oracle.flip_prob: must be in [0, 0.5], got {o.flip_prob}")
     need(o.sentiment_model in ("vader", "tfidf"), f"oracle.sentiment_model: unknown '{o.sentiment_model}'")
+    need(o.repetition_penalty >= 0, f"oracle.repetition_penalty: must be >= 0, got {o.repetition_penalty}")
+    need(o.fluency_weight >= 0, f"oracle.fluency_weight: must be >= 0, got {o.fluency_weight}")
+    need(math.isfinite(o.fluency_floor), f"oracle.fluency_floor: must be a finite number, got {o.fluency_floor}")
     need(o.concurrency > 0, f"oracle.concurrency: must be > 0, got {o.concurrency}")
     need(o.max_retries >= 0, f"oracle.max_retries: must be >= 0, got {o.max_retries}")
     need(o.structured in ("auto", "json", "text"), f"oracle.structured: unknown '{o.structured}'")

@@ -1,4 +1,4 @@
-"""Offline oracles: sentiment (vader / tfidf), classifier / reward model, ROUGE reference."""
+"""Offline oracles: sentiment (vader / tfidf) with its repetition and fluency terms, classifier / reward model, ROUGE reference."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from aplkit.config import OracleConfig
+from aplkit.config import ConfigError, OracleConfig, load_config
 from aplkit.oracles.base import OracleError
-from aplkit.oracles.sentiment import SentimentOracle, TfidfScorer, repeated_ngram_fraction
+from aplkit.oracles.ngram import NgramLM
+from aplkit.oracles.sentiment import SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
 from aplkit.records import Comparison
 
 POS = " an absolutely wonderful film, I loved every minute of it."
@@ -33,7 +34,7 @@ def test_repeated_ngram_fraction_hand_computed():
 def test_vader_prefers_positive_in_both_orders_and_p_a_is_sigmoid_of_gap():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    oracle = SentimentOracle("vader", repetition_penalty=1.0, tau=0.1)
+    oracle = SentimentOracle("vader", repetition_penalty=1.0, tau=0.1, fluency_weight=0)
     fwd, rev = oracle.judge([Comparison(PROMPT, POS, NEG), Comparison(PROMPT, NEG, POS)])
     assert fwd.choice == "A" and rev.choice == "B"
     sia = SentimentIntensityAnalyzer()
@@ -46,11 +47,12 @@ def test_vader_prefers_positive_in_both_orders_and_p_a_is_sigmoid_of_gap():
 def test_repetition_penalty_flips_a_degenerate_completion():
     items = [Comparison(PROMPT, DEGENERATE, NORMAL)]
     # Without the penalty the degenerate text is "more positive" by VADER, so the penalty is what decides.
-    assert SentimentOracle("vader", repetition_penalty=0.0).judge(items)[0].choice == "A"
-    v = SentimentOracle("vader", repetition_penalty=1.0).judge(items)[0]
+    assert SentimentOracle("vader", repetition_penalty=0.0, fluency_weight=0).judge(items)[0].choice == "A"
+    v = SentimentOracle("vader", repetition_penalty=1.0, fluency_weight=0).judge(items)[0]
     assert v.choice == "B" and v.p_a < 0.5
     # On normal text the penalty changes nothing.
-    o0, o1 = SentimentOracle("vader", repetition_penalty=0.0), SentimentOracle("vader", repetition_penalty=1.0)
+    o0 = SentimentOracle("vader", repetition_penalty=0.0, fluency_weight=0)
+    o1 = SentimentOracle("vader", repetition_penalty=1.0, fluency_weight=0)
     assert o0.score([PROMPT], [NORMAL]) == o1.score([PROMPT], [NORMAL])
 
 
@@ -68,20 +70,145 @@ def test_p_a_above_half_iff_choice_a():
 
 
 def test_identity_and_bad_arguments():
-    a, b = SentimentOracle("vader", 1.0, tau=0.1), SentimentOracle("vader", 0.5, tau=0.1)
+    lm = tiny_lm()
+    a, b = SentimentOracle("vader", 1.0, tau=0.1, lm=lm), SentimentOracle("vader", 0.5, tau=0.1, lm=lm)
     assert a.identity != b.identity and "vader" in a.identity
-    assert SentimentOracle("vader", tau=0.2).identity != a.identity
+    assert SentimentOracle("vader", 1.0, tau=0.2, lm=lm).identity != a.identity
+    # every scoring knob and the fluency model are part of the identity, so ledger answers are never reused across them
+    assert SentimentOracle("vader", 1.0, tau=0.1, lm=lm, fluency_weight=1.0).identity != a.identity
+    assert SentimentOracle("vader", 1.0, tau=0.1, lm=lm, fluency_floor=0.0).identity != a.identity
+    assert SentimentOracle("vader", 1.0, tau=0.1, fluency_weight=0).identity != a.identity
+    assert lm.tag in a.identity and a.identity.startswith("sentiment-v2:")
     with pytest.raises(OracleError, match="backend"):
         SentimentOracle("bert")
     with pytest.raises(OracleError, match="tau"):
         SentimentOracle("vader", tau=0)
+    with pytest.raises(OracleError, match="fluency_weight"):
+        SentimentOracle("vader", fluency_weight=-1)
 
 
-def test_from_config_and_default_tau():
+def test_from_config_and_default_tau(monkeypatch):
+    from aplkit.oracles import ngram
     from aplkit.oracles.sentiment import DEFAULT_TAU
 
-    o = SentimentOracle.from_config(OracleConfig(sentiment_model="vader", repetition_penalty=0.25))
+    lm = tiny_lm()
+    monkeypatch.setattr(ngram, "imdb_lm", lambda split=None, texts=None, cache=True: lm)
+    o = SentimentOracle.from_config(OracleConfig(sentiment_model="vader", repetition_penalty=0.25, fluency_weight=0.5, fluency_floor=1.0))
     assert o.backend == "vader" and o.repetition_penalty == 0.25 and o.tau == DEFAULT_TAU["vader"]
+    assert o.fluency_weight == 0.5 and o.fluency_floor == 1.0 and o.lm is lm
+    d = SentimentOracle.from_config(OracleConfig(sentiment_model="vader"))
+    cfg = OracleConfig()
+    assert (d.repetition_penalty, d.fluency_weight, d.fluency_floor) == (cfg.repetition_penalty, cfg.fluency_weight, cfg.fluency_floor)
+    assert SentimentOracle.from_config(OracleConfig(sentiment_model="vader", fluency_weight=0)).lm is None
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("repetition_penalty", -0.5), ("fluency_weight", -1), ("fluency_floor", float("inf")), ("fluency_floor", float("nan"))],
+)
+def test_config_rejects_bad_judge_weights(key, value):
+    with pytest.raises(ConfigError, match=f"oracle.{key}") as e:
+        load_config("imdb-cpu", {f"oracle.{key}": value})
+    assert "\n" not in str(e.value)
+    ok = load_config("imdb-cpu", {"oracle.fluency_weight": 0.0, "oracle.repetition_penalty": 0.0, "oracle.fluency_floor": -1.0})
+    assert ok.oracle.fluency_weight == 0.0 and ok.oracle.fluency_floor == -1.0
+
+
+# --------------------------------------------------------------------------- repetition and fluency
+
+
+def test_repetition_catches_loops_of_any_length_hand_computed():
+    # bigram loop, 6 words: bigrams 5 (2 distinct) -> 3/5; trigrams 2/4; 4-grams 1/3; the worst is 3/5
+    assert repetition(" great film great film great film") == pytest.approx(3 / 5)
+    # said twice: no trigram repeats (the old measure saw nothing), but 1 of 3 bigrams does
+    assert repeated_ngram_fraction(" great film great film") == 0.0
+    assert repetition(" great film great film") == pytest.approx(1 / 3)
+    # trigram loop, 9 words: bigrams 8 (3 distinct) -> 5/8; trigrams 4/7; 4-grams 3/6
+    assert repetition("truly great film truly great film truly great film") == pytest.approx(5 / 8)
+    # a 4-word sentence loop: 12 words, 11 bigrams, 4 distinct -> 7/11
+    assert repetition(DEGENERATE) == pytest.approx(7 / 11)
+    # a stuttered word: "the the the the" -> 3 bigrams, 1 distinct
+    assert repetition("the the the the") == pytest.approx(2 / 3)
+    # ordinary prose repeats "the" three times but no word pair
+    assert repetition(NORMAL) == 0.0
+    assert repetition(POS) == 0.0 and repetition("good") == 0.0 and repetition("") == 0.0
+
+
+TINY_CORPUS = ["the cat sat", "the dog sat", "the cat ran"]
+
+
+def tiny_lm() -> NgramLM:
+    return NgramLM.fit(TINY_CORPUS, min_count=1)
+
+
+def test_ngram_lm_log_prob_hand_computed():
+    """Interpolated Kneser–Ney on three 3-word reviews, every count written out."""
+    lm = tiny_lm()
+    # trigram counts: (<s> <s> the) 3, (<s> the cat) 2, (<s> the dog) 1, (the cat sat), (the dog sat), (the cat ran) 1 each
+    # -> n1 = 4, n2 = 1, D3 = 4 / (4 + 2) = 2/3
+    # N1+(·bc): every one of the 6 bigram types has one left neighbour -> n1 = 6, n2 = 0, D2 = 1, clamped to 0.95
+    # N1+(·c): the 1, cat 1, dog 1, sat 2 (cat, dog), ran 1 -> n1 = 4, n2 = 1, D1 = 2/3; 6 bigram types, 5 continued words
+    assert (lm.d1, lm.d2, lm.d3) == pytest.approx((2 / 3, 0.95, 2 / 3))
+    v = 6  # cat dog ran sat the <unk>
+    p1 = (2 - 2 / 3) / 6 + (2 / 3) * 5 / 6 / v  # = 17/54
+    assert p1 == pytest.approx(17 / 54)
+    p2 = ((1 - 0.95) + 0.95 * 2 * p1) / 2  # after "cat": N1+(·cat·) = 2 (sat, ran), two types
+    p3 = ((1 - 2 / 3) + (2 / 3) * 2 * p2) / 2  # after "the cat": C = 2 (sat, ran), two types
+    assert lm.logprob(["sat"], context=["the", "cat"]) == pytest.approx(math.log(p3))
+    # an unseen context backs off: "sat cat" was never seen, "cat" never followed "sat" -> P = P1(cat) = (1 - 2/3)/6 + (2/3)·5/6/6
+    assert lm.logprob(["cat"], context=["sat"]) == pytest.approx(math.log((1 - 2 / 3) / 6 + (2 / 3) * 5 / 6 / v))
+    # every context gives a proper distribution over the words and <unk>
+    import numpy as np
+
+    targets = np.arange(1, len(lm.vocab))
+    for ctx in (["the", "cat"], ["<s>", "the"], ["sat", "dog"], ["zebra", "the"]):
+        a, b = lm.ids(ctx)
+        total = np.exp(lm.logprob_ids(np.full(v, a), np.full(v, b), targets)).sum()
+        assert total == pytest.approx(1.0)
+
+
+def test_slor_is_mean_log_ratio_over_completion_tokens(tmp_path):
+    lm = tiny_lm()
+    # N = 9 predicted tokens, V = 6: P_unigram(w) = (C(w) + 1) / 15
+    expect = ((lm.logprob(["cat"], ["the"]) - math.log(3 / 15)) + (lm.logprob(["sat"], ["the", "cat"]) - math.log(3 / 15))) / 2
+    assert lm.slor(["The"], [" cat sat"]) == pytest.approx([expect])
+    assert lm.slor(["the c"], ["at sat"]) == pytest.approx([expect])  # a word split at the boundary is one completion token
+    assert lm.slor(["the cat"], [""]) == [0.0]  # nothing to judge
+    # a cached copy scores the same
+    lm.save(tmp_path / "lm.npz")
+    again = NgramLM.load(tmp_path / "lm.npz")
+    assert again.slor(["The"], [" cat sat"]) == pytest.approx([expect]) and again.tag == lm.tag
+
+
+def test_fluency_hinge_only_penalises_text_below_the_floor():
+    lm = tiny_lm()
+    oracle = SentimentOracle("vader", repetition_penalty=0.0, fluency_weight=2.0, fluency_floor=0.5, lm=lm)
+    plain = SentimentOracle("vader", repetition_penalty=0.0, fluency_weight=0)
+    prompts, comps = ["the", "the", "the"], [" cat sat", " sat cat the", ""]
+    slor = lm.slor(prompts, comps)
+    assert slor[0] > 0.5 > slor[1]  # the seen review clears the floor, the scrambled one does not
+    want = [s - 2.0 * max(0.0, 0.5 - f) for s, f in zip(plain.score(prompts, comps), slor, strict=True)]
+    assert oracle.score(prompts, comps) == pytest.approx(want)
+    assert oracle.score(prompts[:1], comps[:1]) == plain.score(prompts[:1], comps[:1])
+
+
+# One real IMDB-style prompt and three continuations: a fluent positive review, a "great film" loop and
+# positive word salad. Today's judge ranked the salad first; the paper's judge asks for grammatical,
+# non-repetitive text.
+EX_PROMPT = "I rented this movie on a whim last weekend and"
+EX_FLUENT = " it was better than I expected. The story is simple, but the two leads are likeable and I laughed more than once."
+EX_LOOP = " great film great film great film"
+EX_SALAD = " excellent superb wonderful amazing brilliant fantastic best"
+
+
+@pytest.mark.slow
+def test_default_judge_prefers_a_fluent_review_to_loops_and_word_salad():
+    oracle = SentimentOracle("tfidf")  # the configured default: tfidf + fluency model, both fitted outside the test split
+    fluent, loop, loop2, salad = oracle.score([EX_PROMPT] * 4, [EX_FLUENT, EX_LOOP, " great film great film", EX_SALAD])
+    assert fluent > loop and fluent > loop2 and fluent > salad
+    assert oracle.score([EX_PROMPT], [EX_FLUENT]) == oracle.scorer([EX_PROMPT + EX_FLUENT])  # a fluent review pays nothing
+    verdicts = oracle.judge([Comparison(EX_PROMPT, EX_FLUENT, EX_SALAD), Comparison(EX_PROMPT, EX_LOOP, EX_FLUENT)])
+    assert [v.choice for v in verdicts] == ["A", "B"]
 
 
 def test_train_pool_excludes_the_experiments_test_split():

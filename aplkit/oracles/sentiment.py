@@ -1,26 +1,39 @@
 """Offline sentiment judge for IMDB, so the default experiment runs with no API.
 
 The paper's GPT-4 judge picks the review "with the most positive sentiment, which also
-is grammatically correct, consistent, and avoids repetition". We score each full
-review (prompt + completion) as
+is grammatically correct, consistent, and avoids repetition". A sentiment score alone is a
+judge a policy can game: a list of positive adjectives outscores a real positive review, and a
+trigram-only repetition penalty lets short loops through. So each full review (prompt +
+completion) is scored as
 
-    s = sentiment(prompt + completion) − w · repeated_ngram_fraction(completion)
+    s = sentiment(prompt + completion) − w_rep · repetition(completion)
+        − w_flu · max(0, floor − fluency(prompt, completion))
 
-and prefer the higher score. ``sentiment`` is in [−1, 1] for both back-ends:
+and the higher score wins. ``sentiment`` is in [−1, 1] for both back-ends:
 
 * ``vader``: vaderSentiment's compound score (lexicon + rules, no training).
 * ``tfidf``: 2·P(positive) − 1 from a TF-IDF + logistic-regression classifier fitted
   on the IMDB train-pool reviews only (the held-out test reviews stay unseen), cached
   under ``cache_dir()/oracles/`` keyed by the data hash, hyper-parameters and versions.
 
-The repetition term is the fraction of word n-grams of the completion that repeat an
-earlier one: 0 for ordinary prose, 0.6 for "I loved the movie." said three times.
+``repetition`` is the share of repeated word n-grams, the worst of n = 2, 3, 4: any loop, whatever
+its period, repeats its bigrams, while trigrams alone miss "great film great film". Unigrams are
+left out because real prose repeats "the" and "and".
+
+``fluency`` is SLOR under a fixed Kneser–Ney word-trigram model of the same reviews
+(``aplkit.oracles.ngram``): word salad and shuffled text fall far below real reviews. It is a
+hinge, not a bonus, so among fluent texts (almost every real review clears the floor) sentiment
+alone decides and pair accuracy is kept; and it is not the policy's own likelihood, which would
+pull DPO back towards θ0. The weights and the form were chosen by ``bench/oracle_accuracy.py``
+(held-out reviews against six kinds of degenerate positive text; see bench/README.md).
+
 ``Verdict.p_a = σ((s_A − s_B)/τ)``; a tie only when the two scores are exactly equal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -34,6 +47,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ("vader", "tfidf")
 TFIDF_VERSION = 2  # bump when the features or the classifier change
+SCORE_VERSION = 2  # bump when the score's formula changes (v2: repetition over n = 2..4, fluency hinge)
+#: Defaults chosen by bench/oracle_accuracy.py (mirrored by OracleConfig).
+DEFAULT_REPETITION_PENALTY = 4.0
+DEFAULT_FLUENCY_WEIGHT = 2.0
+DEFAULT_FLUENCY_FLOOR = 0.5
+REPETITION_NS = (2, 3, 4)
 SHORT_WORDS = 40  # tfidf also trains on each review's first 40 words: the oracle sees ~12 prompt tokens + 24 new ones
 #: Default τ per back-end: the maximum-likelihood temperature on same-prompt held-out pairs (bench/oracle_accuracy.py).
 DEFAULT_TAU = {"vader": 0.9, "tfidf": 0.3}
@@ -53,6 +72,11 @@ def repeated_ngram_fraction(text: str, n: int = 3) -> float:
     if not grams:
         return 0.0
     return (len(grams) - len(set(grams))) / len(grams)
+
+
+def repetition(text: str) -> float:
+    """The largest share of repeated word n-grams over n = 2, 3, 4: 0 for prose without a repeated word pair."""
+    return max(repeated_ngram_fraction(text, n) for n in REPETITION_NS)
 
 
 # --------------------------------------------------------------------------- back-ends
@@ -198,24 +222,29 @@ def make_scorer(backend: str, seed: int = 0, split: tuple[int, int, int] = (2000
 
 
 class SentimentOracle(Oracle):
-    """Prefers the more positive full review, penalising repetitive completions."""
+    """Prefers the more positive full review, penalising repetitive and disfluent completions."""
 
     kind = "sentiment"
 
     def __init__(
         self,
         backend: str = "vader",
-        repetition_penalty: float = 1.0,
+        repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
         tau: float | None = None,
         seed: int = 0,
         *,
+        fluency_weight: float = DEFAULT_FLUENCY_WEIGHT,
+        fluency_floor: float = DEFAULT_FLUENCY_FLOOR,
         split: tuple[int, int, int] = (20000, 5000, 0),
         scorer=None,
+        lm=None,
     ) -> None:
         """``tau`` sets how sharp p_a is: a score gap of τ gives p_a = σ(1) ≈ 0.73; None takes ``DEFAULT_TAU[backend]``.
 
-        ``split`` = (train_size, test_size, split_seed) of the experiment, so tfidf never trains on its
-        test reviews; ``scorer`` injects an already fitted back-end (tests, benchmarks).
+        ``split`` = (train_size, test_size, split_seed) of the experiment, so neither tfidf nor the
+        fluency model trains on its test reviews; ``scorer`` / ``lm`` inject an already fitted
+        sentiment back-end / :class:`~aplkit.oracles.ngram.NgramLM` (tests, benchmarks). With
+        ``fluency_weight=0`` no fluency model is loaded.
         """
         if backend not in BACKENDS:
             raise OracleError(f"sentiment oracle: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
@@ -224,26 +253,49 @@ class SentimentOracle(Oracle):
             raise OracleError(f"sentiment oracle: tau must be > 0, got {tau}")
         if repetition_penalty < 0:
             raise OracleError(f"sentiment oracle: repetition_penalty must be >= 0, got {repetition_penalty}")
+        if fluency_weight < 0:
+            raise OracleError(f"sentiment oracle: fluency_weight must be >= 0, got {fluency_weight}")
+        if not math.isfinite(fluency_floor):
+            raise OracleError(f"sentiment oracle: fluency_floor must be a finite number, got {fluency_floor}")
         self.backend = backend
         self.repetition_penalty = float(repetition_penalty)
+        self.fluency_weight = float(fluency_weight)
+        self.fluency_floor = float(fluency_floor)
         self.tau = float(tau)
         self.seed = seed
         self.scorer = scorer if scorer is not None else make_scorer(backend, seed, split)
+        if self.fluency_weight > 0 and lm is None:
+            from aplkit.oracles.ngram import imdb_lm
+
+            lm = imdb_lm(split)
+        self.lm = lm if self.fluency_weight > 0 else None
 
     @classmethod
     def from_config(cls, cfg: OracleConfig, data: DataConfig | None = None) -> SentimentOracle:
-        """Pass the experiment's ``data`` section so the tfidf back-end excludes exactly its test split."""
+        """Pass the experiment's ``data`` section so tfidf and the fluency model exclude exactly its test split."""
         split = (data.train_size, data.test_size, data.split_seed) if data is not None else (20000, 5000, 0)
-        return cls(backend=cfg.sentiment_model, repetition_penalty=cfg.repetition_penalty, split=split)
+        return cls(
+            backend=cfg.sentiment_model,
+            repetition_penalty=cfg.repetition_penalty,
+            fluency_weight=cfg.fluency_weight,
+            fluency_floor=cfg.fluency_floor,
+            split=split,
+        )
 
     @property
     def identity(self) -> str:
-        return f"sentiment:{self.scorer.tag}:rep={self.repetition_penalty:g}:n=3:tau={self.tau:g}"
+        flu = f"flu={self.fluency_weight:g}@{self.fluency_floor:g}:{self.lm.tag}" if self.lm is not None else "flu=0"
+        n = "-".join(map(str, REPETITION_NS))
+        return f"sentiment-v{SCORE_VERSION}:{self.scorer.tag}:rep={self.repetition_penalty:g}:n={n}:{flu}:tau={self.tau:g}"
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        """s = sentiment(prompt + completion) − w · repeated_ngram_fraction(completion)."""
+        """s = sentiment(prompt + completion) − w_rep · repetition(completion) − w_flu · max(0, floor − SLOR)."""
         sent = self.scorer([p + c for p, c in zip(prompts, completions, strict=True)])
-        return [s - self.repetition_penalty * repeated_ngram_fraction(c) for s, c in zip(sent, completions, strict=True)]
+        scores = [s - self.repetition_penalty * repetition(c) for s, c in zip(sent, completions, strict=True)]
+        if self.lm is not None:
+            slor = self.lm.slor(prompts, completions)
+            scores = [s - self.fluency_weight * max(0.0, self.fluency_floor - f) for s, f in zip(scores, slor, strict=True)]
+        return scores
 
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         items = list(items)
