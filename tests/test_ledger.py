@@ -137,6 +137,36 @@ def test_display_order_is_part_of_the_key(tmp_path):
         assert ledger.lookup("other-oracle", c) is None
 
 
+def test_lookup_tries_every_cache_identity_and_records_under_what_was_sent(tmp_path):
+    class TwoPrompts(LongerOracle):
+        """Accepts answers to either of two prompt versions; asks (and records) with v2."""
+
+        @property
+        def identity(self) -> str:
+            return "longer/v2"
+
+        def cache_identities(self):
+            return ["longer/v2", "longer/v1"]
+
+        def record_identity(self, c):
+            return "longer/v2"
+
+    pairs = make_pairs(10)
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        label_pairs(LongerOracle(), ledger, pairs[:6], seed=0)  # paid for under v1
+        ledger.record("longer/v2", Comparison("prompt 6", "x", "y"), Verdict("A"))  # unrelated v2 answer
+        oracle = TwoPrompts()
+        labels = label_pairs(oracle, ledger, pairs, seed=0)
+        s = ledger.stats()
+        by_oracle = {r["oracle"]: 0 for r in ledger.rows()}
+        for r in ledger.rows():
+            by_oracle[r["oracle"]] += 1
+    assert len(oracle.asked) == 4 and [lab.cached for lab in labels] == [True] * 6 + [False] * 4  # nothing asked twice
+    assert s["cache_hits"] == 6 and s["calls"] == 6 + 1 + 4
+    assert by_oracle == {"longer/v1": 6, "longer/v2": 5}
+    assert [lab.preferred for lab in labels] == [1] * 10
+
+
 def test_oracle_error_keeps_what_was_recorded_and_a_rerun_asks_only_the_rest(tmp_path):
     pairs = make_pairs(20)
     path = tmp_path / "labels.sqlite"

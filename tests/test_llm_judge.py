@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -11,9 +12,9 @@ import pytest
 from aplkit.config import OracleConfig
 from aplkit.oracles.base import OracleError
 from aplkit.oracles.consistency import judge_consistency, wilson_interval
-from aplkit.oracles.ledger import Ledger, label_pairs
+from aplkit.oracles.ledger import Ledger, ask, label_pairs
 from aplkit.oracles.llm import LLMJudge, choice_probability, load_template, parse_choice, parse_template
-from aplkit.records import Comparison
+from aplkit.records import Comparison, Verdict
 from tests.fault_proxy import FaultProxy
 from tests.llama_server import llama_server  # noqa: F401 - pytest fixture
 
@@ -121,6 +122,142 @@ def test_wilson_interval_by_hand():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     lo, hi = wilson_interval(0, 5)
     assert lo == 0.0 and hi == pytest.approx(0.4345, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- cache key = the prompt really sent (fake server)
+
+
+def _rejection(msg: str):
+    import openai
+    import openai._exceptions as oe
+
+    hx = getattr(oe, "httpx2", None) or oe.httpx  # whichever httpx the installed openai is built on
+    return openai.BadRequestError(
+        msg, response=hx.Response(400, request=hx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")), body=None
+    )
+
+
+class FakeServer:
+    """Stands in for the openai client: answers JSON when sent a response_format, "Preferred: A" otherwise.
+
+    ``rejects_json(kw)`` says whether to refuse a request's response_format the way llama.cpp does (HTTP 400);
+    ``on_request`` and ``before_answer`` are hooks that let a test order concurrent requests.
+    """
+
+    api_key = "sk-no-key-required"
+
+    def __init__(self, rejects_json=lambda kw: False, before_answer=lambda kw: None, on_request=lambda kw: None):
+        self.requests: list[dict] = []
+        self.rejects_json = rejects_json
+        self.before_answer = before_answer
+        self.on_request = on_request
+        self.chat = NS(completions=NS(create=self._create))
+        self._lock = threading.Lock()
+
+    def _create(self, **kw):
+        with self._lock:
+            self.requests.append(kw)
+        self.on_request(kw)
+        if "response_format" in kw and self.rejects_json(kw):
+            raise _rejection("Error code: 400 - {'error': 'response_format is not supported'}")
+        self.before_answer(kw)
+        content = '{"comparison": "A is kinder", "preferred": "A"}' if "response_format" in kw else "Comparison: A is kinder.\nPreferred: A"
+        return NS(choices=[NS(message=NS(content=content), logprobs=None)], usage=NS(prompt_tokens=100, completion_tokens=10))
+
+    def close(self):
+        pass
+
+
+def fake_judge(structured: str, server: FakeServer | None = None, **kw) -> LLMJudge:
+    j = LLMJudge("m", base_url="http://127.0.0.1:9/v1", template="sentiment", structured=structured, logprobs=False, **kw)
+    j._client = server or FakeServer()
+    return j
+
+
+def test_identity_names_the_prompt_variant_really_sent(tmp_path):
+    as_json, as_text, auto = fake_judge("json"), fake_judge("text"), fake_judge("auto")
+    assert as_json.identity != as_text.identity
+    assert as_json.identity.endswith("|prompt=json") and as_text.identity.endswith("|prompt=text")
+    assert auto.identity == as_json.identity  # auto sends the JSON prompt until the server refuses it
+    # a server that refuses JSON output: auto falls back to the plain prompt, and records that
+    server = FakeServer(rejects_json=lambda kw: True)
+    auto = fake_judge("auto", server)
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        label_pairs(auto, ledger, PAIRS, seed=0)
+        rows = ledger.rows()
+    assert auto.mode == "text" and auto.identity == as_text.identity
+    assert [("response_format" in r) for r in server.requests] == [True, True, False, False, False, False]  # schema, object, then text
+    assert len(rows) == 4 and {r["oracle"] for r in rows} == {as_text.identity}
+    assert all(r["raw"].startswith("Comparison:") for r in rows)  # plain-prompt answers, stored as such
+
+
+def test_text_answers_serve_an_auto_judge_but_never_a_json_judge(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    text_server = FakeServer()
+    with Ledger(path) as ledger:
+        first = label_pairs(fake_judge("text", text_server), ledger, PAIRS, seed=0)
+    assert len(text_server.requests) == 4 and not any("response_format" in r for r in text_server.requests)
+
+    auto_server = FakeServer()  # would accept JSON; the plain-prompt answers already paid for are auto's answers too
+    with Ledger(path) as ledger:
+        again = label_pairs(fake_judge("auto", auto_server), ledger, PAIRS, seed=0)
+        s = ledger.stats()
+    assert auto_server.requests == [] and s["calls"] == 0 and s["cache_hits"] == 4
+    assert all(lab.cached for lab in again) and [lab.preferred for lab in again] == [lab.preferred for lab in first]
+
+    json_server = FakeServer()  # pinned to the JSON prompt: the text answers are answers to another question
+    with Ledger(path) as ledger:
+        fresh = label_pairs(fake_judge("json", json_server), ledger, PAIRS, seed=0)
+        s = ledger.stats()
+        variants = sorted(r["oracle"].rsplit("|", 1)[1] for r in ledger.rows())
+    assert len(json_server.requests) == 4 and all("response_format" in r for r in json_server.requests)
+    assert s["calls"] == 4 and s["cache_hits"] == 0 and not any(lab.cached for lab in fresh)
+    assert variants == ["prompt=json"] * 4 + ["prompt=text"] * 4
+
+
+def test_answers_stored_before_the_variant_was_recorded_are_kept_where_unambiguous(tmp_path):
+    j = fake_judge("auto")
+    old = f"llm|model=m|base_url=http://127.0.0.1:9/v1|template=sentiment@{j.template.digest}|temperature=0.05|max_tokens=128|structured="
+    c_json, c_text, c_auto = (Comparison("p", f"a {k}", f"b {k}") for k in ("json", "text", "auto"))
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        for c, setting in ((c_json, "json"), (c_text, "text"), (c_auto, "auto")):
+            ledger.record(old + setting, c, Verdict("B", raw=setting))
+        for structured, served in (("json", {c_json}), ("text", {c_text}), ("auto", {c_json, c_text, c_auto})):
+            server = FakeServer()
+            answers = ask(fake_judge(structured, server), ledger, [c_json, c_text, c_auto])
+            assert {c for c, (_, cached) in zip([c_json, c_text, c_auto], answers, strict=True) if cached} == served, structured
+            assert len(server.requests) == 3 - len(served)
+
+
+def test_each_verdict_is_recorded_under_the_variant_of_its_own_request(tmp_path):
+    """A JSON answer that arrives after another thread fell back to the plain prompt is still a JSON answer."""
+    probe, slow, refused = (Comparison("p", f"a {k}", f"b {k}") for k in ("probe", "slow", "refused"))
+    slow_sent, fell_back = threading.Event(), threading.Event()
+
+    def on_request(kw):
+        content = kw["messages"][-1]["content"]
+        if "a slow" in content:
+            slow_sent.set()  # sent with the JSON prompt: the judge has not fallen back yet
+        elif "a refused" in content:
+            assert slow_sent.wait(10)  # refuse JSON only once the slow request is on its way
+
+    def rejects_json(kw):
+        return "a refused" in kw["messages"][-1]["content"]
+
+    def before_answer(kw):
+        content = kw["messages"][-1]["content"]
+        if "a refused" in content:
+            fell_back.set()  # the judge has moved to the plain prompt by now
+        elif "a slow" in content:
+            assert fell_back.wait(10)  # answered in JSON, but only after the fall-back
+
+    j = fake_judge("auto", FakeServer(rejects_json, before_answer, on_request), concurrency=2)
+    with Ledger(tmp_path / "labels.sqlite") as ledger:
+        ask(j, ledger, [probe])  # settles the probe: later requests run concurrently
+        ask(j, ledger, [slow, refused])
+        got = {(r["a"], r["oracle"].rsplit("|", 1)[1]) for r in ledger.rows()}
+    assert j.mode == "text"
+    assert got == {("a probe", "prompt=json"), ("a slow", "prompt=json"), ("a refused", "prompt=text")}
 
 
 # --------------------------------------------------------------------------- against llama.cpp

@@ -29,6 +29,19 @@ class Oracle(ABC):
     def identity(self) -> str:
         """Everything that changes the answer (kind, model, template, temperature); keys the label cache."""
 
+    def cache_identities(self) -> list[str]:
+        """Identities whose stored answers this oracle accepts as its own answer now, in lookup order.
+
+        Default: only ``identity``. An oracle whose question depends on what the server accepts
+        (the LLM judge with ``structured: auto``) lists every variant it could send, so an answer
+        already paid for under any of them is never asked again.
+        """
+        return [self.identity]
+
+    def record_identity(self, c: Comparison) -> str:
+        """The identity the verdict just yielded for ``c`` is stored under: what was really sent (default: ``identity``)."""
+        return self.identity
+
     @abstractmethod
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         """One verdict per comparison, same order. Invalid answers come back with ``choice=None``."""

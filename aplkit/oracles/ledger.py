@@ -7,6 +7,11 @@ from pairs to labels: it randomises the display order (paper §3.2.1), answers w
 the ledger already holds, sends the rest to the oracle, records each verdict before
 asking for the next, maps A/B back to the pair's order, and only then applies the
 simulated imperfect judges so the ledger always holds the true verdict.
+
+Each answer is stored under the identity of the question really sent (``Oracle.record_identity``)
+and looked up under every identity the oracle accepts (``Oracle.cache_identities``): the LLM
+judge with ``structured: auto`` may send the JSON or the plain prompt, and either stored answer
+serves it, while a judge pinned to one of them never gets the other's.
 """
 
 from __future__ import annotations
@@ -202,12 +207,20 @@ def _simulate(label: Label, seed: int, c: Comparison, flip_prob: float, sample_b
 def ask(
     oracle: Oracle, ledger: Ledger, comps: Sequence[Comparison], *, purpose: str = "train", progress: bool = False
 ) -> list[tuple[Verdict, bool]]:
-    """(verdict, cached) per comparison as shown: stored answers from the ledger, the rest asked once and recorded on arrival."""
-    oid = oracle.identity
+    """(verdict, cached) per comparison as shown: stored answers from the ledger, the rest asked once and recorded on arrival.
+
+    A stored answer is looked up under each of ``oracle.cache_identities()`` in turn (first hit wins);
+    a new one is recorded under ``oracle.record_identity(c)``, the identity of what was really sent.
+    """
+    oids = oracle.cache_identities()
     answers: dict[Comparison, tuple[Verdict, bool]] = {}
     misses: list[Comparison] = []
     for c in dict.fromkeys(comps):  # unique, first-seen order
-        v = ledger.lookup(oid, c)
+        v = None
+        for oid in oids:
+            v = ledger.lookup(oid, c)
+            if v is not None:
+                break
         if v is None:
             misses.append(c)
         else:
@@ -220,7 +233,7 @@ def ask(
             bar = tqdm(total=len(misses), desc=f"labelling ({oracle.kind})", unit="pair")
         try:
             for i, v in oracle.judge_iter(misses):
-                ledger.record(oid, misses[i], v, purpose)
+                ledger.record(oracle.record_identity(misses[i]), misses[i], v, purpose)
                 answers[misses[i]] = (v, False)
                 if bar is not None:
                     bar.update(1)

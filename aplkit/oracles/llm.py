@@ -4,6 +4,14 @@ The judge is shown the paper's Appendix A prompt (an editable template file), as
 for a one-sentence comparison and a final A or B, and parsed robustly. Where the
 server allows it the answer is constrained to a JSON schema; where it returns
 logprobs, P(A) comes from the distribution over the token that carries the choice.
+
+The label cache key (``identity``) says which prompt was really sent: ``prompt=json`` (the
+Appendix-A prompt plus ``JSON_HINT`` and a ``response_format``) or ``prompt=text`` (the plain
+prompt). With ``structured: auto`` that is only known once the server has accepted or rejected
+JSON output, so each verdict is recorded under the variant its request used, and a lookup
+accepts an answer stored under either variant (an auto judge is content with both); a judge
+pinned to ``json`` or ``text`` only ever gets answers to its own prompt.
+
 Transport faults are retried here (the openai client's own retries are off so the
 count is ours and lands in ``Verdict.attempts``); a judge that cannot answer raises
 ``OracleError`` and the ledger keeps everything answered before.
@@ -43,6 +51,12 @@ SCHEMA = {
 JSON_HINT = '\n\nAnswer with a JSON object {"comparison": "<one sentence>", "preferred": "A" or "B"}.'
 # structured modes in the order ``auto`` tries them; a server that rejects one moves to the next, once
 LADDER = ("json_schema", "json_object", "text")
+PROMPT_VARIANTS = ("json", "text")  # what ``identity`` records: JSON_HINT + response_format sent, or the plain prompt
+
+
+def prompt_variant(mode: str) -> str:
+    """``json`` for json_schema / json_object (same prompt, same schema), ``text`` for plain text."""
+    return "text" if mode == "text" else "json"
 
 
 # --------------------------------------------------------------------------- templates
@@ -247,6 +261,7 @@ class LLMJudge(Oracle):
         self._probe = threading.Lock()  # until one request succeeds, requests go one at a time
         self._settled = structured == "text" and not logprobs
         self._rng = random.Random()
+        self._sent: dict[Comparison, str] = {}  # prompt variant of the request that produced each pending verdict
 
     @classmethod
     def from_config(cls, cfg: Any, task: str) -> LLMJudge:
@@ -267,12 +282,39 @@ class LLMJudge(Oracle):
             logprobs=cfg.logprobs,
         )
 
-    @property
-    def identity(self) -> str:
+    def _base_identity(self) -> str:
         return (
             f"llm|model={self.model}|base_url={self.base_url or 'openai'}|template={self.template.name}@{self.template.digest}"
-            f"|temperature={self.temperature:g}|max_tokens={self.max_tokens}|structured={self.structured}"
+            f"|temperature={self.temperature:g}|max_tokens={self.max_tokens}"
         )
+
+    def identity_for(self, variant: str) -> str:
+        """The cache identity of answers to the ``json`` or ``text`` prompt variant."""
+        if variant not in PROMPT_VARIANTS:
+            raise ValueError(f"prompt variant must be one of {PROMPT_VARIANTS}, got {variant!r}")
+        return f"{self._base_identity()}|prompt={variant}"
+
+    @property
+    def identity(self) -> str:
+        """Identity of the prompt variant the judge sends now (auto: json until the server rejects JSON output)."""
+        return self.identity_for(prompt_variant(self._mode))
+
+    def cache_identities(self) -> list[str]:
+        """json / text: that variant only. auto: the variant in use first, then the other (both are auto's answers).
+
+        Then the identities written before the variant was recorded (``structured=<setting>``): a json or
+        text judge's old answers are unambiguous; old auto answers (either variant) serve only an auto judge.
+        """
+        now = prompt_variant(self._mode)
+        variants = [now] if self.structured != "auto" else [now, *(v for v in PROMPT_VARIANTS if v != now)]
+        legacy = [self.structured] if self.structured != "auto" else ["auto", "json", "text"]
+        return [self.identity_for(v) for v in variants] + [f"{self._base_identity()}|structured={x}" for x in legacy]
+
+    def record_identity(self, c: Comparison) -> str:
+        """Identity of the prompt variant the request that answered ``c`` really used."""
+        with self._state:
+            variant = self._sent.pop(c, None)
+        return self.identity if variant is None else self.identity_for(variant)
 
     @property
     def mode(self) -> str:
@@ -287,8 +329,13 @@ class LLMJudge(Oracle):
     # ------------------------------------------------------------------ public
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         out: list[Verdict | None] = [None] * len(items)
-        for i, v in self.judge_iter(items):
-            out[i] = v
+        try:
+            for i, v in self.judge_iter(items):
+                out[i] = v
+        finally:
+            with self._state:  # no ledger asks record_identity for these: drop what was kept for it
+                for c in items:
+                    self._sent.pop(c, None)
         return out  # type: ignore[return-value]
 
     def judge_iter(self, items: Sequence[Comparison]) -> Iterator[tuple[int, Verdict]]:
@@ -330,7 +377,7 @@ class LLMJudge(Oracle):
         attempts = tokens_in = tokens_out = 0
         text = ""
         for _ in range(self.max_invalid_retries + 1):
-            resp, n = self._create(self.template.messages(c), abort)
+            resp, n, mode = self._create(self.template.messages(c), abort)
             attempts += n
             usage = getattr(resp, "usage", None)
             tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -340,8 +387,15 @@ class LLMJudge(Oracle):
             choice, pos = parse_choice(text)
             if choice is not None:
                 p_a = choice_probability(choice0.logprobs, text, pos, choice) if getattr(choice0, "logprobs", None) else None
+                self._mark_sent(c, mode)
                 return Verdict(choice=choice, raw=text, p_a=p_a, tokens_in=tokens_in, tokens_out=tokens_out, attempts=attempts)
+        self._mark_sent(c, mode)
         return Verdict(choice=None, raw=text, tokens_in=tokens_in, tokens_out=tokens_out, attempts=attempts)
+
+    def _mark_sent(self, c: Comparison, mode: str) -> None:
+        """Remember the prompt variant of the request whose answer is ``c``'s verdict, for ``record_identity``."""
+        with self._state:
+            self._sent[c] = prompt_variant(mode)
 
     def _request(self, messages: list[dict[str, str]], mode: str, logprobs: bool) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -357,8 +411,8 @@ class LLMJudge(Oracle):
             kw["top_logprobs"] = 5
         return kw
 
-    def _create(self, messages: list[dict[str, str]], abort: threading.Event) -> tuple[Any, int]:
-        """One chat completion with our own retries; returns (response, requests sent).
+    def _create(self, messages: list[dict[str, str]], abort: threading.Event) -> tuple[Any, int, str]:
+        """One chat completion with our own retries; returns (response, requests sent, structured mode of the one answered).
 
         Until the server has accepted one request, requests are sent one at a time, so a
         server that rejects response_format or logprobs is probed once, not once per thread.
@@ -371,7 +425,7 @@ class LLMJudge(Oracle):
                     return out
         return self._create_unlocked(messages, abort)
 
-    def _create_unlocked(self, messages: list[dict[str, str]], abort: threading.Event) -> tuple[Any, int]:
+    def _create_unlocked(self, messages: list[dict[str, str]], abort: threading.Event) -> tuple[Any, int, str]:
         import openai
 
         sent = 0
@@ -385,7 +439,7 @@ class LLMJudge(Oracle):
                 resp = self._client.chat.completions.create(**self._request(messages, mode, logprobs))
                 if not getattr(resp, "choices", None) or not hasattr(resp.choices[0], "message"):
                     raise ValueError("the response has no choices")
-                return resp, sent
+                return resp, sent, mode
             except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as e:
                 msg = str(e).lower()
                 if mode != "text" and "response_format" in msg:
