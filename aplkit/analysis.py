@@ -5,6 +5,10 @@ training mode, epochs, oracle, task) comes from that file, its results from the 
 described in ``aplkit.runfolder``. Everything here returns pandas objects and plots nothing
 (see ``aplkit.plots``), so notebooks, the CLI and the tests share one implementation.
 
+The x-axis of Fig 2 / Table 2 is ``acquired`` = t·M, the labels paid for. Ties and invalid oracle
+answers are not trained on, so the policy may have seen fewer pairs: ``trained`` (eval.jsonl, when
+the run recorded it; NaN for older run folders) is carried along and shown wherever the two differ.
+
 Error bars are standard errors over seeds, SE = std(ddof=1) / sqrt(n_seeds), as in the paper.
 With a single seed there is no spread to measure, so the run's own binomial stderr from
 ``eval.jsonl`` is used instead and the ``se_kind`` column says ``binomial``.
@@ -87,13 +91,16 @@ def _load(runs_dir: str | Path, filename: str, fields: Iterable[str]) -> pd.Data
 def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run × waypoint: eval.jsonl joined with run identity.
 
+    ``trained`` is the number of preference pairs the policy was trained on at that waypoint (float;
+    NaN where the run did not record it).
+
     Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
     are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
     """
-    df = _load(runs_dir, "eval.jsonl", EVAL_FIELDS)
+    df = _load(runs_dir, "eval.jsonl", dict.fromkeys([*EVAL_FIELDS, "trained"]))  # older rows have no "trained": NaN
     for col in ("acquired", "n", "ties", "invalid", "step"):
         df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
-    for col in ("win_rate", "stderr"):
+    for col in ("win_rate", "stderr", "trained"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
 
@@ -198,10 +205,11 @@ def _mean_se(values: np.ndarray, own_stderr: np.ndarray) -> tuple[float, float, 
 def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
     """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
 
-    Columns: *by, acquired, mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    Columns: *by, acquired, trained (mean over seeds of the pairs trained on; NaN if any seed did
+    not record it), mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
     """
     by = list(by)
-    cols = [*by, "acquired", "mean", "se", "n", "se_kind"]
+    cols = [*by, "acquired", "trained", "mean", "se", "n", "se_kind"]
     df = df.dropna(subset=["win_rate"])
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -209,10 +217,51 @@ def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -
     rows = []
     for key, g in df.groupby([*by, "acquired"], sort=True):
         m, se, kind = _mean_se(g["win_rate"].to_numpy(float), g["stderr"].to_numpy(float))
-        rows.append({**dict(zip([*by, "acquired"], key, strict=True)), "mean": m, "se": se, "n": len(g), "se_kind": kind})
+        trained = g["trained"].to_numpy(float) if "trained" in g else np.full(len(g), np.nan)
+        rows.append(
+            {
+                **dict(zip([*by, "acquired"], key, strict=True)),
+                "trained": float(trained.mean()),  # NaN unless every seed recorded it
+                "mean": m,
+                "se": se,
+                "n": len(g),
+                "se_kind": kind,
+            }
+        )
     out = pd.DataFrame(rows, columns=cols)
     out["acquired"] = out["acquired"].astype(int)
     return _sort(out, [*by, "acquired"])
+
+
+def trained_gaps(curves: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``winrate_curves`` whose (mean) pairs trained on differ from the labels acquired; unknown ``trained`` is left out."""
+    if "trained" not in curves or curves.empty:
+        return curves.iloc[0:0]
+    known = curves.dropna(subset=["trained"])
+    return known[(known["trained"] - known["acquired"]).abs() > 1e-9]
+
+
+def trained_notes(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> list[str]:
+    """Notes for every curve where the policy trained on fewer (or more) pairs than the labels acquired.
+
+    One line per ``by`` group listing acquired → mean trained (over seeds), then one line for runs
+    that did not record ``trained`` (older run folders), whose counts are unknown.
+    """
+    notes = []
+    curves = winrate_curves(df, by)
+    gaps = trained_gaps(curves)
+    for key, g in gaps.groupby(list(by), sort=False):
+        where = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        pts = ", ".join(f"{int(a)} → {t:g}" for a, t in zip(g["acquired"], g["trained"], strict=True))
+        notes.append(
+            f"{where}: trained on fewer pairs than acquired (ties/invalid labels are not trained on); "
+            f"labels acquired → pairs trained, mean over seeds: {pts}"
+        )
+    if "trained" in df and len(df):
+        unknown = sorted(df.loc[df["trained"].isna(), "run"].unique())
+        if unknown:
+            notes.append(f"{len(unknown)} run(s) did not record how many pairs they trained on (older eval.jsonl): trained unknown")
+    return notes
 
 
 def format_cell(mean: float, se: float) -> str:
@@ -261,6 +310,10 @@ def _footnote(table: pd.DataFrame) -> str:
     text = f"Mean win-rate ± standard error over seeds (n = {', '.join(map(str, ns))}); best per row in bold."
     if (stats["se_kind"] == "binomial").any():
         text += " Cells from a single seed use that run's binomial stderr from eval.jsonl."
+    if not trained_gaps(stats).empty:
+        text += (
+            " Size = labels acquired; some runs trained on fewer pairs (ties/invalid labels dropped): see the trained column of the CSV."
+        )
     return text
 
 
@@ -307,7 +360,8 @@ def to_latex(table: pd.DataFrame, caption: str | None = None, label: str = "tab:
 
 
 def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
-    """The raw numbers behind ``table2``: one row per (task, size, strategy) with mean, se, n, se_kind, best."""
+    """The raw numbers behind ``table2``: one row per (task, size, strategy) with trained (mean pairs trained on over
+    seeds, blank when unknown), mean, se, n, se_kind, best."""
     stats = table.attrs["stats"].copy()
     best = table.attrs.get("best", {})
     multi = table.index.nlevels > 1

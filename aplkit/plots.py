@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from aplkit.analysis import DISPLAY, strategy_order  # noqa: E402
+from aplkit.analysis import DISPLAY, strategy_order, trained_gaps  # noqa: E402
 
 _CB = sns.color_palette("colorblind")
 COLORS = {"random": _CB[7], "entropy": _CB[0], "certainty": _CB[1], "entropy+certainty": _CB[2]}
@@ -81,7 +81,10 @@ def _n_note(curves: pd.DataFrame) -> str:
 
 
 def plot_winrate(curves: pd.DataFrame, against: dict[str, str] | None = None, title: str = "Win-rate at evaluation waypoints") -> Figure:
-    """Fig 2: one panel per task, win-rate vs acquired-set size per strategy, mean ± SE."""
+    """Fig 2: one panel per task, win-rate vs acquired-set size per strategy, mean ± SE.
+
+    When some runs trained on fewer pairs than they acquired (``curves["trained"]``), the caption says by how much.
+    """
     tasks = sorted(curves["task"].unique())
     strategies = strategy_order(curves["strategy"])
     with style():
@@ -103,8 +106,17 @@ def plot_winrate(curves: pd.DataFrame, against: dict[str, str] | None = None, ti
                     handles.append(h)
                     labels.append(lbl)
         fig.legend(handles, labels, loc="outside right center", title="Acquisition")
-        fig.suptitle(f"{title}\n({_n_note(curves)})", fontsize="medium")
+        fig.suptitle(f"{title}\n({_n_note(curves)}){_trained_note(curves)}", fontsize="medium")
     return fig
+
+
+def _trained_note(curves: pd.DataFrame) -> str:
+    """A caption line when some runs trained on fewer pairs than the labels acquired on the x-axis ('' otherwise)."""
+    gaps = trained_gaps(curves)
+    if gaps.empty:
+        return ""
+    most = float((gaps["acquired"] - gaps["trained"]).max())
+    return f"\nties/invalid labels were not trained on:\nup to {most:g} fewer pairs trained than acquired (seed mean)"
 
 
 def _n_no_prediction(g: pd.DataFrame) -> int:

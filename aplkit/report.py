@@ -121,6 +121,7 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     curves = A.winrate_curves(main)
     if (curves["se_kind"] == "binomial").any():
         notes.append("some strategy/size cells have one seed: their error bars are that run's binomial stderr, not a spread over seeds")
+    notes += [f"Fig 2 / Table 2 x-axis is labels acquired (t·M); {n}" for n in A.trained_notes(main)]
     fig(P.plot_winrate(curves, against), "fig2_winrate")
     t2 = A.table2(main)
     put("table2.md", A.to_markdown(t2))

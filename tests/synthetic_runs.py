@@ -31,11 +31,14 @@ def make_run(
     losses: dict[int, Sequence[float]] | None = None,
     complete: bool = True,
     folder: str | None = None,
+    trained: dict[int, int] | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
     winrates: acquired-set size → win-rate written to eval.jsonl (stderr = binomial, n = n_test).
     acquired: (step, bt_prob, preferred) per acquired pair. losses: step → DPO loss per epoch.
+    trained: acquired-set size → pairs trained on, written to eval.jsonl's ``trained``; None writes no
+    ``trained`` field at all, as run folders from before it existed.
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
@@ -60,7 +63,10 @@ def make_run(
             "invalid": 0,
             "against": "initial",
         }
-        rf.append("eval.jsonl", {k: row[k] for k in EVAL_FIELDS if k in row})  # fields this row lacks: as an older run wrote it
+        if trained is not None:
+            row["trained"] = trained[size]
+        fields = dict.fromkeys([*EVAL_FIELDS, "trained"])
+        rf.append("eval.jsonl", {k: row[k] for k in fields if k in row})  # fields this row lacks: as an older run wrote it
     for i, (step, bt, pref) in enumerate(acquired):
         row = dict.fromkeys(ACQUIRED_FIELDS)
         row |= {

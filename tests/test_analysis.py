@@ -83,6 +83,54 @@ def test_table2_strings_bold_and_writers(runs, tmp_path):
     assert bool(row["best"]) and not bool(csv[(csv["strategy"] == "random") & (csv["acquired"] == 32)]["best"].iloc[0])
 
 
+def test_trained_pairs_are_shown_where_they_differ_from_acquired(tmp_path):
+    from matplotlib import pyplot as plt
+
+    from aplkit import plots as P
+    from aplkit.report import report
+
+    # random trained on every label; certainty lost ties/invalid answers: seed 0 trained 15 and 31, seed 1 14 and 30
+    for seed in range(2):
+        make_run(tmp_path, "random", seed, {16: 0.5, 32: 0.6}, trained={16: 16, 32: 32})
+        make_run(tmp_path, "certainty", seed, {16: 0.55, 32: 0.7}, trained={16: 15 - seed, 32: 31 - seed})
+    make_run(tmp_path, "entropy", 0, {16: 0.5, 32: 0.5}, folder="old/entropy")  # an older folder: no trained field
+    df = A.load_runs(tmp_path)
+    assert df.loc[df["strategy"] == "certainty", "trained"].tolist() == [15.0, 31.0, 14.0, 30.0]
+    assert df.loc[df["strategy"] == "entropy", "trained"].isna().all()  # unknown, no error
+
+    c = A.winrate_curves(df).set_index(["strategy", "acquired"])
+    assert c.loc[("certainty", 16), "trained"] == pytest.approx(14.5) and c.loc[("certainty", 32), "trained"] == pytest.approx(30.5)
+    assert c.loc[("random", 32), "trained"] == 32 and math.isnan(c.loc[("entropy", 32), "trained"])
+    gaps = A.trained_gaps(A.winrate_curves(df))
+    assert set(zip(gaps["strategy"], gaps["acquired"], strict=True)) == {("certainty", 16), ("certainty", 32)}
+
+    t2 = A.table2(df)
+    csv = pd.read_csv(A.to_csv(t2, tmp_path / "t2.csv")).set_index(["strategy", "acquired"])
+    assert csv.loc[("certainty", 16), "trained"] == pytest.approx(14.5) and csv.loc[("random", 16), "trained"] == 16
+    assert math.isnan(csv.loc[("entropy", 16), "trained"])
+    assert "some runs trained on fewer pairs" in A.to_markdown(t2)
+
+    notes = A.trained_notes(df)
+    assert notes[0] == (
+        "imdb certainty: trained on fewer pairs than acquired (ties/invalid labels are not trained on); "
+        "labels acquired → pairs trained, mean over seeds: 16 → 14.5, 32 → 30.5"
+    )
+    assert "1 run(s) did not record how many pairs they trained on" in notes[1] and len(notes) == 2
+
+    fig = P.plot_winrate(A.winrate_curves(df))
+    assert "up to 1.5 fewer pairs trained" in fig._suptitle.get_text()
+    plt.close(fig)
+    same = P.plot_winrate(A.winrate_curves(df[df["strategy"] != "certainty"]))
+    assert "fewer pairs" not in same._suptitle.get_text()  # nothing to say when trained == acquired or unknown
+    plt.close(same)
+
+    written = report(tmp_path, tmp_path / "fig")
+    text = written["notes.md"].read_text()
+    assert "Fig 2 / Table 2 x-axis is labels acquired (t·M); imdb certainty: trained on fewer pairs" in text
+    assert "16 → 14.5, 32 → 30.5" in text
+    assert "trained" in pd.read_csv(written["table2.csv"]).columns
+
+
 def test_table2_ties_mark_every_best_and_tasks_split(tmp_path):
     for seed in range(2):
         make_run(tmp_path, "random", seed, {16: 0.6})
