@@ -50,11 +50,15 @@ def batch_stats(rows: list[dict]) -> dict[str, float | int]:
 
     mean_score: the acquisition score; mean_abs_gap: mean |r̂(y1) − r̂(y0)| under θ_t;
     bt_correct: fraction of labelled pairs whose implicit BT model picked the oracle's winner
-    (y1 iff bt_prob > 0.5, the rule of ``analysis.bt_histogram``); pref_y1: label balance, the
-    fraction of labelled pairs won by y1; unlabelled: ties and invalid answers (not trained on).
+    (y1 iff bt_prob > 0.5); a pair with bt_prob = 0.5 (every pair at θ = θ0) makes no prediction
+    and is counted in no_prediction instead, the rule of ``analysis.bt_histogram``; pref_y1: label
+    balance, the fraction of labelled pairs won by y1; unlabelled: ties and invalid answers (not trained on).
     """
+    from aplkit.analysis import NO_PREDICTION_TOL
+
     labelled = [r for r in rows if r.get("preferred") is not None]
-    judged = [r for r in labelled if _num(r.get("bt_prob")) is not None]
+    scored = [r for r in labelled if _num(r.get("bt_prob")) is not None]
+    judged = [r for r in scored if abs(r["bt_prob"] - 0.5) > NO_PREDICTION_TOL]
     gaps = [
         abs(_num(r["reward1"]) - _num(r["reward0"]))
         for r in rows
@@ -65,6 +69,7 @@ def batch_stats(rows: list[dict]) -> dict[str, float | int]:
         "mean_score": _mean(_num(r.get("score")) for r in rows),
         "mean_abs_gap": _mean(gaps),
         "bt_correct": _mean(float((r["bt_prob"] > 0.5) == (int(r["preferred"]) == 1)) for r in judged),
+        "no_prediction": len(scored) - len(judged),
         "pref_y1": _mean(float(int(r["preferred"]) == 1) for r in labelled),
         "unlabelled": len(rows) - len(labelled),
     }

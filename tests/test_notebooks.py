@@ -49,14 +49,14 @@ def test_batch_stats_by_hand():
     rows = [
         _row(1, 0.9, 0.0, 1.0, 0.8, 1),  # BT says y1 (0.8), oracle y1: right; gap 1.0
         _row(1, 0.5, 0.5, -0.5, 0.3, 1),  # BT says y0, oracle y1: wrong; gap 1.0
-        _row(1, 0.1, 0.2, 0.4, 0.5, 0),  # 0.5 → BT says y0 (rule: y1 iff > 0.5), oracle y0: right; gap 0.2
+        _row(1, 0.1, 0.2, 0.4, 0.5, 0),  # 0.5 → no prediction (θ = θ0 gives exactly this): not counted right or wrong; gap 0.2
         _row(1, 0.3, 0.0, 0.6, 0.6, None),  # tie/invalid: no label; gap 0.6
     ]
     s = batch_stats(rows)
     assert s["n"] == 4 and s["unlabelled"] == 1
     assert s["mean_score"] == pytest.approx((0.9 + 0.5 + 0.1 + 0.3) / 4)
     assert s["mean_abs_gap"] == pytest.approx((1.0 + 1.0 + 0.2 + 0.6) / 4)
-    assert s["bt_correct"] == pytest.approx(2 / 3)
+    assert s["bt_correct"] == pytest.approx(1 / 2) and s["no_prediction"] == 1
     assert s["pref_y1"] == pytest.approx(2 / 3)
     empty = batch_stats([])
     assert empty["n"] == 0 and math.isnan(empty["bt_correct"]) and math.isnan(empty["mean_score"])
