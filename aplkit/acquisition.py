@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aplkit.config import AcquisitionConfig
-from aplkit.generation import Sample, ids_logprobs, prompt_ids, sample
 from aplkit.records import Candidate, Prompt
+
+if TYPE_CHECKING:  # the registry below is read by config validation, which must not import torch
+    from aplkit.config import AcquisitionConfig
+    from aplkit.generation import Sample
 
 
 @dataclass
@@ -46,6 +49,8 @@ class ScoringContext:
 
     def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
+        from aplkit.generation import sample
+
         return sample(
             self.policy,
             self.tokenizer,
@@ -60,6 +65,8 @@ class ScoringContext:
 
     def logprobs(self, which: str, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
         """log p(y|x) of completion *token ids* under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam."""
+        from aplkit.generation import ids_logprobs, prompt_ids
+
         model = self.policy if which == "policy" else self.reference
         p_ids = prompt_ids(self.tokenizer, prompts)
         return ids_logprobs(model, p_ids, [list(c) for c in completions], self.tokenizer.pad_token_id, self.acq.batch_size).double().numpy()
@@ -127,6 +134,7 @@ SCORERS: dict[str, type[Scorer]] = {}
 
 
 def register_scorer(cls: type[Scorer]) -> type[Scorer]:
+    """Add a scorer under its ``name``; ``strategy: NAME`` in a config (and a sweep) then accepts it."""
     SCORERS[cls.name] = cls
     return cls
 

@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = run_experiment(cfg, out, progress=not args.quiet)
     s = res.summary
     for row in res.eval_rows:
-        print(f"labels {row['acquired']:>5}  win-rate {row['win_rate']:.3f} ± {row['stderr']:.3f}  (n={row['n']}, vs {row['against']})")
+        trained = "" if row.trained in (None, row.acquired) else f", {row.trained} trained"
+        print(f"labels {row.acquired:>5}  win-rate {row.win_rate:.3f} ± {row.stderr:.3f}  (n={row.n}, vs {row.against}{trained})")
     o = s.get("oracle", {})
     print(
         f"oracle: {o.get('calls', 0)} calls, {o.get('cache_hits', 0)} cache hits, {o.get('invalid', 0)} invalid, "

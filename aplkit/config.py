@@ -15,7 +15,6 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-STRATEGIES = ("random", "entropy", "certainty", "entropy+certainty")
 ORACLE_KINDS = ("sentiment", "llm", "classifier", "rouge", "human")
 TASKS = ("imdb", "tldr", "file")
 
@@ -157,6 +156,22 @@ class ExperimentConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = (), path: str = "") -> str | None:
+    """The first dotted setting that differs between two config trees, as "key: old → new" (None if equal).
+
+    ``ignore`` lists top-level keys left out (the output folder is not part of an experiment).
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if not path and k in ignore:
+                continue
+            d = config_diff(old.get(k), new.get(k), (), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    return None if old == new else f"{path}: {old!r} → {new!r}"
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -294,7 +309,9 @@ def validate(cfg: ExperimentConfig) -> None:
         if not cond:
             raise ConfigError(msg)
 
-    need(cfg.strategy in STRATEGIES, f"strategy: unknown '{cfg.strategy}' (choose from {', '.join(STRATEGIES)})")
+    from aplkit.acquisition import SCORERS  # the registry: a scorer registered in a notebook is a valid strategy
+
+    need(cfg.strategy in SCORERS, f"strategy: unknown '{cfg.strategy}' (registered: {', '.join(sorted(SCORERS))})")
     from aplkit.models import known_spec  # late import: models pulls in torch
 
     ok, why = known_spec(cfg.model.spec)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t = time.perf_counter()
             res = run_experiment(cfg, run, progress=False)
-            curve = " ".join(f"{r['acquired']}:{r['win_rate']:.3f}" for r in res.eval_rows)
+            curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
             print(f"[{i}/{len(configs)}] {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s)", flush=True)
     summary = summarise(out, configs)
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)

@@ -12,7 +12,8 @@ import pytest
 from aplkit.config import OracleConfig
 from aplkit.oracles.base import OracleError
 from aplkit.oracles.consistency import judge_consistency, wilson_interval
-from aplkit.oracles.ledger import Ledger, ask, label_pairs
+from aplkit.oracles.labelling import ask, label_pairs
+from aplkit.oracles.ledger import Ledger
 from aplkit.oracles.llm import LLMJudge, choice_probability, load_template, parse_choice, parse_template
 from aplkit.records import Comparison, Verdict
 from tests.fault_proxy import FaultProxy

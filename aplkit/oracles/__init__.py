@@ -50,9 +50,10 @@ def make_oracle(
         refs = {p.text: p.reference for p in pools.train + pools.test if p.reference}
         return RougeOracle(refs)
     if cfg.kind == "human":
-        from aplkit.oracles.human import QUEUE_FILE, HumanOracle
+        from aplkit.oracles.human import HumanOracle
+        from aplkit.runfolder import QUEUE, RunFolder
 
-        return HumanOracle("human", Path(run_dir or ".") / QUEUE_FILE)
+        return HumanOracle("human", RunFolder(run_dir or ".") / QUEUE)
     raise OracleError(f"oracle.kind: unknown '{cfg.kind}'")
 
 
