@@ -214,8 +214,9 @@ def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list
     n = scorer.prompts_needed(ctx.acq)
     if n > len(pool):
         raise ValueError(f"strategy '{scorer.name}' needs {n} prompts per step but the train pool has {len(pool)}")
-    rng = np.random.default_rng(ctx.seed)
-    prompts = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+    from aplkit.data import sample_prompts
+
+    prompts = sample_prompts(list(pool), n, np.random.default_rng(ctx.seed))
     cands = scorer.propose(ctx, prompts)
     scores = np.asarray(scorer.score(ctx, cands), dtype=float)
     if scores.shape != (len(cands),):

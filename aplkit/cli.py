@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, bench, demo.
+"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -130,12 +130,6 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.__main__ import main as bench_main
-
-    return bench_main(args.rest)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from aplkit.demo import demo
 
@@ -180,10 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--out", default="runs/consistency/consistency.json")
     s.set_defaults(func=cmd_consistency)
-
-    s = sub.add_parser("bench", help="benchmarks (bench/): compute, labels")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")

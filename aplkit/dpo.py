@@ -18,7 +18,7 @@ gradient scaler), so an update of lr 1e-6 is never rounded away.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -160,7 +160,6 @@ class DPOFinetuner:
         prefs: Sequence[Preference],
         seed: int,
         newest: Sequence[Preference] | None = None,
-        on_epoch: Callable[[EpochStats], None] | None = None,
     ) -> list[EpochStats]:
         """Fine-tune per the configured mode. ``prefs`` is all of X_P; ``newest`` the latest batch (online)."""
         self.policy.train()
@@ -173,16 +172,12 @@ class DPOFinetuner:
                 st = self._train_on(prefs, order)
                 st.epoch = epoch
                 stats.append(st)
-                if on_epoch:
-                    on_epoch(st)
         else:
             batch = list(newest if newest is not None else prefs)
             for k in range(1, self.cfg.online_steps + 1):
                 st = self._accumulated_step(batch)
                 st.epoch = k
                 stats.append(st)
-                if on_epoch:
-                    on_epoch(st)
         self.policy.eval()
         return stats
 

@@ -36,8 +36,8 @@ from aplkit.config import ConfigError, load_config, preset_path
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_NOTEBOOK = ROOT / "notebooks" / "apl_experiment.ipynb"
+#: the experiment notebook ships inside the package (``notebooks/apl_experiment.ipynb`` in a checkout links here)
+DEFAULT_NOTEBOOK = Path(__file__).resolve().parent / "notebooks" / "apl_experiment.ipynb"
 SWEEP_KEYS = ("config", "notebook", "out", "strategies", "seeds", "overrides", "variants")
 VARIANT_KEYS = ("overrides", "strategies", "seeds")
 
@@ -73,10 +73,13 @@ def _fail(path: Path, msg: str) -> ConfigError:
     return ConfigError(f"{path}: {msg}")
 
 
-def _resolve(path: Path, value: str, what: str, base: Path | None = None) -> Path:
-    for cand in (Path(value), Path.cwd() / value, (base or ROOT) / value):
+def _resolve(path: Path, value: str, what: str) -> Path:
+    """A file named in a sweep: as given (relative to the working folder), else beside the sweep file."""
+    for cand in (Path(value), path.parent / value):
         if cand.exists():
             return cand.resolve()
+    if Path(value).name == DEFAULT_NOTEBOOK.name:  # the shipped notebook, from an installed aplkit
+        return DEFAULT_NOTEBOOK
     raise _fail(path, f"{what}: file not found: {value}")
 
 

@@ -22,7 +22,7 @@ STRATEGIES = ("random", "certainty", "entropy", "entropy+certainty")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="aplkit bench labels", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench labels", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--seeds", type=int, default=3, help="K seeds (0..K-1)")

@@ -23,7 +23,7 @@ def test_overrides_dotted_and_typed():
         ["training.lr=1e-5", "evaluation.waypoints=[16,64]", "training.lora.enabled=true", "oracle.base_url=http://127.0.0.1:8000/v1"],
     )
     assert c.training.lr == 1e-5 and c.evaluation.waypoints == [16, 64] and c.training.lora.enabled
-    assert c.oracle.base_url == "http://127.0.0.1:8000/v1"
+    assert c.oracle.llm.base_url == "http://127.0.0.1:8000/v1"  # the flat key of earlier configs, migrated
     assert load_config("imdb-cpu", strategy="random", seed=4).seed == 4
     assert load_config("imdb-cpu", ["acquisition.budget=32"]).waypoints() == [16, 32]  # 48, 64 are not reached
 
@@ -90,3 +90,39 @@ def test_rouge_oracle_is_never_judged_against_its_own_reference():
     assert resolve_against("auto", True, "llm") == "reference"  # the paper's TL;DR protocol with a real judge
     with pytest.raises(ValueError, match="evaluation.against"):
         resolve_against("reference", True, "rouge")
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_presets_and_notebook_from_any_folder(tmp_path):
+    """The wheel ships the presets and the experiment notebook, not the benchmarks; run from a folder that is no checkout."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next((tmp_path / "dist").glob("aplkit-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "aplkit/params/imdb-cpu.yaml" in names and "aplkit/params/sweep-imdb-cpu.yaml" in names
+    assert "aplkit/notebooks/apl_experiment.ipynb" in names and "aplkit/oracles/templates/sentiment.txt" in names
+    assert not any(n.startswith("bench/") for n in names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "import aplkit, aplkit.config as c, aplkit.sweep as s, aplkit.demo as d;"
+        f"assert aplkit.__file__.startswith({str(site)!r}), aplkit.__file__;"
+        "print(c.load_config('imdb-cpu').name, s.DEFAULT_NOTEBOOK.is_file(), d.DEMO_SWEEP.is_file(),"
+        " len(s.load_sweep(d.DEMO_SWEEP, out='runs/x').runs))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["imdb-cpu", "True", "True", "2"]
