@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from aplkit.report import report
+    from aplkit.results.report import report
 
     paths = report(args.runs, args.out)
     for name, p in paths.items():

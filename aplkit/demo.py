@@ -16,7 +16,7 @@ DEMO_SWEEP = PRESETS / "sweep-imdb-cpu.yaml"
 
 def demo(runs: str | Path = "runs/demo", figures: str | Path = "figures", jobs: int = 1, sweep: str | Path | None = None) -> int:
     """Run the CPU sweep into ``runs``, write the report into ``figures``; 0 when every run finished."""
-    from aplkit.report import report
+    from aplkit.results.report import report
 
     summary = run_sweep(sweep or DEMO_SWEEP, jobs=jobs, out=runs)
     finished = len(summary["done"]) + len(summary["skipped"])
