@@ -196,6 +196,17 @@ LEGACY_ORACLE_KEYS = {
 }
 
 
+def migrate_key(dotted: str) -> str:
+    """The current name of a dotted override key (``oracle.base_url`` → ``oracle.llm.base_url``)."""
+    parts = dotted.split(".")
+    if len(parts) == 2 and parts[0] == "oracle":
+        if parts[1] == "classifier":
+            return "oracle.classifier.model"
+        if parts[1] in LEGACY_ORACLE_KEYS:
+            return "oracle." + ".".join(LEGACY_ORACLE_KEYS[parts[1]])
+    return dotted
+
+
 def migrate(tree: dict[str, Any]) -> dict[str, Any]:
     """A config tree with the flat oracle keys of earlier aplkit moved into their kind's section (in place).
 
@@ -417,12 +428,13 @@ def load_config(
         pairs = [(k, yaml.safe_dump(v).strip().removesuffix("...").strip()) for k, v in overrides.items()]
     else:
         pairs = parse_overrides(overrides)
+    migrate(tree)
     for k, v in pairs:
-        _set_dotted(tree, k, v)
+        _set_dotted(tree, migrate_key(k), v)
     for k, v in top.items():
         if v is not None:
             tree[k] = v
-    cfg = _build(ExperimentConfig, migrate(tree))
+    cfg = _build(ExperimentConfig, tree)
     validate(cfg)
     return cfg
 

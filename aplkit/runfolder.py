@@ -114,12 +114,12 @@ class RunFolder:
         """The first setting in which ``new`` differs from the config this folder was made with (None: same or new folder)."""
         import yaml
 
-        from aplkit.config import config_diff
+        from aplkit.config import ExperimentConfig, config_diff, migrate
 
         path = self.path / CONFIG
         if not path.exists():
             return None
-        return config_diff(yaml.safe_load(path.read_text()) or {}, new, ignore)
+        return config_diff(migrate(yaml.safe_load(path.read_text()) or {}), new, ignore, ExperimentConfig().to_dict())
 
     def check_config(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> None:
         """A run folder belongs to one config; resuming with another would mix two experiments."""

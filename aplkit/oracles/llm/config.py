@@ -7,10 +7,9 @@ Importing this module pulls in nothing heavy (no openai, no torch).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 from urllib.parse import urlparse
 
 from aplkit.errors import ConfigError
@@ -84,14 +83,6 @@ class LLMJudgeConfig:
         found = self.problems(prefix)
         if found:
             raise ConfigError(found[0])
-
-    @classmethod
-    def from_flat(cls, section: Any) -> LLMJudgeConfig:
-        """The judge's settings read off a flat ``oracle`` section (the config before ``oracle.llm`` existed).
-
-        Transitional: ``LLMJudge.from_config`` uses it only when the section has no ``llm`` attribute.
-        """
-        return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls) if hasattr(section, f.name)})
 
 
 __all__ = ["PREFIX", "STRUCTURED", "LLMJudgeConfig", "Structured"]

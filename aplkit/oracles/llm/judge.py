@@ -112,10 +112,7 @@ class LLMJudge(Oracle):
     @classmethod
     def from_config(cls, cfg: Any, task: str | None) -> LLMJudge:
         """Build from the experiment's ``oracle`` section (its ``llm`` field, an ``LLMJudgeConfig``) and the data task."""
-        llm = getattr(cfg, "llm", None)
-        if llm is None:  # transitional: a flat oracle section from before ``oracle.llm``; remove once none is left
-            llm = LLMJudgeConfig.from_flat(cfg)
-        return cls(llm, task=task)
+        return cls(cfg.llm, task=task)
 
     @property
     def model(self) -> str:
