@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from aplkit.config import TrainingConfig
 from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, prompt_ids
 from aplkit.models import disable_dropout
-from aplkit.records import Preference
+from aplkit.records import EpochStats, Preference
 
 
 def dpo_loss(
@@ -63,16 +62,6 @@ class RefCache:
 
     def __len__(self) -> int:
         return len(self._store)
-
-
-@dataclass
-class EpochStats:
-    epoch: int
-    loss: float
-    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
-    margin: float  # mean r̂(y_w) − r̂(y_l)
-    n_pairs: int
-    seconds: float
 
 
 def preference_ids(tokenizer, prefs: Sequence[Preference]) -> tuple[list[list[int]], list[list[int]]]:

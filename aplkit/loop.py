@@ -30,14 +30,14 @@ from typing import Any
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
 from aplkit.config import ExperimentConfig
 from aplkit.data import PromptPools, load_pools
-from aplkit.dpo import DPOFinetuner, EpochStats, apply_lora
+from aplkit.dpo import DPOFinetuner, apply_lora
 from aplkit.evaluation import Evaluator
 from aplkit.models import Models, load_models
 from aplkit.oracles import make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import Ledger
-from aplkit.records import AcquiredRow, Candidate, EvalRow, Preference, StepRow, TrainRow
+from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
 
@@ -178,7 +178,7 @@ class Experiment:
         """A step is complete once its training rows, checkpoint and step row are written."""
         t0 = time.perf_counter()
         for st in res.train:
-            self.run_dir.add(TrainRow(res.step, st.epoch, st.loss, st.reward_acc, st.margin, st.n_pairs, st.seconds))
+            self.run_dir.add(TrainRow(**to_dict(st), step=res.step))
         self.run_dir.save_checkpoint({"step": res.step, "finetuner": self.finetuner.state()})
         laps = {**res.seconds, "checkpoint_s": round(time.perf_counter() - t0, 3)}
         acquired = res.step * self.cfg.acquisition.acquire_batch

@@ -10,7 +10,7 @@ folder written by an older or newer aplkit needs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 
@@ -232,16 +232,22 @@ class BaselineRow:
 
 
 @dataclass
-class TrainRow:
-    """One fine-tuning epoch (online mode: one gradient step) of one acquisition step (``train.jsonl``)."""
+class EpochStats:
+    """What one fine-tuning epoch (online mode: one gradient step) measured."""
 
-    step: int
     epoch: int
     loss: float
     reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
     margin: float  # mean r̂(y_w) − r̂(y_l)
     n_pairs: int
     seconds: float
+
+
+@dataclass
+class TrainRow(EpochStats):
+    """One epoch of one acquisition step (``train.jsonl``)."""
+
+    step: int = 0
 
 
 @dataclass
@@ -268,8 +274,14 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """A record from a dict: unknown keys are ignored; a missing field takes its default, or None if it has none."""
+    out = {}
+    for f in fields(cls):
+        if f.name in data:
+            out[f.name] = data[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            out[f.name] = None
+    return cls(**out)
 
 
 __all__ = [
@@ -279,6 +291,7 @@ __all__ = [
     "Choice",
     "Comparison",
     "EvalPairRow",
+    "EpochStats",
     "EvalRow",
     "Label",
     "Preference",

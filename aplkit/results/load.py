@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from aplkit.runfolder import ACQUIRED_FIELDS, EVAL_FIELDS, TRAIN_FIELDS, read_jsonl
+from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
+from aplkit.runfolder import RunFolder
 
 PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
 DISPLAY = {"random": "Random", "entropy": "Entropy", "certainty": "Pref certainty", "entropy+certainty": "Pref + Ent"}
@@ -62,16 +63,17 @@ def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict
     }
 
 
-def _load(runs_dir: str | Path, filename: str, fields: Iterable[str]) -> pd.DataFrame:
-    fields = list(fields)
+def _load(runs_dir: str | Path, cls: type) -> pd.DataFrame:
+    """Every row of one kind (a class of ``aplkit.records``) from every run folder, with the run's identity."""
+    fields = list(field_names(cls))
     frames, skipped = [], []
     for folder in find_runs(runs_dir):
         ident = run_identity(folder, runs_dir)
-        rows = list(read_jsonl(folder / filename))
+        rows = RunFolder(folder).read(cls)
         if not rows:
             skipped.append(ident["run"])
             continue
-        part = pd.DataFrame([{k: r.get(k) for k in fields} for r in rows])
+        part = pd.DataFrame([to_dict(r) for r in rows], columns=fields)
         for k in reversed(IDENTITY):
             part.insert(0, k, ident[k])
         frames.append(part)
@@ -90,7 +92,7 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
     are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
     """
-    df = _load(runs_dir, "eval.jsonl", dict.fromkeys([*EVAL_FIELDS, "trained"]))  # older rows have no "trained": NaN
+    df = _load(runs_dir, EvalRow)  # older rows have no "trained": NaN
     for col in ("acquired", "n", "ties", "invalid", "step"):
         df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
     for col in ("win_rate", "stderr", "trained"):
@@ -100,7 +102,7 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
 
 def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
     """One row per acquired pair (acquired.jsonl) with run identity."""
-    df = _load(runs_dir, "acquired.jsonl", ACQUIRED_FIELDS)
+    df = _load(runs_dir, AcquiredRow)
     for col in ("bt_prob", "score", "reward0", "reward1"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
@@ -108,7 +110,7 @@ def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
 
 def load_train(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run × acquisition step × epoch (train.jsonl) with run identity."""
-    df = _load(runs_dir, "train.jsonl", TRAIN_FIELDS)
+    df = _load(runs_dir, TrainRow)
     for col in ("loss", "reward_acc", "margin"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
@@ -164,7 +166,7 @@ def select_main(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 # --------------------------------------------------------------------------- one run, as it goes
 
-RUN_FILES = ("acquired", "train", "eval", "steps")
+RUN_FILES = {"acquired": AcquiredRow, "train": TrainRow, "eval": EvalRow, "steps": StepRow}
 
 
 def read_run(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -172,8 +174,8 @@ def read_run(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
     Read afresh on every call, so a run that is still going (or was resumed) shows every step so far.
     """
-    d = Path(run_dir)
-    return {name: list(read_jsonl(d / f"{name}.jsonl")) for name in RUN_FILES}
+    run = RunFolder(run_dir)
+    return {name: [to_dict(r) for r in run.read(cls)] for name, cls in RUN_FILES.items()}
 
 
 __all__ = [
