@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aplkit.config import AcquisitionConfig
-from aplkit.generation import Sample, ids_logprobs, prompt_ids, sample
 from aplkit.records import Candidate, Prompt
+
+if TYPE_CHECKING:  # the registry below is read by config validation, which must not import torch
+    from aplkit.config import AcquisitionConfig
+    from aplkit.generation import Sample
 
 
 @dataclass
@@ -46,6 +49,8 @@ class ScoringContext:
 
     def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
+        from aplkit.generation import sample
+
         return sample(
             self.policy,
             self.tokenizer,
@@ -60,6 +65,8 @@ class ScoringContext:
 
     def logprobs(self, which: str, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
         """log p(y|x) of completion *token ids* under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam."""
+        from aplkit.generation import ids_logprobs, prompt_ids
+
         model = self.policy if which == "policy" else self.reference
         p_ids = prompt_ids(self.tokenizer, prompts)
         return ids_logprobs(model, p_ids, [list(c) for c in completions], self.tokenizer.pad_token_id, self.acq.batch_size).double().numpy()
@@ -127,6 +134,7 @@ SCORERS: dict[str, type[Scorer]] = {}
 
 
 def register_scorer(cls: type[Scorer]) -> type[Scorer]:
+    """Add a scorer under its ``name``; ``strategy: NAME`` in a config (and a sweep) then accepts it."""
     SCORERS[cls.name] = cls
     return cls
 
@@ -206,8 +214,9 @@ def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list
     n = scorer.prompts_needed(ctx.acq)
     if n > len(pool):
         raise ValueError(f"strategy '{scorer.name}' needs {n} prompts per step but the train pool has {len(pool)}")
-    rng = np.random.default_rng(ctx.seed)
-    prompts = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+    from aplkit.data import sample_prompts
+
+    prompts = sample_prompts(list(pool), n, np.random.default_rng(ctx.seed))
     cands = scorer.propose(ctx, prompts)
     scores = np.asarray(scorer.score(ctx, cands), dtype=float)
     if scores.shape != (len(cands),):

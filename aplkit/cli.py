@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, bench, demo.
+"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = run_experiment(cfg, out, progress=not args.quiet)
     s = res.summary
     for row in res.eval_rows:
-        print(f"labels {row['acquired']:>5}  win-rate {row['win_rate']:.3f} ± {row['stderr']:.3f}  (n={row['n']}, vs {row['against']})")
+        trained = "" if row.trained in (None, row.acquired) else f", {row.trained} trained"
+        print(f"labels {row.acquired:>5}  win-rate {row.win_rate:.3f} ± {row.stderr:.3f}  (n={row.n}, vs {row.against}{trained})")
     o = s.get("oracle", {})
     print(
         f"oracle: {o.get('calls', 0)} calls, {o.get('cache_hits', 0)} cache hits, {o.get('invalid', 0)} invalid, "
@@ -88,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from aplkit.report import report
+    from aplkit.results.report import report
 
     paths = report(args.runs, args.out)
     for name, p in paths.items():
@@ -127,12 +128,6 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     out.write_text(json.dumps([res], indent=2))
     print(json.dumps(res))
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.__main__ import main as bench_main
-
-    return bench_main(args.rest)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -179,10 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--out", default="runs/consistency/consistency.json")
     s.set_defaults(func=cmd_consistency)
-
-    s = sub.add_parser("bench", help="benchmarks (bench/): compute, labels")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")

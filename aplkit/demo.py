@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aplkit.sweep import ROOT, run_sweep
+from aplkit.config import PRESETS
+from aplkit.sweep import run_sweep
 
-DEMO_SWEEP = ROOT / "params" / "sweep-imdb-cpu.yaml"
+DEMO_SWEEP = PRESETS / "sweep-imdb-cpu.yaml"
 
 
 def demo(runs: str | Path = "runs/demo", figures: str | Path = "figures", jobs: int = 1, sweep: str | Path | None = None) -> int:
     """Run the CPU sweep into ``runs``, write the report into ``figures``; 0 when every run finished."""
-    from aplkit.report import report
+    from aplkit.results.report import report
 
     summary = run_sweep(sweep or DEMO_SWEEP, jobs=jobs, out=runs)
     finished = len(summary["done"]) + len(summary["skipped"])

@@ -18,8 +18,7 @@ gradient scaler), so an update of lr 1e-6 is never rounded away.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from aplkit.config import TrainingConfig
 from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, prompt_ids
 from aplkit.models import disable_dropout
-from aplkit.records import Preference
+from aplkit.records import EpochStats, Preference
 
 
 def dpo_loss(
@@ -63,16 +62,6 @@ class RefCache:
 
     def __len__(self) -> int:
         return len(self._store)
-
-
-@dataclass
-class EpochStats:
-    epoch: int
-    loss: float
-    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
-    margin: float  # mean r̂(y_w) − r̂(y_l)
-    n_pairs: int
-    seconds: float
 
 
 def preference_ids(tokenizer, prefs: Sequence[Preference]) -> tuple[list[list[int]], list[list[int]]]:
@@ -160,7 +149,6 @@ class DPOFinetuner:
         prefs: Sequence[Preference],
         seed: int,
         newest: Sequence[Preference] | None = None,
-        on_epoch: Callable[[EpochStats], None] | None = None,
     ) -> list[EpochStats]:
         """Fine-tune per the configured mode. ``prefs`` is all of X_P; ``newest`` the latest batch (online)."""
         self.policy.train()
@@ -173,16 +161,12 @@ class DPOFinetuner:
                 st = self._train_on(prefs, order)
                 st.epoch = epoch
                 stats.append(st)
-                if on_epoch:
-                    on_epoch(st)
         else:
             batch = list(newest if newest is not None else prefs)
             for k in range(1, self.cfg.online_steps + 1):
                 st = self._accumulated_step(batch)
                 st.epoch = k
                 stats.append(st)
-                if on_epoch:
-                    on_epoch(st)
         self.policy.eval()
         return stats
 

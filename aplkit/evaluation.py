@@ -11,7 +11,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aplkit.records import Label
+from aplkit.records import BaselineRow, EvalPairRow, EvalRow, Label
+from aplkit.runfolder import RunFolder
+from aplkit.seeding import derive_seed
 
 
 @dataclass
@@ -21,9 +23,6 @@ class WinRate:
     n: int  # valid judgements (ties included, invalid excluded)
     ties: int
     invalid: int
-
-    def as_row(self) -> dict:
-        return {"win_rate": self.win_rate, "stderr": self.stderr, "n": self.n, "ties": self.ties, "invalid": self.invalid}
 
 
 def win_rate(labels: Sequence[Label], policy_index: int = 1) -> WinRate:
@@ -70,3 +69,62 @@ ROUGE_AGAINST_REFERENCE = (
     "evaluation.against: 'reference' cannot be judged by oracle.kind=rouge (ROUGE of the reference against itself is 1, "
     "so the win-rate would be 0 by construction); use evaluation.against=initial or auto"
 )
+
+
+class Evaluator:
+    """Algorithm 1, line 13: the policy's test completions judged against a fixed baseline.
+
+    Holds the test prompts, the baseline (θ0's completions, sampled once and stored in the run
+    folder, or the human references) and the oracle, and writes one ``EvalRow`` per waypoint and
+    one ``EvalPairRow`` per test prompt.
+    """
+
+    def __init__(self, cfg, models, test: Sequence, oracle, ledger, run: RunFolder):
+        self.cfg, self.models, self.test, self.oracle, self.ledger, self.run = cfg, models, list(test), oracle, ledger, run
+        self.against = resolve_against(cfg.evaluation.against, all(p.reference for p in self.test), cfg.oracle.kind)
+
+    def baseline(self) -> list[str]:
+        """θ0's test completions (made once, stored) or the human references."""
+        if self.against == "reference":
+            return [p.reference or "" for p in self.test]
+        rows = self.run.read(BaselineRow)
+        if len(rows) == len(self.test):
+            return [r.completion for r in rows]
+        ys = self.sample(self.models.reference, derive_seed(self.cfg.seed, "baseline"))
+        self.run.replace(BaselineRow, [BaselineRow(p.id, p.text, y) for p, y in zip(self.test, ys, strict=True)])
+        return ys
+
+    def sample(self, model, seed: int) -> list[str]:
+        """One completion per test prompt at the test temperature (paper §5.3: T = 0.25)."""
+        from aplkit.generation import sample_completions
+
+        e, a = self.cfg.evaluation, self.cfg.acquisition
+        out = sample_completions(
+            model,
+            self.models.tokenizer,
+            [p.text for p in self.test],
+            n=1,
+            temperature=e.temperature,
+            max_new_tokens=e.max_new_tokens or a.max_new_tokens,
+            batch_size=e.batch_size,
+            seed=seed,
+        )
+        return [o[0] for o in out]
+
+    def evaluate(self, step: int, acquired: int, trained: int | None = None) -> EvalRow:
+        """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts.
+
+        ``acquired`` is t·M labels paid for; ``trained`` the pairs X_P held (ties and invalid answers excluded).
+        """
+        from aplkit.oracles.labelling import label_pairs
+
+        base = self.baseline()
+        ys = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"))
+        pairs = [(p.text, b, y) for p, b, y in zip(self.test, base, ys, strict=True)]
+        labels = label_pairs(self.oracle, self.ledger, pairs, derive_seed(self.cfg.seed, "eval-order"), purpose="eval")
+        for p, b, y, lab in zip(self.test, base, ys, labels, strict=True):
+            self.run.add(EvalPairRow(step, p.id, p.text, b, y, lab.preferred, lab.tie))
+        wr = win_rate(labels, policy_index=1)
+        row = EvalRow(step, acquired, wr.win_rate, wr.stderr, wr.n, wr.ties, wr.invalid, self.against, trained)
+        self.run.add(row)
+        return row

@@ -211,20 +211,9 @@ def sample(
     return results
 
 
-def sample_completions(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    n: int = 1,
-    temperature: float = 0.7,
-    max_new_tokens: int = 24,
-    batch_size: int = 32,
-    seed: int = 0,
-) -> list[list[str]]:
-    """The texts of ``sample`` (for the oracle, evaluation and benchmarks)."""
-    out = sample(model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
-    return [[x.text for x in row] for row in out]
+def sample_completions(model, tokenizer, prompts: Sequence[str], **kw) -> list[list[str]]:
+    """The texts of ``sample`` (for the oracle, evaluation and benchmarks); keywords as ``sample``."""
+    return [[x.text for x in row] for row in sample(model, tokenizer, prompts, **kw)]
 
 
 def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:

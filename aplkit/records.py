@@ -1,13 +1,16 @@
-"""Typed records that flow between the steps of Algorithm 1.
+"""Typed records that flow between the steps of Algorithm 1, and the rows of the run folder.
 
-Every record is a plain dataclass so it round-trips through the run folder's
-JSONL files with ``asdict`` / ``from_dict`` and nothing else.
+Every record is a plain dataclass so it round-trips through the run folder's JSONL files
+with ``to_dict`` / ``from_dict`` and nothing else: a row's fields are its class's fields,
+so the writer, the reader and the analysis cannot drift apart. ``from_dict`` ignores keys
+it does not know and leaves missing ones at their defaults, which is what reading a run
+folder written by an older or newer aplkit needs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 
@@ -126,23 +129,177 @@ class Preference:
     rejected_ids: list[int] | None = None
 
 
+# --------------------------------------------------------------------------- run-folder rows
+
+
+@dataclass
+class AcquiredRow:
+    """One acquired, labelled pair (``acquired.jsonl``): what was asked, how it ranked, what the oracle said."""
+
+    step: int  # 1-based acquisition step t
+    index: int  # position within the step's batch of M
+    prompt_id: str
+    prompt: str
+    y0: str  # completion text as the oracle read it (special tokens dropped)
+    y1: str
+    y0_ids: list[int] | None = None  # the sampled token ids, EOS included when the model stopped: what DPO trains on
+    y1_ids: list[int] | None = None
+    score: float | None = None  # the acquisition score that ranked this pair (random: the uniform draw)
+    entropy: float | None = None  # predictive entropy of the prompt when computed
+    reward0: float | None = None  # implicit reward r̂(x, y0) under θ_t at acquisition time
+    reward1: float | None = None
+    bt_prob: float | None = None  # σ(r̂1 − r̂0) = p(y1 ≻ y0 | x)
+    shown_order: str = "01"  # "01": A=y0, B=y1; "10": A=y1, B=y0
+    choice: str | None = None  # the oracle's answer in display terms: A | B | tie | None (invalid)
+    preferred: int | None = None  # 1: y1 ≻ y0, 0: y0 ≻ y1, None: tie or invalid (not trained on)
+    oracle_p_y1: float | None = None  # the oracle's own P(y1 ≻ y0) where it gives one
+    raw: str = ""  # the oracle's raw judgement text
+    flipped: bool = False  # simulated label noise applied
+    cached: bool = False  # the answer came from the ledger (asked before)
+
+    @classmethod
+    def of(cls, step: int, index: int, c: Candidate, lab: Label) -> AcquiredRow:
+        return cls(
+            step=step,
+            index=index,
+            prompt_id=c.prompt.id,
+            prompt=c.prompt.text,
+            y0=c.y0 or "",
+            y1=c.y1 or "",
+            y0_ids=c.y0_ids,
+            y1_ids=c.y1_ids,
+            score=c.score,
+            entropy=c.entropy,
+            reward0=c.reward0,
+            reward1=c.reward1,
+            bt_prob=c.bt_prob,
+            shown_order=lab.shown_order,
+            choice=lab.verdict.choice,
+            preferred=lab.preferred,
+            oracle_p_y1=lab.p_y1,
+            raw=lab.verdict.raw,
+            flipped=lab.flipped,
+            cached=lab.cached,
+        )
+
+    def preference(self) -> Preference | None:
+        """(x, y_w, y_l) for DPO, or None for a tie or an invalid answer (not trained on).
+
+        Rows written before ids were stored (``y0_ids`` None) are tokenised from the text by DPO.
+        """
+        if self.preferred is None:
+            return None
+        if self.preferred == 1:
+            return Preference(self.prompt, self.y1, self.y0, self.y1_ids, self.y0_ids)
+        return Preference(self.prompt, self.y0, self.y1, self.y0_ids, self.y1_ids)
+
+
+@dataclass
+class EvalRow:
+    """Win-rate at one waypoint (``eval.jsonl``)."""
+
+    step: int
+    acquired: int  # t·M labels paid for
+    win_rate: float
+    stderr: float
+    n: int  # valid judgements (ties included, invalid excluded)
+    ties: int
+    invalid: int
+    against: str  # initial (θ0's completions) | reference (human completions)
+    trained: int | None = None  # pairs in X_P the policy was trained on (ties and invalid excluded); None: older runs
+
+
+@dataclass
+class EvalPairRow:
+    """One test prompt at one waypoint (``eval_pairs.jsonl``): the policy's completion against the baseline's."""
+
+    step: int
+    prompt_id: str
+    prompt: str
+    baseline: str
+    policy: str
+    preferred: int | None  # 1: policy wins, 0: baseline wins, None: tie or invalid
+    tie: bool
+
+
+@dataclass
+class BaselineRow:
+    """θ0's test completion for one prompt (``baseline.jsonl``), sampled once per run."""
+
+    prompt_id: str
+    prompt: str
+    completion: str
+
+
+@dataclass
+class EpochStats:
+    """What one fine-tuning epoch (online mode: one gradient step) measured."""
+
+    epoch: int
+    loss: float
+    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
+    margin: float  # mean r̂(y_w) − r̂(y_l)
+    n_pairs: int
+    seconds: float
+
+
+@dataclass
+class TrainRow(EpochStats):
+    """One epoch of one acquisition step (``train.jsonl``)."""
+
+    step: int = 0
+
+
+@dataclass
+class StepRow:
+    """One finished acquisition step (``steps.jsonl``): the resume marker and where the time went."""
+
+    step: int
+    acquired: int
+    labels: int | None = None  # pairs that trained from this step (None: a step restored from a checkpoint)
+    seconds: float | None = None
+    acquire_s: float | None = None
+    label_s: float | None = None
+    train_s: float | None = None
+    evaluate_s: float | None = None
+    checkpoint_s: float | None = None
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj)
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """A record from a dict: unknown keys are ignored; a missing field takes its default, or None if it has none."""
+    out = {}
+    for f in fields(cls):
+        if f.name in data:
+            out[f.name] = data[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            out[f.name] = None
+    return cls(**out)
 
 
 __all__ = [
+    "AcquiredRow",
+    "BaselineRow",
     "Candidate",
     "Choice",
     "Comparison",
+    "EvalPairRow",
+    "EpochStats",
+    "EvalRow",
     "Label",
     "Preference",
     "Prompt",
+    "StepRow",
+    "TrainRow",
     "Verdict",
+    "field_names",
     "from_dict",
     "sigmoid",
     "to_dict",

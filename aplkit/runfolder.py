@@ -1,17 +1,20 @@
 """The run folder: the one place a run's results live, and all that analysis reads.
 
-Layout (one folder per strategy × seed)::
+It names every file of a run, writes and reads its rows (the classes of ``aplkit.records``),
+holds the checkpoint and does the bookkeeping of resuming. Layout (one folder per strategy × seed)::
 
     config.yaml       resolved ExperimentConfig (never an API key)
     split.json        which source rows went to the train and test pools
-    acquired.jsonl    one row per acquired, labelled pair (ACQUIRED_FIELDS)
-    eval.jsonl        one row per waypoint (EVAL_FIELDS)
-    eval_pairs.jsonl  one row per test prompt per waypoint (policy vs baseline, the verdict)
-    baseline.jsonl    θ0's (or the human) test completions, made once per run
-    train.jsonl       one row per epoch (TRAIN_FIELDS)
-    steps.jsonl       one row per finished acquisition step (the resume marker)
-    labels.sqlite     the label ledger: every oracle answer, written the moment it arrives
+    acquired.jsonl    AcquiredRow: one per acquired, labelled pair
+    eval.jsonl        EvalRow: one per waypoint
+    eval_pairs.jsonl  EvalPairRow: one per test prompt per waypoint (policy vs baseline, the verdict)
+    baseline.jsonl    BaselineRow: θ0's test completions, made once per run
+    train.jsonl       TrainRow: one per epoch
+    steps.jsonl       StepRow: one per finished acquisition step (the resume marker)
+    labels.sqlite     the label ledger (unless oracle.cache names another: ``ledger_path``)
+    human_queue.jsonl comparisons waiting for a person (oracle.kind=human)
     summary.json      ledger counts, cost, wall time, ``complete`` flag
+    notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
 
 Rows are appended, flushed and fsync'd one at a time, so a kill loses at most the
@@ -24,33 +27,33 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-ACQUIRED_FIELDS = (
-    "step",  # 1-based acquisition step t
-    "index",  # position within the step's batch of M
-    "prompt_id",
-    "prompt",
-    "y0",  # completion text as the oracle read it (special tokens dropped)
-    "y1",
-    "y0_ids",  # the sampled token ids, EOS included when the model stopped: what DPO trains on
-    "y1_ids",
-    "score",  # the acquisition score that ranked this pair (random: the uniform draw)
-    "entropy",  # predictive entropy of the prompt when computed, else null
-    "reward0",  # implicit reward r̂(x, y0) under θ_t at acquisition time
-    "reward1",
-    "bt_prob",  # σ(r̂1 − r̂0) = p(y1 ≻ y0 | x)
-    "shown_order",  # "01": A=y0, B=y1; "10": A=y1, B=y0
-    "choice",  # the oracle's answer in display terms: A | B | tie | null (invalid)
-    "preferred",  # 1: y1 ≻ y0, 0: y0 ≻ y1, null: tie or invalid (not trained on)
-    "oracle_p_y1",  # the oracle's own P(y1 ≻ y0) where it gives one
-    "raw",  # the oracle's raw judgement text
-    "flipped",  # simulated label noise applied
-    "cached",  # the answer came from the ledger (asked before)
-)
-# acquired: t·M labels paid for; trained: pairs in X_P at that point (ties and invalid answers excluded)
-EVAL_FIELDS = ("step", "acquired", "trained", "win_rate", "stderr", "n", "ties", "invalid", "against")
-TRAIN_FIELDS = ("step", "epoch", "loss", "reward_acc", "margin", "n_pairs", "seconds")
+from aplkit.records import AcquiredRow, BaselineRow, EvalPairRow, EvalRow, StepRow, TrainRow, field_names, from_dict, to_dict
+
+CONFIG = "config.yaml"
+SPLIT = "split.json"
+LEDGER = "labels.sqlite"
+QUEUE = "human_queue.jsonl"
+SUMMARY = "summary.json"
+NOTEBOOK = "notebook.ipynb"
+CHECKPOINT = "checkpoint/state.pt"
+#: each row class and the file it lives in
+FILES: dict[type, str] = {
+    AcquiredRow: "acquired.jsonl",
+    EvalRow: "eval.jsonl",
+    EvalPairRow: "eval_pairs.jsonl",
+    BaselineRow: "baseline.jsonl",
+    TrainRow: "train.jsonl",
+    StepRow: "steps.jsonl",
+}
+#: the files whose rows belong to an acquisition step (truncated on resume)
+STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, StepRow)
+ACQUIRED_FIELDS = field_names(AcquiredRow)
+EVAL_FIELDS = field_names(EvalRow)
+TRAIN_FIELDS = field_names(TrainRow)
+
+R = TypeVar("R")
 
 
 class RunFolder:
@@ -64,7 +67,19 @@ class RunFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    # ------------------------------------------------------------------ jsonl
+    # ------------------------------------------------------------------ typed rows
+    def add(self, row: Any) -> None:
+        """Append one row to the file of its class."""
+        self.append(FILES[type(row)], to_dict(row))
+
+    def read(self, cls: type[R]) -> list[R]:
+        """Every row of a class, parsed; keys the class does not know are ignored, missing ones take defaults."""
+        return [from_dict(cls, r) for r in read_jsonl(self.path / FILES[cls])]
+
+    def replace(self, cls: type[R], rows: Iterable[R]) -> None:
+        write_jsonl(self.path / FILES[cls], (to_dict(r) for r in rows))
+
+    # ------------------------------------------------------------------ jsonl / json
     def append(self, name: str, row: dict[str, Any]) -> None:
         with open(self.path / name, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -75,29 +90,102 @@ class RunFolder:
         return list(read_jsonl(self.path / name))
 
     def write_json(self, name: str, obj: Any) -> None:
-        tmp = self.path / (name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-        os.replace(tmp, self.path / name)
+        atomic_write(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False))
 
     def read_json(self, name: str, default: Any = None) -> Any:
         p = self.path / name
         return json.loads(p.read_text()) if p.exists() else default
 
-    def truncate_after_step(self, name: str, step: int) -> None:
+    # ------------------------------------------------------------------ resume
+    def truncate_after_step(self, cls: type, step: int) -> None:
         """Drop rows of unfinished steps (> step) so a resumed step is written once."""
-        p = self.path / name
-        if not p.exists():
+        p = self.path / FILES[cls]
+        if p.exists():
+            write_jsonl(p, (r for r in read_jsonl(p) if int(r.get("step", 0)) <= step))
+
+    def resume_at(self, done: int, acquired: int) -> None:
+        """Forget every row of the steps after ``done``; a step restored from its checkpoint keeps a marker row."""
+        for cls in STEP_FILES:
+            self.truncate_after_step(cls, done)
+        if done and not any(r.step == done for r in self.read(StepRow)):
+            self.add(StepRow(step=done, acquired=acquired))
+
+    def config_change(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> str | None:
+        """The first setting in which ``new`` differs from the config this folder was made with (None: same or new folder)."""
+        import yaml
+
+        from aplkit.config import ExperimentConfig, config_diff, migrate
+
+        path = self.path / CONFIG
+        if not path.exists():
+            return None
+        return config_diff(migrate(yaml.safe_load(path.read_text()) or {}), new, ignore, ExperimentConfig().to_dict())
+
+    def check_config(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> None:
+        """A run folder belongs to one config; resuming with another would mix two experiments."""
+        import yaml
+
+        from aplkit.config import ConfigError
+
+        diff = self.config_change(new, ignore)
+        if diff:
+            raise ConfigError(f"{self.path} was made with a different config ({diff}); use another --out")
+        if not (self.path / CONFIG).exists():
+            (self.path / CONFIG).write_text(yaml.safe_dump(new, sort_keys=False))
+
+    def check_split(self, split: dict[str, Any]) -> None:
+        """The prompt pools must be the ones the run started with (a data upgrade would change them)."""
+        from aplkit.config import ConfigError
+
+        old = self.read_json(SPLIT)
+        if old is None:
+            self.write_json(SPLIT, split)
             return
-        keep = [r for r in read_jsonl(p) if int(r.get("step", 0)) <= step]
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in keep:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for key in ("train_ids", "test_ids", "tokenizer_fingerprint"):
+            if old.get(key) != split.get(key):
+                raise ConfigError(
+                    f"{self.path}: the prompt pools differ from split.json ({key}); the data or tokenizer changed since this run began"
+                )
+
+    def ledger_path(self, cache: str | None = None) -> Path:
+        """Where this run's oracle answers live: ``oracle.cache`` is run (here), user (shared) or a path.
+
+        With ``cache`` None it is read from the run's own config.yaml, so a labelling panel opened on
+        the folder writes where the loop will read.
+        """
+        if cache is None:
+            import yaml
+
+            cfg = yaml.safe_load((self.path / CONFIG).read_text()) if (self.path / CONFIG).exists() else None
+            cache = ((cfg or {}).get("oracle") or {}).get("cache") or "run"
+        if cache == "run":
+            return self.path / LEDGER
+        if cache == "user":
+            from aplkit.models import cache_dir
+
+            (cache_dir() / "labels").mkdir(parents=True, exist_ok=True)
+            return cache_dir() / "labels" / "ledger.sqlite"
+        return Path(cache).expanduser()
+
+    # ------------------------------------------------------------------ checkpoint
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        import torch
+
+        p = self.path / CHECKPOINT
+        return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
+        p = self.path / CHECKPOINT
+        p.parent.mkdir(exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        torch.save(state, tmp)
         os.replace(tmp, p)
 
     @property
     def complete(self) -> bool:
-        return bool((self.read_json("summary.json") or {}).get("complete"))
+        return bool((self.read_json(SUMMARY) or {}).get("complete"))
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -115,7 +203,17 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def atomic_write(path: str | Path, text: str) -> None:
+    """Replace a file whole (tmp + fsync + rename), so no reader ever sees half of it."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    """Replace a JSONL file atomically (the one rewrite of the kit: resume truncation, the human queue)."""
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -31,11 +31,13 @@ from typing import Any
 
 import yaml
 
-from aplkit.config import STRATEGIES, ConfigError, load_config, preset_path
-from aplkit.runfolder import RunFolder, read_jsonl
+from aplkit.acquisition import SCORERS
+from aplkit.config import ConfigError, load_config, preset_path
+from aplkit.records import StepRow
+from aplkit.runfolder import CONFIG, RunFolder
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_NOTEBOOK = ROOT / "notebooks" / "apl_experiment.ipynb"
+#: the experiment notebook ships inside the package (``notebooks/apl_experiment.ipynb`` in a checkout links here)
+DEFAULT_NOTEBOOK = Path(__file__).resolve().parent / "notebooks" / "apl_experiment.ipynb"
 SWEEP_KEYS = ("config", "notebook", "out", "strategies", "seeds", "overrides", "variants")
 VARIANT_KEYS = ("overrides", "strategies", "seeds")
 
@@ -54,8 +56,8 @@ class Run:
         rf = RunFolder(self.out)
         if rf.complete:
             return "complete"
-        done = max((int(r["step"]) for r in read_jsonl(self.out / "steps.jsonl")), default=0)
-        return f"resume ({done}/{self.steps} steps done)" if done or (self.out / "config.yaml").exists() else "new"
+        done = max((r.step for r in rf.read(StepRow)), default=0)
+        return f"resume ({done}/{self.steps} steps done)" if done or (rf / CONFIG).exists() else "new"
 
 
 @dataclass
@@ -71,10 +73,13 @@ def _fail(path: Path, msg: str) -> ConfigError:
     return ConfigError(f"{path}: {msg}")
 
 
-def _resolve(path: Path, value: str, what: str, base: Path | None = None) -> Path:
-    for cand in (Path(value), Path.cwd() / value, (base or ROOT) / value):
+def _resolve(path: Path, value: str, what: str) -> Path:
+    """A file named in a sweep: as given (relative to the working folder), else beside the sweep file."""
+    for cand in (Path(value), path.parent / value):
         if cand.exists():
             return cand.resolve()
+    if Path(value).name == DEFAULT_NOTEBOOK.name:  # the shipped notebook, from an installed aplkit
+        return DEFAULT_NOTEBOOK
     raise _fail(path, f"{what}: file not found: {value}")
 
 
@@ -100,8 +105,8 @@ def _strategies(path: Path, key: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise _fail(path, f"{key}: expected a non-empty list of strategies, got {value!r}")
     for s in value:
-        if s not in STRATEGIES:
-            raise _fail(path, f"{key}: unknown strategy {s!r} (choose from {', '.join(STRATEGIES)})")
+        if s not in SCORERS:
+            raise _fail(path, f"{key}: unknown strategy {s!r} (registered: {', '.join(sorted(SCORERS))})")
     if len(set(value)) != len(value):
         raise _fail(path, f"{key}: repeated strategy in {value}")
     return value
@@ -174,23 +179,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
 def _check_folder(path: Path, label: str, folder: Path, new: dict) -> None:
     """A run folder made with another config cannot be resumed: say so before any kernel starts."""
-    old_path = folder / "config.yaml"
-    if not old_path.exists():
-        return
-    old = yaml.safe_load(old_path.read_text()) or {}
-
-    def diff(a: Any, b: Any, where: str) -> str | None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                if where == "" and k == "out":
-                    continue
-                d = diff(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-                if d:
-                    return d
-            return None
-        return None if a == b else f"{where}: {a!r} → {b!r}"
-
-    d = diff(old, new, "")
+    d = RunFolder(folder).config_change(new)
     if d:
         raise _fail(path, f"run {label}: {folder} was made with a different config ({d}); change out or remove that folder")
 

@@ -1,4 +1,4 @@
-"""``python -m bench SUBCOMMAND ...`` and ``aplkit bench SUBCOMMAND ...``: compute | memory | labels."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | labels."""
 
 from __future__ import annotations
 

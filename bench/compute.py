@@ -549,7 +549,8 @@ def start_llama_server():
 
 
 def bench_judge(b: Bench) -> tuple[dict, list[str]]:
-    from aplkit.oracles.ledger import Ledger, label_pairs
+    from aplkit.oracles.labelling import label_pairs
+    from aplkit.oracles.ledger import Ledger
     from aplkit.oracles.llm import LLMJudge
     from aplkit.records import Comparison
 

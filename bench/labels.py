@@ -22,7 +22,7 @@ STRATEGIES = ("random", "certainty", "entropy", "entropy+certainty")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="aplkit bench labels", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench labels", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--seeds", type=int, default=3, help="K seeds (0..K-1)")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t = time.perf_counter()
             res = run_experiment(cfg, run, progress=False)
-            curve = " ".join(f"{r['acquired']}:{r['win_rate']:.3f}" for r in res.eval_rows)
+            curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
             print(f"[{i}/{len(configs)}] {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s)", flush=True)
     summary = summarise(out, configs)
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
@@ -68,30 +68,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(out: Path, configs: dict) -> dict:
-    from aplkit import analysis as A
-    from aplkit.report import efficiency_markdown, significance_markdown
+    from aplkit import results as R
     from aplkit.runfolder import RunFolder
 
-    df = A.load_runs(out)
+    df = R.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
         df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
     if df.empty:
         return {"markdown": "no finished waypoints yet", "runs": 0}
-    table = A.table2(df)
+    table = R.table2(df)
     budget = int(df["acquired"].max())
-    sig = A.significance_vs_random(df)
-    eff = A.data_efficiency(df, budget)
+    sig = R.significance_vs_random(df)
+    eff = R.data_efficiency(df, budget)
     seconds = [(RunFolder(out / r).read_json("summary.json") or {}).get("wall_seconds") for r in sorted(df["run"].unique())]
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
             f"Win-rate against θ0 (mean ± SE over seeds), {cfg.name}, M={cfg.acquisition.acquire_batch}, S={cfg.acquisition.prompt_batch}, "
             f"{len(df['seed'].unique())} seeds, {cfg.evaluation.test_prompts} test prompts:",
-            A.to_markdown(table),
+            R.to_markdown(table),
             "Gain over random (paired by seed):",
-            significance_markdown(sig),
+            R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",
-            efficiency_markdown(eff),
+            R.efficiency_markdown(eff),
         ]
     )
     return {

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aplkit.config import ExperimentConfig
-from aplkit.runfolder import ACQUIRED_FIELDS, EVAL_FIELDS, TRAIN_FIELDS, RunFolder
+from aplkit.records import AcquiredRow, EvalRow, TrainRow, to_dict
+from aplkit.runfolder import RunFolder
 
 
 def make_run(
@@ -53,40 +54,19 @@ def make_run(
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):
         p = winrates[size]
-        row = {
-            "step": step,
-            "acquired": size,
-            "win_rate": p,
-            "stderr": math.sqrt(p * (1 - p) / n_test),
-            "n": n_test,
-            "ties": 0,
-            "invalid": 0,
-            "against": "initial",
-        }
-        if trained is not None:
-            row["trained"] = trained[size]
-        fields = dict.fromkeys([*EVAL_FIELDS, "trained"])
-        rf.append("eval.jsonl", {k: row[k] for k in fields if k in row})  # fields this row lacks: as an older run wrote it
+        row = EvalRow(step, size, p, math.sqrt(p * (1 - p) / n_test), n_test, 0, 0, "initial", None if trained is None else trained[size])
+        if trained is None:  # as a run folder from before ``trained`` existed wrote it: no such field at all
+            d = to_dict(row)
+            d.pop("trained")
+            rf.append("eval.jsonl", d)
+        else:
+            rf.add(row)
     for i, (step, bt, pref) in enumerate(acquired):
-        row = dict.fromkeys(ACQUIRED_FIELDS)
-        row |= {
-            "step": step,
-            "index": i,
-            "prompt_id": f"p{i}",
-            "prompt": "x",
-            "y0": "a",
-            "y1": "b",
-            "bt_prob": bt,
-            "preferred": pref,
-            "shown_order": "01",
-            "choice": None if pref is None else ("B" if pref == 1 else "A"),
-            "flipped": False,
-        }
-        rf.append("acquired.jsonl", row)
+        choice = None if pref is None else ("B" if pref == 1 else "A")
+        rf.add(AcquiredRow(step, i, f"p{i}", "x", "a", "b", bt_prob=bt, preferred=pref, shown_order="01", choice=choice))
     for step, curve in (losses or {}).items():
         for e, loss in enumerate(curve, 1):
-            row = {"step": step, "epoch": e, "loss": loss, "reward_acc": 0.5, "margin": 0.0, "n_pairs": m * step, "seconds": 0.1}
-            rf.append("train.jsonl", {k: row[k] for k in TRAIN_FIELDS})
+            rf.add(TrainRow(e, loss, 0.5, 0.0, m * step, 0.1, step=step))
     rf.write_json("summary.json", {"complete": complete})
     return rf.path
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from aplkit import analysis as A
+from aplkit import results as A
 from tests.synthetic_runs import make_run, write_consistency
 
 # win-rates per strategy → seed → {size: win-rate}
@@ -86,8 +86,8 @@ def test_table2_strings_bold_and_writers(runs, tmp_path):
 def test_trained_pairs_are_shown_where_they_differ_from_acquired(tmp_path):
     from matplotlib import pyplot as plt
 
-    from aplkit import plots as P
-    from aplkit.report import report
+    from aplkit.results import plots as P
+    from aplkit.results.report import report
 
     # random trained on every label; certainty lost ties/invalid answers: seed 0 trained 15 and 31, seed 1 14 and 30
     for seed in range(2):
@@ -219,7 +219,7 @@ def test_significance_holm_over_each_tasks_family(tmp_path):
     assert tl["t_p_holm"] == pytest.approx(stats.ttest_rel([0.50, 0.52, 0.60], [0.40, 0.50, 0.45]).pvalue) == pytest.approx(tl["t_p"])
     assert sig["wilcoxon_p_holm"].isna().all()  # n < 6 everywhere: no Wilcoxon test, nothing to adjust
 
-    from aplkit.report import significance_markdown
+    from aplkit.results.tables import significance_markdown
 
     md = significance_markdown(sig.reset_index())
     assert "| paired t p | t p (Holm) | Wilcoxon p | Wilcoxon p (Holm) |" in md
@@ -299,7 +299,7 @@ def test_step_one_ties_are_no_prediction_not_incorrect(tmp_path):
     assert A.bt_left_out(h) == (6, 1)
     note = A.bt_left_out_note(h)
     assert "6 acquired pair(s) with bt_prob = 0.5 make no prediction" in note and "1 acquired pair(s) left out (tie/invalid" in note
-    from aplkit.plots import bt_panel_caption
+    from aplkit.results.plots import bt_panel_caption
 
     assert bt_panel_caption(s1) == "n=0 (+5 no prediction, +1 tie/invalid)"
     assert bt_panel_caption(s2) == "n=2 (+1 no prediction)"
@@ -328,7 +328,7 @@ def test_loss_curves_and_epoch_sweep(tmp_path):
 def test_report_writes_every_file(tmp_path):
     from matplotlib import image
 
-    from aplkit.report import report
+    from aplkit.results.report import report
 
     runs = tmp_path / "runs"
     acq = [(1, 0.8, 1), (1, 0.3, 1), (1, 0.5, 1), (2, 0.6, 0), (2, 0.5, None)]
@@ -359,3 +359,19 @@ def test_report_writes_every_file(tmp_path):
     assert sig.loc[32, "mean_diff"] == pytest.approx(0.05) and "identical differences" in sig.loc[32, "note"]  # .65 − .60 for both seeds
     assert sig.loc[16, "t_p"] == pytest.approx(stats.ttest_rel([0.55, 0.58], [0.5, 0.51]).pvalue)
     assert "**0.65 ± 0.000**" in written["table2.md"].read_text()  # main setting (reset, 2 epochs): certainty .65 both seeds
+
+
+def test_results_package_reexports_and_imports_matplotlib_only_for_figures():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aplkit.results as R\n"
+        "assert 'matplotlib' not in sys.modules, 'the numbers alone must not import matplotlib'\n"
+        "from aplkit.results import plots, report\n"
+        "for name, module in R._LAZY.items():\n"
+        "    assert getattr(R, name) is getattr({'plots': plots, 'report': report}[module], name), name\n"
+        "assert callable(report.report) and R.table2 is R.tables.table2 and R.load_runs is R.load.load_runs\n"
+        "assert set(R.__all__) <= set(dir(R))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

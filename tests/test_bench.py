@@ -76,7 +76,7 @@ def test_rerun_trains_only_the_unfinished_folder(bench_runs, tmp_path, monkeypat
 
     def fake_run(cfg, run_dir, progress=True):
         calls.append((cfg.strategy, cfg.seed, run_dir))
-        return SimpleNamespace(eval_rows=[{"acquired": 16, "win_rate": 0.5}])
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
 
     monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
     res = tmp_path / "labels.json"

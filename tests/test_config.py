@@ -9,7 +9,7 @@ def test_presets_load_and_paper_table1_is_exact():
         t, a = c.training, c.acquisition
         assert (t.optimizer, t.lr, t.batch_size, t.beta, t.mode) == ("adam", 1e-6, 64, 0.2, "reset")
         assert (a.acquire_batch, a.temperature, a.entropy_samples) == (128, 0.7, 8)
-        assert (c.evaluation.temperature, c.oracle.temperature) == (0.25, 0.05)
+        assert (c.evaluation.temperature, c.oracle.llm.temperature) == (0.25, 0.05)
     assert (imdb.training.epochs, imdb.acquisition.prompt_batch, imdb.acquisition.entropy_pool) == (50, 4000, 8)
     assert (tldr.training.epochs, tldr.acquisition.prompt_batch, tldr.acquisition.entropy_pool) == (70, 2048, 4)
     assert imdb.waypoints() == [128, 256, 512, 768] and tldr.waypoints() == [128, 256, 384, 512]
@@ -23,7 +23,7 @@ def test_overrides_dotted_and_typed():
         ["training.lr=1e-5", "evaluation.waypoints=[16,64]", "training.lora.enabled=true", "oracle.base_url=http://127.0.0.1:8000/v1"],
     )
     assert c.training.lr == 1e-5 and c.evaluation.waypoints == [16, 64] and c.training.lora.enabled
-    assert c.oracle.base_url == "http://127.0.0.1:8000/v1"
+    assert c.oracle.llm.base_url == "http://127.0.0.1:8000/v1"  # the flat key of earlier configs, migrated
     assert load_config("imdb-cpu", strategy="random", seed=4).seed == 4
     assert load_config("imdb-cpu", ["acquisition.budget=32"]).waypoints() == [16, 32]  # 48, 64 are not reached
 
@@ -90,3 +90,86 @@ def test_rouge_oracle_is_never_judged_against_its_own_reference():
     assert resolve_against("auto", True, "llm") == "reference"  # the paper's TL;DR protocol with a real judge
     with pytest.raises(ValueError, match="evaluation.against"):
         resolve_against("reference", True, "rouge")
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_presets_and_notebook_from_any_folder(tmp_path):
+    """The wheel ships the presets and the experiment notebook, not the benchmarks; run from a folder that is no checkout."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next((tmp_path / "dist").glob("aplkit-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "aplkit/params/imdb-cpu.yaml" in names and "aplkit/params/sweep-imdb-cpu.yaml" in names
+    assert "aplkit/notebooks/apl_experiment.ipynb" in names and "aplkit/oracles/templates/sentiment.txt" in names
+    assert not any(n.startswith("bench/") for n in names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "import aplkit, aplkit.config as c, aplkit.sweep as s, aplkit.demo as d;"
+        f"assert aplkit.__file__.startswith({str(site)!r}), aplkit.__file__;"
+        "print(c.load_config('imdb-cpu').name, s.DEFAULT_NOTEBOOK.is_file(), d.DEMO_SWEEP.is_file(),"
+        " len(s.load_sweep(d.DEMO_SWEEP, out='runs/x').runs))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["imdb-cpu", "True", "True", "2"]
+
+
+def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_compare(tmp_path):
+    """Configs and run folders written before the oracle kinds owned their settings still load and resume."""
+    import yaml
+
+    from aplkit.config import config_diff, migrate
+    from aplkit.runfolder import RunFolder
+
+    flat = {
+        "oracle": {
+            "kind": "llm",
+            "model": "m",
+            "base_url": "http://127.0.0.1:1/v1",
+            "sentiment_model": "vader",
+            "classifier": "org/clf",
+            "positive_label": 1,
+        }
+    }
+    assert migrate(flat)["oracle"] == {
+        "kind": "llm",
+        "llm": {"model": "m", "base_url": "http://127.0.0.1:1/v1"},
+        "sentiment": {"model": "vader"},
+        "classifier": {"model": "org/clf", "positive_label": 1},
+    }
+    cfg = load_config("imdb-cpu", ["oracle.sentiment_model=vader"])
+    old = cfg.to_dict()
+    o = old["oracle"]  # the flat section as the previous aplkit wrote it (no backoff, no classifier.tau, no sentiment.tau)
+    old["oracle"] = {
+        "kind": o["kind"],
+        "cache": o["cache"],
+        "flip_prob": o["flip_prob"],
+        "sample_bt": o["sample_bt"],
+        "sentiment_model": "vader",
+        **{k: o["sentiment"][k] for k in ("repetition_penalty", "fluency_weight", "fluency_floor")},
+        **{k: v for k, v in o["llm"].items() if k not in ("backoff", "backoff_max")},
+        "classifier": None,
+        "positive_label": None,
+    }
+    run = RunFolder(tmp_path / "run").ensure()
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert run.config_change(cfg.to_dict()) is None  # same experiment: resumable
+    other = load_config("imdb-cpu", ["oracle.sentiment_model=tfidf"])
+    assert run.config_change(other.to_dict()) == "oracle.sentiment.model: 'vader' → 'tfidf'"
+    # a setting added later is no change only at its default
+    assert config_diff({"a": 1}, {"a": 1, "b": 2}, default={"b": 2}) is None
+    assert config_diff({"a": 1}, {"a": 1, "b": 3}, default={"b": 2}) == "b: None → 3"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aplkit.oracles.human import AwaitingHumanLabels, HumanOracle, LabelPanel, read_queue
-from aplkit.oracles.ledger import Ledger, label_pairs
+from aplkit.oracles.labelling import label_pairs
+from aplkit.oracles.ledger import Ledger
 from aplkit.records import Comparison, Verdict
 
 PAIRS = [(f"Review {i}:", f" bad {i}", f" good {i}") for i in range(4)]
@@ -87,3 +88,28 @@ def test_panel_drops_queued_items_that_the_ledger_already_answers(tmp_path):
     panel.key("a")
     assert panel.remaining == 0
     panel.close()
+
+
+def test_panel_writes_to_the_ledger_the_loop_reads_when_the_cache_is_elsewhere(tmp_path):
+    """With oracle.cache pointing away from the run folder, the panel must answer into that same ledger."""
+    from aplkit.config import load_config
+    from aplkit.loop import run_experiment
+    from tests.test_loop import TINY
+
+    shared = tmp_path / "shared" / "ledger.sqlite"
+    cfg = load_config("imdb-cpu", [*TINY, "oracle.kind=human", f"oracle.cache={shared}"], strategy="random")
+    run = tmp_path / "run"
+    with pytest.raises(AwaitingHumanLabels) as first:
+        run_experiment(cfg, run, progress=False)
+    asked = {r["key"] for r in read_queue(run / "human_queue.jsonl")}
+    assert first.value.n == len(asked) == 4  # step 1's M pairs
+    panel = LabelPanel(run)
+    while panel.current is not None:
+        panel.answer("A")
+    panel.close()
+    assert not (run / "labels.sqlite").exists()  # nothing went to a ledger the loop never reads
+    with Ledger(shared) as ledger:
+        assert ledger.stats()["total"]["labels"] == 4
+    with pytest.raises(AwaitingHumanLabels):  # the loop goes on past step 1 and stops at its next questions
+        run_experiment(cfg, run, progress=False)
+    assert not asked & {r["key"] for r in read_queue(run / "human_queue.jsonl")}  # none asked again

@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from aplkit.oracles.base import Oracle, OracleError
-from aplkit.oracles.ledger import Ledger, label_pairs, shown_order
+from aplkit.oracles.labelling import label_pairs, shown_order
+from aplkit.oracles.ledger import Ledger
 from aplkit.records import Comparison, Verdict
 
 
@@ -57,7 +58,7 @@ def test_shown_order_is_a_fair_deterministic_coin():
 
 
 def test_shown_order_does_not_depend_on_python_hash_salt():
-    code = "from aplkit.oracles.ledger import shown_order; print(''.join(shown_order(3, f'p{i}', 'x', 'y') for i in range(64)))"
+    code = "from aplkit.oracles.labelling import shown_order; print(''.join(shown_order(3, f'p{i}', 'x', 'y') for i in range(64)))"
     outs = set()
     for salt in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=salt)

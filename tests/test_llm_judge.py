@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from pathlib import Path
@@ -9,11 +10,22 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from aplkit.config import OracleConfig
+from aplkit.errors import ConfigError
 from aplkit.oracles.base import OracleError
 from aplkit.oracles.consistency import judge_consistency, wilson_interval
-from aplkit.oracles.ledger import Ledger, ask, label_pairs
-from aplkit.oracles.llm import LLMJudge, choice_probability, load_template, parse_choice, parse_template
+from aplkit.oracles.labelling import ask, label_pairs
+from aplkit.oracles.ledger import Ledger
+from aplkit.oracles.llm import (
+    SCHEMA,
+    ChatClient,
+    LLMJudge,
+    LLMJudgeConfig,
+    choice_probability,
+    judge_client,
+    load_template,
+    parse_choice,
+    parse_template,
+)
 from aplkit.records import Comparison, Verdict
 from tests.fault_proxy import FaultProxy
 from tests.llama_server import llama_server  # noqa: F401 - pytest fixture
@@ -108,12 +120,113 @@ def test_identity_covers_what_changes_the_answer(monkeypatch, tmp_path):
 
 def test_missing_key_is_one_line_naming_the_variable_unless_local(monkeypatch):
     monkeypatch.delenv("APLKIT_NO_SUCH_KEY", raising=False)
-    cfg = OracleConfig(kind="llm", api_key_env="APLKIT_NO_SUCH_KEY")
+    cfg = NS(kind="llm", llm=LLMJudgeConfig(api_key_env="APLKIT_NO_SUCH_KEY"))  # the oracle section: its llm part
     with pytest.raises(OracleError, match="environment variable APLKIT_NO_SUCH_KEY is not set") as e:
         LLMJudge.from_config(cfg, "imdb")
-    assert "\n" not in str(e.value)
-    cfg.base_url = "http://127.0.0.1:8080/v1"
+    assert "\n" not in str(e.value) and str(e.value).startswith("oracle.llm.api_key_env: ")
+    cfg.llm.base_url = "http://127.0.0.1:8080/v1"
     assert LLMJudge.from_config(cfg, "tldr").template.name == "summary"
+
+
+def test_llm_judge_config_defaults_and_one_line_errors_naming_the_field():
+    cfg = LLMJudgeConfig()
+    assert (cfg.model, cfg.template, cfg.temperature, cfg.max_tokens, cfg.concurrency, cfg.structured) == (
+        "gpt-4-1106-preview",
+        "auto",
+        0.05,
+        128,
+        4,
+        "auto",
+    )
+    assert (cfg.timeout, cfg.max_retries, cfg.max_invalid_retries, cfg.backoff, cfg.backoff_max) == (60.0, 5, 2, 1.0, 30.0)
+    assert cfg.problems() == [] and cfg.validate() is None
+    cases = [
+        ("concurrency", 0, "oracle.llm.concurrency: must be > 0, got 0"),
+        ("max_retries", -1, "oracle.llm.max_retries: must be >= 0, got -1"),
+        ("max_invalid_retries", -2, "oracle.llm.max_invalid_retries: must be >= 0, got -2"),
+        ("max_tokens", 0, "oracle.llm.max_tokens: must be > 0, got 0"),
+        ("timeout", 0.0, "oracle.llm.timeout: must be > 0, got 0.0"),
+        ("temperature", -0.1, "oracle.llm.temperature: must be >= 0, got -0.1"),
+        ("backoff", float("nan"), "oracle.llm.backoff: expected a finite number, got nan"),
+        ("price_out", -1.0, "oracle.llm.price_out: must be >= 0, got -1.0"),
+        ("concurrency", 2.5, "oracle.llm.concurrency: expected an integer, got 2.5"),
+        ("structured", "yaml", "oracle.llm.structured: unknown 'yaml' (auto, json or text)"),
+        ("logprobs", "yes", "oracle.llm.logprobs: expected true/false, got 'yes'"),
+        ("model", "", "oracle.llm.model: must be a non-empty string, got ''"),
+        ("base_url", "localhost:8080", "oracle.llm.base_url: must be an http(s) URL or null, got 'localhost:8080'"),
+    ]
+    for field, value, msg in cases:
+        bad = dataclasses.replace(cfg, **{field: value})
+        assert bad.problems() == [msg]
+        with pytest.raises(ConfigError) as e:
+            bad.validate()
+        assert str(e.value) == msg and isinstance(e.value, ValueError)
+    two = LLMJudgeConfig(concurrency=0, structured="xml")
+    assert two.problems(prefix="judge") == ["judge.concurrency: must be > 0, got 0", "judge.structured: unknown 'xml' (auto, json or text)"]
+    with pytest.raises(ConfigError, match=r"^judge\.concurrency: must be > 0, got 0$"):
+        two.validate("judge")
+
+
+def test_keyword_judge_is_the_config_with_those_fields_replaced():
+    kw = dict(base_url="http://127.0.0.1:9/v1", temperature=0.7, max_tokens=64, concurrency=2)
+    j = LLMJudge("m", **kw)
+    assert j.config == dataclasses.replace(LLMJudgeConfig(model="m", template="sentiment"), **kw)
+    from_cfg = LLMJudge(LLMJudgeConfig(model="m", template="sentiment", **kw))
+    assert (
+        j.identity
+        == from_cfg.identity
+        == (f"llm|model=m|base_url=http://127.0.0.1:9/v1|template=sentiment@{j.template.digest}|temperature=0.7|max_tokens=64|prompt=json")
+    )
+    assert LLMJudge(from_cfg.config, temperature=0.05).identity == LLMJudge("m", base_url=kw["base_url"], max_tokens=64).identity
+    with pytest.raises(TypeError):
+        LLMJudge("m", base_url=kw["base_url"], temprature=0.7)  # a misspelt setting is not silently ignored
+    with pytest.raises(OracleError, match=r"oracle\.llm\.structured: unknown 'xml'"):
+        LLMJudge("m", base_url=kw["base_url"], structured="xml")
+
+
+class _Flaky:
+    """A transport that fails with HTTP 503 (echoing the key) ``fails`` times, then answers."""
+
+    api_key = FAKE_KEY
+
+    def __init__(self, fails: int):
+        self.fails, self.requests = fails, []
+        self.chat = NS(completions=NS(create=self._create))
+
+    def _create(self, **kw):
+        import openai
+        import openai._exceptions as oe
+
+        self.requests.append(kw)
+        if len(self.requests) <= self.fails:
+            hx = getattr(oe, "httpx2", None) or oe.httpx
+            req = hx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+            raise openai.InternalServerError(f"Error code: 503 - key {FAKE_KEY}", response=hx.Response(503, request=req), body=None)
+        return NS(choices=[NS(message=NS(content="ok"), logprobs=None)], usage=None)
+
+    def close(self):
+        pass
+
+
+def test_chat_client_retries_with_its_own_count_and_scrubs_the_key():
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}}
+    flaky = _Flaky(fails=2)
+    c = ChatClient("m", base_url="http://127.0.0.1:9/v1", backoff=0.0, max_retries=2, schema=schema, json_hint=" JSON!", transport=flaky)
+    msgs = [{"role": "user", "content": "hi"}]
+    resp, sent, mode = c.complete(msgs, temperature=0.5, max_tokens=8)
+    assert (sent, mode, resp.choices[0].message.content) == (3, "json_schema", "ok")
+    assert flaky.requests[-1]["messages"] == [{"role": "user", "content": "hi JSON!"}] and msgs[0]["content"] == "hi"
+    assert flaky.requests[-1]["response_format"]["json_schema"] == {"name": "response", "strict": True, "schema": schema}
+    assert flaky.requests[-1]["logprobs"] is True and flaky.requests[-1]["temperature"] == 0.5
+    c = ChatClient("m", base_url="http://127.0.0.1:9/v1", backoff=0.0, max_retries=1, structured="text", label="judge", transport=_Flaky(9))
+    with pytest.raises(OracleError) as e:
+        c.complete(msgs, temperature=0.5, max_tokens=8)
+    assert str(e.value) == "judge m at http://127.0.0.1:9/v1 gave up after 2 request(s): HTTP 503 Error code: 503 - key ***"
+    assert FAKE_KEY not in repr(c)
+    j = LLMJudge(
+        cfg := LLMJudgeConfig(model="m", base_url="http://127.0.0.1:9/v1", template="sentiment"), client=judge_client(cfg, _Flaky(0))
+    )
+    assert j.client.schema == SCHEMA and FAKE_KEY not in repr(j) + j.identity + repr(j.config)
 
 
 def test_wilson_interval_by_hand():
@@ -169,9 +282,8 @@ class FakeServer:
 
 
 def fake_judge(structured: str, server: FakeServer | None = None, **kw) -> LLMJudge:
-    j = LLMJudge("m", base_url="http://127.0.0.1:9/v1", template="sentiment", structured=structured, logprobs=False, **kw)
-    j._client = server or FakeServer()
-    return j
+    cfg = LLMJudgeConfig(model="m", base_url="http://127.0.0.1:9/v1", template="sentiment", structured=structured, logprobs=False, **kw)
+    return LLMJudge(cfg, client=judge_client(cfg, transport=server or FakeServer()))
 
 
 def test_identity_names_the_prompt_variant_really_sent(tmp_path):

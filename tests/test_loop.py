@@ -160,3 +160,28 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
     assert _ledger_rows(cut / "labels.sqlite") == _ledger_rows(ref / "labels.sqlite")
     summary = json.loads((cut / "summary.json").read_text())
     assert summary["complete"] and summary["oracle"]["calls"] == _ledger_rows(ref / "labels.sqlite") - before
+
+
+def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
+    """The README's own extension: a scorer registered in a notebook is a strategy the config accepts."""
+    import numpy as np
+
+    from aplkit.acquisition import SCORERS, Scorer, register_scorer
+
+    @register_scorer
+    class Longest(Scorer):
+        name = "longest"
+
+        def score(self, ctx, cands):
+            return np.array([len(c.y0) + len(c.y1) for c in cands], float)
+
+    try:
+        cfg = load_config("imdb-cpu", TINY, strategy="longest")
+        res = run_experiment(cfg, tmp_path / "run", progress=False)
+        assert res.summary["complete"] and res.summary["labels"] == 12
+        acq = list(read_jsonl(tmp_path / "run" / "acquired.jsonl"))
+        assert all(r["score"] == len(r["y0"]) + len(r["y1"]) for r in acq)
+    finally:
+        SCORERS.pop("longest")
+    with pytest.raises(ConfigError, match="strategy: unknown 'longest'"):
+        load_config("imdb-cpu", TINY, strategy="longest")

@@ -17,7 +17,8 @@ import nbformat
 import papermill as pm
 import pytest
 
-from aplkit.notebook import batch_stats, project_dir, step_table
+from aplkit.notebook import project_dir, step_table
+from aplkit.results import batch_stats
 from aplkit.runfolder import RunFolder
 from tests.synthetic_runs import make_run, write_consistency
 

@@ -9,7 +9,7 @@ import pytest
 from aplkit.config import ConfigError, OracleConfig, load_config
 from aplkit.oracles.base import OracleError
 from aplkit.oracles.ngram import NgramLM
-from aplkit.oracles.sentiment import SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
+from aplkit.oracles.sentiment import SentimentConfig, SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
 from aplkit.records import Comparison
 
 POS = " an absolutely wonderful film, I loved every minute of it."
@@ -93,13 +93,13 @@ def test_from_config_and_default_tau(monkeypatch):
 
     lm = tiny_lm()
     monkeypatch.setattr(ngram, "imdb_lm", lambda split=None, texts=None, cache=True: lm)
-    o = SentimentOracle.from_config(OracleConfig(sentiment_model="vader", repetition_penalty=0.25, fluency_weight=0.5, fluency_floor=1.0))
+    o = SentimentOracle.from_config(SentimentConfig(model="vader", repetition_penalty=0.25, fluency_weight=0.5, fluency_floor=1.0))
     assert o.backend == "vader" and o.repetition_penalty == 0.25 and o.tau == DEFAULT_TAU["vader"]
     assert o.fluency_weight == 0.5 and o.fluency_floor == 1.0 and o.lm is lm
-    d = SentimentOracle.from_config(OracleConfig(sentiment_model="vader"))
-    cfg = OracleConfig()
+    d = SentimentOracle.from_config(SentimentConfig(model="vader"))
+    cfg = OracleConfig().sentiment
     assert (d.repetition_penalty, d.fluency_weight, d.fluency_floor) == (cfg.repetition_penalty, cfg.fluency_weight, cfg.fluency_floor)
-    assert SentimentOracle.from_config(OracleConfig(sentiment_model="vader", fluency_weight=0)).lm is None
+    assert SentimentOracle.from_config(SentimentConfig(model="vader", fluency_weight=0)).lm is None
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,13 @@ def test_from_config_and_default_tau(monkeypatch):
     [("repetition_penalty", -0.5), ("fluency_weight", -1), ("fluency_floor", float("inf")), ("fluency_floor", float("nan"))],
 )
 def test_config_rejects_bad_judge_weights(key, value):
-    with pytest.raises(ConfigError, match=f"oracle.{key}") as e:
-        load_config("imdb-cpu", {f"oracle.{key}": value})
-    assert "\n" not in str(e.value)
-    ok = load_config("imdb-cpu", {"oracle.fluency_weight": 0.0, "oracle.repetition_penalty": 0.0, "oracle.fluency_floor": -1.0})
-    assert ok.oracle.fluency_weight == 0.0 and ok.oracle.fluency_floor == -1.0
+    for where in (f"oracle.sentiment.{key}", f"oracle.{key}"):  # the judge's own section, and the flat key of earlier configs
+        with pytest.raises(ConfigError, match=f"oracle.sentiment.{key}") as e:
+            load_config("imdb-cpu", {where: value})
+        assert "\n" not in str(e.value)
+    ok = load_config("imdb-cpu", {"oracle.sentiment.fluency_weight": 0.0, "oracle.repetition_penalty": 0.0, "oracle.fluency_floor": -1.0})
+    assert ok.oracle.sentiment.fluency_weight == 0.0 and ok.oracle.sentiment.fluency_floor == -1.0
+    assert ok.oracle.sentiment.repetition_penalty == 0.0
 
 
 # --------------------------------------------------------------------------- repetition and fluency
@@ -376,7 +378,7 @@ def test_classifier_load_errors_are_one_line(tmp_path):
         ClassifierOracle(str(tmp_path / "nope"))
     assert "\n" not in str(e.value)
     with pytest.raises(OracleError, match="oracle.classifier"):
-        ClassifierOracle.from_config(OracleConfig(kind="classifier", classifier=None))
+        ClassifierOracle.from_config(OracleConfig(kind="classifier").classifier)
 
 
 # --------------------------------------------------------------------------- ROUGE reference

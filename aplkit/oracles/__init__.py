@@ -1,11 +1,13 @@
-"""Oracles (Algorithm 1, lines 10 and 13) and the factory that builds one from the config.
+"""Oracles (Algorithm 1, lines 10 and 13) and the registry that builds one from the config.
 
-Each oracle module is imported only when chosen, so the offline default never needs
-``openai`` and the API judge never needs scikit-learn.
+``oracle.kind`` names an entry of ``ORACLES``; ``register_oracle`` adds your own (a kind the
+config then accepts). Each oracle module is imported only when chosen, so the offline default
+never needs ``openai`` and the API judge never needs scikit-learn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,20 @@ from aplkit.oracles.base import Oracle, OracleError
 if TYPE_CHECKING:
     from aplkit.config import DataConfig, OracleConfig
     from aplkit.data import PromptPools
+
+#: kind → factory(oracle section, data section, prompt pools, run folder) → Oracle
+OracleFactory = Callable[["OracleConfig", "DataConfig", "PromptPools | None", Path], Oracle]
+ORACLES: dict[str, OracleFactory] = {}
+
+
+def register_oracle(kind: str) -> Callable[[OracleFactory], OracleFactory]:
+    """Register a factory under ``oracle.kind: KIND``."""
+
+    def add(factory: OracleFactory) -> OracleFactory:
+        ORACLES[kind] = factory
+        return factory
+
+    return add
 
 
 def make_oracle(
@@ -28,32 +44,47 @@ def make_oracle(
     """
     from aplkit.config import DataConfig
 
-    data = data or DataConfig()
-    task = data.task
-    if cfg.kind == "sentiment":
-        from aplkit.oracles.sentiment import SentimentOracle
-
-        return SentimentOracle.from_config(cfg, data=data)
-    if cfg.kind == "llm":
-        from aplkit.oracles.llm import LLMJudge
-
-        return LLMJudge.from_config(cfg, task)
-    if cfg.kind == "classifier":
-        from aplkit.oracles.classifier import ClassifierOracle
-
-        return ClassifierOracle.from_config(cfg)
-    if cfg.kind == "rouge":
-        from aplkit.oracles.rouge import RougeOracle
-
-        if pools is None:
-            raise OracleError("oracle.kind=rouge needs the prompt pools (their human references)")
-        refs = {p.text: p.reference for p in pools.train + pools.test if p.reference}
-        return RougeOracle(refs)
-    if cfg.kind == "human":
-        from aplkit.oracles.human import QUEUE_FILE, HumanOracle
-
-        return HumanOracle("human", Path(run_dir or ".") / QUEUE_FILE)
-    raise OracleError(f"oracle.kind: unknown '{cfg.kind}'")
+    if cfg.kind not in ORACLES:
+        raise OracleError(f"oracle.kind: unknown '{cfg.kind}' (registered: {', '.join(sorted(ORACLES))})")
+    return ORACLES[cfg.kind](cfg, data or DataConfig(), pools, Path(run_dir or "."))
 
 
-__all__ = ["Oracle", "OracleError", "make_oracle"]
+@register_oracle("sentiment")
+def _sentiment(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.sentiment import SentimentOracle
+
+    return SentimentOracle.from_config(cfg.sentiment, data=data)
+
+
+@register_oracle("llm")
+def _llm(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.llm import LLMJudge
+
+    return LLMJudge.from_config(cfg, data.task)
+
+
+@register_oracle("classifier")
+def _classifier(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.classifier import ClassifierOracle
+
+    return ClassifierOracle.from_config(cfg.classifier)
+
+
+@register_oracle("rouge")
+def _rouge(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.rouge import RougeOracle
+
+    if pools is None:
+        raise OracleError("oracle.kind=rouge needs the prompt pools (their human references)")
+    return RougeOracle({p.text: p.reference for p in pools.train + pools.test if p.reference})
+
+
+@register_oracle("human")
+def _human(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.human import HumanOracle
+    from aplkit.runfolder import QUEUE, RunFolder
+
+    return HumanOracle("human", RunFolder(run_dir) / QUEUE)
+
+
+__all__ = ["ORACLES", "Oracle", "OracleError", "make_oracle", "register_oracle"]

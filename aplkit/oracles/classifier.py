@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
-
-if TYPE_CHECKING:
-    from aplkit.config import OracleConfig
 
 
 def fingerprint(path: Path) -> str:
@@ -45,6 +42,23 @@ def fingerprint(path: Path) -> str:
                     fh.seek(-(1 << 20), 2)
                     h.update(fh.read())
     return h.hexdigest()[:16]
+
+
+@dataclass
+class ClassifierConfig:
+    """The ``oracle.classifier`` section: which sequence-classification or reward model judges, and how."""
+
+    model: str | None = None  # hub id or local dir of a sequence-classification / reward model
+    positive_label: int | None = None  # the class whose log-probability is the score; None: the last
+    tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
+
+    def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
+        out = []
+        if required and not self.model:
+            out.append(f"{prefix}.model: required when oracle.kind=classifier")
+        if not self.tau > 0:
+            out.append(f"{prefix}.tau: must be > 0, got {self.tau}")
+        return out
 
 
 class ClassifierOracle(Oracle):
@@ -101,10 +115,10 @@ class ClassifierOracle(Oracle):
         self._version = fingerprint(local) if local.is_dir() else (getattr(net.config, "_commit_hash", None) or revision or "latest")
 
     @classmethod
-    def from_config(cls, cfg: OracleConfig) -> ClassifierOracle:
-        if not cfg.classifier:
-            raise OracleError("oracle.classifier: required when oracle.kind=classifier")
-        return cls(cfg.classifier, positive_label=cfg.positive_label)
+    def from_config(cls, cfg: ClassifierConfig) -> ClassifierOracle:
+        if not cfg.model:
+            raise OracleError("oracle.classifier.model: required when oracle.kind=classifier")
+        return cls(cfg.model, positive_label=cfg.positive_label, tau=cfg.tau)
 
     @property
     def identity(self) -> str:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aplkit.oracles.base import Oracle
-from aplkit.oracles.ledger import Ledger, ask, shown_order
+from aplkit.oracles.labelling import ask, shown_order
+from aplkit.oracles.ledger import Ledger
 from aplkit.records import Comparison, Verdict
 
 

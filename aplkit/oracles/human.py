@@ -10,8 +10,6 @@ every answer in the ledger (``label_pairs`` never asks the oracle for those) and
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,9 @@ from typing import Any
 from aplkit.oracles.base import Oracle, OracleError
 from aplkit.oracles.ledger import Ledger, ledger_key
 from aplkit.records import Comparison, Verdict
-from aplkit.runfolder import read_jsonl
+from aplkit.runfolder import QUEUE, RunFolder, read_jsonl, write_jsonl
 
-QUEUE_FILE = "human_queue.jsonl"
-LEDGER_FILE = "labels.sqlite"
+QUEUE_FILE = QUEUE
 
 
 class AwaitingHumanLabels(OracleError):
@@ -43,14 +40,7 @@ def read_queue(path: str | Path) -> list[dict[str, Any]]:
 
 def write_queue(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Replace the queue atomically, so the panel and the loop never see a half-written file."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    write_jsonl(path, rows)
 
 
 class HumanOracle(Oracle):
@@ -88,14 +78,16 @@ class HumanOracle(Oracle):
 class LabelPanel:
     """An ipywidgets panel over a run's human queue: prompt, A, B, buttons A / B / tie / skip, keys a b t s.
 
-    Every answer is recorded in ``<run_dir>/labels.sqlite`` and removed from the queue at
-    once, so closing the notebook loses nothing. Skip leaves an item queued for later.
+    Every answer is recorded in the run's ledger — the file the loop reads, as the run folder
+    names it from the run's ``oracle.cache`` — and removed from the queue at once, so closing
+    the notebook loses nothing. Skip leaves an item queued for later.
     """
 
-    def __init__(self, run_dir: str | Path, queue_file: str = QUEUE_FILE, ledger_file: str = LEDGER_FILE):
-        self.run_dir = Path(run_dir)
-        self.queue_path = self.run_dir / queue_file
-        self.ledger = Ledger(self.run_dir / ledger_file)
+    def __init__(self, run_dir: str | Path, queue_file: str = QUEUE_FILE):
+        run = RunFolder(run_dir)
+        self.run_dir = run.path
+        self.queue_path = run / queue_file
+        self.ledger = Ledger(run.ledger_path())
         # an answer recorded just before a crash may still be queued: the ledger wins
         self.queue = [
             r for r in read_queue(self.queue_path) if self.ledger.lookup(r["oracle"], Comparison(r["prompt"], r["a"], r["b"])) is None

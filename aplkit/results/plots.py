@@ -1,8 +1,9 @@
-"""The paper's figures from ``aplkit.analysis`` tables: one function per figure, each returns a Figure.
+"""Results, layer 3: every figure, from ``aplkit.results.stats`` frames; one function per figure, each returns a Figure.
 
 Style is fixed so figures from different runs dirs compare at a glance: seaborn whitegrid,
 the colour-blind palette, one colour per strategy (random is always grey), the paper's
-strategy order, legends outside the data. ``save`` writes PNG (dpi 200) and PDF.
+strategy order, legends outside the data. ``save`` writes PNG (dpi 200) and PDF. ``plot_progress``
+is the experiment notebook's live view of one run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from aplkit.analysis import DISPLAY, strategy_order, trained_gaps  # noqa: E402
+from aplkit.results.load import DISPLAY, strategy_order  # noqa: E402
+from aplkit.results.stats import trained_gaps  # noqa: E402
 
 _CB = sns.color_palette("colorblind")
 COLORS = {"random": _CB[7], "entropy": _CB[0], "certainty": _CB[1], "entropy+certainty": _CB[2]}
@@ -67,6 +69,14 @@ def _ylabel(against: dict[str, str] | None, task: str) -> str:
     return AGAINST.get((against or {}).get(task, ""), "win-rate").capitalize()
 
 
+def _task_axes(ax: Any, task: str, t: pd.DataFrame, against: dict[str, str] | None) -> None:
+    """Title, axis labels and x ticks (the measured sizes) of one task's win-rate panel."""
+    ax.set_title(_task_title(task))
+    ax.set_xlabel("Acquired dataset size (labelled pairs)")
+    ax.set_ylabel(_ylabel(against, task))
+    ax.set_xticks(sorted(t["acquired"].unique()))
+
+
 def _curve(ax: Any, g: pd.DataFrame, c: Any, m: str, lbl: str, ls: str = "-") -> None:
     g = g.sort_values("acquired")
     x, y, e = g["acquired"].to_numpy(float), g["mean"].to_numpy(float), g["se"].to_numpy(float)
@@ -95,10 +105,7 @@ def plot_winrate(curves: pd.DataFrame, against: dict[str, str] | None = None, ti
                 g = t[t["strategy"] == s]
                 if not g.empty:
                     _curve(ax, g, color(s, strategies), MARKERS.get(s, "v"), label(s))
-            ax.set_title(_task_title(task))
-            ax.set_xlabel("Acquired dataset size (labelled pairs)")
-            ax.set_ylabel(_ylabel(against, task))
-            ax.set_xticks(sorted(t["acquired"].unique()))
+            _task_axes(ax, task, t, against)
         handles, labels = axes[0][0].get_legend_handles_labels()
         for ax in axes[0][1:]:
             for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -248,10 +255,7 @@ def plot_online_vs_reset(curves: pd.DataFrame, against: dict[str, str] | None = 
                     g = t[(t["strategy"] == s) & (t["mode"] == mode)]
                     if not g.empty:
                         _curve(ax, g, color(s, strategies), MARKERS.get(s, "v"), f"{label(s)} ({mode})", ls=ls)
-            ax.set_title(_task_title(task))
-            ax.set_xlabel("Acquired dataset size (labelled pairs)")
-            ax.set_ylabel(_ylabel(against, task))
-            ax.set_xticks(sorted(t["acquired"].unique()))
+            _task_axes(ax, task, t, against)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", title="Acquisition (fine-tuning)")
         fig.suptitle(f"Online vs reset fine-tuning ({_n_note(curves)})", fontsize="medium")
@@ -297,6 +301,26 @@ def plot_epochs(loss: pd.DataFrame, wr: pd.DataFrame | None = None) -> Figure:
             ax2.set_xticks(sorted(wr["epochs"].unique()))
             ax2.set_title("Final win-rate vs epochs", fontsize="medium")
             ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Acquisition")
+    return fig
+
+
+def plot_progress(run: dict[str, list[dict[str, Any]]]) -> Figure:
+    """One run so far (``load.read_run`` rows). Left: DPO loss per epoch, one line per step. Right: win-rate ± stderr vs acquired labels."""
+    train = pd.DataFrame(run["train"])
+    ev = pd.DataFrame(run["eval"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.2), layout="constrained")
+    if not train.empty:
+        for step, g in train.groupby("step"):
+            g = g.sort_values("epoch")
+            ax1.plot(g["epoch"], g["loss"], marker="o", ms=3, label=f"step {step}")
+        ax1.legend(fontsize="small")
+    ax1.set(xlabel="epoch", ylabel="DPO loss", title="Training loss")
+    if not ev.empty:
+        ev = ev.sort_values("acquired")
+        ax2.errorbar(ev["acquired"], ev["win_rate"], yerr=ev["stderr"], marker="o", capsize=3)
+        ax2.set_xticks(ev["acquired"].tolist())
+    ax2.axhline(0.5, color="0.6", lw=1, ls=":")
+    ax2.set(xlabel="acquired labels", ylabel="win-rate", ylim=(0, 1), title="Win-rate so far")
     return fig
 
 

@@ -1,172 +1,28 @@
-"""Numbers behind the paper's figures and tables, read only from run folders.
-
-A run is any folder under RUNS_DIR holding a ``config.yaml``; its identity (strategy, seed,
-training mode, epochs, oracle, task) comes from that file, its results from the JSONL files
-described in ``aplkit.runfolder``. Everything here returns pandas objects and plots nothing
-(see ``aplkit.plots``), so notebooks, the CLI and the tests share one implementation.
+"""Results, layer 2: every statistic behind the paper's figures and tables, from ``aplkit.results.load`` frames.
 
 The x-axis of Fig 2 / Table 2 is ``acquired`` = t·M, the labels paid for. Ties and invalid oracle
-answers are not trained on, so the policy may have seen fewer pairs: ``trained`` (eval.jsonl, when
-the run recorded it; NaN for older run folders) is carried along and shown wherever the two differ.
+answers are not trained on, so the policy may have seen fewer pairs: ``trained`` is carried along
+and shown wherever the two differ.
 
 Error bars are standard errors over seeds, SE = std(ddof=1) / sqrt(n_seeds), as in the paper.
 With a single seed there is no spread to measure, so the run's own binomial stderr from
 ``eval.jsonl`` is used instead and the ``se_kind`` column says ``binomial``.
+
+Everything here returns numbers or pandas objects; formatting is ``tables``, drawing ``plots``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from aplkit.runfolder import ACQUIRED_FIELDS, EVAL_FIELDS, TRAIN_FIELDS, read_jsonl
+from aplkit.results.load import select_main, strategy_order
 
-PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
-DISPLAY = {"random": "Random", "entropy": "Entropy", "certainty": "Pref certainty", "entropy+certainty": "Pref + Ent"}
-IDENTITY = ("run", "name", "task", "strategy", "seed", "mode", "epochs", "oracle", "complete")
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def find_runs(runs_dir: str | Path) -> list[Path]:
-    """Every folder under ``runs_dir`` (itself included) that holds a config.yaml, sorted."""
-    root = Path(runs_dir)
-    if not root.exists():
-        raise FileNotFoundError(f"runs dir not found: {root}")
-    return sorted(p.parent for p in root.rglob("config.yaml"))
-
-
-def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict[str, Any]:
-    """What makes a run distinct, from its config.yaml (read as plain YAML so old configs still load)."""
-    folder = Path(folder)
-    cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-    training = cfg.get("training") or {}
-    summary_path = folder / "summary.json"
-    try:
-        complete = bool(json.loads(summary_path.read_text()).get("complete")) if summary_path.exists() else False
-    except json.JSONDecodeError:
-        complete = False
-    rel = folder.relative_to(runs_dir).as_posix() if runs_dir is not None else folder.as_posix()
-    rel = folder.resolve().name if rel == "." else rel  # runs_dir is itself the run
-    return {
-        "run": rel,
-        "name": cfg.get("name", ""),
-        "task": (cfg.get("data") or {}).get("task", ""),
-        "strategy": cfg.get("strategy", ""),
-        "seed": int(cfg.get("seed", 0)),
-        "mode": training.get("mode", "reset"),
-        "epochs": int(training.get("epochs", 0)),
-        "oracle": (cfg.get("oracle") or {}).get("kind", ""),
-        "complete": complete,
-    }
-
-
-def _load(runs_dir: str | Path, filename: str, fields: Iterable[str]) -> pd.DataFrame:
-    fields = list(fields)
-    frames, skipped = [], []
-    for folder in find_runs(runs_dir):
-        ident = run_identity(folder, runs_dir)
-        rows = list(read_jsonl(folder / filename))
-        if not rows:
-            skipped.append(ident["run"])
-            continue
-        part = pd.DataFrame([{k: r.get(k) for k in fields} for r in rows])
-        for k in reversed(IDENTITY):
-            part.insert(0, k, ident[k])
-        frames.append(part)
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *fields])
-    df.attrs["skipped"] = skipped  # folders with a config.yaml but no rows in `filename`
-    df.attrs["incomplete"] = sorted(df.loc[~df["complete"].astype(bool), "run"].unique().tolist()) if len(df) else []
-    return df
-
-
-def load_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run × waypoint: eval.jsonl joined with run identity.
-
-    ``trained`` is the number of preference pairs the policy was trained on at that waypoint (float;
-    NaN where the run did not record it).
-
-    Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
-    are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
-    """
-    df = _load(runs_dir, "eval.jsonl", dict.fromkeys([*EVAL_FIELDS, "trained"]))  # older rows have no "trained": NaN
-    for col in ("acquired", "n", "ties", "invalid", "step"):
-        df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
-    for col in ("win_rate", "stderr", "trained"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return df
-
-
-def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per acquired pair (acquired.jsonl) with run identity."""
-    df = _load(runs_dir, "acquired.jsonl", ACQUIRED_FIELDS)
-    for col in ("bt_prob", "score", "reward0", "reward1"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return df
-
-
-def load_train(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run × acquisition step × epoch (train.jsonl) with run identity."""
-    df = _load(runs_dir, "train.jsonl", TRAIN_FIELDS)
-    for col in ("loss", "reward_acc", "margin"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return df
-
-
-def load_consistency(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record in consistency.json files under ``runs_dir`` (each file: one dict or a list)."""
-    out: list[dict[str, Any]] = []
-    for p in sorted(Path(runs_dir).rglob("consistency.json")):
-        data = json.loads(p.read_text())
-        out.extend(data if isinstance(data, list) else [data])
-    return out
-
-
-# --------------------------------------------------------------------------- selection
-
-
-def strategy_order(strategies: Iterable[str]) -> list[str]:
-    """The paper's order (random, entropy, certainty, entropy+certainty), then any others sorted."""
-    present = set(strategies)
-    return [s for s in PAPER_ORDER if s in present] + sorted(present - set(PAPER_ORDER))
-
-
-def _mode_value(values: pd.Series) -> Any:
-    counts = values.value_counts()
-    top = counts[counts == counts.max()].index
-    return max(top)  # ties: the larger value (more epochs), deterministic
-
-
-def select_main(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The runs that belong in Fig 2 / Table 2: per task, reset mode (if any), the commonest oracle and epoch count.
-
-    A runs dir often also holds the online (Fig 5) and epoch-sweep (Fig 6) runs; averaging those
-    into the main curves would be wrong, so they are dropped here and the notes say so.
-    """
-    if df.empty:
-        return df, []
-    keep, notes = [], []
-    for task, g in df.groupby("task", sort=True):
-        runs = g.drop_duplicates("run")
-        sel = runs[runs["mode"] == "reset"] if (runs["mode"] == "reset").any() else runs
-        sel = sel[sel["oracle"] == _mode_value(sel["oracle"])]
-        sel = sel[sel["epochs"] == _mode_value(sel["epochs"])]
-        dropped = len(runs) - len(sel)
-        if dropped:
-            s0 = sel.iloc[0]
-            notes.append(
-                f"{task}: main setting mode={s0['mode']} oracle={s0['oracle']} epochs={s0['epochs']}; {dropped} other run(s) left out of Fig 2 / Table 2"
-            )
-        keep.extend(sel["run"].tolist())
-    return df[df["run"].isin(keep)], notes
+# --------------------------------------------------------------------------- grouping
 
 
 def _check_unique(df: pd.DataFrame, keys: list[str]) -> None:
@@ -180,7 +36,7 @@ def _check_unique(df: pd.DataFrame, keys: list[str]) -> None:
         where = " ".join(f"{k}={r[k]}" for k in keys)
         raise ValueError(
             f"{where} seed={r['seed']} acquired={r['acquired']} appears in several runs ({', '.join(sorted(df.loc[same, 'run']))}); "
-            "filter to one setting first (e.g. analysis.select_main)"
+            "filter to one setting first (e.g. results.select_main)"
         )
 
 
@@ -262,115 +118,6 @@ def trained_notes(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) ->
         if unknown:
             notes.append(f"{len(unknown)} run(s) did not record how many pairs they trained on (older eval.jsonl): trained unknown")
     return notes
-
-
-def format_cell(mean: float, se: float) -> str:
-    """The paper's Table 2 cell: mean to 2 d.p. ± standard error to 3 d.p."""
-    return f"{mean:.2f} ± {se:.3f}"
-
-
-def table2(df: pd.DataFrame) -> pd.DataFrame:
-    """Table 2: rows = acquired size (with a dataset level when several tasks), columns = strategies.
-
-    Cells are ``format_cell`` strings. ``attrs["stats"]`` holds the numeric mean/se/n per cell and
-    ``attrs["best"]`` maps each row key to the strategies with the highest mean (exact ties all marked);
-    the writers below use both.
-    """
-    curves = winrate_curves(df)
-    strategies = strategy_order(curves["strategy"])
-    multi = curves["task"].nunique() > 1
-    index = ["task", "acquired"] if multi else ["acquired"]
-    curves = curves.assign(cell=[format_cell(m, s) for m, s in zip(curves["mean"], curves["se"], strict=True)])
-    table = curves.pivot(index=index, columns="strategy", values="cell").reindex(columns=strategies).fillna("–")
-    table.columns.name = None
-    best: dict[Any, list[str]] = {}
-    for key, g in curves.groupby(index, sort=True):
-        top = g["mean"].max()
-        best[key[0] if not multi else key] = [s for s in strategies if s in set(g.loc[g["mean"] == top, "strategy"])]
-    table.attrs["stats"] = curves.drop(columns="cell")
-    table.attrs["best"] = best
-    return table
-
-
-def _rows(table: pd.DataFrame) -> list[tuple[Any, list[str], list[str]]]:
-    """(row key, header cells for the index, [(strategy, cell)]) with a flag for the best."""
-    out = []
-    best = table.attrs.get("best", {})
-    for key, row in table.iterrows():
-        idx_cells = [str(k) for k in key] if isinstance(key, tuple) else [str(key)]
-        out.append((key, idx_cells, [(s, row[s], s in best.get(key, [])) for s in table.columns]))
-    return out
-
-
-def _footnote(table: pd.DataFrame) -> str:
-    stats = table.attrs.get("stats")
-    if stats is None or stats.empty:
-        return ""
-    ns = sorted(set(stats["n"].astype(int)))
-    text = f"Mean win-rate ± standard error over seeds (n = {', '.join(map(str, ns))}); best per row in bold."
-    if (stats["se_kind"] == "binomial").any():
-        text += " Cells from a single seed use that run's binomial stderr from eval.jsonl."
-    if not trained_gaps(stats).empty:
-        text += (
-            " Size = labels acquired; some runs trained on fewer pairs (ties/invalid labels dropped): see the trained column of the CSV."
-        )
-    return text
-
-
-def _index_names(table: pd.DataFrame) -> list[str]:
-    return ["Dataset", "Size"] if table.index.nlevels > 1 else ["Size"]
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """GitHub Markdown of ``table2`` output; the best cell per row in **bold**."""
-    head = [*_index_names(table), *(DISPLAY.get(s, s) for s in table.columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(_index_names(table)) + ["---:"] * len(table.columns)) + "|"]
-    for _, idx, cells in _rows(table):
-        body = [f"**{c}**" if b else c for _, c, b in cells]
-        lines.append("| " + " | ".join(idx + body) + " |")
-    foot = _footnote(table)
-    return "\n".join(lines) + ("\n\n" + foot if foot else "") + "\n"
-
-
-def _tex(s: str) -> str:
-    return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
-
-
-def to_latex(table: pd.DataFrame, caption: str | None = None, label: str = "tab:winrate") -> str:
-    """A booktabs LaTeX table of ``table2`` output; the best cell per row in \\textbf{}."""
-    k = len(_index_names(table))
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\begin{tabular}{" + "l" * k + "c" * len(table.columns) + "}",
-        r"\toprule",
-        " & ".join([*_index_names(table), *(_tex(DISPLAY.get(s, s)) for s in table.columns)]) + r" \\",
-        r"\midrule",
-    ]
-    for _, idx, cells in _rows(table):
-        body = []
-        for _, c, b in cells:
-            c = c.replace("±", r"$\pm$").replace("–", "--")
-            body.append(rf"\textbf{{{c}}}" if b else c)
-        lines.append(" & ".join([_tex(i) for i in idx] + body) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines.append(r"\caption{" + _tex(caption or _footnote(table)) + "}")
-    lines += [r"\label{" + label + "}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
-    """The raw numbers behind ``table2``: one row per (task, size, strategy) with trained (mean pairs trained on over
-    seeds, blank when unknown), mean, se, n, se_kind, best."""
-    stats = table.attrs["stats"].copy()
-    best = table.attrs.get("best", {})
-    multi = table.index.nlevels > 1
-    stats["best"] = [
-        s in best.get((t, a) if multi else a, []) for t, a, s in zip(stats["task"], stats["acquired"], stats["strategy"], strict=True)
-    ]
-    stats["cell"] = [format_cell(m, s) for m, s in zip(stats["mean"], stats["se"], strict=True)]
-    stats.to_csv(path, index=False)
-    return Path(path)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -501,9 +248,6 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-# --------------------------------------------------------------------------- Fig 3
-
-
 def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.DataFrame, list[str]]:
     """``data_efficiency`` for each task at ``budget`` (default: the largest size every strategy reached), with notes."""
     effs, notes = [], []
@@ -522,6 +266,9 @@ def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.
     if effs:
         return pd.concat(effs, ignore_index=True), notes
     return pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]), notes
+
+
+# --------------------------------------------------------------------------- Fig 3
 
 
 NO_PREDICTION_TOL = 1e-12
@@ -657,3 +404,124 @@ def winrate_vs_epochs(df: pd.DataFrame) -> pd.DataFrame:
     last = t.loc[t.groupby("run")["acquired"].idxmax()]
     out = winrate_curves(last, by=("task", "strategy", "epochs"))
     return out[["task", "strategy", "epochs", "acquired", "mean", "se", "n", "se_kind"]]
+
+
+# --------------------------------------------------------------------------- one run, step by step (the experiment notebook)
+
+STEP_COLUMNS = (
+    "step",
+    "labels",
+    "mean_score",
+    "mean_abs_gap",
+    "bt_correct",
+    "pref_y1",
+    "unlabelled",
+    "loss",
+    "win_rate",
+    "stderr",
+    "seconds",
+)
+
+
+def _num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _mean(xs: Iterable[float | None]) -> float:
+    v = [x for x in xs if x is not None]
+    return sum(v) / len(v) if v else math.nan
+
+
+def batch_stats(rows: list[dict]) -> dict[str, float | int]:
+    """Statistics of one acquired batch (acquired.jsonl rows).
+
+    mean_score: the acquisition score; mean_abs_gap: mean |r̂(y1) − r̂(y0)| under θ_t;
+    bt_correct: fraction of labelled pairs whose implicit BT model picked the oracle's winner
+    (y1 iff bt_prob > 0.5); a pair with bt_prob = 0.5 (every pair at θ = θ0) makes no prediction
+    and is counted in no_prediction instead, the rule of ``bt_histogram``; pref_y1: label
+    balance, the fraction of labelled pairs won by y1; unlabelled: ties and invalid answers (not trained on).
+    """
+    labelled = [r for r in rows if r.get("preferred") is not None]
+    scored = [r for r in labelled if _num(r.get("bt_prob")) is not None]
+    judged = [r for r in scored if abs(r["bt_prob"] - 0.5) > NO_PREDICTION_TOL]
+    gaps = [
+        abs(_num(r["reward1"]) - _num(r["reward0"]))
+        for r in rows
+        if _num(r.get("reward0")) is not None and _num(r.get("reward1")) is not None
+    ]
+    return {
+        "n": len(rows),
+        "mean_score": _mean(_num(r.get("score")) for r in rows),
+        "mean_abs_gap": _mean(gaps),
+        "bt_correct": _mean(float((r["bt_prob"] > 0.5) == (int(r["preferred"]) == 1)) for r in judged),
+        "no_prediction": len(scored) - len(judged),
+        "pref_y1": _mean(float(int(r["preferred"]) == 1) for r in labelled),
+        "unlabelled": len(rows) - len(labelled),
+    }
+
+
+def _loss_trace(losses: list[float]) -> str:
+    return " → ".join(f"{x:.3f}" for x in losses)
+
+
+def step_stats(run: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per finished acquisition step (STEP_COLUMNS) of one run's rows (``load.read_run``).
+
+    labels: acquired-set size after the step; the batch columns are ``batch_stats`` of that step's
+    acquired pairs; loss: the DPO loss per epoch as "a → b → c"; win_rate/stderr: blank for steps
+    that are not evaluation waypoints.
+    """
+    acquired: dict[int, list[dict]] = {}
+    for r in run["acquired"]:
+        acquired.setdefault(int(r["step"]), []).append(r)
+    losses: dict[int, list[float]] = {}
+    for r in sorted(run["train"], key=lambda r: (int(r["step"]), int(r["epoch"]))):
+        losses.setdefault(int(r["step"]), []).append(float(r["loss"]))
+    evals = {int(r["step"]): r for r in run["eval"]}
+    rows = []
+    for s in run["steps"]:
+        t = int(s["step"])
+        b = batch_stats(acquired.get(t, []))
+        e = evals.get(t, {})
+        rows.append(
+            {
+                "step": t,
+                "labels": s.get("acquired"),
+                "mean_score": b["mean_score"],
+                "mean_abs_gap": b["mean_abs_gap"],
+                "bt_correct": b["bt_correct"],
+                "pref_y1": b["pref_y1"],
+                "unlabelled": b["unlabelled"],
+                "loss": _loss_trace(losses.get(t, [])),
+                "win_rate": _num(e.get("win_rate")),
+                "stderr": _num(e.get("stderr")),
+                "seconds": _num(s.get("seconds")),
+            }
+        )
+    df = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+    return df.drop_duplicates("step", keep="last").reset_index(drop=True)
+
+
+__all__ = [
+    "NO_PREDICTION_TOL",
+    "STEP_COLUMNS",
+    "batch_stats",
+    "bt_histogram",
+    "bt_histograms",
+    "bt_left_out",
+    "bt_left_out_note",
+    "data_efficiency",
+    "efficiency_by_task",
+    "holm",
+    "loss_curves",
+    "online_vs_reset",
+    "significance_vs_random",
+    "step_stats",
+    "trained_gaps",
+    "trained_notes",
+    "winrate_curves",
+    "winrate_vs_epochs",
+]

@@ -1,0 +1,67 @@
+"""The results side, in layers: run folders → statistics → tables and figures → the report.
+
+| module | holds |
+|---|---|
+| ``load`` | finding run folders and reading them into DataFrames (``load_runs``, ``load_acquired``, ``load_train``, ``load_consistency``, ``read_run``), run identity, ``select_main``, the paper's strategy order and names |
+| ``stats`` | every statistic: win-rate curves, significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
+| ``tables`` | Table 2 and every Markdown / LaTeX / CSV formatter |
+| ``plots`` | every figure (matplotlib), ``save`` |
+| ``report`` | ``report(runs_dir, out_dir, budget)`` and the blocks it shares with ``aplkit.notebook`` (Fig 2 selection and the task → 'against' lookup, Fig 3 per task, Fig 1/5/6 builders) |
+
+Each layer imports only the ones above it. The public names of ``load``, ``stats`` and ``tables`` are
+re-exported here; those of ``plots`` and ``report`` too, but only on first use, so that importing the
+numbers does not import matplotlib. The report function itself is ``aplkit.results.report.report``
+(``aplkit.results.report`` is the module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from aplkit.results import load, stats, tables
+from aplkit.results.load import *  # noqa: F403
+from aplkit.results.stats import *  # noqa: F403
+from aplkit.results.tables import *  # noqa: F403
+
+_PLOTS_NAMES = (
+    "AGAINST",
+    "COLORS",
+    "CORRECT",
+    "INCORRECT",
+    "MARKERS",
+    "bt_panel_caption",
+    "color",
+    "label",
+    "plot_bt_hist",
+    "plot_consistency",
+    "plot_epochs",
+    "plot_online_vs_reset",
+    "plot_progress",
+    "plot_winrate",
+    "save",
+    "style",
+)
+_REPORT_NAMES = (
+    "against_by_task",
+    "fig1_figure",
+    "fig3_per_task",
+    "fig5_figure",
+    "fig6_figure",
+    "main_acquired",
+    "main_runs",
+)
+_LAZY = {name: "plots" for name in _PLOTS_NAMES} | {name: "report" for name in _REPORT_NAMES}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [*load.__all__, *stats.__all__, *tables.__all__, *_LAZY]

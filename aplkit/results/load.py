@@ -1,0 +1,195 @@
+"""Results, layer 1: finding run folders and reading them into pandas objects.
+
+A run is any folder under RUNS_DIR holding a ``config.yaml``; its identity (strategy, seed,
+training mode, epochs, oracle, task) comes from that file, its results from the JSONL files
+described in ``aplkit.runfolder``. Nothing here computes a statistic (``aplkit.results.stats``),
+formats a table (``tables``) or plots (``plots``), so notebooks, the CLI and the tests share one
+implementation of each.
+
+``trained`` (eval.jsonl, when the run recorded it; NaN for older run folders) is read along with the
+labels ``acquired``: ties and invalid oracle answers are not trained on, so the two may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
+from aplkit.runfolder import RunFolder
+
+PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
+DISPLAY = {"random": "Random", "entropy": "Entropy", "certainty": "Pref certainty", "entropy+certainty": "Pref + Ent"}
+IDENTITY = ("run", "name", "task", "strategy", "seed", "mode", "epochs", "oracle", "complete")
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Every folder under ``runs_dir`` (itself included) that holds a config.yaml, sorted."""
+    root = Path(runs_dir)
+    if not root.exists():
+        raise FileNotFoundError(f"runs dir not found: {root}")
+    return sorted(p.parent for p in root.rglob("config.yaml"))
+
+
+def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """What makes a run distinct, from its config.yaml (read as plain YAML so old configs still load)."""
+    folder = Path(folder)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    training = cfg.get("training") or {}
+    summary_path = folder / "summary.json"
+    try:
+        complete = bool(json.loads(summary_path.read_text()).get("complete")) if summary_path.exists() else False
+    except json.JSONDecodeError:
+        complete = False
+    rel = folder.relative_to(runs_dir).as_posix() if runs_dir is not None else folder.as_posix()
+    rel = folder.resolve().name if rel == "." else rel  # runs_dir is itself the run
+    return {
+        "run": rel,
+        "name": cfg.get("name", ""),
+        "task": (cfg.get("data") or {}).get("task", ""),
+        "strategy": cfg.get("strategy", ""),
+        "seed": int(cfg.get("seed", 0)),
+        "mode": training.get("mode", "reset"),
+        "epochs": int(training.get("epochs", 0)),
+        "oracle": (cfg.get("oracle") or {}).get("kind", ""),
+        "complete": complete,
+    }
+
+
+def _load(runs_dir: str | Path, cls: type) -> pd.DataFrame:
+    """Every row of one kind (a class of ``aplkit.records``) from every run folder, with the run's identity."""
+    fields = list(field_names(cls))
+    frames, skipped = [], []
+    for folder in find_runs(runs_dir):
+        ident = run_identity(folder, runs_dir)
+        rows = RunFolder(folder).read(cls)
+        if not rows:
+            skipped.append(ident["run"])
+            continue
+        part = pd.DataFrame([to_dict(r) for r in rows], columns=fields)
+        for k in reversed(IDENTITY):
+            part.insert(0, k, ident[k])
+        frames.append(part)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *fields])
+    df.attrs["skipped"] = skipped  # folders with a config.yaml but no rows in `filename`
+    df.attrs["incomplete"] = sorted(df.loc[~df["complete"].astype(bool), "run"].unique().tolist()) if len(df) else []
+    return df
+
+
+def load_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × waypoint: eval.jsonl joined with run identity.
+
+    ``trained`` is the number of preference pairs the policy was trained on at that waypoint (float;
+    NaN where the run did not record it).
+
+    Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
+    are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
+    """
+    df = _load(runs_dir, EvalRow)  # older rows have no "trained": NaN
+    for col in ("acquired", "n", "ties", "invalid", "step"):
+        df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
+    for col in ("win_rate", "stderr", "trained"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per acquired pair (acquired.jsonl) with run identity."""
+    df = _load(runs_dir, AcquiredRow)
+    for col in ("bt_prob", "score", "reward0", "reward1"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_train(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × acquisition step × epoch (train.jsonl) with run identity."""
+    df = _load(runs_dir, TrainRow)
+    for col in ("loss", "reward_acc", "margin"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_consistency(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record in consistency.json files under ``runs_dir`` (each file: one dict or a list)."""
+    out: list[dict[str, Any]] = []
+    for p in sorted(Path(runs_dir).rglob("consistency.json")):
+        data = json.loads(p.read_text())
+        out.extend(data if isinstance(data, list) else [data])
+    return out
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def strategy_order(strategies: Iterable[str]) -> list[str]:
+    """The paper's order (random, entropy, certainty, entropy+certainty), then any others sorted."""
+    present = set(strategies)
+    return [s for s in PAPER_ORDER if s in present] + sorted(present - set(PAPER_ORDER))
+
+
+def _mode_value(values: pd.Series) -> Any:
+    counts = values.value_counts()
+    top = counts[counts == counts.max()].index
+    return max(top)  # ties: the larger value (more epochs), deterministic
+
+
+def select_main(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs that belong in Fig 2 / Table 2: per task, reset mode (if any), the commonest oracle and epoch count.
+
+    A runs dir often also holds the online (Fig 5) and epoch-sweep (Fig 6) runs; averaging those
+    into the main curves would be wrong, so they are dropped here and the notes say so.
+    """
+    if df.empty:
+        return df, []
+    keep, notes = [], []
+    for task, g in df.groupby("task", sort=True):
+        runs = g.drop_duplicates("run")
+        sel = runs[runs["mode"] == "reset"] if (runs["mode"] == "reset").any() else runs
+        sel = sel[sel["oracle"] == _mode_value(sel["oracle"])]
+        sel = sel[sel["epochs"] == _mode_value(sel["epochs"])]
+        dropped = len(runs) - len(sel)
+        if dropped:
+            s0 = sel.iloc[0]
+            notes.append(
+                f"{task}: main setting mode={s0['mode']} oracle={s0['oracle']} epochs={s0['epochs']}; {dropped} other run(s) left out of Fig 2 / Table 2"
+            )
+        keep.extend(sel["run"].tolist())
+    return df[df["run"].isin(keep)], notes
+
+
+# --------------------------------------------------------------------------- one run, as it goes
+
+RUN_FILES = {"acquired": AcquiredRow, "train": TrainRow, "eval": EvalRow, "steps": StepRow}
+
+
+def read_run(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """The rows of one run folder's acquired/train/eval/steps.jsonl, keyed by that stem ([] for a missing file).
+
+    Read afresh on every call, so a run that is still going (or was resumed) shows every step so far.
+    """
+    run = RunFolder(run_dir)
+    return {name: [to_dict(r) for r in run.read(cls)] for name, cls in RUN_FILES.items()}
+
+
+__all__ = [
+    "DISPLAY",
+    "IDENTITY",
+    "PAPER_ORDER",
+    "RUN_FILES",
+    "find_runs",
+    "load_acquired",
+    "load_consistency",
+    "load_runs",
+    "load_train",
+    "read_run",
+    "run_identity",
+    "select_main",
+    "strategy_order",
+]

@@ -1,0 +1,214 @@
+"""Results, layer 3: tables as text — Table 2 and every Markdown / LaTeX / CSV formatter.
+
+``table2`` arranges ``stats.winrate_curves`` as the paper's Table 2 (cells "mean ± SE", best per row
+marked); ``to_markdown`` / ``to_latex`` / ``to_csv`` write it; ``significance_markdown`` and
+``efficiency_markdown`` write ``stats.significance_vs_random`` and ``stats.data_efficiency``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aplkit.results.load import DISPLAY, strategy_order
+from aplkit.results.stats import trained_gaps, winrate_curves
+
+# --------------------------------------------------------------------------- Table 2
+
+
+def format_cell(mean: float, se: float) -> str:
+    """The paper's Table 2 cell: mean to 2 d.p. ± standard error to 3 d.p."""
+    return f"{mean:.2f} ± {se:.3f}"
+
+
+def table2(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: rows = acquired size (with a dataset level when several tasks), columns = strategies.
+
+    Cells are ``format_cell`` strings. ``attrs["stats"]`` holds the numeric mean/se/n per cell and
+    ``attrs["best"]`` maps each row key to the strategies with the highest mean (exact ties all marked);
+    the writers below use both.
+    """
+    curves = winrate_curves(df)
+    strategies = strategy_order(curves["strategy"])
+    multi = curves["task"].nunique() > 1
+    index = ["task", "acquired"] if multi else ["acquired"]
+    curves = curves.assign(cell=[format_cell(m, s) for m, s in zip(curves["mean"], curves["se"], strict=True)])
+    table = curves.pivot(index=index, columns="strategy", values="cell").reindex(columns=strategies).fillna("–")
+    table.columns.name = None
+    best: dict[Any, list[str]] = {}
+    for key, g in curves.groupby(index, sort=True):
+        top = g["mean"].max()
+        best[key[0] if not multi else key] = [s for s in strategies if s in set(g.loc[g["mean"] == top, "strategy"])]
+    table.attrs["stats"] = curves.drop(columns="cell")
+    table.attrs["best"] = best
+    return table
+
+
+def _rows(table: pd.DataFrame) -> list[tuple[Any, list[str], list[str]]]:
+    """(row key, header cells for the index, [(strategy, cell)]) with a flag for the best."""
+    out = []
+    best = table.attrs.get("best", {})
+    for key, row in table.iterrows():
+        idx_cells = [str(k) for k in key] if isinstance(key, tuple) else [str(key)]
+        out.append((key, idx_cells, [(s, row[s], s in best.get(key, [])) for s in table.columns]))
+    return out
+
+
+def _footnote(table: pd.DataFrame) -> str:
+    stats = table.attrs.get("stats")
+    if stats is None or stats.empty:
+        return ""
+    ns = sorted(set(stats["n"].astype(int)))
+    text = f"Mean win-rate ± standard error over seeds (n = {', '.join(map(str, ns))}); best per row in bold."
+    if (stats["se_kind"] == "binomial").any():
+        text += " Cells from a single seed use that run's binomial stderr from eval.jsonl."
+    if not trained_gaps(stats).empty:
+        text += (
+            " Size = labels acquired; some runs trained on fewer pairs (ties/invalid labels dropped): see the trained column of the CSV."
+        )
+    return text
+
+
+def _index_names(table: pd.DataFrame) -> list[str]:
+    return ["Dataset", "Size"] if table.index.nlevels > 1 else ["Size"]
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub Markdown of ``table2`` output; the best cell per row in **bold**."""
+    head = [*_index_names(table), *(DISPLAY.get(s, s) for s in table.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(_index_names(table)) + ["---:"] * len(table.columns)) + "|"]
+    for _, idx, cells in _rows(table):
+        body = [f"**{c}**" if b else c for _, c, b in cells]
+        lines.append("| " + " | ".join(idx + body) + " |")
+    foot = _footnote(table)
+    return "\n".join(lines) + ("\n\n" + foot if foot else "") + "\n"
+
+
+def _tex(s: str) -> str:
+    return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
+
+
+def to_latex(table: pd.DataFrame, caption: str | None = None, label: str = "tab:winrate") -> str:
+    """A booktabs LaTeX table of ``table2`` output; the best cell per row in \\textbf{}."""
+    k = len(_index_names(table))
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{" + "l" * k + "c" * len(table.columns) + "}",
+        r"\toprule",
+        " & ".join([*_index_names(table), *(_tex(DISPLAY.get(s, s)) for s in table.columns)]) + r" \\",
+        r"\midrule",
+    ]
+    for _, idx, cells in _rows(table):
+        body = []
+        for _, c, b in cells:
+            c = c.replace("±", r"$\pm$").replace("–", "--")
+            body.append(rf"\textbf{{{c}}}" if b else c)
+        lines.append(" & ".join([_tex(i) for i in idx] + body) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\caption{" + _tex(caption or _footnote(table)) + "}")
+    lines += [r"\label{" + label + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """The raw numbers behind ``table2``: one row per (task, size, strategy) with trained (mean pairs trained on over
+    seeds, blank when unknown), mean, se, n, se_kind, best."""
+    stats = table.attrs["stats"].copy()
+    best = table.attrs.get("best", {})
+    multi = table.index.nlevels > 1
+    stats["best"] = [
+        s in best.get((t, a) if multi else a, []) for t, a, s in zip(stats["task"], stats["acquired"], stats["strategy"], strict=True)
+    ]
+    stats["cell"] = [format_cell(m, s) for m, s in zip(stats["mean"], stats["se"], strict=True)]
+    stats.to_csv(path, index=False)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- significance and data efficiency
+
+
+def _fmt_p(p: float) -> str:
+    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else (f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}")
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def significance_markdown(sig: pd.DataFrame) -> str:
+    """significance_vs_random as Markdown: raw and Holm-adjusted p-values side by side; 'n/a' where there is nothing to test."""
+    rows = []
+    for r in sig.itertuples():
+        se = "n/a" if math.isnan(r.se) else f"{r.se:.3f}"
+        rows.append(
+            [
+                r.task,
+                str(r.acquired),
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.n),
+                f"{r.mean_diff:+.3f}",
+                se,
+                _fmt_p(r.t_p),
+                _fmt_p(r.t_p_holm),
+                _fmt_p(r.wilcoxon_p),
+                _fmt_p(r.wilcoxon_p_holm),
+            ]
+        )
+    header = [
+        "Dataset",
+        "Size",
+        "Strategy",
+        "Seeds",
+        "Δ win-rate vs random",
+        "SE",
+        "paired t p",
+        "t p (Holm)",
+        "Wilcoxon p",
+        "Wilcoxon p (Holm)",
+    ]
+    text = _md(header, rows)
+    text += "\nPaired over seeds run with both the strategy and random; Wilcoxon signed-rank only with ≥ 6 pairs.\n"
+    families = []
+    for task, g in sig.groupby("task", sort=True):
+        m_t, m_w = int(g["t_p"].notna().sum()), int(g["wilcoxon_p"].notna().sum())
+        families.append(f"{task}: {m_t} t-test(s), {m_w} Wilcoxon test(s)")
+    text += (
+        "Holm columns: Holm step-down adjustment (family-wise error) over the family of every test of that kind in this "
+        "table for the same dataset — all strategies vs random at all sizes; tests reported n/a are not in the family"
+        + (f" ({'; '.join(families)})" if families else "")
+        + ".\n"
+    )
+    return text
+
+
+def efficiency_markdown(eff: pd.DataFrame) -> str:
+    """data_efficiency as Markdown, with its caveats as footnotes."""
+    rows, notes = [], []
+    for r in eff.itertuples():
+        labels = "never (in range)" if math.isinf(r.labels_random) else f"{r.labels_random:.0f}"
+        ratio = "∞" if math.isinf(r.ratio) else f"{r.ratio:.2f}×"
+        mark = ""
+        if r.note:
+            notes.append(r.note)
+            mark = f" [{len(notes)}]"
+        rows.append([r.task, DISPLAY.get(r.strategy, r.strategy), str(r.budget), f"{r.win_rate:.3f}", labels + mark, ratio])
+    text = _md(["Dataset", "Strategy", "Labels", "Mean win-rate", "Labels random needs", "Ratio"], rows)
+    text += "\nRandom's mean curve made monotone (running max) and interpolated linearly over its measured sizes.\n"
+    return text + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, 1)) + ("\n" if notes else "")
+
+
+__all__ = [
+    "efficiency_markdown",
+    "format_cell",
+    "significance_markdown",
+    "table2",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+]
