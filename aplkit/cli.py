@@ -69,9 +69,9 @@ def _load_cfg(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)  # validated before torch is imported: a bad input fails in well under a second
     from aplkit.loop import default_out, run_experiment
 
-    cfg = _load_cfg(args)
     out = Path(args.out or cfg.out or default_out(cfg))
     print(f"run folder: {out}", file=sys.stderr)
     res = run_experiment(cfg, out, progress=not args.quiet)

@@ -39,7 +39,7 @@ class ModelConfig:
     def problems(self, prefix: str = "model") -> list[str]:
         from aplkit.models import known_spec  # late import, and no torch: a typo must fail in well under a second
 
-        ok, why = known_spec(self.spec)
+        ok, why = known_spec(self.spec, self.revision)
         return [] if ok else [f"{prefix}.spec: {why}"]
 
 
@@ -64,7 +64,26 @@ class DataConfig:
             out.append(f"{prefix}.min_prompt_tokens: need 0 < min <= max, got {self.min_prompt_tokens}..{self.max_prompt_tokens}")
         if not (self.train_size > 0 and self.test_size > 0):
             out.append(f"{prefix}.train_size/test_size: must be > 0")
+        hub_id = self.hub_id()
+        if hub_id is not None:  # offline, a hub data set must be in the local datasets cache (checked without importing datasets)
+            from aplkit import hubcache
+
+            variable = hubcache.offline_variable(datasets=True)
+            if variable and not hubcache.dataset_in_cache(hub_id):
+                out.append(f"{prefix}.source: {hubcache.not_cached('datasets', hub_id, variable, f'point {prefix}.path at a local copy')}")
         return out
+
+    def hub_id(self) -> str | None:
+        """The hub data set these settings load (``datasets.load_dataset``), or None for local or embedded data."""
+        from aplkit.hubcache import IMDB_HUB_ID, TLDR_HUB_ID
+
+        if self.path:
+            return None
+        if self.task == "tldr" and self.source in ("auto", "hub"):
+            return TLDR_HUB_ID
+        if self.task == "imdb" and self.source == "hub":
+            return IMDB_HUB_ID
+        return None
 
 
 @dataclass

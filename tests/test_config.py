@@ -1,9 +1,13 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from aplkit.config import ConfigError, load_config
 
 
-def test_presets_load_and_paper_table1_is_exact():
+def test_presets_load_and_paper_table1_is_exact(hub_online):
     imdb, tldr = load_config("imdb"), load_config("tldr")
     for c in (imdb, tldr):
         t, a = c.training, c.acquisition
@@ -78,7 +82,65 @@ def test_cli_reports_config_errors_in_one_line_before_loading(capsys):
     assert err.startswith("aplkit: error: acquisition.acquire_batch") and "\n" not in err
 
 
-def test_rouge_oracle_is_never_judged_against_its_own_reference():
+OFFLINE_MODEL = (
+    "model.spec: 'no/such-model' is not in the local hub cache and HF_HUB_OFFLINE is set "
+    "(download it on a machine with network, or point model.spec at a local directory)"
+)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aplkit.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_offline_hub_model_not_in_cache_is_one_cli_line_naming_model_spec(hub_offline, tmp_path):
+    """With HF_HUB_OFFLINE set, a hub id missing from the local cache fails at validation, before torch loads."""
+    with pytest.raises(ConfigError) as e:
+        load_config("imdb-cpu", ["model.spec=no/such-model"])
+    assert str(e.value) == OFFLINE_MODEL
+    out = _cli("run", "imdb-cpu", "--set", "model.spec=no/such-model", "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [f"aplkit: error: {OFFLINE_MODEL}"]
+    assert not (tmp_path / "run").exists()
+    # no torch on that path: validation alone, in a fresh process
+    code = (
+        "import sys; from aplkit.config import ConfigError, load_config\n"
+        "try: load_config('imdb-cpu', ['model.spec=no/such-model'])\n"
+        "except ConfigError: print('torch' in sys.modules)"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr[-2000:]
+
+
+def _tiny_model(folder: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32)).save_pretrained(folder)
+    return folder
+
+
+def test_offline_model_in_the_hub_cache_or_a_local_directory_still_validates(hub_offline, tmp_path):
+    """A tiny model laid out as huggingface_hub caches it (refs/main → snapshots/<commit>/) passes; so does a folder."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub_offline / "hub" / "models--tiny-org--tiny-model"
+    _tiny_model(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    assert load_config("imdb-cpu", ["model.spec=tiny-org/tiny-model"]).model.spec == "tiny-org/tiny-model"
+    with pytest.raises(ConfigError, match="^model.spec: 'tiny-org/tiny-model' is not in the local hub cache"):
+        load_config("imdb-cpu", ["model.spec=tiny-org/tiny-model", "model.revision=v2"])  # another revision is not cached
+    local = _tiny_model(tmp_path / "local-model")
+    assert load_config("imdb-cpu", [f"model.spec={local}"]).model.spec == str(local)
+    # the layout is the real one: transformers, offline, loads the model from that cache
+    code = "from transformers import AutoConfig; print(AutoConfig.from_pretrained('tiny-org/tiny-model').n_embd)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "16", probe.stderr[-2000:]
+
+
+def test_hub_ids_are_taken_as_they_look_when_online(hub_online):
+    assert load_config("imdb-cpu", ["model.spec=no/such-model"]).model.spec == "no/such-model"  # may be downloaded
+
+
+def test_rouge_oracle_is_never_judged_against_its_own_reference(hub_online):
     """ROUGE compares a summary with the human reference, so reference-vs-policy under ROUGE is 1 vs < 1: win-rate 0."""
     from aplkit.evaluation import resolve_against
 

