@@ -361,6 +361,25 @@ def test_report_writes_every_file(tmp_path):
     assert "**0.65 ± 0.000**" in written["table2.md"].read_text()  # main setting (reset, 2 epochs): certainty .65 both seeds
 
 
+def test_report_rewrites_the_same_bytes_for_the_same_runs(tmp_path, monkeypatch):
+    """Re-running the report (make demo) on unchanged runs leaves committed figures untouched: no dates, no versions inside."""
+    from aplkit.results.report import report
+
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        for s, base in (("random", 0.5), ("certainty", 0.55)):
+            make_run(runs, s, seed, {16: base, 32: base + 0.1}, acquired=[(1, 0.8, 1), (2, 0.6, 0)], losses={1: [0.7, 0.5]}, epochs=2)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # two saves at different times (matplotlib's clock for PDF dates)
+    first = {n: p.read_bytes() for n, p in report(runs, tmp_path / "a").items()}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    second = {n: p.read_bytes() for n, p in report(runs, tmp_path / "b").items()}
+    assert any(n.endswith(".pdf") for n in first) and any(n.endswith(".png") for n in first)
+    assert first.keys() == second.keys()
+    assert [n for n in first if first[n] != second[n]] == []
+    for name, data in first.items():
+        assert b"CreationDate" not in data and b"Software" not in data, name
+
+
 def test_results_package_reexports_and_imports_matplotlib_only_for_figures():
     import subprocess
     import sys

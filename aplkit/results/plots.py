@@ -324,12 +324,19 @@ def plot_progress(run: dict[str, list[dict[str, Any]]]) -> Figure:
     return fig
 
 
+# Nothing in a figure file but the figure: the same data gives the same bytes, so re-running the report
+# (make demo) leaves committed figures untouched. Matplotlib would stamp the PDF with the time of saving
+# and both files with its version.
+_PNG_METADATA = {"Software": None}
+_PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
+
+
 def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
-    """Write ``stem``.png and ``stem``.pdf into out_dir and close the figure."""
+    """Write ``stem``.png and ``stem``.pdf into out_dir (byte-for-byte reproducible) and close the figure."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=dpi)
-    fig.savefig(paths[1])
+    fig.savefig(paths[0], dpi=dpi, metadata=_PNG_METADATA)
+    fig.savefig(paths[1], metadata=_PDF_METADATA)
     plt.close(fig)
     return paths
