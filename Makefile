@@ -49,9 +49,11 @@ demo: $(STAMP)
 test: $(STAMP) server-wheel
 	APLKIT_REQUIRE_SERVER=1 $(BIN)/python -m pytest
 
-# Benchmarks (bench/README.md): side by side in one process, ratios printed, JSON under bench/results/.
+# Benchmarks (bench/README.md): side by side in one process, ratios printed. bench and bench-labels
+# refresh the committed JSON under bench/results/; bench-quick is a smoke run and writes
+# runs/bench/compute-quick.json (add --out bench/results/compute-quick.json to refresh the committed one).
 bench-quick: $(STAMP)
-	$(BIN)/python -m bench compute --quick --out bench/results/compute-quick.json
+	$(BIN)/python -m bench compute --quick
 
 bench: $(STAMP) server-wheel
 	$(BIN)/python -m bench compute  # its last section is the memory benchmark

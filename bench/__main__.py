@@ -7,7 +7,8 @@ import sys
 
 USAGE = """usage: python -m bench {compute,memory,labels} [options]
 
-  compute [--quick] [--out bench/results/compute.json] [--skip judge,memory,...]
+  compute [--quick] [--out PATH] [--skip judge,memory,...]
+          JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
           DPO vs TRL DPOTrainer, scorers vs one-at-a-time, batched vs per-prompt generation,
           MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone

@@ -626,19 +626,31 @@ def bench_judge(b: Bench) -> tuple[dict, list[str]]:
 
 
 SECTIONS = ("dpo", "mfu", "certainty", "entropy", "generation", "judge", "memory")
+QUICK_OUT = ROOT / "runs" / "bench" / "compute-quick.json"  # runs/ is not tracked
+
+
+def output_path(quick: bool, out: str | None = None) -> Path:
+    """Where the JSON goes: ``out``, else the committed full results, else (``--quick``) a run-scoped file."""
+    if out:
+        return Path(out)
+    return QUICK_OUT if quick else RESULTS / "compute.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench compute", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer pairs and repeats (a few minutes on 2 cores)")
-    ap.add_argument("--out", help="JSON path (default bench/results/compute.json, or compute-quick.json with --quick)")
+    ap.add_argument(
+        "--out",
+        help="JSON path (default: bench/results/compute.json; with --quick runs/bench/compute-quick.json, "
+        "so a smoke run leaves the committed results alone: --out bench/results/compute-quick.json refreshes them)",
+    )
     ap.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
     args = ap.parse_args(argv)
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
     if skip - set(SECTIONS):
         print(f"bench compute: --skip: unknown section(s) {sorted(skip - set(SECTIONS))} (use {', '.join(SECTIONS)})", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else RESULTS / ("compute-quick.json" if args.quick else "compute.json")
+    out = output_path(args.quick, args.out)
     s = QUICK if args.quick else FULL
     from transformers.utils import logging as hf_logging
 

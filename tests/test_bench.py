@@ -93,3 +93,20 @@ def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
     assert doc["runs"] == 4
     r = next(r for r in doc["significance"] if r["acquired"] == 32)
     assert r["n"] == 2 and r["mean_diff"] == pytest.approx(0.08)  # seeds 0, 1: +0.10, +0.06
+
+
+def test_quick_compute_benchmark_writes_outside_the_tracked_tree():
+    """make bench-quick is a smoke run: its JSON goes under runs/ (ignored), the committed one only on request."""
+    import subprocess
+
+    from bench import compute
+
+    quick = compute.output_path(quick=True)
+    assert quick == compute.ROOT / "runs" / "bench" / "compute-quick.json"
+    assert compute.output_path(quick=False) == compute.RESULTS / "compute.json"  # the full run refreshes the committed file
+    committed = "bench/results/compute-quick.json"
+    assert compute.output_path(quick=True, out=committed) == compute.Path(committed)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(quick)], cwd=compute.ROOT, capture_output=True, timeout=30)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0, f"{quick} is not ignored by git"
