@@ -94,7 +94,7 @@ class Experiment:
             self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size
         )
         test = self.pools.test[: cfg.evaluation.test_prompts]
-        self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir)
+        self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:
