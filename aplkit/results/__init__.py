@@ -3,8 +3,8 @@
 | module | holds |
 |---|---|
 | ``load`` | finding run folders and reading them into DataFrames (``load_runs``, ``load_acquired``, ``load_train``, ``load_consistency``, ``read_run``), run identity, ``select_main``, the paper's strategy order and names |
-| ``stats`` | every statistic: win-rate curves, significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
-| ``tables`` | Table 2 and every Markdown / LaTeX / CSV formatter |
+| ``stats`` | every statistic: win-rate curves and their companions (soft win-rate, reward gap, KL from θ0, LM loss: ``companion_metrics``), significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
+| ``tables`` | Table 2, the companion-metrics table and every Markdown / LaTeX / CSV formatter |
 | ``plots`` | every figure (matplotlib), ``save`` |
 | ``report`` | ``report(runs_dir, out_dir, budget)`` and the blocks it shares with ``aplkit.notebook`` (Fig 2 selection and the task → 'against' lookup, Fig 3 per task, Fig 1/5/6 builders) |
 
