@@ -185,3 +185,16 @@ def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
         SCORERS.pop("longest")
     with pytest.raises(ConfigError, match="strategy: unknown 'longest'"):
         load_config("imdb-cpu", TINY, strategy="longest")
+
+
+def test_first_step_is_common_to_random_and_certainty(tmp_path):
+    """Common random numbers: at θ0 certainty cannot rank, so its step 1 is random's and the two runs agree there."""
+    runs = {}
+    for s in ("random", "certainty"):
+        run_experiment(load_config("imdb-cpu", TINY, strategy=s, seed=2), tmp_path / s, progress=False)
+        runs[s] = (list(read_jsonl(tmp_path / s / "acquired.jsonl")), list(read_jsonl(tmp_path / s / "eval.jsonl")))
+    (ra, re_), (ca, ce) = runs["random"], runs["certainty"]
+    first = [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ra if r["step"] == 1]
+    assert first == [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ca if r["step"] == 1]
+    assert [e["win_rate"] for e in re_ if e["step"] == 1] == [e["win_rate"] for e in ce if e["step"] == 1]
+    assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
