@@ -33,23 +33,26 @@ def make_run(
     complete: bool = True,
     folder: str | None = None,
     trained: dict[int, int] | None = None,
+    cfg: ExperimentConfig | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
     winrates: acquired-set size → win-rate written to eval.jsonl (stderr = binomial, n = n_test).
     acquired: (step, bt_prob, preferred) per acquired pair. losses: step → DPO loss per epoch.
     trained: acquired-set size → pairs trained on, written to eval.jsonl's ``trained``; None writes no
-    ``trained`` field at all, as run folders from before it existed.
+    ``trained`` field at all, as run folders from before it existed. cfg: the config to write (a real
+    preset's, say); by default one is built from the keyword arguments.
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
-    cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
-    cfg.data.task = task
-    cfg.training.mode = mode
-    cfg.training.epochs = epochs
-    cfg.oracle.kind = oracle
-    cfg.acquisition.acquire_batch = m
-    cfg.acquisition.budget = max(sizes) if sizes else m
+    if cfg is None:
+        cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
+        cfg.data.task = task
+        cfg.training.mode = mode
+        cfg.training.epochs = epochs
+        cfg.oracle.kind = oracle
+        cfg.acquisition.acquire_batch = m
+        cfg.acquisition.budget = max(sizes) if sizes else m
     rf = RunFolder(Path(root) / (folder or f"{task}-{mode}-e{epochs}-{oracle}/{strategy}/seed{seed}")).ensure()
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):

@@ -1,6 +1,7 @@
 """bench labels: the table, paired test and data-efficiency figures it prints, and its resume logic.
 
-Run folders are synthetic (nothing is trained); the expected numbers are worked out by hand below.
+Run folders are synthetic (nothing is trained) and exported to compact records as the study commits
+them; the expected numbers are worked out by hand below.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from aplkit.runfolder import RunFolder
+from aplkit.config import load_config
+from aplkit.results.archive import read_record, write_record
 from bench import labels
 from tests.synthetic_runs import make_run
 
@@ -28,13 +30,24 @@ def t2_p(t: float) -> float:
     return 1 - abs(t) / math.sqrt(2 + t * t)
 
 
+PLAN = ["--strategies", "random,certainty", "--set", "acquisition.budget=48"]
+
+
+def _run(out, strategy, seed):
+    """A finished synthetic run with exactly the config the study plans for (strategy, seed)."""
+    wr = RANDOM if strategy == "random" else CERTAINTY[seed]
+    cfg = load_config("imdb-cpu", ["acquisition.budget=48"], strategy=strategy, seed=seed)
+    return make_run(out, strategy, seed, wr, folder=f"{strategy}/seed{seed}", cfg=cfg)
+
+
 @pytest.fixture()
 def bench_runs(tmp_path):
-    out = tmp_path / "runs"
+    """The committed records of a finished 2 strategies × 3 seeds study; returns the records folder."""
+    out, records = tmp_path / "runs", tmp_path / "records"
     for k in range(3):
-        make_run(out, "random", k, RANDOM, folder=f"random/seed{k}")
-        make_run(out, "certainty", k, CERTAINTY[k], folder=f"certainty/seed{k}")
-    return out
+        for s in ("random", "certainty"):
+            write_record(_run(out, s, k), labels.record_path(records, s, k))
+    return records
 
 
 def test_plan_is_seed_major_so_a_partial_benchmark_stays_balanced():
@@ -43,8 +56,9 @@ def test_plan_is_seed_major_so_a_partial_benchmark_stays_balanced():
 
 def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_path):
     res = tmp_path / "labels.json"
-    rc = labels.main(["--report-only", "--strategies", "random,certainty", "--out", str(bench_runs), "--results", str(res)])
+    rc = labels.main(["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "fig")])
     assert rc == 0
+    assert (tmp_path / "fig" / "fig2_winrate.png").exists() and (tmp_path / "fig" / "table2.md").exists()
     doc = json.loads(res.read_text())
     assert doc["runs"] == 6
     sig = {(r["acquired"], r["strategy"]): r for r in doc["significance"]}
@@ -70,24 +84,34 @@ def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_p
     assert "| 32 | 0.58 ± 0.000 | **0.66 ± 0.012** |" in doc["markdown"]
 
 
-def test_rerun_trains_only_the_unfinished_folder(bench_runs, tmp_path, monkeypatch):
-    RunFolder(bench_runs / "certainty" / "seed2").write_json("summary.json", {"complete": False})  # killed before its end
+def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, monkeypatch):
+    """No run folders at all (a fresh clone), one record missing: only that run trains, and its record is written."""
+    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the session stopped before its end
+    out = tmp_path / "fresh-runs"
     calls = []
 
     def fake_run(cfg, run_dir, progress=True):
         calls.append((cfg.strategy, cfg.seed, run_dir))
+        _run(out, cfg.strategy, cfg.seed)
         return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
 
     monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
     res = tmp_path / "labels.json"
-    assert labels.main(["--strategies", "random,certainty", "--out", str(bench_runs), "--results", str(res)]) == 0
-    assert calls == [("certainty", 2, bench_runs / "certainty" / "seed2")]
-    assert json.loads(res.read_text())["config"]["name"] == "imdb-cpu"
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "fig")]
+    assert labels.main(argv) == 0
+    assert calls == [("certainty", 2, out / "certainty" / "seed2")]
+    doc = json.loads(res.read_text())
+    assert doc["config"]["name"] == "imdb-cpu" and doc["runs"] == 6
+    assert read_record(labels.record_path(bench_runs, "certainty", 2))["summary"]["complete"]
+    # a record made with another config is not this experiment: with another lr, everything runs again
+    calls.clear()
+    assert labels.main([*argv, "--set", "training.lr=1e-5"]) == 0
+    assert len(calls) == 6
 
 
 def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
     res = tmp_path / "labels.json"
-    argv = ["--report-only", "--strategies", "random,certainty", "--seeds", "2", "--out", str(bench_runs), "--results", str(res)]
+    argv = ["--report-only", *PLAN, "--seeds", "2", "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]
     assert labels.main(argv) == 0
     doc = json.loads(res.read_text())
     assert doc["runs"] == 4
