@@ -121,17 +121,25 @@ def summarise(out: Path, configs: dict) -> dict:
     table = R.table2(df)
     budget = int(df["acquired"].max())
     sig = R.significance_vs_random(df)
-    eff = R.data_efficiency(df, budget)
+    cmp = R.paired_comparison(df)
+    eff = R.efficiency_intervals(df, budget)
+    acq = R.load_acquired(out)
+    acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
+    wrong = R.confident_errors(acq)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
             f"Win-rate against θ0 (mean ± SE over seeds), {cfg.name}, M={cfg.acquisition.acquire_batch}, S={cfg.acquisition.prompt_batch}, "
             f"{len(df['seed'].unique())} seeds, {cfg.evaluation.test_prompts} test prompts:",
             R.to_markdown(table),
-            "Gain over random (paired by seed):",
+            "Difference from random, paired by seed, with 95 % intervals:",
+            R.comparison_markdown(cmp),
+            "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",
-            R.efficiency_markdown(eff),
+            R.efficiency_interval_markdown(eff),
+            "Confidently wrong acquired pairs (Fig 3 as a number):",
+            R.confident_errors_markdown(wrong),
         ]
     )
     return {
@@ -139,7 +147,9 @@ def summarise(out: Path, configs: dict) -> dict:
         "runs": int(df.groupby(["strategy", "seed"]).ngroups),
         "table2": json.loads(table.to_json(orient="split", default_handler=str)),
         "significance": json.loads(sig.to_json(orient="records")),
+        "comparison": json.loads(cmp.to_json(orient="records")),
         "efficiency": json.loads(eff.to_json(orient="records")),
+        "confident_errors": json.loads(wrong.to_json(orient="records")),
         "markdown": md,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": _commit()},
     }

@@ -10,6 +10,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from aplkit.config import load_config
@@ -117,3 +118,45 @@ def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
     assert doc["runs"] == 4
     r = next(r for r in doc["significance"] if r["acquired"] == 32)
     assert r["n"] == 2 and r["mean_diff"] == pytest.approx(0.08)  # seeds 0, 1: +0.10, +0.06
+
+
+def test_comparison_intervals_power_and_confident_errors_by_hand():
+    import pandas as pd
+    from scipy import stats as st
+
+    from aplkit.results import compare
+
+    d = np.array([0.10, 0.06, 0.08])  # certainty − random at 32 labels in the study above
+    lo, hi = compare.t_interval(d)
+    half = st.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)  # t(0.975, 2 df) = 4.303: 0.08 ± 0.0497
+    assert (lo, hi) == pytest.approx((0.08 - half, 0.08 + half))
+    assert compare.verdict(lo, hi) == "better" and compare.verdict(-0.01, 0.02) == "undecided" and compare.verdict(-0.2, -0.1) == "worse"
+    blo, bhi = compare.bootstrap_interval(d)
+    assert 0.06 - 1e-12 <= blo <= 0.08 <= bhi <= 0.10 + 1e-12  # a resampled mean never leaves the range of the data
+    assert compare.bootstrap_interval(np.array([0.05, 0.05, 0.05])) == (0.05, 0.05)
+    assert compare.probability_of_improvement(np.array([0.1, 0.0, -0.1, 0.2])) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    # a paired t-test needs 10 seeds for 80 % power when the effect equals the spread (d = 1): the textbook value
+    assert compare.seeds_for_power(0.05, effect=0.05) == 10
+    # Fig 3 as a number: 4 pairs with a prediction, of which 2 wrong and confident (> 0.6); the 0.5 pair is left out
+    acq = pd.DataFrame(
+        {
+            "task": "imdb",
+            "strategy": "certainty",
+            "step": 2,
+            "bt_prob": [0.8, 0.3, 0.55, 0.9, 0.5],
+            "preferred": [0, 1, 0, 1, 1],  # wrong (0.8), wrong (0.7), wrong but unsure (0.55), right, none
+        }
+    )
+    ce = compare.confident_errors(acq)
+    assert ce[["pairs", "confident_wrong"]].values.tolist() == [[4, 2]] and ce["share"].iloc[0] == pytest.approx(0.5)
+
+
+def test_study_report_has_intervals_and_efficiency_bootstrap(bench_runs, tmp_path):
+    res = tmp_path / "labels.json"
+    assert labels.main(["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]) == 0
+    doc = json.loads(res.read_text())
+    c = {(r["acquired"], r["strategy"]): r for r in doc["comparison"]}[(32, "certainty")]
+    assert c["n"] == 3 and c["mean_diff"] == pytest.approx(0.08) and c["verdict"] == "better" and c["p_improve"] == 1.0
+    e = {r["strategy"]: r for r in doc["efficiency"]}["certainty"]
+    assert e["ratio"] == pytest.approx(40 / 48) and e["ratio_low"] <= e["ratio"] <= e["ratio_high"]
+    assert "95 % CI (bootstrap)" in doc["markdown"] and "Seeds for 80 % power" in doc["markdown"]
