@@ -35,6 +35,7 @@ def make_run(
     folder: str | None = None,
     trained: dict[int, int] | None = None,
     metrics: Mapping[int, Mapping[str, float | None]] | None = None,
+    cfg: ExperimentConfig | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
@@ -43,16 +44,19 @@ def make_run(
     trained: acquired-set size → pairs trained on, written to eval.jsonl's ``trained``; None writes no
     ``trained`` field at all, as run folders from before it existed. metrics: acquired-set size → values of
     the win-rate's companion fields of ``EvalRow`` (soft_win_rate, soft_stderr, reward_gap, kl, lm_loss, ...).
+    cfg: the config to write (a real
+    preset's, say); by default one is built from the keyword arguments.
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
-    cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
-    cfg.data.task = task
-    cfg.training.mode = mode
-    cfg.training.epochs = epochs
-    cfg.oracle.kind = oracle
-    cfg.acquisition.acquire_batch = m
-    cfg.acquisition.budget = max(sizes) if sizes else m
+    if cfg is None:
+        cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
+        cfg.data.task = task
+        cfg.training.mode = mode
+        cfg.training.epochs = epochs
+        cfg.oracle.kind = oracle
+        cfg.acquisition.acquire_batch = m
+        cfg.acquisition.budget = max(sizes) if sizes else m
     rf = RunFolder(Path(root) / (folder or f"{task}-{mode}-e{epochs}-{oracle}/{strategy}/seed{seed}")).ensure()
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):

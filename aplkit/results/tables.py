@@ -266,7 +266,87 @@ def metrics_to_csv(metrics: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def comparison_markdown(cmp: pd.DataFrame) -> str:
+    """compare.paired_comparison as Markdown: the paired difference with both 95 % intervals and a verdict."""
+    rows = []
+    for r in cmp.itertuples():
+        ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
+        seeds = "n/a" if math.isnan(r.seeds_80) else f"{r.seeds_80:.0f}"
+        rows.append(
+            [
+                r.task,
+                str(r.acquired),
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.n),
+                f"{r.mean_diff:+.3f}",
+                ci(r.t_low, r.t_high),
+                ci(r.boot_low, r.boot_high),
+                f"{r.p_improve:.2f}",
+                r.verdict,
+                seeds,
+            ]
+        )
+    header = [
+        "Dataset",
+        "Size",
+        "Strategy",
+        "Seeds",
+        "Δ vs random",
+        "95 % CI (t)",
+        "95 % CI (bootstrap)",
+        "P(improve)",
+        "Verdict",
+        "Seeds for 80 % power at +0.05",
+    ]
+    text = _md(header, rows)
+    return text + (
+        "\nPaired by seed. Verdict from the t interval: better / worse when it excludes 0, else undecided. "
+        "P(improve): share of seeds on which the strategy beat random (ties ½). Power: paired t-test, α = 0.05, at the observed spread.\n"
+    )
+
+
+def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
+    """compare.efficiency_intervals as Markdown."""
+    rows = []
+    for r in eff.itertuples():
+        fmt = lambda x: "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
+        rows.append(
+            [
+                r.task,
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.budget),
+                f"{r.win_rate:.3f}",
+                fmt(r.ratio),
+                f"[{fmt(r.ratio_low)}, {fmt(r.ratio_high)}]",
+            ]
+        )
+    text = _md(["Dataset", "Strategy", "Labels", "Mean win-rate", "Labels random needs ÷ labels", "95 % bootstrap interval (seeds)"], rows)
+    return text + "\n∞: random's mean curve never reaches that win-rate within the measured range (not a measured saving).\n"
+
+
+def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
+    """compare.confident_errors as Markdown: strategies × steps, share of confidently wrong pairs."""
+    if ce.empty:
+        return "no acquired pairs\n"
+    steps = sorted(ce["step"].unique())
+    rows = []
+    for (task, s), g in ce.groupby(["task", "strategy"], sort=False):
+        by = {int(r.step): r for r in g.itertuples()}
+        cells = [
+            ("n/a" if by[k].pairs == 0 else f"{by[k].share:.2f} ({by[k].confident_wrong}/{by[k].pairs})") if k in by else "" for k in steps
+        ]
+        rows.append([task, DISPLAY.get(s, s), *cells])
+    text = _md(["Dataset", "Strategy", *[f"step {k}" for k in steps]], rows)
+    return (
+        text
+        + f"\nShare of acquired pairs the implicit BT model gets wrong with confidence > {threshold} (pairs at p = 0.5 make no prediction and are left out).\n"
+    )
+
+
 __all__ = [
+    "comparison_markdown",
+    "confident_errors_markdown",
+    "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",
     "metrics_markdown",
