@@ -46,6 +46,7 @@ class ScoringContext:
     acq: AcquisitionConfig
     beta: float
     seed: int  # a per-step seed; derive sub-seeds from it
+    at_theta0: bool = False  # θ_t is θ0 (step 1): every implicit reward is exactly 0, nothing needs computing
 
     def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
@@ -84,6 +85,10 @@ class ScoringContext:
     def fill_rewards(self, cands: Sequence[Candidate]) -> None:
         if not cands:
             return
+        if self.at_theta0:  # r̂ = β(log πθ0 − log πθ0) = 0: no forward pass
+            for c in cands:
+                c.reward0 = c.reward1 = 0.0
+            return
         xs = [c.prompt.text for c in cands]
         ids = [self.completion_ids(c) for c in cands]
         r = self.implicit_rewards(xs + xs, [i[0] for i in ids] + [i[1] for i in ids])
@@ -98,6 +103,8 @@ class ScoringContext:
     def complete_pairs(self, cands: Sequence[Candidate]) -> None:
         """Generate the pair of every candidate that was ranked before it had one (entropy)."""
         todo = [c for c in cands if not c.has_pair]
+        if not todo:
+            return
         for c, fresh in zip(todo, self.pairs([c.prompt for c in todo], seed_offset=2), strict=True):
             c.y0, c.y1, c.y0_ids, c.y1_ids = fresh.y0, fresh.y1, fresh.y0_ids, fresh.y1_ids
 
@@ -118,6 +125,8 @@ class Scorer:
     """Ranks candidates; higher score = acquired first."""
 
     name: str = "scorer"
+    #: every score is the same at θ = θ0 (a function of r̂ alone), so step 1 is a pure tie-break
+    constant_at_theta0: bool = False
 
     def prompts_needed(self, acq: AcquisitionConfig) -> int:
         return acq.prompt_batch
@@ -180,6 +189,7 @@ class CertaintyScorer(Scorer):
     """Preference-model certainty |r̂(x,y1) − r̂(x,y0)| (paper eq. 9): confident predictions first."""
 
     name = "certainty"
+    constant_at_theta0 = True
 
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         ctx.fill_rewards(cands)
@@ -195,10 +205,13 @@ class EntropyCertaintyScorer(CertaintyScorer):
     def prompts_needed(self, acq: AcquisitionConfig) -> int:
         return acq.prompt_batch * acq.entropy_pool
 
+    constant_at_theta0 = False  # the entropy filter still ranks at θ0
+
     def propose(self, ctx: ScoringContext, prompts: Sequence[Prompt]) -> list[Candidate]:
         ranked = EntropyScorer().propose(ctx, prompts)
         keep = [ranked[i] for i in top_k(np.array([c.entropy for c in ranked]), ctx.acq.prompt_batch, ctx.seed)]
-        ctx.complete_pairs(keep)
+        if not ctx.at_theta0:  # at θ0 certainty is 0 for every pair: only the M chosen get one (in acquire)
+            ctx.complete_pairs(keep)
         return keep
 
 
@@ -210,7 +223,18 @@ def top_k(scores: np.ndarray, k: int, seed: int) -> list[int]:
 
 
 def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list[Candidate]:
-    """One acquisition step (Algorithm 1, lines 6–9): M scored candidates with implicit rewards filled in."""
+    """One acquisition step (Algorithm 1, lines 6–9): M scored candidates with implicit rewards filled in.
+
+    At θ = θ0 a scorer whose scores are all equal there (certainty) makes no choice, so it takes
+    random's draw — the same prompts and pairs as the random strategy of the same seed (common random
+    numbers: the first step differs between strategies only where the scorer does) — and no pair
+    is generated or scored for nothing. Its recorded score is the 0 it would have computed.
+    """
+    if ctx.at_theta0 and scorer.constant_at_theta0:
+        chosen = acquire(RandomScorer(), ctx, pool)
+        for c in chosen:
+            c.score = 0.0
+        return chosen
     n = scorer.prompts_needed(ctx.acq)
     if n > len(pool):
         raise ValueError(f"strategy '{scorer.name}' needs {n} prompts per step but the train pool has {len(pool)}")

@@ -149,9 +149,14 @@ class EvaluationConfig:
     waypoints: list[int] = field(default_factory=list)  # acquired-set sizes; empty = every step
     against: Literal["auto", "initial", "reference"] = "auto"  # auto: reference if the task has one (never with ROUGE)
     batch_size: int = 32
+    # LM loss of πθ on held-out text at every waypoint: the first lm_tokens tokens of the first lm_texts
+    # texts of the test split (IMDB: the full reviews); lm_texts = 0 turns it off
+    lm_texts: int = 64
+    lm_tokens: int = 64
 
     def problems(self, prefix: str = "evaluation") -> list[str]:
-        return _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
+        out = _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
+        return out + [f"{prefix}.{n}: must be >= 0, got {getattr(self, n)}" for n in ("lm_texts", "lm_tokens") if not getattr(self, n) >= 0]
 
 
 @dataclass

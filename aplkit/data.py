@@ -245,13 +245,31 @@ def tldr_keep(prompt: str) -> bool:
 # --------------------------------------------------------------------------- loading
 
 
+def held_out_text(prompt: str, reference: str | None = None) -> str:
+    """The whole held-out text of a prompt that has no source text of its own: prompt + reference, or the prompt."""
+    if not reference:
+        return prompt
+    sep = "" if prompt[-1:].isspace() or reference[:1].isspace() else " "
+    return prompt + sep + reference
+
+
 @dataclass
 class PromptPools:
-    """The train pool (acquisition draws from it) and the held-out test pool (win-rate), plus how to rebuild them."""
+    """The train pool (acquisition draws from it) and the held-out test pool (win-rate), plus how to rebuild them.
+
+    ``test_texts`` are the whole texts of the test split, aligned with ``test`` (the evaluation's LM
+    loss reads them): for IMDB the full review each prompt was cut from, for TL;DR and files the
+    prompt followed by its reference where it has one, else the prompt.
+    """
 
     train: list[Prompt]
     test: list[Prompt]
     split: dict[str, Any] = field(default_factory=dict)
+    test_texts: list[str] = field(default_factory=list)
+
+    def held_out_texts(self) -> list[str]:
+        """``test_texts``, or for pools built without them, each test prompt with its reference (``held_out_text``)."""
+        return list(self.test_texts) if self.test_texts else [held_out_text(p.text, p.reference) for p in self.test]
 
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -479,7 +497,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 # --------------------------------------------------------------------------- on-disk cache (embedded IMDB only)
 
-POOLS_CACHE_VERSION = 1  # bump when preprocessing changes what a config produces
+POOLS_CACHE_VERSION = 2  # bump when preprocessing changes what a config produces (2: the test split's full reviews)
 
 
 def _cache_path(cfg: Any, tokenizer: Any) -> Path:
@@ -499,7 +517,12 @@ def _cache_path(cfg: Any, tokenizer: Any) -> Path:
 def _read_cache(path: Path) -> PromptPools | None:
     try:
         blob = json.loads(path.read_text(encoding="utf-8"))
-        return PromptPools(train=[Prompt(**r) for r in blob["train"]], test=[Prompt(**r) for r in blob["test"]], split=blob["split"])
+        return PromptPools(
+            train=[Prompt(**r) for r in blob["train"]],
+            test=[Prompt(**r) for r in blob["test"]],
+            split=blob["split"],
+            test_texts=[str(t) for t in blob["test_texts"]],
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or unreadable: rebuild
 
@@ -508,7 +531,12 @@ def _write_cache(path: Path, pools: PromptPools) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        blob = {"train": [asdict(p) for p in pools.train], "test": [asdict(p) for p in pools.test], "split": pools.split}
+        blob = {
+            "train": [asdict(p) for p in pools.train],
+            "test": [asdict(p) for p in pools.test],
+            "split": pools.split,
+            "test_texts": pools.test_texts,
+        }
         tmp.write_text(json.dumps(blob, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:  # a read-only cache only costs the rebuild next time
@@ -542,6 +570,10 @@ def load_pools(cfg: Any, tokenizer: Any = None) -> PromptPools:
             return hit
     frames, what, origin = {"imdb": _imdb_frames, "tldr": _tldr_frames, "file": _file_frames}[cfg.task](cfg)
     train, test = _split_frames(frames, cfg, what)
+    refs = test["reference"].tolist() if "reference" in test.columns else [None] * len(test)
+    test_texts = [
+        str(t) if truncate else held_out_text(str(t), None if _missing(r) else str(r)) for t, r in zip(test["text"], refs, strict=True)
+    ]  # before IMDB's prompts are cut: the full reviews
     if truncate:
         for frame in (train, test):
             ns = [prompt_length(cfg.split_seed, i, cfg.min_prompt_tokens, cfg.max_prompt_tokens) for i in frame["id"]]
@@ -558,7 +590,7 @@ def load_pools(cfg: Any, tokenizer: Any = None) -> PromptPools:
         "train_ids": train["id"].astype(str).tolist(),
         "test_ids": test["id"].astype(str).tolist(),
     }
-    pools = PromptPools(train=_prompts(train), test=_prompts(test), split=split)
+    pools = PromptPools(train=_prompts(train), test=_prompts(test), split=split, test_texts=test_texts)
     if cache is not None:
         _write_cache(cache, pools)
     return pools

@@ -3,6 +3,18 @@
 The baseline is θ0's own completions (IMDB) or the human references (TLDR). θ0's test
 completions are sampled once per run at the test temperature and stored in the run
 folder, so every waypoint is judged against the same baseline text.
+
+The win-rate scores each prompt 0, ½ or 1, so at 64 prompts its standard error is about 0.06.
+Beside it every waypoint records companions from the same test prompts and judgements
+(``EvalRow``), each a mean over prompts with its standard error s/√n where it has one:
+
+* soft win-rate: the oracle's own P(policy ≻ baseline) (``Label.p_y1``), for oracles that give one;
+* reward gap: s(x, policy) − s(x, baseline) for an oracle that scores each text (``Oracle.pointwise``);
+* KL from θ0 along the policy's test completions (``completion_kl``), and
+* the LM loss of πθ (and once, of θ0) on held-out text (``mean_token_nll``).
+
+The last two guard against a win bought with degenerate text: a policy that drifts far from θ0
+or forgets how reviews read shows it there before it shows in the win-rate.
 """
 
 from __future__ import annotations
@@ -10,10 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aplkit.records import BaselineRow, EvalPairRow, EvalRow, Label
 from aplkit.runfolder import RunFolder
 from aplkit.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from aplkit.generation import Sample
 
 
 @dataclass
@@ -49,6 +65,48 @@ def win_rate(labels: Sequence[Label], policy_index: int = 1) -> WinRate:
     return WinRate(mean, math.sqrt(var / n), n, ties, invalid)
 
 
+@dataclass
+class MeanSE:
+    mean: float
+    stderr: float  # s/√n (0 for a single value)
+    n: int
+
+
+def mean_se(values: Sequence[float]) -> MeanSE | None:
+    """Mean and standard error s/√n (s with ddof 1; 0 for n = 1) of per-prompt values; None when there are none."""
+    xs = [float(v) for v in values]
+    n = len(xs)
+    if n == 0:
+        return None
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
+    return MeanSE(mean, math.sqrt(var / n), n)
+
+
+def policy_probability(label: Label, policy_index: int = 1) -> float | None:
+    """The oracle's own P(policy ≻ baseline) for one label (``Label.p_y1`` with the policy at ``policy_index``)."""
+    p = label.p_y1
+    return None if p is None else (p if policy_index == 1 else 1.0 - p)
+
+
+def soft_win_rate(labels: Sequence[Label], policy_index: int = 1) -> MeanSE | None:
+    """Mean over prompts of the oracle's P(policy ≻ baseline), with its SE; None when the oracle gives no probability.
+
+    The same judgements as ``win_rate``, without rounding each to 0, ½ or 1, so its standard error is
+    smaller. A verdict without a probability (an invalid answer, a person) is left out.
+    """
+    return mean_se([p for p in (policy_probability(lab, policy_index) for lab in labels) if p is not None])
+
+
+def reward_gaps(oracle, prompts: Sequence[str], policy: Sequence[str], baseline: Sequence[str]) -> list[float] | None:
+    """Per prompt s(x, policy) − s(x, baseline) under the oracle's own score (``Oracle.pointwise``); None without one."""
+    n = len(prompts)
+    scores = oracle.pointwise([*prompts, *prompts], [*policy, *baseline])
+    if scores is None:
+        return None
+    return [float(scores[i]) - float(scores[n + i]) for i in range(n)]
+
+
 def resolve_against(against: str, has_references: bool, oracle_kind: str | None = None) -> str:
     """``auto`` → the human references when the task has them (TLDR), else θ0's completions (IMDB).
 
@@ -76,12 +134,21 @@ class Evaluator:
 
     Holds the test prompts, the baseline (θ0's completions, sampled once and stored in the run
     folder, or the human references) and the oracle, and writes one ``EvalRow`` per waypoint and
-    one ``EvalPairRow`` per test prompt.
+    one ``EvalPairRow`` per test prompt. ``lm_texts`` are the held-out texts the LM loss reads
+    (``PromptPools.held_out_texts()``; default: each test prompt with its reference).
     """
 
-    def __init__(self, cfg, models, test: Sequence, oracle, ledger, run: RunFolder):
+    def __init__(self, cfg, models, test: Sequence, oracle, ledger, run: RunFolder, lm_texts: Sequence[str] | None = None):
         self.cfg, self.models, self.test, self.oracle, self.ledger, self.run = cfg, models, list(test), oracle, ledger, run
         self.against = resolve_against(cfg.evaluation.against, all(p.reference for p in self.test), cfg.oracle.kind)
+        if lm_texts is None:
+            from aplkit.data import held_out_text
+
+            lm_texts = [held_out_text(p.text, p.reference) for p in self.test]
+        self.lm_texts = list(lm_texts)[: cfg.evaluation.lm_texts]
+        self._lm_ids: list[list[int]] | None = None
+        self._lm_theta0: float | None = None
+        self._prompt_ids: list[list[int]] | None = None
 
     def baseline(self) -> list[str]:
         """θ0's test completions (made once, stored) or the human references."""
@@ -90,16 +157,16 @@ class Evaluator:
         rows = self.run.read(BaselineRow)
         if len(rows) == len(self.test):
             return [r.completion for r in rows]
-        ys = self.sample(self.models.reference, derive_seed(self.cfg.seed, "baseline"))
+        ys = [s.text for s in self.sample(self.models.reference, derive_seed(self.cfg.seed, "baseline"))]
         self.run.replace(BaselineRow, [BaselineRow(p.id, p.text, y) for p, y in zip(self.test, ys, strict=True)])
         return ys
 
-    def sample(self, model, seed: int) -> list[str]:
-        """One completion per test prompt at the test temperature (paper §5.3: T = 0.25)."""
-        from aplkit.generation import sample_completions
+    def sample(self, model, seed: int) -> list[Sample]:
+        """One completion per test prompt at the test temperature (paper §5.3: T = 0.25), as the sampled ids and their text."""
+        from aplkit.generation import sample
 
         e, a = self.cfg.evaluation, self.cfg.acquisition
-        out = sample_completions(
+        out = sample(
             model,
             self.models.tokenizer,
             [p.text for p in self.test],
@@ -111,20 +178,83 @@ class Evaluator:
         )
         return [o[0] for o in out]
 
+    def kl(self, samples: Sequence[Sample]) -> list[float]:
+        """Per test prompt x, Σ_t KL(πθ(·|x, y<t) ‖ πθ0(·|x, y<t)) along the policy's own evaluation completion y.
+
+        y is the sampled ids (EOS included when the policy stopped), drawn by the evaluation sampler at
+        ``evaluation.temperature`` (0.25 by default); the distributions compared are the full next-token
+        distributions at T = 1, from one forward pass of each model (``generation.completion_kl``). So this
+        is the divergence along the policy's test completions, not a Monte-Carlo estimate of the KL of the
+        T = 1 sequence distributions (that would need samples at T = 1). Exactly 0 at θ = θ0.
+        """
+        from aplkit.generation import completion_kl, prompt_ids
+
+        if self._prompt_ids is None:
+            self._prompt_ids = prompt_ids(self.models.tokenizer, [p.text for p in self.test])
+        m = self.models
+        kl = completion_kl(
+            m.policy, m.reference, self._prompt_ids, [s.ids for s in samples], m.tokenizer.pad_token_id, self.cfg.evaluation.batch_size
+        )
+        return kl.tolist()
+
+    def lm_loss(self, model) -> float | None:
+        """Mean per-token NLL of ``model`` on the first ``evaluation.lm_tokens`` tokens of each held-out text; None when off."""
+        from aplkit.generation import mean_token_nll
+
+        e = self.cfg.evaluation
+        if not self.lm_texts or e.lm_tokens < 2:
+            return None
+        if self._lm_ids is None:
+            ids = self.models.tokenizer(self.lm_texts, add_special_tokens=True)["input_ids"]
+            self._lm_ids = [list(t[: e.lm_tokens]) for t in ids]
+        return mean_token_nll(model, self._lm_ids, self.models.tokenizer.pad_token_id, e.batch_size)
+
+    def lm_loss_theta0(self) -> float | None:
+        """``lm_loss`` of θ0, computed once per run (θ0 never changes)."""
+        if self._lm_theta0 is None:
+            self._lm_theta0 = self.lm_loss(self.models.reference)
+        return self._lm_theta0
+
     def evaluate(self, step: int, acquired: int, trained: int | None = None) -> EvalRow:
-        """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts.
+        """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts, and its companions.
 
         ``acquired`` is t·M labels paid for; ``trained`` the pairs X_P held (ties and invalid answers excluded).
         """
         from aplkit.oracles.labelling import label_pairs
 
         base = self.baseline()
-        ys = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"))
-        pairs = [(p.text, b, y) for p, b, y in zip(self.test, base, ys, strict=True)]
+        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"))
+        ys = [s.text for s in samples]
+        prompts = [p.text for p in self.test]
+        pairs = list(zip(prompts, base, ys, strict=True))
         labels = label_pairs(self.oracle, self.ledger, pairs, derive_seed(self.cfg.seed, "eval-order"), purpose="eval")
-        for p, b, y, lab in zip(self.test, base, ys, labels, strict=True):
-            self.run.add(EvalPairRow(step, p.id, p.text, b, y, lab.preferred, lab.tie))
+        gaps = reward_gaps(self.oracle, prompts, ys, base)
+        kls = self.kl(samples)
+        per_gap = gaps if gaps is not None else [None] * len(self.test)
+        for p, b, y, lab, g, k in zip(self.test, base, ys, labels, per_gap, kls, strict=True):
+            self.run.add(EvalPairRow(step, p.id, p.text, b, y, lab.preferred, lab.tie, policy_probability(lab), g, k))
         wr = win_rate(labels, policy_index=1)
-        row = EvalRow(step, acquired, wr.win_rate, wr.stderr, wr.n, wr.ties, wr.invalid, self.against, trained)
+        soft = soft_win_rate(labels, policy_index=1)
+        gap = mean_se(gaps) if gaps is not None else None
+        kl = mean_se(kls)
+        row = EvalRow(
+            step,
+            acquired,
+            wr.win_rate,
+            wr.stderr,
+            wr.n,
+            wr.ties,
+            wr.invalid,
+            self.against,
+            trained,
+            soft_win_rate=soft.mean if soft else None,
+            soft_stderr=soft.stderr if soft else None,
+            reward_gap=gap.mean if gap else None,
+            reward_gap_stderr=gap.stderr if gap else None,
+            kl=kl.mean if kl else None,
+            kl_stderr=kl.stderr if kl else None,
+            lm_loss=self.lm_loss(self.models.policy),
+            lm_loss_theta0=self.lm_loss_theta0(),
+        )
         self.run.add(row)
         return row

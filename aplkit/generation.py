@@ -54,15 +54,19 @@ def tokenize_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str]
     return p, c
 
 
+def next_token_logits(model, batch: EncodedPairs) -> torch.Tensor:
+    """fp32 logits of the distribution of token t+1 at every position t < L−1 ([B, L−1, V], on the model's device)."""
+    device = next(model.parameters()).device
+    with autocast(model):
+        logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+    return logits[:, :-1].float()
+
+
 def completion_logprobs(model, batch: EncodedPairs) -> torch.Tensor:
     """Σ_t log p(y_t | x, y_<t) over completion tokens, one value per row (differentiable)."""
-    device = next(model.parameters()).device
-    ids = batch.input_ids.to(device)
-    attn = batch.attention_mask.to(device)
-    with autocast(model):
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-    targets = ids[:, 1:]
-    mask = batch.completion_mask[:, 1:].to(device).float()
+    logits = next_token_logits(model, batch)
+    targets = batch.input_ids[:, 1:].to(logits.device)
+    mask = batch.completion_mask[:, 1:].to(logits.device).float()
     token_lp = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
     return (token_lp * mask).sum(-1)
 
@@ -80,22 +84,71 @@ def sequence_logprobs(
     return ids_logprobs(model, p_ids, c_ids, tokenizer.pad_token_id, batch_size)
 
 
+def _by_length(prompt_ids, completion_ids, batch_size: int):
+    """Micro-batches of row indices sorted by length, so each pads little (callers restore the order)."""
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(completion_ids[i]))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def ids_logprobs(model, prompt_ids, completion_ids, pad_id: int, batch_size: int = 32) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    out = []
+    out, order = [], []
     # Sort by length so each micro-batch pads little; restore order at the end.
-    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(completion_ids[i]))
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
+    for idx in _by_length(prompt_ids, completion_ids, batch_size):
         batch = encode_ids([prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], pad_id)
         out.append(completion_logprobs(model, batch).cpu())
+        order += idx
     model.train(was_training)
     flat = torch.cat(out) if out else torch.zeros(0)
     result = torch.empty_like(flat)
     result[torch.tensor(order, dtype=torch.long)] = flat
     return result
+
+
+@torch.no_grad()
+def completion_kl(policy, reference, prompt_ids, completion_ids, pad_id: int, batch_size: int = 32) -> torch.Tensor:
+    """Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)) over each completion's positions, one value per (x, y) (CPU float64).
+
+    Full next-token distributions at temperature 1 from one forward pass of each model on the same
+    right-padded batch, along the given completion ids (EOS included when the sampler stopped); no
+    sampling. Identical models give identical logits and so exactly 0; per-token values are clamped
+    at 0 against rounding.
+    """
+    out = torch.zeros(len(prompt_ids), dtype=torch.float64)
+    was_training = policy.training
+    policy.eval()
+    try:
+        for idx in _by_length(prompt_ids, completion_ids, batch_size):
+            batch = encode_ids([prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], pad_id)
+            mask = batch.completion_mask[:, 1:].bool()
+            if not mask.any():
+                continue
+            p_logits, q_logits = next_token_logits(policy, batch), next_token_logits(reference, batch)
+            lp = F.log_softmax(p_logits[mask.to(p_logits.device)], dim=-1)
+            lq = F.log_softmax(q_logits[mask.to(q_logits.device)].to(lp.device), dim=-1)
+            per_token = (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0).double().cpu()
+            rows = torch.tensor(idx, dtype=torch.long)[mask.nonzero()[:, 0]]
+            out.index_add_(0, rows, per_token)
+    finally:
+        policy.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def mean_token_nll(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32) -> float | None:
+    """Mean negative log-likelihood per predicted token: −Σ log p(t_k | t_<k) over k ≥ 2 of every text, over their count.
+
+    The first token of each text has no context and is not predicted; texts of fewer than two tokens
+    add nothing; None when no token is predicted. Computed with ``ids_logprobs`` (first token as the
+    "prompt", the rest as the "completion").
+    """
+    rows = [list(t) for t in token_ids if len(t) >= 2]
+    if not rows:
+        return None
+    lp = ids_logprobs(model, [r[:1] for r in rows], [r[1:] for r in rows], pad_id, batch_size)
+    return float(-lp.double().sum()) / sum(len(r) - 1 for r in rows)
 
 
 @dataclass

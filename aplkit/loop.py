@@ -94,7 +94,7 @@ class Experiment:
             self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size
         )
         test = self.pools.test[: cfg.evaluation.test_prompts]
-        self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir)
+        self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:
@@ -110,7 +110,8 @@ class Experiment:
 
     def scoring_context(self, t: int) -> ScoringContext:
         m, cfg = self.models, self.cfg
-        return ScoringContext(m.policy, m.reference, m.tokenizer, cfg.acquisition, cfg.training.beta, derive_seed(cfg.seed, t, "acquire"))
+        seed = derive_seed(cfg.seed, t, "acquire")
+        return ScoringContext(m.policy, m.reference, m.tokenizer, cfg.acquisition, cfg.training.beta, seed, at_theta0=t == 1)  # θ_1 = θ0
 
     def label(self, t: int, cands: Sequence[Candidate]) -> list[AcquiredRow]:
         """The oracle's labels for X_M; each row is stored in the run folder as it is made (X_P's durable copy)."""

@@ -207,6 +207,16 @@ class EvalRow:
     invalid: int
     against: str  # initial (θ0's completions) | reference (human completions)
     trained: int | None = None  # pairs in X_P the policy was trained on (ties and invalid excluded); None: older runs
+    # Companions of the win-rate from the same test prompts (``aplkit.evaluation``); None where not
+    # measured (an oracle without probabilities or scores, evaluation.lm_texts = 0, older runs).
+    soft_win_rate: float | None = None  # mean over prompts of the oracle's own P(policy ≻ baseline)
+    soft_stderr: float | None = None  # s/√n over prompts
+    reward_gap: float | None = None  # mean over prompts of s(x, policy) − s(x, baseline), pointwise oracles only
+    reward_gap_stderr: float | None = None
+    kl: float | None = None  # mean over prompts of Σ_t KL(πθ ‖ πθ0) along the policy's test completion (nats)
+    kl_stderr: float | None = None
+    lm_loss: float | None = None  # mean per-token NLL of πθ on held-out texts (nats/token)
+    lm_loss_theta0: float | None = None  # the same for θ0 (once per run): lm_loss − lm_loss_theta0 is the change
 
 
 @dataclass
@@ -220,6 +230,9 @@ class EvalPairRow:
     policy: str
     preferred: int | None  # 1: policy wins, 0: baseline wins, None: tie or invalid
     tie: bool
+    p_policy: float | None = None  # the oracle's own P(policy ≻ baseline), where it gives one
+    reward_gap: float | None = None  # s(x, policy) − s(x, baseline) for a pointwise oracle
+    kl: float | None = None  # Σ_t KL(πθ ‖ πθ0) along the policy's completion (nats)
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """Label efficiency: does active acquisition reach a win-rate with fewer oracle labels than random?
 
-Runs every strategy over K seeds on one config (default: the CPU preset), each as a
-normal resumable run folder, so the benchmark can be stopped and continued. Then prints
-a Table-2-style table, each strategy's gain over random with a paired test, and the
-data-efficiency ratio (labels random needs to match each strategy at the budget).
+Runs every strategy over K seeds on one config (default: the CPU preset). Each run is a normal
+resumable run folder under ``--out``; when it finishes, its compact record (``aplkit.results.archive``:
+config, eval/train/step rows, per-pair ranking and label; no texts, weights or ledgers) is written to
+``--records`` — commit those. A planned run whose record is already in the repository is not run
+again, so a study continues on a fresh clone where the last session stopped, and ``--report-only``
+rebuilds every table and figure from the records alone.
 
     python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 3 seeds
+    python -m bench labels --report-only         # tables and figures from bench/results/labels/imdb-cpu/
     python -m bench labels --seeds 9 --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
 """
 
@@ -15,21 +18,24 @@ import argparse
 import json
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-STRATEGIES = ("random", "certainty", "entropy", "entropy+certainty")
+PAPER = ("random", "certainty", "entropy", "entropy+certainty")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench labels", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--strategies", default=",".join(PAPER), help="any registered scorers, comma-separated")
     p.add_argument("--seeds", type=int, default=3, help="K seeds (0..K-1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="runs/bench-labels")
-    p.add_argument("--results", default="bench/results/labels.json")
-    p.add_argument("--report-only", action="store_true", help="only summarise the run folders already there")
+    p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
+    p.add_argument("--records", default=None, help="compact records, committed (default bench/results/labels/<config name>)")
+    p.add_argument("--results", default=None, help="summary JSON (default <records>/summary.json)")
+    p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
+    p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
     return p.parse_args(argv)
 
 
@@ -38,68 +44,112 @@ def plan(strategies: list[str], seeds: int) -> list[tuple[str, int]]:
     return [(s, k) for k in range(seeds) for s in strategies]
 
 
+def record_path(records: Path, strategy: str, seed: int) -> Path:
+    return records / strategy.replace("+", "_") / f"seed{seed}.json"
+
+
+def recorded(path: Path, cfg) -> bool:
+    """The record of this exact experiment is in the repository (a record of another config is not)."""
+    from aplkit.config import ExperimentConfig, config_diff
+    from aplkit.results.archive import read_record
+
+    if not path.exists():
+        return False
+    rec = read_record(path)
+    same = config_diff(rec["config"], cfg.to_dict(), ("out",), ExperimentConfig().to_dict()) is None
+    return same and bool(rec["summary"].get("complete"))
+
+
 def main(argv: list[str] | None = None) -> int:
     from aplkit.config import load_config
     from aplkit.loop import run_experiment
-    from aplkit.runfolder import RunFolder
+    from aplkit.results.archive import write_record
 
     args = parse(argv or [])
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     configs = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+    name = next(iter(configs.values())).name
+    records = Path(args.records or Path("bench/results/labels") / name)
     out = Path(args.out)
     t0 = time.perf_counter()
     if not args.report_only:
         for i, ((s, k), cfg) in enumerate(configs.items(), 1):
-            run = out / s.replace("+", "_") / f"seed{k}"
-            if RunFolder(run).complete:
-                print(f"[{i}/{len(configs)}] {s} seed {k}: complete, skipped", flush=True)
+            rec = record_path(records, s, k)
+            if recorded(rec, cfg):
+                print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)
                 continue
             t = time.perf_counter()
+            run = out / s.replace("+", "_") / f"seed{k}"
             res = run_experiment(cfg, run, progress=False)
+            write_record(run, rec)
             curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
-            print(f"[{i}/{len(configs)}] {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s)", flush=True)
-    summary = summarise(out, configs)
+            print(f"[{i}/{len(configs)}] {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s) → {rec} (commit it)", flush=True)
+    summary = report(records, configs, Path(args.figures or records / "figures"))
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(summary, indent=2, default=str))
+    results = Path(args.results or records / "summary.json")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(summary, indent=2, default=str))
     print(summary["markdown"])
-    print(f"results → {args.results}")
+    print(f"results → {results}")
     return 0
+
+
+def report(records: Path, configs: dict, figures: Path) -> dict:
+    """Tables and figures from the planned runs' records alone (materialised into a temporary folder)."""
+    from aplkit.results.archive import materialise
+
+    paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = materialise(paths, tmp)
+        summary = summarise(root, configs)
+        if summary.get("runs"):
+            from aplkit.results.report import report as write_report
+
+            write_report(root, figures)
+    summary["records"] = [str(p) for p in paths]
+    return summary
 
 
 def summarise(out: Path, configs: dict) -> dict:
     from aplkit import results as R
-    from aplkit.runfolder import RunFolder
 
     df = R.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
         df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
     if df.empty:
-        return {"markdown": "no finished waypoints yet", "runs": 0}
+        return {"markdown": "no finished runs recorded yet", "runs": 0}
     table = R.table2(df)
     budget = int(df["acquired"].max())
     sig = R.significance_vs_random(df)
-    eff = R.data_efficiency(df, budget)
-    seconds = [(RunFolder(out / r).read_json("summary.json") or {}).get("wall_seconds") for r in sorted(df["run"].unique())]
+    cmp = R.paired_comparison(df)
+    eff = R.efficiency_intervals(df, budget)
+    acq = R.load_acquired(out)
+    acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
+    wrong = R.confident_errors(acq)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
             f"Win-rate against θ0 (mean ± SE over seeds), {cfg.name}, M={cfg.acquisition.acquire_batch}, S={cfg.acquisition.prompt_batch}, "
             f"{len(df['seed'].unique())} seeds, {cfg.evaluation.test_prompts} test prompts:",
             R.to_markdown(table),
-            "Gain over random (paired by seed):",
+            "Difference from random, paired by seed, with 95 % intervals:",
+            R.comparison_markdown(cmp),
+            "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",
-            R.efficiency_markdown(eff),
+            R.efficiency_interval_markdown(eff),
+            "Confidently wrong acquired pairs (Fig 3 as a number):",
+            R.confident_errors_markdown(wrong),
         ]
     )
     return {
         "config": cfg.to_dict(),
         "runs": int(df.groupby(["strategy", "seed"]).ngroups),
-        "run_seconds": seconds,
         "table2": json.loads(table.to_json(orient="split", default_handler=str)),
         "significance": json.loads(sig.to_json(orient="records")),
+        "comparison": json.loads(cmp.to_json(orient="records")),
         "efficiency": json.loads(eff.to_json(orient="records")),
+        "confident_errors": json.loads(wrong.to_json(orient="records")),
         "markdown": md,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": _commit()},
     }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from aplkit.config import ExperimentConfig
@@ -33,28 +34,35 @@ def make_run(
     complete: bool = True,
     folder: str | None = None,
     trained: dict[int, int] | None = None,
+    metrics: Mapping[int, Mapping[str, float | None]] | None = None,
+    cfg: ExperimentConfig | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
     winrates: acquired-set size → win-rate written to eval.jsonl (stderr = binomial, n = n_test).
     acquired: (step, bt_prob, preferred) per acquired pair. losses: step → DPO loss per epoch.
     trained: acquired-set size → pairs trained on, written to eval.jsonl's ``trained``; None writes no
-    ``trained`` field at all, as run folders from before it existed.
+    ``trained`` field at all, as run folders from before it existed. metrics: acquired-set size → values of
+    the win-rate's companion fields of ``EvalRow`` (soft_win_rate, soft_stderr, reward_gap, kl, lm_loss, ...).
+    cfg: the config to write (a real
+    preset's, say); by default one is built from the keyword arguments.
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
-    cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
-    cfg.data.task = task
-    cfg.training.mode = mode
-    cfg.training.epochs = epochs
-    cfg.oracle.kind = oracle
-    cfg.acquisition.acquire_batch = m
-    cfg.acquisition.budget = max(sizes) if sizes else m
+    if cfg is None:
+        cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
+        cfg.data.task = task
+        cfg.training.mode = mode
+        cfg.training.epochs = epochs
+        cfg.oracle.kind = oracle
+        cfg.acquisition.acquire_batch = m
+        cfg.acquisition.budget = max(sizes) if sizes else m
     rf = RunFolder(Path(root) / (folder or f"{task}-{mode}-e{epochs}-{oracle}/{strategy}/seed{seed}")).ensure()
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):
         p = winrates[size]
         row = EvalRow(step, size, p, math.sqrt(p * (1 - p) / n_test), n_test, 0, 0, "initial", None if trained is None else trained[size])
+        row = replace(row, **dict((metrics or {}).get(size, {})))
         if trained is None:  # as a run folder from before ``trained`` existed wrote it: no such field at all
             d = to_dict(row)
             d.pop("trained")

@@ -29,8 +29,8 @@ class ControlledContext(ScoringContext):
     samples (drawn with their log-probs) are ``samples``; a fresh pair is ``p.text + "/a"``, ``"/b"``.
     """
 
-    def __init__(self, acq, samples, lp_policy, lp_ref, seed=0, pairs=None):
-        super().__init__(None, None, None, acq, BETA, seed)
+    def __init__(self, acq, samples, lp_policy, lp_ref, seed=0, pairs=None, at_theta0=False):
+        super().__init__(None, None, None, acq, BETA, seed, at_theta0)
         self.samples, self.lp_policy, self.lp_ref = samples, lp_policy, lp_ref
         self.pair_texts = pairs or {}
         self.ids: dict[str, list[int]] = {}
@@ -182,3 +182,26 @@ def test_candidate_bt_prob_is_sigmoid_of_reward_gap():
     c = Candidate(Prompt("a", "x"), "y0", "y1", reward0=0.3, reward1=-0.2)
     assert c.bt_prob == pytest.approx(1 / (1 + math.exp(0.5)))
     assert Candidate(Prompt("a", "x"), "y0", "y1").bt_prob is None
+
+
+def test_at_theta0_certainty_takes_randoms_draw_and_computes_nothing():
+    """At θ0 every |r̂1 − r̂0| is 0: certainty's step 1 is random's (same prompts, same pairs), with no pair wasted."""
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=8)
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2)
+
+    class NoLogprobs(ControlledContext):
+        def logprobs(self, which, prompts, completions):
+            raise AssertionError("no forward pass is needed at θ0")
+
+    rnd = acquire(get_scorer("random"), NoLogprobs(acq, samples, lp_pol, lp_ref, seed=5, at_theta0=True), prompts)
+    ctx = NoLogprobs(acq, samples, lp_pol, lp_ref, seed=5, at_theta0=True)
+    cert = acquire(get_scorer("certainty"), ctx, prompts)
+    assert [(c.prompt.id, c.y0, c.y1) for c in cert] == [(c.prompt.id, c.y0, c.y1) for c in rnd]
+    assert ctx.calls == [(2, 2)]  # M pairs generated, not S
+    assert all(c.score == 0.0 and c.reward0 == c.reward1 == 0.0 and c.bt_prob == 0.5 for c in cert)
+    # entropy+certainty still filters by entropy at θ0, then generates pairs only for the M it keeps
+    acq2 = AcquisitionConfig(prompt_batch=4, acquire_batch=2, entropy_samples=4, entropy_pool=2)
+    ctx2 = NoLogprobs(acq2, samples, lp_pol, lp_ref, seed=5, at_theta0=True)
+    ec = acquire(get_scorer("entropy+certainty"), ctx2, prompts)
+    assert ctx2.calls == [(8, 4), (2, 2)]
+    assert {c.prompt.text for c in ec} <= {"x4", "x5", "x6", "x7"}  # from the top S by entropy

@@ -1,6 +1,7 @@
 """bench labels: the table, paired test and data-efficiency figures it prints, and its resume logic.
 
-Run folders are synthetic (nothing is trained); the expected numbers are worked out by hand below.
+Run folders are synthetic (nothing is trained) and exported to compact records as the study commits
+them; the expected numbers are worked out by hand below.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from aplkit.runfolder import RunFolder
+from aplkit.config import load_config
+from aplkit.results.archive import read_record, write_record
 from bench import labels
 from tests.synthetic_runs import make_run
 
@@ -28,13 +31,24 @@ def t2_p(t: float) -> float:
     return 1 - abs(t) / math.sqrt(2 + t * t)
 
 
+PLAN = ["--strategies", "random,certainty", "--set", "acquisition.budget=48"]
+
+
+def _run(out, strategy, seed):
+    """A finished synthetic run with exactly the config the study plans for (strategy, seed)."""
+    wr = RANDOM if strategy == "random" else CERTAINTY[seed]
+    cfg = load_config("imdb-cpu", ["acquisition.budget=48"], strategy=strategy, seed=seed)
+    return make_run(out, strategy, seed, wr, folder=f"{strategy}/seed{seed}", cfg=cfg)
+
+
 @pytest.fixture()
 def bench_runs(tmp_path):
-    out = tmp_path / "runs"
+    """The committed records of a finished 2 strategies × 3 seeds study; returns the records folder."""
+    out, records = tmp_path / "runs", tmp_path / "records"
     for k in range(3):
-        make_run(out, "random", k, RANDOM, folder=f"random/seed{k}")
-        make_run(out, "certainty", k, CERTAINTY[k], folder=f"certainty/seed{k}")
-    return out
+        for s in ("random", "certainty"):
+            write_record(_run(out, s, k), labels.record_path(records, s, k))
+    return records
 
 
 def test_plan_is_seed_major_so_a_partial_benchmark_stays_balanced():
@@ -43,8 +57,9 @@ def test_plan_is_seed_major_so_a_partial_benchmark_stays_balanced():
 
 def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_path):
     res = tmp_path / "labels.json"
-    rc = labels.main(["--report-only", "--strategies", "random,certainty", "--out", str(bench_runs), "--results", str(res)])
+    rc = labels.main(["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "fig")])
     assert rc == 0
+    assert (tmp_path / "fig" / "fig2_winrate.png").exists() and (tmp_path / "fig" / "table2.md").exists()
     doc = json.loads(res.read_text())
     assert doc["runs"] == 6
     sig = {(r["acquired"], r["strategy"]): r for r in doc["significance"]}
@@ -70,24 +85,34 @@ def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_p
     assert "| 32 | 0.58 ± 0.000 | **0.66 ± 0.012** |" in doc["markdown"]
 
 
-def test_rerun_trains_only_the_unfinished_folder(bench_runs, tmp_path, monkeypatch):
-    RunFolder(bench_runs / "certainty" / "seed2").write_json("summary.json", {"complete": False})  # killed before its end
+def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, monkeypatch):
+    """No run folders at all (a fresh clone), one record missing: only that run trains, and its record is written."""
+    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the session stopped before its end
+    out = tmp_path / "fresh-runs"
     calls = []
 
     def fake_run(cfg, run_dir, progress=True):
         calls.append((cfg.strategy, cfg.seed, run_dir))
+        _run(out, cfg.strategy, cfg.seed)
         return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
 
     monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
     res = tmp_path / "labels.json"
-    assert labels.main(["--strategies", "random,certainty", "--out", str(bench_runs), "--results", str(res)]) == 0
-    assert calls == [("certainty", 2, bench_runs / "certainty" / "seed2")]
-    assert json.loads(res.read_text())["config"]["name"] == "imdb-cpu"
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "fig")]
+    assert labels.main(argv) == 0
+    assert calls == [("certainty", 2, out / "certainty" / "seed2")]
+    doc = json.loads(res.read_text())
+    assert doc["config"]["name"] == "imdb-cpu" and doc["runs"] == 6
+    assert read_record(labels.record_path(bench_runs, "certainty", 2))["summary"]["complete"]
+    # a record made with another config is not this experiment: with another lr, everything runs again
+    calls.clear()
+    assert labels.main([*argv, "--set", "training.lr=1e-5"]) == 0
+    assert len(calls) == 6
 
 
 def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
     res = tmp_path / "labels.json"
-    argv = ["--report-only", "--strategies", "random,certainty", "--seeds", "2", "--out", str(bench_runs), "--results", str(res)]
+    argv = ["--report-only", *PLAN, "--seeds", "2", "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]
     assert labels.main(argv) == 0
     doc = json.loads(res.read_text())
     assert doc["runs"] == 4
@@ -110,3 +135,45 @@ def test_quick_compute_benchmark_writes_outside_the_tracked_tree():
     if ignored.returncode == 128:
         pytest.skip("not a git checkout")
     assert ignored.returncode == 0, f"{quick} is not ignored by git"
+
+
+def test_comparison_intervals_power_and_confident_errors_by_hand():
+    import pandas as pd
+    from scipy import stats as st
+
+    from aplkit.results import compare
+
+    d = np.array([0.10, 0.06, 0.08])  # certainty − random at 32 labels in the study above
+    lo, hi = compare.t_interval(d)
+    half = st.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)  # t(0.975, 2 df) = 4.303: 0.08 ± 0.0497
+    assert (lo, hi) == pytest.approx((0.08 - half, 0.08 + half))
+    assert compare.verdict(lo, hi) == "better" and compare.verdict(-0.01, 0.02) == "undecided" and compare.verdict(-0.2, -0.1) == "worse"
+    blo, bhi = compare.bootstrap_interval(d)
+    assert 0.06 - 1e-12 <= blo <= 0.08 <= bhi <= 0.10 + 1e-12  # a resampled mean never leaves the range of the data
+    assert compare.bootstrap_interval(np.array([0.05, 0.05, 0.05])) == (0.05, 0.05)
+    assert compare.probability_of_improvement(np.array([0.1, 0.0, -0.1, 0.2])) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    # a paired t-test needs 10 seeds for 80 % power when the effect equals the spread (d = 1): the textbook value
+    assert compare.seeds_for_power(0.05, effect=0.05) == 10
+    # Fig 3 as a number: 4 pairs with a prediction, of which 2 wrong and confident (> 0.6); the 0.5 pair is left out
+    acq = pd.DataFrame(
+        {
+            "task": "imdb",
+            "strategy": "certainty",
+            "step": 2,
+            "bt_prob": [0.8, 0.3, 0.55, 0.9, 0.5],
+            "preferred": [0, 1, 0, 1, 1],  # wrong (0.8), wrong (0.7), wrong but unsure (0.55), right, none
+        }
+    )
+    ce = compare.confident_errors(acq)
+    assert ce[["pairs", "confident_wrong"]].values.tolist() == [[4, 2]] and ce["share"].iloc[0] == pytest.approx(0.5)
+
+
+def test_study_report_has_intervals_and_efficiency_bootstrap(bench_runs, tmp_path):
+    res = tmp_path / "labels.json"
+    assert labels.main(["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]) == 0
+    doc = json.loads(res.read_text())
+    c = {(r["acquired"], r["strategy"]): r for r in doc["comparison"]}[(32, "certainty")]
+    assert c["n"] == 3 and c["mean_diff"] == pytest.approx(0.08) and c["verdict"] == "better" and c["p_improve"] == 1.0
+    e = {r["strategy"]: r for r in doc["efficiency"]}["certainty"]
+    assert e["ratio"] == pytest.approx(40 / 48) and e["ratio_low"] <= e["ratio"] <= e["ratio_high"]
+    assert "95 % CI (bootstrap)" in doc["markdown"] and "Seeds for 80 % power" in doc["markdown"]

@@ -185,3 +185,40 @@ def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
         SCORERS.pop("longest")
     with pytest.raises(ConfigError, match="strategy: unknown 'longest'"):
         load_config("imdb-cpu", TINY, strategy="longest")
+
+
+def test_first_step_is_common_to_random_and_certainty(tmp_path):
+    """Common random numbers: at θ0 certainty cannot rank, so its step 1 is random's and the two runs agree there."""
+    runs = {}
+    for s in ("random", "certainty"):
+        run_experiment(load_config("imdb-cpu", TINY, strategy=s, seed=2), tmp_path / s, progress=False)
+        runs[s] = (list(read_jsonl(tmp_path / s / "acquired.jsonl")), list(read_jsonl(tmp_path / s / "eval.jsonl")))
+    (ra, re_), (ca, ce) = runs["random"], runs["certainty"]
+    first = [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ra if r["step"] == 1]
+    assert first == [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ca if r["step"] == 1]
+    assert [e["win_rate"] for e in re_ if e["step"] == 1] == [e["win_rate"] for e in ce if e["step"] == 1]
+    assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
+
+
+def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
+    """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
+    import shutil
+
+    from aplkit import results as R
+    from aplkit.results.archive import materialise, write_record
+
+    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
+    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
+    assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
+    before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
+    shutil.rmtree(tmp_path / "runs")
+    root = materialise([rec], tmp_path / "again")
+    after = (R.load_runs(root), R.load_acquired(root), R.load_train(root))
+    for a, b, cols in zip(
+        before,
+        after,
+        (["acquired", "trained", "win_rate", "stderr", "n"], ["step", "bt_prob", "preferred", "score"], ["step", "epoch", "loss"]),
+        strict=True,
+    ):
+        assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
+    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()

@@ -46,6 +46,15 @@ class Oracle(ABC):
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         """One verdict per comparison, same order. Invalid answers come back with ``choice=None``."""
 
+    def pointwise(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float] | None:
+        """The score s(x, y) this oracle compares, one per (prompt, completion), or None when it has none.
+
+        A scoring oracle (sentiment, classifier, ROUGE) returns the very score its ``judge`` compares,
+        so the evaluation can report the mean score gap beside the win-rate; a pairwise judge (an
+        LLM, a person) keeps this default.
+        """
+        return None
+
     def judge_iter(self, items: Sequence[Comparison]) -> Iterator[tuple[int, Verdict]]:
         """Yield ``(index, verdict)`` as each answer arrives (any order) so the ledger can store it at once.
 

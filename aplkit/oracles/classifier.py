@@ -143,6 +143,10 @@ class ClassifierOracle(Oracle):
             out += logits[:, self.column].tolist()
         return out
 
+    def pointwise(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """``score`` of each full text prompt + completion: the s(x, y) that ``judge`` compares."""
+        return self.score([p + c for p, c in zip(prompts, completions, strict=True)])
+
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         items = list(items)
         scores = self.score([c.prompt + c.a for c in items] + [c.prompt + c.b for c in items])

@@ -59,11 +59,19 @@ class RougeOracle(Oracle):
         s = self._scorer.score(reference, summary)
         return sum(s[m].fmeasure for m in self.metrics) / len(self.metrics)
 
-    def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
-        items = list(items)
-        missing = [c.prompt for c in items if c.prompt not in self.references]
+    def _references(self, prompts: Sequence[str]) -> list[str]:
+        missing = [p for p in prompts if p not in self.references]
         if missing:  # before scoring anything: one clear line
             head = " ".join(missing[0].split())[:60]
             raise OracleError(f"rouge oracle: no reference for {len(missing)} prompt(s), e.g. '{head}...'")
-        refs = [self.references[c.prompt] for c in items]
+        return [self.references[p] for p in prompts]
+
+    def pointwise(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """``score`` of each completion against its prompt's reference: the s(x, y) that ``judge`` compares."""
+        refs = self._references(prompts)
+        return [self.score(r, c) for r, c in zip(refs, completions, strict=True)]
+
+    def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
+        items = list(items)
+        refs = self._references([c.prompt for c in items])
         return [scored_verdict(self.score(r, c.a), self.score(r, c.b), self.tau) for r, c in zip(refs, items, strict=True)]

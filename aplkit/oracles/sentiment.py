@@ -323,6 +323,10 @@ class SentimentOracle(Oracle):
             scores = [s - self.fluency_weight * max(0.0, self.fluency_floor - f) for s, f in zip(scores, slor, strict=True)]
         return scores
 
+    def pointwise(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """``score``: the s(x, y) that ``judge`` compares."""
+        return self.score(prompts, completions)
+
     def judge(self, items: Sequence[Comparison]) -> list[Verdict]:
         items = list(items)
         prompts = [c.prompt for c in items]

@@ -3,8 +3,10 @@
 | module | holds |
 |---|---|
 | ``load`` | finding run folders and reading them into DataFrames (``load_runs``, ``load_acquired``, ``load_train``, ``load_consistency``, ``read_run``), run identity, ``select_main``, the paper's strategy order and names |
-| ``stats`` | every statistic: win-rate curves, significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
-| ``tables`` | Table 2 and every Markdown / LaTeX / CSV formatter |
+| ``stats`` | every statistic: win-rate curves and their companions (soft win-rate, reward gap, KL from θ0, LM loss: ``companion_metrics``), significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
+| ``compare`` | each strategy against random: paired differences with t and bootstrap intervals, probability of improvement, power, data efficiency with a bootstrap interval, Fig 3's share of confidently wrong pairs |
+| ``tables`` | Table 2, the companion-metrics table and every Markdown / LaTeX / CSV formatter |
+| ``archive`` | compact, committable records of finished runs, and run folders rebuilt from them |
 | ``plots`` | every figure (matplotlib), ``save`` |
 | ``report`` | ``report(runs_dir, out_dir, budget)`` and the blocks it shares with ``aplkit.notebook`` (Fig 2 selection and the task → 'against' lookup, Fig 3 per task, Fig 1/5/6 builders) |
 
@@ -19,7 +21,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from aplkit.results import load, stats, tables
+from aplkit.results import compare, load, stats, tables
+from aplkit.results.compare import *  # noqa: F403
 from aplkit.results.load import *  # noqa: F403
 from aplkit.results.stats import *  # noqa: F403
 from aplkit.results.tables import *  # noqa: F403
@@ -64,4 +67,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [*load.__all__, *stats.__all__, *tables.__all__, *_LAZY]
+__all__ = [*compare.__all__, *load.__all__, *stats.__all__, *tables.__all__, *_LAZY]

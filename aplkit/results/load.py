@@ -87,7 +87,7 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run × waypoint: eval.jsonl joined with run identity.
 
     ``trained`` is the number of preference pairs the policy was trained on at that waypoint (float;
-    NaN where the run did not record it).
+    NaN where the run did not record it); so are the win-rate's companions (``COMPANION_FIELDS``).
 
     Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
     are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
@@ -95,9 +95,23 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     df = _load(runs_dir, EvalRow)  # older rows have no "trained": NaN
     for col in ("acquired", "n", "ties", "invalid", "step"):
         df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
-    for col in ("win_rate", "stderr", "trained"):
+    floats = ("win_rate", "stderr", "trained", *COMPANION_FIELDS)
+    for col in floats:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
+
+
+#: eval.jsonl's companions of the win-rate (NaN where a run did not record them: older runs, an oracle without them)
+COMPANION_FIELDS = (
+    "soft_win_rate",
+    "soft_stderr",
+    "reward_gap",
+    "reward_gap_stderr",
+    "kl",
+    "kl_stderr",
+    "lm_loss",
+    "lm_loss_theta0",
+)
 
 
 def load_acquired(runs_dir: str | Path) -> pd.DataFrame:
@@ -179,6 +193,7 @@ def read_run(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 __all__ = [
+    "COMPANION_FIELDS",
     "DISPLAY",
     "IDENTITY",
     "PAPER_ORDER",

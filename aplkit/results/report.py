@@ -118,6 +118,13 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     put("table2.md", T.to_markdown(t2))
     put("table2.tex", T.to_latex(t2))
     written["table2.csv"] = T.to_csv(t2, out / "table2.csv")
+    metrics = S.companion_metrics(main)
+    put("metrics.md", T.metrics_markdown(metrics))
+    written["metrics.csv"] = T.metrics_to_csv(metrics, out / "metrics.csv")
+    if metrics[["soft_win_rate", "reward_gap", "kl", "lm_loss"]].isna().all().all():
+        notes.append(
+            "no run recorded the win-rate's companions (soft win-rate, reward gap, KL, LM loss): metrics.md shows the win-rate only"
+        )
 
     # statistics
     sig = S.significance_vs_random(main)

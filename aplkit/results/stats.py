@@ -51,28 +51,42 @@ def _sort(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- Fig 2 / Table 2
 
 
-def _mean_se(values: np.ndarray, own_stderr: np.ndarray) -> tuple[float, float, str]:
+def _mean_se(values: np.ndarray, own_stderr: np.ndarray | None, own_kind: str = "binomial") -> tuple[float, float, str]:
     n = len(values)
     if n == 1:
-        return float(values[0]), float(own_stderr[0]), "binomial"
+        if own_stderr is None:
+            return float(values[0]), math.nan, "none"
+        return float(values[0]), float(own_stderr[0]), own_kind
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)), "seeds"
 
 
-def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
+def metric_curves(
+    df: pd.DataFrame,
+    value: str,
+    stderr: str | None = None,
+    by: Iterable[str] = ("task", "strategy"),
+    own_kind: str = "prompts",
+) -> pd.DataFrame:
+    """Mean ± SE over seeds of one eval.jsonl column per ``by`` group and acquired-set size.
 
-    Columns: *by, acquired, trained (mean over seeds of the pairs trained on; NaN if any seed did
-    not record it), mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    Rows without the value (NaN: an older run, an oracle that does not give it) are left out, so
+    ``n`` counts the seeds that have it. With one seed the SE is that run's own ``stderr`` column
+    (``se_kind`` = ``own_kind``), or NaN (``none``) when there is none. Columns: *by, acquired,
+    trained (mean over seeds of the pairs trained on; NaN if any seed did not record it), mean, se,
+    n (seeds), se_kind ("seeds" when n > 1).
     """
     by = list(by)
     cols = [*by, "acquired", "trained", "mean", "se", "n", "se_kind"]
-    df = df.dropna(subset=["win_rate"])
+    if value not in df.columns:
+        return pd.DataFrame(columns=cols)
+    df = df.dropna(subset=[value])
     if df.empty:
         return pd.DataFrame(columns=cols)
     _check_unique(df, by)
     rows = []
     for key, g in df.groupby([*by, "acquired"], sort=True):
-        m, se, kind = _mean_se(g["win_rate"].to_numpy(float), g["stderr"].to_numpy(float))
+        own = g[stderr].to_numpy(float) if stderr is not None and stderr in g else None
+        m, se, kind = _mean_se(g[value].to_numpy(float), own, own_kind)
         trained = g["trained"].to_numpy(float) if "trained" in g else np.full(len(g), np.nan)
         rows.append(
             {
@@ -87,6 +101,91 @@ def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -
     out = pd.DataFrame(rows, columns=cols)
     out["acquired"] = out["acquired"].astype(int)
     return _sort(out, [*by, "acquired"])
+
+
+def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
+
+    Columns: *by, acquired, trained (mean over seeds of the pairs trained on; NaN if any seed did
+    not record it), mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    """
+    return metric_curves(df, "win_rate", "stderr", by, own_kind="binomial")
+
+
+# --------------------------------------------------------------------------- the win-rate's companions
+
+
+def soft_winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean soft win-rate (the oracle's own P(policy ≻ baseline)) ± SE over seeds; columns as ``metric_curves``."""
+    return metric_curves(df, "soft_win_rate", "soft_stderr", by)
+
+
+def reward_gap_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean oracle score gap s(policy) − s(baseline) ± SE over seeds (pointwise oracles); columns as ``metric_curves``."""
+    return metric_curves(df, "reward_gap", "reward_gap_stderr", by)
+
+
+def kl_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean KL of πθ from θ0 along the policy's test completions ± SE over seeds; columns as ``metric_curves``."""
+    return metric_curves(df, "kl", "kl_stderr", by)
+
+
+def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean LM loss of πθ on held-out text ± SE over seeds, with θ0's and the change.
+
+    Columns as ``metric_curves`` (the LM loss has no per-run SE: one seed gives se NaN, se_kind none),
+    plus theta0 (mean over seeds of θ0's LM loss), delta and delta_se (mean ± SE over seeds of
+    lm_loss − lm_loss_theta0; NaN where θ0's was not recorded).
+    """
+    by = list(by)
+    curves = metric_curves(df, "lm_loss", None, by)
+    extra = ["theta0", "delta", "delta_se"]
+    if curves.empty:
+        return pd.DataFrame(columns=[*curves.columns, *extra])
+    d = df.dropna(subset=["lm_loss"]).assign(lm_delta=lambda x: x["lm_loss"] - x["lm_loss_theta0"])
+    theta0 = d.groupby([*by, "acquired"])["lm_loss_theta0"].mean().rename("theta0").reset_index()
+    delta = metric_curves(d, "lm_delta", None, by)[[*by, "acquired", "mean", "se"]]
+    delta = delta.rename(columns={"mean": "delta", "se": "delta_se"})
+    keys = [*by, "acquired"]
+    theta0["acquired"] = theta0["acquired"].astype(int)
+    out = curves.merge(theta0, on=keys, how="left").merge(delta, on=keys, how="left")
+    return out[[*curves.columns, *extra]]
+
+
+COMPANIONS = ("win_rate", "soft_win_rate", "reward_gap", "kl", "lm_loss")
+
+
+def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """Beside every win-rate: soft win-rate, reward gap, KL from θ0 and LM loss (Δ vs θ0), per task, size and strategy.
+
+    One row per (task, acquired, strategy) that has a win-rate; for each metric ``m`` of COMPANIONS the
+    columns m, m_se, m_n (seeds that recorded it), m_se_kind, as the ``*_curves`` compute them (NaN
+    where no seed recorded it), then lm_loss_theta0, lm_loss_delta, lm_loss_delta_se.
+    """
+    keys = ["task", "acquired", "strategy"]
+    parts = {
+        "win_rate": winrate_curves(df),
+        "soft_win_rate": soft_winrate_curves(df),
+        "reward_gap": reward_gap_curves(df),
+        "kl": kl_curves(df),
+        "lm_loss": lm_loss_curves(df),
+    }
+    cols = [*keys, "trained"] + [f"{m}{s}" for m in COMPANIONS for s in ("", "_se", "_n", "_se_kind")]
+    cols += ["lm_loss_theta0", "lm_loss_delta", "lm_loss_delta_se"]
+    out = parts["win_rate"][[*keys, "trained"]]
+    if out.empty:
+        return pd.DataFrame(columns=cols)
+    for m, c in parts.items():
+        c = c.rename(columns={"mean": m, "se": f"{m}_se", "n": f"{m}_n", "se_kind": f"{m}_se_kind"})
+        c = c.rename(columns={"theta0": "lm_loss_theta0", "delta": "lm_loss_delta", "delta_se": "lm_loss_delta_se"})
+        c = c.drop(columns="trained")
+        if not c.empty:
+            c["acquired"] = c["acquired"].astype(int)
+        out = out.merge(c, on=keys, how="left") if not c.empty else out.assign(**{k: np.nan for k in c.columns if k not in keys})
+    for m in COMPANIONS:
+        out[m] = out[m].astype(float)
+        out[f"{m}_se"] = out[f"{m}_se"].astype(float)
+    return _sort(out[cols], ["task", "acquired", "strategy"])
 
 
 def trained_gaps(curves: pd.DataFrame) -> pd.DataFrame:
@@ -506,6 +605,7 @@ def step_stats(run: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 __all__ = [
+    "COMPANIONS",
     "NO_PREDICTION_TOL",
     "STEP_COLUMNS",
     "batch_stats",
@@ -513,12 +613,18 @@ __all__ = [
     "bt_histograms",
     "bt_left_out",
     "bt_left_out_note",
+    "companion_metrics",
     "data_efficiency",
     "efficiency_by_task",
     "holm",
+    "kl_curves",
+    "lm_loss_curves",
     "loss_curves",
+    "metric_curves",
     "online_vs_reset",
+    "reward_gap_curves",
     "significance_vs_random",
+    "soft_winrate_curves",
     "step_stats",
     "trained_gaps",
     "trained_notes",

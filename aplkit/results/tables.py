@@ -2,7 +2,8 @@
 
 ``table2`` arranges ``stats.winrate_curves`` as the paper's Table 2 (cells "mean ± SE", best per row
 marked); ``to_markdown`` / ``to_latex`` / ``to_csv`` write it; ``significance_markdown`` and
-``efficiency_markdown`` write ``stats.significance_vs_random`` and ``stats.data_efficiency``.
+``efficiency_markdown`` write ``stats.significance_vs_random`` and ``stats.data_efficiency``;
+``metrics_markdown`` / ``metrics_to_csv`` write ``stats.companion_metrics`` (the win-rate's companions).
 """
 
 from __future__ import annotations
@@ -203,9 +204,153 @@ def efficiency_markdown(eff: pd.DataFrame) -> str:
     return text + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, 1)) + ("\n" if notes else "")
 
 
+# --------------------------------------------------------------------------- beside every win-rate
+
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _pm(mean: float, se: float, fmt: str, se_fmt: str = ".3f") -> str:
+    """ "mean ± se" (the SE left out where there is none); "–" where the metric was not recorded."""
+    if _nan(mean):
+        return "–"
+    return f"{mean:{fmt}}" if _nan(se) else f"{mean:{fmt}} ± {se:{se_fmt}}"
+
+
+def _lm_cell(r: Any) -> str:
+    if _nan(r.lm_loss):
+        return "–"
+    if _nan(r.lm_loss_delta):
+        return f"{r.lm_loss:.3f}"
+    return f"{r.lm_loss:.3f} ({_pm(r.lm_loss_delta, r.lm_loss_delta_se, '+.3f')})"
+
+
+def metrics_markdown(metrics: pd.DataFrame) -> str:
+    """``stats.companion_metrics`` as Markdown: beside every win-rate its soft win-rate, reward gap, KL from θ0 and LM loss (Δ vs θ0)."""
+    rows = []
+    for r in metrics.itertuples():
+        rows.append(
+            [
+                str(r.task),
+                str(r.acquired),
+                DISPLAY.get(r.strategy, r.strategy),
+                _pm(r.win_rate, r.win_rate_se, ".2f"),
+                _pm(r.soft_win_rate, r.soft_win_rate_se, ".2f"),
+                _pm(r.reward_gap, r.reward_gap_se, "+.3f"),
+                _pm(r.kl, r.kl_se, ".3f"),
+                _lm_cell(r),
+            ]
+        )
+    header = ["Dataset", "Size", "Strategy", "Win-rate", "Soft win-rate", "Reward gap", "KL from θ0", "LM loss (Δ vs θ0)"]
+    text = _md(header, rows)
+    ns = sorted({int(n) for n in metrics["win_rate_n"].dropna()}) if len(metrics) else []
+    text += (
+        f"\nMean ± standard error over seeds (n = {', '.join(map(str, ns)) or '–'}), all from the same test prompts as the win-rate. "
+        "With a single seed the win-rate's SE is binomial, and the soft win-rate's, reward gap's and KL's are over the test prompts; "
+        "the LM loss has none.\n\n"
+        "- Soft win-rate: mean over test prompts of the oracle's own P(policy ≻ baseline).\n"
+        "- Reward gap: mean over test prompts of s(x, policy) − s(x, baseline) under the oracle's own score (scoring oracles only).\n"
+        "- KL from θ0: mean over test prompts of Σ_t KL(πθ ‖ πθ0) of the full next-token distributions (T = 1) along the "
+        "policy's evaluation completion (sampled at the evaluation temperature), in nats.\n"
+        "- LM loss: mean NLL per token (nats) of πθ on held-out text (IMDB: the test reviews); in brackets the change from θ0's "
+        "(lm_loss_theta0 in the CSV). A rising KL or LM loss with a rising win-rate flags a win bought with degenerate text.\n"
+        "- '–': not recorded (an oracle without probabilities or scores, evaluation.lm_texts = 0, or a run from before these metrics).\n"
+    )
+    return text
+
+
+def metrics_to_csv(metrics: pd.DataFrame, path: str | Path) -> Path:
+    """The numbers behind ``metrics_markdown``: ``stats.companion_metrics`` as CSV."""
+    metrics.to_csv(path, index=False)
+    return Path(path)
+
+
+def comparison_markdown(cmp: pd.DataFrame) -> str:
+    """compare.paired_comparison as Markdown: the paired difference with both 95 % intervals and a verdict."""
+    rows = []
+    for r in cmp.itertuples():
+        ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
+        seeds = "n/a" if math.isnan(r.seeds_80) else f"{r.seeds_80:.0f}"
+        rows.append(
+            [
+                r.task,
+                str(r.acquired),
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.n),
+                f"{r.mean_diff:+.3f}",
+                ci(r.t_low, r.t_high),
+                ci(r.boot_low, r.boot_high),
+                f"{r.p_improve:.2f}",
+                r.verdict,
+                seeds,
+            ]
+        )
+    header = [
+        "Dataset",
+        "Size",
+        "Strategy",
+        "Seeds",
+        "Δ vs random",
+        "95 % CI (t)",
+        "95 % CI (bootstrap)",
+        "P(improve)",
+        "Verdict",
+        "Seeds for 80 % power at +0.05",
+    ]
+    text = _md(header, rows)
+    return text + (
+        "\nPaired by seed. Verdict from the t interval: better / worse when it excludes 0, else undecided. "
+        "P(improve): share of seeds on which the strategy beat random (ties ½). Power: paired t-test, α = 0.05, at the observed spread.\n"
+    )
+
+
+def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
+    """compare.efficiency_intervals as Markdown."""
+    rows = []
+    for r in eff.itertuples():
+        fmt = lambda x: "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
+        rows.append(
+            [
+                r.task,
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.budget),
+                f"{r.win_rate:.3f}",
+                fmt(r.ratio),
+                f"[{fmt(r.ratio_low)}, {fmt(r.ratio_high)}]",
+            ]
+        )
+    text = _md(["Dataset", "Strategy", "Labels", "Mean win-rate", "Labels random needs ÷ labels", "95 % bootstrap interval (seeds)"], rows)
+    return text + "\n∞: random's mean curve never reaches that win-rate within the measured range (not a measured saving).\n"
+
+
+def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
+    """compare.confident_errors as Markdown: strategies × steps, share of confidently wrong pairs."""
+    if ce.empty:
+        return "no acquired pairs\n"
+    steps = sorted(ce["step"].unique())
+    rows = []
+    for (task, s), g in ce.groupby(["task", "strategy"], sort=False):
+        by = {int(r.step): r for r in g.itertuples()}
+        cells = [
+            ("n/a" if by[k].pairs == 0 else f"{by[k].share:.2f} ({by[k].confident_wrong}/{by[k].pairs})") if k in by else "" for k in steps
+        ]
+        rows.append([task, DISPLAY.get(s, s), *cells])
+    text = _md(["Dataset", "Strategy", *[f"step {k}" for k in steps]], rows)
+    return (
+        text
+        + f"\nShare of acquired pairs the implicit BT model gets wrong with confidence > {threshold} (pairs at p = 0.5 make no prediction and are left out).\n"
+    )
+
+
 __all__ = [
+    "comparison_markdown",
+    "confident_errors_markdown",
+    "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",
+    "metrics_markdown",
+    "metrics_to_csv",
     "significance_markdown",
     "table2",
     "to_csv",

@@ -1,0 +1,92 @@
+"""Compact records of finished runs: what every table and figure needs, small enough to commit.
+
+A run folder holds checkpoints, the ledger and every text; a study that must continue on a fresh
+clone needs none of that, only the rows the report reads. ``export_run`` keeps the config, the
+summary, the eval/train/step rows and, per acquired pair, its ranking and label (no texts or token
+ids); ``materialise`` writes such records back out as run folders, so the whole results layer
+(``load``, ``stats``, ``tables``, ``plots``, ``report``) works on them unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
+from aplkit.runfolder import CONFIG, SUMMARY, RunFolder
+
+FORMAT = 1
+#: the fields of an acquired pair the analysis reads (Fig 3, batch statistics); the texts and ids stay behind
+ACQUIRED_KEEP = (
+    "step",
+    "index",
+    "prompt_id",
+    "score",
+    "entropy",
+    "reward0",
+    "reward1",
+    "bt_prob",
+    "choice",
+    "preferred",
+    "oracle_p_y1",
+    "flipped",
+)
+ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow}
+
+
+def export_run(run_dir: str | Path) -> dict[str, Any]:
+    """The compact record of one run folder (complete or not; ``summary.complete`` says which)."""
+    run = RunFolder(run_dir)
+    rec: dict[str, Any] = {
+        "format": FORMAT,
+        "config": yaml.safe_load((run / CONFIG).read_text()),
+        "summary": run.read_json(SUMMARY, {}) or {},
+    }
+    for key, cls in ROWS.items():
+        rec[key] = [to_dict(r) for r in run.read(cls)]
+    rec["acquired"] = [{k: to_dict(r)[k] for k in ACQUIRED_KEEP} for r in run.read(AcquiredRow)]
+    return rec
+
+
+def write_record(run_dir: str | Path, path: str | Path) -> Path:
+    """Export a run folder to ``path`` (JSON, one line per row, so a diff of two records reads well)."""
+    rec = export_run(run_dir)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    head = {k: v for k, v in rec.items() if k not in ("eval", "train", "steps", "acquired")}
+    lines = ["{", f'"head": {json.dumps(head, sort_keys=True)},']
+    for i, key in enumerate(("eval", "train", "steps", "acquired")):
+        rows = ",\n".join("  " + json.dumps(r, sort_keys=True) for r in rec[key])
+        lines.append(f'"{key}": [\n{rows}\n]' + ("," if i < 3 else ""))
+    lines.append("}")
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(p)
+    return p
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    raw = json.loads(Path(path).read_text())
+    return {**raw["head"], **{k: raw[k] for k in ("eval", "train", "steps", "acquired")}}
+
+
+def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
+    """Write each record back as a run folder ``root/<name>/<strategy>/seed<k>``; returns ``root``."""
+    root = Path(root)
+    for path in records:
+        rec = read_record(path)
+        cfg = rec["config"]
+        run = RunFolder(root / str(cfg.get("name", "run")) / str(cfg["strategy"]).replace("+", "_") / f"seed{cfg['seed']}").ensure()
+        (run / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+        for key, cls in ROWS.items():
+            run.replace(cls, [from_dict(cls, r) for r in rec[key]])
+        run.replace(AcquiredRow, [from_dict(AcquiredRow, r) for r in rec["acquired"]])
+        run.write_json(SUMMARY, rec["summary"])
+    return root
+
+
+__all__ = ["ACQUIRED_KEEP", "export_run", "materialise", "read_record", "write_record"]
