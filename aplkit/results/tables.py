@@ -142,6 +142,11 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paired_cells(r: Any) -> list[str]:
+    """The first cells of a row comparing a strategy with random: dataset, size, strategy, seeds, mean difference."""
+    return [r.task, str(r.acquired), DISPLAY.get(r.strategy, r.strategy), str(r.n), f"{r.mean_diff:+.3f}"]
+
+
 def significance_markdown(sig: pd.DataFrame) -> str:
     """significance_vs_random as Markdown: raw and Holm-adjusted p-values side by side; 'n/a' where there is nothing to test."""
     rows = []
@@ -149,11 +154,7 @@ def significance_markdown(sig: pd.DataFrame) -> str:
         se = "n/a" if math.isnan(r.se) else f"{r.se:.3f}"
         rows.append(
             [
-                r.task,
-                str(r.acquired),
-                DISPLAY.get(r.strategy, r.strategy),
-                str(r.n),
-                f"{r.mean_diff:+.3f}",
+                *_paired_cells(r),
                 se,
                 _fmt_p(r.t_p),
                 _fmt_p(r.t_p_holm),
@@ -274,11 +275,7 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
         seeds = "n/a" if math.isnan(r.seeds_80) else f"{r.seeds_80:.0f}"
         rows.append(
             [
-                r.task,
-                str(r.acquired),
-                DISPLAY.get(r.strategy, r.strategy),
-                str(r.n),
-                f"{r.mean_diff:+.3f}",
+                *_paired_cells(r),
                 ci(r.t_low, r.t_high),
                 ci(r.boot_low, r.boot_high),
                 f"{r.p_improve:.2f}",
