@@ -41,30 +41,6 @@ class WinRate:
     invalid: int
 
 
-def win_rate(labels: Sequence[Label], policy_index: int = 1) -> WinRate:
-    """Mean of per-prompt scores (win 1, tie ½, loss 0) and its standard error s/√n.
-
-    ``policy_index`` says which side of each pair the policy's completion was (y1 by convention).
-    Invalid verdicts are excluded and counted, never scored.
-    """
-    scores: list[float] = []
-    ties = invalid = 0
-    for lab in labels:
-        if lab.tie:
-            scores.append(0.5)
-            ties += 1
-        elif lab.preferred is None:
-            invalid += 1
-        else:
-            scores.append(1.0 if lab.preferred == policy_index else 0.0)
-    n = len(scores)
-    if n == 0:
-        return WinRate(float("nan"), float("nan"), 0, ties, invalid)
-    mean = sum(scores) / n
-    var = sum((s - mean) ** 2 for s in scores) / (n - 1) if n > 1 else 0.0
-    return WinRate(mean, math.sqrt(var / n), n, ties, invalid)
-
-
 @dataclass
 class MeanSE:
     mean: float
@@ -81,6 +57,28 @@ def mean_se(values: Sequence[float]) -> MeanSE | None:
     mean = sum(xs) / n
     var = sum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
     return MeanSE(mean, math.sqrt(var / n), n)
+
+
+def win_rate(labels: Sequence[Label], policy_index: int = 1) -> WinRate:
+    """Mean of per-prompt scores (win 1, tie ½, loss 0) and its standard error s/√n.
+
+    ``policy_index`` says which side of each pair the policy's completion was (y1 by convention).
+    Invalid verdicts are excluded and counted, never scored.
+    """
+    scores: list[float] = []
+    ties = invalid = 0
+    for lab in labels:
+        if lab.tie:
+            scores.append(0.5)
+            ties += 1
+        elif lab.preferred is None:
+            invalid += 1
+        else:
+            scores.append(1.0 if lab.preferred == policy_index else 0.0)
+    m = mean_se(scores)
+    if m is None:
+        return WinRate(float("nan"), float("nan"), 0, ties, invalid)
+    return WinRate(m.mean, m.stderr, m.n, ties, invalid)
 
 
 def policy_probability(label: Label, policy_index: int = 1) -> float | None:
