@@ -179,8 +179,41 @@ def _cut(row: list[int], eos_id: int | None, pad_id: int | None) -> list[int]:
     return out
 
 
-def _generation_config(temperature: float, max_new_tokens: int, pad_id, eos_id):
-    """Pure temperature sampling and nothing else.
+class _Tempered:
+    """The one logits processor of ``sample``: divides by T and keeps Σ log p_T of the drawn tokens.
+
+    The temperature is applied here rather than by ``generate`` (whose warpers run after custom
+    processors), so the distribution recorded is exactly the one sampled from. Only the previous
+    step's log-softmax is held: ``output_scores`` kept every step's [rows, V] scores (≈ 0.6 GB for
+    128 rows × 24 tokens) and made sampling with log-probs ≈ 4× slower (bench/README, generation).
+    """
+
+    def __init__(self, temperature: float, record: bool):
+        self.temperature, self.record = temperature, record
+        self.prev: torch.Tensor | None = None
+        self.taken: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores / self.temperature
+        if self.record:
+            self._take(input_ids[:, -1])
+            self.prev = F.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def _take(self, drawn: torch.Tensor) -> None:
+        if self.prev is not None:
+            self.taken.append(self.prev.gather(1, drawn.unsqueeze(1)).squeeze(1).cpu())
+            self.prev = None
+
+    def logprobs(self, new: torch.Tensor) -> torch.Tensor:
+        """[rows, steps] log p_T of each generated token (the last step's taken from ``new``)."""
+        if new.shape[1]:
+            self._take(new[:, -1].to(self.prev.device) if self.prev is not None else new[:, -1])
+        return torch.stack(self.taken, dim=1) if self.taken else torch.zeros(new.shape[0], 0)
+
+
+def _generation_config(max_new_tokens: int, pad_id, eos_id):
+    """Pure sampling and nothing else; the temperature is applied by ``_Tempered``.
 
     ``generate`` fills unset fields from the model's own generation config, so the processors a
     checkpoint may ship (repetition penalty, top-k, n-gram bans, a minimum length) are set neutral here.
@@ -189,7 +222,7 @@ def _generation_config(temperature: float, max_new_tokens: int, pad_id, eos_id):
 
     return GenerationConfig(
         do_sample=True,
-        temperature=temperature,
+        temperature=1.0,
         top_k=0,
         top_p=1.0,
         min_p=None,
@@ -236,24 +269,22 @@ def sample(
     results: list[list[Sample]] = []
     pad_id = tokenizer.pad_token_id
     eos_id = tokenizer.eos_token_id
-    gen_cfg = _generation_config(temperature, max_new_tokens, pad_id, eos_id)
+    from transformers import LogitsProcessorList
+
+    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id)
     for s in range(0, len(prompts), per_batch):
         chunk = list(prompts[s : s + per_batch])
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
+        tempered = _Tempered(temperature, with_logprobs)
         with autocast(model):
-            out = model.generate(
-                **enc,
-                generation_config=gen_cfg,
-                num_return_sequences=n,
-                return_dict_in_generate=True,
-                output_scores=with_logprobs,
+            seqs = model.generate(
+                **enc, generation_config=gen_cfg, num_return_sequences=n, logits_processor=LogitsProcessorList([tempered])
             )
-        new = out.sequences[:, enc["input_ids"].shape[1] :].cpu()
+        new = seqs[:, enc["input_ids"].shape[1] :].cpu()
         rows = [_cut(r, eos_id, pad_id) for r in new.tolist()]
         lps: list[float | None] = [None] * len(rows)
         if with_logprobs:
-            scores = torch.stack(out.scores, dim=1).float().cpu()  # [rows, steps, V], already divided by T
-            token_lp = torch.gather(F.log_softmax(scores, dim=-1), 2, new.unsqueeze(-1)).squeeze(-1)
+            token_lp = tempered.logprobs(new)
             lens = torch.tensor([len(r) for r in rows])
             mask = torch.arange(new.shape[1]).unsqueeze(0) < lens.unsqueeze(1)
             lps = (token_lp * mask).sum(-1).double().tolist()
