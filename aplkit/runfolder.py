@@ -127,7 +127,9 @@ class RunFolder:
 
         from aplkit.config import ConfigError
 
-        diff = self.config_change(new, ignore)
+        from aplkit.config import NOT_EXPERIMENT
+
+        diff = self.config_change(new, (*ignore, *NOT_EXPERIMENT))
         if diff:
             raise ConfigError(f"{self.path} was made with a different config ({diff}); use another --out")
         if not (self.path / CONFIG).exists():
