@@ -101,7 +101,8 @@ class TensorBoardTracker(Tracker):
 
     def scalars(self, values: dict[str, float], axis: str, step: int) -> None:
         for k, v in values.items():
-            self.writer.add_scalar(k, v, step)
+            if k not in metrics.AXES:  # the step of every event already says it
+                self.writer.add_scalar(k, v, step)
 
     def images(self, images: dict[str, Any], step: int) -> None:
         for k, v in images.items():

@@ -40,6 +40,7 @@ EVAL_FIELDS = (
 )
 ORACLE_FIELDS = ("calls", "cache_hits", "invalid", "tokens_in", "tokens_out", "cost_usd")
 EPOCH_FIELDS = ("loss", "reward_acc", "margin", "n_pairs", "seconds")
+AXES = ("labels", "train/epoch")  # the x-axes, logged beside the values for trackers with one step counter
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?)($|_)", re.IGNORECASE)
 
@@ -153,4 +154,4 @@ def figure_rgb(fig: Figure, dpi: int = 100) -> Any:
     return rgb
 
 
-__all__ = ["REDACTED", "epoch_scalars", "figure_rgb", "final_figures", "hparams", "step_scalars"]
+__all__ = ["AXES", "REDACTED", "epoch_scalars", "figure_rgb", "final_figures", "hparams", "step_scalars"]
