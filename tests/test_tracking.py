@@ -39,7 +39,9 @@ class Recorder(Callback):
 def test_callbacks_are_called_in_order_for_every_step_and_on_resume(tmp_path):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
     log, plain = [], []
-    run_experiment(cfg, tmp_path / "r", progress=False, callbacks=[Recorder(log, "a"), Recorder(log, "b")], on_step=lambda r: plain.append(r.step))
+    run_experiment(
+        cfg, tmp_path / "r", progress=False, callbacks=[Recorder(log, "a"), Recorder(log, "b")], on_step=lambda r: plain.append(r.step)
+    )
     hooks = [("start", 0), *[("step", t) for t in (1, 2, 3)], ("end", 2), ("close", None)]
     assert log == [(tag, h, v) for h, v in hooks for tag in ("a", "b")]
     assert plain == [1, 2, 3]  # on_step= still works, after the callbacks
@@ -92,7 +94,9 @@ def test_cli_reports_a_missing_tracker_in_one_line_before_loading(tmp_path):
     args = [sys.executable, "-c", code, "run", "imdb-cpu", "--out", str(tmp_path / "r"), "--set", "tracking=[wandb]"]
     p = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2
-    assert p.stderr.strip().splitlines() == ["aplkit: error: tracking: wandb needs the 'wandb' package, which is not installed; pip install 'aplkit[wandb]'"]
+    assert p.stderr.strip().splitlines() == [
+        "aplkit: error: tracking: wandb needs the 'wandb' package, which is not installed; pip install 'aplkit[wandb]'"
+    ]
     assert not (tmp_path / "r").exists()
 
 
@@ -132,9 +136,7 @@ def _wandb_records(path: Path):
 
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory):
-    """One tiny-random run with all three trackers (Trackio's database in a temporary TRACKIO_DIR)."""
-    for pkg in ("tensorboard", "wandb", "trackio"):
-        pytest.importorskip(pkg)
+    """One tiny-random run with all three trackers (the dev extra installs them; Trackio's database in a temporary TRACKIO_DIR)."""
     root = tmp_path_factory.mktemp("tracked")
     mp = pytest.MonkeyPatch()
     mp.setenv("TRACKIO_DIR", str(root / "trackio"))  # read when trackio is imported: import it afresh
@@ -169,7 +171,9 @@ def test_tensorboard_scalars_equal_the_run_folder(tracked_run):
         got = [(e.step, e.value) for e in ea.Scalars(f"eval/{key}")]
         assert got == [(r["acquired"], pytest.approx(r[key], rel=1e-6)) for r in ev], key
     train = list(read_jsonl(run / "train.jsonl"))
-    assert [(e.step, e.value) for e in ea.Scalars("train/loss")] == [(i + 1, pytest.approx(r["loss"], rel=1e-6)) for i, r in enumerate(train)]
+    assert [(e.step, e.value) for e in ea.Scalars("train/loss")] == [
+        (i + 1, pytest.approx(r["loss"], rel=1e-6)) for i, r in enumerate(train)
+    ]
     steps = list(read_jsonl(run / "steps.jsonl"))
     assert [e.value for e in ea.Scalars("seconds/train")] == [pytest.approx(s["train_s"]) for s in steps]
     acq = list(read_jsonl(run / "acquired.jsonl"))
