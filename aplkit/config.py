@@ -23,6 +23,10 @@ from aplkit.oracles.llm.config import LLMJudgeConfig
 from aplkit.oracles.sentiment import SentimentConfig
 
 Task = Literal["imdb", "tldr", "file"]
+Tracker = Literal["tensorboard", "wandb", "trackio"]  # aplkit.tracking.TRACKERS: where a run's metrics are also sent
+
+#: top-level settings that do not change the experiment: a run folder resumes whatever they are
+NOT_EXPERIMENT = ("out", "tracking")
 
 
 def _positive(section: object, prefix: str, names: tuple[str, ...]) -> list[str]:
@@ -263,6 +267,7 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    tracking: list[Tracker] = field(default_factory=list)  # experiment trackers beside the run folder (none by default)
 
     @property
     def steps(self) -> int:
@@ -287,6 +292,9 @@ class ExperimentConfig:
         out += [] if self.seed >= 0 else [f"seed: must be >= 0, got {self.seed}"]
         out += self.model.problems() + self.acquisition.problems() + self.training.problems() + self.evaluation.problems()
         out += self.oracle.problems() + self.data.problems()
+        from aplkit.tracking import tracking_problems  # no tracker is imported: only whether its package is installed
+
+        out += tracking_problems(self.tracking)
         if out:
             return out
         e, m = self.evaluation, self.acquisition.acquire_batch

@@ -21,11 +21,12 @@ resumed run ends exactly where an uninterrupted one does. The run folder
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
 from aplkit.config import ExperimentConfig
@@ -40,6 +41,9 @@ from aplkit.oracles.ledger import Ledger
 from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
+
+if TYPE_CHECKING:
+    from aplkit.callbacks import Callback
 
 
 def default_out(cfg: ExperimentConfig) -> Path:
@@ -56,6 +60,7 @@ class StepResult:
     train: list[EpochStats]
     eval: EvalRow | None
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: acquire, label, train, evaluate
+    oracle: dict[str, Any] = field(default_factory=dict)  # the ledger's stats once the step is committed (calls, cost so far)
 
 
 @dataclass
@@ -138,30 +143,44 @@ class Experiment:
         return self.evaluator.evaluate(t, acquired, trained) if acquired in set(self.cfg.waypoints()) else None
 
     # ------------------------------------------------------------------ the run
-    def run(self, on_step: Callable[[StepResult], Any] | None = None) -> RunResult:
-        """Resume, then ``step`` until the budget is spent; each finished step is committed to the run folder."""
-        from tqdm.auto import tqdm
+    def run(
+        self,
+        on_step: Callable[[StepResult], Any] | None = None,
+        callbacks: Sequence[Callback | Callable[[StepResult], Any]] = (),
+    ) -> RunResult:
+        """Resume, then ``step`` until the budget is spent; each finished step is committed to the run folder.
+
+        ``callbacks`` (``aplkit.callbacks``) watch the run; the progress line (``progress=True``) and the
+        trackers named in ``cfg.tracking`` come first, then ``callbacks``, then ``on_step``.
+        """
+        from aplkit.callbacks import CallbackList, ProgressBar, as_callbacks
+        from aplkit.tracking import make_trackers
 
         cfg = self.cfg
         wall0 = time.perf_counter()
         done, xp = self.resume()
         result = RunResult(out=self.run_dir.path)
-        if done < cfg.steps:
-            self.evaluator.baseline()
-        bar = tqdm(
-            range(done + 1, cfg.steps + 1), desc=f"{cfg.strategy} seed {cfg.seed}", disable=not self.progress, initial=done, total=cfg.steps
-        )
-        for t in bar:
-            res = self.step(t, xp)
-            xp = [*xp, *res.newest]
-            self.commit(res)
-            result.steps.append(res)
-            if res.eval:
-                bar.set_postfix(win_rate=f"{res.eval.win_rate:.3f}", labels=t * cfg.acquisition.acquire_batch)
-            if on_step:
-                on_step(res)
-        result.eval_rows = self.run_dir.read(EvalRow)
-        result.summary = self.write_summary(result.eval_rows, time.perf_counter() - wall0)
+        progress = [ProgressBar()] if self.progress else []
+        watchers = CallbackList([*progress, *make_trackers(cfg.tracking), *as_callbacks([*callbacks, *([on_step] if on_step else [])])])
+        try:
+            watchers.on_run_start(cfg, self.run_dir.path, done)
+            if done < cfg.steps:
+                self.evaluator.baseline()
+            for t in range(done + 1, cfg.steps + 1):
+                res = self.step(t, xp)
+                xp = [*xp, *res.newest]
+                self.commit(res)
+                res.oracle = self.ledger.stats()
+                result.steps.append(res)
+                watchers.on_step(res)
+            result.eval_rows = self.run_dir.read(EvalRow)
+            result.summary = self.write_summary(result.eval_rows, time.perf_counter() - wall0)
+            watchers.on_run_end(result)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the run's own error is the one to see
+                watchers.close()
+            raise
+        watchers.close()
         return result
 
     def resume(self) -> tuple[int, list[Preference]]:
@@ -207,9 +226,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, **kwarg
     """Build and run one experiment; closes the ledger and oracle even on failure."""
     progress = kwargs.pop("progress", True)
     on_step = kwargs.pop("on_step", None)
+    callbacks = kwargs.pop("callbacks", ())
     exp = Experiment(cfg, out, progress=progress, **kwargs)
     try:
-        return exp.run(on_step=on_step)
+        return exp.run(on_step=on_step, callbacks=callbacks)
     finally:
         exp.close()
 

@@ -3,7 +3,7 @@
 Every number, table and figure comes from ``aplkit.results`` (the blocks shared with ``aplkit report``
 from ``aplkit.results.report``); this module shows them inline and saves the figures.
 
-``StepDisplay`` is the experiment notebook's ``on_step`` callback: after each acquisition step it
+``StepDisplay`` is the experiment notebook's callback (``aplkit.callbacks``): after each acquisition step it
 re-reads the run folder (so a resumed run shows its earlier steps too) and updates one table and
 one figure in place. The ``fig*`` functions are the analysis notebooks' cells; each returns the
 files it wrote, or ``[]`` with a printed note when the runs dir has no data for that figure.
@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from aplkit.callbacks import Callback
 from aplkit.results import (
     efficiency_by_task,
     efficiency_markdown,
@@ -57,8 +58,11 @@ def _display(obj: Any, handle: Any = None) -> Any:
     return handle
 
 
-class StepDisplay:
-    """``on_step`` callback: a per-step table and a loss / win-rate figure, updated in place."""
+class StepDisplay(Callback):
+    """A callback on the loop's seam: a per-step table and a loss / win-rate figure, updated in place.
+
+    Also callable as a plain ``on_step`` function, as notebooks written before the seam use it.
+    """
 
     def __init__(self, run_dir: str | Path, plot: bool = True):
         self.run_dir = Path(run_dir)
@@ -80,6 +84,9 @@ class StepDisplay:
             self._fig = _display(fig, self._fig)
             plt.close(fig)
         return table
+
+    def on_step(self, result: Any) -> None:
+        self.show()
 
     def __call__(self, result: Any) -> None:
         self.show()

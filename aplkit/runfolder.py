@@ -125,9 +125,9 @@ class RunFolder:
         """A run folder belongs to one config; resuming with another would mix two experiments."""
         import yaml
 
-        from aplkit.config import ConfigError
+        from aplkit.config import NOT_EXPERIMENT, ConfigError
 
-        diff = self.config_change(new, ignore)
+        diff = self.config_change(new, (*ignore, *NOT_EXPERIMENT))
         if diff:
             raise ConfigError(f"{self.path} was made with a different config ({diff}); use another --out")
         if not (self.path / CONFIG).exists():
