@@ -38,7 +38,7 @@ def _spec(runs: Path, **extra) -> dict:
         "out": str(runs),
         "strategies": ["random"],
         "seeds": [0],
-        "overrides": TINY,
+        "overrides": [*TINY, "acquisition.budget=4", "evaluation.waypoints=[4]"],  # one step: Ray is under test, not the loop
         # a relative data.path that does not exist yet passes validation and raises DataError in the kernel;
         # it is read from the sweep's working folder, which is not the Ray workers' own
         "variants": {"main": [], "file": {"overrides": ["data.task=file", "data.path=prompts.jsonl"]}},
@@ -61,7 +61,7 @@ def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, mo
     out = capsys.readouterr().out
     assert "to run on Ray at local (1 CPU(s) and 1 GPU for cuda runs per task)" in out
     assert "FAILED file/random/seed0" in out and "DataError" in out and "1 done, 0 skipped, 1 failed" in out
-    assert RunFolder(main).complete and len(RunFolder(main).rows("acquired.jsonl")) == 8
+    assert RunFolder(main).complete and len(RunFolder(main).rows("acquired.jsonl")) == 4
     assert "bt_correct" in (main / "notebook.ipynb").read_text()  # the executed notebook is kept in the run folder
     [start] = _attempts(main)[:1]
     pid = int(re.search(r" pid (\d+), ray task ", start).group(1))
@@ -81,7 +81,7 @@ def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, mo
     assert s["skipped"] == ["main/random/seed0"] and s["done"] == ["file/random/seed0"] and s["failed"] == []
     assert _digest(main / "notebook.ipynb") == before and (main / CELL_LOG).read_text() == main_log
     assert [a.split(" ", 3)[2] for a in _attempts(file)] == ["start", "FAILED", "start", "done"]
-    assert RunFolder(file).complete and len(RunFolder(file).rows("acquired.jsonl")) == 8
+    assert RunFolder(file).complete and len(RunFolder(file).rows("acquired.jsonl")) == 4
 
     # a third invocation has nothing to do and submits nothing
     capsys.readouterr()
