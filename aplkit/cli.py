@@ -166,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="ray: local (start one here), auto (the node's cluster) or ray://HOST:10001; default $RAY_ADDRESS, else local"
     )
     s.add_argument("--cpus-per-task", type=float, help="ray: CPUs reserved per run (default 1; also its OMP_NUM_THREADS)")
-    s.add_argument("--gpus-per-task", type=float, help="ray: GPUs reserved per run (default 1 if model.device is cuda, else 0)")
+    s.add_argument(
+        "--gpus-per-task",
+        type=float,
+        help="ray: GPUs reserved per run (default 1 if model.device is cuda, or auto on a cluster with GPUs; else 0)",
+    )
     s.add_argument("--dry-run", action="store_true", help="list what would run")
     s.set_defaults(func=cmd_sweep)
 

@@ -112,8 +112,9 @@ def one_line(e: BaseException) -> str:
 class RayExecutor(Executor):
     """One Ray task per run, with ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs reserved for it.
 
-    ``gpus_per_task`` None: 1 for a run whose ``model.device`` is cuda, else 0 (and then the task sees
-    no GPU). A task that fails is not retried by Ray: the next ``aplkit sweep`` resumes it.
+    ``gpus_per_task`` None: 1 for a run whose ``model.device`` is cuda, or auto on a cluster with GPUs
+    (what auto means on one machine), else 0 — and then the task sees no GPU. A task that fails is not
+    retried by Ray: the next ``aplkit sweep`` resumes it from its checkpoint.
     """
 
     name = "ray"
@@ -125,6 +126,7 @@ class RayExecutor(Executor):
         self.cpus_per_task = cpus_per_task
         self.gpus_per_task = gpus_per_task
         self.num_cpus = num_cpus  # a cluster started here (address local): its CPUs, default all of this machine's
+        self.cluster_gpus = 0.0  # GPUs on the cluster's largest node, known once connected
 
     def check(self) -> None:
         if not self.cpus_per_task > 0:
@@ -136,7 +138,7 @@ class RayExecutor(Executor):
     def gpus(self, run: Run) -> float:
         if self.gpus_per_task is not None:
             return self.gpus_per_task
-        return 1.0 if run.device.startswith("cuda") else 0.0
+        return 1.0 if run.device.startswith("cuda") or (run.device == "auto" and self.cluster_gpus > 0) else 0.0
 
     def check_runs(self, runs: list[Run]) -> None:
         for r in runs:
@@ -150,7 +152,7 @@ class RayExecutor(Executor):
                 )
 
     def describe(self) -> str:
-        gpus = "1 GPU for cuda runs" if self.gpus_per_task is None else f"{self.gpus_per_task:g} GPU(s)"
+        gpus = "1 GPU for cuda or auto runs if it has GPUs" if self.gpus_per_task is None else f"{self.gpus_per_task:g} GPU(s)"
         return f"Ray at {self._address()} ({self.cpus_per_task:g} CPU(s) and {gpus} per task)"
 
     def _address(self) -> str:
@@ -195,7 +197,7 @@ class RayExecutor(Executor):
         """A task that fits on no node would wait forever: say so before submitting anything."""
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-        gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        gpus = self.cluster_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
         if self.cpus_per_task > cpus:
             raise ConfigError(
                 f"--cpus-per-task {self.cpus_per_task:g}: the largest node of the Ray cluster at {self._address()} has {cpus:g} CPUs"

@@ -59,7 +59,7 @@ def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, mo
 
     assert cli.main(["sweep", str(path), "--executor", "ray", "--cpus-per-task", "1"]) == 1  # one run failed → non-zero exit
     out = capsys.readouterr().out
-    assert "to run on Ray at local (1 CPU(s) and 1 GPU for cuda runs per task)" in out
+    assert "to run on Ray at local (1 CPU(s) and 1 GPU for cuda or auto runs if it has GPUs per task)" in out
     assert "FAILED file/random/seed0" in out and "DataError" in out and "1 done, 0 skipped, 1 failed" in out
     assert RunFolder(main).complete and len(RunFolder(main).rows("acquired.jsonl")) == 4
     assert "bt_correct" in (main / "notebook.ipynb").read_text()  # the executed notebook is kept in the run folder
@@ -150,3 +150,7 @@ def test_task_environment(monkeypatch):
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["RAY_USAGE_STATS_ENABLED"] == "0" and env["HF_HUB_OFFLINE"] == "1"
     assert "OPENAI_API_KEY" not in env and "CUDA_VISIBLE_DEVICES" not in ex.env(gpu)  # Ray sets it for a GPU task
     assert (ex.gpus(cpu), ex.gpus(gpu), RayExecutor(gpus_per_task=2).gpus(cpu)) == (0, 1, 2)
+    auto = Run("c", "random", 0, Path("c"), device="auto")  # auto: a GPU when the cluster has one, as on one machine
+    assert ex.gpus(auto) == 0 and "CUDA_VISIBLE_DEVICES" in ex.env(auto)
+    ex.cluster_gpus = 4
+    assert (ex.gpus(auto), ex.gpus(cpu)) == (1, 0) and "CUDA_VISIBLE_DEVICES" not in ex.env(auto)
