@@ -98,9 +98,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from aplkit.executors import make_executor
     from aplkit.sweep import run_sweep
 
-    summary = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run)
+    ex = make_executor(args.executor, args.jobs, address=args.address, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task)
+    summary = run_sweep(args.sweep, dry_run=args.dry_run, executor=ex)
     return 1 if summary.get("failed") else 0
 
 
@@ -156,9 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("sweep", help="strategy × seed runs of the experiment notebook with papermill")
+    s = sub.add_parser("sweep", help="strategy × seed runs of the experiment notebook with papermill, here or on Ray")
     s.add_argument("sweep", help="params/sweep-*.yaml")
-    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--executor", choices=["local", "ray"], default="local", help="local: threads here (--jobs); ray: one task per run")
+    s.add_argument("--jobs", type=int, help="local: runs at once (default 1)")
+    s.add_argument(
+        "--address", help="ray: local (start one here), auto (the node's cluster) or ray://HOST:10001; default $RAY_ADDRESS, else local"
+    )
+    s.add_argument("--cpus-per-task", type=float, help="ray: CPUs reserved per run (default 1; also its OMP_NUM_THREADS)")
+    s.add_argument(
+        "--gpus-per-task",
+        type=float,
+        help="ray: GPUs reserved per run (default 1 if model.device is cuda, or auto on a cluster with GPUs; else 0)",
+    )
     s.add_argument("--dry-run", action="store_true", help="list what would run")
     s.set_defaults(func=cmd_sweep)
 

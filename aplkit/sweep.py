@@ -13,18 +13,22 @@ A sweep file (YAML)::
       online: {overrides: [training.mode=online], strategies: [certainty], seeds: [0]}
 
 Run folders are OUT/STRATEGY/seedN, or OUT/VARIANT/STRATEGY/seedN with variants; each keeps
-its executed notebook as ``notebook.ipynb``. Every run's config is loaded and validated before
-any kernel starts. A run whose summary.json says complete is skipped without a kernel; any
-other run is (re-)executed, which resumes it from its last finished step. A failing run does
-not stop the others; the returned summary lists done / skipped / failed (with one-line errors).
+its executed notebook as ``notebook.ipynb`` and a ``sweep.log`` of every attempt (where, when, how it
+ended, the traceback of a failure). Every run's config is loaded and validated before any kernel
+starts. A run whose summary.json says complete is skipped without a kernel; any other run is
+(re-)executed, which resumes it from its last finished step. A failing run does not stop the
+others; the returned summary lists done / skipped / failed (with one-line errors). Where the runs
+execute — threads on this machine or tasks on a Ray cluster — is the executor's business
+(:mod:`aplkit.executors`); every executor calls :func:`run_cell` where the run lands.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import yaml
 
 from aplkit.acquisition import SCORERS
 from aplkit.config import ConfigError, load_config, preset_path
+from aplkit.executors import Executor, LocalExecutor, one_line
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
 
@@ -40,6 +45,8 @@ from aplkit.runfolder import CONFIG, RunFolder
 DEFAULT_NOTEBOOK = Path(__file__).resolve().parent / "notebooks" / "apl_experiment.ipynb"
 SWEEP_KEYS = ("config", "notebook", "out", "strategies", "seeds", "overrides", "variants")
 VARIANT_KEYS = ("overrides", "strategies", "seeds")
+#: one line per attempt at a run, appended in its folder (the executed notebook holds the run's own output)
+CELL_LOG = "sweep.log"
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Run:
     out: Path
     overrides: list[str] = field(default_factory=list)
     steps: int = 0
+    device: str = "auto"  # model.device: an executor reserves a GPU for cuda runs
 
     def status(self) -> str:
         """complete | resume (k/T steps done) | new."""
@@ -173,7 +181,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
                 except ConfigError as e:
                     raise _fail(p, f"run {label}: {e}") from None
                 _check_folder(p, label, root / label, cfg.to_dict())
-                runs.append(Run(label, s, seed, root / label, ovr, cfg.steps))
+                runs.append(Run(label, s, seed, root / label, ovr, cfg.steps, cfg.model.device))
     return Sweep(p, config, notebook, root, runs)
 
 
@@ -184,17 +192,11 @@ def _check_folder(path: Path, label: str, folder: Path, new: dict) -> None:
         raise _fail(path, f"run {label}: {folder} was made with a different config ({d}); change out or remove that folder")
 
 
-def _one_line(e: BaseException) -> str:
-    """A failed run in one line: the notebook's exception (papermill) or the launcher's."""
-    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
-    if ename:
-        return f"{ename}: {str(evalue).splitlines()[0] if evalue else ''}".strip()
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | None = None) -> Path:
+    """Execute the experiment notebook for one run; the executed copy lands in the run folder.
 
-
-def execute(run: Run, sweep: Sweep, progress: bool = False) -> Path:
-    """Execute the experiment notebook for one run; the executed copy lands in the run folder."""
+    ``cwd`` is the folder relative paths in configs are read from: the sweep's, also on a Ray worker.
+    """
     import papermill as pm
 
     run.out.mkdir(parents=True, exist_ok=True)
@@ -212,20 +214,57 @@ def execute(run: Run, sweep: Sweep, progress: bool = False) -> Path:
         str(dest),
         parameters=params,
         kernel_name="python3",  # jupyter_client starts "python" kernels with sys.executable: this venv
-        cwd=str(Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
+        cwd=str(cwd or Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
         progress_bar=False,
         log_output=False,
     )
     return dest
 
 
-def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, out: str | Path | None = None) -> dict[str, Any]:
+def _log(run: Run, text: str) -> None:
+    with open(run.out / CELL_LOG, "a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+
+def run_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
+    """One attempt at one run, wherever the executor placed it: (one-line error or None, seconds).
+
+    Never raises for a failing run: the error is returned and, with its traceback, appended to the
+    run folder's sweep.log, so one run's failure cannot stop the others.
+    """
+    t0 = time.perf_counter()
+    if not Path(cwd).is_dir() or not Path(sweep.config).is_file():
+        missing = cwd if not Path(cwd).is_dir() else sweep.config
+        return (
+            f"FileNotFoundError: {missing} is not on {socket.gethostname()}; run folders and configs must be on a filesystem every node shares",
+            0.0,
+        )
+    try:
+        run.out.mkdir(parents=True, exist_ok=True)
+        _log(run, f"start {run.label} ({run.status()}) on {socket.gethostname()} pid {os.getpid()}, {where}, python {sys.executable}")
+    except OSError as e:
+        return one_line(e), time.perf_counter() - t0
+    try:
+        execute(run, sweep, cwd=cwd)
+    except Exception as e:  # noqa: BLE001 - one run's failure must not stop the others
+        err, secs = one_line(e), time.perf_counter() - t0
+        _log(run, f"FAILED after {secs:.1f}s: {err}\n{''.join(traceback.format_exception(e)).rstrip()}")
+        return err, secs
+    secs = time.perf_counter() - t0
+    _log(run, f"done in {secs:.1f}s")
+    return None, secs
+
+
+def run_sweep(
+    path: str | Path, jobs: int = 1, dry_run: bool = False, out: str | Path | None = None, executor: Executor | None = None
+) -> dict[str, Any]:
     """Run every strategy × seed (× variant) of a sweep file; returns {"total", "done", "skipped", "failed", ...}.
 
     done/skipped: run labels; failed: [{"run", "error"}]. ``out`` replaces the file's ``out``.
+    ``executor`` places the runs (default: ``LocalExecutor(jobs)``, threads on this machine).
     """
-    if jobs < 1:
-        raise ConfigError(f"--jobs: must be >= 1, got {jobs}")
+    executor = executor or LocalExecutor(jobs)
+    executor.check()  # the executor's own settings, before the sweep file is read
     sw = load_sweep(path, out)
     total = len(sw.runs)
     summary: dict[str, Any] = {"out": str(sw.out), "total": total, "done": [], "skipped": [], "failed": [], "planned": []}
@@ -239,40 +278,22 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, out: str |
             summary["planned"].append(r.label)
         if dry_run:
             print(f"{r.label:<40} {st if st != 'complete' else 'complete, skip'}  → {r.out}")
+    executor.check_runs(todo)
     if dry_run:
-        print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} complete; notebook {sw.notebook}")
+        print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} complete; notebook {sw.notebook}; {executor.describe()}")
         return summary
-    print(f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run with {jobs} job(s) → {sw.out}")
-    share = todo and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
-    if share:  # kernels inherit it: parallel runs split the cores instead of fighting over them
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // min(jobs, len(todo))))
+    print(
+        f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run on {executor.describe()} → {sw.out}"
+    )
     t_start = time.perf_counter()
-    n = len(todo)
-
-    def go(k: int, r: Run) -> tuple[Run, str | None, float]:
-        print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
-        t0 = time.perf_counter()
-        try:
-            execute(r, sw)
-            return r, None, time.perf_counter() - t0
-        except Exception as e:  # noqa: BLE001 - one run's failure must not stop the others
-            return r, _one_line(e), time.perf_counter() - t0
-
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(go, k, r) for k, r in enumerate(todo, 1)]
-            for f in as_completed(futures):
-                r, err, secs = f.result()
-                if err is None:
-                    wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
-                    summary["done"].append(r.label)
-                    print(f"done   {r.label} in {secs:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
-                else:
-                    summary["failed"].append({"run": r.label, "error": err})
-                    print(f"FAILED {r.label} after {secs:.0f}s: {err} (see {r.out / 'notebook.ipynb'})", flush=True)
-    finally:
-        if share:
-            os.environ.pop("OMP_NUM_THREADS", None)
+    for r, err, secs in executor.map(todo, sw):
+        if err is None:
+            wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
+            summary["done"].append(r.label)
+            print(f"done   {r.label} in {secs:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
+        else:
+            summary["failed"].append({"run": r.label, "error": err})
+            print(f"FAILED {r.label} after {secs:.0f}s: {err} (see {r.out / CELL_LOG} and {r.out / 'notebook.ipynb'})", flush=True)
     order = {r.label: i for i, r in enumerate(sw.runs)}
     summary["done"].sort(key=order.get)
     summary["failed"].sort(key=lambda f: order[f["run"]])
@@ -285,4 +306,4 @@ def run_sweep(path: str | Path, jobs: int = 1, dry_run: bool = False, out: str |
     return summary
 
 
-__all__ = ["Run", "Sweep", "execute", "load_sweep", "run_sweep"]
+__all__ = ["CELL_LOG", "Run", "Sweep", "execute", "load_sweep", "run_cell", "run_sweep"]

@@ -94,6 +94,7 @@ def test_sweep_parallel_failure_and_no_repeated_work(tmp_path, monkeypatch, caps
         assert RunFolder(d).complete and len(RunFolder(d).rows("acquired.jsonl")) == 8
         assert "bt_correct" in (d / "notebook.ipynb").read_text()  # the executed notebook is kept in the run folder
     assert "DataError" in (runs / "broken/random/seed0/notebook.ipynb").read_text()
+    assert "FAILED after" in (runs / "broken/random/seed0/sweep.log").read_text()  # each attempt is logged in the run folder
 
     # A half-done run (killed before its summary) and a complete one: the second sweep resumes
     # the first from its checkpoint without new labels and launches no kernel for the second.

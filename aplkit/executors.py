@@ -1,0 +1,265 @@
+"""Where a sweep's runs execute: threads on this machine, or one task per run on a Ray cluster.
+
+The sweep (:func:`aplkit.sweep.run_sweep`) keeps the guarantees — every config validated before
+anything starts, complete runs skipped, one summary — and an executor only places the runs that
+are left. Each executor calls :func:`aplkit.sweep.run_cell` where a run lands, which never raises
+for a failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's
+failure and a second invocation resumes whatever did not finish, whichever executor ran it.
+
+Ray (``pip install 'aplkit[ray]'``) runs on the cluster at ``address``: ``local`` starts one on
+127.0.0.1 for this sweep, ``auto`` joins the one ``ray start`` began on this node, ``ray://host:10001``
+connects a client. The workers must see the run folders, the config and the sweep's working folder
+at the same paths (a shared filesystem, as on SLURM) and run from an environment with aplkit installed
+(or a checkout: its folder is put on the workers' ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aplkit.config import ConfigError
+
+if TYPE_CHECKING:
+    from aplkit.sweep import Run, Sweep
+
+#: (run, one-line error or None, seconds), as each run ends
+Outcome = tuple["Run", "str | None", float]
+EXECUTORS = ("local", "ray")
+#: read by the runs where they execute (the offline rules, caches); API keys are not passed: set them on the nodes
+PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "APLKIT_CACHE", "XDG_CACHE_HOME")
+RAY_HINT = "the ray package is not installed; install the extra: pip install 'aplkit[ray]'"
+
+
+class Executor(ABC):
+    """Places a sweep's remaining runs; ``check``/``check_runs`` raise ConfigError before any run starts."""
+
+    name: str
+
+    def check(self) -> None:  # noqa: B027 - an optional hook
+        """The executor's own settings (one-line ConfigError naming the option)."""
+
+    def check_runs(self, runs: list[Run]) -> None:  # noqa: B027 - an optional hook
+        """What the runs ask of this executor (e.g. a GPU), before any of them starts."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the runs go, for the sweep's first line."""
+
+    @abstractmethod
+    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
+        """Execute every run once and yield each outcome as it ends; a failing run is an outcome, not an exception."""
+
+
+class LocalExecutor(Executor):
+    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores."""
+
+    name = "local"
+
+    def __init__(self, jobs: int = 1) -> None:
+        self.jobs = jobs
+
+    def check(self) -> None:
+        if not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ConfigError(f"--jobs: must be >= 1, got {self.jobs}")
+
+    def describe(self) -> str:
+        return f"this machine with {self.jobs} job(s)"
+
+    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
+        from aplkit.sweep import run_cell
+
+        n, cwd = len(runs), str(Path.cwd())
+        share = runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ
+        if share:  # kernels inherit it: parallel runs split the cores instead of fighting over them
+            os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // min(self.jobs, n)))
+
+        def go(k: int, r: Run) -> Outcome:
+            print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
+            return (r, *run_cell(r, sweep, cwd, f"local job {k}/{n}"))
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
+                    yield f.result()
+        finally:
+            if share:
+                os.environ.pop("OMP_NUM_THREADS", None)
+
+
+def _ray_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
+    """The Ray task: the same attempt as a local job, on whichever node Ray picked."""
+    from aplkit.sweep import run_cell
+
+    return run_cell(run, sweep, cwd, where)
+
+
+def one_line(e: BaseException) -> str:
+    """A failed run in one line: the notebook's exception (papermill), Ray's or the launcher's."""
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {str(evalue).splitlines()[0] if evalue else ''}".strip()
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+class RayExecutor(Executor):
+    """One Ray task per run, with ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs reserved for it.
+
+    ``gpus_per_task`` None: 1 for a run whose ``model.device`` is cuda, or auto on a cluster with GPUs
+    (what auto means on one machine), else 0 — and then the task sees no GPU. A task that fails is not
+    retried by Ray: the next ``aplkit sweep`` resumes it from its checkpoint.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float | None = None, num_cpus: int | None = None
+    ) -> None:
+        self.address = address
+        self.cpus_per_task = cpus_per_task
+        self.gpus_per_task = gpus_per_task
+        self.num_cpus = num_cpus  # a cluster started here (address local): its CPUs, default all of this machine's
+        self.cluster_gpus = 0.0  # GPUs on the cluster's largest node, known once connected
+
+    def check(self) -> None:
+        if not self.cpus_per_task > 0:
+            raise ConfigError(f"--cpus-per-task: must be > 0, got {self.cpus_per_task}")
+        if self.gpus_per_task is not None and not self.gpus_per_task >= 0:
+            raise ConfigError(f"--gpus-per-task: must be >= 0, got {self.gpus_per_task}")
+        _import_ray()
+
+    def gpus(self, run: Run) -> float:
+        if self.gpus_per_task is not None:
+            return self.gpus_per_task
+        return 1.0 if run.device.startswith("cuda") or (run.device == "auto" and self.cluster_gpus > 0) else 0.0
+
+    def check_runs(self, runs: list[Run]) -> None:
+        for r in runs:
+            g, m = self.gpus(r), re.fullmatch(r"cuda:(\d+)", r.device)
+            if r.device.startswith("cuda") and g == 0:
+                raise ConfigError(f"run {r.label}: model.device={r.device} needs a GPU but --gpus-per-task is 0")
+            if m and int(m.group(1)) >= max(1, int(g)):
+                raise ConfigError(
+                    f"run {r.label}: model.device={r.device}: a Ray task sees only the {g:g} GPU(s) it reserves, "
+                    "numbered from cuda:0; use model.device=cuda"
+                )
+
+    def describe(self) -> str:
+        gpus = "1 GPU for cuda or auto runs if it has GPUs" if self.gpus_per_task is None else f"{self.gpus_per_task:g} GPU(s)"
+        return f"Ray at {self._address()} ({self.cpus_per_task:g} CPU(s) and {gpus} per task)"
+
+    def _address(self) -> str:
+        return self.address or os.environ.get("RAY_ADDRESS") or "local"
+
+    def env(self, run: Run) -> dict[str, str]:
+        """The task's environment: this sweep's import path, threads and offline rules; no GPU unless reserved."""
+        import aplkit
+
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        root = str(Path(aplkit.__file__).resolve().parent.parent)
+        if "site-packages" not in root and root not in paths:  # a checkout: the workers import this aplkit
+            paths.insert(0, root)
+        env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+        env |= {
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": str(max(1, int(self.cpus_per_task))),
+        }
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        if self.gpus(run) == 0:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # Ray sets it only for tasks that reserve a GPU
+        return env
+
+    def _connect(self, ray: Any) -> bool:
+        """Join or start the cluster; True when this sweep did, and so disconnects (or stops it) at the end."""
+        if ray.is_initialized():  # a notebook or a test already connected this process
+            return False
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a cluster started here inherits it: no usage report
+        address = self._address()
+        kw: dict[str, Any] = {}
+        if address == "local":  # on the loopback interface, without the dashboard: nothing listens outside this machine
+            kw = {"num_cpus": self.num_cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+        try:
+            ray.init(address=address, **kw)
+        except Exception as e:  # noqa: BLE001 - no cluster there, a refused client, a bad address: one line
+            raise ConfigError(f"--address {address}: cannot start or reach a Ray cluster ({one_line(e)})") from None
+        return True
+
+    def _check_cluster(self, ray: Any, runs: list[Run]) -> None:
+        """A task that fits on no node would wait forever: say so before submitting anything."""
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        gpus = self.cluster_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        if self.cpus_per_task > cpus:
+            raise ConfigError(
+                f"--cpus-per-task {self.cpus_per_task:g}: the largest node of the Ray cluster at {self._address()} has {cpus:g} CPUs"
+            )
+        need = max((self.gpus(r) for r in runs), default=0)
+        if need > gpus:
+            raise ConfigError(
+                f"--gpus-per-task {need:g}: the largest node of the Ray cluster at {self._address()} has {gpus:g} GPUs "
+                "(runs with model.device=cuda reserve one; set model.device=cpu or --gpus-per-task 0 for CPU runs)"
+            )
+
+    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
+        if not runs:
+            return
+        ray = _import_ray()
+        started = self._connect(ray)
+        pending: dict[Any, tuple[Run, float]] = {}
+        try:
+            self._check_cluster(ray, runs)
+            task = ray.remote(_ray_cell)
+            cwd, n = str(Path.cwd()), len(runs)
+            for k, r in enumerate(runs, 1):
+                opts = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus(r), "max_retries": 0, "name": f"aplkit {r.label}"}
+                ref = task.options(runtime_env={"env_vars": self.env(r)}, **opts).remote(r, sweep, cwd, f"ray task {k}/{n}")
+                pending[ref] = (r, time.perf_counter())
+                print(f"[{k}/{n}] queued {r.label} ({r.status()})", flush=True)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    r, t0 = pending.pop(ref)
+                    try:
+                        err, secs = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - the worker died (node lost, killed for memory): this run failed
+                        err, secs = one_line(e), time.perf_counter() - t0
+                    yield r, err, secs
+        finally:
+            for ref in pending:  # interrupted: stop what is still running (KeyboardInterrupt in the task)
+                ray.cancel(ref)
+            if started:
+                ray.shutdown()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--executor ray: {RAY_HINT}") from None
+    return ray
+
+
+def make_executor(name: str, jobs: int | None = None, **ray_options: Any) -> Executor:
+    """The executor ``aplkit sweep --executor NAME`` asks for; options of the other one are an error."""
+    if name == "local":
+        given = [f"--{k.replace('_', '-')}" for k, v in ray_options.items() if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]}: applies to --executor ray only")
+        return LocalExecutor(1 if jobs is None else jobs)
+    if name == "ray":
+        if jobs is not None:
+            raise ConfigError("--jobs: applies to --executor local; Ray runs as many at once as the cluster has CPUs/GPUs for")
+        return RayExecutor(**{k: v for k, v in ray_options.items() if v is not None})
+    raise ConfigError(f"--executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
+
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "one_line"]
