@@ -7,6 +7,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aplkit.acquisition import SCORERS, ScoringContext, acquire, get_scorer, step_passes
@@ -260,3 +261,37 @@ def test_each_arena_scorer_acquires_on_tiny_random(tiny, moved, name):
     chosen = acquire(get_scorer(name), _ctx(tiny, moved), pool)
     assert len(chosen) == 2 and len({c.prompt.id for c in chosen}) == 2
     assert all(c.has_pair and c.bt_prob is not None and math.isfinite(c.score) for c in chosen)
+
+
+# --------------------------------------------------------------------------- the comparison: ranking and cost
+
+
+def test_ranking_and_cost_by_hand(tmp_path):
+    from scipy import stats
+
+    from aplkit import results as R
+    from aplkit.results.report import report
+    from tests.synthetic_runs import make_run
+
+    runs = tmp_path / "runs"
+    final = {"random": (0.5, 0.6), "low-certainty": (0.55, 0.70), "bald": (0.45, 0.58)}
+    seconds = {"random": 2.0, "low-certainty": 3.0, "bald": 5.0}
+    for s, wins in final.items():
+        for seed, w in enumerate(wins):
+            make_run(runs, s, seed, {16: 0.5, 32: w}, acquire_s=seconds[s])
+    rank = R.ranking(R.paired_comparison(R.load_runs(runs)))
+    assert rank["strategy"].tolist() == ["low-certainty", "bald"] and rank["rank"].tolist() == [1, 2]
+    assert (rank["acquired"] == 32).all()
+    assert rank["mean_diff"].tolist() == pytest.approx([0.075, -0.035])
+    lo, hi = stats.t.interval(0.95, 1, loc=0.075, scale=np.std([0.05, 0.10], ddof=1) / math.sqrt(2))
+    assert (rank["t_low"].iloc[0], rank["t_high"].iloc[0]) == pytest.approx((lo, hi))
+
+    cost = R.acquisition_cost(R.load_steps(runs), R.load_configs(runs)).set_index("strategy")
+    assert cost.loc["low-certainty", "seconds_ratio"] == pytest.approx(1.5) and cost.loc["bald", "seconds_ratio"] == pytest.approx(2.5)
+    # M=16, S=64, K=8. random: step 1 (θ0) 2M = 32, step 2 2M + 4M = 96 → 64 per step.
+    # low-certainty: step 1 is random's draw (32), step 2 2S + 4S = 384 → 208. bald: 2S + 2S + 2S·K = 1280 at θ0, 1408 after → 1344.
+    assert cost["passes"].to_dict() == pytest.approx({"random": 64, "bald": 1344, "low-certainty": 208})
+    assert cost.loc["bald", "flops_ratio"] == pytest.approx(21.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.25)
+    written = report(runs, tmp_path / "fig")
+    assert "ranking.png" in written and "3.25×" in written["cost.md"].read_text()
+    assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
