@@ -17,6 +17,7 @@ This module imports neither torch nor transformers: config validation reads the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -215,6 +216,32 @@ def diverse(base: type[Scorer]) -> type[Scorer]:
 
 CertaintyDiverseScorer = register_scorer(diverse(CertaintyScorer))
 
+
+# --------------------------------------------------------------------------- entering the arena
+
+
+def run_arena(
+    config: str,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    runs_dir: str | Path,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+) -> list[Path]:
+    """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
+    each at ``runs_dir/STRATEGY/seedK``; every config is checked before the first run starts."""
+    from aplkit.config import load_config
+    from aplkit.loop import run_experiment
+
+    cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
+    out = []
+    for s, k, cfg in cfgs:
+        folder = Path(runs_dir) / s.replace("+", "_") / f"seed{k}"
+        run_experiment(cfg, folder, progress=progress)
+        out.append(folder)
+    return out
+
+
 __all__ = [
     "BaldScorer",
     "CertaintyDiverseScorer",
@@ -225,4 +252,5 @@ __all__ = [
     "greedy_d_optimal",
     "k_center",
     "project",
+    "run_arena",
 ]
