@@ -295,3 +295,29 @@ def test_ranking_and_cost_by_hand(tmp_path):
     written = report(runs, tmp_path / "fig")
     assert "ranking.png" in written and "3.25×" in written["cost.md"].read_text()
     assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
+
+
+def test_the_readme_scorer_example_runs_as_written():
+    """README "Add your own scorer and enter it in the arena": its first code block, executed verbatim."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Add your own scorer and enter it in the arena", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 10 <= len([line for line in code.splitlines() if line.strip()]) <= 20
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+        prompts, samples, lp_pol, lp_ref = _world()
+        acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2)
+        ctx = ArenaContext(acq, samples, lp_pol, lp_ref)
+        chosen = acquire(get_scorer("dpo-weight"), ctx, prompts)
+        w = {p.text: abs(_gap(lp_pol, lp_ref, p.text)) * _sig(-abs(_gap(lp_pol, lp_ref, p.text))) for p in prompts}
+        assert [c.prompt.text for c in chosen] == sorted(w, key=lambda t: -w[t])[:2]
+        assert [c.score for c in chosen] == pytest.approx(sorted(w.values(), reverse=True)[:2])
+        p = step_passes(get_scorer("dpo-weight"), acq)
+        assert (p.generated, p.scored) == (ctx.count["generated"], ctx.count["scored"])  # its declared cost is what it ran
+        rnd = acquire(get_scorer("random"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
+        first = acquire(get_scorer("dpo-weight"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
+        assert [c.prompt.id for c in first] == [c.prompt.id for c in rnd]
+    finally:
+        SCORERS.pop("dpo-weight", None)
