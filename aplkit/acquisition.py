@@ -120,6 +120,69 @@ class ScoringContext:
         lp = np.array([[s.logprob for s in row] for row in samples], dtype=float)
         return -lp.mean(axis=1)
 
+    # ------------------------------------------------------------ for the scorers beyond the paper (aplkit.arena)
+    def _completion_states(self, cands: Sequence[Candidate], masks: int = 0, p: float = 0.0):
+        """``aplkit.hidden.completion_states`` of every candidate's y0 (rows :n) and y1 (rows n:)."""
+        from aplkit.generation import prompt_ids
+        from aplkit.hidden import completion_states
+
+        xs = [c.prompt.text for c in cands]
+        ids = [self.completion_ids(c) for c in cands]
+        comps = [i[0] for i in ids] + [i[1] for i in ids]
+        p_ids = prompt_ids(self.tokenizer, xs + xs)
+        states = completion_states(
+            self.policy, p_ids, comps, self.tokenizer.pad_token_id, masks=masks, p=p, seed=self.seed + 3, batch_size=self.acq.batch_size
+        )
+        return states, xs + xs, comps
+
+    def pair_features(self, cands: Sequence[Candidate]) -> np.ndarray:
+        """[n, 2, H]: πθ_t's last hidden state averaged over y0's and y1's tokens (one policy pass per completion).
+
+        Tests override this seam.
+        """
+        if not cands:
+            return np.zeros((0, 2, 0))
+        states, _, _ = self._completion_states(cands)
+        f = states.features.double().numpy()
+        return np.stack([f[: len(cands)], f[len(cands) :]], axis=1)
+
+    def dropout_reward_gaps(self, cands: Sequence[Candidate], k: int, p: float) -> np.ndarray:
+        """[k, n]: r̂(x,y1) − r̂(x,y0) with πθ_t under k MC-dropout masks (rate p, last hidden layer), θ0 exact.
+
+        One policy pass per completion plus k output-head products over its tokens (``aplkit.hidden``), and
+        one θ0 pass (none at θ0, where θ0's log-probs are the policy's own). Fills each candidate's
+        deterministic rewards as ``fill_rewards`` would. Tests override this seam.
+        """
+        n = len(cands)
+        if not n:
+            return np.zeros((k, 0))
+        states, xs, comps = self._completion_states(cands, masks=k, p=p)
+        lp = states.logprobs.numpy()
+        ref = lp if self.at_theta0 else self.logprobs("reference", xs, comps)
+        r = self.beta * (lp - ref)
+        for i, c in enumerate(cands):
+            c.reward0, c.reward1 = float(r[i]), float(r[n + i])
+        rk = self.beta * (states.dropout_logprobs.numpy() - ref)
+        return rk[:, n:] - rk[:, :n]
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Sequences one acquisition step runs through a model: the cost model behind the report's FLOPs column.
+
+    A sampled completion costs about one forward pass over x + y (a KV cache makes each new token one
+    token's pass), so FLOPs ∝ ``generated + scored + head_fraction × head``; ``head`` counts output-head
+    products over a completion's tokens alone (bald's dropout draws), each a fraction
+    (vocabulary × hidden / parameters) of a full pass.
+    """
+
+    generated: int  # completions sampled from πθ_t
+    scored: int  # full forward passes over (x, y), policy or θ0
+    head: int = 0  # output-head-only products over a completion's tokens
+
+    def sequence_passes(self, head_fraction: float = 1.0) -> float:
+        return self.generated + self.scored + head_fraction * self.head
+
 
 class Scorer:
     """Ranks candidates; higher score = acquired first."""
@@ -137,6 +200,14 @@ class Scorer:
 
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         raise NotImplementedError
+
+    def select(self, ctx: ScoringContext, cands: Sequence[Candidate], scores: np.ndarray, m: int) -> list[int]:
+        """Which m candidates to acquire, given their scores: the top m (a batch rule such as ``+diverse`` overrides this)."""
+        return top_k(scores, m, ctx.seed + 7)
+
+    def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes | None:
+        """Model passes of one step away from θ0's shortcut (``step_passes``); None: not declared (a user's scorer)."""
+        return None
 
 
 SCORERS: dict[str, type[Scorer]] = {}
@@ -166,6 +237,10 @@ class RandomScorer(Scorer):
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         return np.random.default_rng(ctx.seed).random(len(cands))
 
+    def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
+        m = acq.acquire_batch
+        return Passes(generated=2 * m, scored=0 if at_theta0 else 4 * m)  # r̂ of the M chosen, for Fig 3
+
 
 @register_scorer
 class EntropyScorer(Scorer):
@@ -183,6 +258,10 @@ class EntropyScorer(Scorer):
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         return np.array([c.entropy for c in cands], dtype=float)
 
+    def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
+        s, m = acq.prompt_batch, acq.acquire_batch
+        return Passes(generated=acq.entropy_samples * s + 2 * m, scored=0 if at_theta0 else 4 * m)
+
 
 @register_scorer
 class CertaintyScorer(Scorer):
@@ -194,6 +273,10 @@ class CertaintyScorer(Scorer):
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
         ctx.fill_rewards(cands)
         return np.array([abs(c.reward1 - c.reward0) for c in cands], dtype=float)
+
+    def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
+        s = acq.prompt_batch
+        return Passes(generated=2 * s, scored=0 if at_theta0 else 4 * s)  # a pair per prompt, r̂ of both (policy + θ0)
 
 
 @register_scorer
@@ -213,6 +296,11 @@ class EntropyCertaintyScorer(CertaintyScorer):
         if not ctx.at_theta0:  # at θ0 certainty is 0 for every pair: only the M chosen get one (in acquire)
             ctx.complete_pairs(keep)
         return keep
+
+    def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
+        s, m = acq.prompt_batch, acq.acquire_batch
+        entropy = acq.entropy_samples * s * acq.entropy_pool
+        return Passes(generated=entropy + 2 * m, scored=0) if at_theta0 else Passes(generated=entropy + 2 * s, scored=4 * s)
 
 
 def top_k(scores: np.ndarray, k: int, seed: int) -> list[int]:
@@ -247,7 +335,21 @@ def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list
         raise ValueError(f"scorer '{scorer.name}' returned {scores.shape} scores for {len(cands)} candidates")
     for c, s in zip(cands, scores, strict=True):
         c.score = float(s)
-    chosen = [cands[i] for i in top_k(scores, ctx.acq.acquire_batch, ctx.seed + 7)]
+    m = min(ctx.acq.acquire_batch, len(cands))
+    picks = [int(i) for i in scorer.select(ctx, cands, scores, m)]
+    if len(picks) != m or len(set(picks)) != m or not all(0 <= i < len(cands) for i in picks):
+        raise ValueError(f"scorer '{scorer.name}' selected {picks}: need {m} distinct indices below {len(cands)}")
+    chosen = [cands[i] for i in picks]
     ctx.complete_pairs(chosen)  # scorers that rank prompts (entropy) get their pair now
     ctx.fill_rewards([c for c in chosen if c.reward0 is None or c.reward1 is None])  # for the BT analysis (Fig 3)
     return chosen
+
+
+def step_passes(scorer: Scorer, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes | None:
+    """The model passes ``acquire`` runs for one step of ``scorer``; at θ0 a constant scorer costs random's draw."""
+    if at_theta0 and scorer.constant_at_theta0:
+        return RandomScorer().passes(acq, True)
+    return scorer.passes(acq, at_theta0)
+
+
+from aplkit import arena  # noqa: E402,F401  registers the scorers beyond the paper (low-certainty, bald, d-optimal, +diverse)

@@ -100,11 +100,33 @@ class AcquisitionConfig:
     temperature: float = 0.7
     max_new_tokens: int = 24
     batch_size: int = 32  # forward/generation micro-batch (compute only, not maths)
+    # the scorers beyond the paper (aplkit.arena); the paper's four never read these
+    ensemble_size: int = 8  # K, bald's MC-dropout draws
+    dropout: float = 0.1  # p, bald's dropout rate on the last hidden layer
+    feature_dim: int = 32  # d, seeded random projection of the pair features (d-optimal, +diverse)
+    design_reg: float = 1.0  # λ in d-optimal's log det(λI + Σ φφᵀ)
+    diversity_pool: int = 4  # +diverse keeps the top pool×M by score, then k-center to M
 
     def problems(self, prefix: str = "acquisition") -> list[str]:
         out = _positive(
-            self, prefix, ("budget", "acquire_batch", "prompt_batch", "entropy_samples", "entropy_pool", "max_new_tokens", "batch_size")
+            self,
+            prefix,
+            (
+                "budget",
+                "acquire_batch",
+                "prompt_batch",
+                "entropy_samples",
+                "entropy_pool",
+                "max_new_tokens",
+                "batch_size",
+                "ensemble_size",
+                "feature_dim",
+                "design_reg",
+                "diversity_pool",
+            ),
         )
+        if not 0 < self.dropout < 1:
+            out.append(f"{prefix}.dropout: must be in (0, 1), got {self.dropout}")
         if out:
             return out
         if self.acquire_batch > self.prompt_batch:

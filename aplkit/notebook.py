@@ -172,6 +172,40 @@ def fig2_table2(runs_dir: str | Path, figures_dir: str | Path, budget: int | Non
     return {"files": files, "table2": t2, "significance": sig, "efficiency": eff}
 
 
+def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
+    """The arena's reading: the ranking figure (saved), each strategy against random with intervals at every size,
+    labels random needs, and the acquisition cost per step. Returns the frames and the files."""
+    from aplkit.results import (
+        acquisition_cost,
+        comparison_markdown,
+        cost_markdown,
+        efficiency_interval_markdown,
+        efficiency_intervals,
+        load_configs,
+        load_steps,
+        paired_comparison,
+        ranking,
+    )
+    from aplkit.results.plots import plot_ranking
+
+    _, main, _ = load_main(runs_dir)
+    if main.empty:
+        _no_data("the arena", f"no run folders with eval.jsonl rows under {runs_dir}")
+        return {"files": []}
+    cmp = paired_comparison(main)
+    rank = ranking(cmp)
+    files = show_and_save(plot_ranking(rank), figures_dir, "ranking") if len(rank) and rank["n"].max() >= 2 else []
+    if not files:
+        print("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
+    _markdown("**Each strategy against random, paired by seed**\n\n" + comparison_markdown(cmp))
+    eff = efficiency_intervals(main, int(main["acquired"].max()))
+    _markdown("**Labels random needs to match each strategy**\n\n" + efficiency_interval_markdown(eff))
+    steps = load_steps(runs_dir)
+    cost = acquisition_cost(steps[steps["run"].isin(set(main["run"]))], load_configs(runs_dir))
+    _markdown("**Acquisition cost per step**\n\n" + cost_markdown(cost))
+    return {"files": files, "comparison": cmp, "ranking": rank, "efficiency": eff, "cost": cost}
+
+
 def fig3_bt_histograms(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
     """Fig 3 per task from the acquired pairs of the Fig 2 runs (``aplkit.results.report.fig3_per_task``)."""
     from aplkit.results.report import fig3_per_task, main_acquired

@@ -126,6 +126,10 @@ def summarise(out: Path, configs: dict) -> dict:
     acq = R.load_acquired(out)
     acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
     wrong = R.confident_errors(acq)
+    steps = R.load_steps(out)
+    steps = steps[[(s, k) in configs for s, k in zip(steps["strategy"], steps["seed"], strict=True)]] if not steps.empty else steps
+    cost = R.acquisition_cost(steps, R.load_configs(out))
+    rank = R.ranking(cmp)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
@@ -140,6 +144,8 @@ def summarise(out: Path, configs: dict) -> dict:
             R.efficiency_interval_markdown(eff),
             "Confidently wrong acquired pairs (Fig 3 as a number):",
             R.confident_errors_markdown(wrong),
+            "Acquisition cost per step, relative to random (figures/ranking.png ranks the strategies at the final size):",
+            R.cost_markdown(cost),
         ]
     )
     return {
@@ -150,6 +156,8 @@ def summarise(out: Path, configs: dict) -> dict:
         "comparison": json.loads(cmp.to_json(orient="records")),
         "efficiency": json.loads(eff.to_json(orient="records")),
         "confident_errors": json.loads(wrong.to_json(orient="records")),
+        "ranking": json.loads(rank.to_json(orient="records")),
+        "cost": json.loads(cost.to_json(orient="records")),
         "markdown": md,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": _commit()},
     }

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from aplkit.config import ExperimentConfig
-from aplkit.records import AcquiredRow, EvalRow, TrainRow, to_dict
+from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, to_dict
 from aplkit.runfolder import RunFolder
 
 
@@ -36,6 +36,7 @@ def make_run(
     trained: dict[int, int] | None = None,
     metrics: Mapping[int, Mapping[str, float | None]] | None = None,
     cfg: ExperimentConfig | None = None,
+    acquire_s: float | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
@@ -45,7 +46,8 @@ def make_run(
     ``trained`` field at all, as run folders from before it existed. metrics: acquired-set size → values of
     the win-rate's companion fields of ``EvalRow`` (soft_win_rate, soft_stderr, reward_gap, kl, lm_loss, ...).
     cfg: the config to write (a real
-    preset's, say); by default one is built from the keyword arguments.
+    preset's, say); by default one is built from the keyword arguments. acquire_s: write a steps.jsonl row per
+    waypoint step with these acquisition seconds.
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
@@ -75,6 +77,9 @@ def make_run(
     for step, curve in (losses or {}).items():
         for e, loss in enumerate(curve, 1):
             rf.add(TrainRow(e, loss, 0.5, 0.0, m * step, 0.1, step=step))
+    if acquire_s is not None:
+        for step, size in enumerate(sizes, 1):
+            rf.add(StepRow(step=step, acquired=size, labels=m, seconds=acquire_s + 1.0, acquire_s=acquire_s))
     rf.write_json("summary.json", {"complete": complete})
     return rf.path
 

@@ -45,7 +45,7 @@ def test_overrides_dotted_and_typed():
         (["training.lr=-1"], "training.lr"),
         (["training.batch_size=abc"], "training.batch_size"),
         (["training.mode=sometimes"], "training.mode"),
-        (["strategy=bald"], "strategy: unknown 'bald'"),
+        (["strategy=bold"], "strategy: unknown 'bold'"),
         (["model.spec=not a model"], "model.spec"),
         (["oracle.kind=gpt5"], "oracle.kind"),
         (["oracle.flip_prob=0.9"], "oracle.flip_prob"),

@@ -219,3 +219,29 @@ def test_figure_notebook_without_data_says_so(tmp_path):
     text = _text(nb)
     assert "no data for Fig 1" in text and "no data for Fig 5" in text and "no data for Fig 6" in text
     assert not figs.exists() or list(figs.iterdir()) == []
+
+
+def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
+    runs, figs = tmp_path / "runs", tmp_path / "figures"
+    strategies = ["random", "low-certainty", "d-optimal"]
+    nb = _execute(
+        "arena.ipynb",
+        tmp_path / "arena.ipynb",
+        tmp_path,
+        config="imdb-cpu",
+        strategies=strategies,
+        seeds=[0, 1],
+        overrides=TINY,
+        runs_dir=str(runs),
+        figures_dir=str(figs),
+    )
+    text = _text(nb)
+    assert "6 runs finished" in text
+    for s in strategies:
+        for k in (0, 1):
+            assert RunFolder(runs / s / f"seed{k}").complete and len(RunFolder(runs / s / f"seed{k}").rows("eval.jsonl")) == 2
+    assert "Each strategy against random" in text and "Acquisition cost per step" in text and "Labels random needs" in text
+    for stem in ("ranking", "fig2_winrate"):
+        assert (figs / f"{stem}.png").stat().st_size > 1000
+    # the returned ranking: both challengers, at the final size (8 labels), each paired on 2 seeds
+    assert "low-certainty" in text and "d-optimal" in text

@@ -25,7 +25,7 @@ def _write(path: Path, spec: dict) -> Path:
     "spec, message",
     [
         ({"config": "imdb-cpu", "strategies": ["random"], "seeds": [0], "jobs": 2}, "unknown key 'jobs'"),
-        ({"config": "imdb-cpu", "strategies": ["random", "bald"], "seeds": [0]}, "strategies: unknown strategy 'bald'"),
+        ({"config": "imdb-cpu", "strategies": ["random", "bold"], "seeds": [0]}, "strategies: unknown strategy 'bold'"),
         ({"config": "nope.yaml", "strategies": ["random"], "seeds": [0]}, "config: file not found: nope.yaml"),
         ({"strategies": ["random"], "seeds": [0]}, "missing required key 'config'"),
         ({"config": "imdb-cpu", "strategies": ["random"], "seeds": [0, 0]}, "seeds: repeated seed"),

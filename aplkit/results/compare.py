@@ -144,6 +144,71 @@ def efficiency_intervals(
     return point.assign(ratio_low=lo, ratio_high=hi)
 
 
+def step_sequence_passes(strategy: str, acquisition: dict, step: int, head_fraction: float = 1.0) -> float:
+    """Sequence passes (``aplkit.acquisition.Passes``) of one step of ``strategy`` under these acquisition settings;
+    step 1 is at θ0. NaN for a scorer not registered here or one that declares no cost (a user's)."""
+    from aplkit.acquisition import SCORERS, step_passes
+    from aplkit.config import AcquisitionConfig
+
+    if strategy not in SCORERS:
+        return math.nan
+    known = set(AcquisitionConfig.__dataclass_fields__)
+    acq = AcquisitionConfig(**{k: v for k, v in (acquisition or {}).items() if k in known})
+    p = step_passes(SCORERS[strategy](), acq, at_theta0=step == 1)
+    return math.nan if p is None else p.sequence_passes(head_fraction)
+
+
+def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fraction: float = 1.0) -> pd.DataFrame:
+    """Per task × strategy: acquisition seconds per step (steps.jsonl ``acquire_s``, mean over runs and steps) and
+    model passes per step, each relative to random's.
+
+    The passes come from each scorer's declared ``Passes`` for the run's own settings (tested against the
+    calls a step makes); FLOPs ∝ passes for one model, so ``flops_ratio`` is the passes ratio. An
+    output-head-only product counts ``head_fraction`` of a pass (1: an upper bound; bald is the only user).
+    """
+    cols = ["task", "strategy", "runs", "steps", "acquire_s", "seconds_ratio", "passes", "flops_ratio"]
+    if steps.empty:
+        return pd.DataFrame(columns=cols)
+    st = steps.dropna(subset=["acquire_s"]).copy()
+    st["passes"] = [
+        step_sequence_passes(s, (configs.get(r) or {}).get("acquisition") or {}, int(t), head_fraction)
+        for s, r, t in zip(st["strategy"], st["run"], st["step"], strict=True)
+    ]
+    rows = []
+    for task, g in st.groupby("task", sort=True):
+        base = g[g["strategy"] == "random"]
+        sec0 = float(base["acquire_s"].mean()) if len(base) else math.nan
+        pass0 = float(base["passes"].mean()) if len(base) else math.nan
+        for s in strategy_order(g["strategy"]):
+            h = g[g["strategy"] == s]
+            sec, passes = float(h["acquire_s"].mean()), float(h["passes"].mean())
+            rows.append(
+                {
+                    "task": task,
+                    "strategy": s,
+                    "runs": int(h["run"].nunique()),
+                    "steps": len(h),
+                    "acquire_s": sec,
+                    "seconds_ratio": sec / sec0 if sec0 > 0 else math.nan,
+                    "passes": passes,
+                    "flops_ratio": passes / pass0 if pass0 > 0 else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def ranking(cmp: pd.DataFrame) -> pd.DataFrame:
+    """The ranking figure's rows: per task, each strategy's paired difference from random at the largest size
+    every compared strategy reached, best first (ties by name)."""
+    if cmp.empty:
+        return cmp.assign(rank=[])
+    out = []
+    for _task, g in cmp.groupby("task", sort=True):
+        final = g[g["acquired"] == g.groupby("strategy")["acquired"].max().min()]
+        out.append(final.sort_values(["mean_diff", "strategy"], ascending=[False, True]).assign(rank=range(1, len(final) + 1)))
+    return pd.concat(out, ignore_index=True)
+
+
 def confident_errors(acq: pd.DataFrame, threshold: float = 0.6) -> pd.DataFrame:
     """Fig 3 as a number: per task × strategy × step, the share of acquired, labelled pairs that the implicit
     BT model gets wrong with confidence max(p, 1 − p) > ``threshold`` (pairs at p = 0.5 make no prediction and
@@ -175,12 +240,15 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6) -> pd.DataFrame:
 
 
 __all__ = [
+    "acquisition_cost",
     "bootstrap_interval",
     "confident_errors",
     "efficiency_intervals",
     "paired_comparison",
     "probability_of_improvement",
+    "ranking",
     "seeds_for_power",
+    "step_sequence_passes",
     "t_interval",
     "verdict",
 ]

@@ -130,6 +130,19 @@ def load_train(runs_dir: str | Path) -> pd.DataFrame:
     return df
 
 
+def load_steps(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × finished acquisition step (steps.jsonl: seconds per phase) with run identity."""
+    df = _load(runs_dir, StepRow)
+    for col in ("seconds", "acquire_s", "label_s", "train_s", "evaluate_s", "checkpoint_s"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_configs(runs_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """run → its config.yaml as a plain dict (what the cost model reads: strategy and acquisition settings)."""
+    return {run_identity(f, runs_dir)["run"]: yaml.safe_load((f / "config.yaml").read_text()) or {} for f in find_runs(runs_dir)}
+
+
 def load_consistency(runs_dir: str | Path) -> list[dict[str, Any]]:
     """Every record in consistency.json files under ``runs_dir`` (each file: one dict or a list)."""
     out: list[dict[str, Any]] = []
@@ -200,8 +213,10 @@ __all__ = [
     "RUN_FILES",
     "find_runs",
     "load_acquired",
+    "load_configs",
     "load_consistency",
     "load_runs",
+    "load_steps",
     "load_train",
     "read_run",
     "run_identity",

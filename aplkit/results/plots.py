@@ -331,6 +331,32 @@ _PNG_METADATA = {"Software": None}
 _PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
 
 
+def plot_ranking(rank: pd.DataFrame) -> Figure:
+    """Each strategy's final paired win-rate difference from random with its 95 % t interval, best on top (one panel per task).
+
+    ``rank`` is ``compare.ranking``; the dashed line is random. An interval that crosses it is undecided.
+    """
+    tasks = sorted(rank["task"].unique())
+    height = max(2.2, 0.45 * rank.groupby("task").size().max() + 1.2)
+    with style():
+        fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), height), squeeze=False)
+        for ax, task in zip(axes[0], tasks, strict=True):
+            g = rank[rank["task"] == task].sort_values("rank", ascending=False)
+            y = np.arange(len(g))
+            lo = (g["mean_diff"] - g["t_low"]).to_numpy(float)
+            hi = (g["t_high"] - g["mean_diff"]).to_numpy(float)
+            for yi, (_, r), a, b in zip(y, g.iterrows(), lo, hi, strict=True):
+                err = None if np.isnan(a) else [[a], [b]]
+                ax.errorbar(r["mean_diff"], yi, xerr=err, fmt="o", color=color(r["strategy"], g["strategy"]), capsize=4, ms=7)
+            ax.axvline(0.0, color=COLORS["random"], ls="--", lw=1.2)
+            ax.set_yticks(y, [f"{label(s)} (n={n})" for s, n in zip(g["strategy"], g["n"], strict=True)])
+            size = int(g["acquired"].iloc[0])
+            ax.set_title(f"{_task_title(task)}: Δ win-rate vs random at {size} labels")
+            ax.set_xlabel("paired difference from random (95 % t interval over seeds)")
+        fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
     """Write ``stem``.png and ``stem``.pdf into out_dir (byte-for-byte reproducible) and close the figure."""
     out = Path(out_dir)

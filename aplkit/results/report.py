@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aplkit.results import compare as C
 from aplkit.results import load as L
 from aplkit.results import plots as P
 from aplkit.results import stats as S
@@ -137,6 +138,19 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     written["efficiency.csv"] = out / "efficiency.csv"
     put("efficiency.md", T.efficiency_markdown(eff))
     notes += [f"efficiency {r.task}/{r.strategy}: {r.note}" for r in eff.itertuples() if r.note]
+
+    # the arena: ranking by the final paired difference from random, and what each acquisition costs per step
+    rank = C.ranking(C.paired_comparison(main))
+    rank.to_csv(out / "ranking.csv", index=False)
+    written["ranking.csv"] = out / "ranking.csv"
+    if rank.empty or rank["n"].max() < 2:
+        notes.append("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
+    else:
+        fig(P.plot_ranking(rank), "ranking")
+    cost = C.acquisition_cost(L.load_steps(runs_dir).pipe(lambda s: s[s["run"].isin(set(main["run"]))]), L.load_configs(runs_dir))
+    cost.to_csv(out / "cost.csv", index=False)
+    written["cost.csv"] = out / "cost.csv"
+    put("cost.md", T.cost_markdown(cost))
 
     # Fig 3
     acq = main_acquired(runs_dir, main)

@@ -302,6 +302,31 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
     )
 
 
+def cost_markdown(cost: pd.DataFrame) -> str:
+    """compare.acquisition_cost as Markdown: what each strategy's acquisition costs per step, beside random's."""
+    if cost.empty:
+        return "no steps.jsonl rows with acquisition seconds\n"
+    f = lambda x, fmt: "n/a" if _nan(x) else format(x, fmt)  # noqa: E731
+    rows = [
+        [
+            r.task,
+            DISPLAY.get(r.strategy, r.strategy),
+            str(r.runs),
+            f(r.acquire_s, ".2f"),
+            f(r.seconds_ratio, ".2f") + ("×" if not _nan(r.seconds_ratio) else ""),
+            f(r.passes, ".0f"),
+            f(r.flops_ratio, ".2f") + ("×" if not _nan(r.flops_ratio) else ""),
+        ]
+        for r in cost.itertuples()
+    ]
+    text = _md(["Dataset", "Strategy", "Runs", "Acquire s / step", "÷ random", "Sequence passes / step", "FLOPs ÷ random"], rows)
+    return text + (
+        "\nSeconds: steps.jsonl `acquire_s`, mean over runs and steps (machine- and load-dependent). Passes: sampled completions "
+        "plus forward passes over (x, y), from each scorer's declared cost (step 1 at θ0); bald's output-head products "
+        "counted as full passes (an upper bound). n/a: a scorer that declares no cost.\n"
+    )
+
+
 def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
     """compare.efficiency_intervals as Markdown."""
     rows = []
@@ -343,6 +368,7 @@ def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
 __all__ = [
     "comparison_markdown",
     "confident_errors_markdown",
+    "cost_markdown",
     "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",

@@ -1,0 +1,84 @@
+"""What the policy's last hidden layer says about a completion, for the scorers beyond the paper.
+
+One forward pass per (x, y) gives three things (``completion_states``):
+
+* the completion's feature φ(x, y): the last hidden state averaged over y's tokens (each attends to
+  x), which d-optimal design and batch diversity compare pairs by;
+* log πθ(y|x), exactly as ``generation.completion_logprobs`` computes it (the same layout and mask);
+* K Monte-Carlo-dropout log-probs: dropout with rate p on the last hidden state before the output
+  head (inverted scaling, so each mask keeps the expectation), one seeded mask per draw — a
+  last-layer MC-dropout ensemble (Gal & Ghahramani 2016, arXiv 1506.02142). Each draw costs an
+  output-head product over the completion's tokens only, not another pass through the network.
+
+Everything is taken on the token ids the sampler drew, as every other log-prob in the kit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from aplkit.generation import _by_length, encode_ids
+from aplkit.models import autocast
+
+
+@dataclass
+class CompletionStates:
+    features: torch.Tensor  # [n, H] mean last hidden state over each completion's tokens (0 for an empty one)
+    logprobs: torch.Tensor  # [n] log πθ(y|x), float64
+    dropout_logprobs: torch.Tensor  # [K, n] the same under K dropout masks, float64
+
+
+@torch.no_grad()
+def completion_states(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    masks: int = 0,
+    p: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> CompletionStates:
+    """Features, log-probs and ``masks`` MC-dropout log-probs of each (x, y) in batched no-grad passes (CPU tensors)."""
+    n = len(prompt_ids)
+    was_training = model.training
+    model.eval()
+    head = model.get_output_embeddings()
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    feats: torch.Tensor | None = None
+    lp = torch.zeros(n, dtype=torch.float64)
+    lp_k = torch.zeros(masks, n, dtype=torch.float64)
+    try:
+        for idx in _by_length(prompt_ids, completion_ids, batch_size):
+            batch = encode_ids([prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], pad_id)
+            ids, comp = batch.input_ids.to(device), batch.completion_mask.to(device)
+            with autocast(model):
+                out = model(input_ids=ids, attention_mask=batch.attention_mask.to(device), output_hidden_states=True)
+            h = out.hidden_states[-1].float()  # [B, L, H], what the output head reads
+            if feats is None:
+                feats = torch.zeros(n, h.shape[-1])
+            w = comp.float()
+            pooled = (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+            rows = torch.tensor(idx, dtype=torch.long)
+            feats[rows] = pooled.cpu()
+            mask = comp[:, 1:].bool()  # position t predicts token t + 1
+            targets = ids[:, 1:][mask]
+            which = rows[mask.nonzero()[:, 0].cpu()]
+            token_lp = torch.gather(F.log_softmax(out.logits[:, :-1].float()[mask], -1), 1, targets.unsqueeze(1)).squeeze(1)
+            lp.index_add_(0, which, token_lp.double().cpu())
+            hs = h[:, :-1][mask]  # [tokens, H]
+            for k in range(masks):
+                keep = (torch.rand(hs.shape, generator=gen, device=device) >= p).float() / (1.0 - p)
+                with autocast(model):
+                    logits = head(hs * keep).float()
+                tok = torch.gather(F.log_softmax(logits, -1), 1, targets.unsqueeze(1)).squeeze(1)
+                lp_k[k].index_add_(0, which, tok.double().cpu())
+    finally:
+        model.train(was_training)
+    return CompletionStates(feats if feats is not None else torch.zeros(n, 0), lp, lp_k)

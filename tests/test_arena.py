@@ -1,0 +1,323 @@
+"""The scorers beyond the paper (aplkit.arena): the maths by hand, each scorer with a controlled context,
+the pass counts against what a step really asks of the models, and one tiny-random acquire per scorer."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aplkit.acquisition import SCORERS, ScoringContext, acquire, get_scorer, step_passes
+from aplkit.arena import bald_information, greedy_d_optimal, k_center, project
+from aplkit.config import AcquisitionConfig
+from aplkit.errors import ConfigError
+from aplkit.records import Prompt
+from tests.test_acquisition import BETA, ControlledContext, _world
+
+ARENA = ("low-certainty", "bald", "d-optimal", "certainty+diverse")
+
+
+def _h(p: float) -> float:
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+# --------------------------------------------------------------------------- maths by hand
+
+
+def test_bald_information_by_hand():
+    gaps = np.array([[0.0, 2.0, 1.0], [0.0, -2.0, 1.0]])  # K=2 draws × 3 pairs
+    got = bald_information(gaps)
+    # pair 0 and 2: both draws agree → 0; pair 1: σ(2), σ(−2) → mean ½: ln 2 − H(σ(2))
+    assert got[0] == pytest.approx(0.0, abs=1e-12) and got[2] == pytest.approx(0.0, abs=1e-12)
+    assert got[1] == pytest.approx(math.log(2) - _h(_sig(2.0)))
+    assert got[1] == pytest.approx(0.32781, abs=1e-5)
+
+
+def test_greedy_d_optimal_by_hand():
+    x = np.array([[3.0, 0.0], [2.9, 0.2], [0.0, 1.0]])
+    order, gains = greedy_d_optimal(x, reg=1.0)
+    # 1st: x0 (1 + 9 = 10). Then A = diag(10, 1): x2 gives 1 + 1 = 2, the larger near-copy x1 only 1 + 0.841 + 0.04.
+    # 3rd: A = diag(10, 2): x1 gives 1 + 8.41/10 + 0.04/2 (diag because x0, x2 are axis-aligned).
+    assert order == [0, 2, 1]
+    assert gains[[0, 2, 1]] == pytest.approx([math.log(10), math.log(2), math.log(1.861)])
+    # the gains add up to log det(λI + Σ xxᵀ) − d log λ (matrix determinant lemma)
+    assert gains.sum() == pytest.approx(np.linalg.slogdet(np.eye(2) + x.T @ x)[1])
+    assert np.all(np.diff(gains[order]) <= 1e-12)  # never increase along the order: top-m by gain = greedy's first m
+
+
+def test_k_center_by_hand():
+    x = np.array([[0.0], [0.1], [5.0], [5.1], [10.0]])  # rows in score order
+    assert k_center(x, 3) == [0, 4, 2]  # 0 first, then the farthest (10), then the farthest from {0, 10}: 5 (5.1 is 4.9 from 10)
+    assert k_center(x, 1) == [0] and k_center(x, 9) == [0, 4, 2, 1, 3][: len(x)]
+
+
+def test_projection_is_seeded_and_keeps_norms_roughly():
+    f = np.random.default_rng(1).standard_normal((5, 200))
+    a, b = project(f, 64), project(f, 64)
+    assert np.array_equal(a, b) and a.shape == (5, 64)
+    ratio = np.linalg.norm(a, axis=1) / np.linalg.norm(f, axis=1)
+    assert np.all((ratio > 0.6) & (ratio < 1.4))
+
+
+# --------------------------------------------------------------------------- scorers with a controlled context
+
+
+class ArenaContext(ControlledContext):
+    """ControlledContext plus the arena's two seams, with pass counting: features and dropout gaps come from tables."""
+
+    def __init__(self, *a, features=None, gaps=None, **kw):
+        super().__init__(*a, **kw)
+        self.features, self.gaps = features or {}, gaps or {}
+        self.count = {"scored": 0, "head": 0, "generated": 0}
+
+    def generate(self, prompts, n, seed_offset=0, with_logprobs=False):
+        self.count["generated"] += len(prompts) * n
+        return super().generate(prompts, n, seed_offset, with_logprobs)
+
+    def logprobs(self, which, prompts, completions):
+        self.count["scored"] += len(prompts)
+        return super().logprobs(which, prompts, completions)
+
+    def pair_features(self, cands):
+        self.count["scored"] += 2 * len(cands)  # one policy pass per completion
+        return np.array([self.features.get(c.prompt.text, np.zeros((2, 3))) for c in cands], dtype=float)
+
+    def dropout_reward_gaps(self, cands, k, p):
+        n = len(cands)
+        self.count["scored"] += 2 * n + (0 if self.at_theta0 else 2 * n)
+        self.count["head"] += 2 * n * k
+        for c in cands:  # the deterministic r̂, from the tables (the passes are counted above)
+            r = [
+                0.0 if self.at_theta0 else BETA * (self.lp_policy[(c.prompt.text, y)] - self.lp_ref[(c.prompt.text, y)])
+                for y in (c.y0, c.y1)
+            ]
+            c.reward0, c.reward1 = r
+        return np.array([self.gaps.get(c.prompt.text, np.zeros(k)) for c in cands], dtype=float).T
+
+
+def _gap(lp_pol, lp_ref, x):
+    r = [BETA * (lp_pol[(x, f"{x}/{s}")] - lp_ref[(x, f"{x}/{s}")]) for s in "ab"]
+    return r[1] - r[0]
+
+
+def test_low_certainty_takes_the_smallest_gap_first_and_randoms_draw_at_theta0():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2)
+    chosen = acquire(get_scorer("low-certainty"), ArenaContext(acq, samples, lp_pol, lp_ref), prompts)
+    gaps = {p.text: abs(_gap(lp_pol, lp_ref, p.text)) for p in prompts}
+    want = sorted(gaps, key=lambda t: gaps[t])[:2]
+    assert [c.prompt.text for c in chosen] == want
+    assert [c.score for c in chosen] == pytest.approx([-gaps[t] for t in want])
+    rnd = acquire(get_scorer("random"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=4, at_theta0=True), prompts)
+    low = acquire(get_scorer("low-certainty"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=4, at_theta0=True), prompts)
+    assert [c.prompt.id for c in low] == [c.prompt.id for c in rnd]
+
+
+def test_bald_ranks_by_disagreement_not_by_gap():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2, ensemble_size=3)
+    gaps = {
+        "x0": [3.0, 3.0, 3.0],  # confident and agreed: 0
+        "x1": [2.0, -2.0, 0.0],  # disagreement
+        "x2": [0.5, 0.4, 0.6],  # unsure but agreed: small
+        "x3": [4.0, -4.0, 4.0],  # the most disagreement
+    }
+    ctx = ArenaContext(acq, samples, lp_pol, lp_ref, gaps=gaps)
+    chosen = acquire(get_scorer("bald"), ctx, prompts)
+    assert [c.prompt.text for c in chosen] == ["x3", "x1"]
+
+    def mi(g):
+        p = [_sig(v) for v in g]
+        return _h(sum(p) / len(p)) - sum(_h(q) for q in p) / len(p)
+
+    assert [c.score for c in chosen] == pytest.approx([mi(gaps["x3"]), mi(gaps["x1"])])
+    assert chosen[0].reward1 - chosen[0].reward0 == pytest.approx(_gap(lp_pol, lp_ref, "x3"))  # the deterministic r̂ for Fig 3
+
+
+def test_d_optimal_skips_a_near_copy():
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=4)
+    acq = AcquisitionConfig(prompt_batch=4, acquire_batch=2, feature_dim=8)
+    z = np.zeros(3)
+    feats = {  # φ(y0), φ(y1): differences x0 = x1 = (3,0,0) (copies), x2 = (0,1.5,0), x3 = 0
+        "x0": [z, [3.0, 0, 0]],
+        "x1": [[1.0, 0, 0], [4.0, 0, 0]],
+        "x2": [[0, 1.0, 0], [0, 2.5, 0]],
+        "x3": [z, z],
+    }
+    ctx = ArenaContext(acq, samples, lp_pol, lp_ref, features=feats)
+    chosen = acquire(get_scorer("d-optimal"), ctx, prompts)
+    assert chosen[0].prompt.text in ("x0", "x1") and chosen[1].prompt.text == "x2"  # not the copy, though it is larger
+    x = project(np.array([np.subtract(*feats[p.text][::-1]) for p in prompts]), 8)
+    order, gains = greedy_d_optimal(x, 1.0)
+    assert [c.score for c in chosen] == pytest.approx(gains[order[:2]])
+    assert gains[order[0]] == pytest.approx(math.log1p(x[0] @ x[0]))
+
+
+def test_certainty_diverse_takes_the_top_pair_then_the_farthest():
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2, diversity_pool=3, feature_dim=8)
+    gaps = {p.text: abs(_gap(lp_pol, lp_ref, p.text)) for p in prompts}
+    by_gap = sorted(gaps, key=lambda t: -gaps[t])
+    far = by_gap[-1]  # the least certain pair sits far from the others in feature space
+    feats = {far: [[10.0, 0, 0], [10.0, 0, 0]]}
+    chosen = acquire(get_scorer("certainty+diverse"), ArenaContext(acq, samples, lp_pol, lp_ref, features=feats), prompts)
+    assert [c.prompt.text for c in chosen] == [by_gap[0], far]  # certainty alone takes by_gap[:2]
+    assert chosen[1].score == pytest.approx(gaps[far])  # the recorded score is still certainty's
+
+
+def test_pass_counts_match_what_a_step_asks_of_the_models():
+    """Passes (the report's FLOPs model) against a counting context, for every built-in scorer, at θ0 and after."""
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=16, n_samples=3)
+    acq = AcquisitionConfig(prompt_batch=4, acquire_batch=2, entropy_samples=3, entropy_pool=2, ensemble_size=3, diversity_pool=1)
+    for name in sorted(SCORERS):
+        for theta0 in (True, False):
+            ctx = ArenaContext(acq, samples, lp_pol, lp_ref, seed=2, at_theta0=theta0)
+            acquire(get_scorer(name), ctx, prompts)
+            want = step_passes(get_scorer(name), acq, theta0)
+            assert (want.generated, want.scored, want.head) == (ctx.count["generated"], ctx.count["scored"], ctx.count["head"]), (
+                name,
+                theta0,
+            )
+
+
+def test_bad_arena_settings_fail_in_one_line():
+    from aplkit.config import load_config
+
+    with pytest.raises(ConfigError, match=r"acquisition\.dropout"):
+        load_config("imdb-cpu", ["acquisition.dropout=1.5"], strategy="bald")
+    with pytest.raises(ConfigError, match=r"acquisition\.feature_dim"):
+        load_config("imdb-cpu", ["acquisition.feature_dim=0"], strategy="d-optimal")
+
+
+# --------------------------------------------------------------------------- the real seams on the tiny model
+
+
+@pytest.fixture(scope="module")
+def moved(tiny):
+    """θ_t ≠ θ0: a copy of the tiny policy with its output head nudged (the session model is left alone)."""
+    import torch
+
+    policy = copy.deepcopy(tiny.policy)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        w = policy.get_output_embeddings().weight
+        w.add_(0.05 * torch.randn(w.shape, generator=g))
+    return policy
+
+
+def _ctx(tiny, policy, at_theta0=False, **kw):
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2, max_new_tokens=4, batch_size=4, ensemble_size=3, feature_dim=8, **kw)
+    return ScoringContext(policy, tiny.reference, tiny.tokenizer, acq, BETA, seed=3, at_theta0=at_theta0)
+
+
+def test_real_seams_agree_with_the_kits_logprobs(tiny, moved):
+    import torch
+
+    from aplkit.generation import prompt_ids
+
+    ctx = _ctx(tiny, moved)
+    prompts = [Prompt(id=str(i), text=t) for i, t in enumerate(["The film was", "I hated it because", "A quiet"])]
+    cands = ctx.pairs(prompts)
+    gaps = ctx.dropout_reward_gaps(cands, 3, 0.2)
+    assert gaps.shape == (3, 3) and np.isfinite(gaps).all()
+    det = [(c.reward0, c.reward1) for c in cands]
+    fresh = [copy.copy(c) for c in cands]
+    for c in fresh:
+        c.reward0 = c.reward1 = None
+    ctx.fill_rewards(fresh)
+    assert np.array(det) == pytest.approx(np.array([(c.reward0, c.reward1) for c in fresh]), abs=1e-5)  # the same r̂ as certainty's code
+    assert not np.allclose(gaps, gaps[0])  # the draws differ
+    # the feature of y0 is the mean last hidden state over y0's tokens, by hand
+    f = ctx.pair_features(cands[:1])
+    c = cands[0]
+    ids = torch.tensor([prompt_ids(tiny.tokenizer, [c.prompt.text])[0] + list(c.y0_ids)])
+    with torch.no_grad():
+        h = moved(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+    assert f[0, 0] == pytest.approx(h[-len(c.y0_ids) :].mean(0).numpy(), abs=1e-5)
+
+
+def test_at_theta0_bald_needs_no_reference_pass(tiny):
+    class NoRef(ScoringContext):
+        def logprobs(self, which, prompts, completions):
+            raise AssertionError("θ0's log-probs are the policy's own at θ0")
+
+    c = _ctx(tiny, tiny.policy, at_theta0=True)
+    ctx = NoRef(c.policy, c.reference, c.tokenizer, c.acq, BETA, c.seed, at_theta0=True)
+    cands = ctx.pairs([Prompt(id="0", text="The film was"), Prompt(id="1", text="A quiet")])
+    gaps = ctx.dropout_reward_gaps(cands, 2, 0.3)
+    assert all(c.reward0 == c.reward1 == 0.0 for c in cands) and np.abs(gaps).max() > 0
+
+
+@pytest.mark.parametrize("name", ARENA)
+def test_each_arena_scorer_acquires_on_tiny_random(tiny, moved, name):
+    pool = [Prompt(id=str(i), text=t) for i, t in enumerate(f"Review {i}: the movie" for i in range(10))]
+    chosen = acquire(get_scorer(name), _ctx(tiny, moved), pool)
+    assert len(chosen) == 2 and len({c.prompt.id for c in chosen}) == 2
+    assert all(c.has_pair and c.bt_prob is not None and math.isfinite(c.score) for c in chosen)
+
+
+# --------------------------------------------------------------------------- the comparison: ranking and cost
+
+
+def test_ranking_and_cost_by_hand(tmp_path):
+    from scipy import stats
+
+    from aplkit import results as R
+    from aplkit.results.report import report
+    from tests.synthetic_runs import make_run
+
+    runs = tmp_path / "runs"
+    final = {"random": (0.5, 0.6), "low-certainty": (0.55, 0.70), "bald": (0.45, 0.58)}
+    seconds = {"random": 2.0, "low-certainty": 3.0, "bald": 5.0}
+    for s, wins in final.items():
+        for seed, w in enumerate(wins):
+            make_run(runs, s, seed, {16: 0.5, 32: w}, acquire_s=seconds[s])
+    rank = R.ranking(R.paired_comparison(R.load_runs(runs)))
+    assert rank["strategy"].tolist() == ["low-certainty", "bald"] and rank["rank"].tolist() == [1, 2]
+    assert (rank["acquired"] == 32).all()
+    assert rank["mean_diff"].tolist() == pytest.approx([0.075, -0.035])
+    lo, hi = stats.t.interval(0.95, 1, loc=0.075, scale=np.std([0.05, 0.10], ddof=1) / math.sqrt(2))
+    assert (rank["t_low"].iloc[0], rank["t_high"].iloc[0]) == pytest.approx((lo, hi))
+
+    cost = R.acquisition_cost(R.load_steps(runs), R.load_configs(runs)).set_index("strategy")
+    assert cost.loc["low-certainty", "seconds_ratio"] == pytest.approx(1.5) and cost.loc["bald", "seconds_ratio"] == pytest.approx(2.5)
+    # M=16, S=64, K=8. random: step 1 (θ0) 2M = 32, step 2 2M + 4M = 96 → 64 per step.
+    # low-certainty: step 1 is random's draw (32), step 2 2S + 4S = 384 → 208. bald: 2S + 2S + 2S·K = 1280 at θ0, 1408 after → 1344.
+    assert cost["passes"].to_dict() == pytest.approx({"random": 64, "bald": 1344, "low-certainty": 208})
+    assert cost.loc["bald", "flops_ratio"] == pytest.approx(21.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.25)
+    written = report(runs, tmp_path / "fig")
+    assert "ranking.png" in written and "3.25×" in written["cost.md"].read_text()
+    assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
+
+
+def test_the_readme_scorer_example_runs_as_written():
+    """README "Add your own scorer and enter it in the arena": its first code block, executed verbatim."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Add your own scorer and enter it in the arena", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 10 <= len([line for line in code.splitlines() if line.strip()]) <= 20
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+        prompts, samples, lp_pol, lp_ref = _world()
+        acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2)
+        ctx = ArenaContext(acq, samples, lp_pol, lp_ref)
+        chosen = acquire(get_scorer("dpo-weight"), ctx, prompts)
+        w = {p.text: abs(_gap(lp_pol, lp_ref, p.text)) * _sig(-abs(_gap(lp_pol, lp_ref, p.text))) for p in prompts}
+        assert [c.prompt.text for c in chosen] == sorted(w, key=lambda t: -w[t])[:2]
+        assert [c.score for c in chosen] == pytest.approx(sorted(w.values(), reverse=True)[:2])
+        p = step_passes(get_scorer("dpo-weight"), acq)
+        assert (p.generated, p.scored) == (ctx.count["generated"], ctx.count["scored"])  # its declared cost is what it ran
+        rnd = acquire(get_scorer("random"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
+        first = acquire(get_scorer("dpo-weight"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
+        assert [c.prompt.id for c in first] == [c.prompt.id for c in rnd]
+    finally:
+        SCORERS.pop("dpo-weight", None)
