@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | labels."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | labels | pilot."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,labels} [options]
+USAGE = """usage: python -m bench {compute,memory,labels,pilot} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -13,6 +13,7 @@ USAGE = """usage: python -m bench {compute,memory,labels} [options]
           MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
   labels  ...         label efficiency (bench/labels.py)
+  pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
 """
 
 
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.labels import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory or labels)", file=sys.stderr)
+    if cmd == "pilot":
+        from bench.pilot import main as run
+
+        return run(rest)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels or pilot)", file=sys.stderr)
     return 2
 
 

@@ -2,7 +2,7 @@
 
 A run folder holds checkpoints, the ledger and every text; a study that must continue on a fresh
 clone needs none of that, only the rows the report reads. ``export_run`` keeps the config, the
-summary, the eval/train/step rows and, per acquired pair, its ranking and label (no texts or token
+summary, the eval/train/step rows, per acquired pair its ranking and label, and per test prompt its verdict (no texts or token
 ids); ``materialise`` writes such records back out as run folders, so the whole results layer
 (``load``, ``stats``, ``tables``, ``plots``, ``report``) works on them unchanged.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
+from aplkit.records import AcquiredRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
 from aplkit.runfolder import CONFIG, SUMMARY, RunFolder
 
 FORMAT = 1
@@ -35,7 +35,11 @@ ACQUIRED_KEEP = (
     "oracle_p_y1",
     "flipped",
 )
+#: per test prompt per waypoint, the verdict and its companions (texts stay behind): a study can recompute
+#: every metric on the first n test prompts (pilot: how the difference's spread falls with n)
+EVAL_PAIR_KEEP = ("step", "prompt_id", "preferred", "tie", "p_policy", "reward_gap", "kl")
 ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow}
+LISTS = ("eval", "train", "steps", "acquired", "eval_pairs")
 
 
 def export_run(run_dir: str | Path) -> dict[str, Any]:
@@ -49,6 +53,7 @@ def export_run(run_dir: str | Path) -> dict[str, Any]:
     for key, cls in ROWS.items():
         rec[key] = [to_dict(r) for r in run.read(cls)]
     rec["acquired"] = [{k: to_dict(r)[k] for k in ACQUIRED_KEEP} for r in run.read(AcquiredRow)]
+    rec["eval_pairs"] = [{k: to_dict(r)[k] for k in EVAL_PAIR_KEEP} for r in run.read(EvalPairRow)]
     return rec
 
 
@@ -57,11 +62,11 @@ def write_record(run_dir: str | Path, path: str | Path) -> Path:
     rec = export_run(run_dir)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    head = {k: v for k, v in rec.items() if k not in ("eval", "train", "steps", "acquired")}
+    head = {k: v for k, v in rec.items() if k not in LISTS}
     lines = ["{", f'"head": {json.dumps(head, sort_keys=True)},']
-    for i, key in enumerate(("eval", "train", "steps", "acquired")):
+    for i, key in enumerate(LISTS):
         rows = ",\n".join("  " + json.dumps(r, sort_keys=True) for r in rec[key])
-        lines.append(f'"{key}": [\n{rows}\n]' + ("," if i < 3 else ""))
+        lines.append(f'"{key}": [\n{rows}\n]' + ("," if i < len(LISTS) - 1 else ""))
     lines.append("}")
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
@@ -71,7 +76,7 @@ def write_record(run_dir: str | Path, path: str | Path) -> Path:
 
 def read_record(path: str | Path) -> dict[str, Any]:
     raw = json.loads(Path(path).read_text())
-    return {**raw["head"], **{k: raw[k] for k in ("eval", "train", "steps", "acquired")}}
+    return {**raw["head"], **{k: raw.get(k, []) for k in LISTS}}  # records written before eval_pairs was kept have none
 
 
 def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
@@ -85,8 +90,9 @@ def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
         for key, cls in ROWS.items():
             run.replace(cls, [from_dict(cls, r) for r in rec[key]])
         run.replace(AcquiredRow, [from_dict(AcquiredRow, r) for r in rec["acquired"]])
+        run.replace(EvalPairRow, [from_dict(EvalPairRow, r) for r in rec["eval_pairs"]])
         run.write_json(SUMMARY, rec["summary"])
     return root
 
 
-__all__ = ["ACQUIRED_KEEP", "export_run", "materialise", "read_record", "write_record"]
+__all__ = ["ACQUIRED_KEEP", "EVAL_PAIR_KEEP", "export_run", "materialise", "read_record", "write_record"]

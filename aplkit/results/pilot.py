@@ -1,0 +1,124 @@
+"""The pilot that chooses a testbed: how the paired difference and its spread move with S/M, test size and metric.
+
+A study decides "strategy vs random" by the paired difference over seeds, so what it needs from a
+preset is a small seed-to-seed spread of that difference, not a large win-rate. The pilot runs each
+S/M once per seed with the largest test set, and recomputes every metric on the first n test
+prompts (``eval_pairs`` of the compact records keep each prompt's verdict), so 64, 256 and 512
+test prompts cost one evaluation. Metrics, each a mean over test prompts of one waypoint:
+
+* ``win_rate``: 1 / ½ / 0 per prompt (the paper's headline);
+* ``soft_win_rate``: the oracle's own P(policy ≻ θ0) per prompt;
+* ``reward_gap``: s(x, policy) − s(x, θ0) per prompt (pointwise oracles; another scale).
+
+``spread`` then gives, per (group, n, metric): the mean paired difference, its SD over seeds, the
+half-width of its 95 % t interval, the signal-to-noise ratio mean/SD, and the seeds a study would
+need for a ±0.03 half-width at that SD (win-rate-scale metrics only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+METRICS = ("win_rate", "soft_win_rate", "reward_gap")
+
+
+def per_prompt_scores(pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` (``EvalPairRow`` columns) with ``win`` = 1 / ½ / 0 per prompt (NaN for an invalid verdict), in file order."""
+    out = pairs.copy()
+    win = np.where(out["tie"].astype(bool), 0.5, np.nan)
+    pref = pd.to_numeric(out["preferred"], errors="coerce")
+    win = np.where(pref == 1, 1.0, np.where(pref == 0, 0.0, win))
+    out["win"] = win
+    out["p_policy"] = pd.to_numeric(out["p_policy"], errors="coerce").astype(float)
+    out["reward_gap"] = pd.to_numeric(out["reward_gap"], errors="coerce").astype(float)
+    return out
+
+
+def metrics_at(pairs: pd.DataFrame, n: int, keys: Sequence[str] = ("group", "strategy", "seed")) -> pd.DataFrame:
+    """Each metric on the first ``n`` test prompts of every run × waypoint (the order the run evaluated them)."""
+    scored = per_prompt_scores(pairs)
+    by = [*keys, "step"]
+    first = scored.groupby(by, sort=False, group_keys=False).head(n)
+    counts = first.groupby(by, sort=False).size()
+    short = counts[counts < n]
+    if len(short):
+        raise ValueError(f"{len(short)} run waypoint(s) have fewer than {n} test prompts (e.g. {short.index[0]}: {int(short.iloc[0])})")
+    g = first.groupby(by, sort=False)
+    out = pd.DataFrame({"win_rate": g["win"].mean(), "soft_win_rate": g["p_policy"].mean(), "reward_gap": g["reward_gap"].mean()})
+    out["test_prompts"] = n
+    return out.reset_index()
+
+
+def spread(
+    pairs: pd.DataFrame,
+    sizes: Sequence[int],
+    treatment: str = "certainty",
+    control: str = "random",
+    step: int | None = None,
+    half_width: float = 0.03,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Per group × test size × metric: the paired treatment − control difference over seeds at one waypoint.
+
+    ``pairs`` holds a ``group`` column (e.g. "S/M=16"); the control may sit in a group of its own
+    that every group shares (``group`` == "*"), as random's runs do: its draws do not depend on S.
+    ``step`` defaults to the last waypoint.
+    """
+    rows = []
+    for n in sizes:
+        m = metrics_at(pairs, n)
+        at = m[m["step"] == (m["step"].max() if step is None else step)]
+        ctrl = at[at["strategy"] == control]
+        for group in sorted(set(at.loc[at["strategy"] == treatment, "group"])):
+            treat = at[(at["strategy"] == treatment) & (at["group"] == group)].set_index("seed")
+            base = ctrl[ctrl["group"].isin([group, "*"])].set_index("seed")
+            seeds = sorted(set(treat.index) & set(base.index))
+            for metric in METRICS:
+                d = (treat.loc[seeds, metric] - base.loc[seeds, metric]).to_numpy(float)
+                d = d[~np.isnan(d)]
+                rows.append({"group": group, "test_prompts": n, "metric": metric, **_summary(d, metric, half_width, confidence)})
+    return pd.DataFrame(rows)
+
+
+def _summary(d: np.ndarray, metric: str, half_width: float, confidence: float) -> dict:
+    k = len(d)
+    mean = float(d.mean()) if k else math.nan
+    sd = float(d.std(ddof=1)) if k > 1 else math.nan
+    hw = float(stats.t.ppf(0.5 + confidence / 2, k - 1) * sd / math.sqrt(k)) if k > 1 else math.nan
+    return {
+        "seeds": k,
+        "mean_diff": mean,
+        "sd_diff": sd,
+        "half_width": hw,
+        "snr": mean / sd if sd and sd > 0 else math.nan,
+        "seeds_for_half_width": seeds_for_half_width(sd, half_width, confidence) if metric != "reward_gap" else math.nan,
+    }
+
+
+def seeds_for_half_width(sd: float, half_width: float = 0.03, confidence: float = 0.95) -> float:
+    """Smallest k with t_{k−1} · sd / √k ≤ half_width (the study's "decided either way" target)."""
+    if not sd > 0:
+        return math.nan
+    for k in range(2, 10_000):
+        if stats.t.ppf(0.5 + confidence / 2, k - 1) * sd / math.sqrt(k) <= half_width:
+            return float(k)
+    return math.inf
+
+
+def spread_markdown(table: pd.DataFrame) -> str:
+    head = "| S/M | test prompts | metric | seeds | mean diff | SD of diff | 95 % half-width | mean/SD | seeds for ±0.03 |"
+    lines = [head, "|" + "---|" * 9]
+    for r in table.itertuples():
+        need = "–" if math.isnan(r.seeds_for_half_width) else f"{r.seeds_for_half_width:.0f}"
+        lines.append(
+            f"| {r.group} | {r.test_prompts} | {r.metric} | {r.seeds} | {r.mean_diff:+.3f} | {r.sd_diff:.3f} | ±{r.half_width:.3f} | {r.snr:+.2f} | {need} |"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["METRICS", "metrics_at", "per_prompt_scores", "seeds_for_half_width", "spread", "spread_markdown"]

@@ -1,0 +1,128 @@
+"""The pilot written down before the study's preset is fixed (issue 10, bench/README "Pilot").
+
+Certainty against random on the CPU preset at S/M = 4, 16, 32 (M = 16, B = 64), each run evaluated
+once on 512 test prompts at the final budget; every metric is then recomputed on the first 64, 256
+and 512 prompts from the records' per-prompt verdicts (``aplkit.results.pilot``). Random draws only
+M prompts, so its runs do not depend on S and are shared by every S/M (common random numbers).
+The pilot's seeds (1000…) are not the study's (0…8): the preset is chosen on other seeds than the
+ones that then measure it.
+
+    python -m bench pilot                          # all cells, one process
+    python -m bench pilot --shard 0/2 & python -m bench pilot --shard 1/2   # both cores, one thread each
+    python -m bench pilot --report-only            # the table from bench/results/pilot/ alone
+
+Each finished run's compact record goes to ``bench/results/pilot/<cell>/seed<k>.json`` (commit it);
+a recorded run is not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+M = 16
+RATIOS = (4, 16, 32)  # S/M
+TEST_SIZES = (64, 256, 512)
+SEEDS = (1000, 1001, 1002)
+#: what the pilot changes on the CPU preset: compute batching (not maths), the largest test set, one waypoint
+COMMON = (
+    "acquisition.batch_size=128",
+    "evaluation.batch_size=128",
+    f"evaluation.test_prompts={max(TEST_SIZES)}",
+    "evaluation.waypoints=[64]",
+    "name=pilot",
+)
+
+
+def cells(seeds=SEEDS) -> list[tuple[str, str, int, list[str]]]:
+    """(cell name, strategy, seed, overrides) in seed-major order, so a partial pilot is balanced."""
+    out = []
+    for k in seeds:
+        out.append(("random", "random", k, [*COMMON, f"acquisition.prompt_batch={M * RATIOS[0]}"]))
+        for r in RATIOS:
+            out.append((f"certainty-S{M * r}", "certainty", k, [*COMMON, f"acquisition.prompt_batch={M * r}"]))
+    return out
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench pilot", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="imdb-cpu")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell starting at I (two processes, both cores)")
+    p.add_argument("--seeds", type=int, default=len(SEEDS))
+    p.add_argument("--out", default="runs/pilot", help="run folders (not committed)")
+    p.add_argument("--records", default="bench/results/pilot")
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aplkit.config import load_config
+    from aplkit.loop import run_experiment
+    from aplkit.results.archive import write_record
+    from bench.labels import recorded
+
+    args = parse(argv or [])
+    i_shard, n_shard = (int(x) for x in args.shard.split("/"))
+    records = Path(args.records)
+    plan = cells(SEEDS[: args.seeds])
+    if not args.report_only:
+        for i, (cell, strategy, k, sets) in enumerate(plan):
+            if i % n_shard != i_shard:
+                continue
+            cfg = load_config(args.config, sets, strategy=strategy, seed=k)
+            rec = records / cell / f"seed{k}.json"
+            if recorded(rec, cfg):
+                print(f"[{i + 1}/{len(plan)}] {cell} seed {k}: recorded, skipped", flush=True)
+                continue
+            t = time.perf_counter()
+            run = Path(args.out) / cell / f"seed{k}"
+            res = run_experiment(cfg, run, progress=False)
+            write_record(run, rec)
+            last = res.eval_rows[-1]
+            print(
+                f"[{i + 1}/{len(plan)}] {cell} seed {k}: win {last.win_rate:.3f} soft {last.soft_win_rate:.3f} "
+                f"({time.perf_counter() - t:.0f}s) → {rec} (commit it)",
+                flush=True,
+            )
+    table = report(records)
+    print(table)
+    return 0
+
+
+def load_pairs(records: Path):
+    """Every recorded run's per-prompt verdicts, with its cell as ``group`` (random's is "*": shared by all S/M)."""
+    import pandas as pd
+
+    from aplkit.results.archive import read_record
+
+    frames = []
+    for path in sorted(records.glob("*/seed*.json")):
+        rec = read_record(path)
+        if not rec["summary"].get("complete") or not rec["eval_pairs"]:
+            continue
+        df = pd.DataFrame(rec["eval_pairs"])
+        cfg = rec["config"]
+        df["strategy"] = cfg["strategy"]
+        df["seed"] = int(cfg["seed"])
+        df["group"] = "*" if cfg["strategy"] == "random" else f"S/M={int(cfg['acquisition']['prompt_batch']) // M}"
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def report(records: Path) -> str:
+    from aplkit.results.pilot import spread, spread_markdown
+
+    pairs = load_pairs(records)
+    if pairs.empty:
+        return "no pilot runs recorded yet"
+    table = spread(pairs, TEST_SIZES)
+    md = spread_markdown(table)
+    (records / "pilot.md").write_text(md + "\n")
+    (records / "pilot.json").write_text(json.dumps(json.loads(table.to_json(orient="records")), indent=1) + "\n")
+    return md
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""The pilot's maths (aplkit.results.pilot) against hand values, and what it rests on."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from aplkit.acquisition import acquire, get_scorer
+from aplkit.config import AcquisitionConfig
+from aplkit.results.pilot import metrics_at, seeds_for_half_width, spread
+from tests.test_acquisition import ControlledContext, _world
+
+
+def _pairs(strategy, seed, group, verdicts, step=4):
+    """verdicts: list of (preferred, tie, p_policy, gap) in test order."""
+    return [
+        {
+            "group": group,
+            "strategy": strategy,
+            "seed": seed,
+            "step": step,
+            "prompt_id": f"t{i}",
+            "preferred": p,
+            "tie": t,
+            "p_policy": q,
+            "reward_gap": g,
+        }
+        for i, (p, t, q, g) in enumerate(verdicts)
+    ]
+
+
+def test_metrics_on_the_first_n_prompts_by_hand():
+    rows = _pairs("certainty", 0, "S/M=4", [(1, False, 0.9, 1.0), (None, True, 0.5, 0.0), (0, False, 0.2, -2.0), (1, False, 0.7, 3.0)])
+    df = pd.DataFrame(rows)
+    m2 = metrics_at(df, 2).iloc[0]
+    assert (
+        m2["win_rate"] == pytest.approx((1 + 0.5) / 2)
+        and m2["soft_win_rate"] == pytest.approx(0.7)
+        and m2["reward_gap"] == pytest.approx(0.5)
+    )
+    m4 = metrics_at(df, 4).iloc[0]
+    assert m4["win_rate"] == pytest.approx(2.5 / 4) and m4["reward_gap"] == pytest.approx(0.5)
+    # an invalid verdict (no preference, no tie) is excluded from the win-rate, as evaluation.win_rate does
+    bad = pd.DataFrame(_pairs("random", 0, "*", [(1, False, 0.6, 0.1), (None, False, None, None)]))
+    assert metrics_at(bad, 2).iloc[0]["win_rate"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="fewer than 5 test prompts"):
+        metrics_at(df, 5)
+
+
+def test_spread_pairs_by_seed_against_the_shared_random_runs():
+    rows = []
+    # random (shared group "*"): seed 0 wins 1 of 2, seed 1 wins 0 of 2, seed 2 wins 2 of 2
+    for k, wins in enumerate([(1, 0), (0, 0), (1, 1)]):
+        rows += _pairs("random", k, "*", [(w, False, 0.5, 0.0) for w in wins])
+    # certainty at S/M=16 wins 2, 1, 2 of 2 → differences 0.5, 0.5, 0.0
+    for k, wins in enumerate([(1, 1), (1, 0), (1, 1)]):
+        rows += _pairs("certainty", k, "S/M=16", [(w, False, 0.5, 0.0) for w in wins])
+    t = spread(pd.DataFrame(rows), [2])
+    r = t[(t["metric"] == "win_rate")].iloc[0]
+    d = np.array([0.5, 0.5, 0.0])
+    assert r["group"] == "S/M=16" and r["seeds"] == 3
+    assert r["mean_diff"] == pytest.approx(d.mean()) and r["sd_diff"] == pytest.approx(d.std(ddof=1))
+    assert r["half_width"] == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3))
+    assert r["snr"] == pytest.approx(d.mean() / d.std(ddof=1))
+    assert math.isnan(t[t["metric"] == "reward_gap"].iloc[0]["seeds_for_half_width"])  # another scale
+
+
+def test_seeds_for_half_width_is_the_smallest_k():
+    k = seeds_for_half_width(0.05, 0.03)
+    hw = lambda n: stats.t.ppf(0.975, n - 1) * 0.05 / math.sqrt(n)  # noqa: E731
+    assert hw(k) <= 0.03 < hw(k - 1)
+    assert k == 14
+
+
+def test_random_draws_do_not_depend_on_S():
+    """The pilot shares random's runs across S/M: random draws M prompts whatever S is."""
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=40)
+    pool = list(prompts)
+    got = []
+    for s in (8, 32):
+        ctx = ControlledContext(AcquisitionConfig(prompt_batch=s, acquire_batch=4), samples, lp_pol, lp_ref, seed=11)
+        got.append([c.prompt.id for c in acquire(get_scorer("random"), ctx, pool)])
+    assert got[0] == got[1]
+
+
+def test_records_keep_each_test_prompts_verdict_without_its_texts(tmp_path):
+    """The pilot recomputes metrics from committed records: eval_pairs survive export and materialise, texts do not."""
+    import json
+
+    from aplkit.records import EvalPairRow
+    from aplkit.results.archive import materialise, read_record, write_record
+    from aplkit.runfolder import CONFIG, SUMMARY, RunFolder
+
+    run = RunFolder(tmp_path / "run").ensure()
+    (run / CONFIG).write_text("name: t\nstrategy: random\nseed: 3\n")
+    run.write_json(SUMMARY, {"complete": True})
+    run.add(
+        EvalPairRow(
+            step=1,
+            prompt_id="t0",
+            prompt="secret prompt",
+            baseline="b",
+            policy="p",
+            preferred=1,
+            tie=False,
+            p_policy=0.8,
+            reward_gap=0.4,
+            kl=1.5,
+        )
+    )
+    rec_path = write_record(run.path, tmp_path / "rec.json")
+    assert "secret prompt" not in rec_path.read_text()
+    rec = read_record(rec_path)
+    assert rec["eval_pairs"] == [
+        {"step": 1, "prompt_id": "t0", "preferred": 1, "tie": False, "p_policy": 0.8, "reward_gap": 0.4, "kl": 1.5}
+    ]
+    back = RunFolder(materialise([rec_path], tmp_path / "m") / "t" / "random" / "seed3").read(EvalPairRow)
+    assert back[0].p_policy == 0.8 and back[0].prompt is None
+    # a record written before eval_pairs were kept still reads
+    raw = json.loads(rec_path.read_text())
+    del raw["eval_pairs"]
+    rec_path.write_text(json.dumps(raw))
+    assert read_record(rec_path)["eval_pairs"] == []
