@@ -1,16 +1,19 @@
-"""A human oracle for notebooks: queue the questions, answer them in a panel, re-run the loop.
+"""A human oracle for notebooks: queue the questions, answer them in a panel, the loop goes on.
 
-A Jupyter cell that blocks cannot receive widget clicks, so the oracle never waits:
-``HumanOracle.judge_iter`` writes every comparison it has no answer for to a queue
-file in the run folder and raises ``AwaitingHumanLabels``. ``LabelPanel(run_dir)``
-shows the queue one comparison at a time and writes each answer to the run's ledger
-under the oracle's identity the moment it is given. Re-running the loop then finds
-every answer in the ledger (``label_pairs`` never asks the oracle for those) and goes on.
+``HumanOracle.judge_iter`` writes every comparison it has no answer for to a queue file in the
+run folder. In JupyterLab (a kernel whose front end can answer ``input()``) it then shows a
+``LabelPanel`` in the running cell and waits, handling the panel's clicks and keys with
+``jupyter_ui_poll`` while the cell is busy, and hands each answer to the loop as it is given.
+Elsewhere — ``aplkit run``, papermill, a sweep — nothing could answer, so it raises
+``AwaitingHumanLabels``; ``LabelPanel(run_dir)`` in any notebook then shows the queue and writes
+each answer to the run's ledger, and re-running the loop finds them there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import html
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,10 @@ from aplkit.records import Comparison, Verdict
 from aplkit.runfolder import QUEUE, RunFolder, read_jsonl, write_jsonl
 
 QUEUE_FILE = QUEUE
+KEYS = {"a": "A", "b": "B", "t": "tie", "s": "skip"}
+#: fixed heights, so a long completion scrolls inside its box and the buttons never move
+PROMPT_HEIGHT = "5.5em"
+TEXT_HEIGHT = "15em"
 
 
 class AwaitingHumanLabels(OracleError):
@@ -43,14 +50,50 @@ def write_queue(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     write_jsonl(path, rows)
 
 
+def drop_from_queue(path: str | Path, key: str) -> None:
+    """Remove one answered item, re-reading the file so items another writer queued meanwhile stay."""
+    write_queue(path, [r for r in read_queue(path) if r["key"] != key])
+
+
+def find_run_dir(run_dir: str | Path, queue_file: str = QUEUE_FILE) -> Path:
+    """The absolute run folder holding ``queue_file``: a relative path is tried from the working
+    directory, then from ``aplkit.notebook.project_dir()`` (a kernel starts in the notebook's own
+    folder). Nothing is created; a missing queue is a FileNotFoundError naming the absolute paths."""
+    from aplkit.notebook import project_dir
+
+    p = Path(run_dir).expanduser()
+    tried = [p.resolve()] if p.is_absolute() else list(dict.fromkeys([(Path.cwd() / p).resolve(), (project_dir() / p).resolve()]))
+    for d in tried:
+        if (d / queue_file).is_file():
+            return d
+    where = " nor ".join(str(d / queue_file) for d in tried)
+    raise FileNotFoundError(
+        f"no labelling queue: there is no {where}. Run the loop with oracle.kind=human on that run folder first "
+        "(it queues the comparisons), or pass the run folder's absolute path"
+    )
+
+
+def _interactive_kernel() -> bool:
+    """True in a Jupyter kernel whose front end lets the user type (JupyterLab); papermill and nbclient send allow_stdin=False."""
+    try:
+        import jupyter_ui_poll  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    kernel = getattr(get_ipython(), "kernel", None)
+    return bool(getattr(kernel, "_allow_stdin", False))
+
+
 class HumanOracle(Oracle):
-    """Puts unanswered comparisons in ``queue_path`` (normally ``<run>/human_queue.jsonl``) and stops the loop."""
+    """Queues unanswered comparisons in ``queue_path`` (normally ``<run>/human_queue.jsonl``), then waits
+    for them in a panel (``wait``: True, False, or None = only in an interactive Jupyter kernel) or stops the loop."""
 
     kind = "human"
 
-    def __init__(self, name: str = "human", queue_path: str | Path = QUEUE_FILE):
+    def __init__(self, name: str = "human", queue_path: str | Path = QUEUE_FILE, wait: bool | None = None):
         self.name = name
         self.queue_path = Path(queue_path)
+        self.wait = wait
 
     @property
     def identity(self) -> str:
@@ -71,30 +114,75 @@ class HumanOracle(Oracle):
                 queue.append({"key": key, "oracle": self.identity, "prompt": c.prompt, "a": c.a, "b": c.b})
         self.queue_path.parent.mkdir(parents=True, exist_ok=True)
         write_queue(self.queue_path, queue)
-        raise AwaitingHumanLabels(len(queue), self.queue_path)
-        yield  # pragma: no cover - makes this a generator, so nothing runs before the caller iterates
+        if not (_interactive_kernel() if self.wait is None else self.wait):
+            raise AwaitingHumanLabels(len(queue), self.queue_path)
+        yield from self._wait_in_cell(items)
+
+    def _wait_in_cell(self, items: Sequence[Comparison]) -> Iterator[tuple[int, Verdict]]:
+        """Show a panel over these items and yield each answer as it is given (the caller records it
+        in the ledger), then drop it from the queue. An interrupted kernel keeps every answer yielded."""
+        from IPython.display import display
+        from jupyter_ui_poll import ui_events
+
+        index = {ledger_key(self.identity, c): i for i, c in enumerate(items)}
+        rows = [r for r in read_queue(self.queue_path) if r["key"] in index]
+        given: list[tuple[dict[str, Any], Verdict]] = []
+        panel = LabelPanel.over(rows, record=lambda row, v: given.append((row, v)), run_dir=self.queue_path.parent)
+        display(panel)
+        left = len(rows)
+        with ui_events() as poll:
+            while left:
+                poll(20)
+                while given:
+                    row, v = given.pop(0)
+                    yield index[row["key"]], v  # the loop records it before asking for the next
+                    drop_from_queue(self.queue_path, row["key"])
+                    left -= 1
+                time.sleep(0.05)
+        panel.note = f"All {len(rows)} answered; the loop goes on (this panel is finished)."
+        panel._refresh()
 
 
 class LabelPanel:
-    """An ipywidgets panel over a run's human queue: prompt, A, B, buttons A / B / tie / skip, keys a b t s.
+    """An ipywidgets panel over a run's human queue: progress, prompt, A beside B, buttons A / B / tie / skip.
 
-    Every answer is recorded in the run's ledger — the file the loop reads, as the run folder
-    names it from the run's ``oracle.cache`` — and removed from the queue at once, so closing
-    the notebook loses nothing. Skip leaves an item queued for later.
+    Keys a, b, t, s work while the pointer is over the panel (ipyevents; the key never reaches
+    JupyterLab, so it inserts no cell). Every answer is recorded in the run's ledger — the file the
+    loop reads, as the run folder names it from the run's ``oracle.cache`` — and then removed from
+    the queue, so closing or reloading the page loses nothing: run the cell again to go on.
+    Skip leaves an item queued for later.
     """
 
     def __init__(self, run_dir: str | Path, queue_file: str = QUEUE_FILE):
-        run = RunFolder(run_dir)
-        self.run_dir = run.path
-        self.queue_path = run / queue_file
-        self.ledger = Ledger(run.ledger_path())
+        run = RunFolder(find_run_dir(run_dir, queue_file))  # raises before anything is created
+        self.ledger: Ledger | None = Ledger(run.ledger_path())
+        ledger = self.ledger
         # an answer recorded just before a crash may still be queued: the ledger wins
-        self.queue = [
-            r for r in read_queue(self.queue_path) if self.ledger.lookup(r["oracle"], Comparison(r["prompt"], r["a"], r["b"])) is None
-        ]
+        rows = [r for r in read_queue(run / queue_file) if ledger.lookup(r["oracle"], Comparison(r["prompt"], r["a"], r["b"])) is None]
+        self._setup(run.path, run / queue_file, rows, self._record_in_ledger)
+
+    @classmethod
+    def over(cls, rows: Sequence[dict[str, Any]], record: Callable[[dict[str, Any], Verdict], None], run_dir: Path) -> LabelPanel:
+        """A panel over given queue rows that hands each answer to ``record`` (the waiting oracle) instead of a ledger."""
+        panel = cls.__new__(cls)
+        panel.ledger = None
+        panel._setup(run_dir, None, list(rows), record)
+        return panel
+
+    def _setup(self, run_dir: Path, queue_path: Path | None, rows: list[dict[str, Any]], record: Callable) -> None:
+        self.run_dir = run_dir
+        self.queue_path = queue_path
+        self.queue = rows
+        self._record = record
         self.pos = 0  # index into the queue of the item on show
         self.done = 0
+        self.note = ""  # feedback on the last action
         self._w: dict[str, Any] | None = None
+
+    def _record_in_ledger(self, row: dict[str, Any], v: Verdict) -> None:
+        assert self.ledger is not None and self.queue_path is not None
+        self.ledger.record(row["oracle"], Comparison(row["prompt"], row["a"], row["b"]), v, purpose="human")
+        drop_from_queue(self.queue_path, row["key"])
 
     # ------------------------------------------------------------------ logic (headless)
     @property
@@ -117,86 +205,92 @@ class LabelPanel:
         item = self.current
         if item is None:
             return
-        c = Comparison(item["prompt"], item["a"], item["b"])
-        self.ledger.record(item["oracle"], c, Verdict(choice=choice, raw=f"human: {choice}"), purpose="human")
+        self._record(item, Verdict(choice=choice, raw=f"human: {choice}"))
         del self.queue[self.pos]
-        write_queue(self.queue_path, self.queue)
         self.done += 1
         if self.pos >= len(self.queue):
             self.pos = 0
+        self.note = f"Saved: {'tie' if choice == 'tie' else choice + ' is better'}."
         self._refresh()
 
     def skip(self) -> None:
-        if self.queue:
+        """Show the next item; this one stays queued. Said so when there is no other item to show."""
+        if not self.queue:
+            self.note = "Nothing to skip: the queue is empty."
+        elif len(self.queue) == 1:
+            self.note = "Skip: this is the only item left, so it is shown again (it stays queued until answered)."
+        else:
+            wrapped = self.pos + 1 == len(self.queue)
             self.pos = (self.pos + 1) % len(self.queue)
+            self.note = "Skipped; back to the first item still queued." if wrapped else "Skipped; it stays queued for later."
         self._refresh()
 
     def key(self, k: str) -> None:
         """Keyboard shortcut: a, b, t (tie) or s (skip); anything else is ignored."""
-        k = k.strip().lower()[-1:] if k.strip() else ""
-        if k in ("a", "b"):
-            self.answer(k.upper())
-        elif k == "t":
-            self.answer("tie")
-        elif k == "s":
+        choice = KEYS.get(k.strip().lower()[-1:] if k.strip() else "")
+        if choice == "skip":
             self.skip()
+        elif choice is not None:
+            self.answer(choice)
 
     # ------------------------------------------------------------------ widgets
-    def _on_a(self, _btn: Any = None) -> None:
-        self.answer("A")
-
-    def _on_b(self, _btn: Any = None) -> None:
-        self.answer("B")
-
-    def _on_tie(self, _btn: Any = None) -> None:
-        self.answer("tie")
-
-    def _on_skip(self, _btn: Any = None) -> None:
-        self.skip()
-
-    def _on_key(self, change: dict[str, Any]) -> None:
-        value = change.get("new") or ""
-        if value and self._w is not None:
-            self._w["keys"].value = ""  # re-entrant observe sees "" and does nothing
-            self.key(value)
+    def _on_key(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "keydown" and not (event.get("ctrlKey") or event.get("metaKey") or event.get("altKey")):
+            self.key(str(event.get("key", "")))
 
     @property
     def widget(self) -> Any:
-        """The panel (built on first use; needs ipywidgets)."""
+        """The panel (built on first use; needs ipywidgets and ipyevents)."""
         if self._w is None:
             import ipywidgets as w
+            from ipyevents import Event
 
             buttons = {
-                "A": w.Button(description="A is better", button_style="info"),
-                "B": w.Button(description="B is better", button_style="info"),
-                "tie": w.Button(description="Tie"),
-                "skip": w.Button(description="Skip"),
+                "A": w.Button(description="A is better (a)", button_style="info"),
+                "B": w.Button(description="B is better (b)", button_style="info"),
+                "tie": w.Button(description="Tie (t)"),
+                "skip": w.Button(description="Skip (s)"),
             }
-            buttons["A"].on_click(self._on_a)
-            buttons["B"].on_click(self._on_b)
-            buttons["tie"].on_click(self._on_tie)
-            buttons["skip"].on_click(self._on_skip)
-            keys = w.Text(placeholder="type a / b / t / s here", layout=w.Layout(width="220px"))
-            keys.observe(self._on_key, names="value")
-            self._w = {"status": w.HTML(), "prompt": w.HTML(), "a": w.HTML(), "b": w.HTML(), "keys": keys, **buttons}
-            box = w.HBox([buttons["A"], buttons["B"], buttons["tie"], buttons["skip"], keys])
-            self._w["box"] = w.VBox([self._w["status"], self._w["prompt"], self._w["a"], self._w["b"], box])
+            for name, b in buttons.items():
+                b.on_click(lambda _b, name=name: self.skip() if name == "skip" else self.answer(name))
+
+            def text_box(height: str) -> Any:
+                return w.HTML(layout=w.Layout(height=height, overflow="auto", border="1px solid #ccc", padding="2px 6px", flex="1 1 0"))
+
+            self._w = {
+                "status": w.HTML(),
+                "progress": w.IntProgress(min=0, layout=w.Layout(width="240px")),
+                "prompt": w.HTML(layout=w.Layout(max_height=PROMPT_HEIGHT, overflow="auto")),
+                "a": text_box(TEXT_HEIGHT),
+                "b": text_box(TEXT_HEIGHT),
+                "note": w.HTML(),
+                **buttons,
+            }
+            head = w.HBox([self._w["progress"], self._w["status"]], layout=w.Layout(align_items="center"))
+            pair = w.HBox([self._w["a"], self._w["b"]], layout=w.Layout(width="100%", grid_gap="8px"))
+            row = w.HBox(list(buttons.values()))
+            box = w.VBox([head, self._w["prompt"], pair, row, self._w["note"]], layout=w.Layout(max_width="1100px"))
+            box.add_class("aplkit-label-panel")
+            events = Event(source=box, watched_events=["keydown"], prevent_default_action=True)
+            events.on_dom_event(self._on_key)
+            self._w["box"], self._w["events"] = box, events
             self._refresh()
         return self._w["box"]
 
     def _refresh(self) -> None:
         if self._w is None:
             return
-        import html
-
         item = self.current
-        self._w["status"].value = f"<b>{html.escape(self.status())}</b>"
-        for name in ("prompt", "a", "b"):
+        hint = " · keys a b t s while the pointer is over this panel" if item is not None else ""
+        self._w["status"].value = f"<b>{html.escape(self.status())}</b>{hint}"
+        self._w["progress"].max = max(1, self.done + self.remaining)
+        self._w["progress"].value = self.done
+        for name, label in (("prompt", "Prompt"), ("a", "A"), ("b", "B")):
             text = "" if item is None else html.escape(item[name])
-            label = {"prompt": "Prompt", "a": "A", "b": "B"}[name]
-            self._w[name].value = "" if item is None else f"<p><b>{label}:</b> <span style='white-space: pre-wrap'>{text}</span></p>"
+            self._w[name].value = "" if item is None else f"<b>{label}:</b> <span style='white-space: pre-wrap'>{text}</span>"
         for name in ("A", "B", "tie", "skip"):
             self._w[name].disabled = item is None
+        self._w["note"].value = html.escape(self.note)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -204,7 +298,8 @@ class LabelPanel:
         display(self.widget)
 
     def close(self) -> None:
-        self.ledger.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
 
-__all__ = ["AwaitingHumanLabels", "HumanOracle", "LabelPanel", "read_queue"]
+__all__ = ["AwaitingHumanLabels", "HumanOracle", "LabelPanel", "drop_from_queue", "find_run_dir", "read_queue"]
