@@ -35,7 +35,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
-_missing = "" if CHROMIUM and sync_playwright else ("the chromium package (apt-get install chromium)" if not CHROMIUM else "playwright (pip install -e '.[browser]')")
+_missing = (
+    ""
+    if CHROMIUM and sync_playwright
+    else ("the chromium package (apt-get install chromium)" if not CHROMIUM else "playwright (pip install -e '.[browser]')")
+)
 if _missing and REQUIRED:
     raise RuntimeError(f"APLKIT_REQUIRE_BROWSER=1 but {_missing} is missing")
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(bool(_missing), reason=f"needs {_missing}")]
@@ -172,10 +176,6 @@ def _human_run(root: Path, name: str, extra: list[str]):
     return cfg, run
 
 
-def _log(*a) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}]", *a, file=sys.stderr, flush=True)
-
-
 def _labelled(page, n: int) -> None:
     expect(page.locator(PANEL).last).to_contain_text(f"{n} labelled here")
 
@@ -184,7 +184,6 @@ def test_label_panel_in_jupyterlab(lab, browser, tmp_path):
     """Buttons, a key and Skip write exactly the answers given; b/a never reach JupyterLab; the resumed loop trains on them."""
     _, _, root = lab
     cfg, run = _human_run(root, "h", ["evaluation.waypoints=[12]"])  # step 1 ends without an evaluation
-    _log('cfg, run = _human_run(root, "h", [])')
     queue = read_queue(run / "human_queue.jsonl")
     assert len(queue) == 4
     # a long pair in a second run folder: the buttons must not move down with the text
@@ -192,13 +191,12 @@ def test_label_panel_in_jupyterlab(lab, browser, tmp_path):
     long_b = "I wanted to like it. The cast is strong, but the script <i>wanders</i> & never lands. " * 5
     demo = root / "runs" / "demo"
     with pytest.raises(AwaitingHumanLabels):
-        list(HumanOracle("human", demo / "human_queue.jsonl", wait=False).judge_iter([Comparison("This movie was", long_a, long_b)]))
+        list(HumanOracle("human", demo / "human_queue.jsonl").judge_iter([Comparison("This movie was", long_a, long_b)]))
     # the notebook sits below the project root: the kernel starts in analysis/, the run path is the project's
     _notebook(root / "analysis" / "label.ipynb", 'from aplkit.oracles.human import LabelPanel\n\nLabelPanel("runs/h")')
     _notebook(root / "analysis" / "long.ipynb", 'from aplkit.oracles.human import LabelPanel\n\nLabelPanel("runs/demo")')
 
     page = _open(browser, lab, "analysis/long.ipynb")
-    _log('page = _open(browser, lab, "analysis/lon')
     _run_all(page)
     long_panel = page.locator(PANEL)
     expect(long_panel).to_contain_text("Item 1 of 1")
@@ -206,17 +204,14 @@ def test_label_panel_in_jupyterlab(lab, browser, tmp_path):
     box, button = long_panel.bounding_box(), page.locator(f"{PANEL} button", has_text="Skip").bounding_box()
     long_offset = button["y"] - box["y"]
     _screenshot(long_panel, "label_panel.png", tmp_path)
-    _log('_screenshot(long_panel, "label_panel.png')
     page.close()
 
     page = _open(browser, lab, "analysis/label.ipynb")
-    _log('page = _open(browser, lab, "analysis/lab')
     cells = page.locator(".jp-Notebook .jp-Cell").count()
     t0 = _run_all(page)
     panel = page.locator(PANEL)
     expect(panel).to_contain_text("Item 1 of 4 left")
     render_s = time.perf_counter() - t0
-    _log('render_s = time.perf_counter() - t0')
     offset = page.locator(f"{PANEL} button", has_text="Skip").bounding_box()["y"] - panel.bounding_box()["y"]
     assert abs(offset - long_offset) < 2 and offset < 600, (offset, long_offset)  # fixed-height boxes: the buttons stay put
     a_box, b_box = (page.locator(f"{PANEL} .widget-html", has_text=t).first.bounding_box() for t in ("A:", "B:"))
@@ -271,43 +266,3 @@ def test_label_panel_in_jupyterlab(lab, browser, tmp_path):
     assert [(r["step"], r["n_pairs"]) for r in RunFolder(run).rows("train.jsonl")] == [(1, 3), (1, 3)]  # training.epochs=2
     assert not {r["key"] for r in queue} & {r["key"] for r in read_queue(run / "human_queue.jsonl")}  # none asked again
     print(f"\npanel rendered {render_s:.2f}s after Run All (kernel start included)")
-
-
-def test_the_loop_waits_for_labels_in_the_same_cell(lab, browser):
-    """jupyter-ui-poll: the cell running the loop shows the panel, handles its keys while busy, and finishes."""
-    _, _, root = lab
-    overrides = [*TINY, "oracle.kind=human", "acquisition.budget=4", "evaluation.waypoints=[4]", "evaluation.test_prompts=2"]
-    _notebook(
-        root / "analysis" / "wait.ipynb",
-        "import os\nfrom aplkit.config import load_config\nfrom aplkit.loop import run_experiment\nfrom aplkit.notebook import project_dir, summary_line\n\n"
-        f"os.chdir(project_dir())\ncfg = load_config('imdb-cpu', {overrides!r}, strategy='random')\n"
-        "result = run_experiment(cfg, 'runs/w', progress=False)\nprint('LOOP DONE:', summary_line(result.summary))",
-    )
-    page = _open(browser, lab, "analysis/wait.ipynb")
-    t0 = _run_all(page)
-    answered = 0
-    done = page.locator(".jp-OutputArea-output", has_text="LOOP DONE")
-    while not done.count():
-        live = page.locator(f"{PANEL}:has(button:not([disabled]))")
-        try:
-            live.last.wait_for(timeout=5_000)
-        except Exception:  # noqa: BLE001 - no panel open right now: the loop is computing
-            assert time.perf_counter() - t0 < 300, "the loop neither finished nor asked"
-            continue
-        before = live.last.inner_text()
-        live.last.hover()
-        page.keyboard.press("a")
-        answered += 1
-        page.wait_for_function(
-            "([sel, old]) => { const p = [...document.querySelectorAll(sel)].pop(); return !p || p.innerText !== old; }",
-            arg=[PANEL, before],
-        )
-    wall = time.perf_counter() - t0
-    expect(done).to_contain_text("complete: 4 labels")
-    page.close()
-    run = RunFolder(root / "runs" / "w")
-    assert run.complete and len(run.rows("acquired.jsonl")) == 4 and {r["choice"] for r in run.rows("acquired.jsonl")} == {"A"}
-    with Ledger(run.ledger_path()) as ledger:
-        assert len(ledger.rows()) == answered == 4 + 2  # 4 training pairs, 2 evaluation pairs, each asked once
-    assert read_queue(run / "human_queue.jsonl") == []
-    print(f"\nloop with {answered} labels given in the same cell: {wall:.1f}s")

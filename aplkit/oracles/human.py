@@ -1,19 +1,19 @@
-"""A human oracle for notebooks: queue the questions, answer them in a panel, the loop goes on.
+"""A human oracle for notebooks: queue the questions, answer them in a panel, re-run the loop.
 
+A Jupyter cell that is running cannot receive widget clicks, so the oracle never waits:
 ``HumanOracle.judge_iter`` writes every comparison it has no answer for to a queue file in the
-run folder. In JupyterLab (a kernel whose front end can answer ``input()``) it then shows a
-``LabelPanel`` in the running cell and waits, handling the panel's clicks and keys with
-``jupyter_ui_poll`` while the cell is busy, and hands each answer to the loop as it is given.
-Elsewhere — ``aplkit run``, papermill, a sweep — nothing could answer, so it raises
-``AwaitingHumanLabels``; ``LabelPanel(run_dir)`` in any notebook then shows the queue and writes
-each answer to the run's ledger, and re-running the loop finds them there.
+run folder and raises ``AwaitingHumanLabels``. ``LabelPanel(run_dir)`` shows the queue one
+comparison at a time and writes each answer to the run's ledger under the oracle's identity the
+moment it is given. Re-running the loop then finds every answer in the ledger (``label_pairs``
+never asks the oracle for those) and goes on. (Waiting inside the cell with ``jupyter-ui-poll``
+was tried in JupyterLab 4.6: its 1.1.0 calls ``kernel.do_one_iteration``, which ipykernel 7
+no longer has, so no click reached the kernel while the loop waited; see tests/test_browser.py.)
 """
 
 from __future__ import annotations
 
 import html
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,27 +73,14 @@ def find_run_dir(run_dir: str | Path, queue_file: str = QUEUE_FILE) -> Path:
     )
 
 
-def _interactive_kernel() -> bool:
-    """True in a Jupyter kernel whose front end lets the user type (JupyterLab); papermill and nbclient send allow_stdin=False."""
-    try:
-        import jupyter_ui_poll  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    kernel = getattr(get_ipython(), "kernel", None)
-    return bool(getattr(kernel, "_allow_stdin", False))
-
-
 class HumanOracle(Oracle):
-    """Queues unanswered comparisons in ``queue_path`` (normally ``<run>/human_queue.jsonl``), then waits
-    for them in a panel (``wait``: True, False, or None = only in an interactive Jupyter kernel) or stops the loop."""
+    """Puts unanswered comparisons in ``queue_path`` (normally ``<run>/human_queue.jsonl``) and stops the loop."""
 
     kind = "human"
 
-    def __init__(self, name: str = "human", queue_path: str | Path = QUEUE_FILE, wait: bool | None = None):
+    def __init__(self, name: str = "human", queue_path: str | Path = QUEUE_FILE):
         self.name = name
         self.queue_path = Path(queue_path)
-        self.wait = wait
 
     @property
     def identity(self) -> str:
@@ -114,75 +101,34 @@ class HumanOracle(Oracle):
                 queue.append({"key": key, "oracle": self.identity, "prompt": c.prompt, "a": c.a, "b": c.b})
         self.queue_path.parent.mkdir(parents=True, exist_ok=True)
         write_queue(self.queue_path, queue)
-        if not (_interactive_kernel() if self.wait is None else self.wait):
-            raise AwaitingHumanLabels(len(queue), self.queue_path)
-        yield from self._wait_in_cell(items)
-
-    def _wait_in_cell(self, items: Sequence[Comparison]) -> Iterator[tuple[int, Verdict]]:
-        """Show a panel over these items and yield each answer as it is given (the caller records it
-        in the ledger), then drop it from the queue. An interrupted kernel keeps every answer yielded."""
-        from IPython.display import display
-        from jupyter_ui_poll import ui_events
-
-        index = {ledger_key(self.identity, c): i for i, c in enumerate(items)}
-        rows = [r for r in read_queue(self.queue_path) if r["key"] in index]
-        given: list[tuple[dict[str, Any], Verdict]] = []
-        panel = LabelPanel.over(rows, record=lambda row, v: given.append((row, v)), run_dir=self.queue_path.parent)
-        display(panel)
-        left = len(rows)
-        with ui_events() as poll:
-            while left:
-                poll(20)
-                while given:
-                    row, v = given.pop(0)
-                    yield index[row["key"]], v  # the loop records it before asking for the next
-                    drop_from_queue(self.queue_path, row["key"])
-                    left -= 1
-                time.sleep(0.05)
-        panel.note = f"All {len(rows)} answered; the loop goes on (this panel is finished)."
-        panel._refresh()
+        raise AwaitingHumanLabels(len(queue), self.queue_path)
+        yield  # pragma: no cover - makes this a generator, so nothing runs before the caller iterates
 
 
 class LabelPanel:
     """An ipywidgets panel over a run's human queue: progress, prompt, A beside B, buttons A / B / tie / skip.
 
-    Keys a, b, t, s work while the pointer is over the panel (ipyevents; the key never reaches
-    JupyterLab, so it inserts no cell). Every answer is recorded in the run's ledger — the file the
-    loop reads, as the run folder names it from the run's ``oracle.cache`` — and then removed from
-    the queue, so closing or reloading the page loses nothing: run the cell again to go on.
+    Keys a, b, t, s work while the pointer is over the panel, no text box needed (ipyevents stops the
+    key there, so JupyterLab's command mode never sees it and inserts no cell). Every answer is
+    recorded in the run's ledger — the file the loop reads, as the run folder names it from the run's
+    ``oracle.cache`` — and then removed from the queue, so closing or reloading the page loses
+    nothing: run the cell again to go on.
     Skip leaves an item queued for later.
     """
 
     def __init__(self, run_dir: str | Path, queue_file: str = QUEUE_FILE):
         run = RunFolder(find_run_dir(run_dir, queue_file))  # raises before anything is created
-        self.ledger: Ledger | None = Ledger(run.ledger_path())
-        ledger = self.ledger
+        self.run_dir = run.path
+        self.queue_path = run / queue_file
+        self.ledger = Ledger(run.ledger_path())
         # an answer recorded just before a crash may still be queued: the ledger wins
-        rows = [r for r in read_queue(run / queue_file) if ledger.lookup(r["oracle"], Comparison(r["prompt"], r["a"], r["b"])) is None]
-        self._setup(run.path, run / queue_file, rows, self._record_in_ledger)
-
-    @classmethod
-    def over(cls, rows: Sequence[dict[str, Any]], record: Callable[[dict[str, Any], Verdict], None], run_dir: Path) -> LabelPanel:
-        """A panel over given queue rows that hands each answer to ``record`` (the waiting oracle) instead of a ledger."""
-        panel = cls.__new__(cls)
-        panel.ledger = None
-        panel._setup(run_dir, None, list(rows), record)
-        return panel
-
-    def _setup(self, run_dir: Path, queue_path: Path | None, rows: list[dict[str, Any]], record: Callable) -> None:
-        self.run_dir = run_dir
-        self.queue_path = queue_path
-        self.queue = rows
-        self._record = record
+        self.queue = [
+            r for r in read_queue(self.queue_path) if self.ledger.lookup(r["oracle"], Comparison(r["prompt"], r["a"], r["b"])) is None
+        ]
         self.pos = 0  # index into the queue of the item on show
         self.done = 0
         self.note = ""  # feedback on the last action
         self._w: dict[str, Any] | None = None
-
-    def _record_in_ledger(self, row: dict[str, Any], v: Verdict) -> None:
-        assert self.ledger is not None and self.queue_path is not None
-        self.ledger.record(row["oracle"], Comparison(row["prompt"], row["a"], row["b"]), v, purpose="human")
-        drop_from_queue(self.queue_path, row["key"])
 
     # ------------------------------------------------------------------ logic (headless)
     @property
@@ -205,7 +151,9 @@ class LabelPanel:
         item = self.current
         if item is None:
             return
-        self._record(item, Verdict(choice=choice, raw=f"human: {choice}"))
+        c = Comparison(item["prompt"], item["a"], item["b"])
+        self.ledger.record(item["oracle"], c, Verdict(choice=choice, raw=f"human: {choice}"), purpose="human")
+        drop_from_queue(self.queue_path, item["key"])
         del self.queue[self.pos]
         self.done += 1
         if self.pos >= len(self.queue):
@@ -298,8 +246,7 @@ class LabelPanel:
         display(self.widget)
 
     def close(self) -> None:
-        if self.ledger is not None:
-            self.ledger.close()
+        self.ledger.close()
 
 
 __all__ = ["AwaitingHumanLabels", "HumanOracle", "LabelPanel", "drop_from_queue", "find_run_dir", "read_queue"]
