@@ -232,11 +232,11 @@ def test_label_panel_in_jupyterlab(lab, browser, tmp_path):
     _labelled(page, 3)
     click("Skip")  # the last item: feedback, and it stays
     expect(panel).to_contain_text("only item left")
+    _screenshot(panel, "label_panel_skip.png", tmp_path)
     page.keyboard.press("a")  # queue[2]
     _labelled(page, 4)
     expect(panel).to_contain_text("Queue empty")
     assert page.locator(".jp-Notebook .jp-Cell").count() == cells  # b and a inserted no cell
-    _screenshot(panel, "label_panel_done.png", tmp_path)
 
     given = {queue[0]["key"]: "A", queue[1]["key"]: "tie", queue[3]["key"]: "B", queue[2]["key"]: "A"}
     with Ledger(RunFolder(run).ledger_path()) as ledger:
