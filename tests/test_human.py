@@ -49,13 +49,13 @@ def test_panel_answers_reach_the_ledger_and_the_rerun_resumes(tmp_path):
         elif "good" in item["a"]:
             panel._w["A"].click()
         else:
-            panel._w["keys"].value = "b"  # keyboard shortcut
-            assert panel._w["keys"].value == ""
+            panel._on_key({"type": "keydown", "key": "b"})  # the key event ipyevents sends
         # durable at once: another reader sees the answer and the shorter queue
         assert len(read_queue(queue)) == panel.remaining
         with Ledger(tmp_path / "labels.sqlite") as reader:
             assert reader.stats()["total"]["labels"] == 4 - panel.remaining
     assert panel.status().startswith("Queue empty: 4 labelled")
+    assert panel._w["progress"].value == panel._w["progress"].max == 4
     assert panel._w["A"].disabled
     panel.close()
 
@@ -113,3 +113,56 @@ def test_panel_writes_to_the_ledger_the_loop_reads_when_the_cache_is_elsewhere(t
     with pytest.raises(AwaitingHumanLabels):  # the loop goes on past step 1 and stops at its next questions
         run_experiment(cfg, run, progress=False)
     assert not asked & {r["key"] for r in read_queue(run / "human_queue.jsonl")}  # none asked again
+
+
+def test_a_missing_queue_is_one_error_naming_the_absolute_path_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(FileNotFoundError, match=rf"no labelling queue: there is no {tmp_path.resolve()}/runs/x/human_queue.jsonl"):
+        LabelPanel("runs/x")
+    assert sorted(tmp_path.rglob("*")) == before  # no labels.sqlite, no folders
+
+
+def test_a_relative_run_folder_is_found_from_a_notebook_below_the_project(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "x"
+    with Ledger(run / "labels.sqlite") as ledger, pytest.raises(AwaitingHumanLabels):
+        label_pairs(HumanOracle("alice", run / "human_queue.jsonl"), ledger, PAIRS[:2], seed=0)
+    (tmp_path / "analysis").mkdir()
+    monkeypatch.chdir(tmp_path / "analysis")  # the kernel starts in the notebook's folder
+    panel = LabelPanel("runs/x")
+    assert panel.run_dir == run.resolve() and panel.remaining == 2
+    panel.answer("tie")
+    panel.close()
+    assert not (tmp_path / "analysis" / "runs").exists()
+    with Ledger(run / "labels.sqlite") as ledger:
+        assert [r["choice"] for r in ledger.rows()] == ["tie"]
+
+
+def test_skip_says_what_it_did_also_on_the_last_item(tmp_path):
+    with Ledger(tmp_path / "labels.sqlite") as ledger, pytest.raises(AwaitingHumanLabels):
+        label_pairs(HumanOracle("alice", tmp_path / "human_queue.jsonl"), ledger, PAIRS[:2], seed=0)
+    panel = LabelPanel(tmp_path)
+    assert panel.widget is not None  # builds the widgets
+    panel.skip()
+    assert panel.pos == 1 and "stays queued" in panel._w["note"].value
+    panel.skip()  # wraps round
+    assert panel.pos == 0 and "back to the first item" in panel.note
+    panel.answer("A")
+    assert panel.note == "Saved: A is better."
+    panel.skip()
+    assert panel.remaining == 1 and "only item left" in panel._w["note"].value
+    panel.answer("B")
+    panel.skip()
+    assert panel.note == "Nothing to skip: the queue is empty." and panel._w["skip"].disabled
+    panel.close()
+
+
+def test_html_in_the_texts_is_shown_not_interpreted(tmp_path):
+    pairs = [("<b>bold</b> & co", "<script>alert(1)</script>", "fine")]
+    with Ledger(tmp_path / "labels.sqlite") as ledger, pytest.raises(AwaitingHumanLabels):
+        label_pairs(HumanOracle("alice", tmp_path / "human_queue.jsonl"), ledger, pairs, seed=0)
+    panel = LabelPanel(tmp_path)
+    assert panel.widget is not None  # builds the widgets
+    shown = panel._w["prompt"].value + panel._w["a"].value + panel._w["b"].value
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; co" in shown and "&lt;script&gt;" in shown and "<script>" not in shown
+    panel.close()

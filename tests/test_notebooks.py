@@ -87,6 +87,12 @@ def test_project_dir(tmp_path):
     (tmp_path / "notebooks").mkdir()
     assert project_dir(tmp_path / "notebooks") == tmp_path.resolve()
     assert project_dir(tmp_path) == tmp_path.resolve()
+    deep = tmp_path / "proj" / "analysis" / "2026"  # a notebook anywhere below the project root
+    deep.mkdir(parents=True)
+    (tmp_path / "proj" / "runs").mkdir()
+    assert project_dir(deep) == (tmp_path / "proj").resolve()
+    (tmp_path / "proj" / "analysis" / "pyproject.toml").write_text("")  # the nearest marker wins
+    assert project_dir(deep) == (tmp_path / "proj" / "analysis").resolve()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
