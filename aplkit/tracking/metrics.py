@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from aplkit.records import to_dict
+from aplkit.results.load import COMPANION_FIELDS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,22 +23,7 @@ if TYPE_CHECKING:
     from aplkit.config import ExperimentConfig
     from aplkit.loop import StepResult
 
-EVAL_FIELDS = (
-    "win_rate",
-    "stderr",
-    "n",
-    "ties",
-    "invalid",
-    "trained",
-    "soft_win_rate",
-    "soft_stderr",
-    "reward_gap",
-    "reward_gap_stderr",
-    "kl",
-    "kl_stderr",
-    "lm_loss",
-    "lm_loss_theta0",
-)
+EVAL_FIELDS = ("win_rate", "stderr", "n", "ties", "invalid", "trained", *COMPANION_FIELDS)
 ORACLE_FIELDS = ("calls", "cache_hits", "invalid", "tokens_in", "tokens_out", "cost_usd")
 EPOCH_FIELDS = ("loss", "reward_acc", "margin", "n_pairs", "seconds")
 AXES = ("labels", "train/epoch")  # the x-axes, logged beside the values for trackers with one step counter
