@@ -19,11 +19,13 @@ or forgets how reviews read shows it there before it shows in the win-rate.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aplkit import theta0
 from aplkit.records import BaselineRow, EvalPairRow, EvalRow, Label
 from aplkit.runfolder import RunFolder
 from aplkit.seeding import derive_seed
@@ -155,7 +157,12 @@ class Evaluator:
         rows = self.run.read(BaselineRow)
         if len(rows) == len(self.test):
             return [r.completion for r in rows]
-        ys = [s.text for s in self.sample(self.models.reference, derive_seed(self.cfg.seed, "baseline"))]
+        seed = derive_seed(self.cfg.seed, "baseline")
+        ys = theta0.shared(
+            self.cfg.model.spec,
+            self._theta0_parts("baseline", [p.text for p in self.test], seed=seed),
+            lambda: [s.text for s in self.sample(self.models.reference, seed)],
+        )
         self.run.replace(BaselineRow, [BaselineRow(p.id, p.text, y) for p, y in zip(self.test, ys, strict=True)])
         return ys
 
@@ -210,8 +217,25 @@ class Evaluator:
     def lm_loss_theta0(self) -> float | None:
         """``lm_loss`` of θ0, computed once per run (θ0 never changes)."""
         if self._lm_theta0 is None:
-            self._lm_theta0 = self.lm_loss(self.models.reference)
+            e = self.cfg.evaluation
+            parts = self._theta0_parts("lm_loss", self.lm_texts, lm_tokens=e.lm_tokens)
+            self._lm_theta0 = theta0.shared(self.cfg.model.spec, parts, lambda: self.lm_loss(self.models.reference))
         return self._lm_theta0
+
+    def _theta0_parts(self, what: str, texts: Sequence[str], **extra) -> dict:
+        """Everything a θ0 value on the test set depends on besides the model (``aplkit.theta0``)."""
+        e, m = self.cfg.evaluation, self.cfg.model
+        return {
+            "what": what,
+            "texts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+            "revision": m.revision,
+            "dtype": m.dtype,
+            "device": m.device,
+            "temperature": e.temperature,
+            "max_new_tokens": e.max_new_tokens or self.cfg.acquisition.max_new_tokens,
+            "batch_size": e.batch_size,
+            **extra,
+        }
 
     def evaluate(self, step: int, acquired: int, trained: int | None = None) -> EvalRow:
         """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts, and its companions.
