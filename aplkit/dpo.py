@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from aplkit.config import TrainingConfig
 from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, prompt_ids
 from aplkit.models import disable_dropout
+from aplkit.objectives import Objective
 from aplkit.records import EpochStats, Preference
 
 
@@ -81,8 +82,10 @@ def make_batch(tokenizer, prefs: Sequence[Preference]):
     return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), p_ids, c_ids
 
 
-class DPOFinetuner:
-    """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps."""
+class DPOFinetuner(Objective):
+    """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps (objective ``dpo``)."""
+
+    name = "dpo"
 
     def __init__(self, policy, reference, tokenizer, cfg: TrainingConfig, ref_batch_size: int = 32):
         self.policy, self.tokenizer, self.cfg = policy, tokenizer, cfg

@@ -64,6 +64,13 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
+    @classmethod
+    def open(cls, path: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> RunFolder:
+        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
+        run = cls(path).ensure()
+        run.check_config(config, ignore=ignore)
+        return run
+
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
@@ -109,6 +116,18 @@ class RunFolder:
             self.truncate_after_step(cls, done)
         if done and not any(r.step == done for r in self.read(StepRow)):
             self.add(StepRow(step=done, acquired=acquired))
+
+    def restore(self, split: dict[str, Any], per_step: int) -> tuple[int, dict[str, Any] | None]:
+        """The last finished step and its checkpoint (None before the first); rows of later steps are dropped.
+
+        ``per_step`` is the labels one step acquires (M), for the marker row of a step restored from its
+        checkpoint; ``split`` must be the pools the run began with (``check_split``).
+        """
+        state = self.load_checkpoint()
+        done = int(state["step"]) if state else 0
+        self.resume_at(done, done * per_step)
+        self.check_split(split)
+        return done, state
 
     def config_change(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> str | None:
         """The first setting in which ``new`` differs from the config this folder was made with (None: same or new folder)."""
@@ -166,6 +185,12 @@ class RunFolder:
             (cache_dir() / "labels").mkdir(parents=True, exist_ok=True)
             return cache_dir() / "labels" / "ledger.sqlite"
         return Path(cache).expanduser()
+
+    def ledger(self, oracle: Any):
+        """The label ledger for an ``oracle`` section: where ``oracle.cache`` says, billed at its prices."""
+        from aplkit.oracles.ledger import Ledger
+
+        return Ledger(self.ledger_path(oracle.cache), price_in=oracle.price_in, price_out=oracle.price_out)
 
     # ------------------------------------------------------------------ checkpoint
     def load_checkpoint(self) -> dict[str, Any] | None:
