@@ -472,9 +472,11 @@ def preset_path(name: str) -> Path:
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    *,
+    cls: type = ExperimentConfig,
     **top: Any,
-) -> ExperimentConfig:
-    """Load a YAML config, apply dotted overrides and top-level keyword values, validate."""
+) -> Any:
+    """Load a YAML config, apply dotted overrides and top-level keyword values, validate (``cls``: the config's class)."""
     tree: dict[str, Any] = {}
     if path is not None:
         p = preset_path(str(path))
@@ -495,12 +497,12 @@ def load_config(
     for k, v in top.items():
         if v is not None:
             tree[k] = v
-    cfg = _build(ExperimentConfig, tree)
+    cfg = _build(cls, tree)
     validate(cfg)
     return cfg
 
 
-def validate(cfg: ExperimentConfig) -> None:
+def validate(cfg: Any) -> None:
     """Raise the first problem of the config as one ``ConfigError`` line naming the field."""
     bad = cfg.problems()
     if bad:

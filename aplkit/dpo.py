@@ -207,8 +207,12 @@ class DPOFinetuner(Objective):
             self.optimizer.load_state_dict(state["optimizer"])
 
 
-def apply_lora(policy, cfg: TrainingConfig):
-    """Wrap the policy with fresh LoRA adapters (peft); θ0 is the base model plus zero-initialised B."""
+def apply_lora(policy, cfg: TrainingConfig, trainable_tokens: list[int] | None = None):
+    """Wrap the policy with fresh LoRA adapters (peft); θ0 is the base model plus zero-initialised B.
+
+    ``trainable_tokens``: embedding rows trained beside the adapters (conditional training's control
+    tokens, which LoRA would otherwise freeze at their initial value); tied output rows follow.
+    """
     if not cfg.lora.enabled:
         return policy
     from peft import LoraConfig, get_peft_model
@@ -219,5 +223,6 @@ def apply_lora(policy, cfg: TrainingConfig):
         lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules),
         task_type="CAUSAL_LM",
+        trainable_token_indices={"embed_tokens": list(trainable_tokens)} if trainable_tokens else None,
     )
     return get_peft_model(policy, lcfg)

@@ -33,8 +33,6 @@ class SegmentTrainer:
     """θ, the optimiser and (AWR) the value head: one gradient step per batch of documents."""
 
     def __init__(self, policy, loss: SegmentLoss, cfg: TrainingConfig, pad_id: int, prefix: Sequence[int] = ()):
-        if cfg.lora.enabled and isinstance(loss, Conditional):
-            raise ConfigError("training.lora.enabled: conditional training must learn the control tokens' embeddings, which LoRA freezes")
         self.policy, self.loss, self.cfg, self.pad_id, self.prefix = policy, loss, cfg, pad_id, list(prefix)
         self.value_head = None
         if loss.uses_values:
@@ -77,4 +75,4 @@ class SegmentTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
     def _trainable(self, name: str) -> bool:
-        return not self.cfg.lora.enabled or "lora_" in name
+        return not self.cfg.lora.enabled or "lora_" in name or "trainable_tokens" in name
