@@ -219,3 +219,25 @@ def test_figure_notebook_without_data_says_so(tmp_path):
     text = _text(nb)
     assert "no data for Fig 1" in text and "no data for Fig 5" in text and "no data for Fig 6" in text
     assert not figs.exists() or list(figs.iterdir()) == []
+
+
+def test_phf_notebook_under_papermill(tmp_path):
+    from tests.test_phf import TINY as PHF_TINY
+
+    run = tmp_path / "run"
+    nb = _execute(
+        "phf_experiment.ipynb",
+        tmp_path / "executed.ipynb",
+        tmp_path,
+        objective="conditional",
+        seed=2,
+        out=str(run),
+        overrides=PHF_TINY,
+        progress=False,
+    )
+    text = _text(nb)
+    assert f"kernel: {sys.executable}" in text and "conditional, seed 2" in text and "complete:" in text
+    assert RunFolder(run).complete
+    n = RunFolder(run).read_json("summary.json")["steps"]
+    assert [r["step"] for r in RunFolder(run).rows("phf_eval.jsonl")] == [0, (n + 1) // 2, n]
+    assert "prompted_misalignment" in text  # the measurements table

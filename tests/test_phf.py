@@ -131,3 +131,46 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     subprocess.run(_cli(cut, "awr", extra), env=_env(), check=True, capture_output=True, timeout=600)
     for name in ("phf_eval.jsonl", "phf_train.jsonl", "phf_samples.jsonl", "phf_segments.jsonl"):
         assert _rows(cut / name) == _rows(ref / name), name
+
+
+def _eval_row(step, tokens, mis, lm, objective):
+    return {
+        "step": step,
+        "tokens": tokens,
+        "objective": objective,
+        "misalignment": mis,
+        "misalignment_stderr": 0.0,
+        "negative_share": mis,
+        "prompted_misalignment": mis / 2,
+        "prompted_stderr": 0.0,
+        "prompted_negative_share": 0.5,
+        "lm_loss": lm,
+        "lm_loss_theta0": 4.0,
+        "kl": 0.1,
+        "kl_stderr": 0.0,
+    }
+
+
+def test_report_means_and_standard_errors_over_seeds(tmp_path):
+    """Two objectives × two seeds of hand-made rows: the table's cells are mean ± s/√n, Δ LM loss against MLE."""
+    import json
+
+    from aplkit.results.phf import phf_report
+
+    final = {("mle", 0): (0.5, 4.0), ("mle", 1): (0.7, 4.2), ("conditional", 0): (0.2, 4.1), ("conditional", 1): (0.4, 4.1)}
+    for (obj, seed), (mis, lm) in final.items():
+        d = tmp_path / "runs" / obj / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"seed: {seed}\n")
+        rows = [_eval_row(0, 0, 0.6, 4.0, obj), _eval_row(4, 512, mis, lm, obj)]
+        (d / "phf_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = phf_report(tmp_path / "runs", tmp_path / "fig")
+    assert paths["phf_tradeoff.png"].stat().st_size > 10_000
+    md = paths["phf_table.md"].read_text().splitlines()
+    mle = next(r for r in md if r.startswith("| MLE"))
+    cond = next(r for r in md if r.startswith("| Conditional"))
+    # MLE: mean 0.6, s = 0.1414, SE = 0.1; LM loss 4.1 ± 0.1; conditional: 0.3 ± 0.1, LM loss 4.1 ± 0, Δ = 0
+    assert "| 0.600 ± 0.100 |" in mle and "| 4.100 ± 0.100 |" in mle and "| 2 |" in mle
+    assert "| 0.300 ± 0.100 |" in cond and "| 4.100 ± 0.000 | +0.000 |" in cond
+    assert md.index(mle) < md.index(cond)  # MLE first, the reference
+    assert r"\pm" in paths["phf_table.tex"].read_text()
