@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,labels} [options]
+USAGE = """usage: python -m bench {compute,memory,labels,objectives} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -13,6 +13,7 @@ USAGE = """usage: python -m bench {compute,memory,labels} [options]
           MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
   labels  ...         label efficiency (bench/labels.py)
+  objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
 """
 
 
@@ -33,11 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.memory import main as run
 
         return run(rest)
+    if cmd == "objectives":
+        from bench.objectives import main as run
+
+        return run(rest)
     if cmd == "labels":
         from bench.labels import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory or labels)", file=sys.stderr)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels or objectives)", file=sys.stderr)
     return 2
 
 
