@@ -188,3 +188,20 @@ def test_bad_settings_fail_in_one_line_naming_the_field(key, value, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as e:
         load_config("imdb-cpu", {key: value})
     assert "\n" not in str(e.value)
+
+
+def test_run_folders_from_before_the_seam_still_resume(tmp_path):
+    """A config.yaml without training.objective / training.phf is the same experiment as objective=dpo at the defaults."""
+    import yaml
+
+    from aplkit.runfolder import RunFolder
+
+    cfg = load_config("imdb-cpu")
+    old = cfg.to_dict()
+    del old["training"]["objective"], old["training"]["phf"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    RunFolder(tmp_path).check_config(cfg.to_dict())  # no error
+    with pytest.raises(ConfigError, match="training.objective"):
+        RunFolder(tmp_path).check_config(load_config("imdb-cpu", ["training.objective=conditional"]).to_dict())
+    with pytest.raises(ConfigError, match=r"training\.phf"):
+        RunFolder(tmp_path).check_config(load_config("imdb-cpu", ["training.phf.alpha=2"]).to_dict())

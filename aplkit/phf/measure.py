@@ -77,6 +77,7 @@ class Measurer:
         ]
         if self._lm_theta0 is None:
             self._lm_theta0 = self.lm_loss(m.reference)
+        lm = self._lm_theta0 if step == 0 else self.lm_loss(m.policy)  # at step 0 θ is θ0: the same forward passes
         u, c, kl = mean_se(pn), mean_se(cpn), mean_se(kls)
         row = PHFEvalRow(
             step=step,
@@ -88,7 +89,7 @@ class Measurer:
             prompted_misalignment=c.mean if c else None,
             prompted_stderr=c.stderr if c else None,
             prompted_negative_share=sum(q > 0.5 for q in cpn) / len(cpn) if cpn else None,
-            lm_loss=self.lm_loss(m.policy),
+            lm_loss=lm,
             lm_loss_theta0=self._lm_theta0,
             kl=kl.mean if kl else None,
             kl_stderr=kl.stderr if kl else None,
