@@ -76,10 +76,9 @@ def _phf(name: str) -> ObjectiveFactory:
     return factory
 
 
-for _name in ("mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"):
-    register_objective(_name)(_phf(_name))
-
-#: the objectives of Korbak et al. (2023), MLE first (the reference point)
+#: the objectives of Korbak et al. (2023), MLE first (the reference point); on X_P via ``preferences.py``
 PHF_OBJECTIVES = ("mle", "filtering", "conditional", "unlikelihood", "rwr", "awr")
+for _name in PHF_OBJECTIVES:
+    register_objective(_name)(_phf(_name))
 
 __all__ = ["OBJECTIVES", "PHF_OBJECTIVES", "Objective", "make_objective", "register_objective"]
