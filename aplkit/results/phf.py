@@ -65,6 +65,14 @@ def final(c: pd.DataFrame) -> pd.DataFrame:
     return last.loc[order(last.index)]
 
 
+def _colour(objective: str, i: int, palette: list) -> object:
+    """MLE black; every other objective keeps one colour in every figure, whichever subset is drawn."""
+    if objective == "mle":
+        return "black"
+    k = PHF_OBJECTIVES.index(objective) if objective in PHF_OBJECTIVES else len(PHF_OBJECTIVES) + i
+    return palette[k % len(palette)]
+
+
 def plot_tradeoff(c: pd.DataFrame):
     """Misalignment (unconditional; prompted) against LM loss, one curve per objective through its checkpoints."""
     from aplkit.results.plots import _EXTRA, plt, style
@@ -86,7 +94,7 @@ def plot_tradeoff(c: pd.DataFrame):
                     ms=4,
                     lw=1.5,
                     capsize=2,
-                    color=_EXTRA[i % len(_EXTRA)] if o != "mle" else "black",
+                    color=_colour(o, i, _EXTRA),
                     label=LABELS.get(o, o),
                 )
                 ax.plot(g["lm_loss"].iloc[-1:], g[y].iloc[-1:], marker="*", ms=12, color=ax.lines[-1].get_color())
@@ -105,12 +113,12 @@ def plot_tradeoff(c: pd.DataFrame):
 
 
 def table(c: pd.DataFrame) -> pd.DataFrame:
-    """Table-2-style: per objective at its last checkpoint, each cell "mean ± SE" over seeds, and LM loss relative to MLE."""
+    """Table-2-style: per objective at its last checkpoint, each cell "mean ± SE" over seeds (the mean alone for one seed), and LM loss relative to MLE."""
     f = final(c)
     mle = f.loc["mle"] if "mle" in f.index else None
     rows = []
     for o, r in f.iterrows():
-        cell = lambda m, d=3, r=r: f"{r[m]:.{d}f} ± {r[m + '_se']:.{d}f}"  # noqa: E731
+        cell = lambda m, d=3, r=r: f"{r[m]:.{d}f} ± {r[m + '_se']:.{d}f}" if r["n"] > 1 else f"{r[m]:.{d}f}"  # noqa: E731 (one seed: no SE)
         rows.append(
             {
                 "objective": LABELS.get(o, o),
