@@ -250,8 +250,8 @@ class EpochStats:
 
     epoch: int
     loss: float
-    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
-    margin: float  # mean r̂(y_w) − r̂(y_l)
+    reward_acc: float | None  # fraction of pairs with r̂(y_w) > r̂(y_l) (DPO; None for the PHF objectives)
+    margin: float | None  # mean r̂(y_w) − r̂(y_l)
     n_pairs: int
     seconds: float
 

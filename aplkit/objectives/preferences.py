@@ -13,12 +13,11 @@ KL compare the policy with that θ0.
 
 Training follows ``training.mode``: ``reset`` restarts from θ0 and runs ``epochs`` epochs over all of
 X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` steps on the newest batch.
-DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined here and are NaN.
+DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined here and are left None (null in train.jsonl).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
@@ -86,7 +85,7 @@ class PreferenceObjective(Objective):
             st = self.trainer.step(self.documents([prefs[i] for i in order[s : s + bs]]), THRESHOLD)
             total += st["loss"] * st["tokens"]
             tokens += st["tokens"]
-        return EpochStats(epoch, total / max(1, tokens), math.nan, math.nan, len(order), time.perf_counter() - t0)
+        return EpochStats(epoch, total / max(1, tokens), None, None, len(order), time.perf_counter() - t0)
 
     def finetune(self, prefs: Sequence[Preference], seed: int, newest: Sequence[Preference] | None = None) -> list[EpochStats]:
         gen = torch.Generator().manual_seed(seed)
