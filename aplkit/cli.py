@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, sweep, report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
+"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -88,6 +88,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_phf(args: argparse.Namespace) -> int:
+    from aplkit.phf.config import default_out, load_phf_config
+
+    cfg = load_phf_config(args.config, args.set, objective=args.objective, seed=args.seed)  # validated before torch loads
+    from aplkit.phf.experiment import run_phf
+
+    out = Path(args.out or cfg.out or default_out(cfg))
+    print(f"run folder: {out}", file=sys.stderr)
+    s = run_phf(cfg, out, progress=not args.quiet)
+    f = s.get("final") or {}
+    print(
+        f"{cfg.objective} seed {cfg.seed}: {s['tokens']} tokens in {s['steps']} steps; misalignment {f.get('misalignment')}, "
+        f"prompted {f.get('prompted_misalignment')}, LM loss {f.get('lm_loss')} (θ0 {f.get('lm_loss_theta0')}), KL {f.get('kl')}"
+    )
+    print(f"done in {s.get('wall_seconds', 0):.0f}s → {out}")
+    return 0
+
+
+def cmd_phf_report(args: argparse.Namespace) -> int:
+    from aplkit.results.phf import phf_report
+
+    for name, p in phf_report(args.runs, args.out).items():
+        print(f"{name:<18} {p}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from aplkit.results.report import report
 
@@ -157,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run folder (default runs/NAME/STRATEGY/seedN)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("phf", help="one objective × seed of the PHF experiment (Korbak et al. 2023; resumes if the run folder exists)")
+    add_cfg(s)
+    s.add_argument("--objective", help="mle | filtering | conditional | unlikelihood | rwr | awr (sets training.objective)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", help="run folder (default runs/NAME/OBJECTIVE/seedN)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_phf)
+
+    s = sub.add_parser("phf-report", help="PHF trade-off figure (misalignment vs LM loss) and Table-2-style table from PHF run folders")
+    s.add_argument("runs", help="folder holding PHF run folders (searched recursively)")
+    s.add_argument("--out", default="figures")
+    s.set_defaults(func=cmd_phf_report)
 
     s = sub.add_parser("sweep", help="strategy × seed runs of the experiment notebook with papermill, here or on Ray")
     s.add_argument("sweep", help="params/sweep-*.yaml")

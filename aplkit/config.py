@@ -151,7 +151,35 @@ class LoraConfig:
 
 
 @dataclass
+class PHFLossConfig:
+    """``training.phf``: the hyper-parameters of the objectives of Korbak et al. (2023) (``aplkit.objectives``).
+
+    The paper tunes each per task (its Appendix B); the values are not in the summary and notes the
+    project has of it, so these are our choices, each explained beside it.
+    """
+
+    # segments with reward R >= the p-th percentile of the training scores are "good" (conditional,
+    # unlikelihood) or kept (filtering); 50 = the median, so both control tokens are seen equally often
+    threshold_percentile: float = 50.0
+    alpha: float = 1.0  # unlikelihood: weight of −log(1 − p) on bad segments (1 = as heavy as the MLE term)
+    beta: float = 1.0  # RWR/AWR temperature of exp(R/β) / exp(A/β); R = −P(negative) ∈ [−1, 0], so weights ∈ [e^(−1/β), 1]
+    value_weight: float = 0.5  # AWR: weight of the value head's squared error beside the LM loss
+    max_weight: float = 20.0  # AWR: exp(A/β) clipped here (common practice; A can exceed 0, RWR's cannot)
+
+    def problems(self, prefix: str = "training.phf") -> list[str]:
+        out = []
+        if not 0 < self.threshold_percentile < 100:
+            out.append(f"{prefix}.threshold_percentile: must be in (0, 100), got {self.threshold_percentile}")
+        if not self.alpha >= 0:
+            out.append(f"{prefix}.alpha: must be >= 0, got {self.alpha}")
+        return out + _positive(self, prefix, ("beta", "value_weight", "max_weight"))
+
+
+@dataclass
 class TrainingConfig:
+    objective: str = (
+        "dpo"  # a name registered in aplkit.objectives.OBJECTIVES: dpo | mle | filtering | conditional | unlikelihood | rwr | awr
+    )
     mode: Literal["reset", "online"] = "reset"  # reset (paper §3.3) | online (Appendix D)
     lr: float = 3e-5
     epochs: int = 4
@@ -162,9 +190,18 @@ class TrainingConfig:
     max_grad_norm: float | None = None
     online_steps: int = 1  # gradient steps on the newest batch in online mode
     lora: LoraConfig = field(default_factory=LoraConfig)
+    phf: PHFLossConfig = field(default_factory=PHFLossConfig)
 
     def problems(self, prefix: str = "training") -> list[str]:
-        return _positive(self, prefix, ("lr", "epochs", "batch_size", "beta", "online_steps")) + self.lora.problems(f"{prefix}.lora")
+        from aplkit.objectives import OBJECTIVES  # the registry: an objective registered in a notebook is valid
+
+        out = (
+            []
+            if self.objective in OBJECTIVES
+            else [f"{prefix}.objective: unknown '{self.objective}' (registered: {', '.join(sorted(OBJECTIVES))})"]
+        )
+        out += _positive(self, prefix, ("lr", "epochs", "batch_size", "beta", "online_steps"))
+        return out + self.lora.problems(f"{prefix}.lora") + self.phf.problems(f"{prefix}.phf")
 
 
 @dataclass
@@ -465,9 +502,11 @@ def preset_path(name: str) -> Path:
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    *,
+    cls: type = ExperimentConfig,
     **top: Any,
-) -> ExperimentConfig:
-    """Load a YAML config, apply dotted overrides and top-level keyword values, validate."""
+) -> Any:
+    """Load a YAML config, apply dotted overrides and top-level keyword values, validate (``cls``: the config's class)."""
     tree: dict[str, Any] = {}
     if path is not None:
         p = preset_path(str(path))
@@ -488,12 +527,12 @@ def load_config(
     for k, v in top.items():
         if v is not None:
             tree[k] = v
-    cfg = _build(ExperimentConfig, tree)
+    cfg = _build(cls, tree)
     validate(cfg)
     return cfg
 
 
-def validate(cfg: ExperimentConfig) -> None:
+def validate(cfg: Any) -> None:
     """Raise the first problem of the config as one ``ConfigError`` line naming the field."""
     bad = cfg.problems()
     if bad:

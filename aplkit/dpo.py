@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from aplkit.config import TrainingConfig
 from aplkit.generation import completion_logprobs, encode_ids, ids_logprobs, prompt_ids
 from aplkit.models import disable_dropout
+from aplkit.objectives import Objective
 from aplkit.records import EpochStats, Preference
 
 
@@ -81,8 +82,10 @@ def make_batch(tokenizer, prefs: Sequence[Preference]):
     return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), p_ids, c_ids
 
 
-class DPOFinetuner:
-    """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps."""
+class DPOFinetuner(Objective):
+    """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps (objective ``dpo``)."""
+
+    name = "dpo"
 
     def __init__(self, policy, reference, tokenizer, cfg: TrainingConfig, ref_batch_size: int = 32):
         self.policy, self.tokenizer, self.cfg = policy, tokenizer, cfg
@@ -204,8 +207,12 @@ class DPOFinetuner:
             self.optimizer.load_state_dict(state["optimizer"])
 
 
-def apply_lora(policy, cfg: TrainingConfig):
-    """Wrap the policy with fresh LoRA adapters (peft); θ0 is the base model plus zero-initialised B."""
+def apply_lora(policy, cfg: TrainingConfig, trainable_tokens: list[int] | None = None):
+    """Wrap the policy with fresh LoRA adapters (peft); θ0 is the base model plus zero-initialised B.
+
+    ``trainable_tokens``: embedding rows trained beside the adapters (conditional training's control
+    tokens, which LoRA would otherwise freeze at their initial value); tied output rows follow.
+    """
     if not cfg.lora.enabled:
         return policy
     from peft import LoraConfig, get_peft_model
@@ -216,5 +223,6 @@ def apply_lora(policy, cfg: TrainingConfig):
         lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules),
         task_type="CAUSAL_LM",
+        trainable_token_indices={"embed_tokens": list(trainable_tokens)} if trainable_tokens else None,
     )
     return get_peft_model(policy, lcfg)

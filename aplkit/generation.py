@@ -179,6 +179,12 @@ def _cut(row: list[int], eos_id: int | None, pad_id: int | None) -> list[int]:
     return out
 
 
+def suppressed_tokens(model) -> list[int] | None:
+    """Token ids this model must never emit (conditional training's control tokens), set as ``model.aplkit_suppress_tokens``."""
+    ids = getattr(model, "aplkit_suppress_tokens", None)
+    return list(ids) if ids else None
+
+
 class _Tempered:
     """The one logits processor of ``sample``: divides by T and keeps Σ log p_T of the drawn tokens.
 
@@ -212,8 +218,9 @@ class _Tempered:
         return torch.stack(self.taken, dim=1) if self.taken else torch.zeros(new.shape[0], 0)
 
 
-def _generation_config(max_new_tokens: int, pad_id, eos_id):
-    """Pure sampling and nothing else; the temperature is applied by ``_Tempered``.
+def _generation_config(max_new_tokens: int, pad_id, eos_id, suppress: list[int] | None = None):
+    """Pure sampling and nothing else, less the ``suppress`` tokens (their logits set to −∞); the temperature
+    is applied by ``_Tempered``, after the suppression, so the recorded log-probs are those sampled from.
 
     ``generate`` fills unset fields from the model's own generation config, so the processors a
     checkpoint may ship (repetition penalty, top-k, n-gram bans, a minimum length) are set neutral here.
@@ -221,6 +228,7 @@ def _generation_config(max_new_tokens: int, pad_id, eos_id):
     from transformers import GenerationConfig
 
     return GenerationConfig(
+        suppress_tokens=suppress,
         do_sample=True,
         temperature=1.0,
         top_k=0,
@@ -271,7 +279,7 @@ def sample(
     eos_id = tokenizer.eos_token_id
     from transformers import LogitsProcessorList
 
-    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id)
+    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
     for s in range(0, len(prompts), per_batch):
         chunk = list(prompts[s : s + per_batch])
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
@@ -293,6 +301,37 @@ def sample(
         results.extend(flat[i * n : (i + 1) * n] for i in range(len(chunk)))
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def sample_ids(
+    model,
+    prompts: Sequence[Sequence[int]],
+    pad_id: int,
+    eos_id: int | None,
+    *,
+    temperature: float = 1.0,
+    max_new_tokens: int = 24,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[list[int]]:
+    """One completion per prompt given as token ids (left-padded here), cut after EOS; never a suppressed token."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    gen_cfg = _generation_config(temperature, max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
+    out: list[list[int]] = []
+    for s in range(0, len(prompts), batch_size):
+        chunk = [list(p) for p in prompts[s : s + batch_size]]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in chunk], dtype=torch.long, device=device)
+        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], dtype=torch.long, device=device)
+        with autocast(model):
+            seqs = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen_cfg)
+        out += [_cut(r, eos_id, None if pad_id == eos_id else pad_id) for r in seqs[:, width:].cpu().tolist()]
+    model.train(was_training)
+    return out
 
 
 def sample_completions(model, tokenizer, prompts: Sequence[str], **kw) -> list[list[str]]:

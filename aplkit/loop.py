@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
 from aplkit.config import ExperimentConfig
 from aplkit.data import PromptPools, load_pools
-from aplkit.dpo import DPOFinetuner, apply_lora
+from aplkit.dpo import apply_lora
 from aplkit.evaluation import Evaluator
 from aplkit.models import Models, load_models
+from aplkit.objectives import make_objective
 from aplkit.oracles import make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
-from aplkit.oracles.ledger import Ledger
 from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
@@ -85,19 +85,16 @@ class Experiment:
         progress: bool = True,
     ):
         self.cfg = cfg
-        self.run_dir = RunFolder(Path(out or cfg.out or default_out(cfg))).ensure()
-        self.run_dir.check_config(cfg.to_dict(), ignore=("out",))
+        self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict())
         self.progress = progress
         self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
         self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
         self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
-        self.ledger = Ledger(self.run_dir.ledger_path(cfg.oracle.cache), price_in=cfg.oracle.price_in, price_out=cfg.oracle.price_out)
+        self.ledger = self.run_dir.ledger(cfg.oracle)
         self.scorer = get_scorer(cfg.strategy)
         self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
         self.models.policy = apply_lora(self.models.policy, cfg.training)
-        self.finetuner = DPOFinetuner(
-            self.models.policy, self.models.reference, self.models.tokenizer, cfg.training, cfg.acquisition.batch_size
-        )
+        self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
         test = self.pools.test[: cfg.evaluation.test_prompts]
         self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
 
@@ -185,12 +182,9 @@ class Experiment:
 
     def resume(self) -> tuple[int, list[Preference]]:
         """The last finished step and X_P up to it; rows of a half-done step are dropped, θ comes from the checkpoint."""
-        state = self.run_dir.load_checkpoint()
-        done = int(state["step"]) if state else 0
+        done, state = self.run_dir.restore(self.pools.split, self.cfg.acquisition.acquire_batch)
         if state:
             self.finetuner.load_state(state["finetuner"])
-        self.run_dir.resume_at(done, done * self.cfg.acquisition.acquire_batch)
-        self.run_dir.check_split(self.pools.split)
         xp = [p for p in (r.preference() for r in self.run_dir.read(AcquiredRow)) if p is not None]
         return done, xp
 

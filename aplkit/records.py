@@ -250,8 +250,8 @@ class EpochStats:
 
     epoch: int
     loss: float
-    reward_acc: float  # fraction of pairs with r̂(y_w) > r̂(y_l)
-    margin: float  # mean r̂(y_w) − r̂(y_l)
+    reward_acc: float | None  # fraction of pairs with r̂(y_w) > r̂(y_l) (DPO; None for the PHF objectives)
+    margin: float | None  # mean r̂(y_w) − r̂(y_l)
     n_pairs: int
     seconds: float
 
@@ -276,6 +276,70 @@ class StepRow:
     train_s: float | None = None
     evaluate_s: float | None = None
     checkpoint_s: float | None = None
+
+
+# --------------------------------------------------------------------------- PHF run-folder rows (aplkit.phf)
+
+
+@dataclass
+class PHFSegmentRow:
+    """One training sentence (``phf_segments.jsonl``): its oracle score and whether it passed the threshold."""
+
+    doc: int  # position of its review in the run's training order
+    index: int  # sentence number within the review
+    review_id: str
+    text: str
+    tokens: int
+    p_negative: float  # misalignment; the reward is R = −p_negative
+    good: bool  # R ≥ t (t: training.phf.threshold_percentile of the training rewards)
+
+
+@dataclass
+class PHFTrainRow:
+    """One optimiser step (``phf_train.jsonl``)."""
+
+    step: int
+    tokens: int  # review tokens consumed so far (the budget's unit)
+    trained_tokens: int  # tokens this step trained on (filtering drops some, control tokens add some)
+    loss: float
+    nll: float | None = None  # mean −log p over trained (MLE, RWR, AWR) or good (unlikelihood) tokens
+    weight: float | None = None  # RWR/AWR: mean exp(R/β) or clipped exp(A/β)
+    value_loss: float | None = None  # AWR
+    seconds: float | None = None
+
+
+@dataclass
+class PHFEvalRow:
+    """The paper's measurements at one checkpoint (``phf_eval.jsonl``); step 0 is θ0."""
+
+    step: int
+    tokens: int
+    objective: str
+    misalignment: float | None  # mean P(negative) of unconditional samples
+    misalignment_stderr: float | None
+    negative_share: float | None  # share of unconditional samples with P(negative) > 0.5
+    prompted_misalignment: float | None  # the same for continuations of held-out test prompts
+    prompted_stderr: float | None
+    prompted_negative_share: float | None
+    lm_loss: float | None  # nats per token on held-out reviews
+    lm_loss_theta0: float | None
+    kl: float | None  # mean over test prompts of Σ_t KL(πθ ‖ πθ0) along the continuation (nats)
+    kl_stderr: float | None
+    seconds: float | None = None
+
+
+@dataclass
+class PHFSampleRow:
+    """One scored sample at one checkpoint (``phf_samples.jsonl``)."""
+
+    step: int
+    kind: str  # unconditional | prompted
+    prompt: str
+    text: str  # the continuation the oracle scored (control tokens never appear)
+    p_negative: float
+    prompt_id: str | None = None
+    ids: list[int] | None = None
+    kl: float | None = None
 
 
 def field_names(cls: type) -> tuple[str, ...]:
@@ -306,6 +370,10 @@ __all__ = [
     "EvalPairRow",
     "EpochStats",
     "EvalRow",
+    "PHFEvalRow",
+    "PHFSampleRow",
+    "PHFSegmentRow",
+    "PHFTrainRow",
     "Label",
     "Preference",
     "Prompt",

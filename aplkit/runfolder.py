@@ -17,6 +17,10 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
 
+A PHF run (``aplkit phf``) keeps config.yaml, split.json, summary.json and checkpoint/ and, instead of
+the APL rows, phf_segments.jsonl (the scored training sentences), phf_train.jsonl (one row per
+optimiser step), phf_eval.jsonl (the measurements per checkpoint) and phf_samples.jsonl (the samples scored).
+
 Rows are appended, flushed and fsync'd one at a time, so a kill loses at most the
 row being written; a torn last line is ignored on read.
 """
@@ -29,7 +33,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aplkit.records import AcquiredRow, BaselineRow, EvalPairRow, EvalRow, StepRow, TrainRow, field_names, from_dict, to_dict
+from aplkit.records import (
+    AcquiredRow,
+    BaselineRow,
+    EvalPairRow,
+    EvalRow,
+    PHFEvalRow,
+    PHFSampleRow,
+    PHFSegmentRow,
+    PHFTrainRow,
+    StepRow,
+    TrainRow,
+    field_names,
+    from_dict,
+    to_dict,
+)
 
 CONFIG = "config.yaml"
 SPLIT = "split.json"
@@ -46,6 +64,11 @@ FILES: dict[type, str] = {
     BaselineRow: "baseline.jsonl",
     TrainRow: "train.jsonl",
     StepRow: "steps.jsonl",
+    # a PHF run (aplkit.phf): step = optimiser steps taken
+    PHFSegmentRow: "phf_segments.jsonl",
+    PHFTrainRow: "phf_train.jsonl",
+    PHFEvalRow: "phf_eval.jsonl",
+    PHFSampleRow: "phf_samples.jsonl",
 }
 #: the files whose rows belong to an acquisition step (truncated on resume)
 STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, StepRow)
@@ -63,6 +86,15 @@ class RunFolder:
     def ensure(self) -> RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
+
+    @classmethod
+    def open(
+        cls, path: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ("out",), defaults: dict[str, Any] | None = None
+    ) -> RunFolder:
+        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
+        run = cls(path).ensure()
+        run.check_config(config, ignore=ignore, defaults=defaults)
+        return run
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -110,8 +142,24 @@ class RunFolder:
         if done and not any(r.step == done for r in self.read(StepRow)):
             self.add(StepRow(step=done, acquired=acquired))
 
-    def config_change(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> str | None:
-        """The first setting in which ``new`` differs from the config this folder was made with (None: same or new folder)."""
+    def restore(self, split: dict[str, Any], per_step: int) -> tuple[int, dict[str, Any] | None]:
+        """The last finished step and its checkpoint (None before the first); rows of later steps are dropped.
+
+        ``per_step`` is the labels one step acquires (M), for the marker row of a step restored from its
+        checkpoint; ``split`` must be the pools the run began with (``check_split``).
+        """
+        state = self.load_checkpoint()
+        done = int(state["step"]) if state else 0
+        self.resume_at(done, done * per_step)
+        self.check_split(split)
+        return done, state
+
+    def config_change(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",), defaults: dict[str, Any] | None = None) -> str | None:
+        """The first setting in which ``new`` differs from the config this folder was made with (None: same or new folder).
+
+        ``defaults``: the config class's defaults (keys added since the folder was made are no change at them);
+        None: ``ExperimentConfig``'s.
+        """
         import yaml
 
         from aplkit.config import ExperimentConfig, config_diff, migrate
@@ -119,15 +167,16 @@ class RunFolder:
         path = self.path / CONFIG
         if not path.exists():
             return None
-        return config_diff(migrate(yaml.safe_load(path.read_text()) or {}), new, ignore, ExperimentConfig().to_dict())
+        defaults = ExperimentConfig().to_dict() if defaults is None else defaults
+        return config_diff(migrate(yaml.safe_load(path.read_text()) or {}), new, ignore, defaults)
 
-    def check_config(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",)) -> None:
+    def check_config(self, new: dict[str, Any], ignore: tuple[str, ...] = ("out",), defaults: dict[str, Any] | None = None) -> None:
         """A run folder belongs to one config; resuming with another would mix two experiments."""
         import yaml
 
         from aplkit.config import NOT_EXPERIMENT, ConfigError
 
-        diff = self.config_change(new, (*ignore, *NOT_EXPERIMENT))
+        diff = self.config_change(new, (*ignore, *NOT_EXPERIMENT), defaults)
         if diff:
             raise ConfigError(f"{self.path} was made with a different config ({diff}); use another --out")
         if not (self.path / CONFIG).exists():
@@ -166,6 +215,12 @@ class RunFolder:
             (cache_dir() / "labels").mkdir(parents=True, exist_ok=True)
             return cache_dir() / "labels" / "ledger.sqlite"
         return Path(cache).expanduser()
+
+    def ledger(self, oracle: Any):
+        """The label ledger for an ``oracle`` section: where ``oracle.cache`` says, billed at its prices."""
+        from aplkit.oracles.ledger import Ledger
+
+        return Ledger(self.ledger_path(oracle.cache), price_in=oracle.price_in, price_out=oracle.price_out)
 
     # ------------------------------------------------------------------ checkpoint
     def load_checkpoint(self) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,labels,pilot} [options]
+USAGE = """usage: python -m bench {compute,memory,labels,pilot,objectives} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -14,6 +14,7 @@ USAGE = """usage: python -m bench {compute,memory,labels,pilot} [options]
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
   labels  ...         label efficiency (bench/labels.py)
   pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
+  objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
 """
 
 
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.memory import main as run
 
         return run(rest)
+    if cmd == "objectives":
+        from bench.objectives import main as run
+
+        return run(rest)
     if cmd == "labels":
         from bench.labels import main as run
 
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels or pilot)", file=sys.stderr)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels, pilot or objectives)", file=sys.stderr)
     return 2
 
 

@@ -222,3 +222,31 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     ):
         assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
     assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
+
+
+@pytest.mark.parametrize("objective", ["conditional", "rwr"])
+def test_loop_runs_with_a_phf_objective(tmp_path, objective):
+    """The bridge: Algorithm 1 fine-tunes on its pairs with a PHF objective; conditional samples never show a control token."""
+    from aplkit.models import load_tokenizer
+
+    cfg = load_config("imdb-cpu", TINY + [f"training.objective={objective}"], strategy="certainty")
+    exp = Experiment(cfg, tmp_path / "run", progress=False)
+    try:
+        res = exp.run()
+    finally:
+        exp.close()
+    assert res.summary["complete"] and res.summary["labels"] == 12
+    tok = exp.models.tokenizer
+    if objective == "conditional":  # every prompt the loop encodes ends in <|good|>; θ and θ0 never emit either control token
+        good = tok.convert_tokens_to_ids("<|good|>")
+        assert tok("a film", add_special_tokens=True)["input_ids"][-1] == good
+        assert sorted(exp.models.policy.aplkit_suppress_tokens) == sorted(exp.models.reference.aplkit_suppress_tokens) == [good, good + 1]
+    else:
+        assert tok("a film", add_special_tokens=True)["input_ids"] == tok("a film", add_special_tokens=False)["input_ids"]
+    train = list(read_jsonl(tmp_path / "run" / "train.jsonl"))
+    assert [(t["step"], t["epoch"]) for t in train] == [(s, e) for s in (1, 2, 3) for e in (1, 2)]
+    assert all(t["loss"] > 0 for t in train)
+    acq = list(read_jsonl(tmp_path / "run" / "acquired.jsonl"))
+    vocab = len(load_tokenizer("tiny-random"))  # control tokens are appended after the base vocabulary
+    assert not any(t >= vocab for r in acq for k in ("y0_ids", "y1_ids") for t in r[k])
+    assert any(r["reward0"] != 0.0 for r in acq if r["step"] > 1)  # θ moved away from θ0

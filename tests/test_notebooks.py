@@ -251,3 +251,25 @@ def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     # the returned ranking: both challengers, at the final size (8 labels), each paired on 2 seeds
     assert "low-certainty" in text and "d-optimal" in text
+
+
+def test_phf_notebook_under_papermill(tmp_path):
+    from tests.test_phf import TINY as PHF_TINY
+
+    run = tmp_path / "run"
+    nb = _execute(
+        "phf_experiment.ipynb",
+        tmp_path / "executed.ipynb",
+        tmp_path,
+        objective="conditional",
+        seed=2,
+        out=str(run),
+        overrides=PHF_TINY,
+        progress=False,
+    )
+    text = _text(nb)
+    assert f"kernel: {sys.executable}" in text and "conditional, seed 2" in text and "complete:" in text
+    assert RunFolder(run).complete
+    n = RunFolder(run).read_json("summary.json")["steps"]
+    assert [r["step"] for r in RunFolder(run).rows("phf_eval.jsonl")] == [0, (n + 1) // 2, n]
+    assert "prompted_misalignment" in text  # the measurements table

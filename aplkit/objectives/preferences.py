@@ -1,0 +1,103 @@
+"""The bridge: a PHF objective inside the APL loop, trained on the acquired pairs X_P.
+
+Each labelled pair (x, y_w, y_l) becomes two documents: the prompt x as context (read, never
+trained on) and one completion segment, y_w with reward R = 1 and y_l with R = 0, so with the
+threshold t = ½ the chosen completion is the good segment and the rejected one the bad
+(filtering trains on y_w alone, unlikelihood pushes y_l down, RWR/AWR weight y_w by e^(1/β)).
+
+Conditional training puts its control token between prompt and completion (x <|good|> y_w,
+x <|bad|> y_l) and conditions the whole loop on ``<|good|>``: the tokenizer appends it to every
+text it encodes with special tokens (prompts for sampling, scoring and KL), and θ and θ0 never emit
+it. θ0 is then the initial model reading a control token at the mean embedding; implicit rewards and
+KL compare the policy with that θ0.
+
+Training follows ``training.mode``: ``reset`` restarts from θ0 and runs ``epochs`` epochs over all of
+X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` steps on the newest batch.
+DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined here and are left None (null in train.jsonl).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from aplkit.config import ConfigError, TrainingConfig
+from aplkit.models import Models, disable_dropout
+from aplkit.objectives import Objective
+from aplkit.objectives.segments import Document, Segment
+from aplkit.objectives.trainer import SegmentTrainer, make_loss
+from aplkit.records import EpochStats, Preference
+
+GOOD_REWARD, BAD_REWARD, THRESHOLD = 1.0, 0.0, 0.5
+
+
+def condition_on(tokenizer, token: str, token_id: int) -> None:
+    """Make the tokenizer append ``token`` to every text encoded with special tokens (generation's prompts)."""
+    from tokenizers import processors
+
+    template = processors.TemplateProcessing(single=f"$A {token}", pair=f"$A $B {token}", special_tokens=[(token, token_id)])
+    tokenizer.backend_tokenizer.post_processor = template
+
+
+class PreferenceObjective(Objective):
+    def __init__(self, name: str, models: Models, cfg: TrainingConfig, batch_size: int = 32):
+        if name == "conditional" and cfg.lora.enabled:
+            raise ConfigError(
+                "training.lora.enabled: conditional training in the APL loop needs full fine-tuning (its control tokens must train)"
+            )
+        self.name, self.models, self.cfg = name, models, cfg
+        tok = models.tokenizer
+        self.loss = make_loss(name, cfg.phf, tok, [models.policy, models.reference])
+        if name == "conditional":
+            condition_on(tok, tok.convert_ids_to_tokens(self.loss.good_id), self.loss.good_id)
+            for m in (models.policy, models.reference):
+                m.aplkit_suppress_tokens = self.loss.suppress
+        for p in models.reference.parameters():
+            p.requires_grad_(False)
+        disable_dropout(models.policy)
+        self.trainer = self._new_trainer()
+        if cfg.lora.enabled:
+            self._theta0 = {k: v.detach().clone() for k, v in models.policy.state_dict().items() if self.trainer._trainable(k)}
+        else:  # θ0 is the frozen reference (resized alike for conditional): no second copy of the weights
+            self._theta0 = models.reference.state_dict()
+
+    def _new_trainer(self) -> SegmentTrainer:
+        return SegmentTrainer(self.models.policy, self.loss, self.cfg, self.models.tokenizer.pad_token_id)
+
+    def documents(self, prefs: Sequence[Preference]) -> list[Document]:
+        """Two documents per pair: prompt as context, then y_w (R = 1) or y_l (R = 0) as the one segment."""
+        tok = self.models.tokenizer
+        out = []
+        for p in prefs:
+            x = tok(p.prompt, add_special_tokens=False)["input_ids"]
+            w = list(p.chosen_ids) if p.chosen_ids is not None else tok(p.chosen, add_special_tokens=False)["input_ids"]
+            lo = list(p.rejected_ids) if p.rejected_ids is not None else tok(p.rejected, add_special_tokens=False)["input_ids"]
+            out += [Document([Segment(w, GOOD_REWARD)], context=x), Document([Segment(lo, BAD_REWARD)], context=x)]
+        return out
+
+    def _epoch(self, prefs: Sequence[Preference], order: list[int], epoch: int) -> EpochStats:
+        t0 = time.perf_counter()
+        total, tokens = 0.0, 0
+        bs = self.cfg.batch_size
+        for s in range(0, len(order), bs):
+            st = self.trainer.step(self.documents([prefs[i] for i in order[s : s + bs]]), THRESHOLD)
+            total += st["loss"] * st["tokens"]
+            tokens += st["tokens"]
+        return EpochStats(epoch, total / max(1, tokens), None, None, len(order), time.perf_counter() - t0)
+
+    def finetune(self, prefs: Sequence[Preference], seed: int, newest: Sequence[Preference] | None = None) -> list[EpochStats]:
+        gen = torch.Generator().manual_seed(seed)
+        if self.cfg.mode == "reset":
+            self.models.policy.load_state_dict(self._theta0, strict=False)
+            self.trainer = self._new_trainer()
+            return [self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e) for e in range(1, self.cfg.epochs + 1)]
+        batch = list(newest if newest is not None else prefs)
+        return [self._epoch(batch, list(range(len(batch))), k) for k in range(1, self.cfg.online_steps + 1)]
+
+    def state(self) -> dict:
+        return self.trainer.state()
+
+    def load_state(self, state: dict) -> None:
+        self.trainer.load_state(state)

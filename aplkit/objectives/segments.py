@@ -1,0 +1,138 @@
+"""Documents cut into scored segments, and the token batch every PHF objective trains on.
+
+Korbak et al. (2023) score each segment xⁱ of a document with a reward model, R(xⁱ) (higher is
+better), and define every objective token by token: the token xⁱ_j is predicted from everything
+before it and carries its segment's reward. ``encode`` lays a batch out once for all objectives:
+right-padded ids and, per predicted position, whether it is trained on, its segment's reward and
+whether that segment is good (R ≥ t). Objectives change the layout only through two hooks of
+``SegmentLoss``: which segments stay (filtering) and which token goes before each (conditional).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aplkit.models import autocast
+
+
+@dataclass
+class Segment:
+    ids: list[int]  # the segment's token ids
+    reward: float  # R(xⁱ), higher is better (the IMDB experiment: −P(negative))
+
+
+@dataclass
+class Document:
+    segments: list[Segment]
+    context: list[int] = field(default_factory=list)  # ids before the segments that are read, never trained on (a prompt)
+
+
+def threshold(rewards: Sequence[float], percentile: float) -> float:
+    """t: the ``percentile``-th percentile of the training scores (a segment is good when R ≥ t)."""
+    return float(np.percentile(np.asarray(rewards, dtype=np.float64), percentile))
+
+
+@dataclass
+class TokenBatch:
+    """Right-padded ids [B, L] and, per predicted position k (target ids[:, k+1]), [B, L−1] tensors."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    trained: torch.Tensor  # float 1 where the target token is trained on
+    reward: torch.Tensor  # float R of the target token's segment (0 where not trained)
+    good: torch.Tensor  # bool R ≥ t of the target token's segment
+
+    @property
+    def tokens(self) -> int:
+        return int(self.trained.sum().item())
+
+
+class SegmentLoss:
+    """One PHF objective: how a document is laid out and the loss on per-token log-probs.
+
+    ``loss`` gets log π(x_k | c) of every target [B, L−1] and, for AWR, the value head's V(c) there.
+    """
+
+    name = "segment"
+    uses_values = False
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, value_weight: float = 0.5, max_weight: float = 20.0):
+        self.alpha, self.beta, self.value_weight, self.max_weight = alpha, beta, value_weight, max_weight
+
+    def keep(self, seg: Segment, t: float) -> bool:
+        """Whether a segment is part of the training text at all (filtering drops the bad ones)."""
+        return True
+
+    def control(self, seg: Segment, t: float) -> int | None:
+        """A token placed before the segment (conditional training), or None."""
+        return None
+
+    def loss(self, logp: torch.Tensor, batch: TokenBatch, values: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+def layout(
+    doc: Document, t: float, loss: SegmentLoss, prefix: Sequence[int] = ()
+) -> tuple[list[int], list[float], list[float], list[bool]]:
+    """A document's ids and, per token, (trained, reward, good); ``prefix`` (a start token) is context."""
+    ids = list(prefix) + list(doc.context)
+    trained = [0.0] * len(ids)
+    reward, good = [0.0] * len(ids), [False] * len(ids)
+    for seg in doc.segments:
+        if not loss.keep(seg, t):
+            continue
+        ctl = loss.control(seg, t)
+        toks = ([ctl] if ctl is not None else []) + list(seg.ids)
+        ids += toks
+        trained += [1.0] * len(toks)
+        reward += [seg.reward] * len(toks)
+        good += [seg.reward >= t] * len(toks)
+    return ids, trained, reward, good
+
+
+def encode(docs: Sequence[Document], t: float, loss: SegmentLoss, pad_id: int, prefix: Sequence[int] = ()) -> TokenBatch:
+    """The batch of ``docs`` laid out by ``loss``; the first token of each row is never a target."""
+    rows = [layout(d, t, loss, prefix) for d in docs]
+    width = max(2, max(len(r[0]) for r in rows))
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    trained = torch.zeros((n, width))
+    reward = torch.zeros((n, width))
+    good = torch.zeros((n, width), dtype=torch.bool)
+    for i, (x, tr, r, g) in enumerate(rows):
+        k = len(x)
+        ids[i, :k] = torch.tensor(x, dtype=torch.long)
+        attn[i, :k] = 1
+        trained[i, :k] = torch.tensor(tr)
+        reward[i, :k] = torch.tensor(r)
+        good[i, :k] = torch.tensor(g, dtype=torch.bool)
+    return TokenBatch(ids, attn, trained[:, 1:], reward[:, 1:], good[:, 1:])
+
+
+def token_logprobs(model, batch: TokenBatch, value_head=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log π(x_k | x_<k) of every target [B, L−1] (differentiable) and V(x_<k) from ``value_head`` on the last hidden states."""
+    device = next(model.parameters()).device
+    with autocast(model):
+        out = model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            output_hidden_states=value_head is not None,
+        )
+    logits = out.logits[:, :-1].float()
+    targets = batch.input_ids[:, 1:].to(device)
+    logp = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    values = None
+    if value_head is not None:
+        values = value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1)
+    return logp, values
+
+
+def per_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ x·mask / Σ mask (0 for an empty mask): the objectives' sums, normalised per trained token."""
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)

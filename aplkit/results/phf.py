@@ -1,0 +1,172 @@
+"""PHF results: run folders → the trade-off figure (misalignment against LM loss) and a table like the paper's Table 2.
+
+Each objective's curve runs through its checkpoints (θ0 first, shared by all), every point the mean
+over seeds with its standard error s/√n on both axes; MLE is the reference point (its last
+checkpoint, dashed lines). Down and to the left is better: less misaligned and more capable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from aplkit.objectives import PHF_OBJECTIVES
+from aplkit.records import PHFEvalRow, from_dict
+from aplkit.runfolder import CONFIG, FILES, read_jsonl
+
+METRICS = ("misalignment", "negative_share", "prompted_misalignment", "prompted_negative_share", "lm_loss", "kl")
+LABELS = {
+    "mle": "MLE",
+    "filtering": "Filtering",
+    "conditional": "Conditional",
+    "unlikelihood": "Unlikelihood",
+    "rwr": "RWR",
+    "awr": "AWR",
+}
+
+
+def load_phf(runs_dir: str | Path) -> pd.DataFrame:
+    """Every checkpoint of every PHF run folder under ``runs_dir``: objective, seed, step, tokens and the measurements."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(Path(runs_dir).rglob(FILES[PHFEvalRow])):
+        folder = path.parent
+        cfg = yaml.safe_load((folder / CONFIG).read_text()) if (folder / CONFIG).exists() else {}
+        seed = (cfg or {}).get("seed", 0)
+        for r in read_jsonl(path):
+            row = from_dict(PHFEvalRow, r)
+            rows.append({"run": str(folder), "seed": seed, **row.__dict__})
+    return pd.DataFrame(rows)
+
+
+def order(objectives: Any) -> list[str]:
+    known = [o for o in PHF_OBJECTIVES if o in set(objectives)]
+    return known + sorted(set(objectives) - set(known))
+
+
+def curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over seeds of each measurement per (objective, checkpoint step)."""
+    out = []
+    for (obj, step), g in df.groupby(["objective", "step"], sort=True):
+        row: dict[str, Any] = {"objective": obj, "step": step, "tokens": int(g["tokens"].iloc[0]), "n": len(g)}
+        for m in METRICS:
+            x = g[m].dropna().astype(float)
+            row[m] = x.mean() if len(x) else float("nan")
+            row[f"{m}_se"] = x.std(ddof=1) / len(x) ** 0.5 if len(x) > 1 else 0.0
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def final(c: pd.DataFrame) -> pd.DataFrame:
+    """Each objective's last checkpoint, in the paper's order."""
+    last = c.sort_values("step").groupby("objective").tail(1).set_index("objective")
+    return last.loc[order(last.index)]
+
+
+def _colour(objective: str, i: int, palette: list) -> object:
+    """MLE black; every other objective keeps one colour in every figure, whichever subset is drawn."""
+    if objective == "mle":
+        return "black"
+    k = PHF_OBJECTIVES.index(objective) if objective in PHF_OBJECTIVES else len(PHF_OBJECTIVES) + i
+    return palette[k % len(palette)]
+
+
+def plot_tradeoff(c: pd.DataFrame):
+    """Misalignment (unconditional; prompted) against LM loss, one curve per objective through its checkpoints."""
+    from aplkit.results.plots import _EXTRA, plt, style
+
+    objs = order(c["objective"].unique())
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+        for ax, y, title in zip(
+            axes, ("misalignment", "prompted_misalignment"), ("unconditional samples", "continuing test prompts"), strict=True
+        ):
+            for i, o in enumerate(objs):
+                g = c[c["objective"] == o].sort_values("step")
+                ax.errorbar(
+                    g["lm_loss"],
+                    g[y],
+                    xerr=g["lm_loss_se"],
+                    yerr=g[f"{y}_se"],
+                    marker="o",
+                    ms=4,
+                    lw=1.5,
+                    capsize=2,
+                    color=_colour(o, i, _EXTRA),
+                    label=LABELS.get(o, o),
+                )
+                ax.plot(g["lm_loss"].iloc[-1:], g[y].iloc[-1:], marker="*", ms=12, color=ax.lines[-1].get_color())
+            ref = final(c).loc["mle"] if "mle" in set(c["objective"]) else None
+            if ref is not None:
+                ax.axhline(ref[y], color="black", ls="--", lw=0.8)
+                ax.axvline(ref["lm_loss"], color="black", ls="--", lw=0.8)
+            ax.set_xlabel("LM loss on held-out reviews (nats/token)")
+            ax.set_ylabel("misalignment: mean P(negative)")
+            ax.set_title(title)
+        n = int(c["n"].max()) if len(c) else 0
+        axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title=f"mean ± SE, n ≤ {n} seeds")
+        fig.suptitle("Alignment–capability trade-off (★ last checkpoint; dashed: MLE)")
+        fig.tight_layout()
+    return fig
+
+
+def table(c: pd.DataFrame) -> pd.DataFrame:
+    """Table-2-style: per objective at its last checkpoint, each cell "mean ± SE" over seeds (the mean alone for one seed), and LM loss relative to MLE."""
+    f = final(c)
+    mle = f.loc["mle"] if "mle" in f.index else None
+    rows = []
+    for o, r in f.iterrows():
+        cell = lambda m, d=3, r=r: f"{r[m]:.{d}f} ± {r[m + '_se']:.{d}f}" if r["n"] > 1 else f"{r[m]:.{d}f}"  # noqa: E731 (one seed: no SE)
+        rows.append(
+            {
+                "objective": LABELS.get(o, o),
+                "misalignment": cell("misalignment"),
+                "share negative": cell("negative_share", 2),
+                "prompted misalignment": cell("prompted_misalignment"),
+                "prompted share negative": cell("prompted_negative_share", 2),
+                "LM loss": cell("lm_loss"),
+                "Δ LM loss vs MLE": f"{r['lm_loss'] - mle['lm_loss']:+.3f}" if mle is not None else "–",
+                "KL from θ0": cell("kl", 2),
+                "tokens": int(r["tokens"]),
+                "seeds": int(r["n"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def to_markdown(t: pd.DataFrame) -> str:
+    head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
+    return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in t.itertuples(index=False))
+
+
+def to_latex(t: pd.DataFrame) -> str:
+    esc = lambda s: str(s).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("θ0", r"$\theta_0$")  # noqa: E731
+    lines = [
+        r"\begin{tabular}{l" + "r" * (len(t.columns) - 1) + "}",
+        r"\toprule",
+        " & ".join(esc(c) for c in t.columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(esc(v) for v in row) + r" \\" for row in t.itertuples(index=False)]
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
+
+
+def phf_report(runs_dir: str | Path, out_dir: str | Path = "figures") -> dict[str, Path]:
+    """Write phf_tradeoff.png/.pdf, phf_table.md/.tex and phf_curves.csv from the PHF run folders under ``runs_dir``."""
+    from aplkit.results.plots import save
+
+    df = load_phf(runs_dir)
+    if df.empty:
+        raise FileNotFoundError(f"no PHF run folders (phf_eval.jsonl) under {runs_dir}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    c = curves(df)
+    paths = {f"phf_tradeoff.{p.suffix[1:]}": p for p in save(plot_tradeoff(c), out, "phf_tradeoff")}
+    t = table(c)
+    (out / "phf_table.md").write_text(to_markdown(t))
+    (out / "phf_table.tex").write_text(to_latex(t))
+    c.to_csv(out / "phf_curves.csv", index=False, float_format="%.6g")
+    paths.update({"phf_table.md": out / "phf_table.md", "phf_table.tex": out / "phf_table.tex", "phf_curves.csv": out / "phf_curves.csv"})
+    return paths

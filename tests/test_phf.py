@@ -1,0 +1,177 @@
+"""The PHF experiment end to end on tiny-random: every objective fills its run folder; a killed run resumes to the same result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aplkit.objectives import PHF_OBJECTIVES
+from aplkit.phf.config import load_phf_config
+from aplkit.phf.experiment import run_phf
+from aplkit.runfolder import read_jsonl
+
+TINY = [
+    "model.spec=tiny-random",
+    "data.train_size=200",
+    "data.test_size=40",
+    "phf.token_budget=400",
+    "phf.doc_tokens=40",
+    "phf.batch_docs=4",
+    "phf.checkpoints=2",
+    "phf.unconditional_samples=3",
+    "phf.prompted_samples=3",
+    "phf.max_new_tokens=6",
+    "phf.lm_texts=3",
+    "phf.lm_tokens=12",
+    "training.lr=1e-3",
+    "training.phf.threshold_percentile=40",
+    "oracle.sentiment.model=vader",
+]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def _cli(out: Path, objective: str, extra: list[str] = ()) -> list[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "aplkit.cli",
+        "phf",
+        "phf-imdb-cpu",
+        "--objective",
+        objective,
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    for s in [*TINY, *extra]:
+        args += ["--set", s]
+    return args
+
+
+def _rows(path: Path, drop=("seconds",)) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in drop} for r in read_jsonl(path)]
+
+
+@pytest.mark.parametrize("objective", PHF_OBJECTIVES)
+def test_every_objective_fills_the_run_folder(tmp_path, objective):
+    cfg = load_phf_config("phf-imdb-cpu", TINY, objective=objective)
+    summary = run_phf(cfg, tmp_path, progress=False)
+    assert summary["complete"] and summary["tokens"] >= 400
+    segs = list(read_jsonl(tmp_path / "phf_segments.jsonl"))
+    # t is the 40th percentile of the training sentences' rewards, and exactly those with R >= t are good
+    t = summary["threshold"]
+    assert t == pytest.approx(float(np.percentile([-s["p_negative"] for s in segs], 40)))
+    assert all(s["good"] == (-s["p_negative"] >= t) for s in segs) and 0 < sum(s["good"] for s in segs) < len(segs)
+    ev = list(read_jsonl(tmp_path / "phf_eval.jsonl"))
+    steps = summary["steps"]
+    assert [e["step"] for e in ev] == [0, (steps + 1) // 2, steps]
+    assert ev[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # θ0 (with its control tokens for conditional) against itself
+    assert ev[-1]["kl"] > 0 and ev[-1]["lm_loss"] != ev[-1]["lm_loss_theta0"]  # training moved θ
+    assert all(0 <= e["misalignment"] <= 1 and 0 <= e["prompted_negative_share"] <= 1 for e in ev)
+    train = list(read_jsonl(tmp_path / "phf_train.jsonl"))
+    assert [r["step"] for r in train] == list(range(1, steps + 1))
+    n_tokens = sum(s["tokens"] for s in segs)
+    trained = sum(r["trained_tokens"] for r in train)
+    if objective == "filtering":  # exactly the good sentences' tokens are trained on
+        assert trained == sum(s["tokens"] for s in segs if s["good"])
+    elif objective == "conditional":  # every token, plus one control token per sentence
+        assert trained == n_tokens + len(segs)
+    else:
+        assert trained == n_tokens
+    samples = list(read_jsonl(tmp_path / "phf_samples.jsonl"))
+    assert len(samples) == 3 * 6
+    if objective == "conditional":
+        from aplkit.models import load_tokenizer
+
+        tok = load_tokenizer("tiny-random")
+        vocab = len(tok)  # the control tokens are appended after the base vocabulary
+        assert not any(t >= vocab for s in samples for t in s["ids"])
+
+
+def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
+    for extra, field in (
+        (["phf.token_budget=-1"], "phf.token_budget"),
+        (["training.phf.threshold_percentile=0"], "training.phf.threshold_percentile"),
+        (["training.phf.alpha=-2"], "training.phf.alpha"),
+    ):
+        r = subprocess.run(_cli(tmp_path / "x", "mle", extra), env=_env(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and field in r.stderr
+    r = subprocess.run(_cli(tmp_path / "x", "ppo"), env=_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "training.objective: unknown 'ppo'" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    """SIGKILL the CLI after the first checkpoint, mid-way to the next; the rerun ends where an uninterrupted run does."""
+    extra = ["phf.token_budget=900", "phf.checkpoints=3"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(_cli(ref, "awr", extra), env=_env(), check=True, capture_output=True, timeout=600)
+    first = [e["step"] for e in read_jsonl(ref / "phf_eval.jsonl")][1]
+    proc = subprocess.Popen(_cli(cut, "awr", extra), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if any(r["step"] > first for r in read_jsonl(cut / "phf_train.jsonl")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (cut / "checkpoint" / "state.pt").exists()
+    subprocess.run(_cli(cut, "awr", extra), env=_env(), check=True, capture_output=True, timeout=600)
+    for name in ("phf_eval.jsonl", "phf_train.jsonl", "phf_samples.jsonl", "phf_segments.jsonl"):
+        assert _rows(cut / name) == _rows(ref / name), name
+
+
+def _eval_row(step, tokens, mis, lm, objective):
+    return {
+        "step": step,
+        "tokens": tokens,
+        "objective": objective,
+        "misalignment": mis,
+        "misalignment_stderr": 0.0,
+        "negative_share": mis,
+        "prompted_misalignment": mis / 2,
+        "prompted_stderr": 0.0,
+        "prompted_negative_share": 0.5,
+        "lm_loss": lm,
+        "lm_loss_theta0": 4.0,
+        "kl": 0.1,
+        "kl_stderr": 0.0,
+    }
+
+
+def test_report_means_and_standard_errors_over_seeds(tmp_path):
+    """Two objectives × two seeds of hand-made rows: the table's cells are mean ± s/√n, Δ LM loss against MLE."""
+    import json
+
+    from aplkit.results.phf import phf_report
+
+    final = {("mle", 0): (0.5, 4.0), ("mle", 1): (0.7, 4.2), ("conditional", 0): (0.2, 4.1), ("conditional", 1): (0.4, 4.1)}
+    for (obj, seed), (mis, lm) in final.items():
+        d = tmp_path / "runs" / obj / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"seed: {seed}\n")
+        rows = [_eval_row(0, 0, 0.6, 4.0, obj), _eval_row(4, 512, mis, lm, obj)]
+        (d / "phf_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = phf_report(tmp_path / "runs", tmp_path / "fig")
+    assert paths["phf_tradeoff.png"].stat().st_size > 10_000
+    md = paths["phf_table.md"].read_text().splitlines()
+    mle = next(r for r in md if r.startswith("| MLE"))
+    cond = next(r for r in md if r.startswith("| Conditional"))
+    # MLE: mean 0.6, s = 0.1414, SE = 0.1; LM loss 4.1 ± 0.1; conditional: 0.3 ± 0.1, LM loss 4.1 ± 0, Δ = 0
+    assert "| 0.600 ± 0.100 |" in mle and "| 4.100 ± 0.100 |" in mle and "| 2 |" in mle
+    assert "| 0.300 ± 0.100 |" in cond and "| 4.100 ± 0.000 | +0.000 |" in cond
+    assert md.index(mle) < md.index(cond)  # MLE first, the reference
+    assert r"\pm" in paths["phf_table.tex"].read_text()
