@@ -320,7 +320,9 @@ def sample_ids(
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
-    gen_cfg = _generation_config(temperature, max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
+    from transformers import LogitsProcessorList
+
+    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
     out: list[list[int]] = []
     for s in range(0, len(prompts), batch_size):
         chunk = [list(p) for p in prompts[s : s + batch_size]]
@@ -328,7 +330,12 @@ def sample_ids(
         ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in chunk], dtype=torch.long, device=device)
         attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], dtype=torch.long, device=device)
         with autocast(model):
-            seqs = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen_cfg)
+            seqs = model.generate(
+                input_ids=ids,
+                attention_mask=attn,
+                generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList([_Tempered(temperature, False)]),
+            )
         out += [_cut(r, eos_id, None if pad_id == eos_id else pad_id) for r in seqs[:, width:].cpu().tolist()]
     model.train(was_training)
     return out
