@@ -65,7 +65,7 @@ class ScoringContext:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
         from aplkit.generation import sample
 
-        record = self.sampled_logprobs()
+        record = self.sampled_logprobs() and not with_logprobs  # entropy's samples are never scored, only its pairs
         out = sample(
             self.policy,
             self.tokenizer,
