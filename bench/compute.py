@@ -705,9 +705,11 @@ def main(argv: list[str] | None = None) -> int:
                 [f"{name:<11} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"],
             )
         res["section_seconds"] = time.perf_counter() - t0
+        shown = results.get(name, {}).get("lines", [])  # a section that printed its lines as it went (speed)
         results[name] = res
         for x in ls:
-            print(x, flush=True)
+            if x not in shown:
+                print(x, flush=True)
             lines.append(x)
         save()
 
@@ -732,7 +734,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.speed import bench_speed
 
         probe = results.get("mfu", {}).get("probe", {}).get("peak_flops_per_s")
-        emit("speed", lambda: bench_speed(b, args.quick, probe))
+
+        def partial(res: dict, ls: list[str]) -> None:  # the section is long: show and keep each finished group
+            for x in ls[len(results.get("speed", {}).get("lines", [])) :]:
+                print(x, flush=True)
+            results["speed"] = {**res, "lines": list(ls), "partial": True}
+            save()
+
+        emit("speed", lambda: bench_speed(b, args.quick, probe, partial))
     if "memory" not in skip:
         from bench.memory import measure
 

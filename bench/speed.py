@@ -627,8 +627,10 @@ def bench_dpo_lora(b, s: SpeedSettings) -> tuple[dict, list[str]]:
 # --------------------------------------------------------------------------- the section
 
 
-def bench_speed(b, quick: bool, probe_flops: float | None = None) -> tuple[dict, list[str]]:
-    """All groups; each failing group is recorded and the others still run."""
+def bench_speed(
+    b, quick: bool, probe_flops: float | None = None, checkpoint: Callable[[dict, list[str]], None] | None = None
+) -> tuple[dict, list[str]]:
+    """All groups; each failing group is recorded and the others still run; ``checkpoint`` saves after each."""
     from bench.compute import matmul_probe
 
     s = QUICK if quick else FULL
@@ -657,9 +659,9 @@ def bench_speed(b, quick: bool, probe_flops: float | None = None) -> tuple[dict,
         r["seconds"] = time.perf_counter() - t0
         r["loadavg"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
         res[name] = r
-        for x in ls:
-            print(x, flush=True)
         lines += ls
+        if checkpoint:
+            checkpoint(res, lines)
     return res, lines
 
 
