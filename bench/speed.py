@@ -531,9 +531,9 @@ def bench_acquisition(b, s: SpeedSettings) -> tuple[dict, list[str]]:
         table = _ratios(runs, today)
         res[name] = {"table": table, "runs": runs}
         note = (
-            "a pair per prompt + r̂ (policy and θ0 forwards)"
+            "a pair per prompt + r̂; today: policy and θ0 passes, new: θ0 pass, policy log-probs from the sampler"
             if name == "certainty"
-            else f"N={s.entropy_samples} samples + their log-probs; today = output_scores path"
+            else f"N={s.entropy_samples} samples + their log-probs; today: output_scores path"
         )
         lines += _lines(f"acq {name[:7]}", table, today, unit="prompts/s", note=f"{len(prompts)} prompts: {note}")
     return res, lines
