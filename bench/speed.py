@@ -316,9 +316,7 @@ def profile_decode(b, s: SpeedSettings, probe_flops: float) -> tuple[dict, list[
             cats["linear (matmul)"] += us
         elif "attention" in name or "softmax" in name:
             cats["attention"] += us
-        elif name.startswith("aten::") and "copy" not in name and "clone" not in name:
-            cats["other"] += us
-        else:
+        else:  # norms, activations, rotary embeddings, cache copies, dispatch
             cats["other"] += us
     total = sum(cats.values()) or 1.0
     share = {k: v / total for k, v in cats.items()}
