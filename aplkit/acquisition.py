@@ -24,7 +24,7 @@ notebook::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,12 +47,29 @@ class ScoringContext:
     beta: float
     seed: int  # a per-step seed; derive sub-seeds from it
     at_theta0: bool = False  # θ_t is θ0 (step 1): every implicit reward is exactly 0, nothing needs computing
+    # log πθ_t(y|x) of what this context sampled, recorded by the sampler (``sampled_logprobs``)
+    _sampled: dict[tuple[str, tuple[int, ...]], float] = field(default_factory=dict, repr=False)
+
+    def sampled_logprobs(self) -> bool:
+        """Whether the sampler records log πθ_t(y|x) so that scoring skips the policy's forward pass.
+
+        Only for fp32 compute: there the recorded value (one token at a time with a KV cache, left-padded)
+        and a scoring pass (right-padded) agree to float noise (≈ 1e-5 nats). Under bf16/fp16 autocast the
+        two paths round differently, and that difference would not cancel in r̂ = β(log πθ − log πθ0).
+        Not when tokens are suppressed (conditional training's control tokens): the sampler's T = 1
+        distribution then excludes them and a scoring pass would not.
+        """
+        from aplkit.generation import suppressed_tokens
+        from aplkit.models import float32_compute
+
+        return float32_compute(self.policy) and not suppressed_tokens(self.policy)
 
     def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""
         from aplkit.generation import sample
 
-        return sample(
+        record = self.sampled_logprobs() and not with_logprobs  # entropy's samples are never scored, only its pairs
+        out = sample(
             self.policy,
             self.tokenizer,
             prompts,
@@ -62,15 +79,36 @@ class ScoringContext:
             batch_size=self.acq.batch_size,
             seed=self.seed + seed_offset,
             with_logprobs=with_logprobs,
+            with_model_logprobs=record,
         )
+        if record:
+            for x, row in zip(prompts, out, strict=True):
+                for smp in row:
+                    self._sampled[(x, tuple(smp.ids))] = smp.model_logprob
+        return out
 
     def logprobs(self, which: str, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
-        """log p(y|x) of completion *token ids* under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam."""
+        """log p(y|x) of completion *token ids* under ``"policy"`` (θ_t) or ``"reference"`` (θ0). Tests override this seam.
+
+        The policy's log-prob of a completion this context sampled is the one the sampler recorded; only
+        the others get a forward pass.
+        """
         from aplkit.generation import ids_logprobs, prompt_ids
 
-        model = self.policy if which == "policy" else self.reference
-        p_ids = prompt_ids(self.tokenizer, prompts)
-        return ids_logprobs(model, p_ids, [list(c) for c in completions], self.tokenizer.pad_token_id, self.acq.batch_size).double().numpy()
+        out = np.full(len(prompts), np.nan)
+        todo = list(range(len(prompts)))
+        if which == "policy" and self._sampled:
+            for i, (x, c) in enumerate(zip(prompts, completions, strict=True)):
+                v = self._sampled.get((x, tuple(c)))
+                if v is not None:
+                    out[i] = v
+            todo = [i for i in todo if np.isnan(out[i])]
+        if todo:
+            model = self.policy if which == "policy" else self.reference
+            p_ids = prompt_ids(self.tokenizer, [prompts[i] for i in todo])
+            c_ids = [list(completions[i]) for i in todo]
+            out[todo] = ids_logprobs(model, p_ids, c_ids, self.tokenizer.pad_token_id, self.acq.batch_size).double().numpy()
+        return out
 
     def implicit_rewards(self, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> np.ndarray:
         """r̂(x, y) = β (log πθ(y|x) − log πθ0(y|x))  (paper eq. 5), on the sampled ids."""

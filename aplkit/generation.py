@@ -159,6 +159,7 @@ class Sample:
     ids: list[int]  # sampled token ids up to and including the first EOS (if the model stopped)
     logprob: float | None = None  # Σ log p_T(y_t | x, y_<t) under the sampling distribution (temperature T)
     eos_id: int | None = None
+    model_logprob: float | None = None  # Σ log p(y_t | x, y_<t) at T = 1: what ``ids_logprobs`` gives, up to float noise
 
     @property
     def finished(self) -> bool:
@@ -192,30 +193,35 @@ class _Tempered:
     processors), so the distribution recorded is exactly the one sampled from. Only the previous
     step's log-softmax is held: ``output_scores`` kept every step's [rows, V] scores (≈ 0.6 GB for
     128 rows × 24 tokens) and made sampling with log-probs ≈ 4× slower (bench/README, generation).
+    ``raw`` also keeps log p at T = 1 (the model's own distribution, the scores as they arrive): the
+    log-prob a scoring forward pass would give, taken from the pass generation already made.
     """
 
-    def __init__(self, temperature: float, record: bool):
-        self.temperature, self.record = temperature, record
-        self.prev: torch.Tensor | None = None
-        self.taken: list[torch.Tensor] = []
+    def __init__(self, temperature: float, record: bool, raw: bool = False):
+        self.temperature, self.record, self.raw = temperature, record, raw
+        self.prev: dict[str, torch.Tensor] = {}
+        self.taken: dict[str, list[torch.Tensor]] = {"tempered": [], "raw": []}
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._take(input_ids[:, -1])
+        if self.raw:
+            self.prev["raw"] = F.log_softmax(scores.float(), dim=-1)
         scores = scores / self.temperature
         if self.record:
-            self._take(input_ids[:, -1])
-            self.prev = F.log_softmax(scores.float(), dim=-1)
+            self.prev["tempered"] = F.log_softmax(scores.float(), dim=-1)
         return scores
 
     def _take(self, drawn: torch.Tensor) -> None:
-        if self.prev is not None:
-            self.taken.append(self.prev.gather(1, drawn.unsqueeze(1)).squeeze(1).cpu())
-            self.prev = None
+        for k, lp in self.prev.items():
+            self.taken[k].append(lp.gather(1, drawn.to(lp.device).unsqueeze(1)).squeeze(1).cpu())
+        self.prev = {}
 
-    def logprobs(self, new: torch.Tensor) -> torch.Tensor:
-        """[rows, steps] log p_T of each generated token (the last step's taken from ``new``)."""
+    def logprobs(self, new: torch.Tensor, which: str = "tempered") -> torch.Tensor:
+        """[rows, steps] log p of each generated token under ``which`` (the last step's taken from ``new``)."""
         if new.shape[1]:
-            self._take(new[:, -1].to(self.prev.device) if self.prev is not None else new[:, -1])
-        return torch.stack(self.taken, dim=1) if self.taken else torch.zeros(new.shape[0], 0)
+            self._take(new[:, -1])
+        taken = self.taken[which]
+        return torch.stack(taken, dim=1) if taken else torch.zeros(new.shape[0], 0)
 
 
 def _generation_config(max_new_tokens: int, pad_id, eos_id, suppress: list[int] | None = None):
@@ -259,12 +265,15 @@ def sample(
     batch_size: int = 32,
     seed: int = 0,
     with_logprobs: bool = False,
+    with_model_logprobs: bool = False,
 ) -> list[list[Sample]]:
     """n completions per prompt by pure temperature sampling (no top-k/top-p), left-padded batches.
 
     ``with_logprobs`` also returns each sample's log-probability under the distribution it was
     drawn from (the sampler's processed scores, softmax(logits / T)), summed over its ids: the
-    predictive-entropy estimate needs exactly that and no second forward pass. Seeded once per call, so the same model, prompts
+    predictive-entropy estimate needs exactly that and no second forward pass. ``with_model_logprobs``
+    also returns log p(y|x) at T = 1 (``Sample.model_logprob``), the model's own log-prob that a scoring
+    pass would compute, without that pass. Seeded once per call, so the same model, prompts
     and seed give the same completions.
     """
     if not prompts:
@@ -283,21 +292,23 @@ def sample(
     for s in range(0, len(prompts), per_batch):
         chunk = list(prompts[s : s + per_batch])
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
-        tempered = _Tempered(temperature, with_logprobs)
+        tempered = _Tempered(temperature, with_logprobs, with_model_logprobs)
         with autocast(model):
             seqs = model.generate(
                 **enc, generation_config=gen_cfg, num_return_sequences=n, logits_processor=LogitsProcessorList([tempered])
             )
         new = seqs[:, enc["input_ids"].shape[1] :].cpu()
         rows = [_cut(r, eos_id, pad_id) for r in new.tolist()]
-        lps: list[float | None] = [None] * len(rows)
-        if with_logprobs:
-            token_lp = tempered.logprobs(new)
-            lens = torch.tensor([len(r) for r in rows])
-            mask = torch.arange(new.shape[1]).unsqueeze(0) < lens.unsqueeze(1)
-            lps = (token_lp * mask).sum(-1).double().tolist()
+        lens = torch.tensor([len(r) for r in rows])
+        mask = torch.arange(new.shape[1]).unsqueeze(0) < lens.unsqueeze(1)
+        lps, mlps = (
+            (tempered.logprobs(new, k) * mask).sum(-1).double().tolist() if on else [None] * len(rows)
+            for k, on in (("tempered", with_logprobs), ("raw", with_model_logprobs))
+        )
         texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
-        flat = [Sample(text=t, ids=r, logprob=lp, eos_id=eos_id) for t, r, lp in zip(texts, rows, lps, strict=True)]
+        flat = [
+            Sample(text=t, ids=r, logprob=lp, eos_id=eos_id, model_logprob=m) for t, r, lp, m in zip(texts, rows, lps, mlps, strict=True)
+        ]
         results.extend(flat[i * n : (i + 1) * n] for i in range(len(chunk)))
     model.train(was_training)
     return results

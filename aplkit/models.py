@@ -214,6 +214,14 @@ def set_compute_dtype(model, dtype) -> None:
     model.aplkit_compute_dtype = None if dtype in (None, torch.float32) else dtype
 
 
+def float32_compute(model) -> bool:
+    """Whether the model's forward passes run in plain fp32 (fp32 weights, no autocast)."""
+    import torch
+
+    first = next(model.parameters(), None)
+    return getattr(model, "aplkit_compute_dtype", None) is None and first is not None and first.dtype == torch.float32
+
+
 def autocast(model):
     """The autocast context for a model's forward pass (a no-op for fp32 compute)."""
     import torch

@@ -11,8 +11,10 @@ alike; we print the median of the repeats and the ratio aplkit / baseline (> 1: 
   generation  sample_completions (batched) vs per-prompt model.generate
   judge       LLMJudge concurrency 1 vs N on a local llama.cpp server; a cached re-run through the ledger
   memory      peak RSS of a short CPU-preset run and of the DPO step alone (bench/memory.py, subprocesses)
+  speed       one APL step made cheaper: each candidate setting against today's preset (bench/speed.py);
+              off by default, run with ``--only speed`` (writes bench/results/speed.json)
 
-Run: ``python -m bench compute [--quick]``.
+Run: ``python -m bench compute [--quick] [--only SECTIONS | --skip SECTIONS]``.
 """
 
 from __future__ import annotations
@@ -625,14 +627,20 @@ def bench_judge(b: Bench) -> tuple[dict, list[str]]:
 # --------------------------------------------------------------------------- main
 
 
-SECTIONS = ("dpo", "mfu", "certainty", "entropy", "generation", "judge", "memory")
+SECTIONS = ("dpo", "mfu", "certainty", "entropy", "generation", "judge", "memory", "speed")
+OPT_IN = {"speed"}  # long; run only when named in --only
 QUICK_OUT = ROOT / "runs" / "bench" / "compute-quick.json"  # runs/ is not tracked
 
 
-def output_path(quick: bool, out: str | None = None) -> Path:
-    """Where the JSON goes: ``out``, else the committed full results, else (``--quick``) a run-scoped file."""
+def output_path(quick: bool, out: str | None = None, only: set[str] | None = None) -> Path:
+    """Where the JSON goes: ``out``, else the committed full results, else (``--quick``) a run-scoped file.
+
+    ``--only speed`` has its own file (bench/results/speed.json; quick: runs/bench/speed-quick.json).
+    """
     if out:
         return Path(out)
+    if only == {"speed"}:
+        return QUICK_OUT.with_name("speed-quick.json") if quick else RESULTS / "speed.json"
     return QUICK_OUT if quick else RESULTS / "compute.json"
 
 
@@ -645,12 +653,18 @@ def main(argv: list[str] | None = None) -> int:
         "so a smoke run leaves the committed results alone: --out bench/results/compute-quick.json refreshes them)",
     )
     ap.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
+    ap.add_argument(
+        "--only", default="", help=f"comma-separated sections to run, alone ({', '.join(sorted(OPT_IN))} runs only when named here)"
+    )
     args = ap.parse_args(argv)
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    if skip - set(SECTIONS):
-        print(f"bench compute: --skip: unknown section(s) {sorted(skip - set(SECTIONS))} (use {', '.join(SECTIONS)})", file=sys.stderr)
-        return 2
-    out = output_path(args.quick, args.out)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    for flag, names in (("--skip", skip), ("--only", only)):
+        if names - set(SECTIONS):
+            print(f"bench compute: {flag}: unknown section(s) {sorted(names - set(SECTIONS))} (use {', '.join(SECTIONS)})", file=sys.stderr)
+            return 2
+    skip |= (set(SECTIONS) - only) if only else set(OPT_IN)
+    out = output_path(args.quick, args.out, only or None)
     s = QUICK if args.quick else FULL
     from transformers.utils import logging as hf_logging
 
@@ -691,9 +705,11 @@ def main(argv: list[str] | None = None) -> int:
                 [f"{name:<11} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"],
             )
         res["section_seconds"] = time.perf_counter() - t0
+        shown = results.get(name, {}).get("lines", [])  # a section that printed its lines as it went (speed)
         results[name] = res
         for x in ls:
-            print(x, flush=True)
+            if x not in shown:
+                print(x, flush=True)
             lines.append(x)
         save()
 
@@ -714,6 +730,18 @@ def main(argv: list[str] | None = None) -> int:
         emit("generation", lambda: bench_generation(b))
     if "judge" not in skip:
         emit("judge", lambda: bench_judge(b))
+    if "speed" not in skip:
+        from bench.speed import bench_speed
+
+        probe = results.get("mfu", {}).get("probe", {}).get("peak_flops_per_s")
+
+        def partial(res: dict, ls: list[str]) -> None:  # the section is long: show and keep each finished group
+            for x in ls[len(results.get("speed", {}).get("lines", [])) :]:
+                print(x, flush=True)
+            results["speed"] = {**res, "lines": list(ls), "partial": True}
+            save()
+
+        emit("speed", lambda: bench_speed(b, args.quick, probe, partial))
     if "memory" not in skip:
         from bench.memory import measure
 

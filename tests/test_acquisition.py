@@ -205,3 +205,61 @@ def test_at_theta0_certainty_takes_randoms_draw_and_computes_nothing():
     ec = acquire(get_scorer("entropy+certainty"), ctx2, prompts)
     assert ctx2.calls == [(8, 4), (2, 2)]
     assert {c.prompt.text for c in ec} <= {"x4", "x5", "x6", "x7"}  # from the top S by entropy
+
+
+def _real_context(tiny, policy, batch_size=4):
+    acq = AcquisitionConfig(prompt_batch=4, acquire_batch=2, batch_size=batch_size, max_new_tokens=5)
+    return ScoringContext(policy, tiny.reference, tiny.tokenizer, acq, BETA, seed=3)
+
+
+def test_certainty_takes_policy_logprobs_from_the_sampler_with_equal_rewards(tiny, monkeypatch):
+    """fp32: r̂ of the sampled pairs needs one θ0 pass, not a policy pass too, and equals the two-pass r̂ to float noise."""
+    import copy
+
+    import torch
+
+    import aplkit.generation as generation
+
+    policy = copy.deepcopy(tiny.policy)
+    with torch.no_grad():  # θ_t ≠ θ0, so r̂ ≠ 0
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    prompts = [Prompt(id=f"p{i}", text=t) for i, t in enumerate(["The film was", "I went to see", "Worst acting", "A quiet"])]
+    scored = []
+    real = generation.ids_logprobs
+
+    def counting(model, *a, **k):
+        scored.append("policy" if model is policy else "reference")
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(generation, "ids_logprobs", counting)
+    ctx = _real_context(tiny, policy)
+    cands = ctx.pairs(prompts)
+    ctx.fill_rewards(cands)
+    assert scored == ["reference"]  # one micro-batch pass of θ0 (8 rows, batch 4 → 2 calls inside, 1 call here)
+    fast = np.array([[c.reward0, c.reward1] for c in cands])
+    assert np.all(np.abs(fast) > 1e-4)
+    two_pass = _real_context(tiny, policy)
+    for c in cands:
+        c.reward0 = c.reward1 = None
+    two_pass.fill_rewards(cands)  # a fresh context sampled nothing: the policy is scored by a forward pass
+    assert scored == ["reference", "policy", "reference"]
+    slow = np.array([[c.reward0, c.reward1] for c in cands])
+    np.testing.assert_allclose(fast, slow, atol=BETA * 1e-4, rtol=0)
+
+
+def test_sampled_policy_logprobs_only_under_fp32_compute(tiny):
+    """Under bf16 autocast the sampler's and a scoring pass's roundings differ and would not cancel in r̂: no shortcut."""
+    import copy
+
+    import torch
+
+    from aplkit.models import set_compute_dtype
+
+    policy = copy.deepcopy(tiny.policy)
+    assert _real_context(tiny, policy).sampled_logprobs()
+    set_compute_dtype(policy, torch.bfloat16)
+    ctx = _real_context(tiny, policy)
+    assert not ctx.sampled_logprobs()
+    ctx.pairs([Prompt(id="p", text="The film was")])
+    assert ctx._sampled == {}

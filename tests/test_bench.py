@@ -137,6 +137,18 @@ def test_quick_compute_benchmark_writes_outside_the_tracked_tree():
     assert ignored.returncode == 0, f"{quick} is not ignored by git"
 
 
+def test_speed_section_is_opt_in_with_its_own_file(capsys):
+    """`--only speed` writes bench/results/speed.json (quick: under runs/); an unknown section is refused before loading."""
+    from bench import compute
+
+    assert compute.output_path(quick=False, only={"speed"}) == compute.RESULTS / "speed.json"
+    assert compute.output_path(quick=True, only={"speed"}) == compute.ROOT / "runs" / "bench" / "speed-quick.json"
+    assert compute.output_path(quick=False, only={"dpo", "speed"}) == compute.RESULTS / "compute.json"
+    assert "speed" in compute.SECTIONS and "speed" in compute.OPT_IN
+    assert compute.main(["--only", "speedy"]) == 2
+    assert "--only: unknown section(s) ['speedy']" in capsys.readouterr().err
+
+
 def test_comparison_intervals_power_and_confident_errors_by_hand():
     import pandas as pd
     from scipy import stats as st

@@ -140,3 +140,22 @@ def test_dpo_batch_uses_sampled_ids_not_retokenised_text(tokenizer):
     row = batch.input_ids[0][batch.completion_mask[0].bool()].tolist()
     assert row == [dun, s_, eos]
     assert c_ids[0] == [dun, s_, eos]
+
+
+def test_sampler_model_logprob_equals_a_scoring_pass(tiny):
+    """``model_logprob`` (recorded while sampling at T = 0.7) is log p(y|x) at T = 1, as ``ids_logprobs`` scores it."""
+    from aplkit.generation import prompt_ids, sample
+
+    tok = tiny.tokenizer
+    prompts = ["The film was", "I went to see this movie", "Worst acting"]
+    model = _eos_prone(tiny, boost=9.5 * 0.7)  # the same EOS odds at T = 0.7 as the test above at T = 1
+    out = sample(model, tok, prompts, n=3, temperature=0.7, max_new_tokens=6, seed=2, with_model_logprobs=True)
+    flat = [(x, s) for x, row in zip(prompts, out, strict=True) for s in row]
+    assert any(s.finished for _, s in flat) and any(not s.finished for _, s in flat)  # EOS and cut rows alike
+    scored = ids_logprobs(model, prompt_ids(tok, [x for x, _ in flat]), [s.ids for _, s in flat], tok.pad_token_id)
+    recorded = torch.tensor([s.model_logprob for _, s in flat], dtype=scored.dtype)
+    assert torch.allclose(scored, recorded, atol=1e-4), (scored, recorded)
+    tempered = sample(model, tok, prompts, n=3, temperature=0.7, max_new_tokens=6, seed=2, with_logprobs=True)
+    assert [s.ids for row in tempered for s in row] == [s.ids for _, s in flat]  # recording changes nothing sampled
+    assert all(abs(a.logprob - s.model_logprob) > 1e-3 for a, (_, s) in zip([t for r in tempered for t in r], flat, strict=True))
+    assert all(s.model_logprob is None for row in sample(tiny.policy, tok, prompts[:1], n=1, max_new_tokens=3) for s in row)
