@@ -175,3 +175,29 @@ def test_report_means_and_standard_errors_over_seeds(tmp_path):
     assert "| 0.300 ± 0.100 |" in cond and "| 4.100 ± 0.000 | +0.000 |" in cond
     assert md.index(mle) < md.index(cond)  # MLE first, the reference
     assert r"\pm" in paths["phf_table.tex"].read_text()
+
+
+def test_vs_mle_pairs_by_seed_at_the_last_checkpoint():
+    """Objective − MLE per seed at the last checkpoint, t interval by hand."""
+    import math
+
+    import pandas as pd
+    from scipy import stats
+
+    from aplkit.results.phf import vs_mle
+
+    rows = []
+    for seed, (m_mle, m_cond) in enumerate([(0.50, 0.44), (0.52, 0.47), (0.48, 0.42)]):
+        rows.append({"objective": "mle", "seed": seed, "step": 0, "misalignment": 0.9, "prompted_misalignment": 0.5, "lm_loss": 4.0})
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": m_mle, "prompted_misalignment": 0.5, "lm_loss": 4.0})
+        rows.append(
+            {"objective": "conditional", "seed": seed, "step": 8, "misalignment": m_cond, "prompted_misalignment": 0.5, "lm_loss": 4.1}
+        )
+    v = vs_mle(pd.DataFrame(rows)).set_index("metric")
+    d = [-0.06, -0.05, -0.06]
+    mean, se = sum(d) / 3, pd.Series(d).std(ddof=1) / math.sqrt(3)
+    r = v.loc["misalignment"]
+    assert r["diff"] == pytest.approx(mean) and r["seeds"] == 3
+    assert r["hi"] == pytest.approx(mean + stats.t.ppf(0.975, 2) * se) and r["verdict"] == "lower"  # interval below 0
+    assert v.loc["lm_loss"]["diff"] == pytest.approx(0.1) and v.loc["lm_loss"]["verdict"] == "higher"
+    assert v.loc["prompted_misalignment"]["verdict"] == "undecided"

@@ -136,6 +136,57 @@ def table(c: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def vs_mle(df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompted_misalignment", "lm_loss")) -> pd.DataFrame:
+    """Each objective − MLE at the last checkpoint, paired by seed: mean, 95 % t interval and verdict.
+
+    The paper's finding is a difference from MLE (less misalignment, little LM loss given up), so that is
+    what is tested; "lower" / "higher" where the interval excludes 0, "undecided" where it holds 0. ``df`` is ``load_phf``'s table.
+    """
+    from aplkit.results.compare import t_interval
+
+    last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])
+    if "mle" not in last.index.get_level_values(0):
+        return pd.DataFrame()
+    base = last.loc["mle"]
+    rows = []
+    for o in order(last.index.get_level_values(0).unique()):
+        if o == "mle":
+            continue
+        mine = last.loc[o]
+        seeds = sorted(set(mine.index) & set(base.index))
+        for m in metrics:
+            d = (mine.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
+            lo, hi = t_interval(d)
+            rows.append(
+                {
+                    "objective": o,
+                    "metric": m,
+                    "seeds": len(d),
+                    "diff": float(d.mean()) if len(d) else float("nan"),
+                    "lo": lo,
+                    "hi": hi,
+                    "verdict": verdict(lo, hi),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _direction(lo: float, hi: float) -> str:
+    """lower / higher than MLE when the interval excludes 0 (lower misalignment is good, lower LM loss is good), else undecided."""
+    if lo != lo or hi != hi:
+        return "n/a"
+    return "lower" if hi < 0 else "higher" if lo > 0 else "undecided"
+
+
+def vs_mle_markdown(v: pd.DataFrame) -> str:
+    lines = ["| objective | metric | seeds | − MLE | 95 % t interval | verdict |", "|---|---|---|---|---|---|"]
+    for r in v.itertuples():
+        lines.append(
+            f"| {LABELS.get(r.objective, r.objective)} | {r.metric} | {r.seeds} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] | {r.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(t: pd.DataFrame) -> str:
     head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
     return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in t.itertuples(index=False))
@@ -168,5 +219,8 @@ def phf_report(runs_dir: str | Path, out_dir: str | Path = "figures") -> dict[st
     (out / "phf_table.md").write_text(to_markdown(t))
     (out / "phf_table.tex").write_text(to_latex(t))
     c.to_csv(out / "phf_curves.csv", index=False, float_format="%.6g")
+    v = vs_mle(df)
+    (out / "phf_vs_mle.md").write_text(vs_mle_markdown(v) if len(v) else "no MLE runs to compare with\n")
+    paths["phf_vs_mle.md"] = out / "phf_vs_mle.md"
     paths.update({"phf_table.md": out / "phf_table.md", "phf_table.tex": out / "phf_table.tex", "phf_curves.csv": out / "phf_curves.csv"})
     return paths
