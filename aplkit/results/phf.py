@@ -165,7 +165,7 @@ def vs_mle(df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompt
                     "diff": float(d.mean()) if len(d) else float("nan"),
                     "lo": lo,
                     "hi": hi,
-                    "verdict": verdict(lo, hi),
+                    "verdict": _direction(lo, hi),
                 }
             )
     return pd.DataFrame(rows)
