@@ -36,12 +36,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results", default=None, help="summary JSON (default <records>/summary.json)")
     p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
     p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
+    p.add_argument(
+        "--shard", default="0/1", help="I/N: run every N-th planned run from the I-th (two processes with OMP_NUM_THREADS=1 use both cores)"
+    )
     return p.parse_args(argv)
 
 
 def plan(strategies: list[str], seeds: int) -> list[tuple[str, int]]:
     """Seed-major order, so a partial benchmark is balanced across strategies."""
     return [(s, k) for k in range(seeds) for s in strategies]
+
+
+def shard(planned: list, spec: str) -> list:
+    """The planned (strategy, seed) runs of shard I of N (``"I/N"``), so N processes split a plan without overlap.
+
+    Every N-th run from the I-th, the offset turning by one per seed: with 2 shards and 4 strategies a
+    shard does not get the same (cheap or costly) strategies for every seed.
+    """
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard: expected I/N (e.g. 0/2), got {spec!r}") from None
+    if not 0 <= i < n:
+        raise SystemExit(f"--shard: I must be in 0..N-1, got {spec!r}")
+    seeds = list(dict.fromkeys(k for _, k in planned))
+    return [p for j, p in enumerate(planned) if (j + seeds.index(p[1])) % n == i]
 
 
 def record_path(records: Path, strategy: str, seed: int) -> Path:
@@ -73,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     if not args.report_only:
+        mine = set(shard(list(configs), args.shard))
         for i, ((s, k), cfg) in enumerate(configs.items(), 1):
+            if (s, k) not in mine:
+                continue
             rec = record_path(records, s, k)
             if recorded(rec, cfg):
                 print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)

@@ -189,3 +189,12 @@ def test_study_report_has_intervals_and_efficiency_bootstrap(bench_runs, tmp_pat
     e = {r["strategy"]: r for r in doc["efficiency"]}["certainty"]
     assert e["ratio"] == pytest.approx(40 / 48) and e["ratio_low"] <= e["ratio"] <= e["ratio_high"]
     assert "95 % CI (bootstrap)" in doc["markdown"] and "Seeds for 80 % power" in doc["markdown"]
+
+
+def test_shards_split_the_plan_without_overlap():
+    planned = labels.plan(["random", "certainty"], 3)
+    a, b = labels.shard(planned, "0/2"), labels.shard(planned, "1/2")
+    assert a == [("random", 0), ("certainty", 1), ("random", 2)] and b == [("certainty", 0), ("random", 1), ("certainty", 2)]
+    assert labels.shard(planned, "0/1") == planned
+    with pytest.raises(SystemExit, match="--shard"):
+        labels.shard(planned, "2/2")
