@@ -61,15 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     from aplkit.config import load_config
     from aplkit.loop import run_experiment
     from aplkit.results.archive import write_record
-    from bench.labels import recorded
+    from bench.labels import recorded, shard
 
     args = parse(argv or [])
-    i_shard, n_shard = (int(x) for x in args.shard.split("/"))
     records = Path(args.records)
     plan = cells(SEEDS[: args.seeds])
+    mine = set(shard([(cell, k) for cell, _, k, _ in plan], args.shard))
     if not args.report_only:
         for i, (cell, strategy, k, sets) in enumerate(plan):
-            if i % n_shard != i_shard:
+            if (cell, k) not in mine:
                 continue
             cfg = load_config(args.config, sets, strategy=strategy, seed=k)
             rec = records / cell / f"seed{k}.json"
