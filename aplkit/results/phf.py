@@ -47,10 +47,16 @@ def order(objectives: Any) -> list[str]:
 
 
 def curves(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds of each measurement per (objective, checkpoint step)."""
+    """Mean and standard error over seeds of each measurement per (objective, k-th checkpoint).
+
+    Runs of one objective reach the token budget at different optimiser steps (documents differ in
+    length by seed), so checkpoints are matched by their order in the run, not by step number;
+    ``step`` and ``tokens`` are the seeds' means.
+    """
+    df = df.assign(checkpoint=df.groupby("run")["step"].rank(method="dense").astype(int) - 1)
     out = []
-    for (obj, step), g in df.groupby(["objective", "step"], sort=True):
-        row: dict[str, Any] = {"objective": obj, "step": step, "tokens": int(g["tokens"].iloc[0]), "n": len(g)}
+    for (obj, _k), g in df.groupby(["objective", "checkpoint"], sort=True):
+        row: dict[str, Any] = {"objective": obj, "step": float(g["step"].mean()), "tokens": int(round(g["tokens"].mean())), "n": len(g)}
         for m in METRICS:
             x = g[m].dropna().astype(float)
             row[m] = x.mean() if len(x) else float("nan")
