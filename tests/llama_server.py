@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 STARTUP_S = 180
 
 
@@ -69,10 +71,5 @@ def llama_server() -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
         log.unlink(missing_ok=True)

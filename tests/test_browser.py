@@ -25,6 +25,7 @@ from aplkit.oracles.human import AwaitingHumanLabels, HumanOracle, read_queue
 from aplkit.oracles.ledger import Ledger
 from aplkit.records import Comparison
 from aplkit.runfolder import RunFolder
+from tests.processes import stop
 from tests.test_loop import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +114,7 @@ def lab(tmp_path_factory):
                 time.sleep(0.2)
         yield base, token, root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
         log.close()
 
 
