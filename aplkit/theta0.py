@@ -3,7 +3,7 @@
 Every strategy of one seed samples the same θ0 baseline completions (seed ``derive_seed(seed,
 "baseline")``) and measures the same θ0 LM loss: a study of 4 strategies made them 4 times. The
 value is stored under the user cache (``models.cache_dir()/theta0``), keyed by everything it depends
-on — model, test prompts, sampling settings, seed, torch threads and library versions (float
+on — model, test prompts, sampling settings and the sampler's version, seed, torch threads and library versions (float
 reductions differ with the thread count) — so a hit is exactly what the run would have computed.
 Only the embedded model is shared: a hub id or a local folder can change under the same name.
 """
@@ -23,7 +23,15 @@ def key(**parts: Any) -> str:
     import torch
     import transformers
 
-    full = {**parts, "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads()}
+    from aplkit.generation import SAMPLER
+
+    full = {
+        **parts,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "sampler": SAMPLER,
+    }
     return hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

@@ -34,3 +34,14 @@ def test_a_torn_file_is_computed_again(tmp_path, monkeypatch):
     path.write_text('{"val')
     assert theta0.shared(EMBEDDED, parts, lambda: 4.25) == 4.25
     assert theta0.shared(EMBEDDED, parts, lambda: 0.0) == 4.25
+
+
+def test_a_new_sampler_misses_the_cache(tmp_path, monkeypatch):
+    """Completions drawn by an older sampler are not served as this one's (the draw changed in session 5)."""
+    import aplkit.generation
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path))
+    parts = {"what": "baseline", "seed": 1}
+    assert theta0.shared(EMBEDDED, parts, lambda: ["old"]) == ["old"]
+    monkeypatch.setattr(aplkit.generation, "SAMPLER", "another/1")
+    assert theta0.shared(EMBEDDED, parts, lambda: ["new"]) == ["new"]
