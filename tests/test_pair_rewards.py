@@ -225,6 +225,7 @@ def test_loop_with_rwr_on_oracle_scores_resumes_without_asking_again(tmp_path):
     ]
     assert all(r.cached for r in after if r.step == 2)
     step2 = {(r.prompt, r.y0, r.y1) for r in after if r.step == 2}
+    assert asked  # the step-2 evaluation's comparisons, new after the kill
     assert not any((c.prompt, c.a, c.b) in step2 or (c.prompt, c.b, c.a) in step2 for c in asked)  # only evaluation was asked
     train_rows = RunFolder(out).rows("train.jsonl")  # both steps trained: the resumed step 2 on all of X_P
     assert [(t["step"], t["epoch"]) for t in train_rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
