@@ -165,6 +165,9 @@ class PHFLossConfig:
     beta: float = 1.0  # RWR/AWR temperature of exp(R/β) / exp(A/β); R = −P(negative) ∈ [−1, 0], so weights ∈ [e^(−1/β), 1]
     value_weight: float = 0.5  # AWR: weight of the value head's squared error beside the LM loss
     max_weight: float = 20.0  # AWR: exp(A/β) clipped here (common practice; A can exceed 0, RWR's cannot)
+    # inside the APL loop (aplkit.objectives.preferences): label = y_w gets R = 1, y_l R = 0, t = ½; oracle = each
+    # completion's R is the oracle's pointwise score s(x, y) and t the threshold_percentile of X_P's scores
+    pair_rewards: Literal["label", "oracle"] = "label"
 
     def problems(self, prefix: str = "training.phf") -> list[str]:
         out = []
@@ -367,7 +370,30 @@ class ExperimentConfig:
             out.append(ROUGE_AGAINST_REFERENCE)
         if e.test_prompts > self.data.test_size:
             out.append(f"evaluation.test_prompts: {e.test_prompts} exceeds data.test_size={self.data.test_size}")
-        return out
+        return out + self.pair_reward_problems()
+
+    def pair_reward_problems(self) -> list[str]:
+        """``training.phf.pair_rewards: oracle`` needs a PHF objective, an oracle that scores each completion, and no simulated noise."""
+        from aplkit.objectives import PHF_OBJECTIVES
+        from aplkit.oracles import POINTWISE
+
+        if self.training.phf.pair_rewards != "oracle":
+            return []
+        field = "training.phf.pair_rewards"
+        if self.training.objective not in PHF_OBJECTIVES:
+            return [
+                f"{field}: 'oracle' sets the rewards of the PHF objectives ({', '.join(PHF_OBJECTIVES)}), not of training.objective={self.training.objective}"
+            ]
+        if self.oracle.kind not in POINTWISE:
+            return [
+                f"{field}: 'oracle' needs an oracle that scores each completion; oracle.kind={self.oracle.kind} gives only a pair verdict"
+                f" (pointwise kinds: {', '.join(sorted(POINTWISE))})"
+            ]
+        if self.oracle.flip_prob > 0 or self.oracle.sample_bt:
+            return [
+                f"{field}: 'oracle' trains on the oracle's scores, which oracle.flip_prob/sample_bt's simulated label noise does not change"
+            ]
+        return []
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -89,6 +89,8 @@ class Verdict:
     tokens_in: int = 0
     tokens_out: int = 0
     attempts: int = 1
+    score_a: float | None = None  # a scoring oracle's pointwise s(x, A) and s(x, B), the numbers its choice compares
+    score_b: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -113,6 +115,12 @@ class Label:
             return None
         return self.verdict.p_a if self.shown_order == "10" else 1.0 - self.verdict.p_a
 
+    @property
+    def scores(self) -> tuple[float | None, float | None]:
+        """The oracle's pointwise (s(x, y0), s(x, y1)) in pair order; (None, None) for a pairwise judge."""
+        v = self.verdict
+        return (v.score_a, v.score_b) if self.shown_order == "01" else (v.score_b, v.score_a)
+
 
 @dataclass
 class Preference:
@@ -127,6 +135,8 @@ class Preference:
     rejected: str
     chosen_ids: list[int] | None = None
     rejected_ids: list[int] | None = None
+    chosen_reward: float | None = None  # the oracle's pointwise score of y_w where it has one (``training.phf.pair_rewards: oracle``)
+    rejected_reward: float | None = None
 
 
 # --------------------------------------------------------------------------- run-folder rows
@@ -153,6 +163,8 @@ class AcquiredRow:
     choice: str | None = None  # the oracle's answer in display terms: A | B | tie | None (invalid)
     preferred: int | None = None  # 1: y1 ≻ y0, 0: y0 ≻ y1, None: tie or invalid (not trained on)
     oracle_p_y1: float | None = None  # the oracle's own P(y1 ≻ y0) where it gives one
+    oracle_score0: float | None = None  # a scoring oracle's pointwise s(x, y0), s(x, y1) (None for a pairwise judge)
+    oracle_score1: float | None = None
     raw: str = ""  # the oracle's raw judgement text
     flipped: bool = False  # simulated label noise applied
     cached: bool = False  # the answer came from the ledger (asked before)
@@ -177,6 +189,8 @@ class AcquiredRow:
             choice=lab.verdict.choice,
             preferred=lab.preferred,
             oracle_p_y1=lab.p_y1,
+            oracle_score0=lab.scores[0],
+            oracle_score1=lab.scores[1],
             raw=lab.verdict.raw,
             flipped=lab.flipped,
             cached=lab.cached,
@@ -190,8 +204,8 @@ class AcquiredRow:
         if self.preferred is None:
             return None
         if self.preferred == 1:
-            return Preference(self.prompt, self.y1, self.y0, self.y1_ids, self.y0_ids)
-        return Preference(self.prompt, self.y0, self.y1, self.y0_ids, self.y1_ids)
+            return Preference(self.prompt, self.y1, self.y0, self.y1_ids, self.y0_ids, self.oracle_score1, self.oracle_score0)
+        return Preference(self.prompt, self.y0, self.y1, self.y0_ids, self.y1_ids, self.oracle_score0, self.oracle_score1)
 
 
 @dataclass

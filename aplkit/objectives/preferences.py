@@ -1,9 +1,16 @@
 """The bridge: a PHF objective inside the APL loop, trained on the acquired pairs X_P.
 
 Each labelled pair (x, y_w, y_l) becomes two documents: the prompt x as context (read, never
-trained on) and one completion segment, y_w with reward R = 1 and y_l with R = 0, so with the
-threshold t = ½ the chosen completion is the good segment and the rejected one the bad
-(filtering trains on y_w alone, unlikelihood pushes y_l down, RWR/AWR weight y_w by e^(1/β)).
+trained on) and one completion segment. Its reward R follows ``training.phf.pair_rewards``:
+
+* ``label`` (default): y_w has R = 1 and y_l R = 0, so with the threshold t = ½ the chosen
+  completion is the good segment and the rejected one the bad (filtering trains on y_w alone,
+  unlikelihood pushes y_l down, RWR/AWR weight y_w by e^(1/β)).
+* ``oracle``: where the oracle scores each completion (sentiment, classifier, ROUGE), R is its
+  score s(x, y), carried from the verdict through the ledger into ``Preference``, and t is the
+  ``threshold_percentile``-th percentile of the scores of every completion in X_P — the PHF
+  experiment's rule on its training scores (``segments.threshold``). A chosen completion can then
+  be bad (below t) and a rejected one good; RWR/AWR weight each by e^(R/β) (or e^(A/β)).
 
 Conditional training puts its control token between prompt and completion (x <|good|> y_w,
 x <|bad|> y_l) and conditions the whole loop on ``<|good|>``: the tokenizer appends it to every
@@ -26,7 +33,7 @@ import torch
 from aplkit.config import ConfigError, TrainingConfig
 from aplkit.models import Models, disable_dropout
 from aplkit.objectives import Objective
-from aplkit.objectives.segments import Document, Segment
+from aplkit.objectives.segments import Document, Segment, threshold
 from aplkit.objectives.trainer import SegmentTrainer, make_loss
 from aplkit.records import EpochStats, Preference
 
@@ -66,35 +73,53 @@ class PreferenceObjective(Objective):
     def _new_trainer(self) -> SegmentTrainer:
         return SegmentTrainer(self.models.policy, self.loss, self.cfg, self.models.tokenizer.pad_token_id)
 
+    def rewards(self, p: Preference) -> tuple[float, float]:
+        """(R(y_w), R(y_l)): 1 and 0 from the label, or the oracle's scores (``training.phf.pair_rewards``)."""
+        if self.cfg.phf.pair_rewards == "label":
+            return GOOD_REWARD, BAD_REWARD
+        if p.chosen_reward is None or p.rejected_reward is None:
+            raise ConfigError(
+                "training.phf.pair_rewards: 'oracle' but an acquired pair has no oracle scores (a pairwise judge, or a run labelled before scores were kept)"
+            )
+        return float(p.chosen_reward), float(p.rejected_reward)
+
+    def threshold(self, prefs: Sequence[Preference]) -> float:
+        """t: ½ between the label's 1 and 0, or the ``threshold_percentile`` of the scores of all 2·|X_P| completions."""
+        if self.cfg.phf.pair_rewards == "label":
+            return THRESHOLD
+        return threshold([r for p in prefs for r in self.rewards(p)], self.cfg.phf.threshold_percentile)
+
     def documents(self, prefs: Sequence[Preference]) -> list[Document]:
-        """Two documents per pair: prompt as context, then y_w (R = 1) or y_l (R = 0) as the one segment."""
+        """Two documents per pair: prompt as context, then y_w or y_l as the one segment with its reward."""
         tok = self.models.tokenizer
         out = []
         for p in prefs:
             x = tok(p.prompt, add_special_tokens=False)["input_ids"]
             w = list(p.chosen_ids) if p.chosen_ids is not None else tok(p.chosen, add_special_tokens=False)["input_ids"]
             lo = list(p.rejected_ids) if p.rejected_ids is not None else tok(p.rejected, add_special_tokens=False)["input_ids"]
-            out += [Document([Segment(w, GOOD_REWARD)], context=x), Document([Segment(lo, BAD_REWARD)], context=x)]
+            r_w, r_l = self.rewards(p)
+            out += [Document([Segment(w, r_w)], context=x), Document([Segment(lo, r_l)], context=x)]
         return out
 
-    def _epoch(self, prefs: Sequence[Preference], order: list[int], epoch: int) -> EpochStats:
+    def _epoch(self, prefs: Sequence[Preference], order: list[int], epoch: int, t: float) -> EpochStats:
         t0 = time.perf_counter()
         total, tokens = 0.0, 0
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
-            st = self.trainer.step(self.documents([prefs[i] for i in order[s : s + bs]]), THRESHOLD)
+            st = self.trainer.step(self.documents([prefs[i] for i in order[s : s + bs]]), t)
             total += st["loss"] * st["tokens"]
             tokens += st["tokens"]
         return EpochStats(epoch, total / max(1, tokens), None, None, len(order), time.perf_counter() - t0)
 
     def finetune(self, prefs: Sequence[Preference], seed: int, newest: Sequence[Preference] | None = None) -> list[EpochStats]:
         gen = torch.Generator().manual_seed(seed)
+        t = self.threshold(prefs)  # over all of X_P, also in online mode (the newest batch alone is a small sample)
         if self.cfg.mode == "reset":
             self.models.policy.load_state_dict(self._theta0, strict=False)
             self.trainer = self._new_trainer()
-            return [self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e) for e in range(1, self.cfg.epochs + 1)]
+            return [self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e, t) for e in range(1, self.cfg.epochs + 1)]
         batch = list(newest if newest is not None else prefs)
-        return [self._epoch(batch, list(range(len(batch))), k) for k in range(1, self.cfg.online_steps + 1)]
+        return [self._epoch(batch, list(range(len(batch))), k, t) for k in range(1, self.cfg.online_steps + 1)]
 
     def state(self) -> dict:
         return self.trainer.state()

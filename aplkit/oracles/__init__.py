@@ -20,13 +20,19 @@ if TYPE_CHECKING:
 #: kind → factory(oracle section, data section, prompt pools, run folder) → Oracle
 OracleFactory = Callable[["OracleConfig", "DataConfig", "PromptPools | None", Path], Oracle]
 ORACLES: dict[str, OracleFactory] = {}
+#: kinds whose verdicts carry pointwise scores s(x, y) (``Oracle.pointwise``): known from the config, before any is built
+POINTWISE: set[str] = set()
 
 
-def register_oracle(kind: str) -> Callable[[OracleFactory], OracleFactory]:
-    """Register a factory under ``oracle.kind: KIND``."""
+def register_oracle(kind: str, *, pointwise: bool = False) -> Callable[[OracleFactory], OracleFactory]:
+    """Register a factory under ``oracle.kind: KIND``; ``pointwise``: its verdicts carry each completion's score."""
 
     def add(factory: OracleFactory) -> OracleFactory:
         ORACLES[kind] = factory
+        if pointwise:
+            POINTWISE.add(kind)
+        else:
+            POINTWISE.discard(kind)
         return factory
 
     return add
@@ -49,7 +55,7 @@ def make_oracle(
     return ORACLES[cfg.kind](cfg, data or DataConfig(), pools, Path(run_dir or "."))
 
 
-@register_oracle("sentiment")
+@register_oracle("sentiment", pointwise=True)
 def _sentiment(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
     from aplkit.oracles.sentiment import SentimentOracle
 
@@ -63,14 +69,14 @@ def _llm(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir
     return LLMJudge.from_config(cfg, data.task)
 
 
-@register_oracle("classifier")
+@register_oracle("classifier", pointwise=True)
 def _classifier(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
     from aplkit.oracles.classifier import ClassifierOracle
 
     return ClassifierOracle.from_config(cfg.classifier)
 
 
-@register_oracle("rouge")
+@register_oracle("rouge", pointwise=True)
 def _rouge(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
     from aplkit.oracles.rouge import RougeOracle
 
@@ -87,4 +93,4 @@ def _human(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_d
     return HumanOracle("human", RunFolder(run_dir) / QUEUE)
 
 
-__all__ = ["ORACLES", "Oracle", "OracleError", "make_oracle", "register_oracle"]
+__all__ = ["ORACLES", "POINTWISE", "Oracle", "OracleError", "make_oracle", "register_oracle"]

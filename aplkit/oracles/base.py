@@ -67,6 +67,11 @@ class Oracle(ABC):
 
 
 def scored_verdict(score_a: float, score_b: float, tau: float) -> Verdict:
-    """Verdict of a scoring oracle: the higher score wins, P(A) = σ((s_A − s_B)/τ), tie only on equal scores."""
-    choice = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
-    return Verdict(choice=choice, raw=f"s_A={score_a:.6f} s_B={score_b:.6f}", p_a=sigmoid((score_a - score_b) / tau))
+    """Verdict of a scoring oracle: the higher score wins, P(A) = σ((s_A − s_B)/τ), tie only on equal scores.
+
+    The scores travel with it (to the ledger, the run folder and ``Preference``) so the pair's
+    rewards can be the oracle's own (``training.phf.pair_rewards: oracle``).
+    """
+    a, b = float(score_a), float(score_b)
+    choice = "A" if a > b else "B" if b > a else "tie"
+    return Verdict(choice=choice, raw=f"s_A={a:.6f} s_B={b:.6f}", p_a=sigmoid((a - b) / tau), score_a=a, score_b=b)

@@ -53,6 +53,24 @@ def _simulate(label: Label, seed: int, c: Comparison, flip_prob: float, sample_b
     return label
 
 
+def _backfill_scores(
+    oracle: Oracle, ledger: Ledger, oid_of: dict[Comparison, str], answers: dict[Comparison, tuple[Verdict, bool]]
+) -> None:
+    """Stored answers from before the ledger kept scores get them from ``Oracle.pointwise`` (a local, deterministic
+    scorer: no label is asked again) and keep them; a pairwise judge has none and its answers stay as they are."""
+    old = [c for c, (v, _) in answers.items() if v.valid and v.score_a is None]
+    if not old:
+        return
+    s = oracle.pointwise([c.prompt for c in old] * 2, [c.a for c in old] + [c.b for c in old])
+    if s is None:
+        return
+    n = len(old)
+    for i, c in enumerate(old):
+        v = answers[c][0]
+        v.score_a, v.score_b = float(s[i]), float(s[n + i])
+        ledger.add_scores(oid_of[c], c, v.score_a, v.score_b)
+
+
 def ask(
     oracle: Oracle, ledger: Ledger, comps: Sequence[Comparison], *, purpose: str = "train", progress: bool = False
 ) -> list[tuple[Verdict, bool]]:
@@ -63,17 +81,20 @@ def ask(
     """
     oids = oracle.cache_identities()
     answers: dict[Comparison, tuple[Verdict, bool]] = {}
+    oid_of: dict[Comparison, str] = {}
     misses: list[Comparison] = []
     for c in dict.fromkeys(comps):  # unique, first-seen order
         v = None
         for oid in oids:
             v = ledger.lookup(oid, c)
             if v is not None:
+                oid_of[c] = oid
                 break
         if v is None:
             misses.append(c)
         else:
             answers[c] = (v, True)
+    _backfill_scores(oracle, ledger, oid_of, answers)
     if misses:
         bar = None
         if progress:

@@ -2,7 +2,10 @@
 
 One SQLite file (WAL mode) keyed by oracle identity + prompt + A + B. The display
 order is part of the key, so asking the same pair the other way round is a new
-question (that is what self-consistency measures). How pairs become questions and
+question (that is what self-consistency measures). A scoring oracle's pointwise
+scores of A and B are stored with its choice, so a resumed run gets the same rewards
+back (``training.phf.pair_rewards: oracle``); a ledger written before they were kept
+gains the columns on open, NULL in its old rows. How pairs become questions and
 answers become labels is ``aplkit.oracles.labelling``; this module only stores.
 """
 
@@ -27,6 +30,8 @@ CREATE TABLE IF NOT EXISTS labels (
     choice TEXT,
     raw TEXT NOT NULL DEFAULT '',
     p_a REAL,
+    score_a REAL,
+    score_b REAL,
     tokens_in INTEGER NOT NULL DEFAULT 0,
     tokens_out INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 1,
@@ -38,6 +43,8 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_oracle ON labels(oracle);
 """
+#: columns added after the first ledgers were written: (name, SQL type); an older file gains them, NULL in its rows
+_ADDED = (("score_a", "REAL"), ("score_b", "REAL"))
 
 
 def _digest(*parts: str) -> bytes:
@@ -70,6 +77,14 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # durable at commit, not only at checkpoint
         self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}
+        for name, kind in _ADDED:
+            if name not in have:
+                try:
+                    self._db.execute(f"ALTER TABLE labels ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as e:  # another process opening the same old file added it first
+                    if "duplicate column" not in str(e):
+                        raise
         self._session = {"calls": 0, "cache_hits": 0, "invalid": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
@@ -79,13 +94,13 @@ class Ledger:
         """The stored verdict for this exact question, or None. Invalid verdicts are stored answers too."""
         with self._lock:
             row = self._db.execute(
-                "SELECT choice, raw, p_a, tokens_in, tokens_out, attempts FROM labels WHERE key = ?",
+                "SELECT choice, raw, p_a, tokens_in, tokens_out, attempts, score_a, score_b FROM labels WHERE key = ?",
                 (ledger_key(oracle_id, c),),
             ).fetchone()
             if row is None:
                 return None
             self._session["cache_hits"] += 1
-        return Verdict(choice=row[0], raw=row[1], p_a=row[2], tokens_in=row[3], tokens_out=row[4], attempts=row[5])
+        return Verdict(*row[:3], tokens_in=row[3], tokens_out=row[4], attempts=row[5], score_a=row[6], score_b=row[7])
 
     def record(self, oracle_id: str, c: Comparison, v: Verdict, purpose: str = "train") -> None:
         """Store a paid answer. Asking again (e.g. after ``forget``) replaces the verdict and adds to the bill."""
@@ -93,10 +108,11 @@ class Ledger:
         cost = self.cost(v.tokens_in, v.tokens_out)
         with self._lock:
             self._db.execute(
-                """INSERT INTO labels (key, oracle, prompt, a, b, choice, raw, p_a, tokens_in, tokens_out, attempts,
-                                       calls, cost_usd, purpose, created, updated)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+                """INSERT INTO labels (key, oracle, prompt, a, b, choice, raw, p_a, score_a, score_b, tokens_in, tokens_out,
+                                       attempts, calls, cost_usd, purpose, created, updated)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
                    ON CONFLICT(key) DO UPDATE SET choice = excluded.choice, raw = excluded.raw, p_a = excluded.p_a,
+                       score_a = excluded.score_a, score_b = excluded.score_b,
                        tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
                        attempts = excluded.attempts, calls = calls + 1, cost_usd = cost_usd + excluded.cost_usd,
                        purpose = excluded.purpose, updated = excluded.updated""",
@@ -109,6 +125,8 @@ class Ledger:
                     v.choice,
                     v.raw,
                     v.p_a,
+                    v.score_a,
+                    v.score_b,
                     int(v.tokens_in),
                     int(v.tokens_out),
                     int(v.attempts),
@@ -124,6 +142,15 @@ class Ledger:
             s["tokens_in"] += int(v.tokens_in)
             s["tokens_out"] += int(v.tokens_out)
             s["cost_usd"] += cost
+
+    def add_scores(self, oracle_id: str, c: Comparison, score_a: float, score_b: float) -> bool:
+        """Fill in the pointwise scores of an answer stored before the ledger kept them (not a call, nothing billed)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE labels SET score_a = ?, score_b = ? WHERE key = ? AND score_a IS NULL",
+                (score_a, score_b, ledger_key(oracle_id, c)),
+            )
+            return cur.rowcount > 0
 
     def forget(self, oracle_id: str, c: Comparison) -> bool:
         """Drop one stored answer so it is asked again (e.g. to retry an invalid one on purpose)."""
