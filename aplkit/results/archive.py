@@ -33,6 +33,8 @@ ACQUIRED_KEEP = (
     "choice",
     "preferred",
     "oracle_p_y1",
+    "oracle_score0",
+    "oracle_score1",
     "flipped",
 )
 #: per test prompt per waypoint, the verdict and its companions (texts stay behind): a study can recompute
