@@ -36,10 +36,18 @@ COMMON = (
 )
 
 
-def cells(seeds=SEEDS) -> list[tuple[str, str, int, list[str]]]:
+#: LoRA for the DPO step, paired with the full fine-tuning random runs of the same seeds (bench/README, "Pilot"):
+#: r and α the config's defaults, lr 10× full fine-tuning's (fixed before it ran, not tuned)
+LORA = ("training.lora.enabled=true", "training.lr=3.0e-4")
+
+
+def cells(seeds=SEEDS, lora: bool = False) -> list[tuple[str, str, int, list[str]]]:
     """(cell name, strategy, seed, overrides) in seed-major order, so a partial pilot is balanced."""
     out = []
     for k in seeds:
+        if lora:
+            out.append(("random-lora", "random", k, [*COMMON, f"acquisition.prompt_batch={M * RATIOS[0]}", *LORA]))
+            continue
         out.append(("random", "random", k, [*COMMON, f"acquisition.prompt_batch={M * RATIOS[0]}"]))
         for r in RATIOS:
             out.append((f"certainty-S{M * r}", "certainty", k, [*COMMON, f"acquisition.prompt_batch={M * r}"]))
@@ -54,6 +62,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default="runs/pilot", help="run folders (not committed)")
     p.add_argument("--records", default="bench/results/pilot")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--lora", action="store_true", help="run the LoRA cells (random with LoRA DPO) instead of the S/M cells")
     return p.parse_args(argv)
 
 
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse(argv or [])
     records = Path(args.records)
-    plan = cells(SEEDS[: args.seeds])
+    plan = cells(SEEDS[: args.seeds], lora=args.lora)
     mine = set(shard([(cell, k) for cell, _, k, _ in plan], args.shard))
     if not args.report_only:
         for i, (cell, strategy, k, sets) in enumerate(plan):
@@ -100,7 +109,7 @@ def load_pairs(records: Path):
     frames = []
     for path in sorted(records.glob("*/seed*.json")):
         rec = read_record(path)
-        if not rec["summary"].get("complete") or not rec["eval_pairs"]:
+        if not rec["summary"].get("complete") or not rec["eval_pairs"] or _lora(rec):
             continue
         df = pd.DataFrame(rec["eval_pairs"])
         cfg = rec["config"]
@@ -118,10 +127,69 @@ def report(records: Path) -> str:
     if pairs.empty:
         return "no pilot runs recorded yet"
     table = spread(pairs, TEST_SIZES)
-    md = spread_markdown(table)
+    md = spread_markdown(table) + "\n\n" + lora_markdown(records)
     (records / "pilot.md").write_text(md + "\n")
     (records / "pilot.json").write_text(json.dumps(json.loads(table.to_json(orient="records")), indent=1) + "\n")
     return md
+
+
+def _lora(rec: dict) -> bool:
+    return bool(rec["config"].get("training", {}).get("lora", {}).get("enabled"))
+
+
+def lora_rows(records: Path) -> list[dict]:
+    """Per seed with both: LoRA's and full fine-tuning's win-rate at the final budget and training seconds (random runs)."""
+    from aplkit.results.archive import read_record
+
+    runs: dict[tuple[bool, int], dict] = {}
+    for path in sorted(records.glob("random*/seed*.json")):
+        rec = read_record(path)
+        if rec["summary"].get("complete") and rec["eval"]:
+            runs[(_lora(rec), int(rec["config"]["seed"]))] = rec
+    out = []
+    for (lora, k), rec in sorted(runs.items()):
+        full = runs.get((False, k))
+        if not lora or full is None:
+            continue
+        out.append(
+            {
+                "seed": k,
+                "win_lora": rec["eval"][-1]["win_rate"],
+                "win_full": full["eval"][-1]["win_rate"],
+                "train_s_lora": sum(r.get("train_s") or 0.0 for r in rec["steps"]),
+                "train_s_full": sum(r.get("train_s") or 0.0 for r in full["steps"]),
+            }
+        )
+    return out
+
+
+def lora_markdown(records: Path) -> str:
+    """LoRA − full fine-tuning, paired by seed: win-rate difference with a t interval, training-time ratio."""
+    import numpy as np
+
+    from aplkit.results.compare import t_interval, verdict
+
+    rows = lora_rows(records)
+    if not rows:
+        return "LoRA: no paired runs recorded yet (`python -m bench pilot --lora`)."
+    d = np.array([r["win_lora"] - r["win_full"] for r in rows])
+    lo, hi = t_interval(d) if len(d) > 1 else (float("nan"), float("nan"))
+    speed = sum(r["train_s_full"] for r in rows) / max(1e-9, sum(r["train_s_lora"] for r in rows))
+    lines = [
+        "LoRA for the DPO step against full fine-tuning (random, paired by seed, win-rate at the final budget, 512 test prompts):",
+        "",
+        "| Seed | Win full | Win LoRA | Δ | Train s full | Train s LoRA |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['seed']} | {r['win_full']:.3f} | {r['win_lora']:.3f} | {r['win_lora'] - r['win_full']:+.3f} | "
+            f"{r['train_s_full']:.0f} | {r['train_s_lora']:.0f} |"
+            for r in rows
+        ),
+        "",
+        f"Mean Δ {d.mean():+.3f}, 95 % t interval [{lo:+.3f}, {hi:+.3f}] ({verdict(lo, hi) if len(d) > 1 else 'one seed'}); "
+        f"training {speed:.2f}× faster with LoRA.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -125,3 +125,31 @@ def test_records_keep_each_test_prompts_verdict_without_its_texts(tmp_path):
     del raw["eval_pairs"]
     rec_path.write_text(json.dumps(raw))
     assert read_record(rec_path)["eval_pairs"] == []
+
+
+def _record(path, lora: bool, seed: int, win: float, train_s: list[float], pairs=()):
+    import json
+
+    head = {
+        "format": 1,
+        "summary": {"complete": True},
+        "config": {"strategy": "random", "seed": seed, "training": {"lora": {"enabled": lora}}},
+    }
+    body = {"eval": [{"win_rate": win}], "steps": [{"train_s": t} for t in train_s], "eval_pairs": list(pairs)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"head": head, **body}))
+
+
+def test_lora_is_paired_with_full_fine_tuning_by_seed_and_kept_out_of_the_spread(tmp_path):
+    from bench.pilot import load_pairs, lora_markdown, lora_rows
+
+    pair = {"step": 4, "prompt_id": "p", "preferred": 1, "tie": False, "p_policy": 0.6, "reward_gap": 0.1, "kl": 0.0}
+    _record(tmp_path / "random" / "seed1.json", False, 1, 0.60, [10, 20], [pair])
+    _record(tmp_path / "random" / "seed2.json", False, 2, 0.50, [10, 30], [pair])
+    _record(tmp_path / "random-lora" / "seed1.json", True, 1, 0.58, [5, 10], [pair])
+    _record(tmp_path / "random-lora" / "seed2.json", True, 2, 0.54, [5, 15], [pair])
+    rows = lora_rows(tmp_path)
+    assert [(r["seed"], r["win_lora"] - r["win_full"]) for r in rows] == [(1, pytest.approx(-0.02)), (2, pytest.approx(0.04))]
+    md = lora_markdown(tmp_path)
+    assert "Mean Δ +0.010" in md and "training 2.00× faster" in md  # (30 + 40) / (15 + 20)
+    assert set(load_pairs(tmp_path)["seed"]) == {1, 2} and len(load_pairs(tmp_path)) == 2  # LoRA runs are not random's control
