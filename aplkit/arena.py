@@ -227,12 +227,16 @@ def run_arena(
     runs_dir: str | Path,
     overrides: Sequence[str] = (),
     progress: bool = False,
+    imports: Sequence[str] = (),
 ) -> list[Path]:
     """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
-    each at ``runs_dir/STRATEGY/seedK``; every config is checked before the first run starts."""
+    each at ``runs_dir/STRATEGY/seedK``; ``imports`` (modules that register scorers, ``aplkit.plugins``) are
+    imported and every config is checked before the first run starts."""
     from aplkit.config import load_config
     from aplkit.loop import run_experiment
+    from aplkit.plugins import import_modules
 
+    import_modules(imports, "imports")
     cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
     out = []
     for s, k, cfg in cfgs:

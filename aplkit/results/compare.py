@@ -127,9 +127,12 @@ def efficiency_intervals(
     df: pd.DataFrame, budget: int, n_resamples: int = 2000, confidence: float = CONFIDENCE, seed: int = 0
 ) -> pd.DataFrame:
     """``data_efficiency`` with a bootstrap interval: seeds are resampled with replacement (jointly for all
-    strategies, keeping the pairing) and the labels-random-needs ratio recomputed on each resample."""
+    strategies, keeping the pairing) and the labels-random-needs ratio recomputed on each resample. One seed
+    gives no interval (NaN), as ``bootstrap_interval``: every resample would be that seed."""
     point = data_efficiency(df, budget)
     seeds = np.array(sorted(df["seed"].unique()))
+    if len(seeds) < 2:
+        return point.assign(ratio_low=math.nan, ratio_high=math.nan)
     rng = np.random.default_rng(seed)
     draws: dict[tuple[str, str], list[float]] = {}
     for _ in range(n_resamples):

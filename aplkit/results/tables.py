@@ -331,7 +331,7 @@ def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
     """compare.efficiency_intervals as Markdown."""
     rows = []
     for r in eff.itertuples():
-        fmt = lambda x: "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
+        fmt = lambda x: "n/a" if math.isnan(x) else "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
         rows.append(
             [
                 r.task,
