@@ -302,3 +302,8 @@ def test_a_user_scorer_enters_the_study_by_import(user_module, tmp_path):
     assert len(set(logged[0].values())) > 1  # the test could fail: the completions differ in length
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["runs"] == 2 and {r["strategy"] for r in doc["cost"]} == {"random", "myscorer"}
+    # fp32 on CPU: every step says the sampler recorded the policy's log-probs (the cost table counts no policy pass)
+    assert [r["sampled_logprobs"] for r in rec["steps"]] == [True]
+    cost = {r["strategy"]: r for r in doc["cost"]}
+    assert cost["random"]["passes"] == 8 and cost["myscorer"]["passes"] is None  # 2M at θ0; a user's scorer declares none
+    assert all(r["ratio_low"] is None for r in doc["efficiency"])  # one seed: no interval
