@@ -209,17 +209,21 @@ class Passes:
     """Sequences one acquisition step runs through a model: the cost model behind the report's FLOPs column.
 
     A sampled completion costs about one forward pass over x + y (a KV cache makes each new token one
-    token's pass), so FLOPs ∝ ``generated + scored + head_fraction × head``; ``head`` counts output-head
-    products over a completion's tokens alone (bald's dropout draws), each a fraction
-    (vocabulary × hidden / parameters) of a full pass.
+    token's pass), so FLOPs ∝ ``generated + scored [+ sampled] + head_fraction × head``. ``sampled``
+    counts the policy's log-probs of completions this step sampled itself: the sampler records them
+    where ``ScoringContext.sampled_logprobs`` holds (fp32 compute, no suppressed tokens), and only
+    otherwise are they a forward pass each. ``head`` counts output-head products over a completion's
+    tokens alone (bald's dropout draws), each a fraction (vocabulary × hidden / parameters) of a full pass.
     """
 
     generated: int  # completions sampled from πθ_t
-    scored: int  # full forward passes over (x, y), policy or θ0
+    scored: int  # full forward passes over (x, y) that always run: θ0's, and the policy's for features or dropout states
     head: int = 0  # output-head-only products over a completion's tokens
+    sampled: int = 0  # policy log-probs of completions this step sampled: a pass each only without the sampler's record
 
-    def sequence_passes(self, head_fraction: float = 1.0) -> float:
-        return self.generated + self.scored + head_fraction * self.head
+    def sequence_passes(self, head_fraction: float = 1.0, sampled_logprobs: bool = True) -> float:
+        """Full-pass equivalents; ``sampled_logprobs``: the run's sampler recorded the policy's log-probs."""
+        return self.generated + self.scored + (0 if sampled_logprobs else self.sampled) + head_fraction * self.head
 
 
 class Scorer:
@@ -276,8 +280,8 @@ class RandomScorer(Scorer):
         return np.random.default_rng(ctx.seed).random(len(cands))
 
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
-        m = acq.acquire_batch
-        return Passes(generated=2 * m, scored=0 if at_theta0 else 4 * m)  # r̂ of the M chosen, for Fig 3
+        r = 0 if at_theta0 else 2 * acq.acquire_batch  # r̂ of the M chosen, for Fig 3: θ0's pass, the policy's from the sampler
+        return Passes(generated=2 * acq.acquire_batch, scored=r, sampled=r)
 
 
 @register_scorer
@@ -298,7 +302,8 @@ class EntropyScorer(Scorer):
 
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
         s, m = acq.prompt_batch, acq.acquire_batch
-        return Passes(generated=acq.entropy_samples * s + 2 * m, scored=0 if at_theta0 else 4 * m)
+        r = 0 if at_theta0 else 2 * m  # r̂ of the M fresh pairs (the entropy samples are never scored)
+        return Passes(generated=acq.entropy_samples * s + 2 * m, scored=r, sampled=r)
 
 
 @register_scorer
@@ -313,8 +318,8 @@ class CertaintyScorer(Scorer):
         return np.array([abs(c.reward1 - c.reward0) for c in cands], dtype=float)
 
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
-        s = acq.prompt_batch
-        return Passes(generated=2 * s, scored=0 if at_theta0 else 4 * s)  # a pair per prompt, r̂ of both (policy + θ0)
+        r = 0 if at_theta0 else 2 * acq.prompt_batch  # a pair per prompt, r̂ of both: θ0's pass, the policy's from the sampler
+        return Passes(generated=2 * acq.prompt_batch, scored=r, sampled=r)
 
 
 @register_scorer
@@ -338,7 +343,7 @@ class EntropyCertaintyScorer(CertaintyScorer):
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
         s, m = acq.prompt_batch, acq.acquire_batch
         entropy = acq.entropy_samples * s * acq.entropy_pool
-        return Passes(generated=entropy + 2 * m, scored=0) if at_theta0 else Passes(generated=entropy + 2 * s, scored=4 * s)
+        return Passes(generated=entropy + 2 * m, scored=0) if at_theta0 else Passes(generated=entropy + 2 * s, scored=2 * s, sampled=2 * s)
 
 
 def top_k(scores: np.ndarray, k: int, seed: int) -> list[int]:

@@ -3,8 +3,8 @@
 | name | rule | extra model cost per step over certainty (S prompts, M chosen) |
 |---|---|---|
 | ``low-certainty`` | smallest \\|r̂₁ − r̂₀\\| first: classic uncertainty sampling | none |
-| ``bald`` | BALD mutual information of p(y₁ ≻ y₀) over K MC-dropout draws | K output-head products per completion (2S·K) |
-| ``d-optimal`` | greedy max log det(λI + Σ φφᵀ) over pair features | 2S policy passes for features, no θ0 pass |
+| ``bald`` | BALD mutual information of p(y₁ ≻ y₀) over K MC-dropout draws | 2S policy passes for the states, K output-head products per completion (2S·K) |
+| ``d-optimal`` | greedy max log det(λI + Σ φφᵀ) over pair features | 2S policy passes for features; θ0 passes for the M chosen only |
 | ``certainty+diverse`` | top pool·M by certainty, then k-center to M | 2·min(pool·M, S) policy passes for features |
 
 ``diverse(base)`` makes ``BASE+diverse`` of any scorer: "score first, then diversify" lives in
@@ -130,8 +130,9 @@ class BaldScorer(Scorer):
     A cheap stand-in for K reward heads: the draws share one pass through the network. At θ0 the draws
     still disagree (dropout perturbs the policy alone), so it ranks from step 1.
 
-    Cost per step: certainty's 2S policy and 2S θ0 passes (no θ0 pass at θ0) plus 2S·K output-head
-    products over the completions' tokens (K = ``acquisition.ensemble_size``, p = ``acquisition.dropout``).
+    Cost per step: 2S policy passes for the hidden states (the sampler's recorded log-probs do not give
+    them), 2S θ0 passes (none at θ0) and 2S·K output-head products over the completions' tokens
+    (K = ``acquisition.ensemble_size``, p = ``acquisition.dropout``).
     """
 
     name = "bald"
@@ -169,7 +170,8 @@ class DOptimalScorer(Scorer):
     constant at θ0 (the features are the policy's, not a reward difference).
 
     Cost per step: 2S generated and 2S policy passes for the features (no θ0 pass), then r̂ of the
-    M chosen (4M; none at θ0) for Fig 3. d = ``acquisition.feature_dim``, λ = ``acquisition.design_reg``.
+    M chosen for Fig 3 (2M θ0 passes, the policy's from the sampler; none at θ0).
+    d = ``acquisition.feature_dim``, λ = ``acquisition.design_reg``.
     """
 
     name = "d-optimal"
@@ -179,8 +181,8 @@ class DOptimalScorer(Scorer):
         return gains
 
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
-        s, m = acq.prompt_batch, acq.acquire_batch
-        return Passes(generated=2 * s, scored=2 * s + (0 if at_theta0 else 4 * m))
+        r = 0 if at_theta0 else 2 * acq.acquire_batch
+        return Passes(generated=2 * acq.prompt_batch, scored=2 * acq.prompt_batch + r, sampled=r)
 
 
 def diverse(base: type[Scorer]) -> type[Scorer]:
@@ -207,7 +209,7 @@ def diverse(base: type[Scorer]) -> type[Scorer]:
             if own is None or base.propose is not Scorer.propose:  # a base that ranks prompts gets pairs here: not modelled
                 return None
             feats = 2 * min(acq.diversity_pool * acq.acquire_batch, self.prompts_needed(acq))
-            return Passes(own.generated, own.scored + feats, own.head)
+            return Passes(own.generated, own.scored + feats, own.head, own.sampled)
 
     Diverse.__name__ = Diverse.__qualname__ = f"Diverse{base.__name__}"
     Diverse.__doc__ = f"{base.name}, then diversified: {diverse.__doc__.splitlines()[0]}"
@@ -227,12 +229,16 @@ def run_arena(
     runs_dir: str | Path,
     overrides: Sequence[str] = (),
     progress: bool = False,
+    imports: Sequence[str] = (),
 ) -> list[Path]:
     """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
-    each at ``runs_dir/STRATEGY/seedK``; every config is checked before the first run starts."""
+    each at ``runs_dir/STRATEGY/seedK``; ``imports`` (modules that register scorers, ``aplkit.plugins``) are
+    imported and every config is checked before the first run starts."""
     from aplkit.config import load_config
     from aplkit.loop import run_experiment
+    from aplkit.plugins import import_modules
 
+    import_modules(imports, "imports")
     cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
     out = []
     for s, k, cfg in cfgs:

@@ -63,7 +63,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _load_cfg(args: argparse.Namespace):
     from aplkit.config import load_config
+    from aplkit.plugins import import_modules
 
+    import_modules(args.imports, "--import")  # their registrations (scorers, objectives) make their names valid config values
     top = {"strategy": getattr(args, "strategy", None), "seed": getattr(args, "seed", None)}
     return load_config(args.config, args.set, **top)
 
@@ -90,7 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_phf(args: argparse.Namespace) -> int:
     from aplkit.phf.config import default_out, load_phf_config
+    from aplkit.plugins import import_modules
 
+    import_modules(args.imports, "--import")
     cfg = load_phf_config(args.config, args.set, objective=args.objective, seed=args.seed)  # validated before torch loads
     from aplkit.phf.experiment import run_phf
 
@@ -175,10 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     def add_cfg(s: argparse.ArgumentParser) -> None:
         s.add_argument("config", help="params/*.yaml or a preset name (imdb-cpu, imdb, tldr)")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. training.lr=1e-5")
+        s.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            default=[],
+            metavar="MODULE",
+            help="a module that registers your scorers or objectives (dotted name or .py path), imported first; repeatable",
+        )
 
     s = sub.add_parser("run", help="one strategy × seed of Algorithm 1 (resumes if the run folder exists)")
     add_cfg(s)
-    s.add_argument("--strategy", help="random | entropy | certainty | entropy+certainty | a registered scorer")
+    s.add_argument("--strategy", help="random | entropy | certainty | entropy+certainty | any registered scorer (yours: --import)")
     s.add_argument("--seed", type=int)
     s.add_argument("--out", help="run folder (default runs/NAME/STRATEGY/seedN)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")

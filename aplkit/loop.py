@@ -61,6 +61,7 @@ class StepResult:
     eval: EvalRow | None
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: acquire, label, train, evaluate
     oracle: dict[str, Any] = field(default_factory=dict)  # the ledger's stats once the step is committed (calls, cost so far)
+    sampled_logprobs: bool | None = None  # the scoring context's ``sampled_logprobs()``: which passes acquisition ran
 
 
 @dataclass
@@ -103,12 +104,13 @@ class Experiment:
         """Lines 6–13 for step t, given X_P so far; returns the step's new preferences (X_P is the caller's)."""
         clock = _Clock()
         seed_everything(derive_seed(self.cfg.seed, t, "global"))
-        cands = clock("acquire", acquire, self.scorer, self.scoring_context(t), self.pools.train)  # lines 6–9
+        ctx = self.scoring_context(t)
+        cands = clock("acquire", acquire, self.scorer, ctx, self.pools.train)  # lines 6–9
         rows = clock("label", self.label, t, cands)  # line 10
         newest = [p for p in (r.preference() for r in rows) if p is not None]  # line 11
         train = clock("train", self.finetuner.finetune, [*xp, *newest], derive_seed(self.cfg.seed, t, "train"), newest=newest)  # line 12
         ev = clock("evaluate", self.evaluate_at, t, len(xp) + len(newest))  # line 13
-        return StepResult(t, rows, newest, train, ev, clock.laps)
+        return StepResult(t, rows, newest, train, ev, clock.laps, sampled_logprobs=ctx.sampled_logprobs())
 
     def scoring_context(self, t: int) -> ScoringContext:
         m, cfg = self.models, self.cfg
@@ -196,7 +198,16 @@ class Experiment:
         self.run_dir.save_checkpoint({"step": res.step, "finetuner": self.finetuner.state()})
         laps = {**res.seconds, "checkpoint_s": round(time.perf_counter() - t0, 3)}
         acquired = res.step * self.cfg.acquisition.acquire_batch
-        self.run_dir.add(StepRow(step=res.step, acquired=acquired, labels=len(res.newest), seconds=round(sum(laps.values()), 3), **laps))
+        self.run_dir.add(
+            StepRow(
+                step=res.step,
+                acquired=acquired,
+                labels=len(res.newest),
+                seconds=round(sum(laps.values()), 3),
+                **laps,
+                sampled_logprobs=res.sampled_logprobs,
+            )
+        )
 
     def write_summary(self, eval_rows: list[EvalRow], seconds: float) -> dict:
         prev = self.run_dir.read_json(SUMMARY, {}) or {}

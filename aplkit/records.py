@@ -290,6 +290,9 @@ class StepRow:
     train_s: float | None = None
     evaluate_s: float | None = None
     checkpoint_s: float | None = None
+    #: the sampler recorded the policy's log-probs of its pairs (``ScoringContext.sampled_logprobs``): no policy
+    #: scoring pass for them; the cost table's pass count reads it (None: a step recorded before it was kept)
+    sampled_logprobs: bool | None = None
 
 
 # --------------------------------------------------------------------------- PHF run-folder rows (aplkit.phf)

@@ -8,6 +8,7 @@ A sweep file (YAML)::
     strategies: [random, certainty]       # required
     seeds: [0, 1, 2]                      # required: a list, or N for 0..N-1
     overrides: [training.lr=1e-5]         # optional, applied to every run
+    imports: [my_scorers]                 # optional: modules that register your scorers (dotted names or .py paths)
     variants:                             # optional: extra settings crossed with the runs,
       reset: []                           #   each a list of overrides or a mapping
       online: {overrides: [training.mode=online], strategies: [certainty], seeds: [0]}
@@ -38,12 +39,13 @@ import yaml
 from aplkit.acquisition import SCORERS
 from aplkit.config import ConfigError, load_config, preset_path
 from aplkit.executors import Executor, LocalExecutor, one_line
+from aplkit.plugins import import_modules, resolve
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
 
 #: the experiment notebook ships inside the package (``notebooks/apl_experiment.ipynb`` in a checkout links here)
 DEFAULT_NOTEBOOK = Path(__file__).resolve().parent / "notebooks" / "apl_experiment.ipynb"
-SWEEP_KEYS = ("config", "notebook", "out", "strategies", "seeds", "overrides", "variants")
+SWEEP_KEYS = ("config", "notebook", "out", "strategies", "seeds", "overrides", "variants", "imports")
 VARIANT_KEYS = ("overrides", "strategies", "seeds")
 #: one line per attempt at a run, appended in its folder (the executed notebook holds the run's own output)
 CELL_LOG = "sweep.log"
@@ -75,6 +77,7 @@ class Sweep:
     notebook: Path
     out: Path
     runs: list[Run]
+    imports: list[str] = field(default_factory=list)  # imported here before validation and in every run's kernel
 
 
 def _fail(path: Path, msg: str) -> ConfigError:
@@ -91,11 +94,11 @@ def _resolve(path: Path, value: str, what: str) -> Path:
     raise _fail(path, f"{what}: file not found: {value}")
 
 
-def _str_list(path: Path, key: str, value: Any) -> list[str]:
+def _str_list(path: Path, key: str, value: Any, like: str = "[key=value, ...]") -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail(path, f"{key}: expected a list of strings like [key=value, ...], got {value!r}")
+        raise _fail(path, f"{key}: expected a list of strings like {like}, got {value!r}")
     return value
 
 
@@ -145,6 +148,12 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise _fail(p, f"config: file not found: {spec['config']}") from None
     notebook = _resolve(p, spec["notebook"], "notebook") if spec.get("notebook") else DEFAULT_NOTEBOOK
     root = Path(out or spec.get("out") or Path("runs") / p.stem).resolve()
+    imports = _str_list(p, "imports", spec.get("imports"), "[my_scorers, path/to/scorers.py]")
+    try:
+        import_modules(imports, "imports")  # before the strategies are checked: a scorer registered there is valid
+    except ConfigError as e:
+        raise _fail(p, str(e)) from None
+    imports = [resolve(m) for m in imports]  # as the run kernels (on any node) will read them
     strategies = _strategies(p, "strategies", spec["strategies"])
     seeds = _seeds(p, "seeds", spec["seeds"])
     common = _str_list(p, "overrides", spec.get("overrides"))
@@ -182,7 +191,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
                     raise _fail(p, f"run {label}: {e}") from None
                 _check_folder(p, label, root / label, cfg.to_dict())
                 runs.append(Run(label, s, seed, root / label, ovr, cfg.steps, cfg.model.device))
-    return Sweep(p, config, notebook, root, runs)
+    return Sweep(p, config, notebook, root, runs, imports)
 
 
 def _check_folder(path: Path, label: str, folder: Path, new: dict) -> None:
@@ -209,6 +218,8 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
         "overrides": list(run.overrides),
         "progress": progress,
     }
+    if sweep.imports:  # only then: a notebook of your own needs no imports parameter
+        params["imports"] = list(sweep.imports)
     pm.execute_notebook(
         str(sweep.notebook),
         str(dest),

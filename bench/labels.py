@@ -10,6 +10,7 @@ rebuilds every table and figure from the records alone.
     python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 3 seeds
     python -m bench labels --report-only         # tables and figures from bench/results/labels/imdb-cpu/
     python -m bench labels --seeds 9 --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
+    python -m bench labels --import my_scorers.py --strategies random,certainty,dpo-weight   # your own scorer beside the paper's
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench labels", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
     p.add_argument("--strategies", default=",".join(PAPER), help="any registered scorers, comma-separated")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module that registers scorers (dotted name importable from here, or a .py path), imported before the configs are checked; repeatable",
+    )
     p.add_argument("--seeds", type=int, default=3, help="K seeds (0..K-1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
@@ -79,14 +88,38 @@ def recorded(path: Path, cfg) -> bool:
     return same and bool(rec["summary"].get("complete"))
 
 
+def check_strategies(spec: str, imports: list[str]) -> list[str]:
+    """The planned strategies, after the user's modules registered theirs; one line naming the flag otherwise."""
+    from aplkit.acquisition import SCORERS
+    from aplkit.errors import ConfigError
+    from aplkit.plugins import import_modules
+
+    try:
+        import_modules(imports, "--import")
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    strategies = [s.strip() for s in spec.split(",") if s.strip()]
+    if not strategies:
+        raise SystemExit(f"--strategies: expected registered scorers, comma-separated, got {spec!r}")
+    for s in strategies:
+        if s not in SCORERS:
+            hint = "" if imports else "; a scorer of your own needs --import MODULE"
+            raise SystemExit(f"--strategies: unknown strategy {s!r} (registered: {', '.join(sorted(SCORERS))}){hint}")
+    return list(dict.fromkeys(strategies))
+
+
 def main(argv: list[str] | None = None) -> int:
     from aplkit.config import load_config
+    from aplkit.errors import ConfigError
     from aplkit.loop import run_experiment
     from aplkit.results.archive import write_record
 
     args = parse(argv or [])
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    configs = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+    strategies = check_strategies(args.strategies, args.imports)
+    try:
+        configs = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     name = next(iter(configs.values())).name
     records = Path(args.records or Path("bench/results/labels") / name)
     out = Path(args.out)

@@ -75,14 +75,20 @@ class ArenaContext(ControlledContext):
     def __init__(self, *a, features=None, gaps=None, **kw):
         super().__init__(*a, **kw)
         self.features, self.gaps = features or {}, gaps or {}
-        self.count = {"scored": 0, "head": 0, "generated": 0}
+        self.count = {"scored": 0, "head": 0, "generated": 0, "sampled": 0}
+        self.drawn: set[tuple[str, tuple[int, ...]]] = set()  # pairs this context sampled (their log-probs recorded)
 
     def generate(self, prompts, n, seed_offset=0, with_logprobs=False):
         self.count["generated"] += len(prompts) * n
-        return super().generate(prompts, n, seed_offset, with_logprobs)
+        out = super().generate(prompts, n, seed_offset, with_logprobs)
+        if not with_logprobs:  # as ScoringContext.generate: the entropy samples are not recorded, the pairs are
+            self.drawn |= {(x, tuple(s.ids)) for x, row in zip(prompts, out, strict=True) for s in row}
+        return out
 
     def logprobs(self, which, prompts, completions):
-        self.count["scored"] += len(prompts)
+        mine = sum(which == "policy" and (x, tuple(c)) in self.drawn for x, c in zip(prompts, completions, strict=True))
+        self.count["sampled"] += mine
+        self.count["scored"] += len(prompts) - mine
         return super().logprobs(which, prompts, completions)
 
     def pair_features(self, cands):
@@ -181,10 +187,8 @@ def test_pass_counts_match_what_a_step_asks_of_the_models():
             ctx = ArenaContext(acq, samples, lp_pol, lp_ref, seed=2, at_theta0=theta0)
             acquire(get_scorer(name), ctx, prompts)
             want = step_passes(get_scorer(name), acq, theta0)
-            assert (want.generated, want.scored, want.head) == (ctx.count["generated"], ctx.count["scored"], ctx.count["head"]), (
-                name,
-                theta0,
-            )
+            got = (ctx.count["generated"], ctx.count["scored"], ctx.count["head"], ctx.count["sampled"])
+            assert (want.generated, want.scored, want.head, want.sampled) == got, (name, theta0)
 
 
 def test_bad_arena_settings_fail_in_one_line():
@@ -263,6 +267,86 @@ def test_each_arena_scorer_acquires_on_tiny_random(tiny, moved, name):
     assert all(c.has_pair and c.bt_prob is not None and math.isfinite(c.score) for c in chosen)
 
 
+class PassCounter:
+    """What one acquire really asks of the two models: sampled sequences (``generate`` rows × returns), full forward
+    rows outside ``generate`` (scoring passes), and output-head products outside a forward (per completion: the rows
+    of the policy pass they follow)."""
+
+    def __init__(self, monkeypatch, policy, reference):
+        self.generated = self.scored = self.head = 0
+        self._in_generate = self._in_forward = False
+        self._rows = 0
+        self.handles = [policy.get_output_embeddings().register_forward_hook(self._head)]
+        for m in (policy, reference):
+            monkeypatch.setattr(m, "generate", self._generate(m.generate))
+            self.handles += [m.register_forward_pre_hook(self._pre, with_kwargs=True), m.register_forward_hook(self._post)]
+
+    def _generate(self, fn):
+        def wrapped(*a, **kw):
+            self.generated += kw["input_ids"].shape[0] * kw.get("num_return_sequences", 1)
+            self._in_generate = True
+            try:
+                return fn(*a, **kw)
+            finally:
+                self._in_generate = False
+
+        return wrapped
+
+    def _pre(self, module, args, kwargs):
+        self._in_forward = True
+        if not self._in_generate:
+            self._rows = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[0]
+            self.scored += self._rows
+
+    def _post(self, module, args, out):
+        self._in_forward = False
+
+    def _head(self, module, args, out):
+        if not (self._in_forward or self._in_generate):  # bald's dropout draws: one product per completion of the batch
+            self.head += self._rows
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+BUILT_IN = ("random", "entropy", "certainty", "entropy+certainty", *ARENA)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_pass_counts_match_the_forward_passes_of_a_real_step(tiny, moved, monkeypatch, name):
+    """``step_passes`` (the cost table's model) against the passes one acquire makes on the tiny model: at θ0 and
+    after, with the sampler's recorded log-probs (fp32) and without them (as under bf16 or suppressed tokens)."""
+    assert {n for n, c in SCORERS.items() if c.__module__.startswith("aplkit.")} == set(BUILT_IN)  # a new scorer is counted here
+    pool = [Prompt(id=str(i), text=f"Review {i}: the movie") for i in range(10)]
+    acq = AcquisitionConfig(
+        prompt_batch=4,
+        acquire_batch=2,
+        entropy_samples=2,
+        entropy_pool=2,
+        max_new_tokens=4,
+        batch_size=16,
+        ensemble_size=2,
+        diversity_pool=1,
+    )
+    for theta0, recorded in ((True, True), (False, True), (False, False)):
+        policy = tiny.policy if theta0 else moved
+        ctx = ScoringContext(policy, tiny.reference, tiny.tokenizer, acq, BETA, seed=5, at_theta0=theta0)
+        with monkeypatch.context() as mp:
+            if not recorded:
+                mp.setattr(ScoringContext, "sampled_logprobs", lambda self: False)
+            count = PassCounter(mp, policy, tiny.reference)
+            try:
+                acquire(get_scorer(name), ctx, pool)
+            finally:
+                count.close()
+        assert ctx.sampled_logprobs() is True  # fp32 on CPU: the first two cases are the sampler's record
+        p = step_passes(get_scorer(name), acq, theta0)
+        got = (count.generated, count.scored, count.head)
+        assert (p.generated, p.scored + (0 if recorded else p.sampled), p.head) == got, (name, theta0, recorded)
+        assert p.sequence_passes(sampled_logprobs=recorded) == sum(got)
+
+
 # --------------------------------------------------------------------------- the comparison: ranking and cost
 
 
@@ -288,12 +372,27 @@ def test_ranking_and_cost_by_hand(tmp_path):
 
     cost = R.acquisition_cost(R.load_steps(runs), R.load_configs(runs)).set_index("strategy")
     assert cost.loc["low-certainty", "seconds_ratio"] == pytest.approx(1.5) and cost.loc["bald", "seconds_ratio"] == pytest.approx(2.5)
-    # M=16, S=64, K=8. random: step 1 (θ0) 2M = 32, step 2 2M + 4M = 96 → 64 per step.
-    # low-certainty: step 1 is random's draw (32), step 2 2S + 4S = 384 → 208. bald: 2S + 2S + 2S·K = 1280 at θ0, 1408 after → 1344.
-    assert cost["passes"].to_dict() == pytest.approx({"random": 64, "bald": 1344, "low-certainty": 208})
-    assert cost.loc["bald", "flops_ratio"] == pytest.approx(21.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.25)
+    # M=16, S=64, K=8, fp32 on CPU (the sampler records the policy's log-probs: r̂ of a pair costs its 2 θ0 passes).
+    # random: step 1 (θ0) 2M = 32, step 2 2M + 2M = 64 → 48 per step. low-certainty: step 1 is random's draw (32),
+    # step 2 2S + 2S = 256 → 144. bald: 2S + 2S (states) + 2S·K = 1280 at θ0, + 2S θ0 passes = 1408 after → 1344.
+    assert cost["passes"].to_dict() == pytest.approx({"random": 48, "bald": 1344, "low-certainty": 144})
+    assert cost.loc["bald", "flops_ratio"] == pytest.approx(28.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.0)
     written = report(runs, tmp_path / "fig")
-    assert "ranking.png" in written and "3.25×" in written["cost.md"].read_text()
+    assert "ranking.png" in written and "3.00×" in written["cost.md"].read_text()
+    # a step that ran without the sampler's record (bf16 on a GPU, conditional training) pays the policy pass: 2M + 4M, 2S + 4S
+    from aplkit.results.compare import config_sampled_logprobs, step_sequence_passes
+
+    acq = {"acquire_batch": 16, "prompt_batch": 64}
+    assert [step_sequence_passes("random", acq, 2, sampled_logprobs=s) for s in (True, False)] == [64, 96]
+    assert [step_sequence_passes("low-certainty", acq, 2, sampled_logprobs=s) for s in (True, False)] == [256, 384]
+    assert [step_sequence_passes("certainty", acq, 1, sampled_logprobs=s) for s in (True, False)] == [32, 32]  # random's draw at θ0
+    assert config_sampled_logprobs({"model": {"device": "auto", "dtype": "auto"}})
+    assert not config_sampled_logprobs({"model": {"device": "cuda", "dtype": "auto"}})
+    assert not config_sampled_logprobs({"model": {"dtype": "float32"}, "training": {"objective": "conditional"}})
+    steps = R.load_steps(runs)
+    steps["sampled_logprobs"] = False  # as steps.jsonl records it since: the row's own flag wins over the config
+    cost = R.acquisition_cost(steps, R.load_configs(runs)).set_index("strategy")
+    assert cost["passes"].to_dict() == pytest.approx({"random": (32 + 96) / 2, "bald": 1344, "low-certainty": (32 + 384) / 2})
     assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
 
 
@@ -315,7 +414,7 @@ def test_the_readme_scorer_example_runs_as_written():
         assert [c.prompt.text for c in chosen] == sorted(w, key=lambda t: -w[t])[:2]
         assert [c.score for c in chosen] == pytest.approx(sorted(w.values(), reverse=True)[:2])
         p = step_passes(get_scorer("dpo-weight"), acq)
-        assert (p.generated, p.scored) == (ctx.count["generated"], ctx.count["scored"])  # its declared cost is what it ran
+        assert (p.generated, p.scored, p.sampled) == (ctx.count["generated"], ctx.count["scored"], ctx.count["sampled"])  # what it ran
         rnd = acquire(get_scorer("random"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
         first = acquire(get_scorer("dpo-weight"), ArenaContext(acq, samples, lp_pol, lp_ref, seed=1, at_theta0=True), prompts)
         assert [c.prompt.id for c in first] == [c.prompt.id for c in rnd]

@@ -198,3 +198,112 @@ def test_shards_split_the_plan_without_overlap():
     assert labels.shard(planned, "0/1") == planned
     with pytest.raises(SystemExit, match="--shard"):
         labels.shard(planned, "2/2")
+
+
+# --------------------------------------------------------------------------- a user's scorer in the study (--import)
+
+LONGEST = '''
+import json
+
+import numpy as np
+
+from aplkit.acquisition import Scorer, register_scorer
+
+LOG = {log!r}
+
+
+@register_scorer
+class Longest(Scorer):
+    """The pair with the longest completion (characters) first; every candidate's score is logged for the test."""
+
+    name = "{name}"
+
+    def score(self, ctx, cands):
+        s = np.array([max(len(c.y0), len(c.y1)) for c in cands], dtype=float)
+        with open(LOG, "a") as f:
+            f.write(json.dumps({{c.prompt.id: float(v) for c, v in zip(cands, s)}}) + "\\n")
+        return s
+'''
+
+
+@pytest.fixture()
+def user_module(tmp_path):
+    """Writes a scorer module to tmp_path; forgets its registration and module afterwards."""
+    import sys
+
+    from aplkit.acquisition import SCORERS
+
+    made = []
+
+    def write(stem: str, name: str = "myscorer", text: str | None = None):
+        path = tmp_path / f"{stem}.py"
+        path.write_text(text if text is not None else LONGEST.format(log=str(tmp_path / f"{stem}.jsonl"), name=name))
+        made.append((stem, name))
+        return path
+
+    yield write
+    for stem, name in made:
+        SCORERS.pop(name, None)
+        sys.modules.pop(stem, None)
+
+
+def test_unknown_strategy_and_broken_import_fail_in_one_line_before_any_run(user_module, tmp_path, monkeypatch):
+    def no_run(*a, **k):
+        raise AssertionError("nothing may run before the strategies are checked")
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", no_run)
+    with pytest.raises(SystemExit) as e:
+        labels.main(["--strategies", "random,myscorer", "--out", str(tmp_path / "o")])
+    msg = str(e.value)
+    assert msg.startswith("--strategies: unknown strategy 'myscorer' (registered: ") and "certainty" in msg and "--import" in msg
+    assert "\n" not in msg
+    bad = user_module("broken_scorers", text="import numpy\nraise RuntimeError('boom: no reward head')\n")
+    with pytest.raises(SystemExit) as e:
+        labels.main(["--import", str(bad), "--strategies", "random"])
+    assert str(e.value) == f"--import {bad}: RuntimeError: boom: no reward head"
+    with pytest.raises(SystemExit, match=r"^--import no_such_scorers: ModuleNotFoundError: No module named 'no_such_scorers'$"):
+        labels.main(["--import", "no_such_scorers", "--strategies", "random"])
+    with pytest.raises(SystemExit, match=r"^--import missing\.py: file not found"):
+        labels.main(["--import", "missing.py", "--strategies", "random"])
+    # a dotted name importable from the working folder registers as well as a path does
+    user_module("dotted_scorers", name="dotted")
+    monkeypatch.chdir(tmp_path)
+    assert labels.check_strategies("random, dotted", ["dotted_scorers"]) == ["random", "dotted"]
+
+
+def test_a_user_scorer_enters_the_study_by_import(user_module, tmp_path):
+    """README recipe: --import my_scorers.py --strategies random,myscorer on the tiny model, 1 seed, 1 step."""
+    from aplkit.runfolder import read_jsonl
+    from tests.test_loop import TINY
+
+    path = user_module("longest_scorers")
+    records, out = tmp_path / "records", tmp_path / "runs"
+    tiny = [*TINY, "acquisition.budget=4", "evaluation.waypoints=[4]", "training.epochs=1"]
+    argv = ["--import", str(path), "--strategies", "random,myscorer", "--config", "imdb-cpu", "--seeds", "1"]
+    argv += [a for s in tiny for a in ("--set", s)]
+    argv += ["--out", str(out), "--records", str(records), "--results", str(tmp_path / "s.json"), "--figures", str(tmp_path / "f")]
+    assert labels.main(argv) == 0
+
+    rec = read_record(labels.record_path(records, "myscorer", 0))
+    assert rec["config"]["strategy"] == "myscorer" and rec["summary"]["complete"]
+    logged = [json.loads(line) for line in (tmp_path / "longest_scorers.jsonl").read_text().splitlines()]
+    assert len(logged) == 1  # step 1 ranks too: the rule is not constant at θ0
+    texts = {(r["step"], r["prompt_id"]): r for r in read_jsonl(out / "myscorer" / "seed0" / "acquired.jsonl")}
+    for step, scores in enumerate(logged, 1):
+        got = [r for r in rec["acquired"] if r["step"] == step]
+        assert len(got) == 4 and len(scores) == 8  # M of S
+        assert sorted((r["score"] for r in got), reverse=True) == sorted(scores.values(), reverse=True)[:4]
+        assert all(r["score"] == scores[r["prompt_id"]] for r in got)  # the recorded ranking is the rule's
+        others = [v for k, v in scores.items() if k not in {r["prompt_id"] for r in got}]
+        assert min(r["score"] for r in got) >= max(others)
+        for r in got:  # the rule, recomputed from the texts the oracle read
+            t = texts[(step, r["prompt_id"])]
+            assert r["score"] == max(len(t["y0"]), len(t["y1"]))
+    assert len(set(logged[0].values())) > 1  # the test could fail: the completions differ in length
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["runs"] == 2 and {r["strategy"] for r in doc["cost"]} == {"random", "myscorer"}
+    # fp32 on CPU: every step says the sampler recorded the policy's log-probs (the cost table counts no policy pass)
+    assert [r["sampled_logprobs"] for r in rec["steps"]] == [True]
+    cost = {r["strategy"]: r for r in doc["cost"]}
+    assert cost["random"]["passes"] == 8 and cost["myscorer"]["passes"] is None  # 2M at θ0; a user's scorer declares none
+    assert all(r["ratio_low"] is None for r in doc["efficiency"])  # one seed: no interval

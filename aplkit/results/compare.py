@@ -127,9 +127,12 @@ def efficiency_intervals(
     df: pd.DataFrame, budget: int, n_resamples: int = 2000, confidence: float = CONFIDENCE, seed: int = 0
 ) -> pd.DataFrame:
     """``data_efficiency`` with a bootstrap interval: seeds are resampled with replacement (jointly for all
-    strategies, keeping the pairing) and the labels-random-needs ratio recomputed on each resample."""
+    strategies, keeping the pairing) and the labels-random-needs ratio recomputed on each resample. One seed
+    gives no interval (NaN), as ``bootstrap_interval``: every resample would be that seed."""
     point = data_efficiency(df, budget)
     seeds = np.array(sorted(df["seed"].unique()))
+    if len(seeds) < 2:
+        return point.assign(ratio_low=math.nan, ratio_high=math.nan)
     rng = np.random.default_rng(seed)
     draws: dict[tuple[str, str], list[float]] = {}
     for _ in range(n_resamples):
@@ -144,9 +147,10 @@ def efficiency_intervals(
     return point.assign(ratio_low=lo, ratio_high=hi)
 
 
-def step_sequence_passes(strategy: str, acquisition: dict, step: int, head_fraction: float = 1.0) -> float:
+def step_sequence_passes(strategy: str, acquisition: dict, step: int, head_fraction: float = 1.0, sampled_logprobs: bool = True) -> float:
     """Sequence passes (``aplkit.acquisition.Passes``) of one step of ``strategy`` under these acquisition settings;
-    step 1 is at θ0. NaN for a scorer not registered here or one that declares no cost (a user's)."""
+    step 1 is at θ0; ``sampled_logprobs``: the sampler recorded the policy's log-probs (no policy pass for its pairs).
+    NaN for a scorer not registered here or one that declares no cost (a user's)."""
     from aplkit.acquisition import SCORERS, step_passes
     from aplkit.config import AcquisitionConfig
 
@@ -155,7 +159,20 @@ def step_sequence_passes(strategy: str, acquisition: dict, step: int, head_fract
     known = set(AcquisitionConfig.__dataclass_fields__)
     acq = AcquisitionConfig(**{k: v for k, v in (acquisition or {}).items() if k in known})
     p = step_passes(SCORERS[strategy](), acq, at_theta0=step == 1)
-    return math.nan if p is None else p.sequence_passes(head_fraction)
+    return math.nan if p is None else p.sequence_passes(head_fraction, sampled_logprobs)
+
+
+def config_sampled_logprobs(config: dict) -> bool:
+    """``ScoringContext.sampled_logprobs`` as a run's config implies it, for steps recorded before steps.jsonl kept it.
+
+    fp32 compute (``model.dtype`` float32, or auto anywhere but CUDA: auto on an auto device is read as the
+    CPU machines those runs were made on) and no suppressed tokens (``training.objective: conditional``).
+    """
+    model, training = config.get("model") or {}, config.get("training") or {}
+    if training.get("objective") == "conditional":
+        return False
+    dtype, device = str(model.get("dtype", "auto")), str(model.get("device", "auto"))
+    return dtype == "float32" or (dtype == "auto" and not device.startswith("cuda"))
 
 
 def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fraction: float = 1.0) -> pd.DataFrame:
@@ -163,16 +180,25 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     model passes per step, each relative to random's.
 
     The passes come from each scorer's declared ``Passes`` for the run's own settings (tested against the
-    calls a step makes); FLOPs ∝ passes for one model, so ``flops_ratio`` is the passes ratio. An
-    output-head-only product counts ``head_fraction`` of a pass (1: an upper bound; bald is the only user).
+    forward passes a step makes on the tiny model); FLOPs ∝ passes for one model, so ``flops_ratio`` is the
+    passes ratio. Whether the policy's log-probs of the sampled pairs were free (recorded by the sampler) is
+    the step's own ``sampled_logprobs``, else ``config_sampled_logprobs``. An output-head-only product counts
+    ``head_fraction`` of a pass (1: an upper bound; bald is the only user).
     """
     cols = ["task", "strategy", "runs", "steps", "acquire_s", "seconds_ratio", "passes", "flops_ratio"]
     if steps.empty:
         return pd.DataFrame(columns=cols)
     st = steps.dropna(subset=["acquire_s"]).copy()
+    recorded = st["sampled_logprobs"] if "sampled_logprobs" in st else pd.Series(None, index=st.index, dtype=object)
     st["passes"] = [
-        step_sequence_passes(s, (configs.get(r) or {}).get("acquisition") or {}, int(t), head_fraction)
-        for s, r, t in zip(st["strategy"], st["run"], st["step"], strict=True)
+        step_sequence_passes(
+            s,
+            (configs.get(r) or {}).get("acquisition") or {},
+            int(t),
+            head_fraction,
+            bool(rec) if isinstance(rec, (bool, np.bool_)) else config_sampled_logprobs(configs.get(r) or {}),
+        )
+        for s, r, t, rec in zip(st["strategy"], st["run"], st["step"], recorded, strict=True)
     ]
     rows = []
     for task, g in st.groupby("task", sort=True):
@@ -242,6 +268,7 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6) -> pd.DataFrame:
 __all__ = [
     "acquisition_cost",
     "bootstrap_interval",
+    "config_sampled_logprobs",
     "confident_errors",
     "efficiency_intervals",
     "paired_comparison",

@@ -322,7 +322,8 @@ def cost_markdown(cost: pd.DataFrame) -> str:
     text = _md(["Dataset", "Strategy", "Runs", "Acquire s / step", "÷ random", "Sequence passes / step", "FLOPs ÷ random"], rows)
     return text + (
         "\nSeconds: steps.jsonl `acquire_s`, mean over runs and steps (machine- and load-dependent). Passes: sampled completions "
-        "plus forward passes over (x, y), from each scorer's declared cost (step 1 at θ0); bald's output-head products "
+        "plus forward passes over (x, y), from each scorer's declared cost (step 1 at θ0; no policy pass for the pairs "
+        "where the sampler recorded their log-probs, fp32); bald's output-head products "
         "counted as full passes (an upper bound). n/a: a scorer that declares no cost.\n"
     )
 
@@ -331,7 +332,7 @@ def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
     """compare.efficiency_intervals as Markdown."""
     rows = []
     for r in eff.itertuples():
-        fmt = lambda x: "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
+        fmt = lambda x: "n/a" if math.isnan(x) else "∞" if math.isinf(x) else f"{x:.2f}×"  # noqa: E731
         rows.append(
             [
                 r.task,
