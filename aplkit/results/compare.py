@@ -15,16 +15,18 @@ import pandas as pd
 from scipy import stats
 
 from aplkit.results.load import strategy_order
-from aplkit.results.stats import NO_PREDICTION_TOL, data_efficiency
+from aplkit.results.stats import NO_PREDICTION_TOL, _efficiency_rows, data_efficiency, holm
 
 CONFIDENCE = 0.95
 
 
-def _paired(df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random") -> np.ndarray:
-    """strategy − baseline win-rate per seed that both ran, at one size."""
-    g = df[(df["task"] == task) & (df["acquired"] == size)]
-    a = g[g["strategy"] == strategy].set_index("seed")["win_rate"]
-    b = g[g["strategy"] == baseline].set_index("seed")["win_rate"]
+def paired_differences(
+    df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random", metric: str = "win_rate"
+) -> np.ndarray:
+    """strategy − baseline of one eval.jsonl column per seed that recorded it in both runs, at one size, by seed."""
+    g = df[(df["task"] == task) & (df["acquired"] == size)].dropna(subset=[metric])
+    a = g[g["strategy"] == strategy].set_index("seed")[metric]
+    b = g[g["strategy"] == baseline].set_index("seed")[metric]
     seeds = sorted(set(a.index) & set(b.index))
     return (a.loc[seeds] - b.loc[seeds]).to_numpy(float)
 
@@ -38,6 +40,44 @@ def t_interval(d: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, fl
     if se == 0:
         return (float(d.mean()), float(d.mean()))
     return tuple(float(x) for x in stats.t.interval(confidence, n - 1, loc=d.mean(), scale=se))
+
+
+def t_pvalue(d: np.ndarray) -> float:
+    """Two-sided one-sample t-test of mean(d) = 0 (the paired t-test); NaN with < 2 seeds or no spread."""
+    if len(d) < 2 or np.ptp(d) == 0:
+        return math.nan
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def holm_intervals(diffs: list[np.ndarray], confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """t intervals for a family of paired differences that exclude 0 exactly when Holm rejects.
+
+    Holm compares the j-th smallest of m p-values with α/(m − j + 1), stepping down; its adjusted p is
+    c·p with c = max over i ≤ j of (m − i + 1)·p(i) / p(j), between m − j + 1 and m. The interval here is
+    the t interval at level 1 − α/c, so it lies off 0 iff the Holm-adjusted p (``stats.holm``) is < α: at
+    worst as wide as Bonferroni's, at best as Holm's own step. Members with no p-value (one seed, or no
+    spread) are outside the family: their interval is the plain one (a point when every seed agrees).
+    Columns: p, p_holm, level, low, high.
+    """
+    alpha = 1 - confidence
+    p = np.array([t_pvalue(d) for d in diffs], dtype=float)
+    ok = np.flatnonzero(~np.isnan(p))
+    factor = np.full(len(p), np.nan)
+    if len(ok):
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = len(order)
+        scaled = np.maximum.accumulate(p[order] * (m - np.arange(m)))  # uncapped Holm-adjusted p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor[order] = np.where(p[order] > 0, scaled / p[order], m - np.arange(m))
+    rows = []
+    for d, c in zip(diffs, factor, strict=True):
+        level = confidence if math.isnan(c) else 1 - alpha / c
+        lo, hi = t_interval(d, level)
+        rows.append({"level": level, "low": lo, "high": hi})
+    out = pd.DataFrame(rows, columns=["level", "low", "high"], index=range(len(diffs)))
+    out.insert(0, "p_holm", holm(p) if len(p) else np.array([]))
+    out.insert(0, "p", p)
+    return out
 
 
 def bootstrap_interval(d: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
@@ -74,9 +114,16 @@ def verdict(lo: float, hi: float) -> str:
     return "better" if lo > 0 else "worse" if hi < 0 else "undecided"
 
 
-def paired_comparison(df: pd.DataFrame, effect: float = 0.05, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Per task × size × strategy: paired mean difference from random with t and bootstrap intervals,
-    the probability of improvement, the verdict of the t interval, and the seeds 80 % power would need."""
+def paired_comparison(
+    df: pd.DataFrame, effect: float | None = 0.05, confidence: float = CONFIDENCE, metric: str = "win_rate"
+) -> pd.DataFrame:
+    """Per task × size × strategy: paired mean difference from random in ``metric`` (an eval.jsonl column: the
+    win-rate, or a lower-variance companion such as soft_win_rate or reward_gap) with t and bootstrap intervals,
+    the probability of improvement, the verdict of the t interval, and the seeds 80 % power would need for a
+    difference of ``effect`` (in the metric's units; None: no power column, NaN).
+
+    Seeds where either run did not record the metric are left out of the pair; a metric no run recorded gives
+    no rows."""
     cols = [
         "task",
         "acquired",
@@ -91,15 +138,18 @@ def paired_comparison(df: pd.DataFrame, effect: float = 0.05, confidence: float 
         "p_improve",
         "verdict",
         "seeds_80",
+        "metric",
     ]
     rows = []
+    if metric not in df.columns or df[metric].isna().all():
+        return pd.DataFrame(rows, columns=cols)
     for (task, size), g in df.groupby(["task", "acquired"], sort=True):
         if "random" not in set(g["strategy"]):
             continue
         for s in strategy_order(g["strategy"]):
             if s == "random":
                 continue
-            d = _paired(df, task, int(size), s)
+            d = paired_differences(df, task, int(size), s, metric=metric)
             sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
             t_lo, t_hi = t_interval(d, confidence)
             b_lo, b_hi = bootstrap_interval(d, confidence)
@@ -117,7 +167,8 @@ def paired_comparison(df: pd.DataFrame, effect: float = 0.05, confidence: float 
                     "boot_high": b_hi,
                     "p_improve": probability_of_improvement(d),
                     "verdict": verdict(t_lo, t_hi),
-                    "seeds_80": seeds_for_power(sd, effect) if len(d) > 1 else math.nan,
+                    "seeds_80": seeds_for_power(sd, effect) if len(d) > 1 and effect is not None else math.nan,
+                    "metric": metric,
                 }
             )
     return pd.DataFrame(rows, columns=cols)
@@ -134,13 +185,28 @@ def efficiency_intervals(
     if len(seeds) < 2:
         return point.assign(ratio_low=math.nan, ratio_high=math.nan)
     rng = np.random.default_rng(seed)
+    # task → strategy → size → {seed: win-rate}: a resample's mean is taken over its picks in draw order, as the
+    # frame of the drawn seeds (a seed drawn twice counts twice) would give it to data_efficiency, bit for bit
+    cells: dict[str, dict[str, dict[int, dict[int, float]]]] = {}
+    ok = df.dropna(subset=["win_rate"])
+    for t, s, a, k, v in zip(ok["task"], ok["strategy"], ok["acquired"], ok["seed"], ok["win_rate"], strict=True):
+        cells.setdefault(t, {}).setdefault(s, {}).setdefault(int(a), {})[int(k)] = float(v)
     draws: dict[tuple[str, str], list[float]] = {}
     for _ in range(n_resamples):
-        pick = rng.choice(seeds, size=len(seeds), replace=True)
-        parts = [df[df["seed"] == k].assign(seed=i) for i, k in enumerate(pick)]  # a seed drawn twice counts twice
-        eff = data_efficiency(pd.concat(parts, ignore_index=True), budget)
-        for r in eff.itertuples():
-            draws.setdefault((r.task, r.strategy), []).append(r.ratio)
+        pick = rng.choice(seeds, size=len(seeds), replace=True).tolist()
+        means: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for t, by_strategy in cells.items():
+            for s, by_size in by_strategy.items():
+                sizes, m = [], []
+                for a in sorted(by_size):
+                    vals = [by_size[a][k] for k in pick if k in by_size[a]]
+                    if vals:
+                        sizes.append(a)
+                        m.append(float(np.array(vals).mean()))
+                if sizes:
+                    means.setdefault(t, {})[s] = (np.array(sizes, dtype=float), np.array(m))
+        for r in _efficiency_rows(means, budget):
+            draws.setdefault((r["task"], r["strategy"]), []).append(r["ratio"])
     a = (1 - confidence) / 2
     lo = [float(np.quantile(draws[(t, s)], a)) for t, s in zip(point["task"], point["strategy"], strict=True)]
     hi = [float(np.quantile(draws[(t, s)], 1 - a)) for t, s in zip(point["task"], point["strategy"], strict=True)]
@@ -235,14 +301,16 @@ def ranking(cmp: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def confident_errors(acq: pd.DataFrame, threshold: float = 0.6) -> pd.DataFrame:
+def confident_errors(acq: pd.DataFrame, threshold: float = 0.6, by: tuple[str, ...] = ("task", "strategy", "step")) -> pd.DataFrame:
     """Fig 3 as a number: per task × strategy × step, the share of acquired, labelled pairs that the implicit
     BT model gets wrong with confidence max(p, 1 − p) > ``threshold`` (pairs at p = 0.5 make no prediction and
-    are left out of both the count and the share, as in Fig 3)."""
-    cols = ["task", "strategy", "step", "pairs", "confident_wrong", "share"]
+    are left out of both the count and the share, as in Fig 3). ``by``: the grouping (add "seed" for one
+    share per run, as ``findings`` pairs them)."""
+    by = tuple(by)
+    cols = [*by, "pairs", "confident_wrong", "share"]
     rows = []
     ok = acq.dropna(subset=["bt_prob", "preferred"])
-    for (task, s, step), g in ok.groupby(["task", "strategy", "step"], sort=True):
+    for key, g in ok.groupby(list(by), sort=True):
         p = g["bt_prob"].to_numpy(float)
         y = g["preferred"].to_numpy(float)
         pred = np.abs(p - 0.5) > NO_PREDICTION_TOL
@@ -250,19 +318,17 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6) -> pd.DataFrame:
         n = int(pred.sum())
         rows.append(
             {
-                "task": task,
-                "strategy": s,
-                "step": int(step),
+                **{k: (int(v) if k in ("step", "seed") else v) for k, v in zip(by, key, strict=True)},
                 "pairs": n,
                 "confident_wrong": int(wrong.sum()),
                 "share": wrong.sum() / n if n else math.nan,
             }
         )
     out = pd.DataFrame(rows, columns=cols)
+    if "strategy" not in by:
+        return out
     order = {s: i for i, s in enumerate(strategy_order(out["strategy"]))}
-    return out.sort_values(
-        ["task", "strategy", "step"], key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable"
-    ).reset_index(drop=True)
+    return out.sort_values(list(by), key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable").reset_index(drop=True)
 
 
 __all__ = [
@@ -271,11 +337,14 @@ __all__ = [
     "config_sampled_logprobs",
     "confident_errors",
     "efficiency_intervals",
+    "holm_intervals",
     "paired_comparison",
+    "paired_differences",
     "probability_of_improvement",
     "ranking",
     "seeds_for_power",
     "step_sequence_passes",
     "t_interval",
+    "t_pvalue",
     "verdict",
 ]

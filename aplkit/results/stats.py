@@ -306,28 +306,47 @@ def _first_reach(sizes: np.ndarray, values: np.ndarray, target: float) -> tuple[
     return float(s0 + (target - m0) / (m1 - m0) * (s1 - s0)), ""
 
 
-def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """How many labels random needs to match each strategy's mean win-rate at ``budget``.
+def _winrate_means(df: pd.DataFrame) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """task → strategy → (sizes ascending, mean win-rate over seeds at each): ``winrate_curves``' means, bit for bit.
 
-    Random's mean curve over its measured sizes is made monotone with a running max and
-    interpolated linearly; ``ratio = labels_random / budget`` (2.0: the strategy saves half the
-    labels). ``inf`` when random never gets there within the measured range (``note`` says so).
-    Random's own row is 1.0 unless its curve dips at the budget; then its note flags the table.
+    Each mean is ``ndarray.mean`` of the group's values in row order, as ``metric_curves`` takes it, so the
+    numbers are identical; only the DataFrame machinery is skipped (``data_efficiency`` runs thousands of
+    times under ``compare.efficiency_intervals``' bootstrap).
     """
-    cols = ["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]
-    curves = winrate_curves(df)
+    df = df.dropna(subset=["win_rate"])
+    _check_unique(df, ["task", "strategy"])
+    keys = ["task", "strategy", "acquired"]
+    order = df.sort_values(keys, kind="stable")  # stable: rows of a group stay in their order
+    values = order["win_rate"].to_numpy(float)
+    cuts = np.flatnonzero(order[keys].ne(order[keys].shift()).any(axis=1).to_numpy())
+    tasks, strategies, acquired = (order[k].to_numpy() for k in keys)
+    out: dict[str, dict[str, tuple[list, list]]] = {}
+    bounds = [*cuts.tolist(), len(values)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        task, strategy, size = tasks[a], strategies[a], acquired[a]
+        sizes, means = out.setdefault(task, {}).setdefault(strategy, ([], []))
+        sizes.append(int(size))
+        means.append(float(values[a:b].mean()))
+    return {t: {s: (np.array(z, dtype=float), np.array(m)) for s, (z, m) in d.items()} for t, d in out.items()}
+
+
+def _efficiency_rows(means: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], budget: int) -> list[dict[str, Any]]:
+    """``data_efficiency``'s rows from ``_winrate_means``."""
     rows = []
-    for task, g in curves.groupby("task", sort=True):
-        rnd = g[g["strategy"] == "random"].sort_values("acquired")
-        if rnd.empty:
+    for task in sorted(means):
+        curves = means[task]
+        if "random" not in curves:
             raise ValueError(f"data_efficiency: task {task!r} has no random runs to compare with")
-        for s in strategy_order(g["strategy"]):
-            at = g[(g["strategy"] == s) & (g["acquired"] == budget)]
-            if at.empty:
-                sizes = sorted(g.loc[g["strategy"] == s, "acquired"])
-                raise ValueError(f"data_efficiency: {s} on {task} has no waypoint at budget={budget} (measured: {sizes})")
-            target = float(at["mean"].iloc[0])
-            labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
+        rnd_sizes, rnd_means = curves["random"]
+        for s in strategy_order(curves):
+            sizes, m = curves[s]
+            at = np.flatnonzero(sizes == budget)
+            if len(at) == 0:
+                raise ValueError(
+                    f"data_efficiency: {s} on {task} has no waypoint at budget={budget} (measured: {sizes.astype(int).tolist()})"
+                )
+            target = float(m[at[0]])
+            labels, note = _first_reach(rnd_sizes, rnd_means, target)
             if s == "random" and labels < budget:
                 note = (
                     f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
@@ -344,7 +363,21 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
                     "note": note,
                 }
             )
-    return pd.DataFrame(rows, columns=cols)
+    return rows
+
+
+EFFICIENCY_COLUMNS = ["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]
+
+
+def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """How many labels random needs to match each strategy's mean win-rate at ``budget``.
+
+    Random's mean curve over its measured sizes is made monotone with a running max and
+    interpolated linearly; ``ratio = labels_random / budget`` (2.0: the strategy saves half the
+    labels). ``inf`` when random never gets there within the measured range (``note`` says so).
+    Random's own row is 1.0 unless its curve dips at the budget; then its note flags the table.
+    """
+    return pd.DataFrame(_efficiency_rows(_winrate_means(df), budget), columns=EFFICIENCY_COLUMNS)
 
 
 def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -364,7 +397,7 @@ def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.
         effs.append(data_efficiency(g, int(b)))
     if effs:
         return pd.concat(effs, ignore_index=True), notes
-    return pd.DataFrame(columns=["task", "strategy", "budget", "win_rate", "labels_random", "ratio", "note"]), notes
+    return pd.DataFrame(columns=EFFICIENCY_COLUMNS), notes
 
 
 # --------------------------------------------------------------------------- Fig 3
@@ -606,6 +639,7 @@ def step_stats(run: dict[str, list[dict]]) -> pd.DataFrame:
 
 __all__ = [
     "COMPANIONS",
+    "EFFICIENCY_COLUMNS",
     "NO_PREDICTION_TOL",
     "STEP_COLUMNS",
     "batch_stats",
