@@ -7,9 +7,16 @@ config, eval/train/step rows, per-pair ranking and label; no texts, weights or l
 again, so a study continues on a fresh clone where the last session stopped, and ``--report-only``
 rebuilds every table and figure from the records alone.
 
-    python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 3 seeds
+The summary (``summarise``; every number comes from ``aplkit.results``): Table 2; beside every win-rate its
+companions (soft win-rate, reward gap, KL from θ0, LM loss); paired differences from random with t and
+bootstrap intervals, on the win-rate and again on the lower-variance soft win-rate and reward gap; Holm-adjusted
+tests; data efficiency with a bootstrap interval; Fig 3 as a number; acquisition cost; and the paper's four
+findings with a verdict each (``aplkit.results.findings``).
+
+    python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 9 seeds (the paper's count)
+    python -m bench labels --seeds 3             # a quicker look: seeds 0..2 (their records are the 9-seed study's)
     python -m bench labels --report-only         # tables and figures from bench/results/labels/imdb-cpu/
-    python -m bench labels --seeds 9 --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
+    python -m bench labels --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
     python -m bench labels --import my_scorers.py --strategies random,certainty,dpo-weight   # your own scorer beside the paper's
 """
 
@@ -38,7 +45,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="MODULE",
         help="a module that registers scorers (dotted name importable from here, or a .py path), imported before the configs are checked; repeatable",
     )
-    p.add_argument("--seeds", type=int, default=3, help="K seeds (0..K-1)")
+    p.add_argument("--seeds", type=int, default=9, help="K seeds (0..K-1); 9 is the paper's count")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
     p.add_argument("--records", default=None, help="compact records, committed (default bench/results/labels/<config name>)")
@@ -166,7 +173,10 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
 
 
 def summarise(out: Path, configs: dict) -> dict:
+    import pandas as pd
+
     from aplkit import results as R
+    from aplkit.results.findings import findings, findings_markdown
 
     df = R.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
@@ -177,6 +187,10 @@ def summarise(out: Path, configs: dict) -> dict:
     budget = int(df["acquired"].max())
     sig = R.significance_vs_random(df)
     cmp = R.paired_comparison(df)
+    metrics = R.companion_metrics(df)
+    # the same question on lower-variance metrics; the reward gap is in the oracle's own units: no power line
+    lower = [R.paired_comparison(df, metric="soft_win_rate"), R.paired_comparison(df, effect=None, metric="reward_gap")]
+    lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
     eff = R.efficiency_intervals(df, budget)
     acq = R.load_acquired(out)
     acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
@@ -185,14 +199,19 @@ def summarise(out: Path, configs: dict) -> dict:
     steps = steps[[(s, k) in configs for s, k in zip(steps["strategy"], steps["seed"], strict=True)]] if not steps.empty else steps
     cost = R.acquisition_cost(steps, R.load_configs(out))
     rank = R.ranking(cmp)
+    found = findings(df, acq)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
         [
             f"Win-rate against θ0 (mean ± SE over seeds), {cfg.name}, M={cfg.acquisition.acquire_batch}, S={cfg.acquisition.prompt_batch}, "
             f"{len(df['seed'].unique())} seeds, {cfg.evaluation.test_prompts} test prompts:",
             R.to_markdown(table),
+            "Beside every win-rate: its companions from the same test prompts (mean ± SE over seeds):",
+            R.metrics_markdown(metrics),
             "Difference from random, paired by seed, with 95 % intervals:",
             R.comparison_markdown(cmp),
+            "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
+            R.comparison_markdown(lower) if len(lower) else "no run recorded a soft win-rate or reward gap\n",
             "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",
@@ -201,6 +220,8 @@ def summarise(out: Path, configs: dict) -> dict:
             R.confident_errors_markdown(wrong),
             "Acquisition cost per step, relative to random (figures/ranking.png ranks the strategies at the final size):",
             R.cost_markdown(cost),
+            "## The paper's four findings",
+            findings_markdown(found),
         ]
     )
     return {
@@ -209,6 +230,9 @@ def summarise(out: Path, configs: dict) -> dict:
         "table2": json.loads(table.to_json(orient="split", default_handler=str)),
         "significance": json.loads(sig.to_json(orient="records")),
         "comparison": json.loads(cmp.to_json(orient="records")),
+        "companions": json.loads(metrics.to_json(orient="records")),
+        "comparison_lower_variance": json.loads(lower.to_json(orient="records")),
+        "findings": json.loads(found.to_json(orient="records")),
         "efficiency": json.loads(eff.to_json(orient="records")),
         "confident_errors": json.loads(wrong.to_json(orient="records")),
         "ranking": json.loads(rank.to_json(orient="records")),

@@ -31,7 +31,7 @@ def t2_p(t: float) -> float:
     return 1 - abs(t) / math.sqrt(2 + t * t)
 
 
-PLAN = ["--strategies", "random,certainty", "--set", "acquisition.budget=48"]
+PLAN = ["--strategies", "random,certainty", "--set", "acquisition.budget=48", "--seeds", "3"]
 
 
 def _run(out, strategy, seed):
@@ -307,3 +307,54 @@ def test_a_user_scorer_enters_the_study_by_import(user_module, tmp_path):
     cost = {r["strategy"]: r for r in doc["cost"]}
     assert cost["random"]["passes"] == 8 and cost["myscorer"]["passes"] is None  # 2M at θ0; a user's scorer declares none
     assert all(r["ratio_low"] is None for r in doc["efficiency"])  # one seed: no interval
+
+
+def test_default_seeds_are_the_papers_nine():
+    assert labels.parse([]).seeds == 9
+
+
+def _companions(soft: float, gap: float, kl: float, lm: float) -> dict[str, float]:
+    """eval.jsonl's companion fields of one waypoint (θ0's LM loss 3.0)."""
+    return {"soft_win_rate": soft, "soft_stderr": 0.02, "reward_gap": gap, "reward_gap_stderr": 0.05, "kl": kl, "kl_stderr": 0.01} | {
+        "lm_loss": lm,
+        "lm_loss_theta0": 3.0,
+    }
+
+
+def test_summary_has_companions_lower_variance_comparison_and_findings(tmp_path):
+    """summarise on synthetic run folders (no records, no figures): every new block's numbers by hand."""
+    soft, gap, kl, lm = [0.63, 0.61, 0.62], [0.3, 0.1, 0.2], [0.3, 0.5, 0.4], [3.1, 3.3, 3.2]  # certainty, per seed
+    wrong = [2, 3, 2]  # certainty's confidently wrong pairs of 4 at step 2, per seed; random's: none
+    configs = {}
+    for k in range(3):
+        for s in ("random", "certainty"):
+            cfg = load_config("imdb-cpu", ["acquisition.budget=48"], strategy=s, seed=k)
+            configs[(s, k)] = cfg
+            c = s == "certainty"
+            m = _companions(soft[k] if c else 0.60, gap[k] if c else 0.10, kl[k] if c else 0.20, lm[k] if c else 3.05)
+            w = wrong[k] if c else 0
+            pairs = [(1, 0.5, 1)] * 4 + [(2, 0.8, 0)] * w + [(2, 0.8, 1)] * (4 - w)
+            wr = RANDOM if s == "random" else CERTAINTY[k]
+            make_run(tmp_path, s, k, wr, folder=f"{s}/seed{k}", cfg=cfg, metrics={a: m for a in wr}, acquired=pairs)
+    doc = labels.summarise(tmp_path, configs)
+    md = doc["markdown"]
+    # beside every win-rate: soft 0.62 ± 0.01/√3, gap, KL and LM loss +0.200 ± 0.1/√3 (sd 0.1 over three seeds)
+    assert "| imdb | 32 | Pref certainty | 0.66 ± 0.012 | 0.62 ± 0.006 | +0.200 ± 0.058 | 0.400 ± 0.058 | 3.200 (+0.200 ± 0.058) |" in md
+    assert "| imdb | 32 | Random | 0.58 ± 0.000 | 0.60 ± 0.000 | +0.100 ± 0.000 | 0.200 ± 0.000 | 3.050 (+0.050 ± 0.000) |" in md
+    row = {(r["acquired"], r["strategy"]): r for r in doc["companions"]}[(48, "certainty")]
+    assert row["kl"] == pytest.approx(0.4) and row["lm_loss_delta"] == pytest.approx(0.2) and row["win_rate"] == pytest.approx(0.6)
+    # the lower-variance question: soft win-rate differences 0.03, 0.01, 0.02 → 0.02 ± 4.303 · 0.01/√3 = [−0.005, +0.045]
+    low = {(r["metric"], r["acquired"], r["strategy"]): r for r in doc["comparison_lower_variance"]}
+    s32 = low[("soft_win_rate", 32, "certainty")]
+    assert s32["mean_diff"] == pytest.approx(0.02) and s32["t_low"] == pytest.approx(0.02 - 4.302653 * 0.01 / math.sqrt(3), abs=1e-6)
+    assert (
+        low[("reward_gap", 32, "certainty")]["mean_diff"] == pytest.approx(0.1) and low[("reward_gap", 32, "certainty")]["seeds_80"] is None
+    )
+    assert "| soft win-rate | imdb | 32 | Pref certainty | 3 | +0.020 | [-0.005, +0.045] |" in md
+    # the findings: step 1 identical; at 48, −0.02 ± 4.303 · 0.02/√3 → upper end +0.0297 < +0.03; no entropy;
+    # confidently wrong shares 0.5, 0.75, 0.5 against 0: +0.583 ± 4.303 · 0.144/√3 = [+0.225, +0.942]
+    f = {r["finding"]: r for r in doc["findings"]}
+    assert [f[k]["verdict"] for k in ("i", "ii", "iii", "iv")] == ["identical by construction", "not reproduced", "undecided", "reproduced"]
+    assert f["ii"]["detail"][-1]["high"] == pytest.approx(-0.02 + 4.302653 * 0.02 / math.sqrt(3), abs=1e-6)
+    assert "certainty 0.583, random 0.000; difference +0.583 [+0.225, +0.942], n = 3 seeds" in f["iv"]["evidence"]
+    assert "## The paper's four findings" in md and "| imdb | (iv) certainty surfaces confidently wrong pairs | **reproduced** |" in md

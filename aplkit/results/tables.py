@@ -267,15 +267,30 @@ def metrics_to_csv(metrics: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+METRIC_NAMES = {
+    "win_rate": "win-rate",
+    "soft_win_rate": "soft win-rate",
+    "reward_gap": "reward gap",
+    "kl": "KL from θ0",
+    "lm_loss": "LM loss",
+}
+
+
 def comparison_markdown(cmp: pd.DataFrame) -> str:
-    """compare.paired_comparison as Markdown: the paired difference with both 95 % intervals and a verdict."""
+    """compare.paired_comparison as Markdown: the paired difference with both 95 % intervals and a verdict.
+
+    A table of companion metrics (``metric`` other than the win-rate, several concatenated) gets a Metric column.
+    """
+    by_metric = "metric" in cmp and set(cmp["metric"]) - {"win_rate"}
     rows = []
     for r in cmp.itertuples():
         ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
         seeds = "n/a" if math.isnan(r.seeds_80) else f"{r.seeds_80:.0f}"
+        cells = _paired_cells(r)
         rows.append(
             [
-                *_paired_cells(r),
+                *([METRIC_NAMES.get(r.metric, r.metric)] if by_metric else []),
+                *cells,
                 ci(r.t_low, r.t_high),
                 ci(r.boot_low, r.boot_high),
                 f"{r.p_improve:.2f}",
@@ -284,6 +299,7 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
             ]
         )
     header = [
+        *(["Metric"] if by_metric else []),
         "Dataset",
         "Size",
         "Strategy",
@@ -373,6 +389,7 @@ __all__ = [
     "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",
+    "METRIC_NAMES",
     "metrics_markdown",
     "metrics_to_csv",
     "significance_markdown",
