@@ -395,3 +395,92 @@ def test_results_package_reexports_and_imports_matplotlib_only_for_figures():
         "assert set(R.__all__) <= set(dir(R))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _old_data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """data_efficiency as it was before it skipped the DataFrame machinery: winrate_curves, then _first_reach."""
+    from aplkit.results.stats import _first_reach
+
+    rows = []
+    for task, g in A.winrate_curves(df).groupby("task", sort=True):
+        rnd = g[g["strategy"] == "random"].sort_values("acquired")
+        for s in A.strategy_order(g["strategy"]):
+            target = float(g.loc[(g["strategy"] == s) & (g["acquired"] == budget), "mean"].iloc[0])
+            labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
+            if s == "random" and labels < budget:
+                note = (
+                    f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
+                    "not monotone (noise), so every ratio in this table is unreliable"
+                )
+            rows.append(
+                {
+                    "task": task,
+                    "strategy": s,
+                    "budget": budget,
+                    "win_rate": target,
+                    "labels_random": labels,
+                    "ratio": labels / budget,
+                    "note": note,
+                }
+            )
+    return pd.DataFrame(rows, columns=A.EFFICIENCY_COLUMNS)
+
+
+def _old_efficiency_intervals(df: pd.DataFrame, budget: int, n_resamples: int) -> pd.DataFrame:
+    """efficiency_intervals as it was: a DataFrame of the drawn seeds per resample, through data_efficiency."""
+    point = _old_data_efficiency(df, budget)
+    seeds = np.array(sorted(df["seed"].unique()))
+    rng = np.random.default_rng(0)
+    draws: dict = {}
+    for _ in range(n_resamples):
+        pick = rng.choice(seeds, size=len(seeds), replace=True)
+        parts = [df[df["seed"] == k].assign(seed=i) for i, k in enumerate(pick)]
+        for r in _old_data_efficiency(pd.concat(parts, ignore_index=True), budget).itertuples():
+            draws.setdefault((r.task, r.strategy), []).append(r.ratio)
+    keys = list(zip(point["task"], point["strategy"], strict=True))
+    return point.assign(
+        ratio_low=[float(np.quantile(draws[k], 0.025)) for k in keys], ratio_high=[float(np.quantile(draws[k], 0.975)) for k in keys]
+    )
+
+
+def test_fast_data_efficiency_and_its_bootstrap_equal_the_frame_based_ones_bit_for_bit():
+    """9 seeds (numpy's pairwise sum differs from a plain loop from 8 values on), two tasks, a missing cell, shuffled rows;
+    random reaches 1.0 at its last size so no resample gives inf (the old quantile turned inf − inf into NaN)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for task in ("imdb", "tldr"):
+        for s in ("random", "entropy", "certainty", "entropy+certainty"):
+            for k in range(9):
+                for a in (16, 32, 48, 64):
+                    if (task, s, k, a) == ("tldr", "entropy", 3, 32):
+                        continue
+                    wr = 1.0 if (s == "random" and a == 64) else rng.uniform(0.3, 0.9)
+                    rows.append(
+                        {
+                            "run": f"{task}/{s}/{k}",
+                            "task": task,
+                            "strategy": s,
+                            "seed": k,
+                            "acquired": a,
+                            "win_rate": wr,
+                            "stderr": 0.05,
+                            "trained": np.nan,
+                        }
+                    )
+    df = pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
+    pd.testing.assert_frame_equal(A.data_efficiency(df, 64), _old_data_efficiency(df, 64), check_exact=True)
+    pd.testing.assert_frame_equal(A.data_efficiency(df, 32), _old_data_efficiency(df, 32), check_exact=True)
+    new = A.efficiency_intervals(df, 48, n_resamples=40)
+    pd.testing.assert_frame_equal(new, _old_efficiency_intervals(df, 48, 40), check_exact=True)
+    assert new[["ratio_low", "ratio_high"]].notna().all().all()
+
+
+def test_bootstrap_quantiles_keep_inf_where_numpy_gives_nan():
+    with np.errstate(invalid="ignore"):
+        assert math.isnan(np.quantile([1.0, 2.0, math.inf, math.inf], 0.975))  # what numpy does
+        assert math.isnan(np.quantile([1.0, 2.0, math.inf, math.inf], 1 / 3))  # lands exactly on 2.0, yet NaN
+    assert A.quantile_with_inf([1.0, 2.0, math.inf, math.inf], 0.975) == math.inf
+    assert A.quantile_with_inf([1.0, 2.0, math.inf, math.inf], 1 / 3) == pytest.approx(2.0)
+    assert A.quantile_with_inf([1.0, 2.0, math.inf, math.inf], 0.5) == math.inf  # halfway from 2 to inf
+    assert A.quantile_with_inf([1.0, 2.0, 3.0, 5.0], 0.9) == np.quantile([1.0, 2.0, 3.0, 5.0], 0.9)
+    assert A.quantile_with_inf([math.inf] * 3, 0.1) == math.inf

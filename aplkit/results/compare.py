@@ -208,9 +208,24 @@ def efficiency_intervals(
         for r in _efficiency_rows(means, budget):
             draws.setdefault((r["task"], r["strategy"]), []).append(r["ratio"])
     a = (1 - confidence) / 2
-    lo = [float(np.quantile(draws[(t, s)], a)) for t, s in zip(point["task"], point["strategy"], strict=True)]
-    hi = [float(np.quantile(draws[(t, s)], 1 - a)) for t, s in zip(point["task"], point["strategy"], strict=True)]
+    lo = [quantile_with_inf(draws[(t, s)], a) for t, s in zip(point["task"], point["strategy"], strict=True)]
+    hi = [quantile_with_inf(draws[(t, s)], 1 - a) for t, s in zip(point["task"], point["strategy"], strict=True)]
     return point.assign(ratio_low=lo, ratio_high=hi)
+
+
+def quantile_with_inf(values: list[float] | np.ndarray, q: float) -> float:
+    """``np.quantile`` (linear) of draws that may be +inf ("random never gets there"), with inf where it belongs.
+
+    numpy interpolates as a + (b − a)·g, which is NaN when b = inf and g = 0 (the answer is a) or a = b = inf
+    (the answer is inf). Here inf stands in as a huge finite number; a quantile beyond every finite draw is inf.
+    Wherever numpy gives a number, this gives the same one.
+    """
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if len(finite) == 0:
+        return math.inf if len(v) else math.nan
+    x = float(np.quantile(np.where(np.isposinf(v), 1e300, v), q))
+    return math.inf if x > finite.max() else x
 
 
 def step_sequence_passes(strategy: str, acquisition: dict, step: int, head_fraction: float = 1.0, sampled_logprobs: bool = True) -> float:
@@ -341,6 +356,7 @@ __all__ = [
     "paired_comparison",
     "paired_differences",
     "probability_of_improvement",
+    "quantile_with_inf",
     "ranking",
     "seeds_for_power",
     "step_sequence_passes",
