@@ -79,7 +79,7 @@ def test_first_step_identical_by_construction_reproduced_not_and_undecided():
     assert verdicts(frame({"certainty": {32: UP, 48: UP}}))["i"] == "identical by construction"
     f = findings(frame({"certainty": {}, "entropy": {16: NULL}}), pairs({}))
     assert f.loc[0, "verdict"] == "reproduced"
-    assert "Pref certainty: all 3 paired differences are 0 (identical by construction)" in f.loc[0, "evidence"]
+    assert "Pref certainty: every paired difference is 0, n = 3 (identical by construction)" in f.loc[0, "evidence"]
     lo, hi = compare.t_interval(np.array(NULL))
     assert f"Entropy: +0.003 [{lo:+.3f}, {hi:+.3f}], n = 3 (contains 0)" in f.loc[0, "evidence"]
     assert verdicts(frame({"certainty": {}, "entropy": {16: UP}}))["i"] == "not reproduced"  # 0.08 ± 0.050 excludes 0

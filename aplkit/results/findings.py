@@ -74,7 +74,7 @@ def _first_step(df: pd.DataFrame, task: str, size: int, confidence: float) -> di
             call = "contains 0" if lo <= 0 <= hi else "excludes 0"
         judged.append(call)
         detail.append({"strategy": s, "acquired": size, "n": len(d), "mean_diff": float(d.mean()), "low": lo, "high": hi, "call": call})
-        shown = f"all {len(d)} paired differences are 0" if call == IDENTICAL else f"{d.mean():+.3f} {_ci(lo, hi)}, n = {len(d)}"
+        shown = f"every paired difference is 0, n = {len(d)}" if call == IDENTICAL else f"{d.mean():+.3f} {_ci(lo, hi)}, n = {len(d)}"
         parts.append(f"{DISPLAY.get(s, s)}: {shown} ({call})")
     if not judged:
         verdict = UNDECIDED
