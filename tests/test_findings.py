@@ -84,6 +84,8 @@ def test_first_step_identical_by_construction_reproduced_not_and_undecided():
     assert f"Entropy: +0.003 [{lo:+.3f}, {hi:+.3f}], n = 3 (contains 0)" in f.loc[0, "evidence"]
     assert verdicts(frame({"certainty": {}, "entropy": {16: UP}}))["i"] == "not reproduced"  # 0.08 ± 0.050 excludes 0
     assert verdicts(frame({"entropy": {16: [0.02]}}))["i"] == "undecided"  # one seed: no interval
+    # contains 0 but reaches past ±0.06 (mean 0, sd 0.05, n 3: half width 4.30 · 0.05/√3 = 0.124): too wide to call it no difference
+    assert verdicts(frame({"entropy": {16: [0.05, -0.05, 0.0]}}))["i"] == "undecided"
 
 
 def test_certainty_from_the_second_step_each_branch():

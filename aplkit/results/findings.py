@@ -8,9 +8,11 @@ Intervals are 95 % Student-t over seeds; over a family of sizes they are Holm-ad
 
 (i) No difference at the first step. Per paper strategy, the paired differences at M: *identical by
     construction* when every one is exactly 0 (certainty at θ = θ0 takes random's draw of the same seed:
-    common random numbers); otherwise its 95 % t interval either contains 0 (no difference) or not.
-    Verdict: not reproduced if any strategy's interval excludes 0; undecided if any cannot be judged
-    (fewer than 2 seeds); otherwise reproduced — or "identical by construction" when every strategy is.
+    common random numbers); otherwise its 95 % t interval excludes 0 (a difference), or contains 0 and
+    lies within ±``PAPER_EFFECT`` (no difference of the size the paper reports later), or is too wide to
+    say. Verdict: not reproduced if any strategy's interval excludes 0; undecided if any cannot be judged
+    (fewer than 2 seeds, or too wide); otherwise reproduced — or "identical by construction" when every
+    strategy is.
 (ii) Certainty above random from the second step on. Holm-adjusted intervals over the later sizes.
     Reproduced if the final budget's lies above 0 and no later size's lies below 0; else not reproduced
     if the final budget's upper end is below ``NEGLIGIBLE`` (+0.03: that rules out an effect of the
@@ -71,7 +73,7 @@ def _first_step(df: pd.DataFrame, task: str, size: int, confidence: float) -> di
         elif math.isnan(lo):
             call = UNDECIDED
         else:
-            call = "contains 0" if lo <= 0 <= hi else "excludes 0"
+            call = "excludes 0" if not lo <= 0 <= hi else "contains 0" if -PAPER_EFFECT <= lo and hi <= PAPER_EFFECT else "too wide"
         judged.append(call)
         detail.append({"strategy": s, "acquired": size, "n": len(d), "mean_diff": float(d.mean()), "low": lo, "high": hi, "call": call})
         shown = f"every paired difference is 0, n = {len(d)}" if call == IDENTICAL else f"{d.mean():+.3f} {_ci(lo, hi)}, n = {len(d)}"
@@ -80,7 +82,7 @@ def _first_step(df: pd.DataFrame, task: str, size: int, confidence: float) -> di
         verdict = UNDECIDED
     elif "excludes 0" in judged:
         verdict = NOT_REPRODUCED
-    elif UNDECIDED in judged:
+    elif UNDECIDED in judged or "too wide" in judged:
         verdict = UNDECIDED
     elif all(c == IDENTICAL for c in judged):
         verdict = IDENTICAL
