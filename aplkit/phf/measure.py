@@ -1,6 +1,7 @@
 """The paper's measurements at a checkpoint: misalignment of samples, LM loss on held-out text, KL from θ0.
 
-* misalignment: mean oracle P(negative) of the policy's samples (and the share with P > ½), both
+* misalignment: mean P(bad) of the policy's samples under the run's misalignment scorer (sentiment:
+  P(negative); classifier: 1 − P(good); ``phf.misalignment``) and the share with P > ½, both
   unconditional (from the start token alone) and continuing held-out test prompts; the continuation
   alone is scored, not the prompt, which is the test review's own opening.
 * LM loss: nats per token of the first ``phf.lm_tokens`` tokens of held-out test reviews.
@@ -22,8 +23,8 @@ from aplkit.seeding import derive_seed
 
 
 class Measurer:
-    def __init__(self, cfg, models, prefix: Sequence[int], test_prompts: Sequence, lm_texts: Sequence[str], p_negative: Callable):
-        self.cfg, self.models, self.prefix, self.p_negative = cfg, models, list(prefix), p_negative
+    def __init__(self, cfg, models, prefix: Sequence[int], test_prompts: Sequence, lm_texts: Sequence[str], misalignment: Callable):
+        self.cfg, self.models, self.prefix, self.misalignment = cfg, models, list(prefix), misalignment
         tok = models.tokenizer
         p = cfg.phf
         self.prompts = list(test_prompts)[: p.prompted_samples]
@@ -65,11 +66,11 @@ class Measurer:
         rows: list[PHFSampleRow] = []
         uncond = self._sample([self.prefix] * p.unconditional_samples, derive_seed(seed, step, "phf-unconditional"))
         texts = tok.batch_decode(uncond, skip_special_tokens=True)
-        pn = self.p_negative(texts)
+        pn = [float(q) for q in self.misalignment(texts)]
         rows += [PHFSampleRow(step, "unconditional", "", t, q, None, ids) for t, q, ids in zip(texts, pn, uncond, strict=True)]
         cont = self._sample(self.prompt_ids, derive_seed(seed, step, "phf-prompted")) if self.prompts else []
         ctexts = tok.batch_decode(cont, skip_special_tokens=True)
-        cpn = self.p_negative(ctexts)
+        cpn = [float(q) for q in self.misalignment(ctexts)]
         kls = completion_kl(m.policy, m.reference, self.prompt_ids, cont, tok.pad_token_id, p.batch_size).tolist() if cont else []
         rows += [
             PHFSampleRow(step, "prompted", x.text, t, q, x.id, ids, k)
