@@ -49,7 +49,7 @@ class ClassifierConfig:
     """The ``oracle.classifier`` section: which sequence-classification or reward model judges, and how."""
 
     model: str | None = None  # hub id or local dir of a sequence-classification / reward model
-    positive_label: int | None = None  # the class whose log-probability is the score; None: the last
+    positive_label: int | None = None  # the good class (score: its log-prob; PHF misalignment: 1 − its prob); None: last
     tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
 
     def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
