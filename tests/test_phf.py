@@ -319,3 +319,38 @@ def test_resume_under_another_scorer_is_refused(tmp_path):
         run_phf(load_phf_config("phf-imdb-cpu", args, objective="mle"), run, progress=False)
     assert "\n" not in str(e.value)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing written by the refused runs
+
+
+def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch):
+    """MLE measures θ0; RWR (the same θ0) reads it; conditional (θ0 + control tokens) measures its own; a fresh RWR agrees."""
+    import aplkit.models
+    from aplkit.phf.measure import Measurer
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(aplkit.models, "EMBEDDED", "tiny-random")  # share tiny-random as the embedded model is shared
+    calls: list[tuple[str, int]] = []
+    compute = Measurer.compute
+
+    def counted(self, step, tokens):
+        calls.append((self.cfg.objective, step))
+        return compute(self, step, tokens)
+
+    monkeypatch.setattr(Measurer, "compute", counted)
+    args = [*TINY, "phf.token_budget=100"]
+
+    def run(objective: str, name: str, extra=()) -> tuple[list[dict], list[dict]]:
+        run_phf(load_phf_config("phf-imdb-cpu", [*args, *extra], objective=objective), tmp_path / name, progress=False)
+        ev = [r for r in _rows(tmp_path / name / "phf_eval.jsonl", drop=("seconds", "objective")) if r["step"] == 0]
+        return ev, [r for r in _rows(tmp_path / name / "phf_samples.jsonl") if r["step"] == 0]
+
+    mle = run("mle", "mle")
+    rwr = run("rwr", "rwr")
+    cond = run("conditional", "cond")
+    assert [c for c in calls if c[1] == 0] == [("mle", 0), ("conditional", 0)]  # RWR's θ0 was not measured again
+    assert ("rwr", 1) in calls or ("rwr", 2) in calls  # its later checkpoints were
+    assert rwr == mle and len(mle[1]) == 6
+    assert cond[0][0]["lm_loss_theta0"] != mle[0][0]["lm_loss_theta0"]  # θ0 with control tokens is another model
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "fresh"))
+    assert run("rwr", "rwr-fresh") == mle and ("rwr", 0) in calls  # measured afresh, RWR's θ0 gives exactly MLE's
+    run("rwr", "rwr-seed2", ["seed=2"])
+    assert calls.count(("rwr", 0)) == 2  # another seed is another θ0 measurement
