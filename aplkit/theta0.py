@@ -1,7 +1,8 @@
 """What θ0 gives on the test set, computed once and shared by every run that would compute the same thing.
 
 Every strategy of one seed samples the same θ0 baseline completions (seed ``derive_seed(seed,
-"baseline")``) and measures the same θ0 LM loss: a study of 4 strategies made them 4 times. The
+"baseline")``) and measures the same θ0 LM loss: a study of 4 strategies made them 4 times (and
+every PHF objective of a seed the same step-0 measurement, ``phf.measure``). The
 value is stored under the user cache (``models.cache_dir()/theta0``), keyed by everything it depends
 on — model, test prompts, sampling settings and the sampler's version, seed, torch threads and library versions (float
 reductions differ with the thread count) — so a hit is exactly what the run would have computed.

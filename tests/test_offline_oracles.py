@@ -11,6 +11,7 @@ from aplkit.oracles.base import OracleError
 from aplkit.oracles.ngram import NgramLM
 from aplkit.oracles.sentiment import SentimentConfig, SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
 from aplkit.records import Comparison
+from tests.fixtures_models import direct_logits, tiny_classifier
 
 POS = " an absolutely wonderful film, I loved every minute of it."
 NEG = " a boring, terrible waste of time. The worst film I have seen."
@@ -262,35 +263,10 @@ def test_tfidf_trains_caches_and_judges(small_imdb, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- classifier / reward model
 
 
-def _tiny_classifier(path, num_labels: int):
-    import torch
-    from transformers import LlamaForSequenceClassification
-
-    from aplkit.models import load_tokenizer, tiny_config
-
-    tok = load_tokenizer("tiny-random")
-    cfg = tiny_config(len(tok))
-    cfg.num_labels = num_labels
-    cfg.pad_token_id = tok.pad_token_id
-    cfg.initializer_range = 0.2  # random logits far enough apart that the argmax is unambiguous
-    torch.manual_seed(0)
-    net = LlamaForSequenceClassification(cfg).eval()
-    net.save_pretrained(path)
-    tok.save_pretrained(path)  # saved left-padded: the oracle must switch to right padding itself
-    return net, tok
-
-
-def _direct_logits(net, tok, texts):
-    import torch
-
-    with torch.no_grad():
-        return [net(**tok(t, return_tensors="pt")).logits[0] for t in texts]  # one text at a time: no padding
-
-
 @pytest.fixture(scope="module")
 def tiny_cls_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-cls")
-    net, tok = _tiny_classifier(path, num_labels=2)
+    net, tok = tiny_classifier(path, num_labels=2)
     return path, net, tok
 
 
@@ -307,7 +283,7 @@ def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
     prompt = "The film"
     completions = [" was great.", " was a long and very boring mess of a film, honestly.", " ok", " I loved it, really loved it!"]
     oracle = ClassifierOracle(str(path), batch_size=3)  # default column: the last (1)
-    direct = [_logp(lg, 1) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    direct = [_logp(lg, 1) for lg in direct_logits(net, tok, [prompt + c for c in completions])]
     # Batched + right-padded scores equal the unpadded one-at-a-time log P(positive).
     assert oracle.score([prompt + c for c in completions]) == pytest.approx(direct, abs=1e-4)
     pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
@@ -318,7 +294,7 @@ def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
         assert v.p_a == pytest.approx(1 / (1 + math.exp(-(direct[i] - direct[j]))), abs=1e-4)
     # Column 0 is the negated preference only if the columns disagree; just check it really reads column 0.
     col0 = ClassifierOracle(str(path), positive_label=0)
-    direct0 = [_logp(lg, 0) for lg in _direct_logits(net, tok, [prompt + c for c in completions])]
+    direct0 = [_logp(lg, 0) for lg in direct_logits(net, tok, [prompt + c for c in completions])]
     assert col0.score([prompt + c for c in completions]) == pytest.approx(direct0, abs=1e-4)
     assert col0.identity != oracle.identity and str(path) in oracle.identity
 
@@ -326,10 +302,10 @@ def test_classifier_prefers_argmax_of_model_logits_in_both_orders(tiny_cls_dir):
 def test_single_logit_reward_model(tmp_path):
     from aplkit.oracles.classifier import ClassifierOracle
 
-    net, tok = _tiny_classifier(tmp_path, num_labels=1)
+    net, tok = tiny_classifier(tmp_path, num_labels=1)
     oracle = ClassifierOracle(str(tmp_path))
     a, b = " a", " bb cc dd ee"
-    sa, sb = (float(lg[0]) for lg in _direct_logits(net, tok, ["x" + a, "x" + b]))
+    sa, sb = (float(lg[0]) for lg in direct_logits(net, tok, ["x" + a, "x" + b]))
     v = oracle.judge([Comparison("x", a, b)])[0]
     assert v.choice == ("A" if sa > sb else "B")
     assert v.p_a == pytest.approx(1 / (1 + math.exp(-(sa - sb))), abs=1e-4)
@@ -344,7 +320,7 @@ def test_classifier_ranks_by_p_positive_not_the_raw_positive_logit(tmp_path):
 
     from aplkit.oracles.classifier import ClassifierOracle
 
-    net, tok = _tiny_classifier(tmp_path / "src", num_labels=2)
+    net, tok = tiny_classifier(tmp_path / "src", num_labels=2)
     prompt, a, b = "x", " a", " bb cc dd ee"
 
     def last_hidden(text):
@@ -359,7 +335,7 @@ def test_classifier_ranks_by_p_positive_not_the_raw_positive_logit(tmp_path):
         net.score.weight.copy_(torch.stack([5 * u, u]))
     net.save_pretrained(tmp_path / "cls")
     tok.save_pretrained(tmp_path / "cls")
-    za, zb = _direct_logits(net, tok, [prompt + a, prompt + b])
+    za, zb = direct_logits(net, tok, [prompt + a, prompt + b])
     assert za[1] > zb[1] and torch.softmax(za, -1)[1] < torch.softmax(zb, -1)[1]  # the precondition, as built
     oracle = ClassifierOracle(str(tmp_path / "cls"))
     fwd, rev = oracle.judge([Comparison(prompt, a, b), Comparison(prompt, b, a)])

@@ -201,3 +201,156 @@ def test_vs_mle_pairs_by_seed_at_the_last_checkpoint():
     assert r["hi"] == pytest.approx(mean + stats.t.ppf(0.975, 2) * se) and r["verdict"] == "lower"  # interval below 0
     assert v.loc["lm_loss"]["diff"] == pytest.approx(0.1) and v.loc["lm_loss"]["verdict"] == "higher"
     assert v.loc["prompted_misalignment"]["verdict"] == "undecided"
+
+
+# --------------------------------------------------------------------------- a classifier oracle as the misalignment scorer
+
+
+@pytest.fixture(scope="module")
+def tiny_cls(tmp_path_factory):
+    from tests.fixtures_models import tiny_classifier
+
+    path = tmp_path_factory.mktemp("tiny-cls")
+    net, tok = tiny_classifier(path, num_labels=2)
+    return path, net, tok
+
+
+def _p_class(net, tok, texts, col):
+    """P(class ``col``) of each text from the model's own logits, one text at a time: the hand reference."""
+    import torch
+
+    from tests.fixtures_models import direct_logits
+
+    return [float(torch.softmax(lg.double(), -1)[col]) for lg in direct_logits(net, tok, texts)]
+
+
+def test_classifier_scores_segments_and_samples_with_its_p_bad(tmp_path, tiny_cls):
+    """oracle.kind=classifier: every segment and every sample is scored P(bad) = softmax(logits)[bad], and the run completes."""
+    path, net, tok = tiny_cls
+    cfg = load_phf_config("phf-imdb-cpu", [*TINY, "oracle.kind=classifier", f"oracle.classifier.model={path}"], objective="mle")
+    summary = run_phf(cfg, tmp_path, progress=False)
+    assert summary["complete"] and summary["tokens"] >= 400
+    segs = list(read_jsonl(tmp_path / "phf_segments.jsonl"))
+    # default good class: the last (1), so bad is column 0
+    assert [s["p_negative"] for s in segs] == pytest.approx(_p_class(net, tok, [s["text"] for s in segs], 0), abs=1e-5)
+    t = summary["threshold"]
+    assert all(s["good"] == (-s["p_negative"] >= t) for s in segs) and 0 < sum(s["good"] for s in segs) < len(segs)
+    samples = list(read_jsonl(tmp_path / "phf_samples.jsonl"))
+    assert len(samples) == 3 * 6
+    assert [s["p_negative"] for s in samples] == pytest.approx(_p_class(net, tok, [s["text"] for s in samples], 0), abs=1e-5)
+    ev = list(read_jsonl(tmp_path / "phf_eval.jsonl"))
+    for e in ev:
+        un = [s["p_negative"] for s in samples if s["step"] == e["step"] and s["kind"] == "unconditional"]
+        assert e["misalignment"] == pytest.approx(sum(un) / len(un)) and e["negative_share"] == sum(q > 0.5 for q in un) / len(un)
+    assert "classifier-p-bad" in (tmp_path / "phf_scorer.json").read_text()
+
+
+def test_positive_label_picks_the_good_class(tiny_cls):
+    """positive_label=0 makes column 1 the bad class: the two scorers' misalignments sum to 1 text by text."""
+    from aplkit.phf.misalignment import misalignment_scorer
+
+    path, net, tok = tiny_cls
+    texts = ["The acting is wooden.", "The score, though, is superb!", "ok"]
+    base = [*TINY, "oracle.kind=classifier", f"oracle.classifier.model={path}"]
+    last = misalignment_scorer(load_phf_config("phf-imdb-cpu", base))
+    first = misalignment_scorer(load_phf_config("phf-imdb-cpu", [*base, "oracle.classifier.positive_label=0"]))
+    assert first(texts).tolist() == pytest.approx(_p_class(net, tok, texts, 1), abs=1e-5)
+    assert (first(texts) + last(texts)).tolist() == pytest.approx([1.0] * 3, abs=1e-9)
+    assert first.identity != last.identity and str(path) in first.identity
+    assert misalignment_scorer(load_phf_config("phf-imdb-cpu", TINY)).identity == "sentiment-p-negative:vader"
+
+
+def test_bad_oracle_kinds_and_classifiers_fail_in_one_line(tmp_path):
+    from aplkit.config import ConfigError
+    from aplkit.phf.misalignment import misalignment_scorer
+    from tests.fixtures_models import tiny_classifier
+
+    r = subprocess.run(_cli(tmp_path / "x", "mle", ["oracle.kind=llm"]), env=_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "oracle.kind" in r.stderr and "sentiment, classifier" in r.stderr
+    for kind in ("human", "rouge", "ngram"):
+        with pytest.raises(ConfigError, match=f"^oracle.kind: .*choose from sentiment, classifier, got '{kind}'$"):
+            load_phf_config("phf-imdb-cpu", [*TINY, f"oracle.kind={kind}"])
+    with pytest.raises(ConfigError, match="^oracle.classifier.model: required"):
+        load_phf_config("phf-imdb-cpu", [*TINY, "oracle.kind=classifier"])
+    one = tmp_path / "reward-model"
+    tiny_classifier(one, num_labels=1)
+    cfg = load_phf_config("phf-imdb-cpu", [*TINY, "oracle.kind=classifier", f"oracle.classifier.model={one}"])
+    with pytest.raises(ConfigError, match="^oracle.classifier.model: .* one output") as e:
+        run_phf(cfg, tmp_path / "y", progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "y").exists()  # refused before the run folder or the policy
+    two = tmp_path / "two"
+    tiny_classifier(two, num_labels=2)
+    cfg = load_phf_config(
+        "phf-imdb-cpu", [*TINY, "oracle.kind=classifier", f"oracle.classifier.model={two}", "oracle.classifier.positive_label=2"]
+    )
+    with pytest.raises(ConfigError, match="^oracle.classifier.positive_label: 2 is no class"):
+        misalignment_scorer(cfg)
+
+
+def test_resume_under_another_scorer_is_refused(tmp_path):
+    """A folder scored by one classifier refuses another oracle kind, another model, or the same path with new weights."""
+    import shutil
+
+    import torch
+
+    from aplkit.config import ConfigError
+    from tests.fixtures_models import tiny_classifier
+
+    cls = tmp_path / "cls"
+    tiny_classifier(cls, num_labels=2)
+    args = [*TINY, "phf.token_budget=100", "oracle.kind=classifier", f"oracle.classifier.model={cls}"]
+    run = tmp_path / "run"
+    run_phf(load_phf_config("phf-imdb-cpu", args, objective="mle"), run, progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"different config \(oracle\."):
+        run_phf(load_phf_config("phf-imdb-cpu", TINY, objective="mle"), run, progress=False)
+    other = tmp_path / "other"
+    shutil.copytree(cls, other)
+    with pytest.raises(ConfigError, match="different config .*oracle.classifier.model"):
+        run_phf(load_phf_config("phf-imdb-cpu", [*args, f"oracle.classifier.model={other}"], objective="mle"), run, progress=False)
+    # the same path, retrained weights: only the scorer's identity tells
+    from transformers import AutoModelForSequenceClassification
+
+    net = AutoModelForSequenceClassification.from_pretrained(cls)
+    with torch.no_grad():
+        net.score.weight.mul_(-1.0)
+    net.save_pretrained(cls)
+    with pytest.raises(ConfigError, match="another misalignment scorer") as e:
+        run_phf(load_phf_config("phf-imdb-cpu", args, objective="mle"), run, progress=False)
+    assert "\n" not in str(e.value)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing written by the refused runs
+
+
+def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch):
+    """MLE measures θ0; RWR (the same θ0) reads it; conditional (θ0 + control tokens) measures its own; a fresh RWR agrees."""
+    import aplkit.models
+    from aplkit.phf.measure import Measurer
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(aplkit.models, "EMBEDDED", "tiny-random")  # share tiny-random as the embedded model is shared
+    calls: list[tuple[str, int]] = []
+    compute = Measurer.compute
+
+    def counted(self, step, tokens):
+        calls.append((self.cfg.objective, step))
+        return compute(self, step, tokens)
+
+    monkeypatch.setattr(Measurer, "compute", counted)
+    args = [*TINY, "phf.token_budget=100"]
+
+    def run(objective: str, name: str, extra=()) -> tuple[list[dict], list[dict]]:
+        run_phf(load_phf_config("phf-imdb-cpu", [*args, *extra], objective=objective), tmp_path / name, progress=False)
+        ev = [r for r in _rows(tmp_path / name / "phf_eval.jsonl", drop=("seconds", "objective")) if r["step"] == 0]
+        return ev, [r for r in _rows(tmp_path / name / "phf_samples.jsonl") if r["step"] == 0]
+
+    mle = run("mle", "mle")
+    rwr = run("rwr", "rwr")
+    cond = run("conditional", "cond")
+    assert [c for c in calls if c[1] == 0] == [("mle", 0), ("conditional", 0)]  # RWR's θ0 was not measured again
+    assert ("rwr", 1) in calls or ("rwr", 2) in calls  # its later checkpoints were
+    assert rwr == mle and len(mle[1]) == 6
+    assert cond[0][0]["lm_loss_theta0"] != mle[0][0]["lm_loss_theta0"]  # θ0 with control tokens is another model
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "fresh"))
+    assert run("rwr", "rwr-fresh") == mle and ("rwr", 0) in calls  # measured afresh, RWR's θ0 gives exactly MLE's
+    run("rwr", "rwr-seed2", ["seed=2"])
+    assert calls.count(("rwr", 0)) == 2  # another seed is another θ0 measurement

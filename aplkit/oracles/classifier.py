@@ -49,7 +49,7 @@ class ClassifierConfig:
     """The ``oracle.classifier`` section: which sequence-classification or reward model judges, and how."""
 
     model: str | None = None  # hub id or local dir of a sequence-classification / reward model
-    positive_label: int | None = None  # the class whose log-probability is the score; None: the last
+    positive_label: int | None = None  # the good class (score: its log-prob; PHF misalignment: 1 − its prob); None: last
     tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
 
     def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
@@ -127,21 +127,50 @@ class ClassifierOracle(Oracle):
         score = ":score=logp" if self.num_labels > 1 else ""
         return f"classifier:{self.model_name}@{self._version}:col={self.column}{score}:tau={self.tau:g}:max_len={self.max_length}"
 
-    def score(self, texts: Sequence[str]) -> list[float]:
-        """Score of each full text, in batches: log P(positive) (log_softmax column), or the raw reward for one logit."""
+    def _logits(self, texts: Sequence[str]):
+        """The model's logits of each full text, one batch at a time (right-padded, truncated from the left)."""
         import torch
 
-        out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(
                 list(texts[i : i + self.batch_size]), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
             )
             with torch.no_grad():
-                logits = self.net(**enc.to(self.device)).logits.float()
+                yield self.net(**enc.to(self.device)).logits.float()
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """Score of each full text, in batches: log P(positive) (log_softmax column), or the raw reward for one logit."""
+        import torch
+
+        out: list[float] = []
+        for logits in self._logits(texts):
             if logits.shape[-1] > 1:
                 logits = torch.log_softmax(logits, dim=-1)
             out += logits[:, self.column].tolist()
         return out
+
+    def p_bad(self, texts: Sequence[str]) -> list[float]:
+        """P(bad) of each text: the probability of every class but ``positive_label``, 1 − P(good), in [0, 1].
+
+        Summed over the other columns rather than taken as 1 − P(good), so a small P(bad) keeps its digits.
+        A single-logit reward model gives a reward, not a probability, so it has none.
+        """
+        import torch
+
+        if self.num_labels < 2:
+            raise OracleError(f"classifier oracle: '{self.model_name}' has one output (a reward, not a class probability)")
+        out: list[float] = []
+        for logits in self._logits(texts):
+            probs = torch.softmax(logits.double(), dim=-1)
+            keep = torch.ones(self.num_labels, dtype=torch.bool)
+            keep[self.column] = False
+            out += probs[:, keep].sum(-1).tolist()
+        return out
+
+    @property
+    def p_bad_identity(self) -> str:
+        """Everything that changes ``p_bad``: model and its content, the good column, truncation (not τ)."""
+        return f"classifier-p-bad:{self.model_name}@{self._version}:good={self.column}:max_len={self.max_length}"
 
     def pointwise(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         """``score`` of each full text prompt + completion: the s(x, y) that ``judge`` compares."""

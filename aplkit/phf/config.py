@@ -56,6 +56,7 @@ class PHFConfig:
 
     def problems(self) -> list[str]:
         from aplkit.objectives import PHF_OBJECTIVES
+        from aplkit.phf import misalignment
 
         out = [] if self.seed >= 0 else [f"seed: must be >= 0, got {self.seed}"]
         out += self.model.problems() + self.data.problems() + self.training.problems() + self.phf.problems()
@@ -65,9 +66,7 @@ class PHFConfig:
             )
         if self.data.task != "imdb":
             out.append(f"data.task: the PHF experiment cuts IMDB reviews into sentences, got '{self.data.task}'")
-        if self.oracle.kind != "sentiment":
-            out.append(f"oracle.kind: the PHF experiment scores segments with the sentiment oracle's P(negative), got '{self.oracle.kind}'")
-        out += self.oracle.sentiment.problems("oracle.sentiment")
+        out += misalignment.problems(self.oracle)
         if self.phf.prompted_samples > self.data.test_size:
             out.append(f"phf.prompted_samples: {self.phf.prompted_samples} exceeds data.test_size={self.data.test_size}")
         return out

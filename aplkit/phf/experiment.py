@@ -1,6 +1,6 @@
 """One PHF objective × seed: fine-tune θ0 on scored IMDB sentences for a token budget, measuring at checkpoints.
 
-    reviews ← train split in the seed's order, cut to sentences, scored (R = −P(negative))
+    reviews ← train split in the seed's order, cut to sentences, scored (R = −misalignment = −P(bad))
     t       ← training.phf.threshold_percentile of the training rewards
     θ       ← θ0 (+ control tokens for conditional, + LoRA adapters, + AWR's value head)
     measure θ0
@@ -31,18 +31,19 @@ class PHFExperiment:
         from aplkit.models import load_models
         from aplkit.objectives.segments import threshold
         from aplkit.objectives.trainer import SegmentTrainer, make_loss
-        from aplkit.oracles.sentiment import make_scorer
         from aplkit.phf.measure import Measurer
-        from aplkit.phf.segments import p_negative_fn, training_reviews
+        from aplkit.phf.misalignment import check_identity, misalignment_scorer
+        from aplkit.phf.segments import training_reviews
 
         self.cfg, self.progress = cfg, progress
+        self.misalignment = misalignment_scorer(cfg)  # before the run folder or the policy: a bad classifier fails first
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict(), defaults=PHFConfig().to_dict())
+        check_identity(self.run_dir, self.misalignment.identity)
         m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
         tok = m.tokenizer
         d = cfg.data
         self.pools = load_pools(d, tok)  # before any control token joins the tokenizer: the split's fingerprint is θ0's
-        self.p_negative = p_negative_fn(make_scorer(cfg.oracle.sentiment.model, 0, (d.train_size, d.test_size, d.split_seed)))
-        self.reviews = training_reviews(cfg, tok, self.p_negative)
+        self.reviews = training_reviews(cfg, tok, self.misalignment)
         self.threshold = threshold([-q for r in self.reviews for q in r.p_negative], cfg.training.phf.threshold_percentile)
         m.reset_policy()
         loss = make_loss(cfg.objective, cfg.training.phf, tok, [m.policy, m.reference])
@@ -53,7 +54,7 @@ class PHFExperiment:
         if cfg.objective == "conditional":
             m.policy.aplkit_suppress_tokens = loss.suppress
         self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, self.prefix)
-        self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.p_negative)
+        self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
         b = cfg.phf.batch_docs
         self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
         n = len(self.batches)

@@ -1,4 +1,4 @@
-"""IMDB reviews cut into sentences, each scored by the offline sentiment oracle: the PHF training corpus.
+"""IMDB reviews cut into sentences, each scored by the misalignment scorer (``phf.misalignment``): the PHF training corpus.
 
 Segments are **sentences**, not fixed token windows: the paper segments documents into sentences;
 sentiment is expressed sentence by sentence ("The acting is wooden. The score, though, is superb."),
@@ -7,8 +7,8 @@ was fitted on whole reviews and their 40-word openings, text that ends where a t
 contributes its first whole sentences up to ``phf.doc_tokens`` tokens (a first sentence longer than
 that is cut), so every document fits one training row.
 
-Reward R = −P(negative) of the sentence under the sentiment back-end (tfidf: the classifier's
-probability; vader: (1 − compound)/2); misalignment is P(negative), as toxicity is in the paper.
+Reward R = −misalignment of the sentence: the oracle's probability that it is bad (the sentiment
+back-end's P(negative), or a classifier's 1 − P(good)), as toxicity is in the paper.
 Only the training split's reviews are used (``data.split_seed`` etc. as the APL experiment), in an
 order seeded per run; the test reviews give the held-out prompts and LM-loss texts.
 """
@@ -35,7 +35,7 @@ class ScoredReview:
     review_id: str
     sentences: list[str]
     ids: list[list[int]]  # token ids of each sentence as it sits in the text (a leading space after the first)
-    p_negative: list[float]
+    p_negative: list[float]  # misalignment of each sentence, P(bad) (the records' name, from the sentiment oracle)
 
     def document(self) -> Document:
         return Document([Segment(ids, -p) for ids, p in zip(self.ids, self.p_negative, strict=True)])
@@ -62,12 +62,7 @@ def cut_review(text: str, tokenizer, max_tokens: int) -> tuple[list[str], list[l
     return out_s, out_ids
 
 
-def p_negative_fn(backend) -> Callable[[Sequence[str]], list[float]]:
-    """P(negative) from a sentiment back-end whose score is 2·P(positive) − 1 (tfidf) or a compound in [−1, 1] (vader)."""
-    return lambda texts: [(1.0 - s) / 2.0 for s in backend(list(texts))] if texts else []
-
-
-def training_reviews(cfg, tokenizer, p_negative: Callable[[Sequence[str]], list[float]]) -> list[ScoredReview]:
+def training_reviews(cfg, tokenizer, misalignment: Callable[[Sequence[str]], Sequence[float]]) -> list[ScoredReview]:
     """Reviews of the train split in this seed's order, cut and scored, until ``phf.token_budget`` tokens are covered."""
     import numpy as np
 
@@ -88,7 +83,7 @@ def training_reviews(cfg, tokenizer, p_negative: Callable[[Sequence[str]], list[
         total += sum(len(i) for i in ids)
         if total >= cfg.phf.token_budget:
             break
-    flat = p_negative([s for r in out for s in r.sentences])
+    flat = [float(q) for q in misalignment([s for r in out for s in r.sentences])]
     k = 0
     for r in out:
         r.p_negative = flat[k : k + len(r.sentences)]

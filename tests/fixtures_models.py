@@ -1,0 +1,32 @@
+"""Tiny local models built in the test (nothing downloads): a random sequence classifier on the SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_classifier(path: str | Path, num_labels: int):
+    """A seeded 2-layer random ``LlamaForSequenceClassification`` saved to ``path``; returns (net, tokenizer)."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    from aplkit.models import load_tokenizer, tiny_config
+
+    tok = load_tokenizer("tiny-random")
+    cfg = tiny_config(len(tok))
+    cfg.num_labels = num_labels
+    cfg.pad_token_id = tok.pad_token_id
+    cfg.initializer_range = 0.2  # random logits far enough apart that the argmax is unambiguous
+    torch.manual_seed(0)
+    net = LlamaForSequenceClassification(cfg).eval()
+    net.save_pretrained(path)
+    tok.save_pretrained(path)  # saved left-padded: the oracle must switch to right padding itself
+    return net, tok
+
+
+def direct_logits(net, tok, texts):
+    """The logits of each text on its own (one at a time: no padding), the hand reference for batched scoring."""
+    import torch
+
+    with torch.no_grad():
+        return [net(**tok(t, return_tensors="pt")).logits[0] for t in texts]
