@@ -11,6 +11,7 @@ oracle kind owns its settings in its own module (``oracle.sentiment``, ``oracle.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -409,6 +410,15 @@ def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = (), default: Any =
     old tree lacks is no change when the new tree holds that key's ``default``: settings added to aplkit
     later (with the old behaviour as their default) do not make older runs look different.
     """
+    return next(_diffs(old, new, ignore, default, path), None)
+
+
+def config_diffs(old: Any, new: Any, ignore: tuple[str, ...] = (), default: Any = _MISSING) -> list[str]:
+    """Every setting that differs, as ``config_diff`` words each: an error can name all the keys at once."""
+    return list(_diffs(old, new, ignore, default, ""))
+
+
+def _diffs(old: Any, new: Any, ignore: tuple[str, ...], default: Any, path: str) -> Iterator[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         defaults = default if isinstance(default, dict) else {}
         for k in sorted(set(old) | set(new)):
@@ -416,11 +426,9 @@ def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = (), default: Any =
                 continue
             if k not in old and k in defaults and new.get(k) == defaults[k]:
                 continue
-            d = config_diff(old.get(k), new.get(k), (), defaults.get(k, _MISSING), f"{path}.{k}" if path else k)
-            if d:
-                return d
-        return None
-    return None if old == new else f"{path}: {old!r} → {new!r}"
+            yield from _diffs(old.get(k), new.get(k), (), defaults.get(k, _MISSING), f"{path}.{k}" if path else k)
+    elif old != new:
+        yield f"{path}: {old!r} → {new!r}"
 
 
 # --------------------------------------------------------------------------- parsing

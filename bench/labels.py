@@ -48,7 +48,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=9, help="K seeds (0..K-1); 9 is the paper's count")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
-    p.add_argument("--records", default=None, help="compact records, committed (default bench/results/labels/<config name>)")
+    p.add_argument(
+        "--records",
+        default=None,
+        help="compact records, committed (default bench/results/labels/<config name>, plus -<objective> when training.objective is not dpo)",
+    )
     p.add_argument("--results", default=None, help="summary JSON (default <records>/summary.json)")
     p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
     p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
@@ -83,16 +87,56 @@ def record_path(records: Path, strategy: str, seed: int) -> Path:
     return records / strategy.replace("+", "_") / f"seed{seed}.json"
 
 
-def recorded(path: Path, cfg) -> bool:
-    """The record of this exact experiment is in the repository (a record of another config is not)."""
-    from aplkit.config import ExperimentConfig, config_diff
+RECORDS = Path("bench/results/labels")
+
+
+def records_dir(root: Path, cfg) -> Path:
+    """A study's records folder: ``root/<config name>``, plus ``-<objective>`` when the APL loop trains with
+    another objective than DPO, so a study of that objective never lands on the DPO study's records."""
+    objective = cfg.training.objective
+    if objective == "dpo" or cfg.name.endswith(f"-{objective}"):
+        return Path(root) / cfg.name
+    return Path(root) / f"{cfg.name}-{objective}"
+
+
+def _differences(path: Path, cfg) -> tuple[bool, list[str]]:
+    """(complete, the settings in which the record at ``path`` differs from ``cfg``); the record must exist."""
+    from aplkit.config import ExperimentConfig, config_diffs, migrate
     from aplkit.results.archive import read_record
 
+    rec = read_record(path)
+    diffs = config_diffs(migrate(rec["config"]), cfg.to_dict(), ("out",), ExperimentConfig().to_dict())
+    return bool(rec["summary"].get("complete")), diffs
+
+
+def recorded(path: Path, cfg) -> bool:
+    """The record of this exact experiment is in the repository (a record of another config is not)."""
     if not path.exists():
         return False
-    rec = read_record(path)
-    same = config_diff(rec["config"], cfg.to_dict(), ("out",), ExperimentConfig().to_dict()) is None
-    return same and bool(rec["summary"].get("complete"))
+    complete, diffs = _differences(path, cfg)
+    return complete and not diffs
+
+
+def foreign_record(path: Path, cfg) -> str | None:
+    """One line when ``path`` holds the complete record of another experiment, which running ``cfg`` would overwrite."""
+    if not path.exists():
+        return None
+    complete, diffs = _differences(path, cfg)
+    if not complete or not diffs:
+        return None
+    shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+    return (
+        f"{path}: holds the complete record of another experiment ({shown}); running would overwrite it — "
+        f"give this study its own records with --set name=NEW_NAME or --records DIR"
+    )
+
+
+def check_no_overwrite(records: Path, configs: dict) -> None:
+    """Before any run: stop in one line if a planned record path holds another experiment's complete record."""
+    for (s, k), cfg in configs.items():
+        clash = foreign_record(record_path(records, s, k), cfg)
+        if clash:
+            raise SystemExit(clash)
 
 
 def check_strategies(spec: str, imports: list[str]) -> list[str]:
@@ -127,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         configs = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    name = next(iter(configs.values())).name
-    records = Path(args.records or Path("bench/results/labels") / name)
+    records = Path(args.records) if args.records else records_dir(RECORDS, next(iter(configs.values())))
     out = Path(args.out)
     t0 = time.perf_counter()
     if not args.report_only:
+        check_no_overwrite(records, configs)
         mine = set(shard(list(configs), args.shard))
         for i, ((s, k), cfg) in enumerate(configs.items(), 1):
             if (s, k) not in mine:

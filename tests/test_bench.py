@@ -104,10 +104,49 @@ def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, mo
     doc = json.loads(res.read_text())
     assert doc["config"]["name"] == "imdb-cpu" and doc["runs"] == 6
     assert read_record(labels.record_path(bench_runs, "certainty", 2))["summary"]["complete"]
-    # a record made with another config is not this experiment: with another lr, everything runs again
+    # a record made with another config is not this experiment: with another lr into the same records, nothing
+    # runs (it would overwrite the committed study); into records of its own, everything runs again
     calls.clear()
+    with pytest.raises(SystemExit, match=r"random/seed0.json: .*training.lr: 3e-05 → 1e-05"):
+        labels.main([*argv, "--set", "training.lr=1e-5"])
+    assert calls == []
+    argv[argv.index("--records") + 1] = str(tmp_path / "lr-records")
     assert labels.main([*argv, "--set", "training.lr=1e-5"]) == 0
     assert len(calls) == 6
+
+
+def test_another_objective_never_overwrites_the_dpo_study(tmp_path, monkeypatch):
+    """``--set training.objective=conditional`` on the DPO study's preset: its records go beside the study's, and a
+    records folder holding another experiment's complete records stops the study in one line before any run."""
+    monkeypatch.chdir(tmp_path)
+    dpo = tmp_path / "bench/results/labels/imdb-cpu"
+    for k in range(3):
+        for s in ("random", "certainty"):
+            write_record(_run(tmp_path / "runs", s, k), labels.record_path(dpo, s, k))
+    before = {p: p.read_text() for p in dpo.rglob("*.json")}
+    calls = []
+
+    def fake_run(cfg, run_dir, progress=True):
+        calls.append((cfg.strategy, cfg.seed))
+        make_run(run_dir.parent.parent, cfg.strategy, cfg.seed, CERTAINTY[cfg.seed], folder=f"{cfg.strategy}/seed{cfg.seed}", cfg=cfg)
+        return SimpleNamespace(eval_rows=[])
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    argv = [*PLAN, "--set", "training.objective=conditional", "--out", "fresh", "--figures", str(tmp_path / "fig")]
+    assert labels.main(argv) == 0
+    assert len(calls) == 6
+    assert {p: p.read_text() for p in dpo.rglob("*.json")} == before  # the DPO study's records are untouched
+    rec = read_record(labels.record_path(tmp_path / "bench/results/labels/imdb-cpu-conditional", "certainty", 2))
+    assert rec["config"]["training"]["objective"] == "conditional" and rec["summary"]["complete"]
+
+    calls.clear()  # pointed at the DPO study's records: one line naming the record and the differing key
+    with pytest.raises(SystemExit) as e:
+        labels.main([*argv, "--records", str(dpo)])
+    msg = str(e.value)
+    assert calls == [] and "\n" not in msg
+    assert str(labels.record_path(dpo, "random", 0)) in msg and "training.objective: 'dpo' → 'conditional'" in msg
+    assert "--set name=" in msg and "--records" in msg
+    assert {p: p.read_text() for p in dpo.rglob("*.json")} == before
 
 
 def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):

@@ -194,7 +194,7 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     """Configs and run folders written before the oracle kinds owned their settings still load and resume."""
     import yaml
 
-    from aplkit.config import config_diff, migrate
+    from aplkit.config import config_diff, config_diffs, migrate
     from aplkit.runfolder import RunFolder
 
     flat = {
@@ -235,3 +235,8 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     # a setting added later is no change only at its default
     assert config_diff({"a": 1}, {"a": 1, "b": 2}, default={"b": 2}) is None
     assert config_diff({"a": 1}, {"a": 1, "b": 3}, default={"b": 2}) == "b: None → 3"
+    # every difference at once (an error can name all the keys), in config_diff's order, which is the first
+    old_tree, new_tree = {"a": 1, "out": "x", "t": {"lr": 1, "b": 2}}, {"a": 2, "out": "y", "t": {"lr": 3, "b": 2, "c": 5}}
+    assert config_diffs(old_tree, new_tree, ("out",), {"t": {"c": 5}}) == ["a: 1 → 2", "t.lr: 1 → 3"]
+    assert config_diffs(old_tree, new_tree, ("out",)) == ["a: 1 → 2", "t.c: None → 5", "t.lr: 1 → 3"]
+    assert config_diff(old_tree, new_tree, ("out",)) == "a: 1 → 2" and config_diffs(new_tree, new_tree) == []
