@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | labels | pilot."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | labels | apl-objectives | pilot | objectives."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,labels,pilot,objectives} [options]
+USAGE = """usage: python -m bench {compute,memory,labels,apl-objectives,pilot,objectives} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -13,6 +13,8 @@ USAGE = """usage: python -m bench {compute,memory,labels,pilot,objectives} [opti
           MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
   labels  ...         label efficiency (bench/labels.py)
+  apl-objectives [--objectives conditional] [--shard I/N] [--report-only]
+          the APL loop with another training objective, paired with the labels study's DPO runs (bench/apl_objectives.py)
   pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
   objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
 """
@@ -43,11 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.labels import main as run
 
         return run(rest)
+    if cmd == "apl-objectives":
+        from bench.apl_objectives import main as run
+
+        return run(rest)
     if cmd == "pilot":
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels, pilot or objectives)", file=sys.stderr)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels, apl-objectives, pilot or objectives)", file=sys.stderr)
     return 2
 
 

@@ -4,6 +4,9 @@ Seeds are the unit of replication: a strategy's run with seed k is paired with r
 seed k (same prompt split, same test prompts, and — through common random numbers — the same
 first batch where the scorer cannot rank). Intervals come from ``scipy.stats`` (Student t and the
 bootstrap over seeds), power from ``statsmodels``; nothing here reimplements either.
+
+The same pairing compares two training objectives of the APL loop (``paired_against``): each run of one
+is paired with the other's run of the same strategy and seed (same prompt split, same test prompts).
 """
 
 from __future__ import annotations
@@ -172,6 +175,67 @@ def paired_comparison(
                 }
             )
     return pd.DataFrame(rows, columns=cols)
+
+
+#: metrics on which the lower value is the better outcome: less drift from θ0, text the model still predicts well
+LOWER_IS_BETTER = frozenset({"kl", "lm_loss"})
+#: what a comparison of two training objectives reads: the win-rate, and what a pointwise objective may trade for it
+AGAINST_METRICS = ("win_rate", "kl", "lm_loss")
+
+
+def paired_against(
+    runs: pd.DataFrame, baseline: pd.DataFrame, metrics: tuple[str, ...] = AGAINST_METRICS, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Two sets of runs of one plan (``load_runs`` frames: say the APL loop fine-tuned with conditional training, and
+    with DPO) paired by task, strategy, seed and acquired-set size: per task × size × strategy × metric, the mean of
+    runs − baseline with t and bootstrap intervals (``paired_differences`` per seed both recorded).
+
+    A study reads many such differences at once, so ``p_holm`` is the paired t-test's p Holm-adjusted over the
+    family of one metric within a task (every strategy and size), and ``holm_low``/``holm_high`` the interval that
+    excludes 0 exactly when Holm rejects (``holm_intervals``). The verdict comes from that interval, in the
+    metric's good direction: better / worse when it excludes 0 (higher win-rate; lower KL and LM loss, which
+    ``LOWER_IS_BETTER`` lists), else undecided; n/a with one seed. A metric neither set recorded gives no rows.
+    """
+    cols = ["task", "acquired", "strategy", "metric", "n", "mean_diff", "sd", "t_low", "t_high", "boot_low", "boot_high"]
+    cols += ["p", "p_holm", "holm_level", "holm_low", "holm_high", "verdict"]
+    rows, diffs = [], []
+    pairs = set(zip(runs["task"], runs["strategy"], strict=True)) & set(zip(baseline["task"], baseline["strategy"], strict=True))
+    order = {s: i for i, s in enumerate(strategy_order([s for _, s in pairs]))}
+    for task, s in sorted(pairs, key=lambda p: (p[0], order[p[1]])):
+        a = runs[(runs["task"] == task) & (runs["strategy"] == s)].assign(strategy="runs")
+        b = baseline[(baseline["task"] == task) & (baseline["strategy"] == s)].assign(strategy="baseline")
+        both = pd.concat([a, b], ignore_index=True)
+        for size in sorted(set(a["acquired"]) & set(b["acquired"])):
+            for m in metrics:
+                d = paired_differences(both, task, int(size), "runs", "baseline", metric=m) if m in both else np.array([])
+                if not len(d):
+                    continue
+                t_lo, t_hi = t_interval(d, confidence)
+                b_lo, b_hi = bootstrap_interval(d, confidence)
+                sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+                rows.append(
+                    {"task": task, "acquired": int(size), "strategy": s, "metric": m, "n": len(d), "mean_diff": float(d.mean()), "sd": sd}
+                    | {"t_low": t_lo, "t_high": t_hi, "boot_low": b_lo, "boot_high": b_hi}
+                )
+                diffs.append(d)
+    out = pd.DataFrame(rows, columns=cols[:11])
+    if out.empty:
+        return pd.DataFrame(columns=cols)
+    family = pd.DataFrame(index=out.index, columns=["p", "p_holm", "holm_level", "holm_low", "holm_high"], dtype=float)
+    for _, g in out.groupby(["task", "metric"], sort=False):
+        h = holm_intervals([diffs[i] for i in g.index], confidence).rename(
+            columns={"level": "holm_level", "low": "holm_low", "high": "holm_high"}
+        )
+        family.loc[g.index] = h[family.columns].to_numpy(float)
+    out = pd.concat([out, family.astype(float)], axis=1)
+    flip = {"better": "worse", "worse": "better"}
+    out["verdict"] = [
+        (flip.get(v, v) if m in LOWER_IS_BETTER else v) if n > 1 else "n/a"
+        for m, n, v in zip(
+            out["metric"], out["n"], (verdict(lo, hi) for lo, hi in zip(out["holm_low"], out["holm_high"], strict=True)), strict=True
+        )
+    ]
+    return out[cols]
 
 
 def efficiency_intervals(
@@ -353,6 +417,9 @@ __all__ = [
     "confident_errors",
     "efficiency_intervals",
     "holm_intervals",
+    "AGAINST_METRICS",
+    "LOWER_IS_BETTER",
+    "paired_against",
     "paired_comparison",
     "paired_differences",
     "probability_of_improvement",

@@ -318,6 +318,24 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
     )
 
 
+def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
+    """compare.paired_against as Markdown: ``arm`` − ``baseline`` per metric, size and strategy, both 95 % intervals,
+    the Holm-adjusted p and its interval, and the verdict in the metric's good direction."""
+    ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
+    rows = [
+        [METRIC_NAMES.get(r.metric, r.metric), *_paired_cells(r), ci(r.t_low, r.t_high), ci(r.boot_low, r.boot_high)]
+        + [_fmt_p(r.p_holm), ci(r.holm_low, r.holm_high), r.verdict]
+        for r in cmp.itertuples()
+    ]
+    header = ["Metric", "Dataset", "Size", "Strategy", "Seeds", f"{arm} − {baseline}", "95 % CI (t)", "95 % CI (bootstrap)"]
+    header += ["t p (Holm)", "Holm CI", "Verdict"]
+    return _md(header, rows) + (
+        f"\nPaired by strategy, seed and labels: each {arm} run with the {baseline} run of the same strategy and seed. "
+        "Holm over every size and strategy of one metric; the verdict reads the Holm interval: better / worse for "
+        f"{arm} when it excludes 0 (higher win-rate, lower KL from θ0 and LM loss), else undecided; n/a with one seed.\n"
+    )
+
+
 def cost_markdown(cost: pd.DataFrame) -> str:
     """compare.acquisition_cost as Markdown: what each strategy's acquisition costs per step, beside random's."""
     if cost.empty:
@@ -383,6 +401,7 @@ def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
 
 
 __all__ = [
+    "against_markdown",
     "comparison_markdown",
     "confident_errors_markdown",
     "cost_markdown",

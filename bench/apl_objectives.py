@@ -1,0 +1,187 @@
+"""DPO against a pointwise objective inside the APL loop (issue 13, item 4), at equal label budgets.
+
+The label-efficiency study (``bench/labels.py``) runs Algorithm 1 with DPO. This study runs the same plan —
+same preset, ``--set`` overrides, strategies and seeds — with ``training.objective`` switched (conditional
+training by default), through ``bench/labels.py``'s own plan, shards, skip-if-recorded and records, into
+``bench/results/labels/<config name>-<objective>/``. Its report pairs every run with the labels study's
+DPO run of the same strategy and seed, read from that study's committed records (never re-run here), at
+every waypoint: objective − DPO in win-rate, KL from θ0 and LM loss (a pointwise objective may buy
+win-rate with degenerate text), with t and bootstrap intervals and Holm-adjusted verdicts
+(``aplkit.results.compare.paired_against``). Markdown and JSON go to the objective's records folder.
+
+    python -m bench apl-objectives                          # conditional, random + certainty, 9 seeds, imdb-cpu
+    OMP_NUM_THREADS=1 python -m bench apl-objectives --shard 0/2 & OMP_NUM_THREADS=1 python -m bench apl-objectives --shard 1/2
+    python -m bench apl-objectives --objectives conditional,rwr --seeds 3
+    python -m bench apl-objectives --report-only            # the tables from the records alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from bench import labels
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench apl-objectives", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="imdb-cpu", help="the label-efficiency study's preset (bench labels --config)")
+    p.add_argument("--objectives", default="conditional", help="registered training objectives other than dpo, comma-separated")
+    p.add_argument("--strategies", default="random,certainty", help="any registered scorers, comma-separated")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="as bench labels --import")
+    p.add_argument("--seeds", type=int, default=9, help="K seeds (0..K-1), the labels study's")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as bench labels --set (both arms)")
+    p.add_argument("--out", default="runs/bench-apl-objectives", help="run folders (not committed)")
+    p.add_argument(
+        "--records-root",
+        default=str(labels.RECORDS),
+        help="records of objective O go to <root>/<config name>-O; the DPO study's are read from <root>/<config name>",
+    )
+    p.add_argument("--dpo-records", default=None, help="the DPO study's records (default <records-root>/<config name>)")
+    p.add_argument("--report-only", action="store_true", help="only pair the records already there")
+    p.add_argument("--shard", default="0/1", help="I/N, as bench labels --shard")
+    return p.parse_args(argv)
+
+
+def check_objectives(spec: str, sets: list[str]) -> list[str]:
+    """The objectives to compare with DPO; one line naming the flag otherwise."""
+    from aplkit.objectives import OBJECTIVES
+
+    if any(s.split("=", 1)[0].strip() == "training.objective" for s in sets):
+        raise SystemExit("--set training.objective: the objectives are --objectives, and the baseline is the DPO study's")
+    names = list(dict.fromkeys(o.strip() for o in spec.split(",") if o.strip()))
+    if not names:
+        raise SystemExit(f"--objectives: expected registered objectives, comma-separated, got {spec!r}")
+    for o in names:
+        if o == "dpo":
+            raise SystemExit("--objectives: dpo is the baseline (the labels study's records), not an objective to compare with it")
+        if o not in OBJECTIVES:
+            raise SystemExit(f"--objectives: unknown objective {o!r} (registered: {', '.join(sorted(OBJECTIVES))})")
+    return names
+
+
+def plan_configs(args: argparse.Namespace, strategies: list[str], objectives: list[str]) -> tuple[dict, dict[str, dict]]:
+    """(the DPO study's configs, per objective its configs), keyed by (strategy, seed), all checked before any run."""
+    from aplkit.config import load_config
+    from aplkit.errors import ConfigError
+
+    planned = labels.plan(strategies, args.seeds)
+    try:
+        dpo = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in planned}
+        arms = {
+            o: {(s, k): load_config(args.config, [*args.set, f"training.objective={o}"], strategy=s, seed=k) for s, k in planned}
+            for o in objectives
+        }
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    base = next(iter(dpo.values())).training.objective
+    if base != "dpo":
+        raise SystemExit(f"--config: {args.config} trains with training.objective={base}; the baseline must be the DPO study's preset")
+    for o, configs in arms.items():
+        cfg = next(iter(configs.values()))
+        if cfg.training.lora.enabled and o == "conditional":  # PreferenceObjective refuses it, but only after loading the model
+            raise SystemExit(
+                "training.lora.enabled: conditional training in the APL loop needs full fine-tuning (its control tokens must train)"
+            )
+    return dpo, arms
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aplkit.loop import run_experiment
+    from aplkit.results.archive import write_record
+
+    args = parse(argv or [])
+    strategies = labels.check_strategies(args.strategies, args.imports)
+    objectives = check_objectives(args.objectives, args.set)
+    dpo, arms = plan_configs(args, strategies, objectives)
+    root = Path(args.records_root)
+    dpo_records = Path(args.dpo_records) if args.dpo_records else labels.records_dir(root, next(iter(dpo.values())))
+    records = {o: labels.records_dir(root, next(iter(c.values()))) for o, c in arms.items()}
+    t0 = time.perf_counter()
+    if not args.report_only:
+        for o, configs in arms.items():
+            labels.check_no_overwrite(records[o], configs)
+        total = sum(len(c) for c in arms.values())
+        i = 0
+        for o, configs in arms.items():
+            mine = set(labels.shard(list(configs), args.shard))
+            for (s, k), cfg in configs.items():
+                i += 1
+                if (s, k) not in mine:
+                    continue
+                rec = labels.record_path(records[o], s, k)
+                if labels.recorded(rec, cfg):
+                    print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
+                    continue
+                t = time.perf_counter()
+                run = Path(args.out) / o / s.replace("+", "_") / f"seed{k}"
+                res = run_experiment(cfg, run, progress=False)
+                write_record(run, rec)
+                curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
+                print(f"[{i}/{total}] {o} {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s) → {rec} (commit it)", flush=True)
+    for o, configs in arms.items():
+        doc = report(o, records[o], configs, dpo_records, dpo)
+        doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
+        (records[o] / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
+        (records[o] / "comparison.md").write_text(doc["markdown"])
+        (records[o] / "comparison.json").write_text(json.dumps(doc, indent=2, default=str))
+        print(doc["markdown"])
+        print(f"results → {records[o] / 'comparison.md'}, {records[o] / 'comparison.json'}")
+    return 0
+
+
+def _frame(paths: list[Path], configs: dict):
+    """The planned runs' eval rows from their records (materialised into a temporary folder)."""
+    from aplkit.results import load_runs
+    from aplkit.results.archive import materialise
+
+    with tempfile.TemporaryDirectory() as tmp:
+        df = load_runs(materialise(paths, tmp))
+    if not df.empty:
+        df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
+    return df
+
+
+def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo: dict) -> dict:
+    """The objective's recorded runs against the DPO study's, paired by strategy, seed and labels."""
+    from aplkit.results import against_markdown, paired_against
+
+    mine = {
+        key: labels.record_path(records, *key) for key, cfg in configs.items() if labels.recorded(labels.record_path(records, *key), cfg)
+    }
+    base = {
+        key: labels.record_path(dpo_records, *key)
+        for key, cfg in dpo.items()
+        if labels.recorded(labels.record_path(dpo_records, *key), cfg)
+    }
+    paired = sorted(set(mine) & set(base), key=lambda x: (x[1], x[0]))
+    waiting = sorted(set(mine) - set(base), key=lambda x: (x[1], x[0]))
+    cfg = next(iter(configs.values()))
+    head = (
+        f"{objective} against DPO in the APL loop, {cfg.name}, M={cfg.acquisition.acquire_batch}, S={cfg.acquisition.prompt_batch}, "
+        f"{cfg.evaluation.test_prompts} test prompts: {len(paired)} paired runs of {len(configs)} planned "
+        f"({len(mine)} {objective} runs in {records}, {len(base)} DPO runs in {dpo_records})."
+    )
+    if waiting:
+        head += " No DPO record yet for: " + ", ".join(f"{s} seed {k}" for s, k in waiting) + "."
+    cmp = paired_against(_frame([mine[p] for p in paired], configs), _frame([base[p] for p in paired], dpo)) if paired else None
+    table = against_markdown(cmp, objective) if cmp is not None and len(cmp) else "no paired runs recorded yet\n"
+    return {
+        "objective": objective,
+        "baseline": "dpo",
+        "config": cfg.to_dict(),
+        "records": [str(mine[p]) for p in sorted(mine)],
+        "dpo_records": [str(base[p]) for p in paired],
+        "pairs": len(paired),
+        "comparison": json.loads(cmp.to_json(orient="records")) if cmp is not None else [],
+        "markdown": head + "\n\n" + table,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": labels._commit()},
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
