@@ -132,6 +132,9 @@ def test_report_pairs_the_objectives_records_with_the_dpo_studys_own(tmp_path):
     assert row[("win_rate", "random", 32)]["n"] == 3 and row[("win_rate", "random", 32)]["mean_diff"] == pytest.approx(0.08)
     c32 = row[("win_rate", "certainty", 32)]  # seeds 0, 1: −0.04, 0 → −0.02 ± 12.706 · 0.02 (sd 0.04/√2, SE sd/√2)
     assert c32["n"] == 2 and c32["mean_diff"] == pytest.approx(-0.02)
+    c16 = row[("win_rate", "certainty", 16)]  # seeds 0, 1: +0.02 twice: no spread, nothing to test
+    assert c16["n"] == 2 and c16["p"] is None and c16["verdict"] == "n/a"
+    assert [r["metric"] for r in doc["comparison"]] == ["win_rate"] * 4 + ["kl"] * 4 + ["lm_loss"] * 4
     assert c32["t_high"] == pytest.approx(-0.02 + 12.706205 * 0.02, abs=1e-5)
     md = (root / "imdb-cpu-conditional" / "comparison.md").read_text()
     assert "5 paired runs of 6 planned" in md and "No DPO record yet for: certainty seed 2." in md

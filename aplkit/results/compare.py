@@ -194,7 +194,9 @@ def paired_against(
     family of one metric within a task (every strategy and size), and ``holm_low``/``holm_high`` the interval that
     excludes 0 exactly when Holm rejects (``holm_intervals``). The verdict comes from that interval, in the
     metric's good direction: better / worse when it excludes 0 (higher win-rate; lower KL and LM loss, which
-    ``LOWER_IS_BETTER`` lists), else undecided; n/a with one seed. A metric neither set recorded gives no rows.
+    ``LOWER_IS_BETTER`` lists), else undecided; n/a where nothing can be tested (one seed, or the same difference on
+    every seed: outside the Holm family). A metric neither set recorded gives no rows. Rows: by task, then metric in
+    the order asked, then strategy and size.
     """
     cols = ["task", "acquired", "strategy", "metric", "n", "mean_diff", "sd", "t_low", "t_high", "boot_low", "boot_high"]
     cols += ["p", "p_holm", "holm_level", "holm_low", "holm_high", "verdict"]
@@ -229,12 +231,14 @@ def paired_against(
         family.loc[g.index] = h[family.columns].to_numpy(float)
     out = pd.concat([out, family.astype(float)], axis=1)
     flip = {"better": "worse", "worse": "better"}
+    verdicts = [verdict(lo, hi) for lo, hi in zip(out["holm_low"], out["holm_high"], strict=True)]
     out["verdict"] = [
-        (flip.get(v, v) if m in LOWER_IS_BETTER else v) if n > 1 else "n/a"
-        for m, n, v in zip(
-            out["metric"], out["n"], (verdict(lo, hi) for lo, hi in zip(out["holm_low"], out["holm_high"], strict=True)), strict=True
-        )
+        "n/a" if math.isnan(p) else flip.get(v, v) if m in LOWER_IS_BETTER else v
+        for m, p, v in zip(out["metric"], out["p"], verdicts, strict=True)
     ]
+    rank = {m: i for i, m in enumerate(dict.fromkeys([*metrics, *out["metric"]]))}
+    out = out.sort_values(["task", "metric"], key=lambda c: c.map(rank) if c.name == "metric" else c, kind="stable")
+    return out[cols].reset_index(drop=True)
     return out[cols]
 
 

@@ -332,7 +332,7 @@ def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
     return _md(header, rows) + (
         f"\nPaired by strategy, seed and labels: each {arm} run with the {baseline} run of the same strategy and seed. "
         "Holm over every size and strategy of one metric; the verdict reads the Holm interval: better / worse for "
-        f"{arm} when it excludes 0 (higher win-rate, lower KL from θ0 and LM loss), else undecided; n/a with one seed.\n"
+        f"{arm} when it excludes 0 (higher win-rate, lower KL from θ0 and LM loss), else undecided; n/a where nothing can be tested (one seed, or the same difference on every seed).\n"
     )
 
 
