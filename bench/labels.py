@@ -92,7 +92,7 @@ RECORDS = Path("bench/results/labels")
 
 def records_dir(root: Path, cfg) -> Path:
     """A study's records folder: ``root/<config name>``, plus ``-<objective>`` when the APL loop trains with
-    another objective than DPO, so a study of that objective never lands on the DPO study's records."""
+    another objective than DPO (unless the name already ends so), so that study never lands on the DPO study's records."""
     objective = cfg.training.objective
     if objective == "dpo" or cfg.name.endswith(f"-{objective}"):
         return Path(root) / cfg.name
