@@ -46,7 +46,7 @@ def _loss(name, **cfg):
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.constant_(head.bias, 0.1)  # V = 0.1 everywhere
     logp, values = token_logprobs(Fixed(), batch, head)
-    return float(loss.loss(logp, batch, values)[0]), batch
+    return float(loss.loss(logp, batch, values)[0].detach()), batch
 
 
 def test_mle_by_hand():
