@@ -25,6 +25,7 @@ from pathlib import Path
 M = 16
 RATIOS = (4, 16, 32)  # S/M
 TEST_SIZES = (64, 256, 512)
+WAYPOINTS = 4  # the study evaluates at 16, 32, 48, 64 labels
 SEEDS = (1000, 1001, 1002)
 #: what the pilot changes on the CPU preset: compute batching (not maths), the largest test set, one waypoint
 COMMON = (
@@ -121,16 +122,39 @@ def load_pairs(records: Path):
 
 
 def report(records: Path) -> str:
-    from aplkit.results.pilot import spread, spread_markdown
+    from aplkit.results.pilot import spread, spread_markdown, study_cost, study_cost_markdown
 
     pairs = load_pairs(records)
     if pairs.empty:
         return "no pilot runs recorded yet"
     table = spread(pairs, TEST_SIZES)
-    md = spread_markdown(table) + "\n\n" + lora_markdown(records)
+    cost = study_cost(table, run_seconds(records), max(TEST_SIZES), WAYPOINTS)
+    md = "\n\n".join(
+        [
+            spread_markdown(table),
+            f"Study cost to a ±0.03 interval (rule 1'): seeds needed × one seed's certainty and random runs, each run at "
+            f"{WAYPOINTS} waypoints (evaluation seconds scaled from the measured 512-prompt one):",
+            study_cost_markdown(cost),
+            lora_markdown(records),
+        ]
+    )
     (records / "pilot.md").write_text(md + "\n")
     (records / "pilot.json").write_text(json.dumps(json.loads(table.to_json(orient="records")), indent=1) + "\n")
     return md
+
+
+def run_seconds(records: Path) -> dict[str, dict[str, float]]:
+    """Mean training, acquisition and evaluation seconds of each cell's complete runs (full fine-tuning)."""
+    from aplkit.results.archive import read_record
+
+    acc: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(records.glob("*/seed*.json")):
+        rec = read_record(path)
+        if not rec["summary"].get("complete") or _lora(rec):
+            continue
+        phase = {k: sum(r.get(f"{k}_s") or 0.0 for r in rec["steps"]) for k in ("train", "acquire", "evaluate")}
+        acc.setdefault(path.parent.name, []).append(phase)
+    return {cell: {k: sum(p[k] for p in ps) / len(ps) for k in ps[0]} for cell, ps in acc.items()}
 
 
 def _lora(rec: dict) -> bool:

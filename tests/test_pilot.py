@@ -153,3 +153,28 @@ def test_lora_is_paired_with_full_fine_tuning_by_seed_and_kept_out_of_the_spread
     md = lora_markdown(tmp_path)
     assert "Mean Δ +0.010" in md and "training 2.00× faster" in md  # (30 + 40) / (15 + 20)
     assert set(load_pairs(tmp_path)["seed"]) == {1, 2} and len(load_pairs(tmp_path)) == 2  # LoRA runs are not random's control
+
+
+def test_study_cost_by_hand_and_groups_sorted_as_numbers():
+    from aplkit.results.pilot import study_cost
+
+    table = pd.DataFrame(
+        [
+            {"group": "S/M=16", "test_prompts": 256, "metric": "win_rate", "seeds_for_half_width": 10.0},
+            {"group": "S/M=16", "test_prompts": 256, "metric": "soft_win_rate", "seeds_for_half_width": 4.0},
+            {"group": "S/M=4", "test_prompts": 512, "metric": "win_rate", "seeds_for_half_width": math.nan},
+        ]
+    )
+    seconds = {
+        "random": {"train": 100.0, "acquire": 10.0, "evaluate": 40.0},
+        "certainty-S256": {"train": 100.0, "acquire": 50.0, "evaluate": 40.0},
+    }
+    cost = study_cost(table, seconds, evaluated_at=512, waypoints=4)
+    assert len(cost) == 1  # soft win-rate is not costed; S/M=4's certainty cell has no timing
+    r = cost.iloc[0]
+    # certainty: 100 + 50 + 4 · 40 · 256/512 = 230; random: 100 + 10 + 80 = 190; pair 420 s × 10 seeds = 4200 s
+    assert (r.treatment_s, r.control_s, r.pair_s) == (230.0, 190.0, 420.0)
+    assert r.cost_core_h == pytest.approx(4200 / 3600)
+    v = [(1, False, 0.6, 0.1), (0, False, 0.4, -0.1)]
+    pairs = pd.DataFrame(_pairs("random", 1, "*", v) + _pairs("certainty", 1, "S/M=16", v) + _pairs("certainty", 1, "S/M=4", v))
+    assert list(spread(pairs, [2])["group"].drop_duplicates()) == ["S/M=4", "S/M=16"]

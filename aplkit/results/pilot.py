@@ -74,7 +74,7 @@ def spread(
         m = metrics_at(pairs, n)
         at = m[m["step"] == (m["step"].max() if step is None else step)]
         ctrl = at[at["strategy"] == control]
-        for group in sorted(set(at.loc[at["strategy"] == treatment, "group"])):
+        for group in sorted(set(at.loc[at["strategy"] == treatment, "group"]), key=_natural):
             treat = at[(at["strategy"] == treatment) & (at["group"] == group)].set_index("seed")
             base = ctrl[ctrl["group"].isin([group, "*"])].set_index("seed")
             seeds = sorted(set(treat.index) & set(base.index))
@@ -83,6 +83,59 @@ def spread(
                 d = d[~np.isnan(d)]
                 rows.append({"group": group, "test_prompts": n, "metric": metric, **_summary(d, metric, half_width, confidence)})
     return pd.DataFrame(rows)
+
+
+def _natural(group: str) -> tuple:
+    """ "S/M=4" before "S/M=16": numbers compared as numbers."""
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", group))
+
+
+def study_cost(table: pd.DataFrame, seconds: dict[str, dict[str, float]], evaluated_at: int, waypoints: int) -> pd.DataFrame:
+    """Per S/M × test size: the win-rate difference's seeds for ±0.03 times the seconds of one seed's pair of runs.
+
+    ``seconds[cell]`` holds a run's measured ``train``, ``acquire`` and ``evaluate`` seconds (one evaluation
+    of ``evaluated_at`` prompts); a study run at n prompts and ``waypoints`` evaluations is costed as
+    train + acquire + waypoints · evaluate · n / evaluated_at (evaluation taken as linear in n). The cell
+    of a group is "certainty-S<S>", its control "random".
+    """
+    rows = []
+    win = table[table["metric"] == "win_rate"]
+    for r in win.itertuples():
+        m = int(r.group.split("=")[1])
+        cells = [f"certainty-S{m * 16}", "random"]
+        if any(c not in seconds for c in cells):
+            continue
+        run = {
+            c: seconds[c]["train"] + seconds[c]["acquire"] + waypoints * seconds[c]["evaluate"] * r.test_prompts / evaluated_at
+            for c in cells
+        }
+        pair = sum(run.values())
+        rows.append(
+            {
+                "group": r.group,
+                "test_prompts": r.test_prompts,
+                "seeds_for_half_width": r.seeds_for_half_width,
+                "treatment_s": run[cells[0]],
+                "control_s": run["random"],
+                "pair_s": pair,
+                "cost_core_h": r.seeds_for_half_width * pair / 3600 if r.seeds_for_half_width == r.seeds_for_half_width else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def study_cost_markdown(cost: pd.DataFrame) -> str:
+    lines = [
+        "| S/M | test prompts | seeds for ±0.03 | certainty run s | random run s | core-hours to ±0.03 (the pair) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in cost.itertuples():
+        seeds = "–" if math.isnan(r.seeds_for_half_width) else f"{r.seeds_for_half_width:.0f}"
+        hours = "–" if math.isnan(r.cost_core_h) else f"{r.cost_core_h:.1f}"
+        lines.append(f"| {r.group} | {r.test_prompts} | {seeds} | {r.treatment_s:.0f} | {r.control_s:.0f} | {hours} |")
+    return "\n".join(lines)
 
 
 def _summary(d: np.ndarray, metric: str, half_width: float, confidence: float) -> dict:
@@ -121,4 +174,13 @@ def spread_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "metrics_at", "per_prompt_scores", "seeds_for_half_width", "spread", "spread_markdown"]
+__all__ = [
+    "METRICS",
+    "metrics_at",
+    "per_prompt_scores",
+    "seeds_for_half_width",
+    "spread",
+    "spread_markdown",
+    "study_cost",
+    "study_cost_markdown",
+]
