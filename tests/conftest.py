@@ -43,3 +43,24 @@ def tiny():
 
     torch.set_num_threads(2)
     return load_models("tiny-random", device="cpu", dtype="float32", seed=0)
+
+
+@pytest.fixture()
+def scorer_module(tmp_path):
+    """``write(stem, name, text)``: a researcher's scorer module in tmp_path; its registration and module are forgotten afterwards."""
+    import sys
+
+    from aplkit.acquisition import SCORERS
+
+    made = []
+
+    def write(stem: str, name: str, text: str):
+        path = tmp_path / f"{stem}.py"
+        path.write_text(text)
+        made.append((stem, name))
+        return path
+
+    yield write
+    for stem, name in made:
+        SCORERS.pop(name, None)
+        sys.modules.pop(stem, None)

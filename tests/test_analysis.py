@@ -399,7 +399,7 @@ def test_results_package_reexports_and_imports_matplotlib_only_for_figures():
 
 def _old_data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
     """data_efficiency as it was before it skipped the DataFrame machinery: winrate_curves, then _first_reach."""
-    from aplkit.results.stats import _first_reach
+    from aplkit.results.stats import _first_reach, not_monotone_note
 
     rows = []
     for task, g in A.winrate_curves(df).groupby("task", sort=True):
@@ -408,10 +408,7 @@ def _old_data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
             target = float(g.loc[(g["strategy"] == s) & (g["acquired"] == budget), "mean"].iloc[0])
             labels, note = _first_reach(rnd["acquired"].to_numpy(float), rnd["mean"].to_numpy(float), target)
             if s == "random" and labels < budget:
-                note = (
-                    f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
-                    "not monotone (noise), so every ratio in this table is unreliable"
-                )
+                note = not_monotone_note(budget, target)
             rows.append(
                 {
                     "task": task,

@@ -266,24 +266,13 @@ class Longest(Scorer):
 
 
 @pytest.fixture()
-def user_module(tmp_path):
-    """Writes a scorer module to tmp_path; forgets its registration and module afterwards."""
-    import sys
-
-    from aplkit.acquisition import SCORERS
-
-    made = []
+def user_module(scorer_module, tmp_path):
+    """Writes a scorer module (default: LONGEST, logging to <stem>.jsonl) to tmp_path."""
 
     def write(stem: str, name: str = "myscorer", text: str | None = None):
-        path = tmp_path / f"{stem}.py"
-        path.write_text(text if text is not None else LONGEST.format(log=str(tmp_path / f"{stem}.jsonl"), name=name))
-        made.append((stem, name))
-        return path
+        return scorer_module(stem, name, text if text is not None else LONGEST.format(log=str(tmp_path / f"{stem}.jsonl"), name=name))
 
-    yield write
-    for stem, name in made:
-        SCORERS.pop(name, None)
-        sys.modules.pop(stem, None)
+    return write
 
 
 def test_unknown_strategy_and_broken_import_fail_in_one_line_before_any_run(user_module, tmp_path, monkeypatch):

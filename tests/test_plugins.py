@@ -31,19 +31,11 @@ class Shortest(Scorer):
 
 
 @pytest.fixture()
-def module(tmp_path):
-    made = []
-
+def module(scorer_module):
     def write(stem: str, name: str, text: str | None = None):
-        p = tmp_path / f"{stem}.py"
-        p.write_text(text if text is not None else SCORER.format(name=name))
-        made.append((stem, name))
-        return p
+        return scorer_module(stem, name, text if text is not None else SCORER.format(name=name))
 
-    yield write
-    for stem, name in made:
-        SCORERS.pop(name, None)
-        sys.modules.pop(stem, None)
+    return write
 
 
 def test_a_path_or_a_dotted_name_registers_once(module, tmp_path, monkeypatch):

@@ -291,6 +291,14 @@ def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def not_monotone_note(budget: int, target: float) -> str:
+    """Why random's own ratio is below 1: its mean curve dips at the budget."""
+    return (
+        f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
+        "not monotone (noise), so every ratio in this table is unreliable"
+    )
+
+
 def _first_reach(sizes: np.ndarray, values: np.ndarray, target: float) -> tuple[float, str]:
     """Labels at which the running-max curve through (sizes, values) first reaches ``target``."""
     m = np.maximum.accumulate(values)
@@ -348,10 +356,7 @@ def _efficiency_rows(means: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
             target = float(m[at[0]])
             labels, note = _first_reach(rnd_sizes, rnd_means, target)
             if s == "random" and labels < budget:
-                note = (
-                    f"random's own mean at {budget} labels ({target:.3f}) is below its best at fewer labels: its curve is "
-                    "not monotone (noise), so every ratio in this table is unreliable"
-                )
+                note = not_monotone_note(budget, target)
             rows.append(
                 {
                     "task": task,
