@@ -37,7 +37,7 @@ def test_overrides_dotted_and_typed():
     [
         (["nonsense=1"], "unknown config key 'nonsense'"),
         (["training.nonsense=1"], "unknown config key 'training.nonsense'"),
-        (["acquisition.acquire_batch=100"], "acquisition.acquire_batch"),  # M > S
+        (["acquisition.acquire_batch=1000", "acquisition.budget=2000"], "acquisition.acquire_batch"),  # M > S
         (["acquisition.budget=8"], "acquisition.budget"),  # B < M
         (["acquisition.prompt_batch=-5"], "acquisition.prompt_batch"),
         (["acquisition.budget=-1"], "acquisition.budget"),
