@@ -15,8 +15,11 @@ at the same paths (a shared filesystem, as on SLURM) and run from an environment
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -34,6 +37,8 @@ Outcome = tuple["Run", "str | None", float]
 EXECUTORS = ("local", "ray")
 #: read by the runs where they execute (the offline rules, caches); API keys are not passed: set them on the nodes
 PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "APLKIT_CACHE", "XDG_CACHE_HOME")
+#: names the file of a local sweep's core share (:class:`CoreShare`), read by its runs between phases
+SHARE_ENV = "APLKIT_CORE_SHARE"
 RAY_HINT = "the ray package is not installed; install the extra: pip install 'aplkit[ray]'"
 
 
@@ -76,21 +81,76 @@ class LocalExecutor(Executor):
         from aplkit.sweep import run_cell
 
         n, cwd = len(runs), str(Path.cwd())
-        share = runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ
-        if share:  # kernels inherit it: parallel runs split the cores instead of fighting over them
-            os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // min(self.jobs, n)))
+        share = CoreShare(self.jobs, n) if runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ else None
 
         def go(k: int, r: Run) -> Outcome:
             print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
-            return (r, *run_cell(r, sweep, cwd, f"local job {k}/{n}"))
+            try:
+                return (r, *run_cell(r, sweep, cwd, f"local job {k}/{n}"))
+            finally:
+                if share:
+                    share.ended()
 
-        try:
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
-                    yield f.result()
-        finally:
-            if share:
-                os.environ.pop("OMP_NUM_THREADS", None)
+        with share or contextlib.nullcontext(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
+                yield f.result()
+
+
+class CoreShare:
+    """The machine's cores split among the runs still going, so the last run is not left on one core.
+
+    Runs of unequal length (random acquisition is cheaper than certainty) would otherwise end with
+    one kernel on one thread while the other cores idle. Kernels start with ``OMP_NUM_THREADS`` =
+    cores // jobs and re-read the file named by ``APLKIT_CORE_SHARE`` between phases
+    (:func:`follow_core_share`); as runs end, the file gives the rest more threads. A user who set
+    ``OMP_NUM_THREADS`` keeps it: the executor then shares nothing.
+    """
+
+    def __init__(self, jobs: int, runs: int) -> None:
+        self.jobs, self.left, self.cores = jobs, runs, os.cpu_count() or 1
+        self.lock = threading.Lock()
+        fd, self.path = tempfile.mkstemp(prefix="aplkit-cores-", suffix=".txt")
+        os.close(fd)
+
+    def threads(self) -> int:
+        return max(1, self.cores // max(1, min(self.jobs, self.left)))
+
+    def write(self) -> None:
+        tmp = f"{self.path}.tmp"
+        Path(tmp).write_text(str(self.threads()))
+        os.replace(tmp, self.path)  # a run never reads half a number
+
+    def __enter__(self) -> CoreShare:  # kernels inherit both variables when they start
+        self.write()
+        os.environ["OMP_NUM_THREADS"] = str(self.threads())
+        os.environ[SHARE_ENV] = self.path
+        return self
+
+    def ended(self) -> None:
+        with self.lock:
+            self.left -= 1
+            self.write()
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+        os.environ.pop(SHARE_ENV, None)
+        Path(self.path).unlink(missing_ok=True)
+
+
+def follow_core_share() -> int | None:
+    """Take this run's current share of the cores (:class:`CoreShare`); None outside a sharing sweep."""
+    path = os.environ.get(SHARE_ENV)
+    if not path:
+        return None
+    try:
+        n = int(Path(path).read_text())
+    except (OSError, ValueError):  # the sweep has ended or the file is being replaced: keep the threads we have
+        return None
+    import torch
+
+    if n >= 1 and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
 
 
 def _ray_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:

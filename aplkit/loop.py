@@ -33,6 +33,7 @@ from aplkit.config import ExperimentConfig
 from aplkit.data import PromptPools, load_pools
 from aplkit.dpo import apply_lora
 from aplkit.evaluation import Evaluator
+from aplkit.executors import follow_core_share
 from aplkit.models import Models, load_models
 from aplkit.objectives import make_objective
 from aplkit.oracles import make_oracle
@@ -246,6 +247,7 @@ class _Clock:
         self.laps: dict[str, float] = {}
 
     def __call__(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        follow_core_share()  # between phases a run may take the cores of a parallel run that ended
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         self.laps[f"{name}_s"] = round(time.perf_counter() - t0, 3)

@@ -120,3 +120,66 @@ def test_sweep_parallel_failure_and_no_repeated_work(tmp_path, monkeypatch, caps
     assert "0 done, 2 skipped, 0 failed" in out and "Table 2" in out and "| Random |" in out.replace("**", "")
     assert (tmp_path / "figures/fig2_winrate.png").exists() and (tmp_path / "figures/table2.md").exists()
     assert _digest(good[0] / "notebook.ipynb") == before[good[0]]
+
+
+class _FakeRun:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def status(self) -> str:
+        return "new"
+
+
+def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
+    """Two jobs on 4 cores start with 2 threads each; when the short run ends, the long one is told 4."""
+    import os
+    import threading
+    import time
+
+    import aplkit.sweep
+    from aplkit.executors import SHARE_ENV, LocalExecutor
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    seen: dict[str, list[str]] = {}
+    long_started = threading.Event()
+
+    def fake_cell(run, sweep, cwd, where):
+        share = Path(os.environ[SHARE_ENV])
+        seen[run.label] = [os.environ["OMP_NUM_THREADS"], share.read_text()]
+        if run.label == "short":
+            assert long_started.wait(10)
+            return None, 0.0
+        long_started.set()
+        deadline = time.time() + 10
+        while share.read_text() == "2" and time.time() < deadline:
+            time.sleep(0.01)
+        seen[run.label].append(share.read_text())
+        return None, 0.0
+
+    monkeypatch.setattr(aplkit.sweep, "run_cell", fake_cell)
+    outcomes = list(LocalExecutor(jobs=2).map([_FakeRun("short"), _FakeRun("long")], sweep=None))
+    assert sorted(r.label for r, *_ in outcomes) == ["long", "short"]
+    assert seen == {"short": ["2", "2"], "long": ["2", "2", "4"]}
+    assert SHARE_ENV not in os.environ and "OMP_NUM_THREADS" not in os.environ  # nothing leaks past the sweep
+
+
+def test_a_run_follows_its_core_share(tmp_path, monkeypatch):
+    import torch
+
+    from aplkit.executors import SHARE_ENV, follow_core_share
+
+    before = torch.get_num_threads()
+    share = tmp_path / "cores.txt"
+    monkeypatch.setenv(SHARE_ENV, str(share))
+    try:
+        share.write_text("1")
+        assert follow_core_share() == 1 and torch.get_num_threads() == 1
+        share.write_text("2")
+        assert follow_core_share() == 2 and torch.get_num_threads() == 2
+        share.unlink()  # the sweep ended: keep the threads
+        assert follow_core_share() is None and torch.get_num_threads() == 2
+        monkeypatch.delenv(SHARE_ENV)
+        assert follow_core_share() is None
+    finally:
+        torch.set_num_threads(before)
