@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from bench import labels
+from bench.provenance import machine
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -179,7 +179,7 @@ def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo:
         "pairs": len(paired),
         "comparison": json.loads(cmp.to_json(orient="records")) if cmp is not None else [],
         "markdown": head + "\n\n" + table,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": labels._commit()},
+        "machine": machine(),
     }
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from bench.provenance import machine
 
 PAPER = ("random", "certainty", "entropy", "entropy+certainty")
 
@@ -282,15 +282,8 @@ def summarise(out: Path, configs: dict) -> dict:
         "ranking": json.loads(rank.to_json(orient="records")),
         "cost": json.loads(cost.to_json(orient="records")),
         "markdown": md,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "commit": _commit()},
+        "machine": machine(),
     }
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

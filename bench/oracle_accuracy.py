@@ -45,7 +45,6 @@ import itertools
 import json
 import math
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -54,6 +53,7 @@ import numpy as np
 from aplkit.data import imdb_reviews, split_ids
 from aplkit.oracles.ngram import imdb_lm
 from aplkit.oracles.sentiment import DEFAULT_TAU, SentimentOracle, TfidfScorer, VaderScorer, repeated_ngram_fraction
+from bench.provenance import commit
 
 POSITIVE_WORDS = (
     "excellent superb wonderful amazing brilliant fantastic best great beautiful perfect loved masterpiece outstanding "
@@ -179,13 +179,6 @@ def choose(rows: list[dict], today_a: float) -> dict:
     return max(ok, key=lambda r: (r["dev"]["b"], r["dev"]["a"], -(r["w_rep"] + r["w_flu"])))
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def rounded(x):
     """Floats to 4 decimals for the JSON (the grid has ~600 rows)."""
     if isinstance(x, float):
@@ -283,7 +276,7 @@ def main() -> None:
     if args.json:
         blob = {
             "date": datetime.date.today().isoformat(),
-            "git": git_commit(),
+            "git": commit(),
             "machine": platform.processor() or platform.machine(),
             "seconds": round(time.time() - started, 1),
             "held_out_reviews": len(texts),

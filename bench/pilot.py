@@ -152,9 +152,14 @@ def run_seconds(records: Path) -> dict[str, dict[str, float]]:
         rec = read_record(path)
         if not rec["summary"].get("complete") or _lora(rec):
             continue
-        phase = {k: sum(r.get(f"{k}_s") or 0.0 for r in rec["steps"]) for k in ("train", "acquire", "evaluate")}
+        phase = {k: _seconds(rec, k) for k in ("train", "acquire", "evaluate")}
         acc.setdefault(path.parent.name, []).append(phase)
     return {cell: {k: sum(p[k] for p in ps) / len(ps) for k in ps[0]} for cell, ps in acc.items()}
+
+
+def _seconds(rec: dict, phase: str) -> float:
+    """A record's seconds in one phase (train, acquire, evaluate), summed over its steps."""
+    return sum(r.get(f"{phase}_s") or 0.0 for r in rec["steps"])
 
 
 def _lora(rec: dict) -> bool:
@@ -180,8 +185,8 @@ def lora_rows(records: Path) -> list[dict]:
                 "seed": k,
                 "win_lora": rec["eval"][-1]["win_rate"],
                 "win_full": full["eval"][-1]["win_rate"],
-                "train_s_lora": sum(r.get("train_s") or 0.0 for r in rec["steps"]),
-                "train_s_full": sum(r.get("train_s") or 0.0 for r in full["steps"]),
+                "train_s_lora": _seconds(rec, "train"),
+                "train_s_full": _seconds(full, "train"),
             }
         )
     return out
