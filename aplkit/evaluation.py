@@ -166,9 +166,12 @@ class Evaluator:
         self.run.replace(BaselineRow, [BaselineRow(p.id, p.text, y) for p, y in zip(self.test, ys, strict=True)])
         return ys
 
-    def sample(self, model, seed: int) -> list[Sample]:
-        """One completion per test prompt at the test temperature (paper §5.3: T = 0.25), as the sampled ids and their text."""
-        from aplkit.generation import sample
+    def sample(self, model, seed: int, kl: bool = False) -> list[Sample]:
+        """One completion per test prompt at the test temperature (paper §5.3: T = 0.25), as the sampled ids and their text.
+
+        ``kl``: each sample also carries its KL from θ0 (``Sample.kl``), computed while sampling.
+        """
+        from aplkit.generation import sample, suppressed_tokens
 
         e, a = self.cfg.evaluation, self.cfg.acquisition
         out = sample(
@@ -180,6 +183,7 @@ class Evaluator:
             max_new_tokens=e.max_new_tokens or a.max_new_tokens,
             batch_size=e.batch_size,
             seed=seed,
+            kl_reference=self.models.reference if kl and not suppressed_tokens(model) else None,  # no policy pass for ``kl``
         )
         return [o[0] for o in out]
 
@@ -188,12 +192,15 @@ class Evaluator:
 
         y is the sampled ids (EOS included when the policy stopped), drawn by the evaluation sampler at
         ``evaluation.temperature`` (0.25 by default); the distributions compared are the full next-token
-        distributions at T = 1, from one forward pass of each model (``generation.completion_kl``). So this
+        distributions at T = 1: the policy's as generation computed them, the reference's from one forward pass
+        (``generation.kl_along_sampled``; ``completion_kl`` when the sampler did not record them). So this
         is the divergence along the policy's test completions, not a Monte-Carlo estimate of the KL of the
-        T = 1 sequence distributions (that would need samples at T = 1). Exactly 0 at θ = θ0.
+        T = 1 sequence distributions (that would need samples at T = 1). 0 at θ = θ0, up to rounding (≈ 1e-7).
         """
         from aplkit.generation import completion_kl, prompt_ids
 
+        if all(s.kl is not None for s in samples):  # the sampler computed it (``sample(kl_reference=...)``)
+            return [s.kl for s in samples]
         if self._prompt_ids is None:
             self._prompt_ids = prompt_ids(self.models.tokenizer, [p.text for p in self.test])
         m = self.models
@@ -245,7 +252,7 @@ class Evaluator:
         from aplkit.oracles.labelling import label_pairs
 
         base = self.baseline()
-        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"))
+        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"), kl=True)
         ys = [s.text for s in samples]
         prompts = [p.text for p in self.test]
         pairs = list(zip(prompts, base, ys, strict=True))

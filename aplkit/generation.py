@@ -107,6 +107,36 @@ def ids_logprobs(model, prompt_ids, completion_ids, pad_id: int, batch_size: int
     return result
 
 
+def token_kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) per row of two [N, V] log-softmax tables, clamped at 0 against rounding (CPU float64)."""
+    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0).double().cpu()
+
+
+@torch.no_grad()
+def kl_along_sampled(dists: Sequence[torch.Tensor], reference, prompt_ids, completion_ids, pad_id: int) -> torch.Tensor:
+    """``completion_kl`` for one generation batch, the policy's side taken from the sampler (one forward pass fewer).
+
+    ``dists[t]`` is the policy's [rows, V] log-softmax at T = 1 for generated step t, as ``generate``
+    computed it; only the reference runs, once, on the rows' prompt + completion (right-padded). Row r's
+    step t sits at position len(prompt_r) − 1 + t of the reference's next-token logits.
+    """
+    out = torch.zeros(len(prompt_ids), dtype=torch.float64)
+    if not prompt_ids:
+        return out
+    batch = encode_ids(prompt_ids, completion_ids, pad_id)
+    q_logits = next_token_logits(reference, batch)
+    starts = torch.tensor([len(p) - 1 for p in prompt_ids])
+    lens = torch.tensor([len(c) for c in completion_ids])
+    for t, lp_t in enumerate(dists):
+        rows = (lens > t).nonzero().squeeze(1)
+        if not len(rows):
+            break
+        lq = F.log_softmax(q_logits[rows.to(q_logits.device), (starts[rows] + t).to(q_logits.device)], dim=-1)
+        lp = lp_t[rows.to(lp_t.device)]
+        out.index_add_(0, rows, token_kl(lp, lq.to(lp.device)))
+    return out
+
+
 @torch.no_grad()
 def completion_kl(policy, reference, prompt_ids, completion_ids, pad_id: int, batch_size: int = 32) -> torch.Tensor:
     """Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)) over each completion's positions, one value per (x, y) (CPU float64).
@@ -127,8 +157,7 @@ def completion_kl(policy, reference, prompt_ids, completion_ids, pad_id: int, ba
                 continue
             p_logits, q_logits = next_token_logits(policy, batch), next_token_logits(reference, batch)
             lp = F.log_softmax(p_logits[mask.to(p_logits.device)], dim=-1)
-            lq = F.log_softmax(q_logits[mask.to(q_logits.device)].to(lp.device), dim=-1)
-            per_token = (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0).double().cpu()
+            per_token = token_kl(lp, F.log_softmax(q_logits[mask.to(q_logits.device)].to(lp.device), dim=-1))
             rows = torch.tensor(idx, dtype=torch.long)[mask.nonzero()[:, 0]]
             out.index_add_(0, rows, per_token)
     finally:
@@ -160,6 +189,7 @@ class Sample:
     logprob: float | None = None  # Σ log p_T(y_t | x, y_<t) under the sampling distribution (temperature T)
     eos_id: int | None = None
     model_logprob: float | None = None  # Σ log p(y_t | x, y_<t) at T = 1: what ``ids_logprobs`` gives, up to float noise
+    kl: float | None = None  # Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)) along ids: what ``completion_kl`` gives, up to float noise
 
     @property
     def finished(self) -> bool:
@@ -218,15 +248,20 @@ class _Tempered:
     log-prob a scoring forward pass would give, taken from the pass generation already made.
     """
 
-    def __init__(self, temperature: float, record: bool, raw: bool = False):
+    def __init__(self, temperature: float, record: bool, raw: bool = False, dists: bool = False):
         self.temperature, self.record, self.raw = temperature, record, raw
         self.prev: dict[str, torch.Tensor] = {}
         self.taken: dict[str, list[torch.Tensor]] = {"tempered": [], "raw": []}
+        self.dists: list[torch.Tensor] | None = [] if dists else None  # every step's [rows, V] log p at T = 1 (the batch's KL)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         self._take(input_ids[:, -1])
-        if self.raw:
-            self.prev["raw"] = F.log_softmax(scores.float(), dim=-1)
+        if self.raw or self.dists is not None:
+            raw = F.log_softmax(scores.float(), dim=-1)
+            if self.raw:
+                self.prev["raw"] = raw
+            if self.dists is not None:
+                self.dists.append(raw)
         logp = F.log_softmax(scores.float() / self.temperature, dim=-1)
         if self.record:
             self.prev["tempered"] = logp
@@ -280,6 +315,7 @@ def sample(
     seed: int = 0,
     with_logprobs: bool = False,
     with_model_logprobs: bool = False,
+    kl_reference=None,
 ) -> list[list[Sample]]:
     """n completions per prompt by pure temperature sampling (no top-k/top-p), left-padded batches.
 
@@ -287,8 +323,12 @@ def sample(
     drawn from (the sampler's processed scores, softmax(logits / T)), summed over its ids: the
     predictive-entropy estimate needs exactly that and no second forward pass. ``with_model_logprobs``
     also returns log p(y|x) at T = 1 (``Sample.model_logprob``), the model's own log-prob that a scoring
-    pass would compute, without that pass. Seeded once per call, so the same model, prompts
-    and seed give the same completions.
+    pass would compute, without that pass. ``kl_reference`` (a model) also returns ``Sample.kl``, the KL
+    from it along each sample (``completion_kl``), from the distributions generation already computed and
+    one reference pass per batch; it holds the batch's [rows, steps, V] table for that pass (as
+    ``completion_kl`` holds its logits). Not with suppressed tokens: the sampler's scores then differ from
+    the model's. Seeded once per call, so the same model, prompts and seed give the same completions, with
+    or without any recording.
     """
     if not prompts:
         return []
@@ -302,12 +342,15 @@ def sample(
     eos_id = tokenizer.eos_token_id
     from transformers import LogitsProcessorList
 
-    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
+    suppress = suppressed_tokens(model)
+    if kl_reference is not None and suppress:
+        raise ValueError("kl_reference: the sampler's scores exclude the suppressed tokens; use completion_kl")
+    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppress)
     for s in range(0, len(prompts), per_batch):
         chunk = list(prompts[s : s + per_batch])
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
         enc = {k: v.repeat_interleave(n, dim=0) for k, v in enc.items()}  # n rows per prompt, as num_return_sequences lays them
-        tempered = _Tempered(temperature, with_logprobs, with_model_logprobs)
+        tempered = _Tempered(temperature, with_logprobs, with_model_logprobs, dists=kl_reference is not None)
         with autocast(model):
             seqs = model.generate(**enc, generation_config=gen_cfg, logits_processor=LogitsProcessorList([tempered]))
         new = seqs[:, enc["input_ids"].shape[1] :].cpu()
@@ -318,9 +361,16 @@ def sample(
             (tempered.logprobs(new, k) * mask).sum(-1).double().tolist() if on else [None] * len(rows)
             for k, on in (("tempered", with_logprobs), ("raw", with_model_logprobs))
         )
+        kls: list[float | None] = [None] * len(rows)
+        if tempered.dists is not None:
+            shown = enc["attention_mask"].bool().cpu()
+            p_ids = [ids[keep].tolist() for ids, keep in zip(enc["input_ids"].cpu(), shown, strict=True)]
+            kls = kl_along_sampled(tempered.dists, kl_reference, p_ids, rows, pad_id).tolist()
+            tempered.dists = None
         texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
         flat = [
-            Sample(text=t, ids=r, logprob=lp, eos_id=eos_id, model_logprob=m) for t, r, lp, m in zip(texts, rows, lps, mlps, strict=True)
+            Sample(text=t, ids=r, logprob=lp, eos_id=eos_id, model_logprob=m, kl=k)
+            for t, r, lp, m, k in zip(texts, rows, lps, mlps, kls, strict=True)
         ]
         results.extend(flat[i * n : (i + 1) * n] for i in range(len(chunk)))
     model.train(was_training)

@@ -161,6 +161,34 @@ def test_sampler_model_logprob_equals_a_scoring_pass(tiny):
     assert all(s.model_logprob is None for row in sample(tiny.policy, tok, prompts[:1], n=1, max_new_tokens=3) for s in row)
 
 
+def test_sampler_kl_equals_completion_kl_and_samples_the_same(tiny):
+    """``Sample.kl`` (policy side from generation, one reference pass) is ``completion_kl`` on the same ids."""
+    from aplkit.generation import completion_kl, prompt_ids, sample
+
+    tok = tiny.tokenizer
+    policy = _eos_prone(tiny, boost=9.5 * 0.7)  # differs from the reference, and some rows stop early
+    prompts = ["The film was", "I went to see this movie", "Worst acting", "A"]  # prompts of unequal length: left padding
+    kw = {"n": 3, "temperature": 0.7, "max_new_tokens": 6, "seed": 2, "batch_size": 12}  # one batch: left padding
+    out = sample(policy, tok, prompts, kl_reference=tiny.reference, **kw)
+    flat = [(x, s) for x, row in zip(prompts, out, strict=True) for s in row]
+    assert any(s.finished for _, s in flat) and any(not s.finished for _, s in flat)
+    assert [s.ids for row in sample(policy, tok, prompts, **kw) for s in row] == [s.ids for _, s in flat]  # nothing sampled changes
+    want = completion_kl(policy, tiny.reference, prompt_ids(tok, [x for x, _ in flat]), [s.ids for _, s in flat], tok.pad_token_id)
+    got = torch.tensor([s.kl for _, s in flat], dtype=want.dtype)
+    assert (want > 0.01).all() and torch.allclose(got, want, rtol=1e-4, atol=1e-5), (got, want)
+    assert all(s.kl is None for row in sample(policy, tok, prompts, **kw) for s in row)
+
+
+def test_sampler_kl_refuses_suppressed_tokens(tiny):
+    """With control tokens suppressed the sampler's scores are not the model's: the KL must come from ``completion_kl``."""
+    from aplkit.generation import sample
+
+    policy = _eos_prone(tiny)
+    policy.aplkit_suppress_tokens = [5]
+    with pytest.raises(ValueError, match="kl_reference"):
+        sample(policy, tiny.tokenizer, ["The film"], kl_reference=tiny.reference, max_new_tokens=2)
+
+
 def test_draw_follows_the_distribution_and_never_draws_a_zero_probability_token():
     """Inverse-CDF draws against exact probabilities: 200k draws from a 6-token distribution with a −∞ entry."""
     from scipy.stats import chisquare
