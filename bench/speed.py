@@ -13,6 +13,8 @@ variants in one process, interleaved, and reports medians and the ratio variant 
   profile      one decode step: linear-layer (matmul) time vs attention, sampling and the rest, against
                the fp32 matmul probe: the ceiling on new tokens/s this machine allows
   acquisition  certainty and entropy pairs (prompts) scored per second: preset (batch 32, old paths) vs new settings
+  evaluation   the KL from θ0 on the test prompts: sampling + a pass of both models vs the sampler's own distributions
+               + a θ0 pass (same ids, same KL to float noise)
   dpo          LoRA (``training.lora``) vs full fine-tuning: seconds per epoch on the same pairs, peak RSS
 """
 
@@ -133,7 +135,7 @@ def timed(fn: Callable[[], dict]) -> Callable[[], dict]:
 
     def f() -> dict:
         r = fn()
-        return {k: v for k, v in r.items() if k not in ("ids", "logprobs")}
+        return {k: v for k, v in r.items() if k not in ("ids", "logprobs", "kl")}
 
     return f
 
@@ -537,6 +539,40 @@ def bench_acquisition(b, s: SpeedSettings) -> tuple[dict, list[str]]:
     return res, lines
 
 
+def bench_evaluation(b, s: SpeedSettings) -> tuple[dict, list[str]]:
+    """The evaluation's KL from θ0: sampling then ``completion_kl`` (both models) vs ``sample(kl_reference=)`` (θ0 only)."""
+    from aplkit.generation import completion_kl, prompt_ids, sample
+
+    policy = copy.deepcopy(b.models.policy).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # a policy that has moved from θ0, so the KL compared is not ≈ 0
+        for w in policy.parameters():
+            w.add_(torch.randn_like(w) * 0.02 * w.std())
+    xs = b.prompts(s.gen_prompts, offset=1024)
+    kw = {"n": 1, "temperature": 0.25, "max_new_tokens": s.max_new_tokens, "batch_size": s.big_rows, "seed": 0}
+    pad = b.tok.pad_token_id
+
+    def before() -> dict:
+        t0 = time.perf_counter()
+        ids = [r[0].ids for r in sample(policy, b.tok, xs, **kw)]
+        kl = completion_kl(policy, b.reference, prompt_ids(b.tok, xs), ids, pad, s.big_rows)
+        return {"seconds": time.perf_counter() - t0, "units": len(xs), "ids": ids, "kl": kl.tolist()}
+
+    def after() -> dict:
+        t0 = time.perf_counter()
+        out = [r[0] for r in sample(policy, b.tok, xs, kl_reference=b.reference, **kw)]
+        return {"seconds": time.perf_counter() - t0, "units": len(xs), "ids": [x.ids for x in out], "kl": [x.kl for x in out]}
+
+    old, new = before(), after()
+    rel = max(abs(a - c) / max(abs(a), 1e-9) for a, c in zip(old["kl"], new["kl"], strict=True))
+    res: dict[str, Any] = {"prompts": len(xs), "same_ids": old["ids"] == new["ids"], "max_rel_kl_diff": rel}
+    today = "sample + completion_kl"
+    runs = interleaved_runs({today: timed(before), "sample(kl_reference)": timed(after)}, s.repeats)
+    res["table"], res["runs"] = _ratios(runs, today), runs
+    note = f"{len(xs)} test prompts, T 0.25, {s.big_rows} rows; same ids: {res['same_ids']}; KL |Δ|/KL ≤ {rel:.1e}"
+    return res, _lines("eval kl", res["table"], today, unit="prompts/s", note=note)
+
+
 # --------------------------------------------------------------------------- DPO: LoRA vs full
 
 
@@ -642,6 +678,7 @@ def bench_speed(
         ("generation", lambda: bench_generation(b, s)),
         ("profile", lambda: profile_decode(b, s, probe_flops)),
         ("acquisition", lambda: bench_acquisition(b, s)),
+        ("evaluation", lambda: bench_evaluation(b, s)),
         ("dpo_lora", lambda: bench_dpo_lora(b, s)),
         ("cache", lambda: bench_cache(s)),
     ]
