@@ -44,6 +44,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dpo-records", default=None, help="the DPO study's records (default <records-root>/<config name>)")
     p.add_argument("--report-only", action="store_true", help="only pair the records already there")
     p.add_argument("--shard", default="0/1", help="I/N, as bench labels --shard")
+    p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands, as bench labels --commit")
     return p.parse_args(argv)
 
 
@@ -91,8 +92,6 @@ def plan_configs(args: argparse.Namespace, strategies: list[str], objectives: li
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
 
     args = parse(argv or [])
     strategies = labels.check_strategies(args.strategies, args.imports)
@@ -117,12 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 if labels.recorded(rec, cfg):
                     print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
                     continue
-                t = time.perf_counter()
-                run = Path(args.out) / o / s.replace("+", "_") / f"seed{k}"
-                res = run_experiment(cfg, run, progress=False)
-                write_record(run, rec)
-                curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
-                print(f"[{i}/{total}] {o} {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s) → {rec} (commit it)", flush=True)
+                done = labels.run_cell(cfg, Path(args.out) / o / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+                print(f"[{i}/{total}] {o} {s} seed {k}: {done}", flush=True)
     for o, configs in arms.items():
         doc = report(o, records[o], configs, dpo_records, dpo)
         doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)

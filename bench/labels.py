@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.provenance import machine
+from bench.provenance import commit_file, machine
 
 PAPER = ("random", "certainty", "entropy", "entropy+certainty")
 
@@ -59,6 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--shard", default="0/1", help="I/N: run every N-th planned run from the I-th (two processes with OMP_NUM_THREADS=1 use both cores)"
     )
+    p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands (a study that spans sessions)")
     return p.parse_args(argv)
 
 
@@ -162,8 +163,6 @@ def check_strategies(spec: str, imports: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from aplkit.config import load_config
     from aplkit.errors import ConfigError
-    from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
 
     args = parse(argv or [])
     strategies = check_strategies(args.strategies, args.imports)
@@ -184,12 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             if recorded(rec, cfg):
                 print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)
                 continue
-            t = time.perf_counter()
-            run = out / s.replace("+", "_") / f"seed{k}"
-            res = run_experiment(cfg, run, progress=False)
-            write_record(run, rec)
-            curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
-            print(f"[{i}/{len(configs)}] {s} seed {k}: {curve}  ({time.perf_counter() - t:.0f}s) → {rec} (commit it)", flush=True)
+            done = run_cell(cfg, out / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+            print(f"[{i}/{len(configs)}] {s} seed {k}: {done}", flush=True)
     summary = report(records, configs, Path(args.figures or records / "figures"))
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
@@ -198,6 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     print(summary["markdown"])
     print(f"results → {results}")
     return 0
+
+
+def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
+    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so."""
+    from aplkit.loop import run_experiment
+    from aplkit.results.archive import write_record
+
+    t = time.perf_counter()
+    res = run_experiment(cfg, run, progress=False)
+    write_record(run, rec)
+    curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
+    secs = time.perf_counter() - t
+    line = f"{curve}  ({secs:.0f}s) → {rec}"
+    if not commit:
+        return line + " (commit it)"
+    what = f"{cfg.name}" + (f"-{cfg.training.objective}" if cfg.training.objective != "dpo" else "")
+    ok = commit_file(rec, f"study record {what}: {cfg.strategy} seed {cfg.seed} ({curve}; {secs:.0f} s this invocation)")
+    return line + (" (committed)" if ok else "")
 
 
 def report(records: Path, configs: dict, figures: Path) -> dict:

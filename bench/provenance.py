@@ -24,3 +24,38 @@ def commit() -> str:
 
 def machine() -> dict[str, str]:
     return {"platform": platform.platform(), "processor": platform.processor(), "commit": commit()}
+
+
+def commit_file(path: Path, message: str, tries: int = 30, root: Path = ROOT) -> bool:
+    """Commit one file alone (``git commit --only``: whatever else is staged stays staged, uncommitted).
+
+    For a study's records as they land, so a session that ends loses no finished run. Two shards (or
+    a person) committing at once meet git's index lock; the loser waits and tries again.
+    """
+    import random
+    import time
+
+    def git_(*cmd: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"git {cmd[0]} {path}: {e}; commit it by hand", flush=True)
+            return None
+
+    for _ in range(tries):
+        r = git_("add", "--", str(path))
+        if r is not None and not r.returncode:
+            same = git_("diff", "--cached", "--quiet", "HEAD", "--", str(path))
+            if same is not None and same.returncode == 0:  # the same record written again
+                return True
+            r = git_("commit", "-q", "--only", "-m", message, "--", str(path))
+            if r is not None and not r.returncode:
+                return True
+        if r is None:
+            return False
+        if "index.lock" not in r.stderr:
+            print(f"git {path}: {r.stderr.strip() or r.stdout.strip()}; commit it by hand", flush=True)
+            return False
+        time.sleep(1 + 2 * random.random())
+    print(f"git {path}: the index stayed locked; commit it by hand", flush=True)
+    return False

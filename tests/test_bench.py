@@ -386,3 +386,66 @@ def test_summary_has_companions_lower_variance_comparison_and_findings(tmp_path)
     assert f["ii"]["detail"][-1]["high"] == pytest.approx(-0.02 + 4.302653 * 0.02 / math.sqrt(3), abs=1e-6)
     assert "certainty 0.583, random 0.000; difference +0.583 [+0.225, +0.942], n = 3 seeds" in f["iv"]["evidence"]
     assert "## The paper's four findings" in md and "| imdb | (iv) certainty surfaces confidently wrong pairs | **reproduced** |" in md
+
+
+def _git(repo, *args):
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def test_commit_file_commits_the_record_alone_and_waits_for_the_index_lock(tmp_path):
+    """A record lands while someone has other work staged and the index is locked for a moment."""
+    import threading
+    import time
+
+    from bench.provenance import commit_file
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "t@example.com")
+    _git(repo, "config", "user.name", "t")
+    (repo / "mine.txt").write_text("work in progress\n")
+    _git(repo, "add", "mine.txt")
+    rec = repo / "records" / "random" / "seed0.json"
+    rec.parent.mkdir(parents=True)
+    rec.write_text('{"x": 1}\n')
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")
+    threading.Timer(1.5, lock.unlink).start()
+    t0 = time.perf_counter()
+    assert commit_file(rec, "study record: random seed 0", root=repo)
+    assert time.perf_counter() - t0 >= 1.0  # it waited for the lock rather than failing
+    assert _git(repo, "show", "--name-only", "--format=%s", "HEAD").split() == [
+        "study",
+        "record:",
+        "random",
+        "seed",
+        "0",
+        "records/random/seed0.json",
+    ]
+    assert _git(repo, "diff", "--cached", "--name-only").split() == ["mine.txt"]  # still staged, not committed
+    assert commit_file(rec, "again", root=repo)  # unchanged: nothing to commit is not a failure
+    assert _git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+def test_commit_flag_commits_each_record_as_it_lands(bench_runs, tmp_path, monkeypatch):
+    labels.record_path(bench_runs, "certainty", 2).unlink()
+    out = tmp_path / "fresh-runs"
+
+    def fake_run(cfg, run_dir, progress=True):
+        _run(out, cfg.strategy, cfg.seed)
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
+
+    committed = []
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    monkeypatch.setattr(labels, "commit_file", lambda path, message: committed.append((path, message)) or True)
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(tmp_path / "r.json"), "--figures", str(tmp_path / "f")]
+    assert labels.main(argv) == 0 and committed == []  # without --commit nothing is committed
+    labels.record_path(bench_runs, "certainty", 2).unlink()
+    argv[argv.index("--out") + 1] = str(tmp_path / "fresh-runs-2")
+    out = tmp_path / "fresh-runs-2"
+    assert labels.main([*argv, "--commit"]) == 0
+    assert [p for p, _ in committed] == [labels.record_path(bench_runs, "certainty", 2)]
+    assert committed[0][1].startswith("study record imdb-cpu: certainty seed 2 (16:0.500;")
