@@ -33,6 +33,10 @@ from bench.provenance import commit_file, machine
 PAPER = ("random", "certainty", "entropy", "entropy+certainty")
 
 
+#: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this (issue 10)
+TARGET_HALF_WIDTH = 0.03
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench labels", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
@@ -256,6 +260,7 @@ def summarise(out: Path, configs: dict) -> dict:
     steps = steps[[(s, k) in configs for s, k in zip(steps["strategy"], steps["seed"], strict=True)]] if not steps.empty else steps
     cost = R.acquisition_cost(steps, R.load_configs(out))
     rank = R.ranking(cmp)
+    prec = R.precision(cmp, TARGET_HALF_WIDTH)
     found = findings(df, acq)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
@@ -267,6 +272,8 @@ def summarise(out: Path, configs: dict) -> dict:
             R.metrics_markdown(metrics),
             "Difference from random, paired by seed, with 95 % intervals:",
             R.comparison_markdown(cmp),
+            f"Is it decided? The 95 % interval at the final budget against issue 10's target (±{TARGET_HALF_WIDTH}):",
+            R.precision_markdown(prec),
             "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
             R.comparison_markdown(lower) if len(lower) else "no run recorded a soft win-rate or reward gap\n",
             "Paired tests (raw and Holm-adjusted over the table):",
@@ -293,6 +300,7 @@ def summarise(out: Path, configs: dict) -> dict:
         "efficiency": json.loads(eff.to_json(orient="records")),
         "confident_errors": json.loads(wrong.to_json(orient="records")),
         "ranking": json.loads(rank.to_json(orient="records")),
+        "precision": json.loads(prec.to_json(orient="records")),
         "cost": json.loads(cost.to_json(orient="records")),
         "markdown": md,
         "machine": machine(),

@@ -205,6 +205,21 @@ def test_comparison_intervals_power_and_confident_errors_by_hand():
     assert compare.probability_of_improvement(np.array([0.1, 0.0, -0.1, 0.2])) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
     # a paired t-test needs 10 seeds for 80 % power when the effect equals the spread (d = 1): the textbook value
     assert compare.seeds_for_power(0.05, effect=0.05) == 10
+    # ±0.03 at sd 0.04: n = 9 gives t(0.975, 8) · 0.04 / 3 = 2.306 · 0.01333 = 0.0307 (too wide), n = 10 gives
+    # 2.262 · 0.04 / 3.162 = 0.0286: 10 seeds; the precision table reads the half-width off the t interval
+    assert compare.seeds_for_halfwidth(0.04, 0.03) == 10 and math.isnan(compare.seeds_for_halfwidth(0.0))
+    cmp = pd.DataFrame(
+        [
+            {"task": "imdb", "acquired": 32, "strategy": "certainty", "n": 3, "mean_diff": 0.08, "sd": 0.02, "t_low": 0.0, "t_high": 0.2},
+            {"task": "imdb", "acquired": 64, "strategy": "certainty", "n": 3, "mean_diff": 0.08, "sd": 0.02, "t_low": lo, "t_high": hi},
+            {"task": "imdb", "acquired": 64, "strategy": "entropy", "n": 9, "mean_diff": 0.01, "sd": 0.04, "t_low": -0.02, "t_high": 0.04},
+        ]
+    )
+    prec = compare.precision(cmp, 0.03).set_index("strategy")
+    assert list(prec.index) == ["certainty", "entropy"] and set(prec["acquired"]) == {64}  # the final size only
+    assert prec.loc["certainty", "half_width"] == pytest.approx(half) and not prec.loc["certainty", "within"]
+    assert prec.loc["certainty", "seeds_for_target"] == compare.seeds_for_halfwidth(0.02, 0.03) == 5  # 2.776 · 0.02 / √5 = 0.0248
+    assert prec.loc["entropy", "half_width"] == pytest.approx(0.03) and prec.loc["entropy", "within"]
     # Fig 3 as a number: 4 pairs with a prediction, of which 2 wrong and confident (> 0.6); the 0.5 pair is left out
     acq = pd.DataFrame(
         {

@@ -110,6 +110,46 @@ def seeds_for_power(sd: float, effect: float = 0.05, alpha: float = 0.05, power:
     return float(math.ceil(n))
 
 
+def seeds_for_halfwidth(sd: float, halfwidth: float = 0.03, confidence: float = CONFIDENCE, most: int = 10_000) -> float:
+    """Paired seeds whose t interval of the mean difference is no wider than ±``halfwidth`` at the observed spread ``sd``.
+
+    The smallest n ≥ 2 with t(1 − α/2, n − 1) · sd / √n ≤ halfwidth (inf beyond ``most``; NaN without a spread).
+    """
+    if not sd > 0:
+        return math.nan
+    q = 0.5 + confidence / 2
+    for n in range(2, most + 1):
+        if stats.t.ppf(q, n - 1) * sd / math.sqrt(n) <= halfwidth:
+            return float(n)
+    return math.inf
+
+
+def precision(cmp: pd.DataFrame, target: float = 0.03, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Is the answer decided? Per task, at its final size, each strategy's t-interval half-width against random
+    (from ``paired_comparison``) beside ``target``, and the seeds ``target`` needs at the observed spread."""
+    cols = ["task", "acquired", "strategy", "n", "mean_diff", "half_width", "target", "within", "seeds_for_target"]
+    rows = []
+    cmp = cmp[cmp["metric"] == "win_rate"] if "metric" in cmp else cmp
+    for task, g in cmp.groupby("task", sort=True):
+        last = g[g["acquired"] == g["acquired"].max()]
+        for r in last.itertuples():
+            half = (r.t_high - r.t_low) / 2 if not math.isnan(r.t_low) else math.nan
+            rows.append(
+                {
+                    "task": task,
+                    "acquired": int(r.acquired),
+                    "strategy": r.strategy,
+                    "n": int(r.n),
+                    "mean_diff": r.mean_diff,
+                    "half_width": half,
+                    "target": target,
+                    "within": bool(half <= target) if not math.isnan(half) else False,
+                    "seeds_for_target": seeds_for_halfwidth(r.sd, target, confidence) if r.n > 1 else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
 def verdict(lo: float, hi: float) -> str:
     """better / worse when the interval excludes 0, else undecided."""
     if math.isnan(lo) or math.isnan(hi):
@@ -426,9 +466,11 @@ __all__ = [
     "paired_against",
     "paired_comparison",
     "paired_differences",
+    "precision",
     "probability_of_improvement",
     "quantile_with_inf",
     "ranking",
+    "seeds_for_halfwidth",
     "seeds_for_power",
     "step_sequence_passes",
     "t_interval",

@@ -276,6 +276,32 @@ METRIC_NAMES = {
 }
 
 
+def precision_markdown(prec: pd.DataFrame) -> str:
+    """compare.precision as Markdown: is each strategy's interval against random at the final size within the target?"""
+    rows = []
+    for r in prec.itertuples():
+        half = "n/a" if math.isnan(r.half_width) else f"±{r.half_width:.3f}"
+        need = "n/a" if math.isnan(r.seeds_for_target) else "∞" if math.isinf(r.seeds_for_target) else f"{r.seeds_for_target:.0f}"
+        rows.append(
+            [
+                r.task,
+                str(r.acquired),
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.n),
+                f"{r.mean_diff:+.3f}",
+                half,
+                "yes" if r.within else "no",
+                need,
+            ]
+        )
+    target = f"±{prec['target'].iloc[0]:.2f}" if len(prec) else "the target"
+    header = ["Dataset", "Size", "Strategy", "Seeds", "Δ vs random", "95 % t half-width", f"Within {target}", f"Seeds for {target}"]
+    return _md(header, rows) + (
+        f"\nAt the final size. Seeds for {target}: the fewest paired seeds whose 95 % t interval would be no wider, "
+        "at the spread observed so far (t(0.975, n − 1) · sd / √n).\n"
+    )
+
+
 def comparison_markdown(cmp: pd.DataFrame) -> str:
     """compare.paired_comparison as Markdown: the paired difference with both 95 % intervals and a verdict.
 
@@ -406,6 +432,7 @@ __all__ = [
     "confident_errors_markdown",
     "cost_markdown",
     "efficiency_interval_markdown",
+    "precision_markdown",
     "efficiency_markdown",
     "format_cell",
     "METRIC_NAMES",
