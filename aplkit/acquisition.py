@@ -53,16 +53,12 @@ class ScoringContext:
     def sampled_logprobs(self) -> bool:
         """Whether the sampler records log πθ_t(y|x) so that scoring skips the policy's forward pass.
 
-        Only for fp32 compute: there the recorded value (one token at a time with a KV cache, left-padded)
-        and a scoring pass (right-padded) agree to float noise (≈ 1e-5 nats). Under bf16/fp16 autocast the
-        two paths round differently, and that difference would not cancel in r̂ = β(log πθ − log πθ0).
-        Not when tokens are suppressed (conditional training's control tokens): the sampler's T = 1
-        distribution then excludes them and a scoring pass would not.
+        Only where ``generation.sampler_scores_are_the_models``: fp32 compute (under bf16/fp16 the two paths
+        round differently, and that would not cancel in r̂ = β(log πθ − log πθ0)) and no suppressed tokens.
         """
-        from aplkit.generation import suppressed_tokens
-        from aplkit.models import float32_compute
+        from aplkit.generation import sampler_scores_are_the_models
 
-        return float32_compute(self.policy) and not suppressed_tokens(self.policy)
+        return sampler_scores_are_the_models(self.policy)
 
     def generate(self, prompts: Sequence[str], n: int, seed_offset: int = 0, with_logprobs: bool = False) -> list[list[Sample]]:
         """n samples per prompt from πθ_t at the acquisition temperature. Tests override this seam."""

@@ -171,7 +171,7 @@ class Evaluator:
 
         ``kl``: each sample also carries its KL from θ0 (``Sample.kl``), computed while sampling.
         """
-        from aplkit.generation import sample, suppressed_tokens
+        from aplkit.generation import sample, sampler_scores_are_the_models
 
         e, a = self.cfg.evaluation, self.cfg.acquisition
         out = sample(
@@ -183,7 +183,7 @@ class Evaluator:
             max_new_tokens=e.max_new_tokens or a.max_new_tokens,
             batch_size=e.batch_size,
             seed=seed,
-            kl_reference=self.models.reference if kl and not suppressed_tokens(model) else None,  # no policy pass for ``kl``
+            kl_reference=self.models.reference if kl and sampler_scores_are_the_models(model) else None,  # no policy pass for ``kl``
         )
         return [o[0] for o in out]
 

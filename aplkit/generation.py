@@ -216,6 +216,19 @@ def suppressed_tokens(model) -> list[int] | None:
     return list(ids) if ids else None
 
 
+def sampler_scores_are_the_models(model) -> bool:
+    """Whether what ``_Tempered`` sees at T = 1 is ``model``'s own distribution, as a scoring pass gives it.
+
+    Only under fp32 compute: there the sampler's one-token-at-a-time (KV-cached, left-padded) pass and a
+    scoring pass (right-padded) agree to float noise (≈ 1e-5); under bf16/fp16 autocast they round
+    differently. Not when tokens are suppressed (conditional training's control tokens): the sampler's
+    distribution then excludes them and the model's does not.
+    """
+    from aplkit.models import float32_compute
+
+    return float32_compute(model) and not suppressed_tokens(model)
+
+
 #: how a token is drawn; part of every cache key holding sampled text (``theta0``): a new draw gives new samples
 SAMPLER = "inverse-cdf/1"
 

@@ -235,6 +235,35 @@ def test_theta0_evaluation_has_zero_kl_and_theta0_lm_loss(tmp_path):
     assert row.reward_gap is not None and row.reward_gap_stderr >= 0.0
 
 
+def test_evaluation_kl_from_the_sampler_only_where_its_scores_are_the_models(tmp_path):
+    """fp32: the KL comes with the samples (no policy pass); bf16 autocast: it falls back to ``completion_kl``."""
+    import torch
+
+    from aplkit.generation import completion_kl, prompt_ids
+    from aplkit.loop import Experiment
+    from aplkit.models import set_compute_dtype
+
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    exp = Experiment(cfg, tmp_path / "kl", progress=False)
+    try:
+        ev, m = exp.evaluator, exp.models
+        with torch.no_grad():  # a policy away from θ0
+            for w in m.policy.parameters():
+                w.mul_(1.5)
+        fast = ev.sample(m.policy, seed=5, kl=True)
+        assert all(s.kl is not None for s in fast) and ev.kl(fast) == [s.kl for s in fast]
+        want = completion_kl(
+            m.policy, m.reference, prompt_ids(m.tokenizer, [p.text for p in ev.test]), [s.ids for s in fast], m.tokenizer.pad_token_id
+        )
+        assert torch.allclose(torch.tensor(ev.kl(fast), dtype=want.dtype), want, rtol=1e-4, atol=1e-6) and (want > 0).all()
+        set_compute_dtype(m.policy, torch.bfloat16)
+        slow = ev.sample(m.policy, seed=5, kl=True)
+        assert all(s.kl is None for s in slow) and len(ev.kl(slow)) == len(slow)  # computed by both models' passes
+        assert all(s.kl is None for s in ev.sample(m.reference, seed=5))  # θ0's baseline: no KL asked
+    finally:
+        exp.close()
+
+
 def test_lm_texts_zero_turns_the_lm_loss_off(tmp_path):
     from aplkit.loop import Experiment
 
