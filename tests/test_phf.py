@@ -270,6 +270,9 @@ def test_bad_oracle_kinds_and_classifiers_fail_in_one_line(tmp_path):
     for kind in ("human", "rouge", "ngram"):
         with pytest.raises(ConfigError, match=f"^oracle.kind: .*choose from sentiment, classifier, got '{kind}'$"):
             load_phf_config("phf-imdb-cpu", [*TINY, f"oracle.kind={kind}"])
+    for noise in ("oracle.flip_prob=0.1", "oracle.sample_bt=true"):  # label noise has no meaning here: not silently dropped
+        with pytest.raises(ConfigError, match=f"^{noise.split('=')[0]}: simulates noise in a pair's label"):
+            load_phf_config("phf-imdb-cpu", [noise])
     with pytest.raises(ConfigError, match="^oracle.classifier.model: required"):
         load_phf_config("phf-imdb-cpu", [*TINY, "oracle.kind=classifier"])
     one = tmp_path / "reward-model"

@@ -47,6 +47,9 @@ def problems(oracle, prefix: str = "oracle") -> list[str]:
         return [
             f"{prefix}.kind: the PHF experiment needs a probability that a text is bad: choose from {', '.join(KINDS)}, got '{oracle.kind}'"
         ]
+    if oracle.flip_prob > 0 or oracle.sample_bt:  # would be silently ignored: PHF reads scores, never a pair's label
+        name = "flip_prob" if oracle.flip_prob > 0 else "sample_bt"
+        return [f"{prefix}.{name}: simulates noise in a pair's label; the PHF experiment scores text and draws no labels (leave it unset)"]
     if oracle.kind == "sentiment":
         return oracle.sentiment.problems(f"{prefix}.sentiment")
     return oracle.classifier.problems(f"{prefix}.classifier", required=True)
