@@ -1,17 +1,18 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | labels | apl-objectives | pilot | objectives."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,labels,apl-objectives,pilot,objectives} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
           DPO vs TRL DPOTrainer, scorers vs one-at-a-time, batched vs per-prompt generation,
           MFU against a matmul probe, LLM judge vs the local llama.cpp server, peak memory
   memory  [--quick]   peak resident memory of a short CPU-preset run and of the DPO step alone
+  cores   [--repeats N]   both cores: two 1-thread processes side by side vs one 2-thread process (idle machine)
   labels  ...         label efficiency (bench/labels.py)
   apl-objectives [--objectives conditional] [--shard I/N] [--report-only]
           the APL loop with another training objective, paired with the labels study's DPO runs (bench/apl_objectives.py)
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.memory import main as run
 
         return run(rest)
+    if cmd == "cores":
+        from bench.cores import main as run
+
+        return run(rest)
     if cmd == "objectives":
         from bench.objectives import main as run
 
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, labels, apl-objectives, pilot or objectives)", file=sys.stderr)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot or objectives)", file=sys.stderr)
     return 2
 
 
