@@ -106,8 +106,16 @@ def seeds_for_power(sd: float, effect: float = 0.05, alpha: float = 0.05, power:
 
     if not sd > 0:
         return math.nan
-    n = TTestPower().solve_power(effect_size=effect / sd, alpha=alpha, power=power, alternative="two-sided")
-    return float(math.ceil(n))
+    test, d = TTestPower(), effect / sd
+    n = test.solve_power(effect_size=d, alpha=alpha, power=power, alternative="two-sided")
+    if not math.isnan(n):
+        return float(math.ceil(n))
+    # the root finder gives up at the ends (an effect many times the spread): count up; a power statsmodels
+    # cannot compute (NaN, at 2 seeds there) counts as not reached, so the answer may be one seed high
+    for k in range(2, 100_001):
+        if test.power(effect_size=d, nobs=k, alpha=alpha, alternative="two-sided") >= power:
+            return float(k)
+    return math.inf
 
 
 def seeds_for_halfwidth(sd: float, halfwidth: float = 0.03, confidence: float = CONFIDENCE, most: int = 10_000) -> float:
