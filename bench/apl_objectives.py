@@ -92,7 +92,6 @@ def plan_configs(args: argparse.Namespace, strategies: list[str], objectives: li
 
 
 def main(argv: list[str] | None = None) -> int:
-
     args = parse(argv or [])
     strategies = labels.check_strategies(args.strategies, args.imports)
     objectives = check_objectives(args.objectives, args.set)
