@@ -481,3 +481,28 @@ def test_bootstrap_quantiles_keep_inf_where_numpy_gives_nan():
     assert A.quantile_with_inf([1.0, 2.0, math.inf, math.inf], 0.5) == math.inf  # halfway from 2 to inf
     assert A.quantile_with_inf([1.0, 2.0, 3.0, 5.0], 0.9) == np.quantile([1.0, 2.0, 3.0, 5.0], 0.9)
     assert A.quantile_with_inf([math.inf] * 3, 0.1) == math.inf
+
+
+def test_efficiency_interval_part_way_through_a_study():
+    """Certainty has a seed random does not have yet (shards finish in any order): the bootstrap resamples random's
+    seeds, so no resample lacks random (it raised 'no random runs to compare with' on the study's 11 records)."""
+    rows = []
+    for s, seeds in (("random", (0, 1)), ("certainty", (0, 1, 2))):
+        for k in seeds:
+            for a, wr in ((16, 0.5), (32, 0.55 + 0.05 * k), (64, 0.6 + 0.05 * k + (0.05 if s == "certainty" else 0.0))):
+                rows.append(
+                    {
+                        "run": f"imdb/{s}/{k}",
+                        "task": "imdb",
+                        "strategy": s,
+                        "seed": k,
+                        "acquired": a,
+                        "win_rate": wr,
+                        "stderr": 0.05,
+                        "trained": np.nan,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    out = A.efficiency_intervals(df, 64, n_resamples=200).set_index("strategy")
+    assert out.loc["random", "ratio"] == 1.0 and out.loc["random", "ratio_low"] <= 1.0 <= out.loc["random", "ratio_high"]
+    assert not math.isnan(out.loc["certainty", "ratio_low"]) and out.loc["certainty", "ratio_low"] <= out.loc["certainty", "ratio_high"]

@@ -297,7 +297,9 @@ def efficiency_intervals(
     strategies, keeping the pairing) and the labels-random-needs ratio recomputed on each resample. One seed
     gives no interval (NaN), as ``bootstrap_interval``: every resample would be that seed."""
     point = data_efficiency(df, budget)
-    seeds = np.array(sorted(df["seed"].unique()))
+    # the ratio is read off random's curve: resample the seeds random has (a study part-way through has more of
+    # another strategy's); a strategy a resample does not hold is left out of that resample
+    seeds = np.array(sorted(df.loc[df["strategy"] == "random", "seed"].unique()))
     if len(seeds) < 2:
         return point.assign(ratio_low=math.nan, ratio_high=math.nan)
     rng = np.random.default_rng(seed)
@@ -324,8 +326,8 @@ def efficiency_intervals(
         for r in _efficiency_rows(means, budget):
             draws.setdefault((r["task"], r["strategy"]), []).append(r["ratio"])
     a = (1 - confidence) / 2
-    lo = [quantile_with_inf(draws[(t, s)], a) for t, s in zip(point["task"], point["strategy"], strict=True)]
-    hi = [quantile_with_inf(draws[(t, s)], 1 - a) for t, s in zip(point["task"], point["strategy"], strict=True)]
+    lo = [quantile_with_inf(draws.get((t, s), []), a) for t, s in zip(point["task"], point["strategy"], strict=True)]
+    hi = [quantile_with_inf(draws.get((t, s), []), 1 - a) for t, s in zip(point["task"], point["strategy"], strict=True)]
     return point.assign(ratio_low=lo, ratio_high=hi)
 
 
