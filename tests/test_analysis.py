@@ -440,6 +440,21 @@ def _old_efficiency_intervals(df: pd.DataFrame, budget: int, n_resamples: int) -
     )
 
 
+def _eval_row(task: str, strategy: str, seed: int, acquired: int, win_rate: float) -> dict:
+    """One eval row as ``load_runs`` gives it, for frames built by hand."""
+    run = f"{task}/{strategy}/{seed}"
+    return {
+        "run": run,
+        "task": task,
+        "strategy": strategy,
+        "seed": seed,
+        "acquired": acquired,
+        "win_rate": win_rate,
+        "stderr": 0.05,
+        "trained": np.nan,
+    }
+
+
 def test_fast_data_efficiency_and_its_bootstrap_equal_the_frame_based_ones_bit_for_bit():
     """9 seeds (numpy's pairwise sum differs from a plain loop from 8 values on), two tasks, a missing cell, shuffled rows;
     random reaches 1.0 at its last size so no resample gives inf (the old quantile turned inf − inf into NaN)."""
@@ -452,18 +467,7 @@ def test_fast_data_efficiency_and_its_bootstrap_equal_the_frame_based_ones_bit_f
                     if (task, s, k, a) == ("tldr", "entropy", 3, 32):
                         continue
                     wr = 1.0 if (s == "random" and a == 64) else rng.uniform(0.3, 0.9)
-                    rows.append(
-                        {
-                            "run": f"{task}/{s}/{k}",
-                            "task": task,
-                            "strategy": s,
-                            "seed": k,
-                            "acquired": a,
-                            "win_rate": wr,
-                            "stderr": 0.05,
-                            "trained": np.nan,
-                        }
-                    )
+                    rows.append(_eval_row(task, s, k, a, wr))
     df = pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
     pd.testing.assert_frame_equal(A.data_efficiency(df, 64), _old_data_efficiency(df, 64), check_exact=True)
     pd.testing.assert_frame_equal(A.data_efficiency(df, 32), _old_data_efficiency(df, 32), check_exact=True)
@@ -490,18 +494,7 @@ def test_efficiency_interval_part_way_through_a_study():
     for s, seeds in (("random", (0, 1)), ("certainty", (0, 1, 2))):
         for k in seeds:
             for a, wr in ((16, 0.5), (32, 0.55 + 0.05 * k), (64, 0.6 + 0.05 * k + (0.05 if s == "certainty" else 0.0))):
-                rows.append(
-                    {
-                        "run": f"imdb/{s}/{k}",
-                        "task": "imdb",
-                        "strategy": s,
-                        "seed": k,
-                        "acquired": a,
-                        "win_rate": wr,
-                        "stderr": 0.05,
-                        "trained": np.nan,
-                    }
-                )
+                rows.append(_eval_row("imdb", s, k, a, wr))
     df = pd.DataFrame(rows)
     out = A.efficiency_intervals(df, 64, n_resamples=200).set_index("strategy")
     assert out.loc["random", "ratio"] == 1.0 and out.loc["random", "ratio_low"] <= 1.0 <= out.loc["random", "ratio_high"]
