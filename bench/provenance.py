@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import platform
+import random
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def git(*args: str) -> str | None:
-    """A git command's output in this checkout; None outside one (an installed copy, no git)."""
+def _git(root: Path, *args: str, timeout: float = 10) -> subprocess.CompletedProcess | None:
+    """A git command run in ``root``; None when git cannot run there at all."""
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git(*args: str) -> str | None:
+    """A git command's output in this checkout; None outside one (an installed copy, no git)."""
+    r = _git(ROOT, *args)
+    return (r.stdout.strip() or None) if r is not None else None
 
 
 def commit() -> str:
@@ -32,15 +40,12 @@ def commit_file(path: Path, message: str, tries: int = 30, root: Path = ROOT) ->
     For a study's records as they land, so a session that ends loses no finished run. Two shards (or
     a person) committing at once meet git's index lock; the loser waits and tries again.
     """
-    import random
-    import time
 
     def git_(*cmd: str) -> subprocess.CompletedProcess | None:
-        try:
-            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as e:
-            print(f"git {cmd[0]} {path}: {e}; commit it by hand", flush=True)
-            return None
+        r = _git(root, *cmd, timeout=60)
+        if r is None:
+            print(f"git {cmd[0]} {path}: git did not run; commit it by hand", flush=True)
+        return r
 
     for _ in range(tries):
         r = git_("add", "--", str(path))
