@@ -14,10 +14,11 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     labels.sqlite     the label ledger (unless oracle.cache names another: ``ledger_path``)
     human_queue.jsonl comparisons waiting for a person (oracle.kind=human)
     summary.json      ledger counts, cost, wall time, ``complete`` flag
+    code.jsonl        one row per start of the run: time, aplkit version, git commit, dirty (``aplkit.provenance``)
     notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
 
-A PHF run (``aplkit phf``) keeps config.yaml, split.json, summary.json and checkpoint/ and, instead of
+A PHF run (``aplkit phf``) keeps config.yaml, split.json, summary.json, code.jsonl and checkpoint/ and, instead of
 the APL rows, phf_segments.jsonl (the scored training sentences), phf_train.jsonl (one row per
 optimiser step), phf_eval.jsonl (the measurements per checkpoint) and phf_samples.jsonl (the samples scored).
 
@@ -33,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aplkit.provenance import started
 from aplkit.records import (
     AcquiredRow,
     BaselineRow,
@@ -54,6 +56,7 @@ SPLIT = "split.json"
 LEDGER = "labels.sqlite"
 QUEUE = "human_queue.jsonl"
 SUMMARY = "summary.json"
+CODE = "code.jsonl"  # one row per start: the time and the code (aplkit.provenance)
 NOTEBOOK = "notebook.ipynb"
 CHECKPOINT = "checkpoint/state.pt"
 #: each row class and the file it lives in
@@ -91,9 +94,11 @@ class RunFolder:
     def open(
         cls, path: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ("out",), defaults: dict[str, Any] | None = None
     ) -> RunFolder:
-        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
+        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``);
+        the code of this start is appended to ``code.jsonl``."""
         run = cls(path).ensure()
         run.check_config(config, ignore=ignore, defaults=defaults)
+        run.append(CODE, started())
         return run
 
     def __truediv__(self, name: str) -> Path:

@@ -230,7 +230,24 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
 
             write_report(root, figures)
     summary["records"] = [str(p) for p in paths]
+    summary["code"] = code_of(paths)
     return summary
+
+
+def code_of(paths: list[Path]) -> dict:
+    """Which commits made the records (every start of every run; a dirty start is marked "+dirty"), and how many
+    records predate ``code.jsonl``: so a table whose runs span a code change says so."""
+    from collections import Counter
+
+    from aplkit.results.archive import read_record
+
+    commits: Counter = Counter()
+    without = 0
+    for p in paths:
+        code = read_record(p).get("code") or []
+        without += not code
+        commits.update({f"{c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}" for c in code})
+    return {"commits": dict(commits), "records_without_code": without}
 
 
 def summarise(out: Path, configs: dict) -> dict:

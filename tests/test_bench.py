@@ -149,6 +149,20 @@ def test_another_objective_never_overwrites_the_dpo_study(tmp_path, monkeypatch)
     assert {p: p.read_text() for p in dpo.rglob("*.json")} == before
 
 
+def test_report_says_which_commits_made_the_records(tmp_path):
+    """A run resumed under another commit counts under both; a record from before code.jsonl is counted apart."""
+    from aplkit.runfolder import CODE, write_jsonl
+
+    starts = {0: [{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": False}], 1: [{"commit": "bbb", "dirty": True}], 2: []}
+    paths = []
+    for k, code in starts.items():
+        run = _run(tmp_path / "runs", "random", k)
+        if code:
+            write_jsonl(run / CODE, code)
+        paths.append(write_record(run, labels.record_path(tmp_path / "records", "random", k)))
+    assert labels.code_of(paths) == {"commits": {"aaa": 1, "bbb": 1, "bbb+dirty": 1}, "records_without_code": 1}
+
+
 def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):
     res = tmp_path / "labels.json"
     argv = ["--report-only", *PLAN, "--seeds", "2", "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]

@@ -2,9 +2,10 @@
 
 A run folder holds checkpoints, the ledger and every text; a study that must continue on a fresh
 clone needs none of that, only the rows the report reads. ``export_run`` keeps the config, the
-summary, the eval/train/step rows, per acquired pair its ranking and label, and per test prompt its verdict (no texts or token
-ids); ``materialise`` writes such records back out as run folders, so the whole results layer
-(``load``, ``stats``, ``tables``, ``plots``, ``report``) works on them unchanged.
+summary, the code of every start (``code.jsonl``), the eval/train/step rows, per acquired pair its
+ranking and label, and per test prompt its verdict (no texts or token ids); ``materialise`` writes such
+records back out as run folders, so the whole results layer (``load``, ``stats``, ``tables``, ``plots``,
+``report``) works on them unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from aplkit.records import AcquiredRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
-from aplkit.runfolder import CONFIG, SUMMARY, RunFolder
+from aplkit.runfolder import CODE, CONFIG, SUMMARY, RunFolder, write_jsonl
 
 FORMAT = 1
 #: the fields of an acquired pair the analysis reads (Fig 3, batch statistics); the texts and ids stay behind
@@ -51,6 +52,7 @@ def export_run(run_dir: str | Path) -> dict[str, Any]:
         "format": FORMAT,
         "config": yaml.safe_load((run / CONFIG).read_text()),
         "summary": run.read_json(SUMMARY, {}) or {},
+        "code": run.rows(CODE) if (run / CODE).exists() else [],  # every start's commit: a resume across a change shows
     }
     for key, cls in ROWS.items():
         rec[key] = [to_dict(r) for r in run.read(cls)]
@@ -94,6 +96,7 @@ def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
         run.replace(AcquiredRow, [from_dict(AcquiredRow, r) for r in rec["acquired"]])
         run.replace(EvalPairRow, [from_dict(EvalPairRow, r) for r in rec["eval_pairs"]])
         run.write_json(SUMMARY, rec["summary"])
+        write_jsonl(run / CODE, rec.get("code", []))  # records written before code.jsonl was kept have none
     return root
 
 
