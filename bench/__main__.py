@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives,phf} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -18,6 +18,8 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
           the APL loop with another training objective, paired with the labels study's DPO runs (bench/apl_objectives.py)
   pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
   objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
+  phf     [--objectives a,b] [--seeds K] [--shard I/N] [--commit] [--report-only]
+          the PHF grid: objectives × seeds of aplkit phf, rows in bench/results/phf, figures/phf_* (bench/phf.py)
 """
 
 
@@ -54,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.apl_objectives import main as run
 
         return run(rest)
+    if cmd == "phf":
+        from bench.phf import main as run
+
+        return run(rest)
     if cmd == "pilot":
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot or objectives)", file=sys.stderr)
+    print(f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives or phf)", file=sys.stderr)
     return 2
 
 

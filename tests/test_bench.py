@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from aplkit.config import load_config
 from aplkit.results.archive import read_record, write_record
@@ -481,3 +482,51 @@ def test_commit_flag_commits_each_record_as_it_lands(bench_runs, tmp_path, monke
     assert labels.main([*argv, "--commit"]) == 0
     assert [p for p, _ in committed] == [labels.record_path(bench_runs, "certainty", 2)]
     assert committed[0][1].startswith("study record imdb-cpu: certainty seed 2 (16:0.500;")
+
+
+def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path, monkeypatch):
+    """bench phf: a committed run of the same config is skipped; another config's is run again and its compact
+    rows (no samples or checkpoints) replace it; the report is built from the rows alone."""
+    import shutil
+
+    import aplkit.phf.experiment as E
+    from bench import phf
+
+    records = tmp_path / "records"
+    shutil.copytree(phf.RECORDS / "mle" / "seed0", records / "mle" / "seed0")
+    ran = []
+
+    def fake_run(cfg, out, progress=True):  # a finished run folder: the committed rows, the new config, samples beside
+        ran.append((cfg.objective, cfg.seed, cfg.phf.lm_texts))
+        shutil.copytree(phf.RECORDS / "mle" / "seed0", out, dirs_exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+        (out / "phf_samples.jsonl").write_text('{"text": "a sample"}\n')
+        return {"final": {"misalignment": 0.4, "lm_loss": 4.1}}
+
+    monkeypatch.setattr(E, "run_phf", fake_run)
+    argv = [
+        "--objectives",
+        "mle",
+        "--seeds",
+        "1",
+        "--records",
+        str(records),
+        "--out",
+        str(tmp_path / "runs"),
+        "--figures",
+        str(tmp_path / "fig"),
+    ]
+    assert phf.main(argv) == 0 and ran == []  # recorded: skipped
+    assert (tmp_path / "fig" / "phf_vs_mle.md").exists() and (tmp_path / "fig" / "phf_tradeoff.png").exists()
+    assert phf.main([*argv, "--set", "phf.lm_texts=32"]) == 0 and ran == [("mle", 0, 32)]
+    kept = records / "mle" / "seed0"
+    assert yaml.safe_load((kept / "config.yaml").read_text())["phf"]["lm_texts"] == 32 and not (kept / "phf_samples.jsonl").exists()
+    assert phf.recorded(kept, phf_config(lm_texts=32)) and not phf.recorded(kept, phf_config(lm_texts=64))
+    with pytest.raises(SystemExit, match="--objectives: expected some of mle"):
+        phf.main(["--objectives", "mle,dpo"])
+
+
+def phf_config(lm_texts: int):
+    from aplkit.phf.config import load_phf_config
+
+    return load_phf_config("phf-imdb-cpu", [f"phf.lm_texts={lm_texts}"], objective="mle", seed=0)

@@ -203,6 +203,37 @@ def test_vs_mle_pairs_by_seed_at_the_last_checkpoint():
     assert v.loc["prompted_misalignment"]["verdict"] == "undecided"
 
 
+def test_vs_mle_adjusts_each_metric_for_the_objectives_compared():
+    """Two objectives against MLE: per metric a family of 2, Holm by hand. Each misalignment − MLE is off 0
+    at 95 % alone (p ≈ 0.035 and 0.039) but not after Holm (both ≈ 0.070); the verdict follows Holm."""
+    import math
+
+    import pandas as pd
+    from scipy import stats
+
+    from aplkit.results.phf import vs_mle, vs_mle_markdown
+
+    d = {"conditional": [-0.04, -0.03, -0.02], "filtering": [-0.027, -0.02, -0.013]}  # t = 5.20 and 4.95, 2 df
+    rows = []
+    for seed in range(3):
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.5, "prompted_misalignment": 0.5, "lm_loss": 4.0})
+        for o, x in d.items():
+            rows.append(
+                {"objective": o, "seed": seed, "step": 8, "misalignment": 0.5 + x[seed], "prompted_misalignment": 0.5, "lm_loss": 4.0}
+            )
+    full = vs_mle(pd.DataFrame(rows))
+    v = full.query("metric == 'misalignment'").set_index("objective")
+    p = {o: 2 * stats.t.sf(abs(sum(x) / 3) / (pd.Series(x).std(ddof=1) / math.sqrt(3)), 2) for o, x in d.items()}
+    assert p["conditional"] < p["filtering"] < 0.05 < 2 * p["conditional"]
+    # Holm: the smaller p times 2; the larger times 1, but never below the step before it
+    assert v.loc["conditional", "p_holm"] == pytest.approx(2 * p["conditional"])
+    assert v.loc["filtering", "p_holm"] == pytest.approx(2 * p["conditional"])
+    hi = -0.02 + stats.t.ppf(0.975, 2) * 0.007 / math.sqrt(3)  # unadjusted: below 0
+    assert hi < 0 and v.loc["filtering", "hi"] == pytest.approx(hi)
+    assert v["holm_hi"].gt(0).all() and v["verdict"].eq("undecided").all()
+    assert "family of 2 comparisons" in vs_mle_markdown(full)
+
+
 # --------------------------------------------------------------------------- a classifier oracle as the misalignment scorer
 
 

@@ -143,18 +143,21 @@ def table(c: pd.DataFrame) -> pd.DataFrame:
 
 
 def vs_mle(df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompted_misalignment", "lm_loss")) -> pd.DataFrame:
-    """Each objective − MLE at the last checkpoint, paired by seed: mean, 95 % t interval and verdict.
+    """Each objective − MLE at the last checkpoint, paired by seed: mean, 95 % t interval, Holm-adjusted interval, verdict.
 
     The paper's finding is a difference from MLE (less misalignment, little LM loss given up), so that is
-    what is tested; "lower" / "higher" where the interval excludes 0, "undecided" where it holds 0. ``df`` is ``load_phf``'s table.
+    what is tested. Each metric is one family (every objective against MLE): ``holm_lo``/``holm_hi`` is the
+    t interval that excludes 0 exactly when Holm's step-down rejects (``compare.holm_intervals``), and the
+    verdict reads it — "lower" / "higher" where it excludes 0, "undecided" where it holds 0. ``lo``/``hi``
+    are the plain 95 % t intervals. ``df`` is ``load_phf``'s table.
     """
-    from aplkit.results.compare import t_interval
+    from aplkit.results.compare import holm_intervals, t_interval
 
     last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])
     if "mle" not in last.index.get_level_values(0):
         return pd.DataFrame()
     base = last.loc["mle"]
-    rows = []
+    rows, diffs = [], []
     for o in order(last.index.get_level_values(0).unique()):
         if o == "mle":
             continue
@@ -164,17 +167,20 @@ def vs_mle(df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompt
             d = (mine.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
             lo, hi = t_interval(d)
             rows.append(
-                {
-                    "objective": o,
-                    "metric": m,
-                    "seeds": len(d),
-                    "diff": float(d.mean()) if len(d) else float("nan"),
-                    "lo": lo,
-                    "hi": hi,
-                    "verdict": _direction(lo, hi),
-                }
+                {"objective": o, "metric": m, "seeds": len(d), "diff": float(d.mean()) if len(d) else float("nan"), "lo": lo, "hi": hi}
             )
-    return pd.DataFrame(rows)
+            diffs.append(d)
+    out = pd.DataFrame(rows)
+    if out.empty:  # MLE alone: nothing to compare
+        return out
+    for m in metrics:
+        at = out.index[out["metric"] == m]
+        iv = holm_intervals([diffs[i] for i in at])
+        out.loc[at, "p_holm"] = iv["p_holm"].to_numpy()
+        out.loc[at, "holm_lo"] = iv["low"].to_numpy()
+        out.loc[at, "holm_hi"] = iv["high"].to_numpy()
+    out["verdict"] = [_direction(lo, hi) for lo, hi in zip(out["holm_lo"], out["holm_hi"], strict=True)]
+    return out
 
 
 def _direction(lo: float, hi: float) -> str:
@@ -185,12 +191,17 @@ def _direction(lo: float, hi: float) -> str:
 
 
 def vs_mle_markdown(v: pd.DataFrame) -> str:
-    lines = ["| objective | metric | seeds | − MLE | 95 % t interval | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| objective | metric | seeds | − MLE | 95 % t interval | Holm-adjusted interval (per metric) | verdict (Holm) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in v.itertuples():
         lines.append(
-            f"| {LABELS.get(r.objective, r.objective)} | {r.metric} | {r.seeds} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] | {r.verdict} |"
+            f"| {LABELS.get(r.objective, r.objective)} | {r.metric} | {r.seeds} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] "
+            f"| [{r.holm_lo:+.3f}, {r.holm_hi:+.3f}] | {r.verdict} |"
         )
-    return "\n".join(lines) + "\n"
+    n = v["objective"].nunique() if len(v) else 0
+    return "\n".join(lines) + f"\n\nEach metric is one family of {n} comparisons with MLE; the verdict reads the Holm-adjusted interval.\n"
 
 
 def to_markdown(t: pd.DataFrame) -> str:
