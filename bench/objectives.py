@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for o in PHF_OBJECTIVES:
         print(f"{o:<13} {rates[o]:9.1f} tokens/s   ratio vs MLE {rates[o] / rates['mle']:5.2f}x")
     print(
-        f"peak RSS: MLE {mem['mle']:.0f} MB, AWR {mem['awr']:.0f} MB ({mem['awr'] / mem['mle']:.3f}x, value head +{mem['awr'] - mem['mle']:.0f} MB)"
+        f"peak RSS: MLE {mem['mle']:.0f} MB, AWR {mem['awr']:.0f} MB ({mem['awr'] / mem['mle']:.3f}x, value head {mem['awr'] - mem['mle']:+.0f} MB)"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
