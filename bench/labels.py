@@ -220,34 +220,24 @@ def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
 def report(records: Path, configs: dict, figures: Path) -> dict:
     """Tables and figures from the planned runs' records alone (materialised into a temporary folder)."""
     from aplkit.results.archive import materialise
+    from aplkit.results.load import load_code
 
     paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
     with tempfile.TemporaryDirectory() as tmp:
         root = materialise(paths, tmp)
         summary = summarise(root, configs)
+        code = load_code(root)  # which commits made the records; folder names → record paths
+        summary["code"] = {
+            "commits": {c: len(runs) for c, runs in code["commits"].items()},
+            "resumed_across": code["resumed_across"],
+            "records_without_code": len(code["without"]),
+        }
         if summary.get("runs"):
             from aplkit.results.report import report as write_report
 
             write_report(root, figures)
     summary["records"] = [str(p) for p in paths]
-    summary["code"] = code_of(paths)
     return summary
-
-
-def code_of(paths: list[Path]) -> dict:
-    """Which commits made the records (every start of every run; a dirty start is marked "+dirty"), and how many
-    records predate ``code.jsonl``: so a table whose runs span a code change says so."""
-    from collections import Counter
-
-    from aplkit.results.archive import read_record
-
-    commits: Counter = Counter()
-    without = 0
-    for p in paths:
-        code = read_record(p).get("code") or []
-        without += not code
-        commits.update({f"{c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}" for c in code})
-    return {"commits": dict(commits), "records_without_code": without}
 
 
 def summarise(out: Path, configs: dict) -> dict:

@@ -151,7 +151,9 @@ def test_another_objective_never_overwrites_the_dpo_study(tmp_path, monkeypatch)
 
 
 def test_report_says_which_commits_made_the_records(tmp_path):
-    """A run resumed under another commit counts under both; a record from before code.jsonl is counted apart."""
+    """A run resumed under another commit counts under both and is named; a record from before code.jsonl is counted apart."""
+    from aplkit.results.archive import materialise
+    from aplkit.results.load import code_notes, load_code
     from aplkit.runfolder import CODE, write_jsonl
 
     starts = {0: [{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": False}], 1: [{"commit": "bbb", "dirty": True}], 2: []}
@@ -161,7 +163,20 @@ def test_report_says_which_commits_made_the_records(tmp_path):
         if code:
             write_jsonl(run / CODE, code)
         paths.append(write_record(run, labels.record_path(tmp_path / "records", "random", k)))
-    assert labels.code_of(paths) == {"commits": {"aaa": 1, "bbb": 1, "bbb+dirty": 1}, "records_without_code": 1}
+    code = load_code(materialise(paths, tmp_path / "again"))
+    seed = lambda k: f"imdb-cpu/random/seed{k}"  # noqa: E731
+    assert code == {
+        "commits": {"aaa": [seed(0)], "bbb": [seed(0)], "bbb+dirty": [seed(1)]},
+        "resumed_across": [seed(0)],
+        "without": [seed(2)],
+    }
+    assert code_notes(code) == [
+        "code aaa: 1 run(s)",
+        "code bbb: 1 run(s)",
+        "code bbb+dirty: 1 run(s)",
+        f"resumed under more than one commit: {seed(0)}",
+        "1 run(s) made before code.jsonl was kept: their code is not recorded",
+    ]
 
 
 def test_report_keeps_to_the_planned_seeds(bench_runs, tmp_path):

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
-from aplkit.runfolder import RunFolder
+from aplkit.runfolder import CODE, RunFolder
 
 PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
 DISPLAY = {"random": "Random", "entropy": "Entropy", "certainty": "Pref certainty", "entropy+certainty": "Pref + Ent"}
@@ -99,6 +99,38 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     for col in floats:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
+
+
+def load_code(runs_dir: str | Path) -> dict[str, Any]:
+    """Which code made the runs under ``runs_dir`` (``code.jsonl``: every start of every run).
+
+    ``commits``: commit (``+dirty`` where the package differed from it) → the runs that ran under it;
+    ``resumed_across``: runs whose starts span more than one; ``without``: runs made before
+    ``code.jsonl`` was kept. A table whose runs span a code change should say so.
+    """
+    commits: dict[str, list[str]] = {}
+    across, without = [], []
+    for folder in find_runs(runs_dir):
+        run = run_identity(folder, runs_dir)["run"]
+        rf = RunFolder(folder)
+        starts = rf.rows(CODE) if (rf / CODE).exists() else []
+        if not starts:
+            without.append(run)
+        seen = sorted({f"{c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}" for c in starts})
+        across += [run] if len(seen) > 1 else []
+        for c in seen:
+            commits.setdefault(c, []).append(run)
+    return {"commits": commits, "resumed_across": across, "without": without}
+
+
+def code_notes(code: dict[str, Any]) -> list[str]:
+    """``load_code``'s answer as report notes: one line per commit, and the runs resumed across commits."""
+    short = lambda c: c.removesuffix("+dirty")[:12] + ("+dirty" if c.endswith("+dirty") else "")  # noqa: E731
+    notes = [f"code {short(c)}: {len(runs)} run(s)" for c, runs in sorted(code["commits"].items())]
+    notes += [f"resumed under more than one commit: {r}" for r in code["resumed_across"]]
+    if code["without"]:
+        notes.append(f"{len(code['without'])} run(s) made before code.jsonl was kept: their code is not recorded")
+    return notes
 
 
 #: eval.jsonl's companions of the win-rate (NaN where a run did not record them: older runs, an oracle without them)
@@ -211,8 +243,10 @@ __all__ = [
     "IDENTITY",
     "PAPER_ORDER",
     "RUN_FILES",
+    "code_notes",
     "find_runs",
     "load_acquired",
+    "load_code",
     "load_configs",
     "load_consistency",
     "load_runs",

@@ -108,6 +108,7 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     notes += [f"skipped (no eval rows): {r}" for r in df.attrs.get("skipped", [])]
     notes += [f"unfinished (included, flagged): {r}" for r in df.attrs.get("incomplete", [])]
     notes += sel_notes
+    notes += L.code_notes(L.load_code(runs_dir))
 
     # Fig 2 + Table 2
     curves = S.winrate_curves(main)
