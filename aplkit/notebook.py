@@ -206,6 +206,25 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
     return {"files": files, "comparison": cmp, "ranking": rank, "efficiency": eff, "cost": cost}
 
 
+def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
+    """PHF's headline (Korbak et al. 2023): the trade-off figure (saved), the table at the last checkpoint and
+    each objective − MLE paired by seed with Holm-adjusted intervals, from PHF run folders or their committed rows."""
+    from aplkit.results.phf import curves, load_phf, plot_tradeoff, table, vs_mle, vs_mle_markdown
+    from aplkit.results.phf import to_markdown as phf_markdown
+
+    df = load_phf(runs_dir)
+    if df.empty:
+        _no_data("the PHF trade-off", f"no PHF run folders (phf_eval.jsonl) under {runs_dir}")
+        return {"files": []}
+    c = curves(df)
+    files = show_and_save(plot_tradeoff(c), figures_dir, "phf_tradeoff")
+    t = table(c)
+    _markdown("**Last checkpoint, mean ± SE over seeds**\n\n" + phf_markdown(t))
+    v = vs_mle(df)
+    _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v) if len(v) else "no MLE runs to compare with"))
+    return {"files": files, "curves": c, "table": t, "vs_mle": v}
+
+
 def fig3_bt_histograms(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
     """Fig 3 per task from the acquired pairs of the Fig 2 runs (``aplkit.results.report.fig3_per_task``)."""
     from aplkit.results.report import fig3_per_task, main_acquired

@@ -273,3 +273,18 @@ def test_phf_notebook_under_papermill(tmp_path):
     n = RunFolder(run).read_json("summary.json")["steps"]
     assert [r["step"] for r in RunFolder(run).rows("phf_eval.jsonl")] == [0, (n + 1) // 2, n]
     assert "prompted_misalignment" in text  # the measurements table
+
+
+def test_phf_tradeoff_notebook_reads_the_committed_rows(tmp_path):
+    """The analysis notebook draws PHF's trade-off from bench/results/phf alone; its vs-MLE table is the report's."""
+    from aplkit.results.phf import load_phf, vs_mle
+
+    rows, figs = ROOT / "bench" / "results" / "phf", tmp_path / "figures"
+    nb = _execute("phf_tradeoff.ipynb", tmp_path / "phf.ipynb", tmp_path, runs_dir=str(rows), figures_dir=str(figs))
+    text = _text(nb)
+    assert "Each objective − MLE, paired by seed" in text and "Holm-adjusted interval" in text
+    v = vs_mle(load_phf(rows)).set_index(["objective", "metric"])
+    lo, hi = v.loc[("conditional", "lm_loss"), ["holm_lo", "holm_hi"]]
+    assert f"[{lo:+.3f}, {hi:+.3f}]" in text
+    for ext in ("png", "pdf"):
+        assert (figs / f"phf_tradeoff.{ext}").stat().st_size > 1000
