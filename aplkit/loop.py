@@ -165,6 +165,7 @@ class Experiment:
         try:
             watchers.on_run_start(cfg, self.run_dir.path, done)
             if done < cfg.steps:
+                self.run_dir.note_start()
                 self.evaluator.baseline()
             for t in range(done + 1, cfg.steps + 1):
                 res = self.step(t, xp)

@@ -94,12 +94,15 @@ class RunFolder:
     def open(
         cls, path: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ("out",), defaults: dict[str, Any] | None = None
     ) -> RunFolder:
-        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``);
-        the code of this start is appended to ``code.jsonl``."""
+        """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
         run = cls(path).ensure()
         run.check_config(config, ignore=ignore, defaults=defaults)
-        run.append(CODE, started())
         return run
+
+    def note_start(self) -> None:
+        """Append this start's code to ``code.jsonl``: called once every check has passed and work remains,
+        so a refused or already finished run writes nothing."""
+        self.append(CODE, started())
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

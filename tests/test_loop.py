@@ -236,15 +236,24 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
 
 
 def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
-    """A resumed run says which code each part ran under (a study spans commits), dirty when the package differs from it."""
+    """A resumed run says which code each part ran under (a study spans commits), dirty when the package differs
+    from it; a finished run opened again adds nothing."""
     from aplkit.provenance import code_version
     from aplkit.runfolder import CODE, RunFolder
 
-    cfg = {"name": "x", "seed": 0}
-    RunFolder.open(tmp_path, cfg)
-    RunFolder.open(tmp_path, cfg)  # the resume
+    class Stop(Exception):
+        pass
+
+    def stop(res):
+        raise Stop  # the run ends after its first step (a kill between steps)
+
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    with pytest.raises(Stop):
+        run_experiment(cfg, tmp_path, progress=False, on_step=stop)
+    run_experiment(cfg, tmp_path, progress=False)  # the resume
+    run_experiment(cfg, tmp_path, progress=False)  # finished: no work, no row
     rows = RunFolder(tmp_path).rows(CODE)
-    assert len(rows) == 2 and rows[0]["started"] <= rows[1]["started"] and rows[0]["commit"] == rows[1]["commit"]
+    assert len(rows) == 2 and rows[0]["started"] <= rows[1]["started"]
     v = code_version()
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no", "--", "aplkit"],

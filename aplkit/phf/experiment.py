@@ -103,6 +103,8 @@ class PHFExperiment:
 
         wall0 = time.perf_counter()
         done = self.resume()
+        if done < self.steps:
+            self.run_dir.note_start()
         if not any(r.step == done for r in self.run_dir.read(PHFEvalRow)):
             self.measure(done)  # θ0 on a fresh run
         bar = tqdm(range(done + 1, self.steps + 1), desc=f"{self.cfg.objective} seed {self.cfg.seed}", disable=not self.progress)
