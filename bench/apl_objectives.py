@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             labels.check_no_overwrite(records[o], configs)
         total = sum(len(c) for c in arms.values())
         i = 0
+        labels.pause_on_signal()
         for o, configs in arms.items():
             mine = set(labels.shard(list(configs), args.shard))
             for (s, k), cfg in configs.items():
@@ -115,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
                 if labels.recorded(rec, cfg):
                     print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
                     continue
-                done = labels.run_cell(cfg, Path(args.out) / o / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+                try:
+                    done = labels.run_cell(cfg, Path(args.out) / o / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+                except labels.Paused as e:
+                    print(f"[{i}/{total}] {o} {s} seed {k}: paused {e}; run the same command to continue", flush=True)
+                    return 0
                 print(f"[{i}/{total}] {o} {s} seed {k}: {done}", flush=True)
     for o, configs in arms.items():
         doc = report(o, records[o], configs, dpo_records, dpo)

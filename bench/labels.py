@@ -18,19 +18,40 @@ findings with a verdict each (``aplkit.results.findings``).
     python -m bench labels --report-only         # tables and figures from bench/results/labels/imdb-cpu/
     python -m bench labels --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
     python -m bench labels --import my_scorers.py --strategies random,certainty,dpo-weight   # your own scorer beside the paper's
+    kill -USR1 PID                               # pause: the study stops after its current step; the same command continues
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from bench.provenance import commit_file, machine
 
 PAPER = ("random", "certainty", "entropy", "entropy+certainty")
+
+
+#: set by SIGUSR1 (``kill -USR1 PID``): the study stops after the current run's next finished step, nothing lost
+PAUSE = threading.Event()
+
+
+class Paused(Exception):
+    """The study was asked to pause; every finished step is in its run folder and the same command continues."""
+
+
+def pause_on_signal() -> None:
+    """Free the machine for a while without losing a half-done step (an idle benchmark, another job)."""
+    signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())
+
+
+def _pause_after_step(res) -> None:
+    if PAUSE.is_set():
+        raise Paused(f"after step {res.step}")
 
 
 #: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this (issue 10)
@@ -180,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         check_no_overwrite(records, configs)
         mine = set(shard(list(configs), args.shard))
+        pause_on_signal()
         for i, ((s, k), cfg) in enumerate(configs.items(), 1):
             if (s, k) not in mine:
                 continue
@@ -187,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             if recorded(rec, cfg):
                 print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)
                 continue
-            done = run_cell(cfg, out / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+            try:
+                done = run_cell(cfg, out / s.replace("+", "_") / f"seed{k}", rec, args.commit)
+            except Paused as e:
+                print(f"[{i}/{len(configs)}] {s} seed {k}: paused {e}; run the same command to continue", flush=True)
+                return 0
             print(f"[{i}/{len(configs)}] {s} seed {k}: {done}", flush=True)
     summary = report(records, configs, Path(args.figures or records / "figures"))
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
@@ -200,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
-    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so."""
+    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so.
+    Raises ``Paused`` after a finished step once ``PAUSE`` is set."""
     from aplkit.loop import run_experiment
     from aplkit.results.archive import write_record
 
+    if PAUSE.is_set():
+        raise Paused("before it started")
     t = time.perf_counter()
-    res = run_experiment(cfg, run, progress=False)
+    res = run_experiment(cfg, run, progress=False, on_step=_pause_after_step)
     write_record(run, rec)
     curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
     secs = time.perf_counter() - t

@@ -92,7 +92,7 @@ def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, mo
     out = tmp_path / "fresh-runs"
     calls = []
 
-    def fake_run(cfg, run_dir, progress=True):
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
         calls.append((cfg.strategy, cfg.seed, run_dir))
         _run(out, cfg.strategy, cfg.seed)
         return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
@@ -127,7 +127,7 @@ def test_another_objective_never_overwrites_the_dpo_study(tmp_path, monkeypatch)
     before = {p: p.read_text() for p in dpo.rglob("*.json")}
     calls = []
 
-    def fake_run(cfg, run_dir, progress=True):
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
         calls.append((cfg.strategy, cfg.seed))
         make_run(run_dir.parent.parent, cfg.strategy, cfg.seed, CERTAINTY[cfg.seed], folder=f"{cfg.strategy}/seed{cfg.seed}", cfg=cfg)
         return SimpleNamespace(eval_rows=[])
@@ -482,7 +482,7 @@ def test_commit_flag_commits_each_record_as_it_lands(bench_runs, tmp_path, monke
     labels.record_path(bench_runs, "certainty", 2).unlink()
     out = tmp_path / "fresh-runs"
 
-    def fake_run(cfg, run_dir, progress=True):
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
         _run(out, cfg.strategy, cfg.seed)
         return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
 
@@ -545,3 +545,52 @@ def phf_config(lm_texts: int):
     from aplkit.phf.config import load_phf_config
 
     return load_phf_config("phf-imdb-cpu", [f"phf.lm_texts={lm_texts}"], objective="mle", seed=0)
+
+
+def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch):
+    """kill -USR1: the study ends after its current run's next step (no record yet, nothing lost); run again, it
+    resumes that run from the step and records it, with the same rows as a run never paused."""
+    import os
+    import signal
+
+    from aplkit.runfolder import RunFolder
+    from tests.test_loop import TINY
+
+    monkeypatch.setattr(labels, "PAUSE", labels.threading.Event())
+    monkeypatch.setattr(labels.signal, "signal", lambda *a: signal.getsignal(signal.SIGUSR1))  # keep pytest's handler
+    sets = [x for t in TINY for x in ("--set", t)]
+    argv = ["--strategies", "random", "--seeds", "1", *sets, "--out", str(tmp_path / "runs"), "--records", str(tmp_path / "rec")]
+    argv += ["--results", str(tmp_path / "r.json"), "--figures", str(tmp_path / "f")]
+    real = labels._pause_after_step
+
+    def ask_at_step_one(res):  # the signal arrives while step 1 runs; the handler sets PAUSE
+        if res.step == 1:
+            labels.PAUSE.set()
+        real(res)
+
+    monkeypatch.setattr(labels, "_pause_after_step", ask_at_step_one)
+    assert labels.main(argv) == 0
+    run = RunFolder(tmp_path / "runs" / "random" / "seed0")
+    assert [r["step"] for r in run.rows("steps.jsonl")] == [1] and not labels.record_path(tmp_path / "rec", "random", 0).exists()
+    assert labels.main(argv) == 0  # still paused: nothing starts
+    assert len(run.rows("steps.jsonl")) == 1
+    labels.PAUSE.clear()
+    monkeypatch.setattr(labels, "_pause_after_step", real)
+    assert labels.main(argv) == 0
+    assert [r["step"] for r in run.rows("steps.jsonl")] == [1, 2, 3] and labels.record_path(tmp_path / "rec", "random", 0).exists()
+    # a second, unpaused run of the same cell gives the same win-rates: the pause lost nothing
+    from aplkit.config import load_config
+    from aplkit.loop import run_experiment
+
+    again = run_experiment(load_config("imdb-cpu", TINY, strategy="random", seed=0), tmp_path / "again", progress=False)
+    assert [r["win_rate"] for r in run.rows("eval.jsonl")] == [r.win_rate for r in again.eval_rows]
+    # and the handler: SIGUSR1 sets the event
+    monkeypatch.undo()
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        labels.pause_on_signal()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert labels.PAUSE.wait(2)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        labels.PAUSE.clear()
