@@ -255,9 +255,10 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = materialise(paths, tmp)
         summary = summarise(root, configs)
-        code = load_code(root)  # which commits made the records; folder names → record paths
+        code = load_code(root)  # which code made the records (package tree → runs, and the commits it was seen at)
         summary["code"] = {
-            "commits": {c: len(runs) for c, runs in code["commits"].items()},
+            "code": {k: len(runs) for k, runs in code["code"].items()},
+            "commits": code["commits"],
             "resumed_across": code["resumed_across"],
             "records_without_code": len(code["without"]),
         }

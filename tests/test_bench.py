@@ -150,31 +150,33 @@ def test_another_objective_never_overwrites_the_dpo_study(tmp_path, monkeypatch)
     assert {p: p.read_text() for p in dpo.rglob("*.json")} == before
 
 
-def test_report_says_which_commits_made_the_records(tmp_path):
-    """A run resumed under another commit counts under both and is named; a record from before code.jsonl is counted apart."""
-    from aplkit.results.archive import materialise
+def test_report_says_which_code_made_the_records(tmp_path):
+    """Grouped by the package's tree: commits that leave aplkit/ alone are one code; a run resumed under another
+    tree counts under both and is named; a record from before code.jsonl is counted apart."""
     from aplkit.results.load import code_notes, load_code
     from aplkit.runfolder import CODE, write_jsonl
 
-    starts = {0: [{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": False}], 1: [{"commit": "bbb", "dirty": True}], 2: []}
-    paths = []
-    for k, code in starts.items():
-        run = _run(tmp_path / "runs", "random", k)
-        if code:
-            write_jsonl(run / CODE, code)
-        paths.append(write_record(run, labels.record_path(tmp_path / "records", "random", k)))
-    code = load_code(materialise(paths, tmp_path / "again"))
-    seed = lambda k: f"imdb-cpu/random/seed{k}"  # noqa: E731
-    assert code == {
-        "commits": {"aaa": [seed(0)], "bbb": [seed(0)], "bbb+dirty": [seed(1)]},
-        "resumed_across": [seed(0)],
-        "without": [seed(2)],
+    starts = {
+        0: [{"commit": "c1", "tree": "t1", "dirty": False}, {"commit": "c2", "tree": "t2", "dirty": False}],
+        1: [{"commit": "c3", "tree": "t2", "dirty": False}, {"commit": "c3", "tree": "t2", "dirty": True}],  # c3 left aplkit/ as c2
+        2: [{"commit": "c2", "tree": "t2", "dirty": False}],
+        3: [],
     }
+    for k, code in starts.items():
+        folder = _run(tmp_path / "runs", "random", k)
+        if code:
+            write_jsonl(folder / CODE, code)
+    code = load_code(tmp_path / "runs")
+    run = lambda k: f"random/seed{k}"  # noqa: E731
+    assert code["code"] == {"t1": [run(0)], "t2": [run(0), run(1), run(2)], "t2+dirty": [run(1)]}
+    assert code["commits"] == {"t1": ["c1"], "t2": ["c2", "c3"], "t2+dirty": ["c3"]}
+    assert code["resumed_across"] == [run(0), run(1)] and code["without"] == [run(3)]
     assert code_notes(code) == [
-        "code aaa: 1 run(s)",
-        "code bbb: 1 run(s)",
-        "code bbb+dirty: 1 run(s)",
-        f"resumed under more than one commit: {seed(0)}",
+        "code t1 (at commit c1): 1 run(s)",
+        "code t2 (at commit c2, c3): 3 run(s)",
+        "code t2+dirty (at commit c3): 1 run(s)",
+        f"resumed under different code: {run(0)}",
+        f"resumed under different code: {run(1)}",
         "1 run(s) made before code.jsonl was kept: their code is not recorded",
     ]
 

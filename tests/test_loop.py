@@ -200,11 +200,6 @@ def test_first_step_is_common_to_random_and_certainty(tmp_path):
     assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
 
 
-def _head() -> str | None:
-    r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-    return r.stdout.strip() or None
-
-
 def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
     import shutil
@@ -212,9 +207,7 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     from aplkit import results as R
     from aplkit.results.archive import materialise, read_record, write_record
 
-    heads = {_head()}
     run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
-    heads.add(_head())
     rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
     assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
     before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
@@ -229,9 +222,11 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     ):
         assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
     assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
-    # the code that made it travels with it: one start, this checkout's commit (the one at the start: commits may land meanwhile)
+    # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
+    from aplkit.provenance import IMPORTED
+
     code = read_record(rec)["code"]
-    assert len(code) == 1 and code[0]["commit"] in heads and code[0]["aplkit"] == "0.1.0"
+    assert len(code) == 1 and {k: v for k, v in code[0].items() if k != "started"} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
     assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
 
 
@@ -255,6 +250,8 @@ def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
     rows = RunFolder(tmp_path).rows(CODE)
     assert len(rows) == 2 and rows[0]["started"] <= rows[1]["started"]
     v = code_version()
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout.strip()  # noqa: E731
+    assert v["commit"] is None or (v["commit"] == git("rev-parse", "HEAD") and v["tree"] == git("rev-parse", "HEAD:aplkit"))
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no", "--", "aplkit"],
         capture_output=True,

@@ -101,13 +101,21 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     return df
 
 
+def _code_key(c: dict[str, Any]) -> str:
+    """A start's code: the package's git tree (the same across commits that leave aplkit/ alone; the commit for
+    rows written before trees were kept), ``+dirty`` where the package differed from it."""
+    return f"{c.get('tree') or c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}"
+
+
 def load_code(runs_dir: str | Path) -> dict[str, Any]:
     """Which code made the runs under ``runs_dir`` (``code.jsonl``: every start of every run).
 
-    ``commits``: commit (``+dirty`` where the package differed from it) → the runs that ran under it;
-    ``resumed_across``: runs whose starts span more than one; ``without``: runs made before
-    ``code.jsonl`` was kept. A table whose runs span a code change should say so.
+    ``code``: the package's tree (``+dirty`` where it differed from its commit) → the runs that ran under
+    it; ``commits``: the same key → the commits it was seen at; ``resumed_across``: runs whose starts ran
+    different code; ``without``: runs made before ``code.jsonl`` was kept. A table whose runs span a code
+    change should say so.
     """
+    code: dict[str, list[str]] = {}
     commits: dict[str, list[str]] = {}
     across, without = [], []
     for folder in find_runs(runs_dir):
@@ -116,18 +124,28 @@ def load_code(runs_dir: str | Path) -> dict[str, Any]:
         starts = rf.rows(CODE) if (rf / CODE).exists() else []
         if not starts:
             without.append(run)
-        seen = sorted({f"{c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}" for c in starts})
+        seen = sorted({_code_key(c) for c in starts})
         across += [run] if len(seen) > 1 else []
-        for c in seen:
-            commits.setdefault(c, []).append(run)
-    return {"commits": commits, "resumed_across": across, "without": without}
+        for key in seen:
+            code.setdefault(key, []).append(run)
+        for c in starts:
+            at = commits.setdefault(_code_key(c), [])
+            if c.get("commit") and c["commit"] not in at:
+                at.append(c["commit"])
+    return {"code": code, "commits": commits, "resumed_across": across, "without": without}
 
 
 def code_notes(code: dict[str, Any]) -> list[str]:
-    """``load_code``'s answer as report notes: one line per commit, and the runs resumed across commits."""
-    short = lambda c: c.removesuffix("+dirty")[:12] + ("+dirty" if c.endswith("+dirty") else "")  # noqa: E731
-    notes = [f"code {short(c)}: {len(runs)} run(s)" for c, runs in sorted(code["commits"].items())]
-    notes += [f"resumed under more than one commit: {r}" for r in code["resumed_across"]]
+    """``load_code``'s answer as report notes: one line per version of the code, and the runs resumed across versions."""
+
+    def short(key: str) -> str:
+        return key.removesuffix("+dirty")[:12] + ("+dirty" if key.endswith("+dirty") else "")
+
+    notes = [
+        f"code {short(k)} (at commit {', '.join(c[:12] for c in code['commits'].get(k, [])) or 'unknown'}): {len(runs)} run(s)"
+        for k, runs in sorted(code["code"].items())
+    ]
+    notes += [f"resumed under different code: {r}" for r in code["resumed_across"]]
     if code["without"]:
         notes.append(f"{len(code['without'])} run(s) made before code.jsonl was kept: their code is not recorded")
     return notes
