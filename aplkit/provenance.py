@@ -35,9 +35,9 @@ def code_version() -> dict[str, Any]:
     except metadata.PackageNotFoundError:
         version = None
     commit = _git("rev-parse", "HEAD")
-    tree = _git("rev-parse", "HEAD:./") if commit else None
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
-    return {"aplkit": version, "commit": commit, "tree": tree, "dirty": None if status is None else bool(status)}
+    tree = _git("rev-parse", "HEAD:./") if commit else None  # None: the package is not tracked there (a venv inside some repo)
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".") if tree else None
+    return {"aplkit": version, "commit": commit if tree else None, "tree": tree, "dirty": None if status is None else bool(status)}
 
 
 #: the code this process runs: taken once, when it imported aplkit

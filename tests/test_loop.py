@@ -230,6 +230,21 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
 
 
+def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):
+    """aplkit installed in a venv that sits inside some other git repository: that repository's commit is not
+    aplkit's code, so nothing is claimed."""
+    import aplkit.provenance as P
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, capture_output=True, text=True, check=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "theirs.txt").write_text("x")
+    git("add", "theirs.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "theirs")
+    (tmp_path / "venv" / "aplkit").mkdir(parents=True)
+    monkeypatch.setattr(P, "PACKAGE", tmp_path / "venv" / "aplkit")
+    assert {k: v for k, v in P.code_version().items() if k != "aplkit"} == {"commit": None, "tree": None, "dirty": None}
+
+
 def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
     """A resumed run says which code each part ran under (a study spans commits), dirty when the package differs
     from it; a finished run opened again adds nothing."""
