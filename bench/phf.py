@@ -78,16 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(e)) from None
     records = Path(args.records)
     if not args.report_only:
+        from aplkit.phf.experiment import run_phf
+
         mine = set(shard(planned, args.shard))
         for i, ((o, k), cfg) in enumerate(configs.items(), 1):
-            folder = records / o / f"seed{k}"
             if (o, k) not in mine:
                 continue
+            folder = records / o / f"seed{k}"
             if recorded(folder, cfg):
                 print(f"[{i}/{len(planned)}] {o} seed {k}: recorded in {folder}, skipped", flush=True)
                 continue
-            from aplkit.phf.experiment import run_phf
-
             t = time.perf_counter()
             s = run_phf(cfg, Path(args.out) / o / f"seed{k}", progress=False)
             keep(Path(args.out) / o / f"seed{k}", folder)
