@@ -267,13 +267,7 @@ def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
     v = code_version()
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout.strip()  # noqa: E731
     assert v["commit"] is None or (v["commit"] == git("rev-parse", "HEAD") and v["tree"] == git("rev-parse", "HEAD:aplkit"))
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", "aplkit"],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    assert v["commit"] is None or v["dirty"] == bool(dirty.stdout.strip())
+    assert v["commit"] is None or v["dirty"] == bool(git("status", "--porcelain", "--untracked-files=no", "--", "aplkit"))
 
 
 @pytest.mark.parametrize("objective", ["conditional", "rwr"])
