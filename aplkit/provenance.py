@@ -19,12 +19,17 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parent
 
 
-def _git(*args: str) -> str | None:
+def run_git(cwd: str | Path, *args: str, timeout: float = 10) -> subprocess.CompletedProcess | None:
+    """A git command run in ``cwd``; None when git cannot run there at all (no git, a timeout)."""
     try:
-        r = subprocess.run(["git", *args], cwd=PACKAGE, capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return None
-    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _git(*args: str) -> str | None:
+    r = run_git(PACKAGE, *args)
+    return r.stdout.strip() if r is not None and r.returncode == 0 else None
 
 
 def code_version() -> dict[str, Any]:
@@ -49,4 +54,4 @@ def started() -> dict[str, Any]:
     return {"started": datetime.now(UTC).isoformat(timespec="seconds"), **IMPORTED}
 
 
-__all__ = ["IMPORTED", "code_version", "started"]
+__all__ = ["IMPORTED", "code_version", "run_git", "started"]

@@ -8,20 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from aplkit.provenance import run_git
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _git(root: Path, *args: str, timeout: float = 10) -> subprocess.CompletedProcess | None:
-    """A git command run in ``root``; None when git cannot run there at all."""
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def git(*args: str) -> str | None:
     """A git command's output in this checkout; None outside one (an installed copy, no git)."""
-    r = _git(ROOT, *args)
+    r = run_git(ROOT, *args)
     return (r.stdout.strip() or None) if r is not None else None
 
 
@@ -42,7 +36,7 @@ def commit_file(path: Path, message: str, tries: int = 30, root: Path = ROOT) ->
     """
 
     def git_(*cmd: str) -> subprocess.CompletedProcess | None:
-        r = _git(root, *cmd, timeout=60)
+        r = run_git(root, *cmd, timeout=60)
         if r is None:
             print(f"git {cmd[0]} {path}: git did not run; commit it by hand", flush=True)
         return r
