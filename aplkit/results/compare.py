@@ -287,7 +287,6 @@ def paired_against(
     rank = {m: i for i, m in enumerate(dict.fromkeys([*metrics, *out["metric"]]))}
     out = out.sort_values(["task", "metric"], key=lambda c: c.map(rank) if c.name == "metric" else c, kind="stable")
     return out[cols].reset_index(drop=True)
-    return out[cols]
 
 
 def efficiency_intervals(
