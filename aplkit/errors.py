@@ -7,4 +7,8 @@ class ConfigError(ValueError):
     """A config problem, reported as a single line that names the field."""
 
 
-__all__ = ["ConfigError"]
+class RunFolderBusy(ConfigError):
+    """Another process is running in this run folder (two writers would interleave its steps and label pairs twice)."""
+
+
+__all__ = ["ConfigError", "RunFolderBusy"]

@@ -88,17 +88,21 @@ class Experiment:
     ):
         self.cfg = cfg
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict())
-        self.progress = progress
-        self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
-        self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
-        self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
-        self.ledger = self.run_dir.ledger(cfg.oracle)
-        self.scorer = get_scorer(cfg.strategy)
-        self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
-        self.models.policy = apply_lora(self.models.policy, cfg.training)
-        self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
-        test = self.pools.test[: cfg.evaluation.test_prompts]
-        self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
+        try:  # a failure after the claim gives the folder back
+            self.progress = progress
+            self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
+            self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
+            self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
+            self.ledger = self.run_dir.ledger(cfg.oracle)
+            self.scorer = get_scorer(cfg.strategy)
+            self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
+            self.models.policy = apply_lora(self.models.policy, cfg.training)
+            self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
+            test = self.pools.test[: cfg.evaluation.test_prompts]
+            self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
+        except BaseException:
+            self.run_dir.release()
+            raise
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:
@@ -225,8 +229,11 @@ class Experiment:
         return summary
 
     def close(self) -> None:
-        self.ledger.close()
-        self.oracle.close()
+        try:
+            self.ledger.close()
+            self.oracle.close()
+        finally:
+            self.run_dir.release()
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, **kwargs) -> RunResult:

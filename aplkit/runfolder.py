@@ -17,6 +17,7 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     code.jsonl        one row per start of the run: time, aplkit version, git commit and package tree, dirty (``aplkit.provenance``)
     notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
+    .lock             the pid of the process running in the folder; its flock says whether it still runs
 
 A PHF run (``aplkit phf``) keeps config.yaml, split.json, summary.json, code.jsonl and checkpoint/ and, instead of
 the APL rows, phf_segments.jsonl (the scored training sentences), phf_train.jsonl (one row per
@@ -57,6 +58,7 @@ LEDGER = "labels.sqlite"
 QUEUE = "human_queue.jsonl"
 SUMMARY = "summary.json"
 CODE = "code.jsonl"  # one row per start: the time and the code (aplkit.provenance)
+LOCK = ".lock"  # held (flock) by the process running in the folder: ``RunFolder.claim``
 NOTEBOOK = "notebook.ipynb"
 CHECKPOINT = "checkpoint/state.pt"
 #: each row class and the file it lives in
@@ -80,6 +82,8 @@ EVAL_FIELDS = field_names(EvalRow)
 TRAIN_FIELDS = field_names(TrainRow)
 
 R = TypeVar("R")
+#: run folders this process holds: resolved path → [lock fd, claims]
+_HELD: dict[str, list[int]] = {}
 
 
 class RunFolder:
@@ -96,8 +100,51 @@ class RunFolder:
     ) -> RunFolder:
         """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
         run = cls(path).ensure()
-        run.check_config(config, ignore=ignore, defaults=defaults)
+        run.claim()
+        try:
+            run.check_config(config, ignore=ignore, defaults=defaults)
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def claim(self) -> None:
+        """Hold the folder for this process until ``release`` (or its exit, even a kill: the lock is the kernel's).
+
+        Two processes in one folder (two shards with overlapping plans, a job array started twice) would
+        append each other's steps and label the same pairs twice; the second one stops here, in one line,
+        before any model is loaded. Re-entrant within a process, so a notebook cell can run again.
+        """
+        import fcntl
+
+        from aplkit.errors import RunFolderBusy
+
+        key = str(self.path.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+            return
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunFolderBusy(f"{self.path} is in use by another process{who}; wait for it to finish or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = [fd, 1]
+
+    def release(self) -> None:
+        """Give back one ``claim``; the last one unlocks the folder."""
+        key = str(self.path.resolve())
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] <= 0:
+            del _HELD[key]
+            os.close(held[0])
 
     def note_start(self) -> None:
         """Append this start's code to ``code.jsonl``: called once every check has passed and work remains,

@@ -226,15 +226,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
-    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so.
-    Raises ``Paused`` after a finished step once ``PAUSE`` is set."""
+    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so (or why
+    it was skipped: another process holds its folder). Raises ``Paused`` after a finished step once ``PAUSE`` is set."""
+    from aplkit.errors import RunFolderBusy
     from aplkit.loop import run_experiment
     from aplkit.results.archive import write_record
 
     if PAUSE.is_set():
         raise Paused("before it started")
     t = time.perf_counter()
-    res = run_experiment(cfg, run, progress=False, on_step=_pause_after_step)
+    try:
+        res = run_experiment(cfg, run, progress=False, on_step=_pause_after_step)
+    except RunFolderBusy as e:  # another process (an overlapping shard) runs it and will record it
+        return f"skipped: {e}"
     write_record(run, rec)
     curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
     secs = time.perf_counter() - t

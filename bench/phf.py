@@ -63,7 +63,7 @@ def keep(run: Path, folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aplkit.errors import ConfigError
+    from aplkit.errors import ConfigError, RunFolderBusy
     from aplkit.phf.config import load_phf_config
 
     args = parse(argv or [])
@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{i}/{len(planned)}] {o} seed {k}: recorded in {folder}, skipped", flush=True)
                 continue
             t = time.perf_counter()
-            s = run_phf(cfg, Path(args.out) / o / f"seed{k}", progress=False)
+            try:
+                s = run_phf(cfg, Path(args.out) / o / f"seed{k}", progress=False)
+            except RunFolderBusy as e:  # another process (an overlapping shard) runs it and will record it
+                print(f"[{i}/{len(planned)}] {o} seed {k}: skipped: {e}", flush=True)
+                continue
             keep(Path(args.out) / o / f"seed{k}", folder)
             f = s.get("final", {})
             line = f"misalignment {f.get('misalignment', float('nan')):.3f} lm_loss {f.get('lm_loss', float('nan')):.3f}"

@@ -596,3 +596,25 @@ def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_pa
     finally:
         signal.signal(signal.SIGUSR1, old)
         labels.PAUSE.clear()
+
+
+def test_a_cell_another_process_is_running_is_skipped_not_run_twice(tmp_path):
+    """Overlapping shards: the cell whose folder another process holds is skipped with that reason, no record written."""
+    import fcntl
+    import os
+
+    from tests.test_loop import TINY
+
+    run = tmp_path / "runs" / "random" / "seed0"
+    run.mkdir(parents=True)
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)  # a lock of its own open file: as another process's
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"4242\n")
+    try:
+        cfg = load_config("imdb-cpu", TINY, strategy="random", seed=0)
+        rec = labels.record_path(tmp_path / "rec", "random", 0)
+        line = labels.run_cell(cfg, run, rec, commit=False)
+        assert line.startswith("skipped:") and "in use by another process (pid 4242)" in line
+        assert not rec.exists() and not (run / "steps.jsonl").exists()
+    finally:
+        os.close(fd)

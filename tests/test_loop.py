@@ -296,3 +296,42 @@ def test_loop_runs_with_a_phf_objective(tmp_path, objective):
     vocab = len(load_tokenizer("tiny-random"))  # control tokens are appended after the base vocabulary
     assert not any(t >= vocab for r in acq for k in ("y0_ids", "y1_ids") for t in r[k])
     assert any(r["reward0"] != 0.0 for r in acq if r["step"] > 1)  # θ moved away from θ0
+
+
+def test_a_second_process_in_a_running_folder_stops_in_one_line_and_a_kill_frees_it(tmp_path):
+    """Two writers in one folder would interleave steps and label pairs twice: the second stops before any work,
+    naming the holder; the lock dies with its process (SIGKILL too), so the resume after a kill is not blocked."""
+    from aplkit.errors import RunFolderBusy
+
+    run = tmp_path / "r"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from aplkit.runfolder import RunFolder; RunFolder({str(run)!r}).ensure().claim(); print('held', flush=True); input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = load_config("imdb-cpu", TINY, strategy="random")
+        with pytest.raises(RunFolderBusy, match=rf"in use by another process \(pid {holder.pid}\)"):
+            run_experiment(cfg, run, progress=False)
+        assert not (run / "config.yaml").exists()  # refused before it wrote anything
+    finally:
+        holder.kill()
+        holder.wait()
+    res = run_experiment(cfg, run, progress=False)  # the killed holder's lock is gone with it
+    assert res.summary["complete"]
+    # within one process the folder is re-entrant (a notebook cell run again), and a finished run gives it back
+    exp = Experiment(cfg, run, progress=False)
+    Experiment(cfg, run, progress=False).close()
+    exp.close()
+    again = subprocess.run(
+        [sys.executable, "-c", f"from aplkit.runfolder import RunFolder; RunFolder({str(run)!r}).claim(); print('ok')"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.stdout.strip() == "ok", again.stderr

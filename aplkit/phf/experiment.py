@@ -38,27 +38,31 @@ class PHFExperiment:
         self.cfg, self.progress = cfg, progress
         self.misalignment = misalignment_scorer(cfg)  # before the run folder or the policy: a bad classifier fails first
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict(), defaults=PHFConfig().to_dict())
-        check_identity(self.run_dir, self.misalignment.identity)
-        m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
-        tok = m.tokenizer
-        d = cfg.data
-        self.pools = load_pools(d, tok)  # before any control token joins the tokenizer: the split's fingerprint is θ0's
-        self.reviews = training_reviews(cfg, tok, self.misalignment)
-        self.threshold = threshold([-q for r in self.reviews for q in r.p_negative], cfg.training.phf.threshold_percentile)
-        m.reset_policy()
-        loss = make_loss(cfg.objective, cfg.training.phf, tok, [m.policy, m.reference])
-        for p in m.reference.parameters():
-            p.requires_grad_(False)
-        m.policy = apply_lora(m.policy, cfg.training, getattr(loss, "suppress", None))  # control tokens stay trainable
-        self.prefix = [tok.eos_token_id] + ([loss.good_id] if cfg.objective == "conditional" else [])
-        if cfg.objective == "conditional":
-            m.policy.aplkit_suppress_tokens = loss.suppress
-        self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, self.prefix)
-        self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
-        b = cfg.phf.batch_docs
-        self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
-        n = len(self.batches)
-        self.checkpoints = sorted({max(1, math.ceil(n * k / cfg.phf.checkpoints)) for k in range(1, cfg.phf.checkpoints + 1)})
+        try:  # a failure after the claim gives the folder back
+            check_identity(self.run_dir, self.misalignment.identity)
+            m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
+            tok = m.tokenizer
+            d = cfg.data
+            self.pools = load_pools(d, tok)  # before any control token joins the tokenizer: the split's fingerprint is θ0's
+            self.reviews = training_reviews(cfg, tok, self.misalignment)
+            self.threshold = threshold([-q for r in self.reviews for q in r.p_negative], cfg.training.phf.threshold_percentile)
+            m.reset_policy()
+            loss = make_loss(cfg.objective, cfg.training.phf, tok, [m.policy, m.reference])
+            for p in m.reference.parameters():
+                p.requires_grad_(False)
+            m.policy = apply_lora(m.policy, cfg.training, getattr(loss, "suppress", None))  # control tokens stay trainable
+            self.prefix = [tok.eos_token_id] + ([loss.good_id] if cfg.objective == "conditional" else [])
+            if cfg.objective == "conditional":
+                m.policy.aplkit_suppress_tokens = loss.suppress
+            self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, self.prefix)
+            self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
+            b = cfg.phf.batch_docs
+            self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
+            n = len(self.batches)
+            self.checkpoints = sorted({max(1, math.ceil(n * k / cfg.phf.checkpoints)) for k in range(1, cfg.phf.checkpoints + 1)})
+        except BaseException:
+            self.run_dir.release()
+            raise
 
     @property
     def steps(self) -> int:
@@ -136,4 +140,8 @@ class PHFExperiment:
 
 def run_phf(cfg: PHFConfig, out: str | Path | None = None, **kwargs) -> dict:
     """Build and run one PHF objective × seed; returns summary.json's content."""
-    return PHFExperiment(cfg, out, **kwargs).run()
+    exp = PHFExperiment(cfg, out, **kwargs)
+    try:
+        return exp.run()
+    finally:
+        exp.run_dir.release()
