@@ -396,6 +396,24 @@ def test_ranking_and_cost_by_hand(tmp_path):
     assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
 
 
+def test_cost_ratio_is_taken_against_random_on_the_same_seeds(tmp_path):
+    """Random run to more seeds on a slower machine (the CPU study: seeds 14–19 at ≈ 4× the seconds) must not
+    change a 2-seed strategy's ratio: 3 s against random's 2 s on seeds 0–1 is 1.5×, not 3 / ((2 + 2 + 8) / 3)."""
+    from aplkit import results as R
+    from tests.synthetic_runs import make_run
+
+    runs = tmp_path / "runs"
+    for seed, secs in enumerate((2.0, 2.0, 8.0)):
+        make_run(runs, "random", seed, {16: 0.5, 32: 0.6}, acquire_s=secs)
+    for seed in (0, 1):
+        make_run(runs, "low-certainty", seed, {16: 0.5, 32: 0.6}, acquire_s=3.0)
+    make_run(runs, "bald", 7, {16: 0.5, 32: 0.6}, acquire_s=4.0)  # no seed in common: all of random's
+    cost = R.acquisition_cost(R.load_steps(runs), R.load_configs(runs)).set_index("strategy")
+    assert cost.loc["low-certainty", "seconds_ratio"] == pytest.approx(1.5)
+    assert cost.loc["bald", "seconds_ratio"] == pytest.approx(1.0)
+    assert cost.loc["random", "seconds_ratio"] == pytest.approx(1.0)
+
+
 def test_the_readme_scorer_example_runs_as_written():
     """README "Add your own scorer and enter it in the arena": its first code block, executed verbatim."""
     from pathlib import Path

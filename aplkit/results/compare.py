@@ -375,7 +375,12 @@ def config_sampled_logprobs(config: dict) -> bool:
 
 def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fraction: float = 1.0) -> pd.DataFrame:
     """Per task × strategy: acquisition seconds per step (steps.jsonl ``acquire_s``, mean over runs and steps) and
-    model passes per step, each relative to random's.
+    model passes per step, each relative to random's on the same seeds.
+
+    Seconds depend on the machine, and a study's seeds can run on different ones (a later session's slower
+    CPU made random's seeds 14–19 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
+    study are run side by side, so random's mean is taken over the seeds the strategy has (all of random's
+    when they share none).
 
     The passes come from each scorer's declared ``Passes`` for the run's own settings (tested against the
     forward passes a step makes on the tiny model); FLOPs ∝ passes for one model, so ``flops_ratio`` is the
@@ -400,11 +405,13 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     ]
     rows = []
     for task, g in st.groupby("task", sort=True):
-        base = g[g["strategy"] == "random"]
-        sec0 = float(base["acquire_s"].mean()) if len(base) else math.nan
-        pass0 = float(base["passes"].mean()) if len(base) else math.nan
+        random = g[g["strategy"] == "random"]
         for s in strategy_order(g["strategy"]):
             h = g[g["strategy"] == s]
+            paired = random[random["seed"].isin(set(h["seed"]))]
+            base = paired if len(paired) else random
+            sec0 = float(base["acquire_s"].mean()) if len(base) else math.nan
+            pass0 = float(base["passes"].mean()) if len(base) else math.nan
             sec, passes = float(h["acquire_s"].mean()), float(h["passes"].mean())
             rows.append(
                 {

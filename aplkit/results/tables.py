@@ -381,7 +381,7 @@ def cost_markdown(cost: pd.DataFrame) -> str:
     ]
     text = _md(["Dataset", "Strategy", "Runs", "Acquire s / step", "÷ random", "Sequence passes / step", "FLOPs ÷ random"], rows)
     return text + (
-        "\nSeconds: steps.jsonl `acquire_s`, mean over runs and steps (machine- and load-dependent). Passes: sampled completions "
+        "\nSeconds: steps.jsonl `acquire_s`, mean over runs and steps (machine- and load-dependent; ÷ random against random's runs of the same seeds). Passes: sampled completions "
         "plus forward passes over (x, y), from each scorer's declared cost (step 1 at θ0; no policy pass for the pairs "
         "where the sampler recorded their log-probs, fp32); bald's output-head products "
         "counted as full passes (an upper bound). n/a: a scorer that declares no cost.\n"
