@@ -10,6 +10,8 @@ tells two records' code apart.
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
@@ -49,9 +51,28 @@ def code_version() -> dict[str, Any]:
 IMPORTED = code_version()
 
 
+def machine() -> dict[str, Any]:
+    """The CPU this process runs on: a run's seconds are comparable only on one kind (the CPU study's seeds
+    14–19 ran on an AVX2 core at ≈ 4× the seconds of the AVX-512 machine that ran seeds 0–13)."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    isa = next((x for x in ("amx_tile", "avx512f", "avx2", "avx") if x in flags), None)
+    return {"cpu": model or platform.processor() or platform.machine() or None, "isa": isa, "cores": os.cpu_count()}
+
+
 def started() -> dict[str, Any]:
-    """One row for a run folder's ``code.jsonl``: the time of this start and the code this process imported."""
-    return {"started": datetime.now(UTC).isoformat(timespec="seconds"), **IMPORTED}
+    """One row for a run folder's ``code.jsonl``: the time of this start, the code this process imported and its machine."""
+    return {"started": datetime.now(UTC).isoformat(timespec="seconds"), **IMPORTED, "machine": machine()}
 
 
-__all__ = ["IMPORTED", "code_version", "run_git", "started"]
+__all__ = ["IMPORTED", "code_version", "machine", "run_git", "started"]

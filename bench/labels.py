@@ -265,6 +265,7 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
             "commits": code["commits"],
             "resumed_across": code["resumed_across"],
             "records_without_code": len(code["without"]),
+            "machines": {k: len(runs) for k, runs in code["machines"].items()},  # records made before session 9 name none
         }
         if summary.get("runs"):
             from aplkit.results.report import report as write_report

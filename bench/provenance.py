@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from aplkit.provenance import machine as cpu
 from aplkit.provenance import run_git
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ def commit() -> str:
 
 
 def machine() -> dict[str, str]:
-    return {"platform": platform.platform(), "processor": platform.processor(), "commit": commit()}
+    return {"platform": platform.platform(), **cpu(), "commit": commit()}
 
 
 def commit_file(path: Path, message: str, tries: int = 30, root: Path = ROOT) -> bool:

@@ -159,7 +159,7 @@ def test_report_says_which_code_made_the_records(tmp_path):
     starts = {
         0: [{"commit": "c1", "tree": "t1", "dirty": False}, {"commit": "c2", "tree": "t2", "dirty": False}],
         1: [{"commit": "c3", "tree": "t2", "dirty": False}, {"commit": "c3", "tree": "t2", "dirty": True}],  # c3 left aplkit/ as c2
-        2: [{"commit": "c2", "tree": "t2", "dirty": False}],
+        2: [{"commit": "c2", "tree": "t2", "dirty": False, "machine": {"cpu": "AMD EPYC", "isa": "avx2", "cores": 2}}],
         3: [],
     }
     for k, code in starts.items():
@@ -178,6 +178,15 @@ def test_report_says_which_code_made_the_records(tmp_path):
         f"resumed under different code: {run(0)}",
         f"resumed under different code: {run(1)}",
         "1 run(s) made before code.jsonl was kept: their code is not recorded",
+    ]
+    assert code["machines"] == {"AMD EPYC (avx2, 2 cores)": [run(2)]}  # one machine: no note
+    write_jsonl(
+        _run(tmp_path / "runs", "random", 4) / CODE,
+        [{"commit": "c2", "tree": "t2", "machine": {"cpu": "Xeon", "isa": "avx512f", "cores": 2}}],
+    )
+    assert code_notes(load_code(tmp_path / "runs"))[-2:] == [
+        "ran on AMD EPYC (avx2, 2 cores): 1 run(s)",
+        "ran on Xeon (avx512f, 2 cores): 1 run(s)",
     ]
 
 

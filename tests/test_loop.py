@@ -226,7 +226,12 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
     from aplkit.provenance import IMPORTED
 
     code = read_record(rec)["code"]
-    assert len(code) == 1 and {k: v for k, v in code[0].items() if k != "started"} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
+    assert (
+        len(code) == 1
+        and {k: v for k, v in code[0].items() if k not in ("started", "machine")} == IMPORTED
+        and IMPORTED["aplkit"] == "0.1.0"
+    )
+    assert code[0]["machine"]["cores"] == os.cpu_count() and code[0]["machine"]["cpu"]  # where the run's seconds were measured
     assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
 
 

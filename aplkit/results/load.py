@@ -113,9 +113,11 @@ def load_code(runs_dir: str | Path) -> dict[str, Any]:
     ``code``: the package's tree (``+dirty`` where it differed from its commit) → the runs that ran under
     it; ``commits``: the same key → the commits it was seen at; ``resumed_across``: runs whose starts ran
     different code; ``without``: runs made before ``code.jsonl`` was kept. A table whose runs span a code
-    change should say so.
+    change should say so. ``machines``: the CPU of each start (``cpu (isa, N cores)``) → the runs that ran on it, for
+    the rows that record one; seconds (step times, acquisition cost) compare only within a machine.
     """
     code: dict[str, list[str]] = {}
+    machines: dict[str, list[str]] = {}
     commits: dict[str, list[str]] = {}
     across, without = [], []
     for folder in find_runs(runs_dir):
@@ -128,11 +130,17 @@ def load_code(runs_dir: str | Path) -> dict[str, Any]:
         across += [run] if len(seen) > 1 else []
         for key in seen:
             code.setdefault(key, []).append(run)
+        for key in sorted({_machine_key(c["machine"]) for c in starts if c.get("machine")}):
+            machines.setdefault(key, []).append(run)
         for c in starts:
             at = commits.setdefault(_code_key(c), [])
             if c.get("commit") and c["commit"] not in at:
                 at.append(c["commit"])
-    return {"code": code, "commits": commits, "resumed_across": across, "without": without}
+    return {"code": code, "commits": commits, "resumed_across": across, "without": without, "machines": machines}
+
+
+def _machine_key(m: dict[str, Any]) -> str:
+    return f"{m.get('cpu') or 'unknown CPU'} ({m.get('isa') or 'unknown ISA'}, {m.get('cores')} cores)"
 
 
 def code_notes(code: dict[str, Any]) -> list[str]:
@@ -148,6 +156,9 @@ def code_notes(code: dict[str, Any]) -> list[str]:
     notes += [f"resumed under different code: {r}" for r in code["resumed_across"]]
     if code["without"]:
         notes.append(f"{len(code['without'])} run(s) made before code.jsonl was kept: their code is not recorded")
+    machines = code.get("machines") or {}
+    if len(machines) > 1:  # one machine needs no note; several make seconds incomparable across runs
+        notes += [f"ran on {k}: {len(runs)} run(s)" for k, runs in sorted(machines.items())]
     return notes
 
 
