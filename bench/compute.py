@@ -70,22 +70,14 @@ FULL = Settings(32, 3, 32, 4, 4, 8, 3, (1024, 1536, 2048), 5, 8, 4)
 
 
 def machine_info() -> dict[str, Any]:
-    """Where the figures come from: CPU, cores, threads, versions, date, commit, load."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
+    """Where the figures come from: CPU (model, ISA, cores), threads, versions, date, commit, load."""
     import transformers
     import trl
 
+    from aplkit.provenance import machine
+
     info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        **machine(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
