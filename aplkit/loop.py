@@ -88,7 +88,7 @@ class Experiment:
     ):
         self.cfg = cfg
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict())
-        try:  # a failure after the claim gives the folder back
+        with self.run_dir.given_back_on_error():
             self.progress = progress
             self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
             self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
@@ -100,9 +100,6 @@ class Experiment:
             self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
             test = self.pools.test[: cfg.evaluation.test_prompts]
             self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
-        except BaseException:
-            self.run_dir.release()
-            raise
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:

@@ -52,8 +52,8 @@ IMPORTED = code_version()
 
 
 def machine() -> dict[str, Any]:
-    """The CPU this process runs on: a run's seconds are comparable only on one kind (the CPU study's seeds
-    14–19 ran on an AVX2 core at ≈ 4× the seconds of the AVX-512 machine that ran seeds 0–13)."""
+    """The CPU this process runs on: a run's seconds are comparable only on one kind (the CPU study's random
+    seeds 14–15 ran on an AVX2 core at ≈ 4× the seconds of the machine that ran seeds 0–13)."""
     model, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:

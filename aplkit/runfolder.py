@@ -29,6 +29,7 @@ row being written; a torn last line is ignored on read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -101,12 +102,18 @@ class RunFolder:
         """The folder of a run with this config: created, or checked to hold the same experiment (``check_config``)."""
         run = cls(path).ensure()
         run.claim()
-        try:
+        with run.given_back_on_error():
             run.check_config(config, ignore=ignore, defaults=defaults)
-        except BaseException:
-            run.release()
-            raise
         return run
+
+    @contextlib.contextmanager
+    def given_back_on_error(self) -> Iterator[RunFolder]:
+        """Set-up after ``claim``: a failure in it gives the folder back (the process may go on, e.g. a notebook)."""
+        try:
+            yield self
+        except BaseException:
+            self.release()
+            raise
 
     def claim(self) -> None:
         """Hold the folder for this process until ``release`` (or its exit, even a kill: the lock is the kernel's).

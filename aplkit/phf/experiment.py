@@ -38,7 +38,7 @@ class PHFExperiment:
         self.cfg, self.progress = cfg, progress
         self.misalignment = misalignment_scorer(cfg)  # before the run folder or the policy: a bad classifier fails first
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict(), defaults=PHFConfig().to_dict())
-        try:  # a failure after the claim gives the folder back
+        with self.run_dir.given_back_on_error():
             check_identity(self.run_dir, self.misalignment.identity)
             m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
             tok = m.tokenizer
@@ -60,9 +60,6 @@ class PHFExperiment:
             self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
             n = len(self.batches)
             self.checkpoints = sorted({max(1, math.ceil(n * k / cfg.phf.checkpoints)) for k in range(1, cfg.phf.checkpoints + 1)})
-        except BaseException:
-            self.run_dir.release()
-            raise
 
     @property
     def steps(self) -> int:

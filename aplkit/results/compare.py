@@ -378,7 +378,7 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     model passes per step, each relative to random's on the same seeds.
 
     Seconds depend on the machine, and a study's seeds can run on different ones (a later session's slower
-    CPU made random's seeds 14–19 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
+    CPU made random's seeds 14–15 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
     study are run side by side, so random's mean is taken over the seeds the strategy has (all of random's
     when they share none).
 
