@@ -45,6 +45,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="only pair the records already there")
     p.add_argument("--shard", default="0/1", help="I/N, as bench labels --shard")
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands, as bench labels --commit")
+    p.add_argument("--stop-by", default=None, metavar="TIME", help="as bench labels --stop-by (estimates from the objective's own records)")
     return p.parse_args(argv)
 
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     records = {o: labels.records_dir(root, next(iter(c.values()))) for o, c in arms.items()}
     t0 = time.perf_counter()
     if not args.report_only:
+        stop_by = labels.parse_stop_by(args.stop_by)
         for o, configs in arms.items():
             labels.check_no_overwrite(records[o], configs)
         total = sum(len(c) for c in arms.values())
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 rec = labels.record_path(records[o], s, k)
                 if labels.recorded(rec, cfg):
                     print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
+                    continue
+                late = labels.too_late(records[o], s, stop_by)
+                if late:
+                    print(f"[{i}/{total}] {o} {s} seed {k}: {late}", flush=True)
                     continue
                 try:
                     done = labels.run_cell(cfg, Path(args.out) / o / s.replace("+", "_") / f"seed{k}", rec, args.commit)

@@ -19,6 +19,7 @@ findings with a verdict each (``aplkit.results.findings``).
     python -m bench labels --config imdb --out runs/bench-labels-gpu   # the paper's protocol on a GPU
     python -m bench labels --import my_scorers.py --strategies random,certainty,dpo-weight   # your own scorer beside the paper's
     kill -USR1 PID                               # pause: the study stops after its current step; the same command continues
+    python -m bench labels --stop-by 21:10       # start no run that its strategy's records say would end after 21:10
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import signal
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from statistics import median
 
 from bench.provenance import commit_file, machine
 
@@ -85,7 +88,69 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--shard", default="0/1", help="I/N: run every N-th planned run from the I-th (two processes with OMP_NUM_THREADS=1 use both cores)"
     )
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands (a study that spans sessions)")
+    p.add_argument(
+        "--stop-by",
+        default=None,
+        metavar="TIME",
+        help="HH:MM today or an ISO date-time: start no run expected (from its strategy's records) to end after it; a shorter one may still start",
+    )
     return p.parse_args(argv)
+
+
+def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | None:
+    """The local time after which no run may end; one line naming the flag when it is not a time or has passed."""
+    if text is None:
+        return None
+    now = now or datetime.now()
+    try:
+        if len(text) <= 5 and ":" in text:
+            h, m = (int(x) for x in text.split(":"))
+            when = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        else:
+            when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"--stop-by: expected HH:MM or an ISO date-time (2026-12-02T21:10), got {text!r}") from None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    if when <= now:
+        raise SystemExit(f"--stop-by: {text} has passed (now {now:%Y-%m-%d %H:%M})")
+    return when
+
+
+def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> tuple[float, str] | None:
+    """How long a run of ``strategy`` takes: the median wall time of its complete records, those made on this kind of
+    machine when there are any (a run folder does not outlive its session, so a run that cannot end is time lost)."""
+    from aplkit.results.archive import read_record
+
+    here = here if here is not None else machine()
+    mine, other = [], []
+    for path in sorted((Path(records) / strategy.replace("+", "_")).glob("seed*.json")):
+        head = read_record(path)
+        secs = head["summary"].get("wall_seconds")
+        if not head["summary"].get("complete") or not secs:
+            continue
+        made = (head.get("code") or [{}])[-1].get("machine")
+        same = made is not None and all(made.get(k) == here.get(k) for k in ("cpu", "isa", "cores"))
+        (mine if same else other).append(float(secs))
+    if mine:
+        return median(mine), f"median of {len(mine)} records made on this machine"
+    if other:
+        return median(other), f"median of {len(other)} records, none made on this machine"
+    return None
+
+
+def too_late(records: Path, strategy: str, stop_by: datetime | None, now: datetime | None = None) -> str | None:
+    """Why a run of ``strategy`` is not started before ``stop_by`` (None: start it; no record means no estimate)."""
+    if stop_by is None:
+        return None
+    est = expected_seconds(records, strategy)
+    if est is None:
+        return None
+    secs, basis = est
+    end = (now or datetime.now()) + timedelta(seconds=secs)
+    if end <= stop_by:
+        return None
+    return f"not started: ≈ {secs / 60:.0f} min ({basis}) would end at {end:%H:%M}, after --stop-by {stop_by:%H:%M}"
 
 
 def plan(strategies: list[str], seeds: int) -> list[tuple[str, int]]:
@@ -199,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     if not args.report_only:
+        stop_by = parse_stop_by(args.stop_by)
         check_no_overwrite(records, configs)
         mine = set(shard(list(configs), args.shard))
         pause_on_signal()
@@ -208,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             rec = record_path(records, s, k)
             if recorded(rec, cfg):
                 print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)
+                continue
+            late = too_late(records, s, stop_by)
+            if late:
+                print(f"[{i}/{len(configs)}] {s} seed {k}: {late}", flush=True)
                 continue
             try:
                 done = run_cell(cfg, out / s.replace("+", "_") / f"seed{k}", rec, args.commit)

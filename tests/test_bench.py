@@ -627,3 +627,67 @@ def test_a_cell_another_process_is_running_is_skipped_not_run_twice(tmp_path):
         assert not rec.exists() and not (run / "steps.jsonl").exists()
     finally:
         os.close(fd)
+
+
+def _stamp(path, seconds: float, made_on: dict | None, complete: bool = True) -> None:
+    """Give a committed record a wall time and the machine that made it."""
+    raw = json.loads(path.read_text())
+    raw["head"]["summary"].update(wall_seconds=seconds, complete=complete)
+    raw["head"]["code"] = [{**(raw["head"].get("code") or [{}])[-1], "machine": made_on}]
+    path.write_text(json.dumps(raw))
+
+
+HERE = {"cpu": "EPYC", "isa": "avx512f", "cores": 2}
+THERE = {"cpu": "EPYC", "isa": "avx2", "cores": 2}
+
+
+def test_stop_by_parses_a_time_today_or_a_date_time_and_refuses_the_past():
+    from datetime import datetime
+
+    now = datetime(2026, 12, 2, 18, 30)
+    assert labels.parse_stop_by("21:10", now) == datetime(2026, 12, 2, 21, 10)
+    assert labels.parse_stop_by("2026-12-03T01:00", now) == datetime(2026, 12, 3, 1, 0)
+    assert labels.parse_stop_by(None, now) is None
+    with pytest.raises(SystemExit, match=r"^--stop-by: 18:00 has passed \(now 2026-12-02 18:30\)$"):
+        labels.parse_stop_by("18:00", now)
+    for bad in ("soon", "25:00"):
+        with pytest.raises(SystemExit, match=r"^--stop-by: expected HH:MM or an ISO date-time"):
+            labels.parse_stop_by(bad, now)
+
+
+def test_expected_seconds_prefer_records_made_on_this_machine(bench_runs):
+    for k, (secs, made_on) in enumerate([(100, HERE), (300, HERE), (5000, THERE)]):
+        _stamp(labels.record_path(bench_runs, "certainty", k), secs, made_on)
+    assert labels.expected_seconds(bench_runs, "certainty", HERE) == (200, "median of 2 records made on this machine")
+    other = {**HERE, "cores": 16}  # no record from this one: all three count
+    assert labels.expected_seconds(bench_runs, "certainty", other) == (300, "median of 3 records, none made on this machine")
+    _stamp(labels.record_path(bench_runs, "certainty", 0), 100, HERE, complete=False)  # an unfinished record says nothing
+    assert labels.expected_seconds(bench_runs, "certainty", HERE) == (300, "median of 1 records made on this machine")
+    assert labels.expected_seconds(bench_runs, "bald", HERE) is None
+
+
+def test_stop_by_starts_only_runs_expected_to_end_before_it(bench_runs, tmp_path, monkeypatch, capsys):
+    """An hour-long certainty run is not started 30 min before the stop; the minute-long random run still is."""
+    from datetime import datetime, timedelta
+
+    for s, secs in (("random", 60), ("certainty", 3600)):
+        for k in range(2):
+            _stamp(labels.record_path(bench_runs, s, k), secs, HERE)
+        labels.record_path(bench_runs, s, 2).unlink()
+    monkeypatch.setattr(labels, "machine", lambda: HERE)
+    out, calls = tmp_path / "fresh-runs", []
+
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
+        calls.append((cfg.strategy, cfg.seed))
+        _run(out, cfg.strategy, cfg.seed)
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    stop = (datetime.now() + timedelta(minutes=30)).isoformat(timespec="minutes")
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(tmp_path / "r.json"), "--figures", str(tmp_path / "f")]
+    assert labels.main([*argv, "--stop-by", stop]) == 0
+    assert calls == [("random", 2)]
+    said = capsys.readouterr().out
+    assert "certainty seed 2: not started: ≈ 60 min (median of 2 records made on this machine)" in said
+    assert not labels.record_path(bench_runs, "certainty", 2).exists()
+    assert labels.main(argv) == 0 and calls == [("random", 2), ("certainty", 2)]  # without the flag it runs
