@@ -45,7 +45,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="only pair the records already there")
     p.add_argument("--shard", default="0/1", help="I/N, as bench labels --shard")
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands, as bench labels --commit")
-    p.add_argument("--stop-by", default=None, metavar="TIME", help="as bench labels --stop-by (estimates from the objective's own records)")
+    p.add_argument(
+        "--stop-by",
+        default=None,
+        metavar="TIME",
+        help="as bench labels --stop-by (estimates from the objective's own records, else the DPO study's)",
+    )
     return p.parse_args(argv)
 
 
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 if labels.recorded(rec, cfg):
                     print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
                     continue
-                late = labels.too_late(records[o], s, stop_by)
+                late = labels.too_late(records[o], s, stop_by, fallback=dpo_records)
                 if late:
                     print(f"[{i}/{total}] {o} {s} seed {k}: {late}", flush=True)
                     continue

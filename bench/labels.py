@@ -139,11 +139,17 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
     return None
 
 
-def too_late(records: Path, strategy: str, stop_by: datetime | None, now: datetime | None = None) -> str | None:
-    """Why a run of ``strategy`` is not started before ``stop_by`` (None: start it; no record means no estimate)."""
+def too_late(
+    records: Path, strategy: str, stop_by: datetime | None, now: datetime | None = None, fallback: Path | None = None
+) -> str | None:
+    """Why a run of ``strategy`` is not started before ``stop_by`` (None: start it). With no record of its own the
+    estimate comes from ``fallback``'s (another study of the same preset); with none there either, it starts."""
     if stop_by is None:
         return None
     est = expected_seconds(records, strategy)
+    if est is None and fallback is not None:
+        est = expected_seconds(fallback, strategy)
+        est = est and (est[0], est[1] + f" of {fallback}")
     if est is None:
         return None
     secs, basis = est

@@ -691,3 +691,21 @@ def test_stop_by_starts_only_runs_expected_to_end_before_it(bench_runs, tmp_path
     assert "certainty seed 2: not started: ≈ 60 min (median of 2 records made on this machine)" in said
     assert not labels.record_path(bench_runs, "certainty", 2).exists()
     assert labels.main(argv) == 0 and calls == [("random", 2), ("certainty", 2)]  # without the flag it runs
+
+
+def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(bench_runs, tmp_path, monkeypatch):
+    """apl-objectives' first conditional run: no conditional record yet, so the DPO study's records give its length."""
+    from datetime import datetime
+
+    for k in range(3):
+        _stamp(labels.record_path(bench_runs, "random", k), 3600, HERE)
+    monkeypatch.setattr(labels, "machine", lambda: HERE)
+    now, stop = datetime(2026, 12, 2, 20, 0), datetime(2026, 12, 2, 20, 30)
+    mine = tmp_path / "imdb-cpu-conditional"
+    assert labels.too_late(mine, "random", stop, now) is None  # nothing to estimate from: it starts
+    late = labels.too_late(mine, "random", stop, now, fallback=bench_runs)
+    assert (
+        late
+        == f"not started: ≈ 60 min (median of 3 records made on this machine of {bench_runs}) would end at 21:00, after --stop-by 20:30"
+    )
+    assert labels.too_late(mine, "random", datetime(2026, 12, 2, 21, 0), now, fallback=bench_runs) is None  # ends just in time
