@@ -119,20 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                 i += 1
                 if (s, k) not in mine:
                     continue
-                rec = labels.record_path(records[o], s, k)
-                if labels.recorded(rec, cfg):
-                    print(f"[{i}/{total}] {o} {s} seed {k}: recorded in {rec}, skipped", flush=True)
-                    continue
-                late = labels.too_late(records[o], s, stop_by, fallback=dpo_records)
-                if late:
-                    print(f"[{i}/{total}] {o} {s} seed {k}: {late}", flush=True)
-                    continue
-                try:
-                    done = labels.run_cell(cfg, Path(args.out) / o / s.replace("+", "_") / f"seed{k}", rec, args.commit)
-                except labels.Paused as e:
-                    print(f"[{i}/{total}] {o} {s} seed {k}: paused {e}; run the same command to continue", flush=True)
+                run = Path(args.out) / o / s.replace("+", "_") / f"seed{k}"
+                if not labels.visit(f"[{i}/{total}] {o} {s} seed {k}", cfg, records[o], run, args.commit, stop_by, dpo_records):
                     return 0
-                print(f"[{i}/{total}] {o} {s} seed {k}: {done}", flush=True)
     for o, configs in arms.items():
         doc = report(o, records[o], configs, dpo_records, dpo)
         doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)

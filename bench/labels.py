@@ -277,20 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, ((s, k), cfg) in enumerate(configs.items(), 1):
             if (s, k) not in mine:
                 continue
-            rec = record_path(records, s, k)
-            if recorded(rec, cfg):
-                print(f"[{i}/{len(configs)}] {s} seed {k}: recorded in {rec}, skipped", flush=True)
-                continue
-            late = too_late(records, s, stop_by)
-            if late:
-                print(f"[{i}/{len(configs)}] {s} seed {k}: {late}", flush=True)
-                continue
-            try:
-                done = run_cell(cfg, out / s.replace("+", "_") / f"seed{k}", rec, args.commit)
-            except Paused as e:
-                print(f"[{i}/{len(configs)}] {s} seed {k}: paused {e}; run the same command to continue", flush=True)
+            if not visit(f"[{i}/{len(configs)}] {s} seed {k}", cfg, records, out / s.replace("+", "_") / f"seed{k}", args.commit, stop_by):
                 return 0
-            print(f"[{i}/{len(configs)}] {s} seed {k}: {done}", flush=True)
     summary = report(records, configs, Path(args.figures or records / "figures"))
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
@@ -299,6 +287,26 @@ def main(argv: list[str] | None = None) -> int:
     print(summary["markdown"])
     print(f"results → {results}")
     return 0
+
+
+def visit(tag: str, cfg, records: Path, run: Path, commit: bool, stop_by: datetime | None, fallback: Path | None = None) -> bool:
+    """One planned cell of a study loop: skip it if recorded or too long for ``stop_by``, else run it; a line saying
+    which. False when the study was paused (the caller stops; the same command continues)."""
+    rec = record_path(records, cfg.strategy, cfg.seed)
+    if recorded(rec, cfg):
+        print(f"{tag}: recorded in {rec}, skipped", flush=True)
+        return True
+    late = too_late(records, cfg.strategy, stop_by, fallback=fallback)
+    if late:
+        print(f"{tag}: {late}", flush=True)
+        return True
+    try:
+        done = run_cell(cfg, run, rec, commit)
+    except Paused as e:
+        print(f"{tag}: paused {e}; run the same command to continue", flush=True)
+        return False
+    print(f"{tag}: {done}", flush=True)
+    return True
 
 
 def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
