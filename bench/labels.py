@@ -92,13 +92,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--stop-by",
         default=None,
         metavar="TIME",
-        help="HH:MM today or an ISO date-time: start no run expected (from its strategy's records) to end after it; a shorter one may still start",
+        help="HH:MM (its next occurrence, so 01:05 late at night means tomorrow) or an ISO date-time: start no run expected (from its strategy's records) to end after it; a shorter one may still start",
     )
     return p.parse_args(argv)
 
 
 def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | None:
-    """The local time after which no run may end; one line naming the flag when it is not a time or has passed."""
+    """The local time after which no run may end; one line naming the flag when it is not a time or a date-time has passed."""
     if text is None:
         return None
     now = now or datetime.now()
@@ -106,6 +106,8 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
         if len(text) <= 5 and ":" in text:
             h, m = (int(x) for x in text.split(":"))
             when = now.replace(hour=h, minute=m, second=0, microsecond=0)
+            if when <= now:  # a session that crosses midnight names its end by the clock
+                when += timedelta(days=1)
         else:
             when = datetime.fromisoformat(text)
     except ValueError:

@@ -641,15 +641,16 @@ HERE = {"cpu": "EPYC", "isa": "avx512f", "cores": 2}
 THERE = {"cpu": "EPYC", "isa": "avx2", "cores": 2}
 
 
-def test_stop_by_parses_a_time_today_or_a_date_time_and_refuses_the_past():
+def test_stop_by_parses_the_next_clock_time_or_a_date_time_and_refuses_the_past():
     from datetime import datetime
 
     now = datetime(2026, 12, 2, 18, 30)
     assert labels.parse_stop_by("21:10", now) == datetime(2026, 12, 2, 21, 10)
     assert labels.parse_stop_by("2026-12-03T01:00", now) == datetime(2026, 12, 3, 1, 0)
     assert labels.parse_stop_by(None, now) is None
-    with pytest.raises(SystemExit, match=r"^--stop-by: 18:00 has passed \(now 2026-12-02 18:30\)$"):
-        labels.parse_stop_by("18:00", now)
+    assert labels.parse_stop_by("01:05", now) == datetime(2026, 12, 3, 1, 5)  # past midnight: tomorrow
+    with pytest.raises(SystemExit, match=r"^--stop-by: 2026-12-02T18:00 has passed \(now 2026-12-02 18:30\)$"):
+        labels.parse_stop_by("2026-12-02T18:00", now)
     for bad in ("soon", "25:00"):
         with pytest.raises(SystemExit, match=r"^--stop-by: expected HH:MM or an ISO date-time"):
             labels.parse_stop_by(bad, now)
