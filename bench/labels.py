@@ -134,10 +134,13 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
         made = (head.get("code") or [{}])[-1].get("machine")
         same = made is not None and all(made.get(k) == here.get(k) for k in ("cpu", "isa", "cores"))
         (mine if same else other).append(float(secs))
+    def of(n: int) -> str:
+        return "1 record" if n == 1 else f"median of {n} records"
+
     if mine:
-        return median(mine), f"median of {len(mine)} records made on this machine"
+        return median(mine), f"{of(len(mine))} made on this machine"
     if other:
-        return median(other), f"median of {len(other)} records, none made on this machine"
+        return median(other), f"{of(len(other))}, none made on this machine"
     return None
 
 
@@ -151,7 +154,7 @@ def too_late(
     est = expected_seconds(records, strategy)
     if est is None and fallback is not None:
         est = expected_seconds(fallback, strategy)
-        est = est and (est[0], est[1] + f" of {fallback}")
+        est = est and (est[0], est[1] + f", in {fallback}")
     if est is None:
         return None
     secs, basis = est

@@ -663,7 +663,7 @@ def test_expected_seconds_prefer_records_made_on_this_machine(bench_runs):
     other = {**HERE, "cores": 16}  # no record from this one: all three count
     assert labels.expected_seconds(bench_runs, "certainty", other) == (300, "median of 3 records, none made on this machine")
     _stamp(labels.record_path(bench_runs, "certainty", 0), 100, HERE, complete=False)  # an unfinished record says nothing
-    assert labels.expected_seconds(bench_runs, "certainty", HERE) == (300, "median of 1 records made on this machine")
+    assert labels.expected_seconds(bench_runs, "certainty", HERE) == (300, "1 record made on this machine")
     assert labels.expected_seconds(bench_runs, "bald", HERE) is None
 
 
@@ -707,6 +707,6 @@ def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(be
     late = labels.too_late(mine, "random", stop, now, fallback=bench_runs)
     assert (
         late
-        == f"not started: ≈ 60 min (median of 3 records made on this machine of {bench_runs}) would end at 21:00, after --stop-by 20:30"
+        == f"not started: ≈ 60 min (median of 3 records made on this machine, in {bench_runs}) would end at 21:00, after --stop-by 20:30"
     )
     assert labels.too_late(mine, "random", datetime(2026, 12, 2, 21, 0), now, fallback=bench_runs) is None  # ends just in time
