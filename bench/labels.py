@@ -134,6 +134,7 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
         made = (head.get("code") or [{}])[-1].get("machine")
         same = made is not None and all(made.get(k) == here.get(k) for k in ("cpu", "isa", "cores"))
         (mine if same else other).append(float(secs))
+
     def of(n: int) -> str:
         return "1 record" if n == 1 else f"median of {n} records"
 
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if not visit(f"[{i}/{len(configs)}] {s} seed {k}", cfg, records, out / s.replace("+", "_") / f"seed{k}", args.commit, stop_by):
                 return 0
-    summary = report(records, configs, Path(args.figures or records / "figures"))
+    summary = report(records, with_reference(configs, args), Path(args.figures or records / "figures"))
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -292,6 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     print(summary["markdown"])
     print(f"results → {results}")
     return 0
+
+
+def with_reference(configs: dict, args: argparse.Namespace) -> dict:
+    """The planned runs plus random's at the planned seeds when the plan has none: every paired number is against
+    random, so ``--strategies certainty`` (or an arena scorer alone) reports against random's records, never runs them."""
+    from aplkit.config import load_config
+
+    if any(s == "random" for s, _ in configs):
+        return configs
+    seeds = sorted({k for _, k in configs})
+    return {**{("random", k): load_config(args.config, args.set, strategy="random", seed=k) for k in seeds}, **configs}
 
 
 def visit(tag: str, cfg, records: Path, run: Path, commit: bool, stop_by: datetime | None, fallback: Path | None = None) -> bool:
@@ -383,7 +395,8 @@ def summarise(out: Path, configs: dict) -> dict:
     # the same question on lower-variance metrics; the reward gap is in the oracle's own units: no power line
     lower = [R.paired_comparison(df, metric="soft_win_rate"), R.paired_comparison(df, effect=None, metric="reward_gap")]
     lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
-    eff = R.efficiency_intervals(df, budget)
+    has_random = bool((df["strategy"] == "random").any())  # the reference every ratio needs; absent when none is recorded
+    eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=[*R.EFFICIENCY_COLUMNS, "ratio_low", "ratio_high"])
     acq = R.load_acquired(out)
     acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
     wrong = R.confident_errors(acq)
@@ -410,7 +423,7 @@ def summarise(out: Path, configs: dict) -> dict:
             "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",
-            R.efficiency_interval_markdown(eff),
+            R.efficiency_interval_markdown(eff) if has_random else "no random runs recorded for these seeds: nothing to compare with\n",
             "Confidently wrong acquired pairs (Fig 3 as a number):",
             R.confident_errors_markdown(wrong),
             "Acquisition cost per step, relative to random (figures/ranking.png ranks the strategies at the final size):",

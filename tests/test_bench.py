@@ -710,3 +710,26 @@ def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(be
         == f"not started: ≈ 60 min (median of 3 records made on this machine, in {bench_runs}) would end at 21:00, after --stop-by 20:30"
     )
     assert labels.too_late(mine, "random", datetime(2026, 12, 2, 21, 0), now, fallback=bench_runs) is None  # ends just in time
+
+
+def test_a_plan_without_random_reports_against_randoms_records_of_the_same_seeds(bench_runs, tmp_path):
+    """`--strategies certainty` (or the arena's new scorers alone) crashed at its report: 'no random runs to
+    compare with' (session 12, seed 25). Random is the reference arm: its recorded runs of the planned seeds
+    and config join the report, so the paired numbers are the full study's."""
+    res = tmp_path / "s.json"
+    argv = ["--report-only", *PLAN, "--strategies", "certainty", "--records", str(bench_runs), "--results", str(res)]
+    assert labels.main([*argv, "--figures", str(tmp_path / "f")]) == 0
+    doc = json.loads(res.read_text())
+    assert doc["runs"] == 6  # 3 certainty + random's 3 as the reference
+    r = next(r for r in doc["significance"] if r["acquired"] == 32 and r["strategy"] == "certainty")
+    assert r["n"] == 3 and r["mean_diff"] == pytest.approx(0.08)  # as with --strategies random,certainty
+
+
+def test_a_plan_without_random_and_no_random_records_reports_what_it_has(bench_runs, tmp_path):
+    for k in range(3):
+        labels.record_path(bench_runs, "random", k).unlink()
+    res = tmp_path / "s.json"
+    argv = ["--report-only", *PLAN, "--strategies", "certainty", "--records", str(bench_runs), "--results", str(res)]
+    assert labels.main([*argv, "--figures", str(tmp_path / "f")]) == 0
+    doc = json.loads(res.read_text())
+    assert doc["runs"] == 3 and doc["efficiency"] == [] and "no random runs" in doc["markdown"]
