@@ -263,13 +263,12 @@ def check_strategies(spec: str, imports: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aplkit.config import load_config
     from aplkit.errors import ConfigError
 
     args = parse(argv or [])
     strategies = check_strategies(args.strategies, args.imports)
     try:
-        configs = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+        configs = planned_configs(args, strategies)
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     records = Path(args.records) if args.records else records_dir(RECORDS, next(iter(configs.values())))
@@ -295,15 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def planned_configs(args: argparse.Namespace, strategies: list[str]) -> dict:
+    """(strategy, seed) → the config the study runs for it, in ``plan`` order."""
+    from aplkit.config import load_config
+
+    return {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+
+
 def with_reference(configs: dict, args: argparse.Namespace) -> dict:
     """The planned runs plus random's at the planned seeds when the plan has none: every paired number is against
     random, so ``--strategies certainty`` (or an arena scorer alone) reports against random's records, never runs them."""
-    from aplkit.config import load_config
-
     if any(s == "random" for s, _ in configs):
         return configs
-    seeds = sorted({k for _, k in configs})
-    return {**{("random", k): load_config(args.config, args.set, strategy="random", seed=k) for k in seeds}, **configs}
+    return {**planned_configs(args, ["random"]), **configs}
 
 
 def visit(tag: str, cfg, records: Path, run: Path, commit: bool, stop_by: datetime | None, fallback: Path | None = None) -> bool:
