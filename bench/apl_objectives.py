@@ -73,16 +73,11 @@ def check_objectives(spec: str, sets: list[str]) -> list[str]:
 
 def plan_configs(args: argparse.Namespace, strategies: list[str], objectives: list[str]) -> tuple[dict, dict[str, dict]]:
     """(the DPO study's configs, per objective its configs), keyed by (strategy, seed), all checked before any run."""
-    from aplkit.config import load_config
     from aplkit.errors import ConfigError
 
-    planned = labels.plan(strategies, args.seeds)
     try:
-        dpo = {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in planned}
-        arms = {
-            o: {(s, k): load_config(args.config, [*args.set, f"training.objective={o}"], strategy=s, seed=k) for s, k in planned}
-            for o in objectives
-        }
+        dpo = labels.planned_configs(args, strategies)
+        arms = {o: labels.planned_configs(args, strategies, (f"training.objective={o}",)) for o in objectives}
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     base = next(iter(dpo.values())).training.objective

@@ -294,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def planned_configs(args: argparse.Namespace, strategies: list[str]) -> dict:
-    """(strategy, seed) → the config the study runs for it, in ``plan`` order."""
+def planned_configs(args: argparse.Namespace, strategies: list[str], extra: tuple[str, ...] = ()) -> dict:
+    """(strategy, seed) → the config the study runs for it, in ``plan`` order; ``extra`` overrides follow ``--set``."""
     from aplkit.config import load_config
 
-    return {(s, k): load_config(args.config, args.set, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
+    sets = [*args.set, *extra]
+    return {(s, k): load_config(args.config, sets, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}
 
 
 def with_reference(configs: dict, args: argparse.Namespace) -> dict:
