@@ -400,7 +400,7 @@ def summarise(out: Path, configs: dict) -> dict:
     lower = [R.paired_comparison(df, metric="soft_win_rate"), R.paired_comparison(df, effect=None, metric="reward_gap")]
     lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
     has_random = bool((df["strategy"] == "random").any())  # the reference every ratio needs; absent when none is recorded
-    eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=[*R.EFFICIENCY_COLUMNS, "ratio_low", "ratio_high"])
+    eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=R.EFFICIENCY_INTERVAL_COLUMNS)
     acq = R.load_acquired(out)
     acq = acq[[(s, k) in configs for s, k in zip(acq["strategy"], acq["seed"], strict=True)]] if not acq.empty else acq
     wrong = R.confident_errors(acq)

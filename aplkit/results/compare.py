@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from aplkit.results.load import strategy_order
-from aplkit.results.stats import NO_PREDICTION_TOL, _efficiency_rows, data_efficiency, holm
+from aplkit.results.stats import EFFICIENCY_COLUMNS, NO_PREDICTION_TOL, _efficiency_rows, data_efficiency, holm
 
 CONFIDENCE = 0.95
 
@@ -289,6 +289,9 @@ def paired_against(
     return out[cols].reset_index(drop=True)
 
 
+EFFICIENCY_INTERVAL_COLUMNS = [*EFFICIENCY_COLUMNS, "ratio_low", "ratio_high"]
+
+
 def efficiency_intervals(
     df: pd.DataFrame, budget: int, n_resamples: int = 2000, confidence: float = CONFIDENCE, seed: int = 0
 ) -> pd.DataFrame:
@@ -471,6 +474,7 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6, by: tuple[str, .
 
 
 __all__ = [
+    "EFFICIENCY_INTERVAL_COLUMNS",
     "acquisition_cost",
     "bootstrap_interval",
     "config_sampled_logprobs",
