@@ -185,6 +185,7 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
         load_steps,
         paired_comparison,
         ranking,
+        ranking_markdown,
     )
     from aplkit.results.plots import plot_ranking
 
@@ -193,10 +194,11 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
         _no_data("the arena", f"no run folders with eval.jsonl rows under {runs_dir}")
         return {"files": []}
     cmp = paired_comparison(main)
-    rank = ranking(cmp)
+    rank = ranking(cmp, main)
     files = show_and_save(plot_ranking(rank), figures_dir, "ranking") if len(rank) and rank["n"].max() >= 2 else []
     if not files:
         print("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
+    _markdown("**The strategies at the final size, ranked (one Holm family)**\n\n" + ranking_markdown(rank))
     _markdown("**Each strategy against random, paired by seed**\n\n" + comparison_markdown(cmp))
     eff = efficiency_intervals(main, int(main["acquired"].max()))
     _markdown("**Labels random needs to match each strategy**\n\n" + efficiency_interval_markdown(eff))

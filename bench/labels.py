@@ -407,7 +407,7 @@ def summarise(out: Path, configs: dict) -> dict:
     steps = R.load_steps(out)
     steps = steps[[(s, k) in configs for s, k in zip(steps["strategy"], steps["seed"], strict=True)]] if not steps.empty else steps
     cost = R.acquisition_cost(steps, R.load_configs(out))
-    rank = R.ranking(cmp)
+    rank = R.ranking(cmp, df)
     prec = R.precision(cmp, TARGET_HALF_WIDTH)
     found = findings(df, acq)
     cfg = next(iter(configs.values()))
@@ -430,7 +430,9 @@ def summarise(out: Path, configs: dict) -> dict:
             R.efficiency_interval_markdown(eff) if has_random else "no random runs recorded for these seeds: nothing to compare with\n",
             "Confidently wrong acquired pairs (Fig 3 as a number):",
             R.confident_errors_markdown(wrong),
-            "Acquisition cost per step, relative to random (figures/ranking.png ranks the strategies at the final size):",
+            "The strategies at the final size, ranked, one Holm family (figures/ranking.png):",
+            R.ranking_markdown(rank),
+            "Acquisition cost per step, relative to random:",
             R.cost_markdown(cost),
             "## The paper's four findings",
             findings_markdown(found),

@@ -342,7 +342,17 @@ def test_report_writes_every_file(tmp_path):
     written = report(runs, tmp_path / "fig")
     figs = ["fig1_consistency", "fig2_winrate", "fig3_bt_hist", "fig5_online_vs_reset", "fig6_epochs"]
     tables = ["table2.md", "table2.tex", "table2.csv", "metrics.md", "metrics.csv"]
-    tables += ["significance.csv", "significance.md", "efficiency.csv", "efficiency.md", "notes.md", "ranking.csv", "cost.csv", "cost.md"]
+    tables += [
+        "significance.csv",
+        "significance.md",
+        "efficiency.csv",
+        "efficiency.md",
+        "notes.md",
+        "ranking.csv",
+        "ranking.md",
+        "cost.csv",
+        "cost.md",
+    ]
     assert set(written) == {f"{f}.{ext}" for f in [*figs, "ranking"] for ext in ("png", "pdf")} | set(tables)
     for name, path in written.items():
         assert path.exists() and path.stat().st_size > 0, name

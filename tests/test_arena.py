@@ -363,7 +363,7 @@ def test_ranking_and_cost_by_hand(tmp_path):
     for s, wins in final.items():
         for seed, w in enumerate(wins):
             make_run(runs, s, seed, {16: 0.5, 32: w}, acquire_s=seconds[s])
-    rank = R.ranking(R.paired_comparison(R.load_runs(runs)))
+    rank = R.ranking(R.paired_comparison(R.load_runs(runs)), R.load_runs(runs))
     assert rank["strategy"].tolist() == ["low-certainty", "bald"] and rank["rank"].tolist() == [1, 2]
     assert (rank["acquired"] == 32).all()
     assert rank["mean_diff"].tolist() == pytest.approx([0.075, -0.035])
@@ -394,6 +394,40 @@ def test_ranking_and_cost_by_hand(tmp_path):
     cost = R.acquisition_cost(steps, R.load_configs(runs)).set_index("strategy")
     assert cost["passes"].to_dict() == pytest.approx({"random": (32 + 96) / 2, "bald": 1344, "low-certainty": (32 + 384) / 2})
     assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
+
+
+def test_ranking_is_one_holm_family_by_hand(tmp_path):
+    """The ranked strategies are read at once: their paired t p-values are Holm-adjusted together (by hand: sorted
+    p times m, m − 1, …, running max), and the verdict reads the interval at Holm's level, not the plain 95 % one."""
+    from scipy import stats
+
+    from aplkit import results as R
+    from tests.synthetic_runs import make_run
+
+    runs = tmp_path / "runs"
+    # per-seed differences from random at 32 labels: a (+0.10, +0.11, +0.12), b (+0.06, +0.10, +0.12), c (−0.06, +0.01, +0.02)
+    wins = {"random": [0.50, 0.50, 0.50], "a": [0.60, 0.61, 0.62], "b": [0.56, 0.60, 0.62], "c": [0.44, 0.51, 0.52]}
+    for s, ws in wins.items():
+        for seed, w in enumerate(ws):
+            make_run(runs, s, seed, {16: 0.5, 32: w})
+    df = R.load_runs(runs)
+    rank = R.ranking(R.paired_comparison(df), df).set_index("strategy")
+    d = {"a": [0.10, 0.11, 0.12], "b": [0.06, 0.10, 0.12], "c": [-0.06, 0.01, 0.02]}
+    p = {s: stats.ttest_1samp(v, 0.0).pvalue for s, v in d.items()}
+    assert p["a"] < p["b"] < p["c"]
+    holm = {"a": 3 * p["a"]}
+    holm["b"] = max(holm["a"], 2 * p["b"])
+    holm["c"] = min(1.0, max(holm["b"], p["c"]))
+    assert rank["p"].to_dict() == pytest.approx(p) and rank["p_holm"].to_dict() == pytest.approx(holm)
+    # a: 3·p = 0.008 < 0.05 → better, its interval at level 1 − 0.05/3; b: p = 0.034 < 0.05 alone (plain verdict
+    # better) but its Holm p 2·p = 0.068 > 0.05 → undecided; c undecided either way
+    assert p["b"] < 0.05 < holm["b"] and holm["a"] < 0.05
+    assert rank.loc["b", "verdict"] == "better" and rank["holm_verdict"].to_dict() == {"a": "better", "b": "undecided", "c": "undecided"}
+    se = np.std(d["a"], ddof=1) / math.sqrt(3)
+    lo, hi = stats.t.interval(1 - 0.05 / 3, 2, loc=0.11, scale=se)
+    assert (rank.loc["a", "holm_low"], rank.loc["a", "holm_high"]) == pytest.approx((lo, hi))
+    md = R.ranking_markdown(rank.reset_index())
+    assert md.splitlines()[2].startswith("| 1 |") and "undecided" in md
 
 
 def test_cost_ratio_is_taken_against_random_on_the_same_seeds(tmp_path):

@@ -431,15 +431,27 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     return pd.DataFrame(rows, columns=cols)
 
 
-def ranking(cmp: pd.DataFrame) -> pd.DataFrame:
+def ranking(cmp: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """The ranking figure's rows: per task, each strategy's paired difference from random at the largest size
-    every compared strategy reached, best first (ties by name)."""
+    every compared strategy reached, best first (ties by name).
+
+    The ranked strategies are read together, so they are one Holm family per task: ``p`` (paired t), ``p_holm``,
+    ``holm_low``/``holm_high`` (the interval that excludes 0 exactly when Holm rejects, ``holm_intervals``) and
+    ``holm_verdict`` come from the per-seed differences in ``df`` (the runs ``cmp`` was made from), in ``cmp``'s
+    metric."""
+    extra = ["p", "p_holm", "holm_low", "holm_high", "holm_verdict"]
     if cmp.empty:
-        return cmp.assign(rank=[])
+        return cmp.assign(rank=[], **{c: [] for c in extra})
     out = []
-    for _task, g in cmp.groupby("task", sort=True):
+    for task, g in cmp.groupby("task", sort=True):
         final = g[g["acquired"] == g.groupby("strategy")["acquired"].max().min()]
-        out.append(final.sort_values(["mean_diff", "strategy"], ascending=[False, True]).assign(rank=range(1, len(final) + 1)))
+        final = final.sort_values(["mean_diff", "strategy"], ascending=[False, True]).assign(rank=range(1, len(final) + 1))
+        diffs = [
+            paired_differences(df, task, int(r.acquired), r.strategy, metric=getattr(r, "metric", "win_rate")) for r in final.itertuples()
+        ]
+        h = holm_intervals(diffs).set_index(final.index)
+        final = final.assign(p=h["p"], p_holm=h["p_holm"], holm_low=h["low"], holm_high=h["high"])
+        out.append(final.assign(holm_verdict=[verdict(lo, hi) for lo, hi in zip(final["holm_low"], final["holm_high"], strict=True)]))
     return pd.concat(out, ignore_index=True)
 
 

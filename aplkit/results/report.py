@@ -141,9 +141,10 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     notes += [f"efficiency {r.task}/{r.strategy}: {r.note}" for r in eff.itertuples() if r.note]
 
     # the arena: ranking by the final paired difference from random, and what each acquisition costs per step
-    rank = C.ranking(C.paired_comparison(main))
+    rank = C.ranking(C.paired_comparison(main), main)
     rank.to_csv(out / "ranking.csv", index=False)
     written["ranking.csv"] = out / "ranking.csv"
+    put("ranking.md", T.ranking_markdown(rank))
     if rank.empty or rank["n"].max() < 2:
         notes.append("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
     else:

@@ -344,6 +344,44 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
     )
 
 
+def ranking_markdown(rank: pd.DataFrame) -> str:
+    """compare.ranking as Markdown: rank, the paired difference from random, its 95 % t interval, and the Holm
+    p, interval and verdict over the ranked strategies (the family a reader compares at once)."""
+    if rank.empty:
+        return "no strategy paired with random yet\n"
+    ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
+    rows = [
+        [
+            str(r.rank),
+            *_paired_cells(r),
+            ci(r.t_low, r.t_high),
+            f"{r.p_improve:.2f}",
+            _fmt_p(r.p_holm),
+            ci(r.holm_low, r.holm_high),
+            r.holm_verdict,
+        ]
+        for r in rank.itertuples()
+    ]
+    header = [
+        "Rank",
+        "Dataset",
+        "Size",
+        "Strategy",
+        "Seeds",
+        "Δ vs random",
+        "95 % CI (t)",
+        "P(improve)",
+        "t p (Holm)",
+        "Holm CI",
+        "Verdict",
+    ]
+    return _md(header, rows) + (
+        "\nBest point estimate first; the order is not a result where the intervals overlap. Holm over the ranked "
+        "strategies of a dataset; the verdict reads the Holm interval: better / worse than random when it excludes 0, "
+        "else undecided.\n"
+    )
+
+
 def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
     """compare.paired_against as Markdown: ``arm`` − ``baseline`` per metric, size and strategy, both 95 % intervals,
     the Holm-adjusted p and its interval, and the verdict in the metric's good direction."""
@@ -438,6 +476,7 @@ __all__ = [
     "metrics_markdown",
     "metrics_to_csv",
     "precision_markdown",
+    "ranking_markdown",
     "significance_markdown",
     "table2",
     "to_csv",
