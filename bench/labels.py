@@ -149,13 +149,20 @@ def too_late(
     records: Path, strategy: str, stop_by: datetime | None, now: datetime | None = None, fallback: Path | None = None
 ) -> str | None:
     """Why a run of ``strategy`` is not started before ``stop_by`` (None: start it). With no record of its own the
-    estimate comes from ``fallback``'s (another study of the same preset); with none there either, it starts."""
+    estimate comes from ``fallback``'s (another study of the same preset), else from the slowest strategy recorded
+    in ``records`` (a new rule, such as an arena scorer, does at least the work of the rules it is compared with
+    and often more); with nothing recorded anywhere, it starts."""
     if stop_by is None:
         return None
     est = expected_seconds(records, strategy)
     if est is None and fallback is not None:
         est = expected_seconds(fallback, strategy)
         est = est and (est[0], est[1] + f", in {fallback}")
+    if est is None:
+        known = [(e, d.name) for d in sorted(Path(records).glob("*/")) if (e := expected_seconds(records, d.name))]
+        if known:
+            (secs, basis), name = max(known, key=lambda x: x[0][0])
+            est = secs, f"none of its own: {name}'s, the slowest recorded, {basis}"
     if est is None:
         return None
     secs, basis = est

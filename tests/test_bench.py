@@ -712,6 +712,27 @@ def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(be
     assert labels.too_late(mine, "random", datetime(2026, 12, 2, 21, 0), now, fallback=bench_runs) is None  # ends just in time
 
 
+def test_a_rule_with_no_record_anywhere_is_estimated_by_the_slowest_recorded_one(bench_runs):
+    """The arena's first bald run has no record of its own: it is assumed as long as certainty, the slowest recorded
+    rule, so it is not started 30 min before the stop (it used to start, and run past the session)."""
+    from datetime import datetime
+
+    for s, secs in (("random", 60), ("certainty", 3600)):
+        for k in range(2):
+            _stamp(labels.record_path(bench_runs, s, k), secs, HERE)
+        labels.record_path(bench_runs, s, 2).unlink()
+    now, stop = datetime(2026, 12, 2, 20, 0), datetime(2026, 12, 2, 20, 30)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(labels, "machine", lambda: HERE)
+        late = labels.too_late(bench_runs, "bald", stop, now)
+        assert late == (
+            "not started: ≈ 60 min (none of its own: certainty's, the slowest recorded, median of 2 records made on this machine) "
+            "would end at 21:00, after --stop-by 20:30"
+        )
+        assert labels.too_late(bench_runs, "bald", datetime(2026, 12, 2, 21, 0), now) is None  # ends just in time
+        assert labels.too_late(bench_runs, "random", stop, now) is None  # its own records: a minute
+
+
 def test_a_plan_without_random_reports_against_randoms_records_of_the_same_seeds(bench_runs, tmp_path):
     """`--strategies certainty` (or the arena's new scorers alone) crashed at its report: 'no random runs to
     compare with' (session 12, seed 25). Random is the reference arm: its recorded runs of the planned seeds
