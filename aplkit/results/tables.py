@@ -142,9 +142,16 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAIRED_HEADER = ["Dataset", "Size", "Strategy", "Seeds", "Δ vs random"]  # the headings of ``_paired_cells``
+
+
 def _paired_cells(r: Any) -> list[str]:
     """The first cells of a row comparing a strategy with random: dataset, size, strategy, seeds, mean difference."""
     return [r.task, str(r.acquired), DISPLAY.get(r.strategy, r.strategy), str(r.n), f"{r.mean_diff:+.3f}"]
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
 
 
 def significance_markdown(sig: pd.DataFrame) -> str:
@@ -295,7 +302,7 @@ def precision_markdown(prec: pd.DataFrame) -> str:
             ]
         )
     target = f"±{prec['target'].iloc[0]:.2f}" if len(prec) else "the target"
-    header = ["Dataset", "Size", "Strategy", "Seeds", "Δ vs random", "95 % t half-width", f"Within {target}", f"Seeds for {target}"]
+    header = [*PAIRED_HEADER, "95 % t half-width", f"Within {target}", f"Seeds for {target}"]
     return _md(header, rows) + (
         f"\nAt the final size. Seeds for {target}: the fewest paired seeds whose 95 % t interval would be no wider, "
         "at the spread observed so far (t(0.975, n − 1) · sd / √n).\n"
@@ -310,15 +317,14 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
     by_metric = "metric" in cmp and set(cmp["metric"]) - {"win_rate"}
     rows = []
     for r in cmp.itertuples():
-        ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
         seeds = "n/a" if math.isnan(r.seeds_80) else f"{r.seeds_80:.0f}"
         cells = _paired_cells(r)
         rows.append(
             [
                 *([METRIC_NAMES.get(r.metric, r.metric)] if by_metric else []),
                 *cells,
-                ci(r.t_low, r.t_high),
-                ci(r.boot_low, r.boot_high),
+                _ci(r.t_low, r.t_high),
+                _ci(r.boot_low, r.boot_high),
                 f"{r.p_improve:.2f}",
                 r.verdict,
                 seeds,
@@ -326,11 +332,7 @@ def comparison_markdown(cmp: pd.DataFrame) -> str:
         )
     header = [
         *(["Metric"] if by_metric else []),
-        "Dataset",
-        "Size",
-        "Strategy",
-        "Seeds",
-        "Δ vs random",
+        *PAIRED_HEADER,
         "95 % CI (t)",
         "95 % CI (bootstrap)",
         "P(improve)",
@@ -349,26 +351,21 @@ def ranking_markdown(rank: pd.DataFrame) -> str:
     p, interval and verdict over the ranked strategies (the family a reader compares at once)."""
     if rank.empty:
         return "no strategy paired with random yet\n"
-    ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
     rows = [
         [
             str(r.rank),
             *_paired_cells(r),
-            ci(r.t_low, r.t_high),
+            _ci(r.t_low, r.t_high),
             f"{r.p_improve:.2f}",
             _fmt_p(r.p_holm),
-            ci(r.holm_low, r.holm_high),
+            _ci(r.holm_low, r.holm_high),
             r.holm_verdict,
         ]
         for r in rank.itertuples()
     ]
     header = [
         "Rank",
-        "Dataset",
-        "Size",
-        "Strategy",
-        "Seeds",
-        "Δ vs random",
+        *PAIRED_HEADER,
         "95 % CI (t)",
         "P(improve)",
         "t p (Holm)",
@@ -385,10 +382,9 @@ def ranking_markdown(rank: pd.DataFrame) -> str:
 def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
     """compare.paired_against as Markdown: ``arm`` − ``baseline`` per metric, size and strategy, both 95 % intervals,
     the Holm-adjusted p and its interval, and the verdict in the metric's good direction."""
-    ci = lambda lo, hi: "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"  # noqa: E731
     rows = [
-        [METRIC_NAMES.get(r.metric, r.metric), *_paired_cells(r), ci(r.t_low, r.t_high), ci(r.boot_low, r.boot_high)]
-        + [_fmt_p(r.p_holm), ci(r.holm_low, r.holm_high), r.verdict]
+        [METRIC_NAMES.get(r.metric, r.metric), *_paired_cells(r), _ci(r.t_low, r.t_high), _ci(r.boot_low, r.boot_high)]
+        + [_fmt_p(r.p_holm), _ci(r.holm_low, r.holm_high), r.verdict]
         for r in cmp.itertuples()
     ]
     header = ["Metric", "Dataset", "Size", "Strategy", "Seeds", f"{arm} − {baseline}", "95 % CI (t)", "95 % CI (bootstrap)"]
