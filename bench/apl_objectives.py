@@ -33,7 +33,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--objectives", default="conditional", help="registered training objectives other than dpo, comma-separated")
     p.add_argument("--strategies", default="random,certainty", help="any registered scorers, comma-separated")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="as bench labels --import")
-    p.add_argument("--seeds", type=int, default=9, help="K seeds (0..K-1), the labels study's")
+    p.add_argument("--seeds", type=labels.parse_seeds, default=list(range(9)), help="K (seeds 0..K-1), A-B or a,b,c: the labels study's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as bench labels --set (both arms)")
     p.add_argument("--out", default="runs/bench-apl-objectives", help="run folders (not committed)")
     p.add_argument(

@@ -73,7 +73,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="MODULE",
         help="a module that registers scorers (dotted name importable from here, or a .py path), imported before the configs are checked; repeatable",
     )
-    p.add_argument("--seeds", type=int, default=9, help="K seeds (0..K-1); 9 is the paper's count")
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=list(range(9)),
+        help="K (seeds 0..K-1; 9 is the paper's count), a range A-B (inclusive) or a list a,b,c",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
     p.add_argument(
@@ -172,9 +177,27 @@ def too_late(
     return f"not started: ≈ {secs / 60:.0f} min ({basis}) would end at {end:%H:%M}, after --stop-by {stop_by:%H:%M}"
 
 
-def plan(strategies: list[str], seeds: int) -> list[tuple[str, int]]:
-    """Seed-major order, so a partial benchmark is balanced across strategies."""
-    return [(s, k) for k in range(seeds) for s in strategies]
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``K`` is seeds 0..K−1, ``A-B`` the seeds A..B, ``a,b,c`` those. A range lets a study pair with
+    records of later seeds (the arena with the seeds random ran on this machine and code)."""
+    try:
+        if "," in text:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+        elif "-" in text.strip("-"):
+            a, b = (int(x) for x in text.split("-"))
+            seeds = list(range(a, b + 1))
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K, A-B or a,b,c (non-negative integers), got {text!r}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected at least one seed, none negative or repeated, got {text!r}")
+    return seeds
+
+
+def plan(strategies: list[str], seeds: int | list[int]) -> list[tuple[str, int]]:
+    """Seed-major order, so a partial benchmark is balanced across strategies; ``seeds``: K (0..K−1) or a list."""
+    return [(s, k) for k in (range(seeds) if isinstance(seeds, int) else seeds) for s in strategies]
 
 
 def shard(planned: list, spec: str) -> list:

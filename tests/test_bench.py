@@ -54,6 +54,7 @@ def bench_runs(tmp_path):
 
 def test_plan_is_seed_major_so_a_partial_benchmark_stays_balanced():
     assert labels.plan(["random", "certainty"], 2) == [("random", 0), ("certainty", 0), ("random", 1), ("certainty", 1)]
+    assert labels.plan(["random"], [16, 17]) == [("random", 16), ("random", 17)]
 
 
 def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_path):
@@ -397,7 +398,7 @@ def test_a_user_scorer_enters_the_study_by_import(user_module, tmp_path):
 
 
 def test_default_seeds_are_the_papers_nine():
-    assert labels.parse([]).seeds == 9
+    assert labels.parse([]).seeds == list(range(9))  # seeds 0..8
 
 
 def _companions(soft: float, gap: float, kl: float, lm: float) -> dict[str, float]:
@@ -639,6 +640,17 @@ def _stamp(path, seconds: float, made_on: dict | None, complete: bool = True) ->
 
 HERE = {"cpu": "EPYC", "isa": "avx512f", "cores": 2}
 THERE = {"cpu": "EPYC", "isa": "avx2", "cores": 2}
+
+
+def test_seeds_are_a_count_a_range_or_a_list_and_bad_ones_fail_naming_the_flag(capsys):
+    """The arena pairs with random's seeds 16–24 (made on this machine and code): ``--seeds 16-24``."""
+    assert labels.parse_seeds("3") == [0, 1, 2] and labels.parse_seeds("16-19") == [16, 17, 18, 19]
+    assert labels.parse_seeds("4,1,7") == [4, 1, 7] and labels.parse(["--seeds", "16-24"]).seeds == list(range(16, 25))
+    assert labels.parse([]).seeds == list(range(9))
+    for bad in ("0", "5-3", "a", "1,1", "-2"):
+        with pytest.raises(SystemExit):
+            labels.parse(["--seeds", bad])
+        assert "argument --seeds: expected" in capsys.readouterr().err
 
 
 def test_stop_by_parses_the_next_clock_time_or_a_date_time_and_refuses_the_past():
