@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.labels import shard
+from bench.labels import parse_seeds, plan, shard
 from bench.provenance import ROOT, commit_file
 
 OBJECTIVES = ("mle", "filtering", "conditional", "unlikelihood", "rwr", "awr")
@@ -26,7 +26,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench phf", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="phf-imdb-cpu")
     p.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated (default: all six)")
-    p.add_argument("--seeds", type=int, default=6, help="seeds 0..K-1 (default 6)")
+    p.add_argument("--seeds", type=parse_seeds, default="6", help="K (seeds 0..K-1), A-B or a,b,c (default 6)")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE override, as in aplkit phf")
     p.add_argument("--records", default=str(RECORDS), help="where the compact rows live (default bench/results/phf)")
     p.add_argument("--out", default="runs/phf-imdb-cpu", help="run folders (not committed; resumed)")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown or not objectives:
         raise SystemExit(f"--objectives: expected some of {', '.join(OBJECTIVES)}, got {args.objectives!r}")
-    planned = [(o, k) for k in range(args.seeds) for o in objectives]  # seed-major: a part-done grid stays balanced
+    planned = plan(objectives, args.seeds)
     try:
         configs = {(o, k): load_phf_config(args.config, args.set, objective=o, seed=k) for o, k in planned}
     except ConfigError as e:

@@ -647,10 +647,14 @@ def test_seeds_are_a_count_a_range_or_a_list_and_bad_ones_fail_naming_the_flag(c
     assert labels.parse_seeds("3") == [0, 1, 2] and labels.parse_seeds("16-19") == [16, 17, 18, 19]
     assert labels.parse_seeds("4,1,7") == [4, 1, 7] and labels.parse(["--seeds", "16-24"]).seeds == list(range(16, 25))
     assert labels.parse([]).seeds == list(range(9))
-    for bad in ("0", "5-3", "a", "1,1", "-2"):
-        with pytest.raises(SystemExit):
-            labels.parse(["--seeds", bad])
-        assert "argument --seeds: expected" in capsys.readouterr().err
+    from bench import phf
+
+    assert phf.parse(["--seeds", "6-8"]).seeds == [6, 7, 8] and phf.parse([]).seeds == list(range(6))
+    for parse in (labels.parse, phf.parse):
+        for bad in ("0", "5-3", "a", "1,1", "-2"):
+            with pytest.raises(SystemExit):
+                parse(["--seeds", bad])
+            assert "argument --seeds: expected" in capsys.readouterr().err
 
 
 def test_stop_by_parses_the_next_clock_time_or_a_date_time_and_refuses_the_past():
