@@ -12,6 +12,7 @@ is paired with the other's run of the same strategy and seed (same prompt split,
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -103,11 +104,14 @@ def probability_of_improvement(d: np.ndarray) -> float:
 def seeds_for_power(sd: float, effect: float = 0.05, alpha: float = 0.05, power: float = 0.8) -> float:
     """Paired seeds a two-sided paired t-test needs to detect ``effect`` with ``power`` at the observed spread ``sd``."""
     from statsmodels.stats.power import TTestPower
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning  # first: importing it sets an "always" filter
 
     if not sd > 0:
         return math.nan
     test, d = TTestPower(), effect / sd
-    n = test.solve_power(effect_size=d, alpha=alpha, power=power, alternative="two-sided")
+    with warnings.catch_warnings():  # its ConvergenceWarning is the NaN handled below, not news for the reader
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        n = test.solve_power(effect_size=d, alpha=alpha, power=power, alternative="two-sided")
     if not math.isnan(n):
         return float(math.ceil(n))
     # the root finder gives up at the ends (an effect many times the spread): count up; a power statsmodels
