@@ -131,6 +131,21 @@ def test_trained_pairs_are_shown_where_they_differ_from_acquired(tmp_path):
     assert "trained" in pd.read_csv(written["table2.csv"]).columns
 
 
+def test_trained_gap_in_the_caption_is_rounded(tmp_path):
+    """A seed mean such as 1/3 of a pair is printed to three significant digits, not as 0.333333."""
+    from matplotlib import pyplot as plt
+
+    from aplkit.results import plots as P
+
+    for seed in range(3):  # certainty trained 16, 16, 15 of 16 labels: 1/3 of a pair fewer on the seed mean
+        make_run(tmp_path, "random", seed, {16: 0.5}, trained={16: 16})
+        make_run(tmp_path, "certainty", seed, {16: 0.55}, trained={16: 16 - (seed == 2)})
+    fig = P.plot_winrate(A.winrate_curves(A.load_runs(tmp_path)))
+    title = fig._suptitle.get_text()
+    plt.close(fig)
+    assert "up to 0.333 fewer pairs trained" in title and "0.333333" not in title
+
+
 def test_table2_ties_mark_every_best_and_tasks_split(tmp_path):
     for seed in range(2):
         make_run(tmp_path, "random", seed, {16: 0.6})

@@ -123,7 +123,7 @@ def _trained_note(curves: pd.DataFrame) -> str:
     if gaps.empty:
         return ""
     most = float((gaps["acquired"] - gaps["trained"]).max())
-    return f"\nties/invalid labels were not trained on:\nup to {most:g} fewer pairs trained than acquired (seed mean)"
+    return f"\nties/invalid labels were not trained on:\nup to {most:.3g} fewer pairs trained than acquired (seed mean)"
 
 
 def _n_no_prediction(g: pd.DataFrame) -> int:
