@@ -76,8 +76,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--seeds",
         type=parse_seeds,
-        default=list(range(9)),
-        help="K (seeds 0..K-1; 9 is the paper's count), a range A-B (inclusive) or a list a,b,c",
+        default=None,
+        help="K (seeds 0..K-1), a range A-B (inclusive) or a list a,b,c; default the paper's 9 (0..8), "
+        "with --report-only every seed recorded for the planned strategies (the committed report)",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/bench-labels", help="run folders (not committed)")
@@ -99,7 +100,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="TIME",
         help="HH:MM (its next occurrence, so 01:05 late at night means tomorrow) or an ISO date-time: start no run expected (from its strategy's records) to end after it; a shorter one may still start",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.seeds_given = args.seeds is not None
+    if not args.seeds_given:
+        args.seeds = list(range(9))  # the paper's count
+    return args
+
+
+def recorded_seeds(records: Path, strategies: list[str]) -> list[int]:
+    """Every seed with a record of any of ``strategies``: what ``--report-only`` reads when no ``--seeds`` is given."""
+    found = {int(f.stem[4:]) for s in strategies for f in (records / s.replace("+", "_")).glob("seed*.json") if f.stem[4:].isdigit()}
+    return sorted(found)
 
 
 def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -302,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     records = Path(args.records) if args.records else records_dir(RECORDS, next(iter(configs.values())))
+    if args.report_only and not args.seeds_given and recorded_seeds(records, strategies):
+        args.seeds = recorded_seeds(records, strategies)  # rebuild the committed report, not a 9-seed one over it
+        configs = planned_configs(args, strategies)
     out = Path(args.out)
     t0 = time.perf_counter()
     if not args.report_only:

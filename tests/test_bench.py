@@ -406,6 +406,22 @@ def test_default_seeds_are_the_papers_nine():
     assert labels.parse([]).seeds == list(range(9))  # seeds 0..8
 
 
+def test_report_only_without_seeds_reads_every_recorded_seed(bench_runs, tmp_path):
+    """The committed report is rebuilt as committed: a study read at more seeds than 9 is not cut back to 0..8."""
+    for k in range(3, 11):  # seeds 3..10 of both: 11 recorded seeds in all
+        for s in ("random", "certainty"):
+            cfg = load_config("imdb-cpu", ["acquisition.budget=48"], strategy=s, seed=k)
+            run = make_run(tmp_path / "runs", s, k, RANDOM if s == "random" else CERTAINTY[k % 3], folder=f"{s}/seed{k}", cfg=cfg)
+            write_record(run, labels.record_path(bench_runs, s, k))
+    res = tmp_path / "labels.json"
+    plan = ["--strategies", "random,certainty", "--set", "acquisition.budget=48"]
+    assert labels.main(["--report-only", *plan, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]) == 0
+    assert json.loads(res.read_text())["runs"] == 22  # 2 strategies × seeds 0..10
+    assert labels.main(["--report-only", *plan, "--seeds", "9", "--records", str(bench_runs), "--results", str(res)]) == 0
+    assert json.loads(res.read_text())["runs"] == 18  # --seeds still chooses
+    assert labels.recorded_seeds(bench_runs, ["certainty"]) == list(range(11)) and labels.recorded_seeds(bench_runs, ["bald"]) == []
+
+
 def _companions(soft: float, gap: float, kl: float, lm: float) -> dict[str, float]:
     """eval.jsonl's companion fields of one waypoint (θ0's LM loss 3.0)."""
     return {"soft_win_rate": soft, "soft_stderr": 0.02, "reward_gap": gap, "reward_gap_stderr": 0.05, "kl": kl, "kl_stderr": 0.01} | {
