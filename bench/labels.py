@@ -419,7 +419,7 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
         if summary.get("runs"):
             from aplkit.results.report import report as write_report
 
-            write_report(root, figures)
+            write_report(root, figures, source=records)  # the records, not the temporary folder: a rebuilt notes.md is unchanged
     summary["records"] = [str(p) for p in paths]
     return summary
 

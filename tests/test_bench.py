@@ -422,6 +422,17 @@ def test_report_only_without_seeds_reads_every_recorded_seed(bench_runs, tmp_pat
     assert labels.recorded_seeds(bench_runs, ["certainty"]) == list(range(11)) and labels.recorded_seeds(bench_runs, ["bald"]) == []
 
 
+def test_rebuilt_report_names_the_records_not_a_temporary_folder(bench_runs, tmp_path):
+    """notes.md is committed with the figures: rebuilding from the same records must give the same bytes."""
+    figs = tmp_path / "f"
+    argv = ["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(tmp_path / "labels.json"), "--figures", str(figs)]
+    assert labels.main(argv) == 0
+    first = (figs / "notes.md").read_text()
+    assert f"6 run(s) with eval rows under {bench_runs}." in first
+    assert labels.main(argv) == 0
+    assert (figs / "notes.md").read_text() == first
+
+
 def _companions(soft: float, gap: float, kl: float, lm: float) -> dict[str, float]:
     """eval.jsonl's companion fields of one waypoint (θ0's LM loss 3.0)."""
     return {"soft_win_rate": soft, "soft_stderr": 0.02, "reward_gap": gap, "reward_gap_stderr": 0.05, "kl": kl, "kl_stderr": 0.01} | {

@@ -80,12 +80,15 @@ def fig6_figure(runs_dir: str | Path, df: pd.DataFrame | None = None) -> Figure 
     return P.plot_epochs(S.loss_curves(train), wr)
 
 
-def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | None = None) -> dict[str, Path]:
+def report(
+    runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | None = None, source: str | Path | None = None
+) -> dict[str, Path]:
     """Write the figures (PNG + PDF) and tables for every run under ``runs_dir``; return {file name: path}.
 
     ``budget`` is the label count for the data-efficiency table (default: per task, the largest
-    size every strategy reached). Prints nothing; ``notes.md`` lists skipped and unfinished runs
-    and every caveat.
+    size every strategy reached). ``source`` names where the runs came from in ``notes.md`` when
+    ``runs_dir`` is a temporary folder (committed records materialised), so a rebuilt report is the
+    same bytes. Prints nothing; ``notes.md`` lists skipped and unfinished runs and every caveat.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +107,7 @@ def report(runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | 
     df, main, sel_notes, against = main_runs(runs_dir)
     if df.empty:
         raise ValueError(f"no run folders with eval.jsonl rows under {runs_dir}")
-    notes = [f"{len(df['run'].unique())} run(s) with eval rows under {runs_dir}."]
+    notes = [f"{len(df['run'].unique())} run(s) with eval rows under {source or runs_dir}."]
     notes += [f"skipped (no eval rows): {r}" for r in df.attrs.get("skipped", [])]
     notes += [f"unfinished (included, flagged): {r}" for r in df.attrs.get("incomplete", [])]
     notes += sel_notes
