@@ -109,7 +109,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def recorded_seeds(records: Path, strategies: list[str]) -> list[int]:
     """Every seed with a record of any of ``strategies``: what ``--report-only`` reads when no ``--seeds`` is given."""
-    found = {int(f.stem[4:]) for s in strategies for f in (records / s.replace("+", "_")).glob("seed*.json") if f.stem[4:].isdigit()}
+    found = {int(f.stem[4:]) for s in strategies for f in record_path(records, s, 0).parent.glob("seed*.json") if f.stem[4:].isdigit()}
     return sorted(found)
 
 
@@ -313,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     records = Path(args.records) if args.records else records_dir(RECORDS, next(iter(configs.values())))
-    if args.report_only and not args.seeds_given and recorded_seeds(records, strategies):
-        args.seeds = recorded_seeds(records, strategies)  # rebuild the committed report, not a 9-seed one over it
+    seen = recorded_seeds(records, strategies) if args.report_only and not args.seeds_given else []
+    if seen:  # rebuild the committed report, not a 9-seed one over it
+        args.seeds = seen
         configs = planned_configs(args, strategies)
     out = Path(args.out)
     t0 = time.perf_counter()
