@@ -4,6 +4,7 @@ the pass counts against what a step really asks of the models, and one tiny-rand
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -472,3 +473,48 @@ def test_the_readme_scorer_example_runs_as_written():
         assert [c.prompt.id for c in first] == [c.prompt.id for c in rnd]
     finally:
         SCORERS.pop("dpo-weight", None)
+
+
+_ARENA_RANK = {
+    "strategy": ["certainty", "certainty+diverse", "d-optimal", "low-certainty", "bald", "entropy+certainty"],
+    "n": 9,
+    "mean_diff": [0.066, 0.014, 0.005, -0.012, -0.012, 0.045],
+    "t_low": [0.001, -0.082, -0.070, -0.071, -0.056, -0.001],
+    "t_high": [0.131, 0.111, 0.080, 0.048, 0.032, 0.091],
+    "rank": [1, 3, 4, 5, 6, 2],
+}
+_STUDY_RANK = {  # the powered study's three rows: a short figure whose x tick labels ran into each other
+    "strategy": ["entropy+certainty", "certainty", "entropy"],
+    "n": [9, 30, 9],
+    "mean_diff": [0.045, 0.041, -0.009],
+    "t_low": [-0.001, 0.012, -0.070],
+    "t_high": [0.091, 0.070, 0.051],
+    "rank": [1, 2, 3],
+}
+
+
+@pytest.mark.parametrize("rows", [_ARENA_RANK, _STUDY_RANK], ids=["arena", "study"])
+def test_ranking_figure_keeps_every_label_on_the_canvas(rows):
+    """The ranking figure was cut on the right (its title and axis label wider than the figure once the long
+    strategy names took the left) and its x tick labels ran together: every title, axis label and tick label must
+    lie inside the canvas, and no two x tick labels may overlap."""
+    from matplotlib import pyplot as plt
+
+    from aplkit.results.plots import plot_ranking
+
+    fig = plot_ranking(pd.DataFrame({"task": "imdb", "acquired": 64, **rows}))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()  # tick labels outside the view are not drawn
+    xticks = [t for t, x in zip(ax.get_xticklabels(), ax.get_xticks(), strict=True) if lo <= x <= hi]
+    for t in [ax.title, ax.xaxis.label, *ax.get_yticklabels(), *xticks]:
+        box = t.get_window_extent(renderer)
+        assert canvas.x0 - 1 <= box.x0 and box.x1 <= canvas.x1 + 1, f"{t.get_text()!r} leaves the canvas: {box} vs {canvas}"
+        assert canvas.y0 - 1 <= box.y0 and box.y1 <= canvas.y1 + 1, f"{t.get_text()!r} leaves the canvas: {box} vs {canvas}"
+    boxes = sorted((t.get_window_extent(renderer) for t in xticks), key=lambda b: b.x0)
+    assert len(boxes) >= 3
+    for a, b in itertools.pairwise(boxes):
+        assert a.x1 < b.x0, "x tick labels overlap"
+    plt.close(fig)

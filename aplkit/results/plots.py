@@ -353,8 +353,23 @@ def plot_ranking(rank: pd.DataFrame) -> Figure:
             size = int(g["acquired"].iloc[0])
             ax.set_title(f"{_task_title(task)}: Δ win-rate vs random at {size} labels")
             ax.set_xlabel("paired difference from random (95 % t interval over seeds)")
-        fig.tight_layout()
+        _widen_to_fit(fig)
     return fig
+
+
+def _widen_to_fit(fig: Figure, tries: int = 4) -> None:
+    """Widen the figure until its titles and labels fit: long strategy names push the axes right, and a title
+    centred on them then runs off the canvas, which ``tight_layout`` alone cannot mend (it never resizes)."""
+    for _ in range(tries):
+        fig.tight_layout()
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+        width = fig.get_figwidth()
+        over = max(0.0, -box.x0) + max(0.0, box.x1 - width)
+        if over <= 0.01:
+            return
+        fig.set_figwidth(width + over + 0.1)
+    fig.tight_layout()
 
 
 def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
