@@ -174,13 +174,15 @@ def fig2_table2(runs_dir: str | Path, figures_dir: str | Path, budget: int | Non
 
 def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
     """The arena's reading: the ranking figure (saved), each strategy against random with intervals at every size,
-    labels random needs, and the acquisition cost per step. Returns the frames and the files."""
+    labels random needs, the acquisition cost per step and the difference at matched KL. Returns the frames and the files."""
     from aplkit.results import (
         acquisition_cost,
         comparison_markdown,
         cost_markdown,
         efficiency_interval_markdown,
         efficiency_intervals,
+        kl_matched,
+        kl_matched_markdown,
         load_configs,
         load_steps,
         paired_comparison,
@@ -205,7 +207,9 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
     steps = load_steps(runs_dir)
     cost = acquisition_cost(steps[steps["run"].isin(set(main["run"]))], load_configs(runs_dir))
     _markdown("**Acquisition cost per step**\n\n" + cost_markdown(cost))
-    return {"files": files, "comparison": cmp, "ranking": rank, "efficiency": eff, "cost": cost}
+    matched = kl_matched(main)
+    _markdown("**Win-rate at matched KL from θ0 (exploratory)**\n\n" + kl_matched_markdown(matched))
+    return {"files": files, "comparison": cmp, "ranking": rank, "efficiency": eff, "cost": cost, "kl_matched": matched}
 
 
 def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:

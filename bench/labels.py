@@ -453,6 +453,7 @@ def summarise(out: Path, configs: dict) -> dict:
     steps = steps[[(s, k) in configs for s, k in zip(steps["strategy"], steps["seed"], strict=True)]] if not steps.empty else steps
     cost = R.acquisition_cost(steps, R.load_configs(out))
     rank = R.ranking(cmp, df)
+    matched = R.kl_matched(df, budget)
     prec = R.precision(cmp, TARGET_HALF_WIDTH)
     found = findings(df, acq)
     cfg = next(iter(configs.values()))
@@ -479,6 +480,8 @@ def summarise(out: Path, configs: dict) -> dict:
             R.ranking_markdown(rank),
             "Acquisition cost per step, relative to random:",
             R.cost_markdown(cost),
+            "Win-rate at matched KL from θ0 (exploratory):",
+            R.kl_matched_markdown(matched),
             "## The paper's four findings",
             findings_markdown(found),
         ]
@@ -497,6 +500,7 @@ def summarise(out: Path, configs: dict) -> dict:
         "ranking": json.loads(rank.to_json(orient="records")),
         "precision": json.loads(prec.to_json(orient="records")),
         "cost": json.loads(cost.to_json(orient="records")),
+        "kl_matched": json.loads(matched.to_json(orient="records")),
         "markdown": md,
         "machine": machine(),
     }

@@ -367,6 +367,8 @@ def test_report_writes_every_file(tmp_path):
         "ranking.md",
         "cost.csv",
         "cost.md",
+        "kl_matched.csv",
+        "kl_matched.md",
     ]
     assert set(written) == {f"{f}.{ext}" for f in [*figs, "ranking"] for ext in ("png", "pdf")} | set(tables)
     for name, path in written.items():
@@ -524,3 +526,43 @@ def test_efficiency_interval_part_way_through_a_study():
     out = A.efficiency_intervals(df, 64, n_resamples=200).set_index("strategy")
     assert out.loc["random", "ratio"] == 1.0 and out.loc["random", "ratio_low"] <= 1.0 <= out.loc["random", "ratio_high"]
     assert not math.isnan(out.loc["certainty", "ratio_low"]) and out.loc["certainty", "ratio_low"] <= out.loc["certainty", "ratio_high"]
+
+
+def test_value_at_kl_reads_the_first_crossing_through_theta0():
+    from aplkit.results.compare import value_at_kl
+
+    assert value_at_kl([0.6, 1.0], [0.58, 0.66], 0.3) == pytest.approx(0.54)  # on the segment from θ0's (0, 0.5)
+    assert value_at_kl([0.5, 2.0], [0.55, 0.70], 1.0) == pytest.approx(0.60)
+    assert value_at_kl([0.5, 1.5, 1.0], [0.55, 0.75, 0.60], 1.0) == pytest.approx(0.65)  # first crossing, not the end
+    assert value_at_kl([0.5, 1.0], [0.55, 0.60], 1.0) == pytest.approx(0.60)
+    assert math.isnan(value_at_kl([0.5, 1.0], [0.55, 0.60], 1.2))  # never drifted that far
+
+
+def test_kl_matched_pairs_each_seed_at_the_smaller_final_kl(tmp_path):
+    """By hand, per seed (κ = the smaller final KL; the other run read on its own curve through (0, 0.5)):
+    seed 0: κ 1.0, certainty at 1.0 = 0.55 + (0.5/1.5)·0.15 = 0.60, random ends at 0.60 → 0;
+    seed 1: κ 0.8, certainty ends at 0.62, random at 0.8 = 0.52 + (0.4/0.8)·0.06 = 0.55 → +0.07;
+    seed 2: κ 0.3, certainty at 0.3 = 0.5 + (0.3/0.6)·0.08 = 0.54 (before its first waypoint), random ends 0.56 → −0.02."""
+    runs = {
+        ("random", 0): {16: (0.5, 0.55), 32: (1.0, 0.60)},
+        ("certainty", 0): {16: (0.5, 0.55), 32: (2.0, 0.70)},
+        ("random", 1): {16: (0.4, 0.52), 32: (1.2, 0.58)},
+        ("certainty", 1): {16: (0.4, 0.52), 32: (0.8, 0.62)},
+        ("random", 2): {16: (0.2, 0.54), 32: (0.3, 0.56)},
+        ("certainty", 2): {16: (0.6, 0.58), 32: (1.0, 0.66)},
+    }
+    for (s, seed), curve in runs.items():
+        make_run(tmp_path, s, seed, {a: wr for a, (_, wr) in curve.items()}, metrics={a: {"kl": kl} for a, (kl, _) in curve.items()})
+    m = A.kl_matched(A.load_runs(tmp_path))
+    assert len(m) == 1
+    r = m.iloc[0]
+    d = np.array([0.0, 0.07, -0.02])
+    assert (r["strategy"], r["acquired"], r["n"]) == ("certainty", 32, 3)
+    assert r["mean_diff"] == pytest.approx(d.mean()) and r["kl"] == pytest.approx((1.0 + 0.8 + 0.3) / 3)
+    lo, hi = stats.t.interval(0.95, 2, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(3))
+    assert (r["t_low"], r["t_high"]) == pytest.approx((lo, hi)) and r["verdict"] == "undecided"
+    assert r["p_improve"] == pytest.approx((0.5 + 1 + 0) / 3)
+    from aplkit.results.report import report
+
+    text = report(tmp_path, tmp_path / "fig")["kl_matched.md"].read_text()
+    assert "| imdb | Pref certainty | 3 | 0.70 | +0.017 |" in text

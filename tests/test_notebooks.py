@@ -247,6 +247,7 @@ def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
         for k in (0, 1):
             assert RunFolder(runs / s / f"seed{k}").complete and len(RunFolder(runs / s / f"seed{k}").rows("eval.jsonl")) == 2
     assert "Each strategy against random" in text and "Acquisition cost per step" in text and "Labels random needs" in text
+    assert "Win-rate at matched KL" in text
     for stem in ("ranking", "fig2_winrate"):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     # the returned ranking: both challengers, at the final size (8 labels), each paired on 2 seeds

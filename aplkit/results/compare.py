@@ -337,6 +337,85 @@ def efficiency_intervals(
     return point.assign(ratio_low=lo, ratio_high=hi)
 
 
+def value_at_kl(kl: list[float], win_rate: list[float], kappa: float) -> float:
+    """A run's win-rate where it had drifted ``kappa`` nats from θ0: linear along its curve of (KL, win-rate)
+    through θ0's own point (0, 0.5) and its waypoints in order, at the first crossing (KL need not be monotone
+    in labels). NaN when the curve never gets that far."""
+    xs, ys = [0.0, *map(float, kl)], [0.5, *map(float, win_rate)]
+    if kappa == 0.0:
+        return 0.5
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:], strict=False):
+        if min(x0, x1) <= kappa <= max(x0, x1):
+            return y1 if x1 == x0 else y0 + (kappa - x0) / (x1 - x0) * (y1 - y0)
+    return math.nan
+
+
+KL_MATCHED_COLUMNS = [
+    "task",
+    "acquired",
+    "strategy",
+    "n",
+    "kl",
+    "mean_diff",
+    "sd",
+    "t_low",
+    "t_high",
+    "boot_low",
+    "boot_high",
+    "p_improve",
+    "verdict",
+]
+
+
+def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Is a strategy's lead a better direction or only a longer step from θ0? Per task, strategy and seed paired
+    with random's: κ = the smaller of the two runs' KL from θ0 at the final budget (``budget``, else the task's
+    largest size), each run's win-rate at κ by ``value_at_kl`` (the run that drifted less is read at its end), and
+    the mean of strategy − random over seeds with t and bootstrap intervals (``kl``: the mean κ). Seeds where
+    either run lacks a KL at the budget are left out."""
+    rows = []
+    ok = df.dropna(subset=["win_rate", "kl"]) if "kl" in df.columns else df.iloc[0:0]
+    for task, g in ok.groupby("task", sort=True):
+        size = budget if budget is not None else int(g["acquired"].max())
+        curves: dict[str, dict[int, pd.DataFrame]] = {}
+        for (s, k), run in g[g["acquired"] <= size].groupby(["strategy", "seed"]):
+            run = run.sort_values("acquired")
+            if int(run["acquired"].iloc[-1]) == size:
+                curves.setdefault(s, {})[int(k)] = run
+        rnd = curves.get("random", {})
+        for s in strategy_order(g["strategy"]):
+            if s == "random" or s not in curves:
+                continue
+            diffs, kappas = [], []
+            for k in sorted(set(curves[s]) & set(rnd)):
+                a, b = curves[s][k], rnd[k]
+                kappa = min(float(a["kl"].iloc[-1]), float(b["kl"].iloc[-1]))
+                at = [value_at_kl(r["kl"].tolist(), r["win_rate"].tolist(), kappa) for r in (a, b)]
+                diffs.append(at[0] - at[1])
+                kappas.append(kappa)
+            d = np.array(diffs, dtype=float)
+            t_lo, t_hi = t_interval(d, confidence)
+            b_lo, b_hi = bootstrap_interval(d, confidence)
+            rows.append(
+                {
+                    "task": task,
+                    "acquired": size,
+                    "strategy": s,
+                    "n": len(d),
+                    "kl": float(np.mean(kappas)) if kappas else math.nan,
+                    "mean_diff": float(d.mean()) if len(d) else math.nan,
+                    "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+                    "t_low": t_lo,
+                    "t_high": t_hi,
+                    "boot_low": b_lo,
+                    "boot_high": b_hi,
+                    "p_improve": probability_of_improvement(d),
+                    "verdict": verdict(t_lo, t_hi),
+                }
+            )
+    return pd.DataFrame(rows, columns=KL_MATCHED_COLUMNS)
+
+
 def quantile_with_inf(values: list[float] | np.ndarray, q: float) -> float:
     """``np.quantile`` (linear) of draws that may be +inf ("random never gets there"), with inf where it belongs.
 
@@ -497,6 +576,9 @@ __all__ = [
     "confident_errors",
     "efficiency_intervals",
     "holm_intervals",
+    "kl_matched",
+    "KL_MATCHED_COLUMNS",
+    "value_at_kl",
     "AGAINST_METRICS",
     "LOWER_IS_BETTER",
     "paired_against",

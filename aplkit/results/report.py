@@ -156,6 +156,10 @@ def report(
     cost.to_csv(out / "cost.csv", index=False)
     written["cost.csv"] = out / "cost.csv"
     put("cost.md", T.cost_markdown(cost))
+    matched = C.kl_matched(main)
+    matched.to_csv(out / "kl_matched.csv", index=False)
+    written["kl_matched.csv"] = out / "kl_matched.csv"
+    put("kl_matched.md", T.kl_matched_markdown(matched))
 
     # Fig 3
     acq = main_acquired(runs_dir, main)

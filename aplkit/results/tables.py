@@ -441,6 +441,42 @@ def efficiency_interval_markdown(eff: pd.DataFrame) -> str:
     return text + "\n∞: random's mean curve never reaches that win-rate within the measured range (not a measured saving).\n"
 
 
+def kl_matched_markdown(m: pd.DataFrame) -> str:
+    """compare.kl_matched as Markdown."""
+    if m.empty:
+        return "no run recorded its KL from θ0: no matched-KL comparison\n"
+    rows = [
+        [
+            r.task,
+            DISPLAY.get(r.strategy, r.strategy),
+            str(r.n),
+            "n/a" if math.isnan(r.kl) else f"{r.kl:.2f}",
+            "n/a" if math.isnan(r.mean_diff) else f"{r.mean_diff:+.3f}",
+            _ci(r.t_low, r.t_high),
+            _ci(r.boot_low, r.boot_high),
+            "n/a" if math.isnan(r.p_improve) else f"{r.p_improve:.2f}",
+            r.verdict,
+        ]
+        for r in m.itertuples()
+    ]
+    head = [
+        "Dataset",
+        "Strategy",
+        "Seeds",
+        "Mean matched KL",
+        "Δ win-rate vs random",
+        "95 % CI (t)",
+        "95 % CI (bootstrap)",
+        "P(improve)",
+        "Verdict",
+    ]
+    return _md(head, rows) + (
+        f"\nPer seed, both runs read at the smaller of their KL from θ0 at {int(m['acquired'].max())} labels (the other on its own "
+        "(KL, win-rate) curve through θ0's (0, 0.5)): is a lead a better direction or only a longer step? Each strategy its own "
+        "question, no multiplicity correction (exploratory).\n"
+    )
+
+
 def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
     """compare.confident_errors as Markdown: strategies × steps, share of confidently wrong pairs."""
     if ce.empty:
@@ -468,6 +504,7 @@ __all__ = [
     "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",
+    "kl_matched_markdown",
     "METRIC_NAMES",
     "metrics_markdown",
     "metrics_to_csv",
