@@ -169,6 +169,28 @@ def verdict(lo: float, hi: float) -> str:
     return "better" if lo > 0 else "worse" if hi < 0 else "undecided"
 
 
+#: the columns ``interval_cells`` fills: one paired difference over seeds, as every table here reads it
+INTERVAL_COLUMNS = ["n", "mean_diff", "sd", "t_low", "t_high", "boot_low", "boot_high", "p_improve", "verdict"]
+
+
+def interval_cells(d: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+    """A paired difference over seeds as a row's cells (``INTERVAL_COLUMNS``): mean, spread, t and bootstrap
+    intervals, P(improve) and the t interval's verdict."""
+    t_lo, t_hi = t_interval(d, confidence)
+    b_lo, b_hi = bootstrap_interval(d, confidence)
+    return {
+        "n": len(d),
+        "mean_diff": float(d.mean()) if len(d) else math.nan,
+        "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+        "t_low": t_lo,
+        "t_high": t_hi,
+        "boot_low": b_lo,
+        "boot_high": b_hi,
+        "p_improve": probability_of_improvement(d),
+        "verdict": verdict(t_lo, t_hi),
+    }
+
+
 def paired_comparison(
     df: pd.DataFrame, effect: float | None = 0.05, confidence: float = CONFIDENCE, metric: str = "win_rate"
 ) -> pd.DataFrame:
@@ -179,22 +201,7 @@ def paired_comparison(
 
     Seeds where either run did not record the metric are left out of the pair; a metric no run recorded gives
     no rows."""
-    cols = [
-        "task",
-        "acquired",
-        "strategy",
-        "n",
-        "mean_diff",
-        "sd",
-        "t_low",
-        "t_high",
-        "boot_low",
-        "boot_high",
-        "p_improve",
-        "verdict",
-        "seeds_80",
-        "metric",
-    ]
+    cols = ["task", "acquired", "strategy", *INTERVAL_COLUMNS, "seeds_80", "metric"]
     rows = []
     if metric not in df.columns or df[metric].isna().all():
         return pd.DataFrame(rows, columns=cols)
@@ -205,27 +212,9 @@ def paired_comparison(
             if s == "random":
                 continue
             d = paired_differences(df, task, int(size), s, metric=metric)
-            sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-            t_lo, t_hi = t_interval(d, confidence)
-            b_lo, b_hi = bootstrap_interval(d, confidence)
-            rows.append(
-                {
-                    "task": task,
-                    "acquired": int(size),
-                    "strategy": s,
-                    "n": len(d),
-                    "mean_diff": float(d.mean()) if len(d) else math.nan,
-                    "sd": sd,
-                    "t_low": t_lo,
-                    "t_high": t_hi,
-                    "boot_low": b_lo,
-                    "boot_high": b_hi,
-                    "p_improve": probability_of_improvement(d),
-                    "verdict": verdict(t_lo, t_hi),
-                    "seeds_80": seeds_for_power(sd, effect) if len(d) > 1 and effect is not None else math.nan,
-                    "metric": metric,
-                }
-            )
+            cells = interval_cells(d, confidence)
+            power = seeds_for_power(cells["sd"], effect) if len(d) > 1 and effect is not None else math.nan
+            rows.append({"task": task, "acquired": int(size), "strategy": s, **cells, "seeds_80": power, "metric": metric})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -350,21 +339,7 @@ def value_at_kl(kl: list[float], win_rate: list[float], kappa: float) -> float:
     return math.nan
 
 
-KL_MATCHED_COLUMNS = [
-    "task",
-    "acquired",
-    "strategy",
-    "n",
-    "kl",
-    "mean_diff",
-    "sd",
-    "t_low",
-    "t_high",
-    "boot_low",
-    "boot_high",
-    "p_improve",
-    "verdict",
-]
+KL_MATCHED_COLUMNS = ["task", "acquired", "strategy", "kl", *INTERVAL_COLUMNS]
 
 
 def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -393,25 +368,9 @@ def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = 
                 at = [value_at_kl(r["kl"].tolist(), r["win_rate"].tolist(), kappa) for r in (a, b)]
                 diffs.append(at[0] - at[1])
                 kappas.append(kappa)
-            d = np.array(diffs, dtype=float)
-            t_lo, t_hi = t_interval(d, confidence)
-            b_lo, b_hi = bootstrap_interval(d, confidence)
+            kl = float(np.mean(kappas)) if kappas else math.nan
             rows.append(
-                {
-                    "task": task,
-                    "acquired": size,
-                    "strategy": s,
-                    "n": len(d),
-                    "kl": float(np.mean(kappas)) if kappas else math.nan,
-                    "mean_diff": float(d.mean()) if len(d) else math.nan,
-                    "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
-                    "t_low": t_lo,
-                    "t_high": t_hi,
-                    "boot_low": b_lo,
-                    "boot_high": b_hi,
-                    "p_improve": probability_of_improvement(d),
-                    "verdict": verdict(t_lo, t_hi),
-                }
+                {"task": task, "acquired": size, "strategy": s, "kl": kl, **interval_cells(np.array(diffs, dtype=float), confidence)}
             )
     return pd.DataFrame(rows, columns=KL_MATCHED_COLUMNS)
 
@@ -576,6 +535,8 @@ __all__ = [
     "confident_errors",
     "efficiency_intervals",
     "holm_intervals",
+    "interval_cells",
+    "INTERVAL_COLUMNS",
     "kl_matched",
     "KL_MATCHED_COLUMNS",
     "value_at_kl",
