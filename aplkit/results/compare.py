@@ -347,7 +347,7 @@ def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = 
     with random's: κ = the smaller of the two runs' KL from θ0 at the final budget (``budget``, else the task's
     largest size), each run's win-rate at κ by ``value_at_kl`` (the run that drifted less is read at its end), and
     the mean of strategy − random over seeds with t and bootstrap intervals (``kl``: the mean κ). Seeds where
-    either run lacks a KL at the budget are left out."""
+    either run lacks a KL at the budget, or one curve never reaches κ (an estimated KL below 0), are left out."""
     rows = []
     ok = df.dropna(subset=["win_rate", "kl"]) if "kl" in df.columns else df.iloc[0:0]
     for task, g in ok.groupby("task", sort=True):
@@ -366,8 +366,9 @@ def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = 
                 a, b = curves[s][k], rnd[k]
                 kappa = min(float(a["kl"].iloc[-1]), float(b["kl"].iloc[-1]))
                 at = [value_at_kl(r["kl"].tolist(), r["win_rate"].tolist(), kappa) for r in (a, b)]
-                diffs.append(at[0] - at[1])
-                kappas.append(kappa)
+                if not any(math.isnan(x) for x in at):  # a sampled KL below 0 that the other curve never reaches
+                    diffs.append(at[0] - at[1])
+                    kappas.append(kappa)
             kl = float(np.mean(kappas)) if kappas else math.nan
             rows.append(
                 {"task": task, "acquired": size, "strategy": s, "kl": kl, **interval_cells(np.array(diffs, dtype=float), confidence)}
