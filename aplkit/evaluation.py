@@ -136,6 +136,12 @@ class Evaluator:
     folder, or the human references) and the oracle, and writes one ``EvalRow`` per waypoint and
     one ``EvalPairRow`` per test prompt. ``lm_texts`` are the held-out texts the LM loss reads
     (``PromptPools.held_out_texts()``; default: each test prompt with its reference).
+
+    Build it from θ0 as deployed, before an objective changes the models or the tokenizer
+    (conditional training adds control tokens and conditions every prompt on ``<|good|>``), and call
+    ``theta0()`` then: θ0's baseline completions and LM loss, and the held-out token ids, are taken from
+    the plain θ0, so every objective of a seed is judged against the same θ0 completions and its LM loss
+    is read from the same θ0 value.
     """
 
     def __init__(self, cfg, models, test: Sequence, oracle, ledger, run: RunFolder, lm_texts: Sequence[str] | None = None):
@@ -146,7 +152,10 @@ class Evaluator:
 
             lm_texts = [held_out_text(p.text, p.reference) for p in self.test]
         self.lm_texts = list(lm_texts)[: cfg.evaluation.lm_texts]
-        self._lm_ids: list[list[int]] | None = None
+        e = cfg.evaluation
+        tok = models.tokenizer
+        # encoded now, with θ0's tokenizer: a conditioning post-processor added later must not append a control token
+        self._lm_ids = [list(t[: e.lm_tokens]) for t in tok(self.lm_texts, add_special_tokens=True)["input_ids"]] if self.lm_texts else []
         self._lm_theta0: float | None = None
         self._prompt_ids: list[list[int]] | None = None
 
@@ -216,9 +225,6 @@ class Evaluator:
         e = self.cfg.evaluation
         if not self.lm_texts or e.lm_tokens < 2:
             return None
-        if self._lm_ids is None:
-            ids = self.models.tokenizer(self.lm_texts, add_special_tokens=True)["input_ids"]
-            self._lm_ids = [list(t[: e.lm_tokens]) for t in ids]
         return mean_token_nll(model, self._lm_ids, self.models.tokenizer.pad_token_id, e.batch_size)
 
     def lm_loss_theta0(self) -> float | None:
@@ -229,12 +235,34 @@ class Evaluator:
             self._lm_theta0 = theta0.shared(self.cfg.model.spec, parts, lambda: self.lm_loss(self.models.reference))
         return self._lm_theta0
 
+    def prepare_theta0(self) -> None:
+        """θ0's baseline completions and LM loss, made (or read) now; the global random state is left as it was.
+
+        Called before the objective is built (``Experiment``), so both come from θ0 as deployed whatever
+        the objective later adds, and the draws of anything built after are those of a run that made
+        neither here.
+        """
+        import torch
+
+        with torch.random.fork_rng():
+            self.baseline()
+            self.lm_loss_theta0()
+
     def _theta0_parts(self, what: str, texts: Sequence[str], **extra) -> dict:
-        """Everything a θ0 value on the test set depends on besides the model (``aplkit.theta0``)."""
+        """Everything a θ0 value on the test set depends on besides the model (``aplkit.theta0``): the encoded
+        ids, the vocabulary and the suppressed tokens too, so a θ0 that an objective changed never shares."""
+        from aplkit.generation import prompt_ids, suppressed_tokens
+
         e, m = self.cfg.evaluation, self.cfg.model
+        tok, ref = self.models.tokenizer, self.models.reference
+        ids = self._lm_ids if what == "lm_loss" else prompt_ids(tok, texts)
         return {
             "what": what,
             "texts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+            "ids": hashlib.sha256(repr(ids).encode()).hexdigest(),
+            "vocab": len(tok),
+            "rows": ref.get_input_embeddings().weight.shape[0],
+            "suppress": suppressed_tokens(ref) or [],
             "revision": m.revision,
             "dtype": m.dtype,
             "device": m.device,

@@ -55,11 +55,25 @@ def tokenize_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str]
 
 
 def next_token_logits(model, batch: EncodedPairs) -> torch.Tensor:
-    """fp32 logits of the distribution of token t+1 at every position t < L−1 ([B, L−1, V], on the model's device)."""
+    """fp32 logits of the distribution of token t+1 at every position t < L−1 ([B, L−1, V], on the model's device).
+
+    The model's suppressed tokens (``suppressed_tokens``) get −∞, so every log-prob, KL and LM loss taken
+    from these logits is of the distribution the sampler draws from: renormalised over the tokens the model
+    may emit, as it is deployed.
+    """
     device = next(model.parameters()).device
     with autocast(model):
         logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
-    return logits[:, :-1].float()
+    return mask_suppressed(model, logits[:, :-1].float())
+
+
+def mask_suppressed(model, logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` with the model's suppressed tokens set to −∞ (out of place, so gradients flow through the rest)."""
+    suppress = suppressed_tokens(model)
+    if not suppress:
+        return logits
+    idx = torch.tensor(suppress, dtype=torch.long, device=logits.device)
+    return logits.index_fill(-1, idx, float("-inf"))
 
 
 def completion_logprobs(model, batch: EncodedPairs) -> torch.Tensor:
@@ -108,8 +122,13 @@ def ids_logprobs(model, prompt_ids, completion_ids, pad_id: int, batch_size: int
 
 
 def token_kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) per row of two [N, V] log-softmax tables, clamped at 0 against rounding (CPU float64)."""
-    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0).double().cpu()
+    """KL(p ‖ q) per row of two [N, V] log-softmax tables, clamped at 0 against rounding (CPU float64).
+
+    A token p gives probability 0 (a suppressed one, −∞ in ``lp``) adds 0, as in the definition
+    (0 · log 0/q = 0), not the NaN that −∞ − (−∞) would give.
+    """
+    terms = torch.where(torch.isneginf(lp), torch.zeros_like(lp), lp.exp() * (lp - lq))
+    return terms.sum(-1).clamp_min(0.0).double().cpu()
 
 
 @torch.no_grad()

@@ -97,9 +97,10 @@ class Experiment:
             self.scorer = get_scorer(cfg.strategy)
             self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
             self.models.policy = apply_lora(self.models.policy, cfg.training)
-            self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
             test = self.pools.test[: cfg.evaluation.test_prompts]
             self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
+            self.evaluator.prepare_theta0()  # θ0's baseline and LM loss before the objective may add tokens: one θ0 for every objective
+            self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:

@@ -8,7 +8,7 @@ import torch
 
 from aplkit.config import ConfigError, DataConfig, load_config
 from aplkit.evaluation import mean_se, reward_gaps, soft_win_rate, win_rate
-from aplkit.generation import completion_kl, mean_token_nll
+from aplkit.generation import completion_kl, ids_logprobs, mean_token_nll
 from aplkit.oracles.base import Oracle, OracleError
 from aplkit.records import Label, Verdict
 from tests.synthetic_runs import make_run
@@ -158,6 +158,48 @@ def test_completion_kl_is_exactly_zero_for_the_reference_itself():
     same = Bigram(P_TABLE)
     assert completion_kl(same, same, prompts, comps, pad_id=0).tolist() == [0.0, 0.0, 0.0]
     assert completion_kl(same, Bigram(P_TABLE), prompts, comps, pad_id=0).tolist() == [0.0, 0.0, 0.0]
+
+
+def _renormalised(row, suppressed):
+    """The distribution the sampler draws from when ``suppressed`` tokens are never emitted."""
+    return [float("-inf") if j in suppressed else v for j, v in enumerate(row)]
+
+
+def test_suppressed_tokens_are_masked_and_renormalised_in_every_score():
+    """A model that never emits token 2 (a control token) is scored as deployed: its probability mass is spread over
+    the others for log-probs, KL and LM loss alike (hand-computed on a bigram)."""
+    policy, reference = Bigram(P_TABLE), Bigram(Q_TABLE)
+    for m in (policy, reference):
+        m.aplkit_suppress_tokens = [2]
+    p_masked = [_renormalised(r, {2}) for r in P_TABLE]
+    q_masked = [_renormalised(r, {2}) for r in Q_TABLE]
+
+    def lp(table, cur, nxt):
+        z = sum(math.exp(v) for v in table[cur] if v != float("-inf"))
+        return table[cur][nxt] - math.log(z)
+
+    def kl_masked(a, b):
+        pa = [math.exp(v) for v in a]
+        za, zb = sum(pa), sum(math.exp(v) for v in b if v != float("-inf"))
+        return sum(x / za * ((a[j] - math.log(za)) - (b[j] - math.log(zb))) for j, x in enumerate(pa) if x > 0)
+
+    got = ids_logprobs(policy, [[0], [1]], [[1, 0], [0]], pad_id=0)
+    assert got.tolist() == pytest.approx([lp(p_masked, 0, 1) + lp(p_masked, 1, 0), lp(p_masked, 1, 0)], abs=1e-6)
+    assert got[0] > logp(P_TABLE, 0, 1) + logp(P_TABLE, 1, 0)  # the suppressed token's mass went to the others
+    kl_got = completion_kl(policy, reference, [[0], [1]], [[1, 0], [0]], pad_id=0)
+    want = [kl_masked(p_masked[0], q_masked[0]) + kl_masked(p_masked[1], q_masked[1]), kl_masked(p_masked[1], q_masked[1])]
+    assert kl_got.tolist() == pytest.approx(want, abs=1e-6)
+    assert mean_token_nll(policy, [[0, 1, 0]], pad_id=0) == pytest.approx(-(lp(p_masked, 0, 1) + lp(p_masked, 1, 0)) / 2, abs=1e-6)
+
+
+def test_token_kl_counts_a_zero_probability_token_as_zero_not_nan():
+    from aplkit.generation import token_kl
+
+    lp = torch.log_softmax(torch.tensor([[0.0, 1.0, float("-inf")]]), -1)
+    lq = torch.log_softmax(torch.tensor([[1.0, 0.0, float("-inf")]]), -1)
+    p = [1 / (1 + math.e), math.e / (1 + math.e)]
+    want = p[0] * math.log(p[0] / p[1]) + p[1] * math.log(p[1] / p[0])
+    assert token_kl(lp, lq).tolist() == pytest.approx([want], abs=1e-6)
 
 
 # --------------------------------------------------------------------------- LM loss

@@ -303,6 +303,57 @@ def test_loop_runs_with_a_phf_objective(tmp_path, objective):
     assert any(r["reward0"] != 0.0 for r in acq if r["step"] > 1)  # θ moved away from θ0
 
 
+def _shared_theta0_for_tiny(monkeypatch, tmp_path):
+    """θ0's values are shared across runs for the embedded model only; share tiny-random's too, in a fresh store."""
+    from aplkit import theta0
+    from aplkit.models import EMBEDDED
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
+    real = theta0.shared
+    monkeypatch.setattr(theta0, "shared", lambda spec, parts, compute: real(EMBEDDED, {**parts, "run_spec": spec}, compute))
+
+
+def _evals(run: Path) -> tuple[list[str], list[dict]]:
+    keep = ("win_rate", "kl", "lm_loss", "lm_loss_theta0")
+    base = [r["completion"] for r in read_jsonl(run / "baseline.jsonl")]
+    return base, [{k: r[k] for k in keep} for r in read_jsonl(run / "eval.jsonl")]
+
+
+def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch):
+    """θ0's baseline completions and LM loss are θ0's as deployed (no control token), shared by the objectives of a
+    seed: DPO's numbers do not depend on whether a conditional run of the same seed filled the store first."""
+    _shared_theta0_for_tiny(monkeypatch, tmp_path)
+    runs = {}
+    for order in (("dpo", "conditional"), ("conditional", "dpo")):
+        monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache" / "-".join(order)))
+        for objective in order:
+            cfg = load_config("imdb-cpu", TINY + ["acquisition.budget=4", "evaluation.waypoints=[4]", f"training.objective={objective}"])
+            out = tmp_path / "-".join(order) / objective
+            run_experiment(cfg, out, progress=False)
+            runs[order, objective] = _evals(out)
+    for objective in ("dpo", "conditional"):
+        assert runs[("dpo", "conditional"), objective] == runs[("conditional", "dpo"), objective]
+    (base_dpo, ev_dpo), (base_cond, ev_cond) = runs[("dpo", "conditional"), "dpo"], runs[("dpo", "conditional"), "conditional"]
+    assert base_cond == base_dpo  # one θ0 reference for both arms
+    assert ev_cond[0]["lm_loss_theta0"] == ev_dpo[0]["lm_loss_theta0"]
+
+
+def test_conditional_policy_at_theta0_scores_held_out_text_as_theta0_does(tmp_path):
+    """Before any training the conditional policy is θ0 with two control tokens it never emits: with those masked and
+    the held-out texts encoded without ``<|good|>``, its LM loss is θ0's, and its KL from θ0 along its samples is 0."""
+    cfg = load_config("imdb-cpu", TINY + ["training.objective=conditional"])
+    exp = Experiment(cfg, tmp_path / "run", progress=False)
+    try:
+        ev, tok = exp.evaluator, exp.models.tokenizer
+        controls = {tok.convert_tokens_to_ids(t) for t in ("<|good|>", "<|bad|>")}
+        assert ev._lm_ids and not any(t in controls for ids in ev._lm_ids for t in ids)
+        assert ev.lm_loss(exp.models.policy) == pytest.approx(ev.lm_loss_theta0(), abs=1e-5)
+        samples = ev.sample(exp.models.policy, 5, kl=True)
+        assert max(ev.kl(samples)) == pytest.approx(0.0, abs=1e-5)
+    finally:
+        exp.close()
+
+
 def test_a_second_process_in_a_running_folder_stops_in_one_line_and_a_kill_frees_it(tmp_path):
     """Two writers in one folder would interleave steps and label pairs twice: the second stops before any work,
     naming the holder; the lock dies with its process (SIGKILL too), so the resume after a kill is not blocked."""

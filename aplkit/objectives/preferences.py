@@ -13,10 +13,13 @@ trained on) and one completion segment. Its reward R follows ``training.phf.pair
   be bad (below t) and a rejected one good; RWR/AWR weight each by e^(R/β) (or e^(A/β)).
 
 Conditional training puts its control token between prompt and completion (x <|good|> y_w,
-x <|bad|> y_l) and conditions the whole loop on ``<|good|>``: the tokenizer appends it to every
-text it encodes with special tokens (prompts for sampling, scoring and KL), and θ and θ0 never emit
-it. θ0 is then the initial model reading a control token at the mean embedding; implicit rewards and
-KL compare the policy with that θ0.
+x <|bad|> y_l) and conditions the policy on ``<|good|>``: the tokenizer appends it to every prompt it
+encodes with special tokens (sampling, scoring and KL), and θ and θ0 never emit a control token —
+every score masks them and renormalises over the rest (``generation.next_token_logits``), as the
+sampler draws. Implicit rewards and KL compare the policy with θ0 reading the same prompt. θ0's
+baseline completions and LM loss, and the held-out text the LM loss reads, are taken before the
+tokens are added (``Evaluator.prepare_theta0``): every objective of a seed is judged against the same
+θ0 as deployed.
 
 Training follows ``training.mode``: ``reset`` restarts from θ0 and runs ``epochs`` epochs over all of
 X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` steps on the newest batch.
