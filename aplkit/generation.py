@@ -312,26 +312,36 @@ class _Tempered:
         return torch.stack(taken, dim=1) if taken else torch.zeros(new.shape[0], 0)
 
 
-def _generation_config(max_new_tokens: int, pad_id, eos_id, suppress: list[int] | None = None):
-    """Pure sampling and nothing else, less the ``suppress`` tokens (their logits set to −∞); the temperature
-    and the draw are ``_Tempered``'s, after the suppression, so the recorded log-probs are those sampled from.
+def _generate(model, processor: _Tempered, max_new_tokens: int, pad_id, eos_id, suppress: list[int] | None, **inputs) -> torch.Tensor:
+    """``model.generate`` with only the kit's processors acting: ``suppress`` (logits set to −∞), then ``processor``
+    (temperature and draw, so the recorded log-probs are those sampled from), EOS, padding and the length.
 
-    ``generate`` fills unset fields from the model's own generation config, so the processors a
-    checkpoint may ship (repetition penalty, top-k, n-gram bans, a minimum length) are set neutral here.
+    ``generate`` fills every field its ``generation_config`` leaves at None from ``model.generation_config``, and
+    transformers has no switch to skip that merge. Processors a checkpoint ships are off only at None
+    (``forced_eos_token_id``, ``bad_words_ids``, ``sequence_bias``, ``suppress_tokens``), so no config passed here
+    can turn them off; they would run before ``processor``. The model's own config is therefore swapped for a
+    bare ``GenerationConfig()`` for the call (in every module holding one: a LoRA wrapper's base model) and put
+    back afterwards, also on error.
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
-    return GenerationConfig(
+    gen_cfg = GenerationConfig(
         suppress_tokens=suppress,
-        do_sample=False,  # ``_Tempered`` draws the token and hands ``generate`` a one-hot score row
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        min_length=0,
-        min_new_tokens=0,
+        do_sample=False,  # ``processor`` draws the token and hands ``generate`` a one-hot score row
         max_new_tokens=max_new_tokens,
         pad_token_id=pad_id,
         eos_token_id=eos_id,
     )
+    owners = [m for m in model.modules() if isinstance(vars(m).get("generation_config"), GenerationConfig)]
+    own = [m.generation_config for m in owners]
+    try:
+        for m in owners:
+            m.generation_config = GenerationConfig()
+        with autocast(model):
+            return model.generate(**inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([processor]))
+    finally:
+        for m, g in zip(owners, own, strict=True):
+            m.generation_config = g
 
 
 @torch.no_grad()
@@ -372,19 +382,15 @@ def sample(
     results: list[list[Sample]] = []
     pad_id = tokenizer.pad_token_id
     eos_id = tokenizer.eos_token_id
-    from transformers import LogitsProcessorList
-
     suppress = suppressed_tokens(model)
     if kl_reference is not None and suppress:
         raise ValueError("kl_reference: the sampler's scores exclude the suppressed tokens; use completion_kl")
-    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppress)
     for s in range(0, len(prompts), per_batch):
         chunk = list(prompts[s : s + per_batch])
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=True).to(device)
         enc = {k: v.repeat_interleave(n, dim=0) for k, v in enc.items()}  # n rows per prompt, as num_return_sequences lays them
         tempered = _Tempered(temperature, with_logprobs, with_model_logprobs, dists=kl_reference is not None)
-        with autocast(model):
-            seqs = model.generate(**enc, generation_config=gen_cfg, logits_processor=LogitsProcessorList([tempered]))
+        seqs = _generate(model, tempered, max_new_tokens, pad_id, eos_id, suppress, **enc)
         new = seqs[:, enc["input_ids"].shape[1] :].cpu()
         rows = [_cut(r, eos_id, pad_id) for r in new.tolist()]
         lens = torch.tensor([len(r) for r in rows])
@@ -426,22 +432,14 @@ def sample_ids(
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
-    from transformers import LogitsProcessorList
-
-    gen_cfg = _generation_config(max_new_tokens, pad_id, eos_id, suppressed_tokens(model))
+    suppress = suppressed_tokens(model)
     out: list[list[int]] = []
     for s in range(0, len(prompts), batch_size):
         chunk = [list(p) for p in prompts[s : s + batch_size]]
         width = max(len(p) for p in chunk)
         ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in chunk], dtype=torch.long, device=device)
         attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], dtype=torch.long, device=device)
-        with autocast(model):
-            seqs = model.generate(
-                input_ids=ids,
-                attention_mask=attn,
-                generation_config=gen_cfg,
-                logits_processor=LogitsProcessorList([_Tempered(temperature, False)]),
-            )
+        seqs = _generate(model, _Tempered(temperature, False), max_new_tokens, pad_id, eos_id, suppress, input_ids=ids, attention_mask=attn)
         out += [_cut(r, eos_id, None if pad_id == eos_id else pad_id) for r in seqs[:, width:].cpu().tolist()]
     model.train(was_training)
     return out

@@ -216,3 +216,93 @@ def test_draw_is_seeded_by_the_global_generator():
     a = draw(logp)
     torch.manual_seed(3)
     assert torch.equal(a, draw(logp))
+
+
+def _shipping_a_generation_config(model, tok, common: int):
+    """A copy of ``model`` whose own generation config (as a checkpoint may ship it) turns on processors the kit never asks for."""
+    import copy
+
+    shipped = copy.deepcopy(model)
+    g = shipped.generation_config
+    g.forced_eos_token_id = tok.eos_token_id  # the last allowed step may only be EOS
+    g.forced_bos_token_id = common
+    g.bad_words_ids = [[common]]  # the token the model draws most often, banned
+    g.sequence_bias = {(common + 1,): 8.0}
+    g.suppress_tokens = [common + 2]
+    g.begin_suppress_tokens = [common + 3]
+    g.repetition_penalty = 3.0
+    g.no_repeat_ngram_size = 1
+    g.min_new_tokens = 3  # EOS banned for the first three steps
+    g.exponential_decay_length_penalty = (1, 1.5)
+    g.do_sample, g.top_k, g.top_p, g.temperature = True, 2, 0.5, 0.3
+    return shipped
+
+
+def _sampled_everywhere(tiny):
+    """The EOS-prone model, prompts, ``sample`` keywords (both log-probs recorded) and the most often drawn non-EOS token."""
+    from collections import Counter
+
+    from aplkit.generation import sample
+
+    tok = tiny.tokenizer
+    model = _eos_prone(tiny, boost=9.5 * 0.7)
+    prompts = ["The film was", "I went to see this movie", "Worst acting", "A"]
+    kw = {"n": 3, "temperature": 0.7, "max_new_tokens": 6, "seed": 2, "with_logprobs": True, "with_model_logprobs": True}
+    out = sample(model, tok, prompts, **kw)
+    drawn = Counter(t for row in out for s in row for t in s.ids if t != tok.eos_token_id)
+    return model, prompts, kw, out, drawn.most_common(1)[0][0]
+
+
+def test_sampling_ignores_the_checkpoints_generation_config(tiny):
+    """Samples and both log-probs are those of a bare generation config, whatever the model's own config switches on."""
+    from aplkit.generation import prompt_ids, sample, sample_ids
+
+    tok = tiny.tokenizer
+    model, prompts, kw, want, common = _sampled_everywhere(tiny)
+    assert any(s.finished for row in want for s in row) and any(not s.finished for row in want for s in row)
+    shipped = _shipping_a_generation_config(model, tok, common)
+    before = shipped.generation_config.to_dict()
+    assert sample(shipped, tok, prompts, **kw) == want
+    ids = prompt_ids(tok, prompts)
+    args = (ids, tok.pad_token_id, tok.eos_token_id)
+    assert sample_ids(shipped, *args, temperature=0.7, max_new_tokens=6, seed=4) == sample_ids(
+        model, *args, temperature=0.7, max_new_tokens=6, seed=4
+    )
+    assert shipped.generation_config.to_dict() == before  # the model's own config is left as it was
+
+
+def test_sampler_model_logprob_equals_a_scoring_pass_whatever_the_checkpoint_ships(tiny):
+    """A shipped forced EOS (or ban, bias, minimum length) must not run before the sampler: its log-prob is the model's."""
+    from aplkit.generation import prompt_ids, sample
+
+    tok = tiny.tokenizer
+    model, prompts, kw, _, common = _sampled_everywhere(tiny)
+    shipped = _shipping_a_generation_config(model, tok, common)
+    flat = [(x, s) for x, row in zip(prompts, sample(shipped, tok, prompts, **kw), strict=True) for s in row]
+    scored = ids_logprobs(shipped, prompt_ids(tok, [x for x, _ in flat]), [s.ids for _, s in flat], tok.pad_token_id)
+    recorded = torch.tensor([s.model_logprob for _, s in flat], dtype=scored.dtype)
+    assert torch.allclose(scored, recorded, atol=1e-4), scored - recorded
+
+
+def test_generation_config_is_put_back_after_an_error_and_under_lora(tiny):
+    """The model's own generation config is the same object, unchanged, after ``generate`` raised, and a LoRA-wrapped model samples as its base."""
+    from peft import LoraConfig, get_peft_model
+
+    from aplkit.generation import sample
+
+    tok = tiny.tokenizer
+    model, prompts, kw, want, common = _sampled_everywhere(tiny)
+    shipped = _shipping_a_generation_config(model, tok, common)
+    own, before = shipped.generation_config, shipped.generation_config.to_dict()
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    shipped.forward = boom
+    with pytest.raises(RuntimeError, match="boom"):
+        sample(shipped, tok, prompts, **kw)
+    assert shipped.generation_config is own and own.to_dict() == before
+    del shipped.forward
+    wrapped = get_peft_model(shipped, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    assert sample(wrapped, tok, prompts, **kw) == want  # zero-initialised adapters: the base model's samples
+    assert wrapped.get_base_model().generation_config is own and own.to_dict() == before
