@@ -127,22 +127,32 @@ class BaldScorer(Scorer):
     score is their mutual information with the label (``bald_information``; Houlsby et al. 2011,
     arXiv 1112.5745; MC dropout: Gal & Ghahramani 2016, arXiv 1506.02142), in the spirit of BAL-PM
     (Melo et al. 2024, arXiv 2406.10023) and SEA's ensembles (Liu et al. 2024, arXiv 2411.01493).
-    A cheap stand-in for K reward heads: the draws share one pass through the network. At θ0 the draws
-    still disagree (dropout perturbs the policy alone), so it ranks from step 1.
+    A cheap stand-in for K reward heads: the draws share one pass through the network, and draw k is
+    one mask over hidden units for every token of both completions (``aplkit.hidden.dropout_masks``).
+
+    A heuristic, not a Bayesian posterior: the policy was trained without dropout, so the masks are a
+    noise model around θ_t, not samples of θ. At θ0 that noise is all there is (the draws disagree more
+    the longer the completions), so step 1 takes random's draw, as certainty does, and scores 0.
 
     Cost per step: 2S policy passes for the hidden states (the sampler's recorded log-probs do not give
-    them), 2S θ0 passes (none at θ0) and 2S·K output-head products over the completions' tokens
-    (K = ``acquisition.ensemble_size``, p = ``acquisition.dropout``).
+    them), 2S θ0 passes and 2S·K output-head products over the completions' tokens
+    (K = ``acquisition.ensemble_size``, p = ``acquisition.dropout``); at θ0 random's draw.
     """
 
     name = "bald"
+    constant_at_theta0 = True  # scored 0 at θ0: dropout there measures only its own noise
 
     def score(self, ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:
+        if ctx.at_theta0:  # as certainty: r̂ = 0, no pass (reached only through a rule such as ``diverse``)
+            ctx.fill_rewards(cands)
+            return np.zeros(len(cands))
         return bald_information(ctx.dropout_reward_gaps(cands, ctx.acq.ensemble_size, ctx.acq.dropout))
 
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
         s = acq.prompt_batch
-        return Passes(generated=2 * s, scored=2 * s if at_theta0 else 4 * s, head=2 * s * acq.ensemble_size)
+        if at_theta0:  # certainty's at θ0: the pairs are generated, nothing is scored
+            return Passes(generated=2 * s, scored=0)
+        return Passes(generated=2 * s, scored=4 * s, head=2 * s * acq.ensemble_size)
 
 
 def pair_difference_features(ctx: ScoringContext, cands: Sequence[Candidate]) -> np.ndarray:

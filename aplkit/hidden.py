@@ -6,9 +6,12 @@ One forward pass per (x, y) gives three things (``completion_states``):
   x), which d-optimal design and batch diversity compare pairs by;
 * log πθ(y|x), exactly as ``generation.completion_logprobs`` computes it (the same layout and mask);
 * K Monte-Carlo-dropout log-probs: dropout with rate p on the last hidden state before the output
-  head (inverted scaling, so each mask keeps the expectation), one seeded mask per draw — a
-  last-layer MC-dropout ensemble (Gal & Ghahramani 2016, arXiv 1506.02142). Each draw costs an
-  output-head product over the completion's tokens only, not another pass through the network.
+  head (inverted scaling, so each mask keeps the expectation) — a last-layer MC-dropout ensemble
+  (Gal & Ghahramani 2016, arXiv 1506.02142). Draw k is one network: a mask over the H hidden units
+  (``dropout_masks``), drawn once per call from ``seed`` and applied to every token of every
+  completion, so y0 and y1 of a pair are scored by the same K networks whatever the batching.
+  Each draw costs an output-head product over the completion's tokens only, not another pass
+  through the network.
 
 Everything is taken on the token ids the sampler drew, as every other log-prob in the kit.
 """
@@ -32,6 +35,15 @@ class CompletionStates:
     dropout_logprobs: torch.Tensor  # [K, n] the same under K dropout masks, float64
 
 
+def dropout_masks(k: int, hidden: int, p: float, seed: int) -> torch.Tensor:
+    """[k, hidden] inverted-dropout masks (0 or 1/(1−p)): row k is draw k's network, the same for every token.
+
+    Drawn on the CPU, so a seed gives the same masks on any device and for any batching.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(k, hidden, generator=gen) >= p).float() / (1.0 - p)
+
+
 @torch.no_grad()
 def completion_states(
     model,
@@ -44,13 +56,17 @@ def completion_states(
     seed: int = 0,
     batch_size: int = 32,
 ) -> CompletionStates:
-    """Features, log-probs and ``masks`` MC-dropout log-probs of each (x, y) in batched no-grad passes (CPU tensors)."""
+    """Features, log-probs and ``masks`` MC-dropout log-probs of each (x, y) in batched no-grad passes (CPU tensors).
+
+    Every row is scored under the same ``masks`` networks (``dropout_masks(masks, H, p, seed)``): score the
+    completions whose draws are compared (a pair's y0 and y1) in one call, or in calls with the same seed.
+    """
     n = len(prompt_ids)
     was_training = model.training
     model.eval()
     head = model.get_output_embeddings()
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
+    keep: torch.Tensor | None = None
     feats: torch.Tensor | None = None
     lp = torch.zeros(n, dtype=torch.float64)
     lp_k = torch.zeros(masks, n, dtype=torch.float64)
@@ -63,6 +79,7 @@ def completion_states(
             h = out.hidden_states[-1].float()  # [B, L, H], what the output head reads
             if feats is None:
                 feats = torch.zeros(n, h.shape[-1])
+                keep = dropout_masks(masks, h.shape[-1], p, seed).to(device)
             w = comp.float()
             pooled = (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
             rows = torch.tensor(idx, dtype=torch.long)
@@ -74,9 +91,8 @@ def completion_states(
             lp.index_add_(0, which, token_lp.double().cpu())
             hs = h[:, :-1][mask]  # [tokens, H]
             for k in range(masks):
-                keep = (torch.rand(hs.shape, generator=gen, device=device) >= p).float() / (1.0 - p)
                 with autocast(model):
-                    logits = head(hs * keep).float()
+                    logits = head(hs * keep[k]).float()  # mask k on hidden unit j at every token
                 tok = torch.gather(F.log_softmax(logits, -1), 1, targets.unsqueeze(1)).squeeze(1)
                 lp_k[k].index_add_(0, which, tok.double().cpu())
     finally:

@@ -260,6 +260,91 @@ def test_at_theta0_bald_needs_no_reference_pass(tiny):
     assert all(c.reward0 == c.reward1 == 0.0 for c in cands) and np.abs(gaps).max() > 0
 
 
+def test_identical_completions_agree_under_every_dropout_draw(tiny, moved):
+    """Draw k is one network for y0 and y1: a pair of two copies of one completion has gap exactly 0 in every draw."""
+    ctx = _ctx(tiny, moved)
+    cands = ctx.pairs([Prompt(id="0", text="The film was"), Prompt(id="1", text="A quiet")])
+    same = [copy.copy(c) for c in cands]
+    for c in same:
+        c.y1, c.y1_ids = c.y0, list(c.y0_ids)
+    gaps = ctx.dropout_reward_gaps(same + cands, 6, 0.3)
+    assert gaps.shape == (6, 4) and np.all(gaps[:, :2] == 0.0)
+    assert not np.allclose(gaps[:, 2:], gaps[0, 2:])  # a real pair's draws still differ
+
+
+def _rows(tiny):
+    from aplkit.generation import prompt_ids
+
+    xs = ["The film was", "I hated it because", "A quiet", "The film was"]
+    ys = [[1, 2, 3], [40, 41], [7, 8, 9, 10, 11], [500]]
+    return prompt_ids(tiny.tokenizer, xs), ys
+
+
+def test_dropout_draws_do_not_depend_on_batching(tiny, moved):
+    """A row's K dropout log-probs are the same whatever batch it sits in, its batch size or the rows' order."""
+    from aplkit.hidden import completion_states
+
+    px, ys = _rows(tiny)
+    pad = tiny.tokenizer.pad_token_id
+    ref = completion_states(moved, px, ys, pad, masks=5, p=0.3, seed=11, batch_size=8).dropout_logprobs
+    for bs in (1, 2, 3):
+        got = completion_states(moved, px, ys, pad, masks=5, p=0.3, seed=11, batch_size=bs).dropout_logprobs
+        assert got.numpy() == pytest.approx(ref.numpy(), abs=1e-5), bs
+    order = [2, 0, 3, 1]
+    rev = completion_states(moved, [px[i] for i in order], [ys[i] for i in order], pad, masks=5, p=0.3, seed=11, batch_size=2)
+    assert rev.dropout_logprobs.numpy() == pytest.approx(ref[:, order].numpy(), abs=1e-5)
+
+
+def test_mask_k_drops_the_same_hidden_units_at_every_token_by_hand(tiny, moved):
+    """Draw k's log-prob, by hand: the last hidden state at each completion position times the one [H] mask k."""
+    import torch
+    import torch.nn.functional as F
+
+    from aplkit.hidden import completion_states, dropout_masks
+
+    px, ys = _rows(tiny)
+    got = completion_states(moved, px, ys, tiny.tokenizer.pad_token_id, masks=3, p=0.4, seed=5, batch_size=2).dropout_logprobs
+    hidden = moved.config.hidden_size
+    masks = dropout_masks(3, hidden, 0.4, seed=5)
+    assert masks.shape == (3, hidden) and masks.unique().tolist() == pytest.approx([0.0, 1 / 0.6])
+    assert not torch.equal(masks[0], masks[1])
+    head = moved.get_output_embeddings()
+    for i, (x, y) in enumerate(zip(px, ys, strict=True)):
+        ids = torch.tensor([x + y])
+        with torch.no_grad():
+            h = moved(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+            for k in range(3):
+                lp = F.log_softmax(head(h * masks[k]), -1)  # the same mask row at every position
+                want = sum(lp[len(x) - 1 + t, tok].item() for t, tok in enumerate(y))  # position t predicts token t + 1
+                assert got[k, i].item() == pytest.approx(want, abs=1e-4), (k, i)
+
+
+def test_bald_takes_randoms_draw_at_theta0(tiny):
+    """At θ0 bald's draws measure only dropout's noise: it takes random's prompts and pairs, scored 0, as certainty."""
+    pool = [Prompt(id=str(i), text=f"Review {i}: the movie") for i in range(10)]
+    picked = {}
+    for name in ("random", "bald", "certainty"):
+        chosen = acquire(get_scorer(name), _ctx(tiny, tiny.policy, at_theta0=True), pool)
+        picked[name] = [(c.prompt.id, tuple(c.y0_ids), tuple(c.y1_ids)) for c in chosen]
+        if name != "random":
+            assert all(c.score == 0.0 and c.reward0 == c.reward1 == 0.0 for c in chosen)
+    assert picked["bald"] == picked["random"] == picked["certainty"]
+    assert step_passes(get_scorer("bald"), _ctx(tiny, tiny.policy).acq, True) == step_passes(
+        get_scorer("random"), _ctx(tiny, tiny.policy).acq, True
+    )
+
+
+def test_bald_scores_zero_at_theta0_without_a_pass():
+    """Reached at θ0 only through a selection rule (``diverse``): every score 0 and no model pass, as certainty's."""
+    prompts, samples, lp_pol, lp_ref = _world()
+    acq = AcquisitionConfig(prompt_batch=6, acquire_batch=2, ensemble_size=3)
+    ctx = ArenaContext(acq, samples, lp_pol, lp_ref, gaps={"x1": [2.0, -2.0, 0.0]}, at_theta0=True)
+    cands = ctx.pairs(prompts)
+    assert np.array_equal(get_scorer("bald").score(ctx, cands), np.zeros(6))
+    assert ctx.count["scored"] == ctx.count["head"] == 0 and all(c.reward0 == c.reward1 == 0.0 for c in cands)
+    assert get_scorer("bald").passes(acq, True) == get_scorer("certainty").passes(acq, True)
+
+
 @pytest.mark.parametrize("name", ARENA)
 def test_each_arena_scorer_acquires_on_tiny_random(tiny, moved, name):
     pool = [Prompt(id=str(i), text=t) for i, t in enumerate(f"Review {i}: the movie" for i in range(10))]
@@ -375,9 +460,9 @@ def test_ranking_and_cost_by_hand(tmp_path):
     assert cost.loc["low-certainty", "seconds_ratio"] == pytest.approx(1.5) and cost.loc["bald", "seconds_ratio"] == pytest.approx(2.5)
     # M=16, S=64, K=8, fp32 on CPU (the sampler records the policy's log-probs: r̂ of a pair costs its 2 θ0 passes).
     # random: step 1 (θ0) 2M = 32, step 2 2M + 2M = 64 → 48 per step. low-certainty: step 1 is random's draw (32),
-    # step 2 2S + 2S = 256 → 144. bald: 2S + 2S (states) + 2S·K = 1280 at θ0, + 2S θ0 passes = 1408 after → 1344.
-    assert cost["passes"].to_dict() == pytest.approx({"random": 48, "bald": 1344, "low-certainty": 144})
-    assert cost.loc["bald", "flops_ratio"] == pytest.approx(28.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.0)
+    # step 2 2S + 2S = 256 → 144. bald: random's draw at θ0 (32), then 2S + 2S (states) + 2S θ0 passes + 2S·K = 1408 → 720.
+    assert cost["passes"].to_dict() == pytest.approx({"random": 48, "bald": 720, "low-certainty": 144})
+    assert cost.loc["bald", "flops_ratio"] == pytest.approx(15.0) and cost.loc["low-certainty", "flops_ratio"] == pytest.approx(3.0)
     written = report(runs, tmp_path / "fig")
     assert "ranking.png" in written and "3.00×" in written["cost.md"].read_text()
     # a step that ran without the sampler's record (bf16 on a GPU, conditional training) pays the policy pass: 2M + 4M, 2S + 4S
@@ -393,7 +478,7 @@ def test_ranking_and_cost_by_hand(tmp_path):
     steps = R.load_steps(runs)
     steps["sampled_logprobs"] = False  # as steps.jsonl records it since: the row's own flag wins over the config
     cost = R.acquisition_cost(steps, R.load_configs(runs)).set_index("strategy")
-    assert cost["passes"].to_dict() == pytest.approx({"random": (32 + 96) / 2, "bald": 1344, "low-certainty": (32 + 384) / 2})
+    assert cost["passes"].to_dict() == pytest.approx({"random": (32 + 96) / 2, "bald": 720, "low-certainty": (32 + 384) / 2})
     assert pd.read_csv(written["ranking.csv"])["strategy"].tolist() == ["low-certainty", "bald"]
 
 
