@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from aplkit.generation import _by_length, encode_ids
+from aplkit.generation import _by_length, encode_ids, mask_suppressed
 from aplkit.models import autocast
 
 
@@ -87,13 +87,15 @@ def completion_states(
             mask = comp[:, 1:].bool()  # position t predicts token t + 1
             targets = ids[:, 1:][mask]
             which = rows[mask.nonzero()[:, 0].cpu()]
-            token_lp = torch.gather(F.log_softmax(out.logits[:, :-1].float()[mask], -1), 1, targets.unsqueeze(1)).squeeze(1)
+            token_lp = torch.gather(
+                F.log_softmax(mask_suppressed(model, out.logits[:, :-1].float()[mask]), -1), 1, targets.unsqueeze(1)
+            ).squeeze(1)
             lp.index_add_(0, which, token_lp.double().cpu())
             hs = h[:, :-1][mask]  # [tokens, H]
             for k in range(masks):
                 with autocast(model):
                     logits = head(hs * keep[k]).float()  # mask k on hidden unit j at every token
-                tok = torch.gather(F.log_softmax(logits, -1), 1, targets.unsqueeze(1)).squeeze(1)
+                tok = torch.gather(F.log_softmax(mask_suppressed(model, logits), -1), 1, targets.unsqueeze(1)).squeeze(1)
                 lp_k[k].index_add_(0, which, tok.double().cpu())
     finally:
         model.train(was_training)

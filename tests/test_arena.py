@@ -603,3 +603,21 @@ def test_ranking_figure_keeps_every_label_on_the_canvas(rows):
     for a, b in itertools.pairwise(boxes):
         assert a.x1 < b.x0, "x tick labels overlap"
     plt.close(fig)
+
+
+def test_hidden_logprobs_mask_suppressed_tokens_as_every_score_does(moved):
+    """A policy that never emits some tokens (conditional training's control tokens) gets the same log πθ(y|x) from
+    ``completion_states`` as from the kit's scoring pass, which masks them and renormalises."""
+    import torch
+
+    from aplkit.generation import ids_logprobs
+    from aplkit.hidden import completion_states
+
+    policy = copy.deepcopy(moved)
+    px, ys = [[5, 6, 7], [8, 9]], [[10, 11, 12], [13]]
+    plain = completion_states(policy, px, ys, 0).logprobs
+    policy.aplkit_suppress_tokens = [3, 4]
+    got = completion_states(policy, px, ys, 0).logprobs
+    assert got.tolist() == pytest.approx(ids_logprobs(policy, px, ys, 0).double().tolist(), abs=1e-4)
+    assert (got > plain).all()  # the suppressed tokens' mass went to the others
+    assert torch.isfinite(got).all()
