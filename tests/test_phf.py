@@ -203,6 +203,26 @@ def test_vs_mle_pairs_by_seed_at_the_last_checkpoint():
     assert v.loc["prompted_misalignment"]["verdict"] == "undecided"
 
 
+def test_lm_loss_cost_is_read_from_each_runs_own_theta0():
+    """Conditional training's θ0 reads a new control token and starts 0.024 above MLE's θ0: its LM-loss cost is the
+    change from its own θ0 (+0.004 here), not the gap to MLE's LM loss (+0.026)."""
+    import pandas as pd
+
+    from aplkit.results.phf import curves, table, vs_mle
+
+    rows = []
+    for seed, (d_mle, d_cond) in enumerate([(0.010, 0.013), (0.012, 0.016), (0.008, 0.013)]):
+        for step, frac in ((0, 0.0), (8, 1.0)):
+            rows.append({"objective": "mle", "seed": seed, "step": step, "lm_loss": 4.200 + frac * d_mle, "lm_loss_theta0": 4.200})
+            rows.append({"objective": "conditional", "seed": seed, "step": step, "lm_loss": 4.224 + frac * d_cond, "lm_loss_theta0": 4.224})
+    df = pd.DataFrame(rows).assign(run=lambda d: d["objective"] + d["seed"].astype(str), tokens=0)
+    v = vs_mle(df).set_index("metric")
+    assert v.loc["lm_loss_change", "diff"] == pytest.approx((0.003 + 0.004 + 0.005) / 3)
+    assert v.loc["lm_loss", "diff"] == pytest.approx(0.024 + 0.004)
+    t = table(curves(df)).set_index("objective")
+    assert t.loc["Conditional", "Δ LM loss from own θ0"].startswith("0.014 ±")
+
+
 def test_vs_mle_adjusts_each_metric_for_the_objectives_compared():
     """Two objectives against MLE: per metric a family of 2, Holm by hand. Each misalignment − MLE is off 0
     at 95 % alone (p ≈ 0.035 and 0.039) but not after Holm (both ≈ 0.070); the verdict follows Holm."""

@@ -17,7 +17,7 @@ from aplkit.objectives import PHF_OBJECTIVES
 from aplkit.records import PHFEvalRow, from_dict
 from aplkit.runfolder import CONFIG, FILES, read_jsonl
 
-METRICS = ("misalignment", "negative_share", "prompted_misalignment", "prompted_negative_share", "lm_loss", "kl")
+METRICS = ("misalignment", "negative_share", "prompted_misalignment", "prompted_negative_share", "lm_loss", "lm_loss_change", "kl")
 LABELS = {
     "mle": "MLE",
     "filtering": "Filtering",
@@ -38,7 +38,18 @@ def load_phf(runs_dir: str | Path) -> pd.DataFrame:
         for r in read_jsonl(path):
             row = from_dict(PHFEvalRow, r)
             rows.append({"run": str(folder), "seed": seed, **row.__dict__})
-    return pd.DataFrame(rows)
+    return with_lm_loss_change(pd.DataFrame(rows))
+
+
+def with_lm_loss_change(df: pd.DataFrame) -> pd.DataFrame:
+    """``lm_loss_change``: each checkpoint's LM loss minus its own run's θ0 (``lm_loss_theta0``).
+
+    An objective that changes θ0 (conditional training reads a new ``<|good|>`` token) starts from another
+    LM loss than MLE's θ0; its LM-loss cost is the change from where it started, not the gap to MLE's value.
+    """
+    if "lm_loss_theta0" not in df or "lm_loss" not in df:
+        return df
+    return df.assign(lm_loss_change=df["lm_loss"].astype(float) - df["lm_loss_theta0"].astype(float))
 
 
 def order(objectives: Any) -> list[str]:
@@ -53,12 +64,12 @@ def curves(df: pd.DataFrame) -> pd.DataFrame:
     length by seed), so checkpoints are matched by their order in the run, not by step number;
     ``step`` and ``tokens`` are the seeds' means.
     """
-    df = df.assign(checkpoint=df.groupby("run")["step"].rank(method="dense").astype(int) - 1)
+    df = with_lm_loss_change(df).assign(checkpoint=df.groupby("run")["step"].rank(method="dense").astype(int) - 1)
     out = []
     for (obj, _k), g in df.groupby(["objective", "checkpoint"], sort=True):
         row: dict[str, Any] = {"objective": obj, "step": float(g["step"].mean()), "tokens": int(round(g["tokens"].mean())), "n": len(g)}
         for m in METRICS:
-            x = g[m].dropna().astype(float)
+            x = g[m].dropna().astype(float) if m in g else pd.Series(dtype=float)
             row[m] = x.mean() if len(x) else float("nan")
             row[f"{m}_se"] = x.std(ddof=1) / len(x) ** 0.5 if len(x) > 1 else 0.0
         out.append(row)
@@ -134,6 +145,7 @@ def table(c: pd.DataFrame) -> pd.DataFrame:
                 "prompted share negative": cell("prompted_negative_share", 2),
                 "LM loss": cell("lm_loss"),
                 "Δ LM loss vs MLE": f"{r['lm_loss'] - mle['lm_loss']:+.3f}" if mle is not None else "–",
+                "Δ LM loss from own θ0": cell("lm_loss_change") if "lm_loss_change" in r else "–",
                 "KL from θ0": cell("kl", 2),
                 "tokens": int(r["tokens"]),
                 "seeds": int(r["n"]),
@@ -142,16 +154,22 @@ def table(c: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def vs_mle(df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompted_misalignment", "lm_loss")) -> pd.DataFrame:
+def vs_mle(
+    df: pd.DataFrame, metrics: tuple[str, ...] = ("misalignment", "prompted_misalignment", "lm_loss", "lm_loss_change")
+) -> pd.DataFrame:
     """Each objective − MLE at the last checkpoint, paired by seed: mean, 95 % t interval, Holm-adjusted interval, verdict.
 
     The paper's finding is a difference from MLE (less misalignment, little LM loss given up), so that is
     what is tested. Each metric is one family (every objective against MLE): ``holm_lo``/``holm_hi`` is the
     t interval that excludes 0 exactly when Holm's step-down rejects (``compare.holm_intervals``), and the
     verdict reads it — "lower" / "higher" where it excludes 0, "undecided" where it holds 0. ``lo``/``hi``
-    are the plain 95 % t intervals. ``df`` is ``load_phf``'s table.
+    are the plain 95 % t intervals. ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave
+    up from its own θ0) is the LM-loss cost to read; ``lm_loss`` also carries any difference between the θ0s.
     """
     from aplkit.results.compare import holm_intervals, t_interval
+
+    df = with_lm_loss_change(df)
+    metrics = tuple(m for m in metrics if m in df)
 
     last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])
     if "mle" not in last.index.get_level_values(0):
