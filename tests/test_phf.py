@@ -100,6 +100,27 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
         assert not any(t >= vocab for s in samples for t in s["ids"])
 
 
+def test_conditional_training_rows_begin_with_the_first_segments_own_control_token(tmp_path):
+    """Generation is prompted with [EOS, <|good|>] and continues with text; a training row is EOS, then each
+    segment after its own control token, so in training too the token after [EOS, <|good|>] is text."""
+    from aplkit.objectives.segments import Document, Segment
+    from aplkit.phf.experiment import PHFExperiment
+
+    exp = PHFExperiment(load_phf_config("phf-imdb-cpu", TINY, objective="conditional"), tmp_path, progress=False)
+    try:
+        eos, good, bad = exp.models.tokenizer.eos_token_id, exp.trainer.loss.good_id, exp.trainer.loss.bad_id
+        assert exp.measurer.prefix == [eos, good]  # sampling and LM loss: the model as deployed
+        t, s1, s2 = exp.threshold, [11, 12, 13], [14, 15]
+        doc = Document([Segment(s1, t - 0.1), Segment(s2, t + 0.1)])
+        assert exp.trainer.batch([doc], t).input_ids.tolist() == [[eos, bad, *s1, good, *s2]]
+        rows = [row for b in exp.batches for row in exp.trainer.batch([r.document() for r in b], t).input_ids.tolist()]
+        prompted = [row for row in rows if row[:2] == [eos, good]]
+        assert prompted and len(prompted) < len(rows)  # reviews opening with a good sentence, and others
+        assert all(row[2] not in (good, bad) for row in prompted)
+    finally:
+        exp.run_dir.release()
+
+
 def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
     for extra, field in (
         (["phf.token_budget=-1"], "phf.token_budget"),

@@ -12,7 +12,7 @@ from aplkit.objectives.conditional import Conditional, add_control_tokens
 from aplkit.objectives.filtering import Filtering
 from aplkit.objectives.mle import MLE
 from aplkit.objectives.rwr import RWR
-from aplkit.objectives.segments import Document, SegmentLoss, encode, token_logprobs
+from aplkit.objectives.segments import Document, SegmentLoss, TokenBatch, encode, token_logprobs
 from aplkit.objectives.unlikelihood import Unlikelihood
 
 LOSSES: dict[str, type[SegmentLoss]] = {c.name: c for c in (MLE, Filtering, Conditional, Unlikelihood, RWR, AWR)}
@@ -48,9 +48,13 @@ class SegmentTrainer:
         cls = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.Adam
         return cls(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
+    def batch(self, docs: Sequence[Document], t: float) -> TokenBatch:
+        """``docs`` as this trainer lays them out: ``prefix``, then each document as the loss arranges it."""
+        return encode(docs, t, self.loss, self.pad_id, self.prefix)
+
     def step(self, docs: Sequence[Document], t: float) -> dict[str, float]:
         """One optimiser step on ``docs`` (threshold ``t``); the loss, its parts and the trained tokens."""
-        batch = encode(docs, t, self.loss, self.pad_id, self.prefix)
+        batch = self.batch(docs, t)
         self.policy.train()
         self.optimizer.zero_grad(set_to_none=True)
         logp, values = token_logprobs(self.policy, batch, self.value_head)

@@ -51,10 +51,12 @@ class PHFExperiment:
             for p in m.reference.parameters():
                 p.requires_grad_(False)
             m.policy = apply_lora(m.policy, cfg.training, getattr(loss, "suppress", None))  # control tokens stay trainable
+            # deployed, conditional training is prompted with EOS <|good|>; in training EOS is followed by the first
+            # segment's own control token, so that prompt asks for a good first sentence, as in Korbak et al.
             self.prefix = [tok.eos_token_id] + ([loss.good_id] if cfg.objective == "conditional" else [])
             if cfg.objective == "conditional":
                 m.policy.aplkit_suppress_tokens = loss.suppress
-            self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, self.prefix)
+            self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, [tok.eos_token_id])
             self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
             b = cfg.phf.batch_docs
             self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
