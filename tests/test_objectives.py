@@ -205,3 +205,41 @@ def test_run_folders_from_before_the_seam_still_resume(tmp_path):
         RunFolder(tmp_path).check_config(load_config("imdb-cpu", ["training.objective=conditional"]).to_dict())
     with pytest.raises(ConfigError, match=r"training\.phf"):
         RunFolder(tmp_path).check_config(load_config("imdb-cpu", ["training.phf.alpha=2"]).to_dict())
+
+
+# three labelled pairs whose completions differ in length, so micro-batches hold unequal shares of the tokens
+ONLINE = [((5, 6, 7, 8, 9, 10), (11,)), ((12,), (13, 14)), ((15, 16, 17), (18, 19, 20, 21))]
+
+
+def _online_step(tiny, batch_size: int):
+    import copy
+    import dataclasses
+
+    from aplkit.objectives.preferences import PreferenceObjective
+    from aplkit.records import Preference
+
+    policy = copy.deepcopy(tiny.reference)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    cfg = TrainingConfig(objective="unlikelihood", mode="online", online_steps=1, batch_size=batch_size, lr=1e-3)
+    obj = PreferenceObjective("unlikelihood", dataclasses.replace(tiny, policy=policy), cfg)
+    steps = []
+    take = obj.trainer.optimizer.step
+    obj.trainer.optimizer.step = lambda *a, **k: steps.append(1) or take(*a, **k)
+    prefs = [Preference("A film", "w", "l", list(w), list(lo)) for w, lo in ONLINE]
+    stats = obj.finetune(prefs, seed=0, newest=prefs)
+    grads = [p.grad.detach().clone() for p in obj.trainer.parameters()]
+    return len(steps), stats, {k: v.detach().clone() for k, v in policy.state_dict().items()}, grads
+
+
+def test_online_mode_takes_one_step_per_online_step_whatever_the_batch_size(tiny):
+    """Micro-batches of one pair accumulate into the one step that the whole batch of three pairs takes."""
+    theta0 = {k: v.clone() for k, v in tiny.reference.state_dict().items()}
+    n_small, small, w_small, g_small = _online_step(tiny, batch_size=1)
+    n_full, full, w_full, g_full = _online_step(tiny, batch_size=8)
+    assert n_small == n_full == 1 and len(small) == len(full) == 1 and small[0].n_pairs == 3
+    assert small[0].loss == pytest.approx(full[0].loss, rel=1e-5)
+    for a, b in zip(g_small, g_full, strict=True):  # per-token normalisation as in the full batch
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-8)
+    assert any(not torch.equal(w_full[k], theta0[k]) for k in theta0)
+    assert all(torch.allclose(w_small[k], w_full[k], rtol=0, atol=1e-6) for k in w_full)
