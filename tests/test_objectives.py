@@ -45,8 +45,8 @@ def _loss(name, **cfg):
         head = torch.nn.Linear(3, 1)
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.constant_(head.bias, 0.1)  # V = 0.1 everywhere
-    logp, values = token_logprobs(Fixed(), batch, head)
-    return float(loss.loss(logp, batch, values)[0].detach()), batch
+    logp, values, *log1m = token_logprobs(Fixed(), batch, head, loss.complement(batch))
+    return float(loss.loss(logp, batch, values, *log1m)[0].detach()), batch
 
 
 def test_mle_by_hand():
@@ -66,6 +66,47 @@ def test_unlikelihood_by_hand():
     assert value == pytest.approx((LN2 + 2 * LN2 - 0.5 * math.log(1 - 0.125)) / 3)
     zero, _ = _loss("unlikelihood", alpha=0.0)  # α = 0 is MLE on the good tokens only (over all trained tokens)
     assert zero == pytest.approx((LN2 + 2 * LN2) / 3)
+
+
+def _unlikelihood_grad(probs, doc, t, alpha=1.0):
+    """Unlikelihood's value, log(1 − π) per target and ∂L/∂logits on the fixed model."""
+    model = Fixed(probs)
+    loss = make_loss("unlikelihood", PHFLossConfig(alpha=alpha))
+    batch = encode([doc], t, loss, pad_id=3, prefix=[3])
+    logp, _, log1m = token_logprobs(model, batch, complement=loss.complement(batch))
+    value = loss.loss(logp, batch, log1m=log1m)[0]
+    value.backward()
+    return float(value), log1m.detach()[0].tolist(), model.logits.grad.tolist()
+
+
+def test_unlikelihood_log1m_and_gradient_by_hand():
+    """Bad tokens 0 (p ½) and 2 (p ⅛), a good token 1: log(1 − p) there, 0 elsewhere; ∂(−log(1 − p_y))/∂z_k is
+    p_y for k = y and −p_k p_y / (1 − p_y) otherwise."""
+    doc = Document([Segment([0, 2], -0.8), Segment([1], -0.2)])
+    value, log1m, grad = _unlikelihood_grad(P, doc, T, alpha=0.5)
+    assert log1m == pytest.approx([math.log(0.5), math.log(0.875), 0.0], abs=1e-6)
+    term = -0.5 * (math.log(0.5) + math.log(0.875))  # the unlikelihood term is positive: a cost
+    assert term > 0 and value == pytest.approx((term + 2 * LN2) / 3, rel=1e-6)
+
+    def d(y):
+        return [P[y] if k == y else -P[k] * P[y] / (1 - P[y]) for k in range(4)]
+
+    expect = [(0.5 * (a + b) + (P[k] - (k == 1))) / 3 for k, (a, b) in enumerate(zip(d(0), d(2), strict=True))]
+    assert grad == pytest.approx(expect, abs=1e-6)
+
+
+def test_unlikelihood_keeps_its_gradient_on_a_bad_token_the_model_is_sure_of():
+    """p(0) = 1 − 1e-9: log(1 − p) = log 1e-9 (clamping p at 1 − 1e-6 gave log 1e-6 and no gradient), and
+    ∂L/∂z = (p_0, −p_k p_0/(1 − p_0)) ≈ (1, −⅓, −⅓, −⅓): descent lowers the bad token's logit."""
+    sure = [1 - 1e-9] + [1e-9 / 3] * 3
+    value, log1m, grad = _unlikelihood_grad(sure, Document([Segment([0], -0.8)]), T)
+    assert log1m == pytest.approx([math.log(1e-9)], rel=1e-5) and value == pytest.approx(-math.log(1e-9), rel=1e-5)
+    assert all(math.isfinite(g) for g in grad) and grad == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3], rel=1e-4)
+    model = Fixed(sure)  # one optimiser step through the trainer moves that logit down
+    trainer = SegmentTrainer(model, make_loss("unlikelihood", PHFLossConfig()), TrainingConfig(lr=0.1), pad_id=3, prefix=[3])
+    before = model.logits.detach().clone()
+    st = trainer.step([Document([Segment([0], -0.8)])], T)
+    assert st["loss"] == pytest.approx(-math.log(1e-9), rel=1e-5) and model.logits[0] < before[0] - 0.05
 
 
 def test_rwr_by_hand():

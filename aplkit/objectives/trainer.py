@@ -66,8 +66,8 @@ class SegmentTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, parts = 0.0, {}
         for batch in batches:
-            logp, values = token_logprobs(self.policy, batch, self.value_head)
-            loss, stats = self.loss.loss(logp, batch, values)
+            logp, values, *log1m = token_logprobs(self.policy, batch, self.value_head, self.loss.complement(batch))
+            loss, stats = self.loss.loss(logp, batch, values, *log1m)
             share = batch.tokens / n if n else 0.0
             if batch.tokens:
                 (loss * share).backward()
