@@ -55,10 +55,24 @@ def test_mle_by_hand():
     assert value == pytest.approx((LN2 + 2 * LN2 + 3 * LN2) / 3)
 
 
-def test_filtering_cuts_the_bad_segment_out_of_the_text():
-    value, batch = _loss("filtering")
-    assert batch.input_ids.tolist() == [[3, 0, 1]]
-    assert value == pytest.approx((LN2 + 2 * LN2) / 2)
+def test_filtering_keeps_or_drops_whole_documents_by_their_mean_reward():
+    """Scores: A (−0.2, −0.8) → −0.5, B (−0.1, −0.3, −0.95) → −0.45, C (−0.7) → −0.7; t, their median, is −0.5.
+    A (at t) and B are trained on whole, B's worst sentence included; C is left out, its row the start token alone."""
+    a = Document([Segment([0, 1], -0.2), Segment([2], -0.8)])
+    b = Document([Segment([1], -0.1), Segment([0], -0.3), Segment([2, 2], -0.95)])
+    c = Document([Segment([0, 1, 2], -0.7)])
+    loss = make_loss("filtering", PHFLossConfig())
+    assert loss.scores([a, b, c]) == pytest.approx([-0.5, -0.45, -0.7])
+    t = threshold(loss.scores([a, b, c]), 50.0)
+    assert t == pytest.approx(-0.5)
+    batch = encode([a, b, c], t, loss, pad_id=3, prefix=[3])
+    assert batch.input_ids.tolist() == [[3, 0, 1, 2, 3], [3, 1, 0, 2, 2], [3, 3, 3, 3, 3]]
+    assert batch.trained.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    logp, _ = token_logprobs(Fixed(), batch)
+    value = float(loss.loss(logp, batch)[0])
+    assert value == pytest.approx((LN2 + 2 * LN2 + 3 * LN2 + 2 * LN2 + LN2 + 3 * LN2 + 3 * LN2) / 7)
+    # the segment threshold of the other objectives is untouched: a percentile of every segment's reward
+    assert make_loss("mle", PHFLossConfig()).scores([a, c]) == [-0.2, -0.8, -0.7]
 
 
 def test_unlikelihood_by_hand():
@@ -152,23 +166,25 @@ def test_conditional_layout_and_loss(tokenizer):
     assert value == pytest.approx(expect, rel=1e-5)
 
 
-def test_threshold_is_the_percentile_and_filtering_keeps_exactly_the_segments_above_it():
+def test_threshold_is_the_percentile_and_filtering_keeps_exactly_the_documents_above_it():
     rewards = [-(i % 97) / 97 for i in range(1000)]
     t = threshold(rewards, 30.0)
     assert sum(r < t for r in rewards) == pytest.approx(300, abs=11)
-    docs = [Document([Segment([j % 3], r) for j, r in enumerate(rewards[k : k + 10])]) for k in range(0, 1000, 10)]
+    docs = [Document([Segment([j % 3], r) for j, r in enumerate(rewards[k : k + k % 7 + 1])]) for k in range(0, 1000, 10)]
     loss = LOSSES["filtering"]()
+    t = threshold(loss.scores(docs), 30.0)
+    kept = [d for d in docs if sum(s.reward for s in d.segments) / len(d.segments) >= t]
+    assert 0.6 < len(kept) / len(docs) < 0.8
     batch = encode(docs, t, loss, pad_id=3, prefix=[3])
-    kept = [s for d in docs for s in d.segments if s.reward >= t]
-    assert batch.tokens == len(kept)
-    assert sorted(batch.reward[batch.trained.bool()].tolist()) == pytest.approx(sorted(s.reward for s in kept))
+    assert batch.tokens == sum(len(d.segments) for d in kept)
+    assert sorted(batch.reward[batch.trained.bool()].tolist()) == pytest.approx(sorted(s.reward for d in kept for s in d.segments))
 
 
-def _one_step(name, **cfg):
+def _one_step(name, docs=(DOC,), **cfg):
     model = Fixed()
     trainer = SegmentTrainer(model, make_loss(name, PHFLossConfig(**cfg)), TrainingConfig(lr=0.1, optimizer="adam"), pad_id=3, prefix=[3])
     before = torch.softmax(model.logits.detach(), -1).clone()
-    trainer.step([DOC], T)
+    trainer.step(list(docs), T)
     return before, torch.softmax(model.logits.detach(), -1)
 
 
@@ -177,8 +193,8 @@ def test_signs_mle_raises_and_unlikelihood_lowers_the_bad_tokens_probability():
     assert after[2] > before[2] and after[3] < before[3]  # trained tokens up, the untrained one down
     before, after = _one_step("unlikelihood", alpha=5.0)
     assert after[2] < before[2]  # the bad segment's token is pushed down
-    before, after = _one_step("filtering")
-    assert after[2] < before[2]  # the bad token is not trained on, so it loses mass to the kept ones
+    before, after = _one_step("filtering", [Document([Segment([0, 1], -0.2)]), Document([Segment([2], -0.8)])])
+    assert after[2] < before[2]  # the bad document is not trained on, so its token loses mass to the kept one's
 
 
 def test_rwr_weighs_high_reward_segments_more():

@@ -70,9 +70,15 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
     summary = run_phf(cfg, tmp_path, progress=False)
     assert summary["complete"] and summary["tokens"] >= 400
     segs = list(read_jsonl(tmp_path / "phf_segments.jsonl"))
-    # t is the 40th percentile of the training sentences' rewards, and exactly those with R >= t are good
+    docs: dict[int, list[float]] = {}
+    for s in segs:
+        docs.setdefault(s["doc"], []).append(-s["p_negative"])
+    score = {d: sum(r) / len(r) for d, r in docs.items()}  # a review's score: its sentences' mean reward
+    # t is the 40th percentile of the training sentences' rewards (filtering: of the reviews' scores), and exactly
+    # the sentences with R >= t are good
     t = summary["threshold"]
-    assert t == pytest.approx(float(np.percentile([-s["p_negative"] for s in segs], 40)))
+    scores = list(score.values()) if objective == "filtering" else [-s["p_negative"] for s in segs]
+    assert t == pytest.approx(float(np.percentile(scores, 40)))
     assert all(s["good"] == (-s["p_negative"] >= t) for s in segs) and 0 < sum(s["good"] for s in segs) < len(segs)
     ev = list(read_jsonl(tmp_path / "phf_eval.jsonl"))
     steps = summary["steps"]
@@ -84,8 +90,9 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
     assert [r["step"] for r in train] == list(range(1, steps + 1))
     n_tokens = sum(s["tokens"] for s in segs)
     trained = sum(r["trained_tokens"] for r in train)
-    if objective == "filtering":  # exactly the good sentences' tokens are trained on
-        assert trained == sum(s["tokens"] for s in segs if s["good"])
+    if objective == "filtering":  # exactly the tokens of the reviews scoring t or more, whole
+        kept = {d for d, x in score.items() if x >= t}
+        assert 0 < len(kept) < len(docs) and trained == sum(s["tokens"] for s in segs if s["doc"] in kept)
     elif objective == "conditional":  # every token, plus one control token per sentence
         assert trained == n_tokens + len(segs)
     else:

@@ -5,7 +5,7 @@ better), and define every objective token by token: the token xⁱ_j is predicte
 before it and carries its segment's reward. ``encode`` lays a batch out once for all objectives:
 right-padded ids and, per predicted position, whether it is trained on, its segment's reward and
 whether that segment is good (R ≥ t). Objectives change the layout only through two hooks of
-``SegmentLoss``: which segments stay (filtering) and which token goes before each (conditional).
+``SegmentLoss``: which documents stay (filtering) and which token goes before each segment (conditional).
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ class Segment:
 class Document:
     segments: list[Segment]
     context: list[int] = field(default_factory=list)  # ids before the segments that are read, never trained on (a prompt)
+
+    @property
+    def reward(self) -> float:
+        """R(x): the mean of its segments' rewards, as Korbak et al. score a document by its sentences' average."""
+        return sum(s.reward for s in self.segments) / len(self.segments)
 
 
 def threshold(rewards: Sequence[float], percentile: float) -> float:
@@ -65,8 +70,12 @@ class SegmentLoss:
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, value_weight: float = 0.5, max_weight: float = 20.0):
         self.alpha, self.beta, self.value_weight, self.max_weight = alpha, beta, value_weight, max_weight
 
-    def keep(self, seg: Segment, t: float) -> bool:
-        """Whether a segment is part of the training text at all (filtering drops the bad ones)."""
+    def scores(self, docs: Sequence[Document]) -> list[float]:
+        """What the threshold t is a percentile of (``threshold``): every segment's reward."""
+        return [s.reward for d in docs for s in d.segments]
+
+    def keep(self, doc: Document, t: float) -> bool:
+        """Whether a document is trained on at all (filtering drops those scoring below t)."""
         return True
 
     def control(self, seg: Segment, t: float) -> int | None:
@@ -90,9 +99,7 @@ def layout(
     ids = list(prefix) + list(doc.context)
     trained = [0.0] * len(ids)
     reward, good = [0.0] * len(ids), [False] * len(ids)
-    for seg in doc.segments:
-        if not loss.keep(seg, t):
-            continue
+    for seg in doc.segments if loss.keep(doc, t) else []:
         ctl = loss.control(seg, t)
         toks = ([ctl] if ctl is not None else []) + list(seg.ids)
         ids += toks
