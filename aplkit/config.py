@@ -159,8 +159,9 @@ class PHFLossConfig:
     project has of it, so these are our choices, each explained beside it.
     """
 
-    # segments with reward R >= the p-th percentile of the training scores are "good" (conditional,
-    # unlikelihood) or kept (filtering); 50 = the median, so both control tokens are seen equally often
+    # segments with reward R >= the p-th percentile of the training scores are "good" (conditional, unlikelihood);
+    # filtering keeps the documents whose mean R is >= the p-th percentile of the documents' means; 50 = the median,
+    # so both control tokens are seen equally often
     threshold_percentile: float = 50.0
     alpha: float = 1.0  # unlikelihood: weight of −log(1 − p) on bad segments (1 = as heavy as the MLE term)
     beta: float = 1.0  # RWR/AWR temperature of exp(R/β) / exp(A/β); R = −P(negative) ∈ [−1, 0], so weights ∈ [e^(−1/β), 1]

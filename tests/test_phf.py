@@ -70,9 +70,15 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
     summary = run_phf(cfg, tmp_path, progress=False)
     assert summary["complete"] and summary["tokens"] >= 400
     segs = list(read_jsonl(tmp_path / "phf_segments.jsonl"))
-    # t is the 40th percentile of the training sentences' rewards, and exactly those with R >= t are good
+    docs: dict[int, list[float]] = {}
+    for s in segs:
+        docs.setdefault(s["doc"], []).append(-s["p_negative"])
+    score = {d: sum(r) / len(r) for d, r in docs.items()}  # a review's score: its sentences' mean reward
+    # t is the 40th percentile of the training sentences' rewards (filtering: of the reviews' scores), and exactly
+    # the sentences with R >= t are good
     t = summary["threshold"]
-    assert t == pytest.approx(float(np.percentile([-s["p_negative"] for s in segs], 40)))
+    scores = list(score.values()) if objective == "filtering" else [-s["p_negative"] for s in segs]
+    assert t == pytest.approx(float(np.percentile(scores, 40)))
     assert all(s["good"] == (-s["p_negative"] >= t) for s in segs) and 0 < sum(s["good"] for s in segs) < len(segs)
     ev = list(read_jsonl(tmp_path / "phf_eval.jsonl"))
     steps = summary["steps"]
@@ -84,8 +90,9 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
     assert [r["step"] for r in train] == list(range(1, steps + 1))
     n_tokens = sum(s["tokens"] for s in segs)
     trained = sum(r["trained_tokens"] for r in train)
-    if objective == "filtering":  # exactly the good sentences' tokens are trained on
-        assert trained == sum(s["tokens"] for s in segs if s["good"])
+    if objective == "filtering":  # exactly the tokens of the reviews scoring t or more, whole
+        kept = {d for d, x in score.items() if x >= t}
+        assert 0 < len(kept) < len(docs) and trained == sum(s["tokens"] for s in segs if s["doc"] in kept)
     elif objective == "conditional":  # every token, plus one control token per sentence
         assert trained == n_tokens + len(segs)
     else:
@@ -98,6 +105,27 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
         tok = load_tokenizer("tiny-random")
         vocab = len(tok)  # the control tokens are appended after the base vocabulary
         assert not any(t >= vocab for s in samples for t in s["ids"])
+
+
+def test_conditional_training_rows_begin_with_the_first_segments_own_control_token(tmp_path):
+    """Generation is prompted with [EOS, <|good|>] and continues with text; a training row is EOS, then each
+    segment after its own control token, so in training too the token after [EOS, <|good|>] is text."""
+    from aplkit.objectives.segments import Document, Segment
+    from aplkit.phf.experiment import PHFExperiment
+
+    exp = PHFExperiment(load_phf_config("phf-imdb-cpu", TINY, objective="conditional"), tmp_path, progress=False)
+    try:
+        eos, good, bad = exp.models.tokenizer.eos_token_id, exp.trainer.loss.good_id, exp.trainer.loss.bad_id
+        assert exp.measurer.prefix == [eos, good]  # sampling and LM loss: the model as deployed
+        t, s1, s2 = exp.threshold, [11, 12, 13], [14, 15]
+        doc = Document([Segment(s1, t - 0.1), Segment(s2, t + 0.1)])
+        assert exp.trainer.batch([doc], t).input_ids.tolist() == [[eos, bad, *s1, good, *s2]]
+        rows = [row for b in exp.batches for row in exp.trainer.batch([r.document() for r in b], t).input_ids.tolist()]
+        prompted = [row for row in rows if row[:2] == [eos, good]]
+        assert prompted and len(prompted) < len(rows)  # reviews opening with a good sentence, and others
+        assert all(row[2] not in (good, bad) for row in prompted)
+    finally:
+        exp.run_dir.release()
 
 
 def test_bad_settings_fail_in_one_line_before_loading(tmp_path):

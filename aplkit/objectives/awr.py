@@ -32,7 +32,9 @@ class AWR(RWR):
         adv = batch.reward.to(values.device) - values.detach()
         return torch.exp(adv / self.beta).clamp(max=self.max_weight)
 
-    def loss(self, logp: torch.Tensor, batch: TokenBatch, values: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, logp: torch.Tensor, batch: TokenBatch, values: torch.Tensor | None = None, log1m: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         lm, stats = super().loss(logp, batch, values)
         m = batch.trained.to(logp.device)
         v_loss = per_token_mean((values - batch.reward.to(values.device)) ** 2, m)

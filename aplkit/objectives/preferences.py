@@ -22,7 +22,8 @@ tokens are added (``Evaluator.prepare_theta0``): every objective of a seed is ju
 θ0 as deployed.
 
 Training follows ``training.mode``: ``reset`` restarts from θ0 and runs ``epochs`` epochs over all of
-X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` steps on the newest batch.
+X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` optimiser steps, each on the
+whole newest batch (Appendix D), its gradient accumulated over forward passes of ``batch_size`` pairs.
 DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined here and are left None (null in train.jsonl).
 """
 
@@ -122,7 +123,13 @@ class PreferenceObjective(Objective):
             self.trainer = self._new_trainer()
             return [self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e, t) for e in range(1, self.cfg.epochs + 1)]
         batch = list(newest if newest is not None else prefs)
-        return [self._epoch(batch, list(range(len(batch))), k, t) for k in range(1, self.cfg.online_steps + 1)]
+        return [self._online_step(batch, k, t) for k in range(1, self.cfg.online_steps + 1)]
+
+    def _online_step(self, prefs: Sequence[Preference], step: int, t: float) -> EpochStats:
+        """One optimiser step on all of ``prefs``, accumulated over micro-batches of ``batch_size`` pairs (two documents each)."""
+        t0 = time.perf_counter()
+        st = self.trainer.step(self.documents(prefs), t, micro_batch=2 * self.cfg.batch_size)
+        return EpochStats(step, st["loss"], None, None, len(prefs), time.perf_counter() - t0)
 
     def state(self) -> dict:
         return self.trainer.state()

@@ -17,7 +17,9 @@ class RWR(SegmentLoss):
     def weights(self, batch: TokenBatch, values: torch.Tensor | None = None) -> torch.Tensor:
         return torch.exp(batch.reward / self.beta)
 
-    def loss(self, logp: torch.Tensor, batch: TokenBatch, values: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, logp: torch.Tensor, batch: TokenBatch, values: torch.Tensor | None = None, log1m: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         m = batch.trained.to(logp.device)
         w = self.weights(batch, values).to(logp.device)
         loss = per_token_mean(-w * logp, m)

@@ -12,7 +12,7 @@ from aplkit.objectives.conditional import Conditional, add_control_tokens
 from aplkit.objectives.filtering import Filtering
 from aplkit.objectives.mle import MLE
 from aplkit.objectives.rwr import RWR
-from aplkit.objectives.segments import Document, SegmentLoss, encode, token_logprobs
+from aplkit.objectives.segments import Document, SegmentLoss, TokenBatch, encode, token_logprobs
 from aplkit.objectives.unlikelihood import Unlikelihood
 
 LOSSES: dict[str, type[SegmentLoss]] = {c.name: c for c in (MLE, Filtering, Conditional, Unlikelihood, RWR, AWR)}
@@ -48,20 +48,38 @@ class SegmentTrainer:
         cls = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.Adam
         return cls(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
-    def step(self, docs: Sequence[Document], t: float) -> dict[str, float]:
-        """One optimiser step on ``docs`` (threshold ``t``); the loss, its parts and the trained tokens."""
-        batch = encode(docs, t, self.loss, self.pad_id, self.prefix)
+    def batch(self, docs: Sequence[Document], t: float) -> TokenBatch:
+        """``docs`` as this trainer lays them out: ``prefix``, then each document as the loss arranges it."""
+        return encode(docs, t, self.loss, self.pad_id, self.prefix)
+
+    def step(self, docs: Sequence[Document], t: float, micro_batch: int = 0) -> dict[str, float]:
+        """One optimiser step on ``docs`` (threshold ``t``); the loss, its parts and the trained tokens.
+
+        ``micro_batch`` > 0: forward passes of that many documents, their gradients accumulated, each
+        weighted by its share of the trained tokens. Every loss is a mean over the trained tokens, so
+        this is the one-batch step in less memory; the parts are the micro-batches' token-weighted means.
+        """
+        size = micro_batch if micro_batch > 0 else max(1, len(docs))
+        batches = [self.batch(docs[s : s + size], t) for s in range(0, len(docs), size)]
+        n = sum(b.tokens for b in batches)
         self.policy.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logp, values = token_logprobs(self.policy, batch, self.value_head)
-        loss, stats = self.loss.loss(logp, batch, values)
-        if batch.tokens:
-            loss.backward()
+        total, parts = 0.0, {}
+        for batch in batches:
+            logp, values, *log1m = token_logprobs(self.policy, batch, self.value_head, self.loss.complement(batch))
+            loss, stats = self.loss.loss(logp, batch, values, *log1m)
+            share = batch.tokens / n if n else 0.0
+            if batch.tokens:
+                (loss * share).backward()
+            total += float(loss.detach()) * share
+            for k, v in stats.items():
+                parts[k] = parts.get(k, 0.0) + v * share
+        if n:
             if self.cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.max_grad_norm)
             self.optimizer.step()
         self.policy.eval()
-        return {"loss": float(loss.detach()), "tokens": batch.tokens, **stats}
+        return {"loss": total, "tokens": n, **parts}
 
     def state(self) -> dict:
         weights = {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items() if self._trainable(k)}

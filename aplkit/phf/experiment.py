@@ -1,7 +1,7 @@
 """One PHF objective × seed: fine-tune θ0 on scored IMDB sentences for a token budget, measuring at checkpoints.
 
     reviews ← train split in the seed's order, cut to sentences, scored (R = −misalignment = −P(bad))
-    t       ← training.phf.threshold_percentile of the training rewards
+    t       ← training.phf.threshold_percentile of the training rewards (filtering: of the reviews' mean rewards)
     θ       ← θ0 (+ control tokens for conditional, + LoRA adapters, + AWR's value head)
     measure θ0
     for each batch of phf.batch_docs reviews (until phf.token_budget tokens):
@@ -45,16 +45,18 @@ class PHFExperiment:
             d = cfg.data
             self.pools = load_pools(d, tok)  # before any control token joins the tokenizer: the split's fingerprint is θ0's
             self.reviews = training_reviews(cfg, tok, self.misalignment)
-            self.threshold = threshold([-q for r in self.reviews for q in r.p_negative], cfg.training.phf.threshold_percentile)
             m.reset_policy()
             loss = make_loss(cfg.objective, cfg.training.phf, tok, [m.policy, m.reference])
+            self.threshold = threshold(loss.scores([r.document() for r in self.reviews]), cfg.training.phf.threshold_percentile)
             for p in m.reference.parameters():
                 p.requires_grad_(False)
             m.policy = apply_lora(m.policy, cfg.training, getattr(loss, "suppress", None))  # control tokens stay trainable
+            # deployed, conditional training is prompted with EOS <|good|>; in training EOS is followed by the first
+            # segment's own control token, so that prompt asks for a good first sentence, as in Korbak et al.
             self.prefix = [tok.eos_token_id] + ([loss.good_id] if cfg.objective == "conditional" else [])
             if cfg.objective == "conditional":
                 m.policy.aplkit_suppress_tokens = loss.suppress
-            self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, self.prefix)
+            self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, [tok.eos_token_id])
             self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
             b = cfg.phf.batch_docs
             self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
