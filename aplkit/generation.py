@@ -82,7 +82,8 @@ def completion_logprobs(model, batch: EncodedPairs) -> torch.Tensor:
     targets = batch.input_ids[:, 1:].to(logits.device)
     mask = batch.completion_mask[:, 1:].to(logits.device).float()
     token_lp = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_lp * mask).sum(-1)
+    # where, not a product: a prompt token the model never emits (a control token) has log-prob −∞, and −∞ · 0 is NaN
+    return torch.where(mask.bool(), token_lp, torch.zeros_like(token_lp)).sum(-1)
 
 
 @torch.no_grad()

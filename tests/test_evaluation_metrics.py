@@ -186,6 +186,9 @@ def test_suppressed_tokens_are_masked_and_renormalised_in_every_score():
     got = ids_logprobs(policy, [[0], [1]], [[1, 0], [0]], pad_id=0)
     assert got.tolist() == pytest.approx([lp(p_masked, 0, 1) + lp(p_masked, 1, 0), lp(p_masked, 1, 0)], abs=1e-6)
     assert got[0] > logp(P_TABLE, 0, 1) + logp(P_TABLE, 1, 0)  # the suppressed token's mass went to the others
+    # a prompt may hold a token the model never emits (conditioning on <|good|>): it is read, not scored
+    with_control = ids_logprobs(policy, [[0, 2], [2]], [[1], [0]], pad_id=0)
+    assert with_control.tolist() == pytest.approx([lp(p_masked, 2, 1), lp(p_masked, 2, 0)], abs=1e-6)
     kl_got = completion_kl(policy, reference, [[0], [1]], [[1, 0], [0]], pad_id=0)
     want = [kl_masked(p_masked[0], q_masked[0]) + kl_masked(p_masked[1], q_masked[1]), kl_masked(p_masked[1], q_masked[1])]
     assert kl_got.tolist() == pytest.approx(want, abs=1e-6)

@@ -1,6 +1,7 @@
 """The Algorithm-1 loop end to end on tiny-random: run folder, determinism, kill and resume."""
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -301,6 +302,7 @@ def test_loop_runs_with_a_phf_objective(tmp_path, objective):
     vocab = len(load_tokenizer("tiny-random"))  # control tokens are appended after the base vocabulary
     assert not any(t >= vocab for r in acq for k in ("y0_ids", "y1_ids") for t in r[k])
     assert any(r["reward0"] != 0.0 for r in acq if r["step"] > 1)  # θ moved away from θ0
+    assert all(math.isfinite(r[k]) for r in acq for k in ("reward0", "reward1"))  # a prompt's <|good|> is read, not scored
 
 
 def _shared_theta0_for_tiny(monkeypatch, tmp_path):

@@ -128,6 +128,20 @@ def test_conditional_training_rows_begin_with_the_first_segments_own_control_tok
         exp.run_dir.release()
 
 
+def test_conditional_theta0_is_scored_as_deployed_by_policy_and_reference_alike(tmp_path):
+    """At step 0 the conditional policy is θ0: with the control tokens masked in both, its LM loss is θ0's and its KL 0."""
+    from aplkit.phf.experiment import PHFExperiment
+
+    exp = PHFExperiment(load_phf_config("phf-imdb-cpu", TINY, objective="conditional"), tmp_path, progress=False)
+    try:
+        m = exp.measurer
+        assert m.lm_loss(exp.models.policy) == pytest.approx(m.lm_loss_theta0(), abs=1e-6)
+        row = exp.measure(0)
+        assert row.kl == pytest.approx(0.0, abs=1e-6)
+    finally:
+        exp.run_dir.release()
+
+
 def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
     for extra, field in (
         (["phf.token_budget=-1"], "phf.token_budget"),

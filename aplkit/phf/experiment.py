@@ -55,7 +55,8 @@ class PHFExperiment:
             # segment's own control token, so that prompt asks for a good first sentence, as in Korbak et al.
             self.prefix = [tok.eos_token_id] + ([loss.good_id] if cfg.objective == "conditional" else [])
             if cfg.objective == "conditional":
-                m.policy.aplkit_suppress_tokens = loss.suppress
+                for net in (m.policy, m.reference):  # θ and θ0 as deployed: scores mask the control tokens, as sampling does
+                    net.aplkit_suppress_tokens = loss.suppress
             self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, [tok.eos_token_id])
             self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
             b = cfg.phf.batch_docs
