@@ -121,7 +121,7 @@ def cmd_phf_report(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from aplkit.results.report import report
 
-    paths = report(args.runs, args.out)
+    paths = report(args.runs, args.out, pool_strata=args.pool_strata)
     for name, p in paths.items():
         print(f"{name:<18} {p}")
     return 0
@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="Fig 1/2/3/5/6, Table 2, significance and efficiency from run folders")
     s.add_argument("runs", help="folder holding run folders (searched recursively)")
     s.add_argument("--out", default="figures")
+    s.add_argument("--pool-strata", action="store_true", help="pool paired seeds of different code versions or CPUs (refused otherwise)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("judge-consistency", help="label pairs twice, order swapped; agreement rate (paper Fig 1)")

@@ -14,7 +14,7 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     labels.sqlite     the label ledger (unless oracle.cache names another: ``ledger_path``)
     human_queue.jsonl comparisons waiting for a person (oracle.kind=human)
     summary.json      ledger counts, cost, wall time, ``complete`` flag
-    code.jsonl        one row per start of the run: time, aplkit version, git commit and package tree, dirty, machine (``aplkit.provenance``)
+    code.jsonl        one row per start of the run: time, aplkit version, commit, package tree, dirty, package_hash, cpu, isa, cores (``aplkit.provenance``)
     notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
     .lock             the pid of the process running in the folder; its flock says whether it still runs

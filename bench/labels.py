@@ -91,6 +91,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
     p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
     p.add_argument(
+        "--pool-strata",
+        action="store_true",
+        help="pool paired seeds of different code versions or CPUs (refused otherwise); each stratum's estimate is printed first",
+    )
+    p.add_argument(
+        "--looks",
+        type=parse_looks,
+        default=None,
+        metavar="N1,N2,...",
+        help="the seed counts at which the study is read, declared before its runs (the last the maximum): "
+        "beside each plain t interval at a look, Pocock's look-adjusted one",
+    )
+    p.add_argument(
         "--shard", default="0/1", help="I/N: run every N-th planned run from the I-th (two processes with OMP_NUM_THREADS=1 use both cores)"
     )
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands (a study that spans sessions)")
@@ -138,6 +151,7 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
 def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> tuple[float, str] | None:
     """How long a run of ``strategy`` takes: the median wall time of its complete records, those made on this kind of
     machine when there are any (a run folder does not outlive its session, so a run that cannot end is time lost)."""
+    from aplkit.provenance import start_machine
     from aplkit.results.archive import read_record
 
     here = here if here is not None else machine()
@@ -147,8 +161,8 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
         secs = head["summary"].get("wall_seconds")
         if not head["summary"].get("complete") or not secs:
             continue
-        made = (head.get("code") or [{}])[-1].get("machine")
-        same = made is not None and all(made.get(k) == here.get(k) for k in ("cpu", "isa", "cores"))
+        made = start_machine((head.get("code") or [{}])[-1])
+        same = bool(made) and all(made.get(k) == here.get(k) for k in ("cpu", "isa", "cores"))
         (mine if same else other).append(float(secs))
 
     def of(n: int) -> str:
@@ -186,6 +200,17 @@ def too_late(
     if end <= stop_by:
         return None
     return f"not started: ≈ {secs / 60:.0f} min ({basis}) would end at {end:%H:%M}, after --stop-by {stop_by:%H:%M}"
+
+
+def parse_looks(text: str) -> list[int]:
+    """``--looks``: the seed counts a study is read at, increasing (``20,26,30``)."""
+    try:
+        looks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        looks = []
+    if not looks or looks[0] < 2 or any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"expected increasing seed counts of at least 2, comma-separated (20,26,30), got {text!r}")
+    return looks
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -329,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if not visit(f"[{i}/{len(configs)}] {s} seed {k}", cfg, records, out / s.replace("+", "_") / f"seed{k}", args.commit, stop_by):
                 return 0
-    summary = report(records, with_reference(configs, args), Path(args.figures or records / "figures"))
+    summary = report(records, with_reference(configs, args), Path(args.figures or records / "figures"), args.pool_strata, args.looks)
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -400,15 +425,20 @@ def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
     return line + (" (committed)" if ok else "")
 
 
-def report(records: Path, configs: dict, figures: Path) -> dict:
-    """Tables and figures from the planned runs' records alone (materialised into a temporary folder)."""
+def report(records: Path, configs: dict, figures: Path, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
+    """Tables and figures from the planned runs' records alone (materialised into a temporary folder). One line, and
+    nothing written, when the paired seeds span several code versions or CPUs and ``pool_strata`` is not given."""
     from aplkit.results.archive import materialise
+    from aplkit.results.compare import StrataError
     from aplkit.results.load import load_code
 
     paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
     with tempfile.TemporaryDirectory() as tmp:
         root = materialise(paths, tmp)
-        summary = summarise(root, configs)
+        try:
+            summary = summarise(root, configs, pool_strata, looks)
+        except StrataError as e:
+            raise SystemExit(f"{records}: {e}") from None
         code = load_code(root)  # which code made the records (package tree → runs, and the commits it was seen at)
         summary["code"] = {
             "code": {k: len(runs) for k, runs in code["code"].items()},
@@ -420,12 +450,16 @@ def report(records: Path, configs: dict, figures: Path) -> dict:
         if summary.get("runs"):
             from aplkit.results.report import report as write_report
 
-            write_report(root, figures, source=records)  # the records, not the temporary folder: a rebuilt notes.md is unchanged
+            # the records, not the temporary folder: a rebuilt notes.md is unchanged
+            write_report(root, figures, source=records, pool_strata=pool_strata)
     summary["records"] = [str(p) for p in paths]
     return summary
 
 
-def summarise(out: Path, configs: dict) -> dict:
+def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
+    """The study's summary (module docstring). Paired seeds of several strata (code version · CPU) are refused
+    unless ``pool_strata``; pooled, each stratum's estimate and a test of their difference come first. ``looks``: the
+    declared looks, whose Pocock-adjusted intervals are printed beside the plain ones."""
     import pandas as pd
 
     from aplkit import results as R
@@ -436,8 +470,12 @@ def summarise(out: Path, configs: dict) -> dict:
         df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
     if df.empty:
         return {"markdown": "no finished runs recorded yet", "runs": 0}
+    strata = R.load_strata(out)
+    present = R.check_strata(df, strata, pool_strata)
     table = R.table2(df)
     budget = int(df["acquired"].max())
+    by_stratum, strata_tests = R.by_stratum(df, strata, budget)
+    look_rows = R.looks_table(df, looks, budget) if looks else None
     sig = R.significance_vs_random(df)
     cmp = R.paired_comparison(df)
     metrics = R.companion_metrics(df)
@@ -464,8 +502,26 @@ def summarise(out: Path, configs: dict) -> dict:
             R.to_markdown(table),
             "Beside every win-rate: its companions from the same test prompts (mean ± SE over seeds):",
             R.metrics_markdown(metrics),
-            "Difference from random, paired by seed, with 95 % intervals:",
+            *(
+                [
+                    f"Difference from random at {budget} labels in each stratum (code version · CPU), before pooling:",
+                    R.strata_markdown(by_stratum, strata_tests),
+                    f"Pooled over the {len(present)} strata: difference from random, paired by seed, with 95 % intervals:",
+                ]
+                if len(present) > 1
+                else [
+                    f"Every paired seed in one stratum ({present[0] if present else 'none'}): difference from random, paired by seed, with 95 % intervals:"
+                ]
+            ),
             R.comparison_markdown(cmp),
+            *(
+                [
+                    f"The looks declared for this study ({', '.join(map(str, looks))} seeds): plain and look-adjusted intervals at {budget} labels:",
+                    R.looks_markdown(look_rows, looks),
+                ]
+                if looks
+                else []
+            ),
             f"Is it decided? The 95 % interval at the final budget against issue 10's target (±{TARGET_HALF_WIDTH}):",
             R.precision_markdown(prec),
             "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
@@ -492,6 +548,10 @@ def summarise(out: Path, configs: dict) -> dict:
         "table2": json.loads(table.to_json(orient="split", default_handler=str)),
         "significance": json.loads(sig.to_json(orient="records")),
         "comparison": json.loads(cmp.to_json(orient="records")),
+        "strata": present,
+        "by_stratum": json.loads(by_stratum.to_json(orient="records")),
+        "strata_tests": json.loads(strata_tests.to_json(orient="records")),
+        **({"looks": {"declared": looks, "rows": json.loads(look_rows.to_json(orient="records"))}} if looks else {}),
         "companions": json.loads(metrics.to_json(orient="records")),
         "comparison_lower_variance": json.loads(lower.to_json(orient="records")),
         "findings": json.loads(found.to_json(orient="records")),

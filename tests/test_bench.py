@@ -734,6 +734,7 @@ def test_stop_by_starts_only_runs_expected_to_end_before_it(bench_runs, tmp_path
     monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
     stop = (datetime.now() + timedelta(minutes=30)).isoformat(timespec="minutes")
     argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(tmp_path / "r.json"), "--figures", str(tmp_path / "f")]
+    argv += ["--pool-strata"]  # two seeds' records name a machine, the fresh ones none: two strata
     assert labels.main([*argv, "--stop-by", stop]) == 0
     assert calls == [("random", 2)]
     said = capsys.readouterr().out
@@ -802,3 +803,35 @@ def test_a_plan_without_random_and_no_random_records_reports_what_it_has(bench_r
     assert labels.main([*argv, "--figures", str(tmp_path / "f")]) == 0
     doc = json.loads(res.read_text())
     assert doc["runs"] == 3 and doc["efficiency"] == [] and "no random runs" in doc["markdown"]
+
+
+def test_report_refuses_to_pool_code_versions_or_cpus_unless_asked(bench_runs, tmp_path):
+    """Seeds 0–1 made on one code and CPU, seed 2 on another: one line and no report; with --pool-strata each
+    stratum's estimate comes before the pooled one; --looks adds Pocock's interval beside the plain one."""
+    new = {"commit": "c2", "tree": "t2", "dirty": False, "package_hash": "t2", "cpu": "EPYC", "isa": "avx512_bf16", "cores": 2}
+    for s in ("random", "certainty"):
+        for k in range(3):
+            path = labels.record_path(bench_runs, s, k)
+            raw = json.loads(path.read_text())
+            raw["head"]["code"] = [new] if k == 2 else [{"commit": "c1", "tree": "t1", "dirty": False, "machine": HERE}]
+            path.write_text(json.dumps(raw))
+    res, fig = tmp_path / "labels.json", tmp_path / "fig"
+    argv = ["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(fig)]
+    with pytest.raises(SystemExit) as e:
+        labels.main(argv)
+    msg = str(e.value)
+    assert "\n" not in msg and "2 strata" in msg and "t1 · EPYC (avx512f)" in msg and "t2 · EPYC (avx512_bf16)" in msg
+    assert not res.exists() and not fig.exists()
+
+    assert labels.main([*argv, "--pool-strata", "--looks", "2,3"]) == 0
+    doc = json.loads(res.read_text())
+    assert doc["strata"] == ["t1 · EPYC (avx512f)", "t2 · EPYC (avx512_bf16)"]
+    rows = {r["stratum"]: r for r in doc["by_stratum"]}  # at 48 labels: −0.04, 0.00 | −0.02
+    assert rows["t1 · EPYC (avx512f)"]["n"] == 2 and rows["t1 · EPYC (avx512f)"]["mean_diff"] == pytest.approx(-0.02)
+    assert rows["t2 · EPYC (avx512_bf16)"]["seeds"] == "2" and not rows["t2 · EPYC (avx512_bf16)"]["tested"]
+    assert doc["strata_tests"] == []  # no two strata of 3 seeds
+    md = doc["markdown"]
+    assert md.index("in each stratum") < md.index("Pooled over the 2 strata") < md.index("Pocock interval")
+    looks = {r["look"]: r for r in doc["looks"]["rows"]}
+    assert sorted(looks) == [2, 3] and looks[3]["mean_diff"] == pytest.approx(-0.02)
+    assert (fig / "strata.md").exists()

@@ -16,23 +16,29 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
-from aplkit.results.load import strategy_order
+from aplkit.errors import ConfigError
+from aplkit.results.load import start_stratum, strategy_order
 from aplkit.results.stats import EFFICIENCY_COLUMNS, NO_PREDICTION_TOL, _efficiency_rows, data_efficiency, holm
 
 CONFIDENCE = 0.95
 
 
-def paired_differences(
-    df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random", metric: str = "win_rate"
-) -> np.ndarray:
-    """strategy − baseline of one eval.jsonl column per seed that recorded it in both runs, at one size, by seed."""
+def paired_by_seed(df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random", metric: str = "win_rate") -> pd.Series:
+    """strategy − baseline of one eval.jsonl column per seed that recorded it in both runs, at one size, indexed by seed."""
     g = df[(df["task"] == task) & (df["acquired"] == size)].dropna(subset=[metric])
     a = g[g["strategy"] == strategy].set_index("seed")[metric]
     b = g[g["strategy"] == baseline].set_index("seed")[metric]
     seeds = sorted(set(a.index) & set(b.index))
-    return (a.loc[seeds] - b.loc[seeds]).to_numpy(float)
+    return (a.loc[seeds] - b.loc[seeds]).astype(float)
+
+
+def paired_differences(
+    df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random", metric: str = "win_rate"
+) -> np.ndarray:
+    """``paired_by_seed`` as an array, by seed."""
+    return paired_by_seed(df, task, size, strategy, baseline, metric).to_numpy(float)
 
 
 def t_interval(d: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -216,6 +222,257 @@ def paired_comparison(
             power = seeds_for_power(cells["sd"], effect) if len(d) > 1 and effect is not None else math.nan
             rows.append({"task": task, "acquired": int(size), "strategy": s, **cells, "seeds_80": power, "metric": metric})
     return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------- strata: code version × CPU
+
+#: a stratum needs this many paired seeds to enter the test of whether strata differ (fewer: listed, not tested)
+MIN_STRATUM_SEEDS = 3
+UNKNOWN_STRATUM = start_stratum({})
+
+
+class StrataError(ConfigError):
+    """Paired seeds from several code versions or CPUs would be pooled without the caller asking for it."""
+
+
+def pair_stratum(strategy_run: str, baseline_run: str) -> str:
+    """The stratum of one paired seed: its runs' (``load.load_strata``) when both ran in the same one; otherwise
+    ``mixed: A vs B``, a stratum of its own shared only with seeds whose arms ran in the same two (a run resumed
+    across strata, "A + B", is never pooled with a clean one)."""
+    if strategy_run == baseline_run and " + " not in strategy_run:
+        return strategy_run
+    return f"mixed: {strategy_run} vs {baseline_run}"
+
+
+def seed_strata(df: pd.DataFrame, strata: dict[str, str], task: str, strategy: str, baseline: str = "random") -> dict[int, str]:
+    """seed → ``pair_stratum`` of the strategy's and the baseline's run of that seed (``df``: ``load_runs`` rows;
+    ``strata``: run → stratum; a run it does not name is of ``UNKNOWN_STRATUM``)."""
+    g = df[df["task"] == task]
+    a = g[g["strategy"] == strategy].groupby("seed")["run"].first()
+    b = g[g["strategy"] == baseline].groupby("seed")["run"].first()
+    return {
+        int(k): pair_stratum(strata.get(a[k], UNKNOWN_STRATUM), strata.get(b[k], UNKNOWN_STRATUM))
+        for k in sorted(set(a.index) & set(b.index))
+    }
+
+
+def strata_present(df: pd.DataFrame, strata: dict[str, str], baseline: str = "random") -> list[str]:
+    """Every stratum a paired seed of ``df`` (any task, any strategy against ``baseline``) falls in, sorted."""
+    found: set[str] = set()
+    for task, g in df.groupby("task", sort=True):
+        for s in set(g["strategy"]) - {baseline}:
+            found |= set(seed_strata(df, strata, task, s, baseline).values())
+    return sorted(found)
+
+
+def check_strata(df: pd.DataFrame, strata: dict[str, str], pool: bool = False, baseline: str = "random") -> list[str]:
+    """The strata of ``df``'s paired seeds; ``StrataError`` (one line naming them) when there are several and
+    ``pool`` is False: a paired difference pooled over code versions or CPUs may mix effects that differ."""
+    present = strata_present(df, strata, baseline)
+    if len(present) > 1 and not pool:
+        raise StrataError(
+            f"the paired seeds come from {len(present)} strata (code version · CPU): {'; '.join(present)} — "
+            "pool them only when asked (--pool-strata, pool_strata=True), which prints each stratum's estimate first"
+        )
+    return present
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0, 1, 2, 5 → "0–2, 5"."""
+    parts, run = [], [seeds[0]] if seeds else []
+    for k in seeds[1:]:
+        if k == run[-1] + 1:
+            run.append(k)
+        else:
+            parts.append(run)
+            run = [k]
+    parts += [run] if run else []
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in parts)
+
+
+STRATA_COLUMNS = ["task", "acquired", "strategy", "stratum", "seeds", "n", "mean_diff", "sd", "t_low", "t_high", "tested"]
+STRATA_TEST_COLUMNS = ["task", "acquired", "strategy", "strata", "test", "statistic", "df", "p"]
+
+
+def by_stratum(
+    df: pd.DataFrame,
+    strata: dict[str, str],
+    size: int | None = None,
+    confidence: float = CONFIDENCE,
+    metric: str = "win_rate",
+    baseline: str = "random",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per task × strategy at ``size`` (default: the task's largest): the paired difference from ``baseline`` in
+    each stratum (``seed_strata``; strata in order of their first seed) with its t interval, and a test of whether
+    the strata differ.
+
+    A stratum with fewer than ``MIN_STRATUM_SEEDS`` seeds is listed (its mean) but has no interval and is not tested.
+    The test takes the per-seed differences of the tested strata: Welch's t (``scipy.stats.ttest_ind``, unequal
+    variances) for two; for more, Welch's one-way ANOVA (``scipy.stats.f_oneway``, ``equal_var=False``) — one test
+    of "do the strata differ?", which is what pooling has to answer, rather than many pairwise tests of a few seeds
+    each; for two strata it gives Welch's t's p. NaN when a tested stratum has no spread.
+    """
+    rows, tests = [], []
+    for task, g in df.groupby("task", sort=True):
+        at = int(g["acquired"].max()) if size is None else int(size)
+        for s in strategy_order(g["strategy"]):
+            if s == baseline:
+                continue
+            d = paired_by_seed(df, task, at, s, baseline, metric)
+            if d.empty:
+                continue
+            where = seed_strata(df, strata, task, s, baseline)
+            groups: dict[str, list[int]] = {}
+            for k in d.index:
+                groups.setdefault(where.get(int(k), UNKNOWN_STRATUM), []).append(int(k))
+            tested = []
+            for name, seeds in sorted(groups.items(), key=lambda kv: kv[1][0]):
+                x = d.loc[seeds].to_numpy(float)
+                ok = len(x) >= MIN_STRATUM_SEEDS
+                lo, hi = t_interval(x, confidence) if ok else (math.nan, math.nan)
+                rows.append(
+                    {
+                        "task": task,
+                        "acquired": at,
+                        "strategy": s,
+                        "stratum": name,
+                        "seeds": _seed_list(seeds),
+                        "n": len(x),
+                        "mean_diff": float(x.mean()),
+                        "sd": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+                        "t_low": lo,
+                        "t_high": hi,
+                        "tested": ok,
+                    }
+                )
+                tested += [x] if ok else []
+            if len(tested) < 2:
+                continue
+            with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                if len(tested) == 2:
+                    r = stats.ttest_ind(*tested, equal_var=False)
+                    test, stat, dof = "Welch t", float(r.statistic), float(r.df)
+                else:
+                    r = stats.f_oneway(*tested, equal_var=False)
+                    test, stat, dof = "Welch ANOVA F", float(r.statistic), math.nan
+            tests.append(
+                {
+                    "task": task,
+                    "acquired": at,
+                    "strategy": s,
+                    "strata": len(tested),
+                    "test": test,
+                    "statistic": stat,
+                    "df": dof,
+                    "p": float(r.pvalue),
+                }
+            )
+    return pd.DataFrame(rows, columns=STRATA_COLUMNS), pd.DataFrame(tests, columns=STRATA_TEST_COLUMNS)
+
+
+# --------------------------------------------------------------------------- several looks at one difference
+
+
+def pocock_constant(looks: list[int] | tuple[int, ...], alpha: float = 1 - CONFIDENCE) -> float:
+    """Pocock's constant boundary c for a difference read at ``looks`` seed counts (the last the maximum): under no
+    effect, the probability that |Z| crosses c at any look is ``alpha``.
+
+    Z_k is the z statistic of the mean over the first n_k seeds; with independent seeds corr(Z_i, Z_j) =
+    √(n_i / n_j) (the information fractions n_k / n_max), so c solves P(|Z_k| < c for every k) = 1 − α under that
+    multivariate normal (``scipy.stats.multivariate_normal.cdf``, a fixed random stream, so the answer is the same
+    every time). Unequal spacing needs nothing more; for K equally spaced looks this is Pocock's table (2.178 at
+    K = 2, 2.289 at K = 3, two-sided α 0.05)."""
+    n = np.asarray(sorted(set(int(k) for k in looks)), dtype=float)
+    if len(n) == 0 or n[0] < 1:
+        raise ValueError(f"looks: expected positive seed counts, got {looks!r}")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    if len(n) == 1:
+        return z
+    cov = np.sqrt(np.minimum.outer(n, n) / np.maximum.outer(n, n))
+    zero = np.zeros(len(n))
+
+    def crossing(c: float) -> float:
+        inside = stats.multivariate_normal.cdf(c + zero, mean=zero, cov=cov, lower_limit=-c + zero, rng=np.random.default_rng(0))
+        return 1 - float(inside) - alpha
+
+    return float(optimize.brentq(crossing, z, z + 3, xtol=1e-6))
+
+
+LOOKS_COLUMNS = [
+    "task",
+    "acquired",
+    "strategy",
+    "look",
+    "n",
+    "mean_diff",
+    "se",
+    "t_low",
+    "t_high",
+    "z",
+    "boundary",
+    "pocock_low",
+    "pocock_high",
+    "crossed",
+    "t_p",
+    "nominal",
+    "t_crossed",
+]
+
+
+def looks_table(
+    df: pd.DataFrame,
+    looks: list[int],
+    size: int | None = None,
+    confidence: float = CONFIDENCE,
+    metric: str = "win_rate",
+    baseline: str = "random",
+) -> pd.DataFrame:
+    """Per task × strategy at ``size`` (default: the task's largest), each declared look the pair has reached: the
+    mean over its first n_k paired seeds (seed order, the order a study adds them) with the plain t interval and
+    the look-adjusted one, mean ± c·SE with c = ``pocock_constant(looks)`` and SE the t's (sd/√n): a normal
+    boundary, so at a few seeds it is a little narrower than a t boundary would be. ``crossed``: |mean/SE| > c.
+    The t version of the same boundary: ``t_p``, the look's paired t-test p, against ``nominal`` = 2(1 − Φ(c)),
+    the level Pocock's boundary spends at each look (``t_crossed``: t_p < nominal)."""
+    c = pocock_constant(looks, 1 - confidence)
+    nominal = float(2 * stats.norm.sf(c))
+    rows = []
+    for task, g in df.groupby("task", sort=True):
+        at = int(g["acquired"].max()) if size is None else int(size)
+        for s in strategy_order(g["strategy"]):
+            if s == baseline:
+                continue
+            d = paired_by_seed(df, task, at, s, baseline, metric).sort_index().to_numpy(float)
+            for look in sorted(set(looks)):
+                if look > len(d) or look < 2:
+                    continue
+                x = d[:look]
+                se = float(x.std(ddof=1) / math.sqrt(look))
+                lo, hi = t_interval(x, confidence)
+                m = float(x.mean())
+                z = m / se if se > 0 else math.nan
+                rows.append(
+                    {
+                        "task": task,
+                        "acquired": at,
+                        "strategy": s,
+                        "look": look,
+                        "n": look,
+                        "mean_diff": m,
+                        "se": se,
+                        "t_low": lo,
+                        "t_high": hi,
+                        "z": z,
+                        "boundary": c,
+                        "pocock_low": m - c * se,
+                        "pocock_high": m + c * se,
+                        "crossed": bool(abs(z) > c) if not math.isnan(z) else False,
+                        "t_p": t_pvalue(x),
+                        "nominal": nominal,
+                        "t_crossed": bool(t_pvalue(x) < nominal),
+                    }
+                )
+    return pd.DataFrame(rows, columns=LOOKS_COLUMNS)
 
 
 #: metrics on which the lower value is the better outcome: less drift from θ0, text the model still predicts well
@@ -530,6 +787,19 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6, by: tuple[str, .
 
 __all__ = [
     "EFFICIENCY_INTERVAL_COLUMNS",
+    "LOOKS_COLUMNS",
+    "MIN_STRATUM_SEEDS",
+    "STRATA_COLUMNS",
+    "STRATA_TEST_COLUMNS",
+    "StrataError",
+    "UNKNOWN_STRATUM",
+    "by_stratum",
+    "check_strata",
+    "looks_table",
+    "pair_stratum",
+    "pocock_constant",
+    "seed_strata",
+    "strata_present",
     "acquisition_cost",
     "bootstrap_interval",
     "config_sampled_logprobs",
@@ -544,6 +814,7 @@ __all__ = [
     "AGAINST_METRICS",
     "LOWER_IS_BETTER",
     "paired_against",
+    "paired_by_seed",
     "paired_comparison",
     "paired_differences",
     "precision",

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from aplkit.provenance import start_machine
 from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
 from aplkit.runfolder import CODE, RunFolder
 
@@ -102,9 +103,37 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def _code_key(c: dict[str, Any]) -> str:
-    """A start's code: the package's git tree (the same across commits that leave aplkit/ alone; the commit for
-    rows written before trees were kept), ``+dirty`` where the package differed from it."""
+    """A start's code: its ``package_hash`` (a git tree id of the package's files on disk, the same across commits
+    that leave aplkit/ alone); for rows written before that, the package's git tree at HEAD (the same id when clean;
+    the commit for rows written before trees were kept), ``+dirty`` where the package differed from it."""
+    if c.get("package_hash"):
+        return c["package_hash"]
     return f"{c.get('tree') or c.get('commit') or 'unknown'}{'+dirty' if c.get('dirty') else ''}"
+
+
+def _short(key: str) -> str:
+    return key.removesuffix("+dirty")[:12] + ("+dirty" if key.endswith("+dirty") else "")
+
+
+def start_stratum(c: dict[str, Any]) -> str:
+    """A ``code.jsonl`` row's stratum, ``<code version> · <CPU (ISA)>``: paired differences are compared within one
+    (numbers may move with the code, and in their last bits with the instruction set). What a row does not
+    record reads "unknown"."""
+    m = start_machine(c)
+    cpu = f"{m.get('cpu') or 'unknown CPU'} ({m.get('isa') or 'unknown ISA'})" if m else "unknown CPU"
+    code = _code_key(c)
+    return f"{'unknown code' if code == 'unknown' else _short(code)} · {cpu}"
+
+
+def load_strata(runs_dir: str | Path) -> dict[str, str]:
+    """run (as ``load_runs`` names it) → its stratum (``start_stratum``): a run resumed under several joins them
+    with " + "; a run without ``code.jsonl`` is "unknown code · unknown CPU"."""
+    out = {}
+    for folder in find_runs(runs_dir):
+        rf = RunFolder(folder)
+        starts = rf.rows(CODE) if (rf / CODE).exists() else []
+        out[run_identity(folder, runs_dir)["run"]] = " + ".join(dict.fromkeys(start_stratum(c) for c in starts)) or start_stratum({})
+    return out
 
 
 def load_code(runs_dir: str | Path) -> dict[str, Any]:
@@ -130,7 +159,7 @@ def load_code(runs_dir: str | Path) -> dict[str, Any]:
         across += [run] if len(seen) > 1 else []
         for key in seen:
             code.setdefault(key, []).append(run)
-        for key in sorted({_machine_key(c["machine"]) for c in starts if c.get("machine")}):
+        for key in sorted({_machine_key(m) for c in starts if (m := start_machine(c))}):
             machines.setdefault(key, []).append(run)
         for c in starts:
             at = commits.setdefault(_code_key(c), [])
@@ -146,11 +175,8 @@ def _machine_key(m: dict[str, Any]) -> str:
 def code_notes(code: dict[str, Any]) -> list[str]:
     """``load_code``'s answer as report notes: one line per version of the code, and the runs resumed across versions."""
 
-    def short(key: str) -> str:
-        return key.removesuffix("+dirty")[:12] + ("+dirty" if key.endswith("+dirty") else "")
-
     notes = [
-        f"code {short(k)} (at commit {', '.join(c[:12] for c in code['commits'].get(k, [])) or 'unknown'}): {len(runs)} run(s)"
+        f"code {_short(k)} (at commit {', '.join(c[:12] for c in code['commits'].get(k, [])) or 'unknown'}): {len(runs)} run(s)"
         for k, runs in sorted(code["code"].items())
     ]
     notes += [f"resumed under different code: {r}" for r in code["resumed_across"]]
@@ -280,9 +306,11 @@ __all__ = [
     "load_consistency",
     "load_runs",
     "load_steps",
+    "load_strata",
     "load_train",
     "read_run",
     "run_identity",
     "select_main",
+    "start_stratum",
     "strategy_order",
 ]

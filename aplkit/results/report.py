@@ -81,7 +81,11 @@ def fig6_figure(runs_dir: str | Path, df: pd.DataFrame | None = None) -> Figure 
 
 
 def report(
-    runs_dir: str | Path, out_dir: str | Path = "figures", budget: int | None = None, source: str | Path | None = None
+    runs_dir: str | Path,
+    out_dir: str | Path = "figures",
+    budget: int | None = None,
+    source: str | Path | None = None,
+    pool_strata: bool = False,
 ) -> dict[str, Path]:
     """Write the figures (PNG + PDF) and tables for every run under ``runs_dir``; return {file name: path}.
 
@@ -89,9 +93,10 @@ def report(
     size every strategy reached). ``source`` names where the runs came from in ``notes.md`` when
     ``runs_dir`` is a temporary folder (committed records materialised), so a rebuilt report is the
     same bytes. Prints nothing; ``notes.md`` lists skipped and unfinished runs and every caveat.
+    Paired seeds from several code versions or CPUs are refused (``compare.StrataError``) unless
+    ``pool_strata``; pooled, ``strata.md`` gives each stratum's estimate and the test of their difference.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
     def put(name: str, text: str) -> None:
@@ -107,6 +112,9 @@ def report(
     df, main, sel_notes, against = main_runs(runs_dir)
     if df.empty:
         raise ValueError(f"no run folders with eval.jsonl rows under {runs_dir}")
+    strata = L.load_strata(runs_dir)
+    present = C.check_strata(main, strata, pool_strata)
+    out.mkdir(parents=True, exist_ok=True)
     notes = [f"{len(df['run'].unique())} run(s) with eval rows under {source or runs_dir}."]
     notes += [f"skipped (no eval rows): {r}" for r in df.attrs.get("skipped", [])]
     notes += [f"unfinished (included, flagged): {r}" for r in df.attrs.get("incomplete", [])]
@@ -148,6 +156,9 @@ def report(
     rank.to_csv(out / "ranking.csv", index=False)
     written["ranking.csv"] = out / "ranking.csv"
     put("ranking.md", T.ranking_markdown(rank))
+    if len(present) > 1:
+        notes.append(f"paired seeds from {len(present)} strata (code version · CPU) pooled on request: strata.md gives each one's estimate")
+        put("strata.md", T.strata_markdown(*C.by_stratum(main, strata, budget)))
     if rank.empty or rank["n"].max() < 2:
         notes.append("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
     else:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from aplkit.results.compare import MIN_STRATUM_SEEDS
 from aplkit.results.load import DISPLAY, strategy_order
 from aplkit.results.stats import trained_gaps, winrate_curves
 
@@ -477,6 +478,72 @@ def kl_matched_markdown(m: pd.DataFrame) -> str:
     )
 
 
+def strata_markdown(table: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """compare.by_stratum as Markdown: each stratum's paired difference, then the test of whether they differ."""
+    if table.empty:
+        return "no paired seeds\n"
+    rows = [
+        [
+            r.task,
+            str(r.acquired),
+            DISPLAY.get(r.strategy, r.strategy),
+            r.stratum,
+            r.seeds,
+            str(r.n),
+            f"{r.mean_diff:+.3f}",
+            _ci(r.t_low, r.t_high) if r.tested else "not tested",
+        ]
+        for r in table.itertuples()
+    ]
+    text = _md(["Dataset", "Size", "Strategy", "Stratum (code · CPU)", "Seeds", "n", "Δ vs random", "95 % CI (t)"], rows)
+    lines = [
+        f"- {r.task} {DISPLAY.get(r.strategy, r.strategy)}: {r.test} over {r.strata} strata"
+        + (f" = {r.statistic:+.2f} ({r.df:.1f} df)" if r.test == "Welch t" else f" = {r.statistic:.2f}")
+        + f", p {_fmt_p(r.p)}"
+        for r in tests.itertuples()
+    ]
+    return (
+        text
+        + f"\nStratum: the package code (its git tree id, first 12 hex) × the CPU (model, instruction set) every start of both runs of a "
+        f'seed ran on; a seed whose two runs differ is its own "mixed" stratum. Strata with fewer than {MIN_STRATUM_SEEDS} seeds are '
+        "listed, not tested. Do the tested strata differ? Welch's t for two, Welch's one-way ANOVA for more:\n\n"
+        + ("\n".join(lines) if lines else "- fewer than two strata with enough seeds: no test")
+        + "\n"
+    )
+
+
+def looks_markdown(looks: pd.DataFrame, declared: list[int]) -> str:
+    """compare.looks_table as Markdown: the plain t interval beside Pocock's look-adjusted one at each declared look."""
+    if looks.empty:
+        return f"no strategy has reached a declared look ({', '.join(map(str, declared))} seeds)\n"
+    c, nominal = float(looks["boundary"].iloc[0]), float(looks["nominal"].iloc[0])
+    rows = [
+        [
+            r.task,
+            str(r.acquired),
+            DISPLAY.get(r.strategy, r.strategy),
+            str(r.look),
+            f"{r.mean_diff:+.3f}",
+            _ci(r.t_low, r.t_high),
+            _ci(r.pocock_low, r.pocock_high),
+            f"{r.z:+.2f}" + (" (crossed)" if r.crossed else ""),
+            _fmt_p(r.t_p) + (" (crossed)" if r.t_crossed else ""),
+        ]
+        for r in looks.itertuples()
+    ]
+    text = _md(
+        ["Dataset", "Size", "Strategy", "Look (seeds)", "Δ vs random", "95 % CI (t)", "Pocock interval", "z against c", "t p against α′"],
+        rows,
+    )
+    return text + (
+        f"\nLooks declared: {', '.join(map(str, declared))} seeds (the last the maximum); each look reads the first n paired seeds. "
+        f"Pocock interval: mean ± c·SE with c = {c:.3f}, the constant normal boundary that |z| = |mean/SE| crosses with probability 0.05 over "
+        "these looks under no effect (from the multivariate normal of the looks' z statistics, corr √(n_i/n_j)), SE = sd/√n as "
+        f"in the t interval: a normal boundary, so a little narrow at few seeds. Its t version: the look's paired t p against "
+        f"the level the boundary spends per look, α′ = 2(1 − Φ(c)) = {nominal:.4f}.\n"
+    )
+
+
 def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
     """compare.confident_errors as Markdown: strategies × steps, share of confidently wrong pairs."""
     if ce.empty:
@@ -505,12 +572,14 @@ __all__ = [
     "efficiency_markdown",
     "format_cell",
     "kl_matched_markdown",
+    "looks_markdown",
     "METRIC_NAMES",
     "metrics_markdown",
     "metrics_to_csv",
     "precision_markdown",
     "ranking_markdown",
     "significance_markdown",
+    "strata_markdown",
     "table2",
     "to_csv",
     "to_latex",
