@@ -528,6 +528,27 @@ def test_efficiency_interval_part_way_through_a_study():
     assert not math.isnan(out.loc["certainty", "ratio_low"]) and out.loc["certainty", "ratio_low"] <= out.loc["certainty", "ratio_high"]
 
 
+def test_efficiency_reads_random_on_the_strategys_own_seeds():
+    """Entropy ran seeds 0–1, random 0–3: entropy's 0.62 at 64 labels is read on random's curve over seeds 0–1
+    (0.5 at 16, 0.6 at 32, 0.7 at 64 → 0.62 at 32 + (0.02 / 0.1)·32 = 38.4 labels), not over all four seeds
+    (0.5, 0.5, 0.6 → never reached). Random's own row and certainty (all four seeds) use all of random's."""
+    rows = []
+    for k in range(4):
+        early = k < 2
+        for a, wr in ((16, 0.5), (32, 0.6 if early else 0.4), (64, 0.7 if early else 0.5)):
+            rows.append(_eval_row("imdb", "random", k, a, wr))
+            rows.append(_eval_row("imdb", "certainty", k, a, wr + 0.05))
+            if early:
+                rows.append(_eval_row("imdb", "entropy", k, a, 0.62 if a == 64 else wr))
+    df = pd.DataFrame(rows)
+    eff = A.data_efficiency(df, 64).set_index("strategy")
+    assert eff.loc["entropy", "labels_random"] == pytest.approx(38.4)
+    assert eff.loc["random", "labels_random"] == 64.0 and eff.loc["certainty", "labels_random"] == math.inf
+    boot = A.efficiency_intervals(df, 64, n_resamples=200).set_index("strategy")
+    assert boot.loc["entropy", "ratio"] == pytest.approx(0.6)
+    assert math.isfinite(boot.loc["entropy", "ratio_low"])  # every resample reads entropy against its own seeds
+
+
 def test_value_at_kl_reads_the_first_crossing_through_theta0():
     from aplkit.results.compare import value_at_kl
 

@@ -561,6 +561,7 @@ def efficiency_intervals(
     ok = df.dropna(subset=["win_rate"])
     for t, s, a, k, v in zip(ok["task"], ok["strategy"], ok["acquired"], ok["seed"], ok["win_rate"], strict=True):
         cells.setdefault(t, {}).setdefault(s, {}).setdefault(int(a), {})[int(k)] = float(v)
+    seeds_of = {t: {s: {k for by_k in by_size.values() for k in by_k} for s, by_size in by_s.items()} for t, by_s in cells.items()}
     draws: dict[tuple[str, str], list[float]] = {}
     for _ in range(n_resamples):
         pick = rng.choice(seeds, size=len(seeds), replace=True).tolist()
@@ -575,7 +576,21 @@ def efficiency_intervals(
                         m.append(float(np.array(vals).mean()))
                 if sizes:
                     means.setdefault(t, {})[s] = (np.array(sizes, dtype=float), np.array(m))
-        for r in _efficiency_rows(means, budget):
+        random_for: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for t, by_strategy in cells.items():  # random paired with each strategy on the seeds that strategy has
+            rnd = by_strategy.get("random", {})
+            for s, own in seeds_of.get(t, {}).items():
+                if s == "random" or own >= seeds_of[t].get("random", set()):
+                    continue
+                sizes, m = [], []
+                for a in sorted(rnd):
+                    vals = [rnd[a][k] for k in pick if k in rnd[a] and k in own]
+                    if vals:
+                        sizes.append(a)
+                        m.append(float(np.array(vals).mean()))
+                if sizes:
+                    random_for.setdefault(t, {})[s] = (np.array(sizes, dtype=float), np.array(m))
+        for r in _efficiency_rows(means, budget, random_for):
             draws.setdefault((r["task"], r["strategy"]), []).append(r["ratio"])
     a = (1 - confidence) / 2
     lo = [quantile_with_inf(draws.get((t, s), []), a) for t, s in zip(point["task"], point["strategy"], strict=True)]

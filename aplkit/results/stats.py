@@ -338,15 +338,19 @@ def _winrate_means(df: pd.DataFrame) -> dict[str, dict[str, tuple[np.ndarray, np
     return {t: {s: (np.array(z, dtype=float), np.array(m)) for s, (z, m) in d.items()} for t, d in out.items()}
 
 
-def _efficiency_rows(means: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], budget: int) -> list[dict[str, Any]]:
-    """``data_efficiency``'s rows from ``_winrate_means``."""
+Curves = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def _efficiency_rows(means: Curves, budget: int, random_for: Curves | None = None) -> list[dict[str, Any]]:
+    """``data_efficiency``'s rows from ``_winrate_means``; ``random_for[task][strategy]``: random's curve over that
+    strategy's own seeds, where they are not all of random's (default: random's curve over all its seeds)."""
     rows = []
     for task in sorted(means):
         curves = means[task]
         if "random" not in curves:
             raise ValueError(f"data_efficiency: task {task!r} has no random runs to compare with")
-        rnd_sizes, rnd_means = curves["random"]
         for s in strategy_order(curves):
+            rnd_sizes, rnd_means = ((random_for or {}).get(task) or {}).get(s, curves["random"])
             sizes, m = curves[s]
             at = np.flatnonzero(sizes == budget)
             if len(at) == 0:
@@ -381,8 +385,27 @@ def data_efficiency(df: pd.DataFrame, budget: int) -> pd.DataFrame:
     interpolated linearly; ``ratio = labels_random / budget`` (2.0: the strategy saves half the
     labels). ``inf`` when random never gets there within the measured range (``note`` says so).
     Random's own row is 1.0 unless its curve dips at the budget; then its note flags the table.
+    Paired by seed: a strategy run on fewer seeds than random is read against random's curve over
+    those seeds, not over all of random's.
     """
-    return pd.DataFrame(_efficiency_rows(_winrate_means(df), budget), columns=EFFICIENCY_COLUMNS)
+    return pd.DataFrame(_efficiency_rows(_winrate_means(df), budget, _random_on_own_seeds(df)), columns=EFFICIENCY_COLUMNS)
+
+
+def _random_on_own_seeds(df: pd.DataFrame) -> Curves:
+    """task → strategy → random's mean curve over the seeds that strategy shares with random, for each strategy
+    whose seeds are not all of random's."""
+    out: Curves = {}
+    if "seed" not in df:
+        return out
+    df = df.dropna(subset=["win_rate"])
+    for task, g in df.groupby("task"):
+        rnd = g[g["strategy"] == "random"]
+        everyone = set(rnd["seed"])
+        for s, gs in g.groupby("strategy"):
+            seeds = set(gs["seed"]) & everyone
+            if s != "random" and seeds and seeds != everyone:
+                out.setdefault(task, {})[s] = _winrate_means(rnd[rnd["seed"].isin(seeds)])[task]["random"]
+    return out
 
 
 def efficiency_by_task(df: pd.DataFrame, budget: int | None = None) -> tuple[pd.DataFrame, list[str]]:

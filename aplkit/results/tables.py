@@ -209,7 +209,7 @@ def efficiency_markdown(eff: pd.DataFrame) -> str:
             mark = f" [{len(notes)}]"
         rows.append([r.task, DISPLAY.get(r.strategy, r.strategy), str(r.budget), f"{r.win_rate:.3f}", labels + mark, ratio])
     text = _md(["Dataset", "Strategy", "Labels", "Mean win-rate", "Labels random needs", "Ratio"], rows)
-    text += "\nRandom's mean curve made monotone (running max) and interpolated linearly over its measured sizes.\n"
+    text += "\nRandom's mean curve over the seeds each strategy ran (paired), made monotone (running max) and interpolated linearly over its measured sizes.\n"
     return text + "".join(f"\n[{i}] {n}" for i, n in enumerate(notes, 1)) + ("\n" if notes else "")
 
 
