@@ -62,7 +62,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _load_cfg(args: argparse.Namespace):
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
     from aplkit.plugins import import_modules
 
     import_modules(args.imports, "--import")  # their registrations (scorers, objectives) make their names valid config values

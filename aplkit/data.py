@@ -601,3 +601,17 @@ def sample_prompts(pool: list[Prompt], n: int, rng: np.random.Generator) -> list
     if not 0 <= n <= len(pool):
         raise DataError(f"cannot sample {n} prompts from a pool of {len(pool)}")
     return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+
+
+def imdb_train_pool(train_size: int = 20000, test_size: int = 5000, split_seed: int = 0) -> tuple[list[str], list[int]]:
+    """Texts and labels of every IMDB review outside the experiment's held-out test split.
+
+    With the default sizes this is exactly the 20,000-review train pool. Excluding the test ids
+    (rather than taking the first ``train_size``) keeps the test reviews unseen for any split size;
+    verbatim duplicates of test reviews are dropped too.
+    """
+    df = imdb_reviews()
+    _, test_ids = split_ids(list(df["id"]), list(df["label"]), train_size=train_size, test_size=test_size, seed=split_seed)
+    test = df["id"].isin(set(test_ids))
+    train = df[~test & ~df["text"].isin(set(df.loc[test, "text"]))]  # IMDB repeats some reviews verbatim
+    return [str(t) for t in train["text"]], [int(y) for y in train["label"]]

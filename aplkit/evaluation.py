@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aplkit import theta0
+from aplkit.config import ROUGE_AGAINST_REFERENCE
 from aplkit.records import BaselineRow, EvalPairRow, EvalRow, Label
 from aplkit.runfolder import RunFolder
 from aplkit.seeding import derive_seed
@@ -121,12 +122,6 @@ def resolve_against(against: str, has_references: bool, oracle_kind: str | None 
     if against == "reference" and oracle_kind == "rouge":
         raise ValueError(ROUGE_AGAINST_REFERENCE)
     return against
-
-
-ROUGE_AGAINST_REFERENCE = (
-    "evaluation.against: 'reference' cannot be judged by oracle.kind=rouge (ROUGE of the reference against itself is 1, "
-    "so the win-rate would be 0 by construction); use evaluation.against=initial or auto"
-)
 
 
 class Evaluator:

@@ -2,7 +2,7 @@
 
 The sweep (:func:`aplkit.sweep.run_sweep`) keeps the guarantees — every config validated before
 anything starts, complete runs skipped, one summary — and an executor only places the runs that
-are left. Each executor calls :func:`aplkit.sweep.run_cell` where a run lands, which never raises
+are left. Each executor calls the sweep's ``cell`` (:func:`aplkit.sweep.run_cell`) where a run lands, which never raises
 for a failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's
 failure and a second invocation resumes whatever did not finish, whichever executor ran it.
 
@@ -22,23 +22,24 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aplkit.config import ConfigError
+from aplkit.models import SHARE_ENV
 
 if TYPE_CHECKING:
     from aplkit.sweep import Run, Sweep
 
 #: (run, one-line error or None, seconds), as each run ends
 Outcome = tuple["Run", "str | None", float]
+#: what runs one cell where it lands: (run, sweep, cwd, where) → (one-line error or None, seconds)
+Cell = Callable[["Run", "Sweep", str, str], tuple["str | None", float]]
 EXECUTORS = ("local", "ray")
 #: read by the runs where they execute (the offline rules, caches); API keys are not passed: set them on the nodes
 PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "APLKIT_CACHE", "XDG_CACHE_HOME")
-#: names the file of a local sweep's core share (:class:`CoreShare`), read by its runs between phases
-SHARE_ENV = "APLKIT_CORE_SHARE"
 RAY_HINT = "the ray package is not installed; install the extra: pip install 'aplkit[ray]'"
 
 
@@ -58,8 +59,8 @@ class Executor(ABC):
         """Where the runs go, for the sweep's first line."""
 
     @abstractmethod
-    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
-        """Execute every run once and yield each outcome as it ends; a failing run is an outcome, not an exception."""
+    def map(self, runs: list[Run], sweep: Sweep, cell: Cell) -> Iterator[Outcome]:
+        """Execute every run once with ``cell`` and yield each outcome as it ends; a failing run is an outcome, not an exception."""
 
 
 class LocalExecutor(Executor):
@@ -77,16 +78,14 @@ class LocalExecutor(Executor):
     def describe(self) -> str:
         return f"this machine with {self.jobs} job(s)"
 
-    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
-        from aplkit.sweep import run_cell
-
+    def map(self, runs: list[Run], sweep: Sweep, cell: Cell) -> Iterator[Outcome]:
         n, cwd = len(runs), str(Path.cwd())
         share = CoreShare(self.jobs, n) if runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ else None
 
         def go(k: int, r: Run) -> Outcome:
             print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
             try:
-                return (r, *run_cell(r, sweep, cwd, f"local job {k}/{n}"))
+                return (r, *cell(r, sweep, cwd, f"local job {k}/{n}"))
             finally:
                 if share:
                     share.ended()
@@ -137,27 +136,9 @@ class CoreShare:
         Path(self.path).unlink(missing_ok=True)
 
 
-def follow_core_share() -> int | None:
-    """Take this run's current share of the cores (:class:`CoreShare`); None outside a sharing sweep."""
-    path = os.environ.get(SHARE_ENV)
-    if not path:
-        return None
-    try:
-        n = int(Path(path).read_text())
-    except (OSError, ValueError):  # the sweep has ended or the file is being replaced: keep the threads we have
-        return None
-    import torch
-
-    if n >= 1 and n != torch.get_num_threads():
-        torch.set_num_threads(n)
-    return n
-
-
-def _ray_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
+def _ray_cell(cell: Cell, run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
     """The Ray task: the same attempt as a local job, on whichever node Ray picked."""
-    from aplkit.sweep import run_cell
-
-    return run_cell(run, sweep, cwd, where)
+    return cell(run, sweep, cwd, where)
 
 
 def one_line(e: BaseException) -> str:
@@ -269,7 +250,7 @@ class RayExecutor(Executor):
                 "(runs with model.device=cuda reserve one; set model.device=cpu or --gpus-per-task 0 for CPU runs)"
             )
 
-    def map(self, runs: list[Run], sweep: Sweep) -> Iterator[Outcome]:
+    def map(self, runs: list[Run], sweep: Sweep, cell: Cell) -> Iterator[Outcome]:
         if not runs:
             return
         ray = _import_ray()
@@ -281,7 +262,7 @@ class RayExecutor(Executor):
             cwd, n = str(Path.cwd()), len(runs)
             for k, r in enumerate(runs, 1):
                 opts = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus(r), "max_retries": 0, "name": f"aplkit {r.label}"}
-                ref = task.options(runtime_env={"env_vars": self.env(r)}, **opts).remote(r, sweep, cwd, f"ray task {k}/{n}")
+                ref = task.options(runtime_env={"env_vars": self.env(r)}, **opts).remote(cell, r, sweep, cwd, f"ray task {k}/{n}")
                 pending[ref] = (r, time.perf_counter())
                 print(f"[{k}/{n}] queued {r.label} ({r.status()})", flush=True)
             while pending:

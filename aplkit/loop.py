@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
 from aplkit.config import ExperimentConfig
 from aplkit.data import PromptPools, load_pools
-from aplkit.dpo import apply_lora
 from aplkit.evaluation import Evaluator
-from aplkit.executors import follow_core_share
-from aplkit.models import Models, load_models
+from aplkit.models import Models, follow_core_share, load_models
 from aplkit.objectives import make_objective
+from aplkit.objectives.dpo import apply_lora
 from aplkit.oracles import make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
+from aplkit.oracles.ledger import open_ledger
 from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
@@ -93,7 +93,7 @@ class Experiment:
             self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
             self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
             self.oracle = oracle or make_oracle(cfg.oracle, cfg.data, self.pools, self.run_dir.path)
-            self.ledger = self.run_dir.ledger(cfg.oracle)
+            self.ledger = open_ledger(self.run_dir, cfg.oracle)
             self.scorer = get_scorer(cfg.strategy)
             self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
             self.models.policy = apply_lora(self.models.policy, cfg.training)

@@ -207,6 +207,26 @@ def tiny_config(vocab_size: int):
     )
 
 
+#: names the file of a local sweep's core share (``aplkit.executors.CoreShare``), read by its runs between phases
+SHARE_ENV = "APLKIT_CORE_SHARE"
+
+
+def follow_core_share() -> int | None:
+    """Take this run's current share of the cores (``aplkit.executors.CoreShare``); None outside a sharing sweep."""
+    path = os.environ.get(SHARE_ENV)
+    if not path:
+        return None
+    try:
+        n = int(Path(path).read_text())
+    except (OSError, ValueError):  # the sweep has ended or the file is being replaced: keep the threads we have
+        return None
+    import torch
+
+    if n >= 1 and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
+
+
 def set_compute_dtype(model, dtype) -> None:
     """Run this model's forward passes under autocast to ``dtype`` (None or fp32: plain fp32)."""
     import torch

@@ -28,6 +28,7 @@ from aplkit.results import (
     to_markdown,
     winrate_curves,
 )
+from aplkit.runfolder import project_dir  # re-exported: the notebooks start with os.chdir(project_dir())
 
 
 def step_table(run_dir: str | Path) -> pd.DataFrame:
@@ -269,22 +270,6 @@ def fig6_epochs(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
     from aplkit.results.report import fig6_figure
 
     return _show_or_no_data(fig6_figure(runs_dir), figures_dir, "fig6_epochs", "Fig 6", f"no train.jsonl rows under {runs_dir}")
-
-
-def project_dir(start: str | Path | None = None) -> Path:
-    """Where relative paths in a notebook's parameters point: the project root.
-
-    JupyterLab starts a kernel in the notebook's own folder, papermill and the sweep in the
-    caller's; both should read ``runs/…`` and ``params/…`` from the same place. The root is the
-    nearest folder at or above ``start`` (default: the working directory) that holds a
-    ``pyproject.toml`` or a ``runs/`` folder; failing that, the parent of a ``notebooks`` folder,
-    else ``start`` itself.
-    """
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file() or (d / "runs").is_dir():
-            return d
-    return here.parent if here.name == "notebooks" else here
 
 
 __all__ = [

@@ -278,12 +278,6 @@ class RunFolder:
             return cache_dir() / "labels" / "ledger.sqlite"
         return Path(cache).expanduser()
 
-    def ledger(self, oracle: Any):
-        """The label ledger for an ``oracle`` section: where ``oracle.cache`` says, billed at its prices."""
-        from aplkit.oracles.ledger import Ledger
-
-        return Ledger(self.ledger_path(oracle.cache), price_in=oracle.price_in, price_out=oracle.price_out)
-
     # ------------------------------------------------------------------ checkpoint
     def load_checkpoint(self) -> dict[str, Any] | None:
         import torch
@@ -334,3 +328,19 @@ def atomic_write(path: str | Path, text: str) -> None:
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Replace a JSONL file atomically (the one rewrite of the kit: resume truncation, the human queue)."""
     atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def project_dir(start: str | Path | None = None) -> Path:
+    """Where relative paths in a notebook's parameters point: the project root.
+
+    JupyterLab starts a kernel in the notebook's own folder, papermill and the sweep in the
+    caller's; both should read ``runs/…`` and ``params/…`` from the same place. The root is the
+    nearest folder at or above ``start`` (default: the working directory) that holds a
+    ``pyproject.toml`` or a ``runs/`` folder; failing that, the parent of a ``notebooks`` folder,
+    else ``start`` itself.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() or (d / "runs").is_dir():
+            return d
+    return here.parent if here.name == "notebooks" else here

@@ -30,6 +30,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from typing import Any
 import yaml
 
 from aplkit.acquisition import SCORERS
-from aplkit.config import ConfigError, load_config, preset_path
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, preset_path
 from aplkit.executors import Executor, LocalExecutor, one_line
 from aplkit.plugins import import_modules, resolve
 from aplkit.records import StepRow
@@ -297,7 +299,7 @@ def run_sweep(
         f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run on {executor.describe()} → {sw.out}"
     )
     t_start = time.perf_counter()
-    for r, err, secs in executor.map(todo, sw):
+    for r, err, secs in executor.map(todo, sw, run_cell):
         if err is None:
             wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
             summary["done"].append(r.label)
@@ -317,4 +319,28 @@ def run_sweep(
     return summary
 
 
-__all__ = ["CELL_LOG", "Run", "Sweep", "execute", "load_sweep", "run_cell", "run_sweep"]
+def run_arena(
+    config: str,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    runs_dir: str | Path,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+    imports: Sequence[str] = (),
+) -> list[Path]:
+    """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
+    each at ``runs_dir/STRATEGY/seedK``; ``imports`` (modules that register scorers, ``aplkit.plugins``) are
+    imported and every config is checked before the first run starts."""
+    from aplkit.loop import run_experiment
+
+    import_modules(imports, "imports")
+    cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
+    out = []
+    for s, k, cfg in cfgs:
+        folder = Path(runs_dir) / s.replace("+", "_") / f"seed{k}"
+        run_experiment(cfg, folder, progress=progress)
+        out.append(folder)
+    return out
+
+
+__all__ = ["CELL_LOG", "Run", "Sweep", "execute", "load_sweep", "run_arena", "run_cell", "run_sweep"]

@@ -186,7 +186,7 @@ def dpo_prefs(b: Bench, n: int):
 
 def dpo_tokens(b: Bench, prefs, batch_size: int, seed: int) -> dict[str, int]:
     """Real and padded tokens one aplkit epoch pushes through the policy (same real count for TRL)."""
-    from aplkit.dpo import make_batch
+    from aplkit.objectives.dpo import make_batch
 
     order = torch.randperm(len(prefs), generator=torch.Generator().manual_seed(seed)).tolist()
     real = padded = 0
@@ -198,7 +198,7 @@ def dpo_tokens(b: Bench, prefs, batch_size: int, seed: int) -> dict[str, int]:
 
 
 def run_aplkit_dpo(b: Bench, prefs, cfg) -> dict:
-    from aplkit.dpo import DPOFinetuner
+    from aplkit.objectives.dpo import DPOFinetuner
 
     policy = b.fresh_policy()
     t0 = time.perf_counter()

@@ -31,8 +31,8 @@ PROMPTS, PAIRS, MAX_NEW, ROWS = 64, 16, 24, 128
 def unit(m, prompts: list[str], seed: int) -> None:
     """Sample the prompts' pairs with the policy, then one DPO epoch on the first ``PAIRS`` of them."""
     from aplkit.config import TrainingConfig
-    from aplkit.dpo import DPOFinetuner
     from aplkit.generation import sample
+    from aplkit.objectives.dpo import DPOFinetuner
     from aplkit.records import Preference
 
     out = sample(m.policy, m.tokenizer, prompts, n=2, temperature=0.7, max_new_tokens=MAX_NEW, batch_size=ROWS, seed=seed)

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def planned_configs(args: argparse.Namespace, strategies: list[str], extra: tuple[str, ...] = ()) -> dict:
     """(strategy, seed) → the config the study runs for it, in ``plan`` order; ``extra`` overrides follow ``--set``."""
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
 
     sets = [*args.set, *extra]
     return {(s, k): load_config(args.config, sets, strategy=s, seed=k) for s, k in plan(strategies, args.seeds)}

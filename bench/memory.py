@@ -96,8 +96,8 @@ def worker(what: str, pairs: int) -> int:
     if what == "dpo-step":
         from aplkit.config import DataConfig, TrainingConfig
         from aplkit.data import load_pools
-        from aplkit.dpo import DPOFinetuner
         from aplkit.generation import sample_completions
+        from aplkit.objectives.dpo import DPOFinetuner
         from aplkit.records import Preference
 
         xs = [p.text for p in load_pools(DataConfig(), m.tokenizer).train[:pairs]]

@@ -68,7 +68,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
     from aplkit.loop import run_experiment
     from aplkit.results.archive import write_record
     from bench.labels import recorded, shard

@@ -579,8 +579,8 @@ def bench_evaluation(b, s: SpeedSettings) -> tuple[dict, list[str]]:
 def dpo_worker(pairs_path: str, lora: bool) -> int:
     """Child side: peak RSS of one DPO epoch, full or LoRA, on the pairs in ``pairs_path``."""
     from aplkit.config import LoraConfig, TrainingConfig
-    from aplkit.dpo import DPOFinetuner, apply_lora
     from aplkit.models import load_models
+    from aplkit.objectives.dpo import DPOFinetuner, apply_lora
     from aplkit.records import Preference
     from bench.memory import current_rss_mb, peak_rss_mb
 
@@ -589,7 +589,7 @@ def dpo_worker(pairs_path: str, lora: bool) -> int:
     cfg = TrainingConfig(epochs=1, batch_size=8, beta=0.2, lr=3e-5, lora=LoraConfig(enabled=lora))
     policy = apply_lora(m.policy, cfg)
     ft = DPOFinetuner(policy, m.reference, m.tokenizer, cfg)
-    from aplkit.dpo import make_batch
+    from aplkit.objectives.dpo import make_batch
 
     _, p_ids, c_ids = make_batch(m.tokenizer, prefs)
     ft.ref.get(p_ids, c_ids)
@@ -604,7 +604,7 @@ def dpo_worker(pairs_path: str, lora: bool) -> int:
 
 def bench_dpo_lora(b, s: SpeedSettings) -> tuple[dict, list[str]]:
     from aplkit.config import LoraConfig, TrainingConfig
-    from aplkit.dpo import DPOFinetuner, apply_lora, make_batch
+    from aplkit.objectives.dpo import DPOFinetuner, apply_lora, make_batch
     from bench.compute import dpo_prefs
     from bench.memory import run_child
 

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from aplkit.config import load_config
+from aplkit.checks import load_config
 from aplkit.results import against_markdown, load_runs, paired_against
 from aplkit.results.archive import read_record, write_record
 from bench import apl_objectives, labels

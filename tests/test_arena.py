@@ -1,4 +1,4 @@
-"""The scorers beyond the paper (aplkit.arena): the maths by hand, each scorer with a controlled context,
+"""The scorers beyond the paper (aplkit.acquisition.beyond): the maths by hand, each scorer with a controlled context,
 the pass counts against what a step really asks of the models, and one tiny-random acquire per scorer."""
 
 from __future__ import annotations
@@ -11,8 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aplkit.acquisition import SCORERS, ScoringContext, acquire, get_scorer, step_passes
-from aplkit.arena import bald_information, greedy_d_optimal, k_center, project
+from aplkit.acquisition import (
+    SCORERS,
+    ScoringContext,
+    acquire,
+    bald_information,
+    get_scorer,
+    greedy_d_optimal,
+    k_center,
+    project,
+    step_passes,
+)
 from aplkit.config import AcquisitionConfig
 from aplkit.errors import ConfigError
 from aplkit.records import Prompt
@@ -193,7 +202,7 @@ def test_pass_counts_match_what_a_step_asks_of_the_models():
 
 
 def test_bad_arena_settings_fail_in_one_line():
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
 
     with pytest.raises(ConfigError, match=r"acquisition\.dropout"):
         load_config("imdb-cpu", ["acquisition.dropout=1.5"], strategy="bald")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from aplkit.config import load_config
+from aplkit.checks import load_config
 from aplkit.results.archive import read_record, write_record
 from bench import labels
 from tests.synthetic_runs import make_run
@@ -623,7 +623,7 @@ def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_pa
     assert labels.main(argv) == 0
     assert [r["step"] for r in run.rows("steps.jsonl")] == [1, 2, 3] and labels.record_path(tmp_path / "rec", "random", 0).exists()
     # a second, unpaused run of the same cell gives the same win-rates: the pause lost nothing
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
     from aplkit.loop import run_experiment
 
     again = run_experiment(load_config("imdb-cpu", TINY, strategy="random", seed=0), tmp_path / "again", progress=False)

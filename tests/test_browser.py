@@ -163,7 +163,7 @@ def _screenshot(locator, name: str, tmp_dir: Path) -> Path:
 
 def _human_run(root: Path, name: str, extra: list[str]):
     """A tiny run with oracle.kind=human, stopped at its first questions (as `aplkit run` would be)."""
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
     from aplkit.loop import run_experiment
 
     cfg = load_config("imdb-cpu", [*TINY, "oracle.kind=human", *extra], strategy="random")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from aplkit.config import ConfigError, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError
 
 
 def test_presets_load_and_paper_table1_is_exact(hub_online):
@@ -114,7 +115,7 @@ def test_offline_hub_model_not_in_cache_is_one_cli_line_naming_model_spec(hub_of
     assert not (tmp_path / "run").exists()
     # no torch on that path: validation alone, in a fresh process
     code = (
-        "import sys; from aplkit.config import ConfigError, load_config\n"
+        "import sys; from aplkit.checks import load_config; from aplkit.config import ConfigError\n"
         "try: load_config('imdb-cpu', ['model.spec=no/such-model'])\n"
         "except ConfigError: print('torch' in sys.modules)"
     )
@@ -190,7 +191,7 @@ def test_installed_wheel_finds_presets_and_notebook_from_any_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
-        "import aplkit, aplkit.config as c, aplkit.sweep as s, aplkit.demo as d;"
+        "import aplkit, aplkit.checks as c, aplkit.sweep as s, aplkit.demo as d;"
         f"assert aplkit.__file__.startswith({str(site)!r}), aplkit.__file__;"
         "print(c.load_config('imdb-cpu').name, s.DEFAULT_NOTEBOOK.is_file(), d.DEMO_SWEEP.is_file(),"
         " len(s.load_sweep(d.DEMO_SWEEP, out='runs/x').runs))"

@@ -272,7 +272,8 @@ def test_offline_hub_data_sources_fail_validation_in_one_cli_line(hub_offline, t
     import subprocess
     import sys
 
-    from aplkit.config import ConfigError, load_config
+    from aplkit.checks import load_config
+    from aplkit.config import ConfigError
 
     cases = [
         (dict(source="hub"), ["data.source=hub"], "imdb"),

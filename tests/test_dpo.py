@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from aplkit.config import LoraConfig, TrainingConfig
-from aplkit.dpo import DPOFinetuner, RefCache, apply_lora, dpo_loss, make_batch
 from aplkit.generation import sequence_logprobs
+from aplkit.objectives.dpo import DPOFinetuner, RefCache, apply_lora, dpo_loss, make_batch
 from aplkit.records import Preference
 
 PREFS = [

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from aplkit.config import ConfigError, DataConfig, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, DataConfig
 from aplkit.evaluation import mean_se, reward_gaps, soft_win_rate, win_rate
 from aplkit.generation import completion_kl, ids_logprobs, mean_token_nll
 from aplkit.oracles.base import Oracle, OracleError

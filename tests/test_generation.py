@@ -126,7 +126,7 @@ def test_sampler_logprob_is_under_the_tempered_distribution(tiny):
 
 def test_dpo_batch_uses_sampled_ids_not_retokenised_text(tokenizer):
     """' Duns' sampled as ĠDun|s re-tokenises as ĠD|uns; the batch must hold the ids that were sampled."""
-    from aplkit.dpo import make_batch
+    from aplkit.objectives.dpo import make_batch
     from aplkit.records import Preference
 
     dun, s_ = tokenizer.convert_tokens_to_ids("ĠDun"), tokenizer.convert_tokens_to_ids("s")

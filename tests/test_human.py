@@ -92,7 +92,7 @@ def test_panel_drops_queued_items_that_the_ledger_already_answers(tmp_path):
 
 def test_panel_writes_to_the_ledger_the_loop_reads_when_the_cache_is_elsewhere(tmp_path):
     """With oracle.cache pointing away from the run folder, the panel must answer into that same ledger."""
-    from aplkit.config import load_config
+    from aplkit.checks import load_config
     from aplkit.loop import run_experiment
     from tests.test_loop import TINY
 

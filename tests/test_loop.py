@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from aplkit.config import ConfigError, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError
 from aplkit.loop import Experiment, run_experiment
 from aplkit.runfolder import read_jsonl
 

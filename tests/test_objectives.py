@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from aplkit.config import ConfigError, PHFLossConfig, TrainingConfig, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, PHFLossConfig, TrainingConfig
 from aplkit.objectives.segments import Document, Segment, encode, threshold, token_logprobs
 from aplkit.objectives.trainer import LOSSES, SegmentTrainer, make_loss
 

@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from aplkit.config import ConfigError, OracleConfig, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, OracleConfig, SentimentConfig
 from aplkit.oracles.base import OracleError
 from aplkit.oracles.ngram import NgramLM
-from aplkit.oracles.sentiment import SentimentConfig, SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
+from aplkit.oracles.sentiment import SentimentOracle, TfidfScorer, repeated_ngram_fraction, repetition
 from aplkit.records import Comparison
 from tests.fixtures_models import direct_logits, tiny_classifier
 

@@ -12,7 +12,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from aplkit.config import ConfigError, TrainingConfig, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, TrainingConfig
 from aplkit.objectives.filtering import Filtering
 from aplkit.objectives.preferences import PreferenceObjective
 from aplkit.objectives.rwr import RWR

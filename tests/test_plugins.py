@@ -109,7 +109,7 @@ def test_sweep_imports_validate_here_and_reach_the_notebook_kernel(module, tmp_p
 
 
 def test_run_arena_imports_before_it_checks_the_strategies(module, tmp_path, monkeypatch):
-    from aplkit.arena import run_arena
+    from aplkit.sweep import run_arena
 
     ran = []
     monkeypatch.setattr("aplkit.loop.run_experiment", lambda cfg, folder, progress: ran.append((cfg.strategy, cfg.seed)))

@@ -136,8 +136,8 @@ def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
     import threading
     import time
 
-    import aplkit.sweep
-    from aplkit.executors import SHARE_ENV, LocalExecutor
+    from aplkit.executors import LocalExecutor
+    from aplkit.models import SHARE_ENV
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
@@ -157,8 +157,7 @@ def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
         seen[run.label].append(share.read_text())
         return None, 0.0
 
-    monkeypatch.setattr(aplkit.sweep, "run_cell", fake_cell)
-    outcomes = list(LocalExecutor(jobs=2).map([_FakeRun("short"), _FakeRun("long")], sweep=None))
+    outcomes = list(LocalExecutor(jobs=2).map([_FakeRun("short"), _FakeRun("long")], sweep=None, cell=fake_cell))
     assert sorted(r.label for r, *_ in outcomes) == ["long", "short"]
     assert seen == {"short": ["2", "2"], "long": ["2", "2", "4"]}
     assert SHARE_ENV not in os.environ and "OMP_NUM_THREADS" not in os.environ  # nothing leaks past the sweep
@@ -167,7 +166,7 @@ def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
 def test_a_run_follows_its_core_share(tmp_path, monkeypatch):
     import torch
 
-    from aplkit.executors import SHARE_ENV, follow_core_share
+    from aplkit.models import SHARE_ENV, follow_core_share
 
     before = torch.get_num_threads()
     share = tmp_path / "cores.txt"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from aplkit.callbacks import Callback
-from aplkit.config import ConfigError, ExperimentConfig, load_config
+from aplkit.checks import load_config
+from aplkit.config import ConfigError, ExperimentConfig
 from aplkit.loop import run_experiment
 from aplkit.runfolder import read_jsonl
 from aplkit.tracking import metrics

@@ -62,7 +62,7 @@ def make_objective(models: Models, cfg: TrainingConfig, batch_size: int = 32) ->
 
 @register_objective("dpo")
 def _dpo(models: Models, cfg: TrainingConfig, batch_size: int) -> Objective:
-    from aplkit.dpo import DPOFinetuner
+    from aplkit.objectives.dpo import DPOFinetuner
 
     return DPOFinetuner(models.policy, models.reference, models.tokenizer, cfg, batch_size)
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from aplkit.config import ClassifierConfig  # noqa: F401  the ``oracle.classifier`` section, re-exported here
 from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
 
@@ -42,23 +42,6 @@ def fingerprint(path: Path) -> str:
                     fh.seek(-(1 << 20), 2)
                     h.update(fh.read())
     return h.hexdigest()[:16]
-
-
-@dataclass
-class ClassifierConfig:
-    """The ``oracle.classifier`` section: which sequence-classification or reward model judges, and how."""
-
-    model: str | None = None  # hub id or local dir of a sequence-classification / reward model
-    positive_label: int | None = None  # the good class (score: its log-prob; PHF misalignment: 1 − its prob); None: last
-    tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
-
-    def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
-        out = []
-        if required and not self.model:
-            out.append(f"{prefix}.model: required when oracle.kind=classifier")
-        if not self.tau > 0:
-            out.append(f"{prefix}.tau: must be > 0, got {self.tau}")
-        return out
 
 
 class ClassifierOracle(Oracle):

@@ -20,7 +20,7 @@ from typing import Any
 from aplkit.oracles.base import Oracle, OracleError
 from aplkit.oracles.ledger import Ledger, ledger_key
 from aplkit.records import Comparison, Verdict
-from aplkit.runfolder import QUEUE, RunFolder, read_jsonl, write_jsonl
+from aplkit.runfolder import QUEUE, RunFolder, project_dir, read_jsonl, write_jsonl
 
 QUEUE_FILE = QUEUE
 KEYS = {"a": "A", "b": "B", "t": "tie", "s": "skip"}
@@ -57,9 +57,8 @@ def drop_from_queue(path: str | Path, key: str) -> None:
 
 def find_run_dir(run_dir: str | Path, queue_file: str = QUEUE_FILE) -> Path:
     """The absolute run folder holding ``queue_file``: a relative path is tried from the working
-    directory, then from ``aplkit.notebook.project_dir()`` (a kernel starts in the notebook's own
+    directory, then from ``aplkit.runfolder.project_dir()`` (a kernel starts in the notebook's own
     folder). Nothing is created; a missing queue is a FileNotFoundError naming the absolute paths."""
-    from aplkit.notebook import project_dir
 
     p = Path(run_dir).expanduser()
     tried = [p.resolve()] if p.is_absolute() else list(dict.fromkeys([(Path.cwd() / p).resolve(), (project_dir() / p).resolve()]))

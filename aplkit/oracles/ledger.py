@@ -16,9 +16,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aplkit.records import Comparison, Verdict
+
+if TYPE_CHECKING:
+    from aplkit.config import OracleConfig
+    from aplkit.runfolder import RunFolder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -188,4 +192,9 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "ledger_key"]
+def open_ledger(run: RunFolder, oracle: OracleConfig) -> Ledger:
+    """The label ledger of a run for its ``oracle`` section: where ``oracle.cache`` says, billed at its prices."""
+    return Ledger(run.ledger_path(oracle.cache), price_in=oracle.price_in, price_out=oracle.price_out)
+
+
+__all__ = ["Ledger", "ledger_key", "open_ledger"]

@@ -239,7 +239,7 @@ def imdb_lm(split: tuple[int, int, int] = (20000, 5000, 0), texts: Sequence[str]
     if texts is None:
         if ("split", tuple(split)) in _LOADED:
             return _LOADED[("split", tuple(split))]
-        from aplkit.oracles.sentiment import imdb_train_pool
+        from aplkit.data import imdb_train_pool
 
         lm = imdb_lm(split, imdb_train_pool(*split)[0], cache)
         _LOADED[("split", tuple(split))] = lm

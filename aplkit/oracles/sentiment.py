@@ -33,26 +33,22 @@ pull DPO back towards θ0. The weights and the form were chosen by ``bench/oracl
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from aplkit.config import BACKENDS, DEFAULT_FLUENCY_FLOOR, DEFAULT_FLUENCY_WEIGHT, DEFAULT_REPETITION_PENALTY, SentimentConfig
+from aplkit.data import imdb_train_pool
 from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
 
 if TYPE_CHECKING:
     from aplkit.config import DataConfig
 
-BACKENDS = ("vader", "tfidf")
 TFIDF_VERSION = 2  # bump when the features or the classifier change
 SCORE_VERSION = 2  # bump when the score's formula changes (v2: repetition over n = 2..4, fluency hinge)
 #: Defaults chosen by bench/oracle_accuracy.py (mirrored by OracleConfig).
-DEFAULT_REPETITION_PENALTY = 4.0
-DEFAULT_FLUENCY_WEIGHT = 2.0
-DEFAULT_FLUENCY_FLOOR = 0.5
 REPETITION_NS = (2, 3, 4)
 SHORT_WORDS = 40  # tfidf also trains on each review's first 40 words: the oracle sees ~12 prompt tokens + 24 new ones
 #: Default τ per back-end: the maximum-likelihood temperature on same-prompt held-out pairs (bench/oracle_accuracy.py).
@@ -99,22 +95,6 @@ class VaderScorer:
 
     def __call__(self, texts: Sequence[str]) -> list[float]:
         return [float(self._sia.polarity_scores(clean(t))["compound"]) for t in texts]
-
-
-def imdb_train_pool(train_size: int = 20000, test_size: int = 5000, split_seed: int = 0) -> tuple[list[str], list[int]]:
-    """Texts and labels of every IMDB review outside the experiment's held-out test split.
-
-    With the default sizes this is exactly the 20,000-review train pool. Excluding the test ids
-    (rather than taking the first ``train_size``) keeps the test reviews unseen for any split size;
-    verbatim duplicates of test reviews are dropped too.
-    """
-    from aplkit.data import imdb_reviews, split_ids
-
-    df = imdb_reviews()
-    _, test_ids = split_ids(list(df["id"]), list(df["label"]), train_size=train_size, test_size=test_size, seed=split_seed)
-    test = df["id"].isin(set(test_ids))
-    train = df[~test & ~df["text"].isin(set(df.loc[test, "text"]))]  # IMDB repeats some reviews verbatim
-    return [str(t) for t in train["text"]], [int(y) for y in train["label"]]
 
 
 def data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
@@ -220,34 +200,6 @@ def make_scorer(backend: str, seed: int = 0, split: tuple[int, int, int] = (2000
 
 
 # --------------------------------------------------------------------------- settings
-
-
-@dataclass
-class SentimentConfig:
-    """The ``oracle.sentiment`` section: every setting of the offline judge, with the measured defaults.
-
-    s = sentiment − repetition_penalty · repetition − fluency_weight · max(0, fluency_floor − SLOR);
-    the weights were chosen by ``bench/oracle_accuracy.py`` (README, "Oracles").
-    """
-
-    model: Literal["tfidf", "vader"] = "tfidf"  # tfidf: 0.79 vs 0.64 accuracy on short held-out reviews
-    repetition_penalty: float = DEFAULT_REPETITION_PENALTY
-    fluency_weight: float = DEFAULT_FLUENCY_WEIGHT
-    fluency_floor: float = DEFAULT_FLUENCY_FLOOR
-    tau: float | None = None  # None: DEFAULT_TAU of the back-end
-
-    def problems(self, prefix: str = "oracle.sentiment") -> list[str]:
-        out = []
-        if self.model not in BACKENDS:
-            out.append(f"{prefix}.model: unknown backend '{self.model}' (choose from {', '.join(BACKENDS)})")
-        for name in ("repetition_penalty", "fluency_weight"):
-            if not getattr(self, name) >= 0:
-                out.append(f"{prefix}.{name}: must be >= 0, got {getattr(self, name)}")
-        if not math.isfinite(self.fluency_floor):
-            out.append(f"{prefix}.fluency_floor: must be a finite number, got {self.fluency_floor}")
-        if self.tau is not None and not self.tau > 0:
-            out.append(f"{prefix}.tau: must be > 0, got {self.tau}")
-        return out
 
 
 # --------------------------------------------------------------------------- oracle

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aplkit.config import DataConfig, ModelConfig, OracleConfig, TrainingConfig, _positive, load_config
+from aplkit.checks import load_config, model_problems, objective_problems
+from aplkit.config import DataConfig, ModelConfig, OracleConfig, TrainingConfig, _positive
 
 
 @dataclass
@@ -59,7 +60,8 @@ class PHFConfig:
         from aplkit.phf import misalignment
 
         out = [] if self.seed >= 0 else [f"seed: must be >= 0, got {self.seed}"]
-        out += self.model.problems() + self.data.problems() + self.training.problems() + self.phf.problems()
+        out += model_problems(self.model) + self.data.problems() + objective_problems(self.training) + self.training.problems()
+        out += self.phf.problems()
         if not out and self.training.objective not in PHF_OBJECTIVES:
             out.append(
                 f"training.objective: the PHF experiment trains on scored text, not pairs: choose from {', '.join(PHF_OBJECTIVES)}, got '{self.training.objective}'"

@@ -27,8 +27,8 @@ from aplkit.runfolder import SUMMARY, RunFolder
 class PHFExperiment:
     def __init__(self, cfg: PHFConfig, out: str | Path | None = None, *, models=None, progress: bool = True):
         from aplkit.data import load_pools
-        from aplkit.dpo import apply_lora
         from aplkit.models import load_models
+        from aplkit.objectives.dpo import apply_lora
         from aplkit.objectives.segments import threshold
         from aplkit.objectives.trainer import SegmentTrainer, make_loss
         from aplkit.phf.measure import Measurer

@@ -27,9 +27,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from typing import Any
 
+from aplkit.config import LLM_PREFIX as PREFIX
+from aplkit.config import STRUCTURED, LLMJudgeConfig
 from aplkit.oracles.base import Oracle, OracleError
 from aplkit.oracles.llm.client import ChatClient
-from aplkit.oracles.llm.config import PREFIX, STRUCTURED, LLMJudgeConfig
 from aplkit.oracles.llm.parsing import choice_probability, parse_choice
 from aplkit.oracles.llm.templates import Template, load_template
 from aplkit.records import Comparison, Verdict

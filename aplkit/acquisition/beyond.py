@@ -1,4 +1,4 @@
-"""Selection rules beyond the paper's four, behind the same ``Scorer`` interface (issue 11's arena).
+"""Selection rules beyond the paper's four, behind the same ``Scorer`` interface.
 
 | name | rule | extra model cost per step over certainty (S prompts, M chosen) |
 |---|---|---|
@@ -17,14 +17,15 @@ This module imports neither torch nor transformers: config validation reads the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.special import entr, expit
 
-from aplkit.acquisition import CertaintyScorer, Passes, Scorer, ScoringContext, register_scorer, top_k
+from aplkit.acquisition.base import Passes, Scorer, register_scorer, top_k
+from aplkit.acquisition.context import ScoringContext
+from aplkit.acquisition.paper import CertaintyScorer
 from aplkit.records import Candidate
 
 if TYPE_CHECKING:
@@ -227,46 +228,3 @@ def diverse(base: type[Scorer]) -> type[Scorer]:
 
 
 CertaintyDiverseScorer = register_scorer(diverse(CertaintyScorer))
-
-
-# --------------------------------------------------------------------------- entering the arena
-
-
-def run_arena(
-    config: str,
-    strategies: Sequence[str],
-    seeds: Sequence[int],
-    runs_dir: str | Path,
-    overrides: Sequence[str] = (),
-    progress: bool = False,
-    imports: Sequence[str] = (),
-) -> list[Path]:
-    """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
-    each at ``runs_dir/STRATEGY/seedK``; ``imports`` (modules that register scorers, ``aplkit.plugins``) are
-    imported and every config is checked before the first run starts."""
-    from aplkit.config import load_config
-    from aplkit.loop import run_experiment
-    from aplkit.plugins import import_modules
-
-    import_modules(imports, "imports")
-    cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
-    out = []
-    for s, k, cfg in cfgs:
-        folder = Path(runs_dir) / s.replace("+", "_") / f"seed{k}"
-        run_experiment(cfg, folder, progress=progress)
-        out.append(folder)
-    return out
-
-
-__all__ = [
-    "BaldScorer",
-    "CertaintyDiverseScorer",
-    "DOptimalScorer",
-    "LowCertaintyScorer",
-    "bald_information",
-    "diverse",
-    "greedy_d_optimal",
-    "k_center",
-    "project",
-    "run_arena",
-]

@@ -1,0 +1,146 @@
+"""The config checks that need the registries, and ``load_config``, which runs them.
+
+``aplkit.config`` is a plain schema that imports no registry: it parses YAML and overrides into typed
+sections and checks what each section can check alone. What only the registries know — the strategy
+(``acquisition.SCORERS``), the objective (``objectives.OBJECTIVES``), the oracle kind
+(``oracles.ORACLES``), whether a model spec names something loadable, whether a tracker's package is
+installed — is checked here, one floor above them. Every mistake is one ``ConfigError`` line naming
+the dotted field, before any model is loaded or any oracle is paid; nothing here imports torch (a
+scorer, objective or oracle registered in a notebook is valid, since the registries are read at
+check time).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from aplkit.config import ConfigError, ExperimentConfig, ModelConfig, OracleConfig, TrainingConfig, read_config
+
+#: tracker name → (the module it imports, the aplkit extra that installs it)
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
+
+
+def model_problems(model: ModelConfig, prefix: str = "model") -> list[str]:
+    """``model.spec`` names the embedded model, the tiny one, a local folder or a hub id in the local cache."""
+    from aplkit.models import known_spec
+
+    ok, why = known_spec(model.spec, model.revision)
+    return [] if ok else [f"{prefix}.spec: {why}"]
+
+
+def objective_problems(training: TrainingConfig, prefix: str = "training") -> list[str]:
+    from aplkit.objectives import OBJECTIVES
+
+    if training.objective in OBJECTIVES:
+        return []
+    return [f"{prefix}.objective: unknown '{training.objective}' (registered: {', '.join(sorted(OBJECTIVES))})"]
+
+
+def oracle_kind_problems(oracle: OracleConfig, prefix: str = "oracle") -> list[str]:
+    from aplkit.oracles import ORACLES
+
+    return [] if oracle.kind in ORACLES else [f"{prefix}.kind: unknown '{oracle.kind}' (registered: {', '.join(sorted(ORACLES))})"]
+
+
+def strategy_problems(strategy: str) -> list[str]:
+    from aplkit.acquisition import SCORERS
+
+    return [] if strategy in SCORERS else [f"strategy: unknown '{strategy}' (registered: {', '.join(sorted(SCORERS))})"]
+
+
+def tracker_missing(name: str) -> str:
+    module, extra = TRACKER_PACKAGES[name]
+    return f"tracking: {name} needs the '{module}' package, which is not installed; pip install 'aplkit[{extra}]'"
+
+
+def tracker_installed(name: str) -> bool:
+    """Whether the tracker's package can be imported, without importing it (a config check stays fast)."""
+    module = TRACKER_PACKAGES[name][0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or sys.modules[module] set to None
+        return False
+
+
+def tracking_problems(names: list[str]) -> list[str]:
+    """The config's ``tracking`` list checked: known names (also checked when parsed), no repeats, packages installed."""
+    out = [f"tracking: unknown '{n}' (choose from {', '.join(TRACKER_PACKAGES)})" for n in names if n not in TRACKER_PACKAGES]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    out += [f"tracking: {', '.join(dup)} named more than once"] if dup else []
+    return out + [tracker_missing(n) for n in dict.fromkeys(names) if n in TRACKER_PACKAGES and not tracker_installed(n)]
+
+
+def pair_reward_problems(cfg: ExperimentConfig) -> list[str]:
+    """``training.phf.pair_rewards: oracle`` needs a PHF objective, an oracle that scores each completion, and no simulated noise."""
+    from aplkit.objectives import PHF_OBJECTIVES
+    from aplkit.oracles import POINTWISE
+
+    if cfg.training.phf.pair_rewards != "oracle":
+        return []
+    field = "training.phf.pair_rewards"
+    if cfg.training.objective not in PHF_OBJECTIVES:
+        return [
+            f"{field}: 'oracle' sets the rewards of the PHF objectives ({', '.join(PHF_OBJECTIVES)}), not of training.objective={cfg.training.objective}"
+        ]
+    if cfg.oracle.kind not in POINTWISE:
+        return [
+            f"{field}: 'oracle' needs an oracle that scores each completion; oracle.kind={cfg.oracle.kind} gives only a pair verdict"
+            f" (pointwise kinds: {', '.join(sorted(POINTWISE))})"
+        ]
+    if cfg.oracle.flip_prob > 0 or cfg.oracle.sample_bt:
+        return [
+            f"{field}: 'oracle' trains on the oracle's scores, which oracle.flip_prob/sample_bt's simulated label noise does not change"
+        ]
+    return []
+
+
+def problems(cfg: Any) -> list[str]:
+    """Every problem of a config, the first one first: an ``ExperimentConfig`` here, any other config by its ``problems()``."""
+    if not isinstance(cfg, ExperimentConfig):
+        return cfg.problems()
+    out = strategy_problems(cfg.strategy) + ([] if cfg.seed >= 0 else [f"seed: must be >= 0, got {cfg.seed}"])
+    out += model_problems(cfg.model) + cfg.acquisition.problems()
+    out += objective_problems(cfg.training) + cfg.training.problems() + cfg.evaluation.problems()
+    out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + cfg.data.problems() + tracking_problems(cfg.tracking)
+    if out:
+        return out
+    return cfg.cross_problems() + pair_reward_problems(cfg)
+
+
+def validate(cfg: Any) -> None:
+    """Raise the first problem of the config as one ``ConfigError`` line naming the field."""
+    bad = problems(cfg)
+    if bad:
+        raise ConfigError(bad[0])
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    *,
+    cls: type = ExperimentConfig,
+    **top: Any,
+) -> Any:
+    """Load a YAML config (a path or a shipped preset's name), apply dotted overrides and top-level keyword values,
+    and check it (``cls``: the config's class)."""
+    cfg = read_config(path, overrides, cls=cls, **top)
+    validate(cfg)
+    return cfg
+
+
+__all__ = [
+    "TRACKER_PACKAGES",
+    "load_config",
+    "model_problems",
+    "objective_problems",
+    "oracle_kind_problems",
+    "pair_reward_problems",
+    "problems",
+    "strategy_problems",
+    "tracker_installed",
+    "tracker_missing",
+    "tracking_problems",
+    "validate",
+]
