@@ -165,7 +165,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
 
 
 def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
-    """The README's own extension: a scorer registered in a notebook is a strategy the config accepts."""
+    """The acquisition package's own example: a scorer registered in a notebook is a strategy the config accepts."""
     import numpy as np
 
     from aplkit.acquisition import SCORERS, Scorer, register_scorer
