@@ -233,7 +233,7 @@ class SentimentConfig:
     """The ``oracle.sentiment`` section: every setting of the offline judge, with the measured defaults.
 
     s = sentiment − repetition_penalty · repetition − fluency_weight · max(0, fluency_floor − SLOR);
-    the weights were chosen by ``bench/oracle_accuracy.py`` (README, "Oracles").
+    the weights were chosen by ``bench/oracle_accuracy.py`` (docs/oracles.md; the measurement: docs/results.md).
     """
 
     model: Literal["tfidf", "vader"] = "tfidf"  # tfidf: 0.79 vs 0.64 accuracy on short held-out reviews

@@ -1,4 +1,4 @@
-"""DPO against a pointwise objective inside the APL loop (issue 13, item 4), at equal label budgets.
+"""DPO against a pointwise objective inside the APL loop, at equal label budgets.
 
 The label-efficiency study (``bench/labels.py``) runs Algorithm 1 with DPO. This study runs the same plan —
 same preset, ``--set`` overrides, strategies and seeds — with ``training.objective`` switched (conditional

@@ -4,7 +4,7 @@ Runs every strategy over K seeds on one config (default: the CPU preset). Each r
 resumable run folder under ``--out``; when it finishes, its compact record (``aplkit.results.archive``:
 config, eval/train/step rows, per-pair ranking and label; no texts, weights or ledgers) is written to
 ``--records`` — commit those. A planned run whose record is already in the repository is not run
-again, so a study continues on a fresh clone where the last session stopped, and ``--report-only``
+again, so a study continues on a fresh clone where the last invocation stopped, and ``--report-only``
 rebuilds every table and figure from the records alone.
 
 The summary (``summarise``; every number comes from ``aplkit.results``): Table 2; beside every win-rate its
@@ -57,7 +57,7 @@ def _pause_after_step(res) -> None:
         raise Paused(f"after step {res.step}")
 
 
-#: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this (issue 10)
+#: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this
 TARGET_HALF_WIDTH = 0.03
 
 
@@ -135,7 +135,7 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
         if len(text) <= 5 and ":" in text:
             h, m = (int(x) for x in text.split(":"))
             when = now.replace(hour=h, minute=m, second=0, microsecond=0)
-            if when <= now:  # a session that crosses midnight names its end by the clock
+            if when <= now:  # an end after midnight is named by the clock
                 when += timedelta(days=1)
         else:
             when = datetime.fromisoformat(text)
@@ -150,7 +150,7 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
 
 def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> tuple[float, str] | None:
     """How long a run of ``strategy`` takes: the median wall time of its complete records, those made on this kind of
-    machine when there are any (a run folder does not outlive its session, so a run that cannot end is time lost)."""
+    machine when there are any (a run folder does not outlive the machine it runs on, so a run that cannot end is time lost)."""
     from aplkit.provenance import start_machine
     from aplkit.results.archive import read_record
 
@@ -445,7 +445,7 @@ def report(records: Path, configs: dict, figures: Path, pool_strata: bool = Fals
             "commits": code["commits"],
             "resumed_across": code["resumed_across"],
             "records_without_code": len(code["without"]),
-            "machines": {k: len(runs) for k, runs in code["machines"].items()},  # records made before session 9 name none
+            "machines": {k: len(runs) for k, runs in code["machines"].items()},  # records made before 2026-12-02 name none
         }
         if summary.get("runs"):
             from aplkit.results.report import report as write_report
@@ -522,7 +522,7 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
                 if looks
                 else []
             ),
-            f"Is it decided? The 95 % interval at the final budget against issue 10's target (±{TARGET_HALF_WIDTH}):",
+            f"Is it decided? The 95 % interval at the final budget against the target (±{TARGET_HALF_WIDTH}):",
             R.precision_markdown(prec),
             "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
             R.comparison_markdown(lower) if len(lower) else "no run recorded a soft win-rate or reward gap\n",

@@ -1,4 +1,4 @@
-"""The PHF grid (issue 13): objectives × seeds of ``aplkit phf``, resumable across machines through committed rows.
+"""The PHF grid: objectives × seeds of ``aplkit phf``, resumable across machines through committed rows.
 
 Each finished run leaves its compact rows (config, ``phf_eval``, ``phf_train``, summary, the code of
 each start; no samples, segments or checkpoints) in ``bench/results/phf/<objective>/seed<k>/``. A

@@ -1,4 +1,4 @@
-"""The pilot written down before the study's preset is fixed (issue 10, bench/README "Pilot").
+"""The pilot written down before the study's preset is fixed (its rules and result: docs/results.md, "The pilot").
 
 Certainty against random on the CPU preset at S/M = 4, 16, 32 (M = 16, B = 64), each run evaluated
 once on 512 test prompts at the final budget; every metric is then recomputed on the first 64, 256
@@ -37,7 +37,7 @@ COMMON = (
 )
 
 
-#: LoRA for the DPO step, paired with the full fine-tuning random runs of the same seeds (bench/README, "Pilot"):
+#: LoRA for the DPO step, paired with the full fine-tuning random runs of the same seeds (docs/results.md, "The pilot"):
 #: r and α the config's defaults, lr 10× full fine-tuning's (fixed before it ran, not tuned)
 LORA = ("training.lora.enabled=true", "training.lr=3.0e-4")
 

@@ -90,7 +90,7 @@ def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_p
 
 def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, monkeypatch):
     """No run folders at all (a fresh clone), one record missing: only that run trains, and its record is written."""
-    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the session stopped before its end
+    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the study stopped before its end
     out = tmp_path / "fresh-runs"
     calls = []
 
@@ -763,7 +763,7 @@ def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(be
 
 def test_a_rule_with_no_record_anywhere_is_estimated_by_the_slowest_recorded_one(bench_runs):
     """The arena's first bald run has no record of its own: it is assumed as long as certainty, the slowest recorded
-    rule, so it is not started 30 min before the stop (it used to start, and run past the session)."""
+    rule, so it is not started 30 min before the stop (it used to start, and run past the stop)."""
     from datetime import datetime
 
     for s, secs in (("random", 60), ("certainty", 3600)):
@@ -784,7 +784,7 @@ def test_a_rule_with_no_record_anywhere_is_estimated_by_the_slowest_recorded_one
 
 def test_a_plan_without_random_reports_against_randoms_records_of_the_same_seeds(bench_runs, tmp_path):
     """`--strategies certainty` (or the arena's new scorers alone) crashed at its report: 'no random runs to
-    compare with' (session 12, seed 25). Random is the reference arm: its recorded runs of the planned seeds
+    compare with'. Random is the reference arm: its recorded runs of the planned seeds
     and config join the report, so the paired numbers are the full study's."""
     res = tmp_path / "s.json"
     argv = ["--report-only", *PLAN, "--strategies", "certainty", "--records", str(bench_runs), "--results", str(res)]

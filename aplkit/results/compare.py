@@ -695,8 +695,8 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     """Per task × strategy: acquisition seconds per step (steps.jsonl ``acquire_s``, mean over runs and steps) and
     model passes per step, each relative to random's on the same seeds.
 
-    Seconds depend on the machine, and a study's seeds can run on different ones (a later session's slower
-    CPU made random's seeds 14–15 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
+    Seconds depend on the machine, and a study's seeds can run on different ones (an AVX2-only CPU made
+    random's seeds 14–15 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
     study are run side by side, so random's mean is taken over the seeds the strategy has (all of random's
     when they share none).
 
