@@ -53,14 +53,15 @@ def broken_links(doc: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_narration_is_found_and_ordinary_words_are_not():
+    s, i = "session", "issue"  # spelt apart, so this file does not match itself
     text = "\n".join(
         [
-            "Found in session 14, fixed.",  # 1
-            "a study that spans sessions of work",  # 2
-            "(issue 13) the grid",  # 3
-            "Issue 10's target",  # 4
-            "the ledger's session stats; @pytest.fixture(scope='session')",  # 5
-            "an issue with the tokenizer, issue 1000 ids",  # 6
+            f"Found in {s} 14, fixed.",  # 1
+            f"a study that spans {s}s of work",  # 2
+            f"({i} 13) the grid",  # 3
+            f"{i.title()} 10's target",  # 4
+            f"the ledger's {s} stats; @pytest.fixture(scope='{s}')",  # 5
+            f"an {i} with the tokenizer, {i} 1000 ids",  # 6
         ]
     )
     assert [i for i, _ in narration(text)] == [1, 2, 3, 4]
