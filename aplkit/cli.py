@@ -73,8 +73,18 @@ def _load_cfg(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)  # validated before torch is imported: a bad input fails in well under a second
     from aplkit.loop import default_out, run_experiment
+    from aplkit.runfolder import SUMMARY, RunFolder
 
     out = Path(args.out or cfg.out or default_out(cfg))
+    done = RunFolder(out)
+    if done.finished(cfg.to_dict()):  # before any model or data loads
+        s = done.read_json(SUMMARY)
+        wr = s.get("final_win_rate")
+        print(
+            f"{out} is complete ({s.get('labels')} labels, final win-rate {'n/a' if wr is None else f'{wr:.3f}'}); "
+            f"its results are in {out / 'eval.jsonl'} and summary.json: nothing to run"
+        )
+        return 0
     print(f"run folder: {out}", file=sys.stderr)
     res = run_experiment(cfg, out, progress=not args.quiet)
     s = res.summary

@@ -298,6 +298,12 @@ class RunFolder:
     def complete(self) -> bool:
         return bool((self.read_json(SUMMARY) or {}).get("complete"))
 
+    def finished(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> bool:
+        """Complete and made with this config: running it again would load everything to do nothing."""
+        from aplkit.config import NOT_EXPERIMENT
+
+        return self.complete and (self.path / CONFIG).exists() and self.config_change(config, NOT_EXPERIMENT, defaults) is None
+
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     p = Path(path)
