@@ -146,6 +146,30 @@ def test_cli_run_of_a_complete_folder_says_so_in_one_line_and_loads_nothing(tmp_
     assert "different config (training.lr" in capsys.readouterr().err
 
 
+def test_the_run_folder_says_which_phase_runs_now(tmp_path, monkeypatch):
+    """phase.json, read by a sweep's progress lines: setup, then each step's acquire, label, train and evaluate in order,
+    each with the step's start."""
+    from aplkit.runfolder import PHASE, RunFolder
+
+    notes = []
+    note_phase = RunFolder.note_phase
+
+    def record(self, phase, step=None, step_since=None):
+        note_phase(self, phase, step, step_since)
+        notes.append(self.read_json(PHASE))
+
+    monkeypatch.setattr(RunFolder, "note_phase", record)
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    run_experiment(cfg, tmp_path, progress=False)
+    assert [(n["phase"], n["step"]) for n in notes] == [("setup", None)] + [
+        (phase, t) for t in range(1, cfg.steps + 1) for phase in ("acquire", "label", "train", "evaluate")
+    ]
+    for t in range(1, cfg.steps + 1):
+        mine = [n for n in notes if n["step"] == t]
+        assert len({n["step_since"] for n in mine}) == 1 and mine[0]["step_since"] <= mine[0]["since"]
+    assert notes[0]["step_since"] is None and RunFolder(tmp_path).read_json(PHASE) == notes[-1]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
     run_experiment(cfg, tmp_path / "r", progress=False)
