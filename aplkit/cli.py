@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")
-    s.add_argument("--figures", default="figures")
+    s.add_argument("--figures", help="where the report goes (default RUNS/figures, with the runs; never the committed figures/)")
     s.add_argument("--jobs", type=int, default=2, help="runs side by side, sharing the cores (default 2: the demo's two runs)")
     s.set_defaults(func=cmd_demo)
     return p

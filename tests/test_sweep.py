@@ -123,6 +123,48 @@ def test_sweep_parallel_failure_and_no_repeated_work(tmp_path, monkeypatch, caps
     assert _digest(good[0] / "notebook.ipynb") == before[good[0]]
 
 
+def test_demo_reports_beside_its_runs_and_leaves_the_committed_figures_alone(tmp_path, monkeypatch, capsys):
+    """A demo's numbers are its machine's: its report goes to runs/demo/figures (runs/ is git-ignored), and a checkout's
+    git status stays clean; it says which machine made the runs and how the committed figures/ are redrawn."""
+    import shutil
+    import subprocess
+
+    from aplkit import demo as demo_module
+    from aplkit.provenance import machine
+    from tests.synthetic_runs import make_run
+
+    root = Path(__file__).resolve().parent.parent
+    repo = tmp_path / "checkout"
+    (repo / "figures").mkdir(parents=True)
+    shutil.copy(root / ".gitignore", repo / ".gitignore")
+    for f in (root / "figures").glob("*.md"):
+        shutil.copy(f, repo / "figures" / f.name)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=aplkit", "-c", "user.email=aplkit@localhost", "commit", "-qm", "a checkout")
+    monkeypatch.chdir(repo)
+
+    def sweep_without_kernels(path, jobs=1, out=None):
+        """What the demo's sweep leaves: two finished run folders, each with its start recorded."""
+        for strategy, winrates in (("random", {16: 0.5, 32: 0.55}), ("certainty", {16: 0.5, 32: 0.6})):
+            RunFolder(make_run(out, strategy, 0, winrates, folder=f"{strategy}/seed0")).note_start()
+        return {"done": ["random/seed0", "certainty/seed0"], "skipped": [], "failed": []}
+
+    monkeypatch.setattr(demo_module, "run_sweep", sweep_without_kernels)
+    assert cli.main(["demo"]) == 0
+    assert git("status", "--porcelain", "--untracked-files=all") == ""
+    said = capsys.readouterr().out
+    assert demo_module.report_dir("runs/demo") == Path("runs/demo/figures")
+    assert (repo / "runs/demo/figures/table2.md").is_file() and "figures and tables in runs/demo/figures/:" in said
+    m = machine()
+    assert f"runs made on {m['cpu']} ({m['isa']}, {m['cores']} cores); the committed figures/ are left as they are" in said
+    assert "aplkit report runs/demo --out figures" in said
+
+
 class _FakeRun:
     def __init__(self, label: str, out: Path | None = None, steps: int = 1) -> None:
         self.label, self.out, self.steps = label, out or Path(label), steps
