@@ -73,8 +73,18 @@ def _load_cfg(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)  # validated before torch is imported: a bad input fails in well under a second
     from aplkit.loop import default_out, run_experiment
+    from aplkit.runfolder import SUMMARY, RunFolder
 
     out = Path(args.out or cfg.out or default_out(cfg))
+    done = RunFolder(out)
+    if done.finished(cfg.to_dict()):  # before any model or data loads
+        s = done.read_json(SUMMARY)
+        wr = s.get("final_win_rate")
+        print(
+            f"{out} is complete ({s.get('labels')} labels, final win-rate {'n/a' if wr is None else f'{wr:.3f}'}); "
+            f"its results are in {out / 'eval.jsonl'} and summary.json: nothing to run"
+        )
+        return 0
     print(f"run folder: {out}", file=sys.stderr)
     res = run_experiment(cfg, out, progress=not args.quiet)
     s = res.summary
@@ -241,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")
-    s.add_argument("--figures", default="figures")
+    s.add_argument("--figures", help="where the report goes (default RUNS/figures, with the runs; never the committed figures/)")
     s.add_argument("--jobs", type=int, default=2, help="runs side by side, sharing the cores (default 2: the demo's two runs)")
     s.set_defaults(func=cmd_demo)
     return p

@@ -265,9 +265,15 @@ class ClassifierConfig:
     tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
 
     def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
+        """``required``: this classifier judges (oracle.kind=classifier); its model must then be a local folder or cached."""
         out = []
         if required and not self.model:
             out.append(f"{prefix}.model: required when oracle.kind=classifier")
+        elif required and not Path(self.model).expanduser().is_dir():
+            from aplkit.hubcache import missing_model
+
+            why = missing_model(self.model, None, f"{prefix}.model")
+            out += [f"{prefix}.model: {why}"] if why else []
         if not self.tau > 0:
             out.append(f"{prefix}.tau: must be > 0, got {self.tau}")
         return out

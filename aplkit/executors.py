@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aplkit.config import ConfigError
 from aplkit.models import SHARE_ENV
+from aplkit.progress import ProgressWatcher
 
 if TYPE_CHECKING:
     from aplkit.sweep import Run, Sweep
@@ -64,7 +65,8 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores."""
+    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores; a line whenever
+    a run's step or phase changes (``aplkit.progress``)."""
 
     name = "local"
 
@@ -82,15 +84,19 @@ class LocalExecutor(Executor):
         n, cwd = len(runs), str(Path.cwd())
         share = CoreShare(self.jobs, n) if runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ else None
 
+        watch = ProgressWatcher()
+
         def go(k: int, r: Run) -> Outcome:
             print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
+            watch.begin(r)
             try:
                 return (r, *cell(r, sweep, cwd, f"local job {k}/{n}"))
             finally:
+                watch.end(r)
                 if share:
                     share.ended()
 
-        with share or contextlib.nullcontext(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        with share or contextlib.nullcontext(), watch, ThreadPoolExecutor(max_workers=self.jobs) as pool:
             for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
                 yield f.result()
 

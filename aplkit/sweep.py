@@ -42,6 +42,7 @@ from aplkit.checks import load_config
 from aplkit.config import ConfigError, preset_path
 from aplkit.executors import Executor, LocalExecutor, one_line
 from aplkit.plugins import import_modules, resolve
+from aplkit.progress import quiet_kernel_manager
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
 
@@ -227,6 +228,7 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
         str(dest),
         parameters=params,
         kernel_name="python3",  # jupyter_client starts "python" kernels with sys.executable: this venv
+        kernel_manager_class=quiet_kernel_manager(),  # the kernel's stderr less its TCP warning
         cwd=str(cwd or Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
         progress_bar=False,
         log_output=False,

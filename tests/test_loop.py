@@ -118,6 +118,58 @@ def test_rerun_of_a_complete_run_asks_nothing(tmp_path):
     assert _ledger_rows(tmp_path / "r" / "labels.sqlite") == n
 
 
+def test_cli_run_of_a_complete_folder_says_so_in_one_line_and_loads_nothing(tmp_path, monkeypatch, capsys):
+    """``aplkit run`` again on a finished run: one line saying where its results are, exit 0, no model, no data, no write."""
+    from aplkit import cli, data, loop, models
+
+    out = tmp_path / "r"
+    args = _cli(out, "random")[3:]  # the command line after ``python -m aplkit.cli``
+    assert cli.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+
+    def refuse(*a, **k):
+        pytest.fail("a model or the data was loaded")
+
+    for module, name in ((models, "load_models"), (loop, "load_models"), (data, "load_pools"), (loop, "load_pools")):
+        monkeypatch.setattr(module, name, refuse)
+    assert cli.main(args) == 0
+    said = capsys.readouterr()
+    assert said.err == "" and said.out.splitlines() == [
+        f"{out} is complete ({summary['labels']} labels, final win-rate {summary['final_win_rate']:.3f}); "
+        f"its results are in {out / 'eval.jsonl'} and summary.json: nothing to run"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == files
+    # another config on the same folder is refused, as before, still before anything loads
+    assert cli.main([*args, "--set", "training.lr=5e-4"]) == 2
+    assert "different config (training.lr" in capsys.readouterr().err
+
+
+def test_the_run_folder_says_which_phase_runs_now(tmp_path, monkeypatch):
+    """phase.json, read by a sweep's progress lines: setup, then each step's acquire, label, train and evaluate in order,
+    each with the step's start."""
+    from aplkit.runfolder import PHASE, RunFolder
+
+    notes = []
+    note_phase = RunFolder.note_phase
+
+    def record(self, phase, step=None, step_since=None):
+        note_phase(self, phase, step, step_since)
+        notes.append(self.read_json(PHASE))
+
+    monkeypatch.setattr(RunFolder, "note_phase", record)
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    run_experiment(cfg, tmp_path, progress=False)
+    assert [(n["phase"], n["step"]) for n in notes] == [("setup", None)] + [
+        (phase, t) for t in range(1, cfg.steps + 1) for phase in ("acquire", "label", "train", "evaluate")
+    ]
+    for t in range(1, cfg.steps + 1):
+        mine = [n for n in notes if n["step"] == t]
+        assert len({n["step_since"] for n in mine}) == 1 and mine[0]["step_since"] <= mine[0]["since"]
+    assert notes[0]["step_since"] is None and RunFolder(tmp_path).read_json(PHASE) == notes[-1]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
     run_experiment(cfg, tmp_path / "r", progress=False)
