@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 def _frame(paths: list[Path], configs: dict):
     """The planned runs' eval rows from their records (materialised into a temporary folder)."""
     from aplkit.results import load_runs
-    from aplkit.results.archive import materialise
+    from bench.archive import materialise
 
     with tempfile.TemporaryDirectory() as tmp:
         df = load_runs(materialise(paths, tmp))

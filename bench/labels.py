@@ -1,7 +1,7 @@
 """Label efficiency: does active acquisition reach a win-rate with fewer oracle labels than random?
 
 Runs every strategy over K seeds on one config (default: the CPU preset). Each run is a normal
-resumable run folder under ``--out``; when it finishes, its compact record (``aplkit.results.archive``:
+resumable run folder under ``--out``; when it finishes, its compact record (``bench.archive``:
 config, eval/train/step rows, per-pair ranking and label; no texts, weights or ledgers) is written to
 ``--records`` — commit those. A planned run whose record is already in the repository is not run
 again, so a study continues on a fresh clone where the last session stopped, and ``--report-only``
@@ -11,7 +11,7 @@ The summary (``summarise``; every number comes from ``aplkit.results``): Table 2
 companions (soft win-rate, reward gap, KL from θ0, LM loss); paired differences from random with t and
 bootstrap intervals, on the win-rate and again on the lower-variance soft win-rate and reward gap; Holm-adjusted
 tests; data efficiency with a bootstrap interval; Fig 3 as a number; acquisition cost; and the paper's four
-findings with a verdict each (``aplkit.results.findings``).
+findings with a verdict each (``bench.findings``).
 
     python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 9 seeds (the paper's count)
     python -m bench labels --seeds 3             # a quicker look: seeds 0..2 (their records are the 9-seed study's)
@@ -152,7 +152,7 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
     """How long a run of ``strategy`` takes: the median wall time of its complete records, those made on this kind of
     machine when there are any (a run folder does not outlive its session, so a run that cannot end is time lost)."""
     from aplkit.provenance import start_machine
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     here = here if here is not None else machine()
     mine, other = [], []
@@ -271,7 +271,7 @@ def records_dir(root: Path, cfg) -> Path:
 def _differences(path: Path, cfg) -> tuple[bool, list[str]]:
     """(complete, the settings in which the record at ``path`` differs from ``cfg``); the record must exist."""
     from aplkit.config import ExperimentConfig, config_diffs, migrate
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     rec = read_record(path)
     diffs = config_diffs(migrate(rec["config"]), cfg.to_dict(), ("out",), ExperimentConfig().to_dict())
@@ -405,7 +405,7 @@ def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
     it was skipped: another process holds its folder). Raises ``Paused`` after a finished step once ``PAUSE`` is set."""
     from aplkit.errors import RunFolderBusy
     from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
+    from bench.archive import write_record
 
     if PAUSE.is_set():
         raise Paused("before it started")
@@ -428,9 +428,9 @@ def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
 def report(records: Path, configs: dict, figures: Path, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
     """Tables and figures from the planned runs' records alone (materialised into a temporary folder). One line, and
     nothing written, when the paired seeds span several code versions or CPUs and ``pool_strata`` is not given."""
-    from aplkit.results.archive import materialise
     from aplkit.results.compare import StrataError
     from aplkit.results.load import load_code
+    from bench.archive import materialise
 
     paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -463,7 +463,7 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     import pandas as pd
 
     from aplkit import results as R
-    from aplkit.results.findings import findings, findings_markdown
+    from bench.findings import findings, findings_markdown
 
     df = R.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run

@@ -2,7 +2,7 @@
 
 Certainty against random on the CPU preset at S/M = 4, 16, 32 (M = 16, B = 64), each run evaluated
 once on 512 test prompts at the final budget; every metric is then recomputed on the first 64, 256
-and 512 prompts from the records' per-prompt verdicts (``aplkit.results.pilot``). Random draws only
+and 512 prompts from the records' per-prompt verdicts (``bench.spread``). Random draws only
 M prompts, so its runs do not depend on S and are shared by every S/M (common random numbers).
 The pilot's seeds (1000…) are not the study's (0…8): the preset is chosen on other seeds than the
 ones that then measure it.
@@ -70,7 +70,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from aplkit.checks import load_config
     from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
+    from bench.archive import write_record
     from bench.labels import recorded, shard
 
     args = parse(argv or [])
@@ -105,7 +105,7 @@ def load_pairs(records: Path):
     """Every recorded run's per-prompt verdicts, with its cell as ``group`` (random's is "*": shared by all S/M)."""
     import pandas as pd
 
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     frames = []
     for path in sorted(records.glob("*/seed*.json")):
@@ -122,7 +122,7 @@ def load_pairs(records: Path):
 
 
 def report(records: Path) -> str:
-    from aplkit.results.pilot import spread, spread_markdown, study_cost, study_cost_markdown
+    from bench.spread import spread, spread_markdown, study_cost, study_cost_markdown
 
     pairs = load_pairs(records)
     if pairs.empty:
@@ -145,7 +145,7 @@ def report(records: Path) -> str:
 
 def run_seconds(records: Path) -> dict[str, dict[str, float]]:
     """Mean training, acquisition and evaluation seconds of each cell's complete runs (full fine-tuning)."""
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     acc: dict[str, list[dict[str, float]]] = {}
     for path in sorted(records.glob("*/seed*.json")):
@@ -168,7 +168,7 @@ def _lora(rec: dict) -> bool:
 
 def lora_rows(records: Path) -> list[dict]:
     """Per seed with both: LoRA's and full fine-tuning's win-rate at the final budget and training seconds (random runs)."""
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     runs: dict[tuple[bool, int], dict] = {}
     for path in sorted(records.glob("random*/seed*.json")):

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from aplkit.checks import load_config
-from aplkit.results.archive import read_record, write_record
 from bench import labels
+from bench.archive import read_record, write_record
 from tests.synthetic_runs import make_run
 
 RANDOM = {16: 0.50, 32: 0.58, 48: 0.62}  # the same on every seed
@@ -835,3 +835,37 @@ def test_report_refuses_to_pool_code_versions_or_cpus_unless_asked(bench_runs, t
     looks = {r["look"]: r for r in doc["looks"]["rows"]}
     assert sorted(looks) == [2, 3] and looks[3]["mean_diff"] == pytest.approx(-0.02)
     assert (fig / "strata.md").exists()
+
+
+def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
+    """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
+    import os
+    import shutil
+
+    from aplkit import results as R
+    from aplkit.loop import run_experiment
+    from aplkit.provenance import IMPORTED
+    from aplkit.runfolder import read_jsonl
+    from bench.archive import materialise
+    from tests.test_loop import TINY
+
+    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
+    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
+    assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
+    before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
+    shutil.rmtree(tmp_path / "runs")
+    root = materialise([rec], tmp_path / "again")
+    after = (R.load_runs(root), R.load_acquired(root), R.load_train(root))
+    for a, b, cols in zip(
+        before,
+        after,
+        (["acquired", "trained", "win_rate", "stderr", "n"], ["step", "bt_prob", "preferred", "score"], ["step", "epoch", "loss"]),
+        strict=True,
+    ):
+        assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
+    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
+    # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
+    code = read_record(rec)["code"]
+    assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
+    assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
+    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code

@@ -774,7 +774,7 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6, by: tuple[str, .
     """Fig 3 as a number: per task × strategy × step, the share of acquired, labelled pairs that the implicit
     BT model gets wrong with confidence max(p, 1 − p) > ``threshold`` (pairs at p = 0.5 make no prediction and
     are left out of both the count and the share, as in Fig 3). ``by``: the grouping (add "seed" for one
-    share per run, as ``findings`` pairs them)."""
+    share per run, to pair runs by seed)."""
     by = tuple(by)
     cols = [*by, "pairs", "confident_wrong", "share"]
     rows = []

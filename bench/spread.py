@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from aplkit.results.compare import seeds_for_halfwidth
+
 METRICS = ("win_rate", "soft_win_rate", "reward_gap")
 
 
@@ -149,18 +151,8 @@ def _summary(d: np.ndarray, metric: str, half_width: float, confidence: float) -
         "sd_diff": sd,
         "half_width": hw,
         "snr": mean / sd if sd and sd > 0 else math.nan,
-        "seeds_for_half_width": seeds_for_half_width(sd, half_width, confidence) if metric != "reward_gap" else math.nan,
+        "seeds_for_half_width": seeds_for_halfwidth(sd, half_width, confidence) if metric != "reward_gap" else math.nan,
     }
-
-
-def seeds_for_half_width(sd: float, half_width: float = 0.03, confidence: float = 0.95) -> float:
-    """Smallest k with t_{k−1} · sd / √k ≤ half_width (the study's "decided either way" target)."""
-    if not sd > 0:
-        return math.nan
-    for k in range(2, 10_000):
-        if stats.t.ppf(0.5 + confidence / 2, k - 1) * sd / math.sqrt(k) <= half_width:
-            return float(k)
-    return math.inf
 
 
 def spread_markdown(table: pd.DataFrame) -> str:
@@ -178,7 +170,6 @@ __all__ = [
     "METRICS",
     "metrics_at",
     "per_prompt_scores",
-    "seeds_for_half_width",
     "spread",
     "spread_markdown",
     "study_cost",
