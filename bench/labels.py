@@ -511,6 +511,7 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     import pandas as pd
 
     from aplkit import results as R
+    from aplkit.metrics import HEADLINE, METRICS
     from bench.findings import findings, findings_markdown
 
     df = R.load_runs(out)
@@ -527,8 +528,10 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     sig = R.significance_vs_random(df)
     cmp = R.paired_comparison(df)
     metrics = R.companion_metrics(df)
-    # the same question on lower-variance metrics; the reward gap is in the oracle's own units: no power line
-    lower = [R.paired_comparison(df, metric="soft_win_rate"), R.paired_comparison(df, effect=None, metric="reward_gap")]
+    # the same question on the lower-variance preference metrics; one not on the win-rate's scale gets no power line
+    others = [m for m in METRICS if m.preference and m is not HEADLINE]
+    lower = [R.paired_comparison(df, effect=0.05 if m.probability else None, metric=m.field) for m in others]
+    scales = [m.label + ("" if m.probability else " in the oracle's units") for m in others]
     lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
     has_random = bool((df["strategy"] == "random").any())  # the reference every ratio needs; absent when none is recorded
     eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=R.EFFICIENCY_INTERVAL_COLUMNS)
@@ -572,8 +575,8 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
             ),
             f"Is it decided? The 95 % interval at the final budget against issue 10's target (±{TARGET_HALF_WIDTH}):",
             R.precision_markdown(prec),
-            "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
-            R.comparison_markdown(lower) if len(lower) else "no run recorded a soft win-rate or reward gap\n",
+            f"The same question on a lower-variance metric ({'; '.join(scales)}):",
+            R.comparison_markdown(lower) if len(lower) else f"no run recorded a {' or '.join(m.label for m in others)}\n",
             "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",

@@ -168,7 +168,7 @@ def test_paired_comparison_on_a_companion_metric():
     old = compare.paired_comparison(df)
     assert old.equals(compare.paired_comparison(df, metric="win_rate")) and set(old["metric"]) == {"win_rate"}
     # the win-rate one against significance_vs_random's mean and SE: the interval is mean ± t(0.975, n−1)·SE
-    from aplkit.results.stats import significance_vs_random
+    from aplkit.results.compare import significance_vs_random
 
     sig = significance_vs_random(df.assign(run=df["strategy"] + df["seed"].astype(str))).set_index(["acquired", "strategy"])
     r = old.set_index(["acquired", "strategy"]).loc[(32, "certainty")]
