@@ -922,3 +922,27 @@ def test_every_grid_goes_through_the_one_driver(tmp_path, monkeypatch):
     assert ran[5:] == ["random/seed1000", "certainty-S64/seed1000", "certainty-S256/seed1000", "certainty-S512/seed1000"]
     assert (tmp_path / "pilot" / "certainty-S256" / "seed1000.json").exists()
     assert grids == [("InProcessCell", 4), ("InProcessCell", 4), ("InProcessCell", 4), ("InProcessCell", 1), ("InProcessCell", 4)]
+
+
+def test_a_failing_run_does_not_stop_the_study(bench_runs, tmp_path, monkeypatch, capsys):
+    """The driver's rule: a run that raises is one failed line (the traceback in its folder's sweep.log), the runs
+    after it still run and are recorded, the report is written, and the exit status says something failed."""
+    for s in ("random", "certainty"):
+        labels.record_path(bench_runs, s, 2).unlink()
+    out = tmp_path / "fresh-runs"
+
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
+        if cfg.strategy == "random":
+            raise RuntimeError("the oracle went away")
+        _run(out, cfg.strategy, cfg.seed)
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    res = tmp_path / "r.json"
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]
+    assert labels.main(argv) == 1
+    said = capsys.readouterr().out
+    assert "[5/6] random seed 2: FAILED after 0s: RuntimeError: the oracle went away" in said
+    assert "[6/6] certainty seed 2: 16:0.500" in said and labels.record_path(bench_runs, "certainty", 2).exists()
+    assert not labels.record_path(bench_runs, "random", 2).exists() and json.loads(res.read_text())["runs"] == 5
+    assert "Traceback" in (out / "random" / "seed2" / "sweep.log").read_text()
