@@ -91,7 +91,10 @@ class LocalExecutor(Executor):
 
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
-        self.shares_process = isinstance(jobs, int) and jobs > 1
+
+    @property
+    def shares_process(self) -> bool:
+        return isinstance(self.jobs, int) and self.jobs > 1
 
     def check(self) -> None:
         if not isinstance(self.jobs, int) or self.jobs < 1:
