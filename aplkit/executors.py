@@ -2,9 +2,10 @@
 
 The sweep (:func:`aplkit.sweep.run_sweep`) keeps the guarantees — every config validated before
 anything starts, complete runs skipped, one summary — and an executor only places the runs that
-are left. Each executor calls the sweep's ``cell`` (:func:`aplkit.sweep.run_cell`) where a run lands, which never raises
-for a failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's
-failure and a second invocation resumes whatever did not finish, whichever executor ran it.
+are left. Each executor calls the grid's ``cell`` where a run lands (:func:`aplkit.sweep.run_cell`, a papermill
+kernel, or :class:`aplkit.sweep.InProcessCell`, the run in the worker's own process), which never raises for a
+failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's failure and a second
+invocation resumes whatever did not finish, whichever executor ran it.
 
 Ray (``pip install 'aplkit[ray]'``) runs on the cluster at ``address``: ``local`` starts one on
 127.0.0.1 for this sweep, ``auto`` joins the one ``ray start`` began on this node, ``ray://host:10001``
@@ -24,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +36,26 @@ from aplkit.progress import ProgressWatcher
 if TYPE_CHECKING:
     from aplkit.sweep import Run, Sweep
 
-#: (run, one-line error or None, seconds), as each run ends
-Outcome = tuple["Run", "str | None", float]
-#: what runs one cell where it lands: (run, sweep, cwd, where) → (one-line error or None, seconds)
-Cell = Callable[["Run", "Sweep", str, str], tuple["str | None", float]]
+
+@dataclass
+class Ended:
+    """How one attempt at a run ended, as its cell reports it: done unless it failed, did not start, or stopped."""
+
+    error: str | None = None  # one line; the traceback is in the run folder's log
+    seconds: float = 0.0
+    skipped: str | None = None  # a line saying why it did not start (another process holds its folder, no time left)
+    stopped: str | None = None  # why it stopped after a finished step; the grid stops with it and the same call continues
+    result: Any = None  # what an in-process run returned
+
+    @property
+    def done(self) -> bool:
+        return self.error is None and self.skipped is None and self.stopped is None
+
+
+#: (run, how it ended), as each run ends
+Outcome = tuple["Run", Ended]
+#: what runs one cell where it lands: (run, sweep, cwd, where) → how it ended
+Cell = Callable[["Run", "Sweep", str, str], Ended]
 EXECUTORS = ("local", "ray")
 #: read by the runs where they execute (the offline rules, caches); API keys are not passed: set them on the nodes
 PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "APLKIT_CACHE", "XDG_CACHE_HOME")
@@ -48,6 +66,8 @@ class Executor(ABC):
     """Places a sweep's remaining runs; ``check``/``check_runs`` raise ConfigError before any run starts."""
 
     name: str
+    #: whether several runs at once share this process (threads): a cell whose runs need a process each refuses it
+    shares_process: bool = False
 
     def check(self) -> None:  # noqa: B027 - an optional hook
         """The executor's own settings (one-line ConfigError naming the option)."""
@@ -65,13 +85,18 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores; a line whenever
-    a run's step or phase changes (``aplkit.progress``)."""
+    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores; one job runs
+    them one after the other in the calling thread, each starting only once the last one's outcome is handled;
+    a line whenever a run's step or phase changes (``aplkit.progress``)."""
 
     name = "local"
 
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
+
+    @property
+    def shares_process(self) -> bool:
+        return isinstance(self.jobs, int) and self.jobs > 1
 
     def check(self) -> None:
         if not isinstance(self.jobs, int) or self.jobs < 1:
@@ -90,15 +115,25 @@ class LocalExecutor(Executor):
             print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
             watch.begin(r)
             try:
-                return (r, *cell(r, sweep, cwd, f"local job {k}/{n}"))
+                return r, cell(r, sweep, cwd, f"local job {k}/{n}")
             finally:
                 watch.end(r)
                 if share:
                     share.ended()
 
+        if self.jobs == 1:  # here, so a stopped grid (or Ctrl-C) starts nothing more and leaves no thread running
+            with watch:
+                for k, r in enumerate(runs, 1):
+                    yield go(k, r)
+            return
         with share or contextlib.nullcontext(), watch, ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
-                yield f.result()
+            futures = [pool.submit(go, k, r) for k, r in enumerate(runs, 1)]
+            try:
+                for f in as_completed(futures):
+                    yield f.result()
+            finally:  # a grid that stopped early: the runs not started yet never start
+                for f in futures:
+                    f.cancel()
 
 
 class CoreShare:
@@ -142,7 +177,7 @@ class CoreShare:
         Path(self.path).unlink(missing_ok=True)
 
 
-def _ray_cell(cell: Cell, run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
+def _ray_cell(cell: Cell, run: Run, sweep: Sweep, cwd: str, where: str) -> Ended:
     """The Ray task: the same attempt as a local job, on whichever node Ray picked."""
     return cell(run, sweep, cwd, where)
 
@@ -276,10 +311,10 @@ class RayExecutor(Executor):
                 for ref in done:
                     r, t0 = pending.pop(ref)
                     try:
-                        err, secs = ray.get(ref)
+                        ended = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - the worker died (node lost, killed for memory): this run failed
-                        err, secs = one_line(e), time.perf_counter() - t0
-                    yield r, err, secs
+                        ended = Ended(one_line(e), time.perf_counter() - t0)
+                    yield r, ended
         finally:
             for ref in pending:  # interrupted: stop what is still running (KeyboardInterrupt in the task)
                 ray.cancel(ref)
@@ -309,4 +344,4 @@ def make_executor(name: str, jobs: int | None = None, **ray_options: Any) -> Exe
     raise ConfigError(f"--executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "one_line"]
+__all__ = ["EXECUTORS", "Ended", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "one_line"]

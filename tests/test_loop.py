@@ -254,37 +254,6 @@ def test_first_step_is_common_to_random_and_certainty(tmp_path):
     assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
 
 
-def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
-    """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
-    import shutil
-
-    from aplkit import results as R
-    from aplkit.results.archive import materialise, read_record, write_record
-
-    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
-    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
-    assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
-    before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
-    shutil.rmtree(tmp_path / "runs")
-    root = materialise([rec], tmp_path / "again")
-    after = (R.load_runs(root), R.load_acquired(root), R.load_train(root))
-    for a, b, cols in zip(
-        before,
-        after,
-        (["acquired", "trained", "win_rate", "stderr", "n"], ["step", "bt_prob", "preferred", "score"], ["step", "epoch", "loss"]),
-        strict=True,
-    ):
-        assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
-    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
-    # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
-    from aplkit.provenance import IMPORTED
-
-    code = read_record(rec)["code"]
-    assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
-    assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
-    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
-
-
 def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):
     """aplkit installed in a venv that sits inside some other git repository: that repository's commit is not
     aplkit's code, so nothing is claimed."""

@@ -179,7 +179,7 @@ def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
     import threading
     import time
 
-    from aplkit.executors import LocalExecutor
+    from aplkit.executors import Ended, LocalExecutor
     from aplkit.models import SHARE_ENV
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -192,13 +192,13 @@ def test_local_executor_gives_an_ended_runs_cores_to_the_runs_left(monkeypatch):
         seen[run.label] = [os.environ["OMP_NUM_THREADS"], share.read_text()]
         if run.label == "short":
             assert long_started.wait(10)
-            return None, 0.0
+            return Ended()
         long_started.set()
         deadline = time.time() + 10
         while share.read_text() == "2" and time.time() < deadline:
             time.sleep(0.01)
         seen[run.label].append(share.read_text())
-        return None, 0.0
+        return Ended()
 
     outcomes = list(LocalExecutor(jobs=2).map([_FakeRun("short"), _FakeRun("long")], sweep=None, cell=fake_cell))
     assert sorted(r.label for r, *_ in outcomes) == ["long", "short"]
@@ -320,3 +320,13 @@ def test_kernel_stderr_reaches_the_terminal_less_only_the_tcp_warning(tmp_path, 
         pm.execute_notebook(tmp_path / "t.ipynb", tmp_path / "o.ipynb", kernel_name="python3", progress_bar=False, **extra)
         err = capfd.readouterr().err
         assert ("without encryption" in err) != quiet, err  # the kernel says it (and the plain manager lets it through)
+
+
+def test_in_process_runs_never_share_a_process(tmp_path):
+    """Seeds are process-wide: an in-process grid on two local jobs (threads of one process) is refused before any run."""
+    from aplkit.executors import LocalExecutor
+    from aplkit.sweep import run_arena
+
+    with pytest.raises(ConfigError, match="^--jobs: runs in process share its seeds"):
+        run_arena("imdb-cpu", ["random"], [0, 1], tmp_path / "runs", TINY, executor=LocalExecutor(jobs=2))
+    assert not (tmp_path / "runs").exists()

@@ -228,7 +228,7 @@ def findings_markdown(table: pd.DataFrame, tasks: Iterable[str] | None = None) -
     return (
         "\n".join(lines) + "\n\nDifferences are strategy − random, paired by seed, with 95 % t intervals; over several sizes (ii, iii) "
         f"Holm-adjusted. (ii) is not reproduced when the final budget's upper end is below +{negligible:.2f} (the paper "
-        f"reports +{PAPER_EFFECT:.2f}). The rules are in aplkit/results/findings.py's docstring.\n"
+        f"reports +{PAPER_EFFECT:.2f}). The rules are in bench/findings.py's docstring.\n"
     )
 
 
