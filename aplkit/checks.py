@@ -3,7 +3,7 @@
 ``aplkit.config`` is a plain schema that imports no registry: it parses YAML and overrides into typed
 sections and checks what each section can check alone. What only the registries know — the strategy
 (``acquisition.SCORERS``), the objective (``objectives.OBJECTIVES``), the oracle kind
-(``oracles.ORACLES``), whether a model spec names something loadable, whether a tracker's package is
+(``oracles.ORACLES``), whether the strategy's prompts per step fit in the train pool, whether a model spec names something loadable, whether a tracker's package is
 installed — is checked here, one floor above them. Every mistake is one ``ConfigError`` line naming
 the dotted field, before any model is loaded or any oracle is paid; nothing here imports torch (a
 scorer, objective or oracle registered in a notebook is valid, since the registries are read at
@@ -48,6 +48,24 @@ def strategy_problems(strategy: str) -> list[str]:
     from aplkit.acquisition import SCORERS
 
     return [] if strategy in SCORERS else [f"strategy: unknown '{strategy}' (registered: {', '.join(sorted(SCORERS))})"]
+
+
+def pool_problems(cfg: ExperimentConfig) -> list[str]:
+    """The strategy's prompts per step fit in the train pool, which holds exactly ``data.train_size`` prompts once loaded.
+
+    A scorer that asks for more than the pool holds draws it whole (``Scorer.min_prompts``): only a pool
+    below that minimum is impossible, and it is refused here rather than at step 1 after the model loads.
+    """
+    from aplkit.acquisition import SCORERS
+
+    acq = cfg.acquisition
+    least = SCORERS[cfg.strategy]().min_prompts(acq)
+    if least <= cfg.data.train_size:
+        return []
+    return [
+        f"data.train_size: {cfg.data.train_size} prompts, but strategy '{cfg.strategy}' needs {least} per step "
+        f"(acquisition.prompt_batch={acq.prompt_batch}, acquire_batch={acq.acquire_batch}, entropy_pool={acq.entropy_pool})"
+    ]
 
 
 def tracker_missing(name: str) -> str:
@@ -106,7 +124,7 @@ def problems(cfg: Any) -> list[str]:
     out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + cfg.data.problems() + tracking_problems(cfg.tracking)
     if out:
         return out
-    return cfg.cross_problems() + pair_reward_problems(cfg)
+    return cfg.cross_problems() + pool_problems(cfg) + pair_reward_problems(cfg)
 
 
 def validate(cfg: Any) -> None:
@@ -137,6 +155,7 @@ __all__ = [
     "objective_problems",
     "oracle_kind_problems",
     "pair_reward_problems",
+    "pool_problems",
     "problems",
     "strategy_problems",
     "tracker_installed",

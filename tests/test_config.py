@@ -33,6 +33,22 @@ def test_gpu_preset_is_the_embedded_default_at_table1_sizes(hub_online):
     assert gpu.waypoints() == [128, 256, 512, 768] and gpu.evaluation.test_prompts <= gpu.data.test_size
 
 
+def test_strategy_prompts_per_step_must_fit_the_train_pool(hub_online):
+    """J×S above the pool is drawn whole (the paper's IMDB numbers); a pool below what a step needs is refused when checked."""
+    paper = load_config("imdb", strategy="entropy+certainty")
+    a = paper.acquisition
+    assert (a.entropy_pool * a.prompt_batch, paper.data.train_size) == (32000, 24895)
+    with pytest.raises(ConfigError) as e:
+        load_config("imdb", ["data.train_size=3000"], strategy="entropy+certainty")
+    assert str(e.value) == (
+        "data.train_size: 3000 prompts, but strategy 'entropy+certainty' needs 4000 per step "
+        "(acquisition.prompt_batch=4000, acquire_batch=128, entropy_pool=8)"
+    )
+    with pytest.raises(ConfigError, match=r"^data\.train_size: 100 prompts, but strategy 'random' needs 128 per step"):
+        load_config("imdb", ["data.train_size=100"], strategy="random")
+    assert load_config("imdb", ["data.train_size=3000"], strategy="random").data.train_size == 3000  # M=128 fits
+
+
 def test_overrides_dotted_and_typed():
     c = load_config(
         "imdb-cpu",
