@@ -68,6 +68,13 @@ def pool_problems(cfg: ExperimentConfig) -> list[str]:
     ]
 
 
+def judge_price_problems(oracle: OracleConfig) -> list[str]:
+    """An API judge on a paid endpoint has a price (listed or configured), or says it runs unpriced."""
+    from aplkit.oracles.llm.prices import price_problems
+
+    return price_problems(oracle.llm, "oracle.llm") if oracle.kind == "llm" else []
+
+
 def tracker_missing(name: str) -> str:
     module, extra = TRACKER_PACKAGES[name]
     return f"tracking: {name} needs the '{module}' package, which is not installed; pip install 'aplkit[{extra}]'"
@@ -121,7 +128,8 @@ def problems(cfg: Any) -> list[str]:
     out = strategy_problems(cfg.strategy) + ([] if cfg.seed >= 0 else [f"seed: must be >= 0, got {cfg.seed}"])
     out += model_problems(cfg.model) + cfg.acquisition.problems()
     out += objective_problems(cfg.training) + cfg.training.problems() + cfg.evaluation.problems()
-    out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + cfg.data.problems() + tracking_problems(cfg.tracking)
+    out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + judge_price_problems(cfg.oracle)
+    out += cfg.data.problems() + tracking_problems(cfg.tracking)
     if out:
         return out
     return cfg.cross_problems() + pool_problems(cfg) + pair_reward_problems(cfg)
@@ -150,6 +158,7 @@ def load_config(
 
 __all__ = [
     "TRACKER_PACKAGES",
+    "judge_price_problems",
     "load_config",
     "model_problems",
     "objective_problems",
