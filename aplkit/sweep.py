@@ -40,7 +40,7 @@ import yaml
 from aplkit.acquisition import SCORERS
 from aplkit.checks import load_config
 from aplkit.config import ConfigError, preset_path
-from aplkit.executors import Executor, LocalExecutor, one_line
+from aplkit.executors import Executor, LocalExecutor, kernel_manager_with, one_line
 from aplkit.plugins import import_modules, resolve
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
@@ -62,6 +62,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     steps: int = 0
     device: str = "auto"  # model.device: an executor reserves a GPU for cuda runs
+    env: dict[str, str] = field(default_factory=dict)  # set where the run lands (a local job's GPU) for its kernel
 
     def status(self) -> str:
         """complete | resume (k/T steps done) | new."""
@@ -222,6 +223,7 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
     }
     if sweep.imports:  # only then: a notebook of your own needs no imports parameter
         params["imports"] = list(sweep.imports)
+    placed = {"kernel_manager_class": kernel_manager_with(run.env)} if run.env else {}
     pm.execute_notebook(
         str(sweep.notebook),
         str(dest),
@@ -230,6 +232,7 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
         cwd=str(cwd or Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
         progress_bar=False,
         log_output=False,
+        **placed,
     )
     return dest
 

@@ -7,6 +7,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run where torch sees a GPU and are skipped elsewhere."""
+    needs = [item for item in items if "cuda" in item.keywords]
+    if not needs:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in needs:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture
 def hub_online(monkeypatch):
     """Hub ids are taken as they look (the paper presets name hub models and data); nothing here downloads."""

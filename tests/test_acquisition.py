@@ -135,7 +135,9 @@ def test_entropy_certainty_ranks_the_whole_pool_when_j_times_s_exceeds_it():
     sc.propose = lambda c, ps: seen.extend(ps) or propose(c, ps)
     chosen = acquire(sc, ctx, prompts)
     assert sorted(p.text for p in seen) == [f"x{i}" for i in range(8)]
-    whole = acquire(get_scorer("entropy+certainty"), ControlledContext(dataclasses.replace(acq, entropy_pool=2), samples, lp_pol, lp_ref), prompts)
+    whole = acquire(
+        get_scorer("entropy+certainty"), ControlledContext(dataclasses.replace(acq, entropy_pool=2), samples, lp_pol, lp_ref), prompts
+    )
     assert [c.prompt.text for c in chosen] == [c.prompt.text for c in whole]  # the same draw as J×S = 8, the whole pool
     with pytest.raises(ValueError, match="needs 12 prompts per step but the train pool has 8"):
         acquire(sc, ControlledContext(dataclasses.replace(acq, prompt_batch=12), samples, lp_pol, lp_ref), prompts)
