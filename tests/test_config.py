@@ -243,7 +243,9 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     }
     cfg = load_config("imdb-cpu", ["oracle.sentiment_model=vader"])
     old = cfg.to_dict()
-    o = old["oracle"]  # the flat section as the previous aplkit wrote it (no backoff, no classifier.tau, no sentiment.tau)
+    o = old[
+        "oracle"
+    ]  # the flat section as the previous aplkit wrote it (no backoff, rate limits or unpriced, no classifier.tau, no sentiment.tau)
     old["oracle"] = {
         "kind": o["kind"],
         "cache": o["cache"],
@@ -251,7 +253,11 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
         "sample_bt": o["sample_bt"],
         "sentiment_model": "vader",
         **{k: o["sentiment"][k] for k in ("repetition_penalty", "fluency_weight", "fluency_floor")},
-        **{k: v for k, v in o["llm"].items() if k not in ("backoff", "backoff_max")},
+        **{
+            k: v
+            for k, v in o["llm"].items()
+            if k not in ("backoff", "backoff_max", "requests_per_minute", "tokens_per_minute", "max_wait", "unpriced")
+        },
         "classifier": None,
         "positive_label": None,
     }
