@@ -19,7 +19,7 @@ from aplkit.oracles.llm.client import is_local
 if TYPE_CHECKING:
     from aplkit.config import LLMJudgeConfig, OracleConfig
 
-#: when the table was read: OpenAI's standard-tier list prices, as published in March 2026
+#: when the table was read: OpenAI's standard-tier list prices as of March 2026 (a retired model: its last list price)
 PRICES_READ = "2026-03"
 #: model → (USD per 1M input tokens, USD per 1M output tokens); a dated snapshot (``gpt-4o-mini-2024-07-18``)
 #: takes its family's price unless listed itself
