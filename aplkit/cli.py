@@ -147,9 +147,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    from aplkit.oracles import make_oracle
+    from aplkit.oracles import check_oracle, make_oracle
     from aplkit.oracles.consistency import judge_consistency
     from aplkit.oracles.ledger import Ledger
+    from aplkit.oracles.llm.prices import judge_prices
     from aplkit.runfolder import read_jsonl
 
     cfg = _load_cfg(args)
@@ -158,10 +159,11 @@ def cmd_consistency(args: argparse.Namespace) -> int:
         return _err(f"--pairs {args.pairs}: no rows (expects JSONL with prompt, y0, y1, e.g. a run's acquired.jsonl)")
     rows = rows[: args.n]
     pairs = [(r["prompt"], r["y0"], r["y1"]) for r in rows]
+    check_oracle(cfg.oracle)
     oracle = make_oracle(cfg.oracle, cfg.data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out.with_suffix(".sqlite"), price_in=cfg.oracle.price_in, price_out=cfg.oracle.price_out)
+    ledger = Ledger(out.with_suffix(".sqlite"), *judge_prices(cfg.oracle))
     try:
         res = judge_consistency(oracle, pairs, cfg.seed, ledger=ledger)
     finally:

@@ -35,7 +35,7 @@ from aplkit.evaluation import Evaluator
 from aplkit.models import Models, follow_core_share, load_models
 from aplkit.objectives import make_objective
 from aplkit.objectives.dpo import apply_lora
-from aplkit.oracles import make_oracle
+from aplkit.oracles import check_oracle, make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import open_ledger
@@ -87,6 +87,8 @@ class Experiment:
         progress: bool = True,
     ):
         self.cfg = cfg
+        if oracle is None:
+            check_oracle(cfg.oracle)  # an API judge's key, endpoint and model: before the run folder and any model
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict())
         with self.run_dir.given_back_on_error():
             self.run_dir.note_phase("setup")

@@ -47,7 +47,7 @@ from aplkit.acquisition import SCORERS
 from aplkit.checks import load_config
 from aplkit.config import ConfigError, preset_path
 from aplkit.errors import RunFolderBusy
-from aplkit.executors import Cell, Ended, Executor, LocalExecutor, one_line
+from aplkit.executors import Cell, Ended, Executor, LocalExecutor, kernel_manager_with, one_line
 from aplkit.plugins import import_modules, resolve
 from aplkit.progress import quiet_kernel_manager
 from aplkit.records import StepRow
@@ -71,6 +71,7 @@ class Run:
     steps: int = 0
     device: str = "auto"  # model.device: an executor reserves a GPU for cuda runs
     config: Any = None  # the loaded config (ExperimentConfig or PHFConfig) an in-process cell runs
+    env: dict[str, str] = field(default_factory=dict)  # set where the run lands (a local job's GPU) for its kernel
 
     @classmethod
     def of(cls, label: str, cfg: Any, root: str | Path, overrides: Sequence[str] = ()) -> Run:
@@ -245,7 +246,8 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
         str(dest),
         parameters=params,
         kernel_name="python3",  # jupyter_client starts "python" kernels with sys.executable: this venv
-        kernel_manager_class=quiet_kernel_manager(),  # the kernel's stderr less its TCP warning
+        # the kernel's stderr less its TCP warning, and a local job's GPU in its environment
+        kernel_manager_class=kernel_manager_with(run.env) if run.env else quiet_kernel_manager(),
         cwd=str(cwd or Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
         progress_bar=False,
         log_output=False,

@@ -17,6 +17,18 @@ def _empty_hf_home(monkeypatch, tmp_path, offline: str):
     return home
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run where torch sees a GPU and are skipped elsewhere."""
+    needs = [item for item in items if "cuda" in item.keywords]
+    if not needs:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in needs:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture
 def hub_online(monkeypatch, tmp_path):
     """Online (HF_HUB_OFFLINE=0) with a fresh, empty Hugging Face cache (HF_HOME); returns HF_HOME. Nothing here downloads."""

@@ -43,6 +43,23 @@ def test_gpu_preset_is_the_embedded_default_at_table1_sizes(hub_online):
     assert gpu.waypoints() == [128, 256, 512, 768] and gpu.evaluation.test_prompts <= gpu.data.test_size
 
 
+def test_strategy_prompts_per_step_must_fit_the_train_pool(hub_online):
+    """J×S above the pool is drawn whole (the paper's IMDB numbers); a pool below what a step needs is refused when checked."""
+    _paper_models(hub_online)
+    paper = load_config("imdb", strategy="entropy+certainty")
+    a = paper.acquisition
+    assert (a.entropy_pool * a.prompt_batch, paper.data.train_size) == (32000, 24895)
+    with pytest.raises(ConfigError) as e:
+        load_config("imdb", ["data.train_size=3000"], strategy="entropy+certainty")
+    assert str(e.value) == (
+        "data.train_size: 3000 prompts, but strategy 'entropy+certainty' needs 4000 per step "
+        "(acquisition.prompt_batch=4000, acquire_batch=128, entropy_pool=8)"
+    )
+    with pytest.raises(ConfigError, match=r"^data\.train_size: 100 prompts, but strategy 'random' needs 128 per step"):
+        load_config("imdb", ["data.train_size=100"], strategy="random")
+    assert load_config("imdb", ["data.train_size=3000"], strategy="random").data.train_size == 3000  # M=128 fits
+
+
 def test_overrides_dotted_and_typed():
     c = load_config(
         "imdb-cpu",
@@ -257,7 +274,9 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     }
     cfg = load_config("imdb-cpu", ["oracle.sentiment_model=vader"])
     old = cfg.to_dict()
-    o = old["oracle"]  # the flat section as the previous aplkit wrote it (no backoff, no classifier.tau, no sentiment.tau)
+    o = old[
+        "oracle"
+    ]  # the flat section as the previous aplkit wrote it (no backoff, rate limits or unpriced, no classifier.tau, no sentiment.tau)
     old["oracle"] = {
         "kind": o["kind"],
         "cache": o["cache"],
@@ -265,7 +284,11 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
         "sample_bt": o["sample_bt"],
         "sentiment_model": "vader",
         **{k: o["sentiment"][k] for k in ("repetition_penalty", "fluency_weight", "fluency_floor")},
-        **{k: v for k, v in o["llm"].items() if k not in ("backoff", "backoff_max")},
+        **{
+            k: v
+            for k, v in o["llm"].items()
+            if k not in ("backoff", "backoff_max", "requests_per_minute", "tokens_per_minute", "max_wait", "unpriced")
+        },
         "classifier": None,
         "positive_label": None,
     }

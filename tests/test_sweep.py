@@ -330,3 +330,118 @@ def test_in_process_runs_never_share_a_process(tmp_path):
     with pytest.raises(ConfigError, match="^--jobs: runs in process share its seeds"):
         run_arena("imdb-cpu", ["random"], [0, 1], tmp_path / "runs", TINY, executor=LocalExecutor(jobs=2))
     assert not (tmp_path / "runs").exists()
+
+
+def _gpu_runs(tmp_path: Path, n: int, device: str = "auto") -> list:
+    from aplkit.sweep import Run
+
+    return [Run(f"r{i}", "random", i, tmp_path / f"r{i}", device=device) for i in range(n)]
+
+
+def test_each_local_job_gets_a_gpu_of_its_own(tmp_path, monkeypatch):
+    """Three jobs on a (faked) four-GPU machine: no two runs at once share a GPU; too many jobs are refused in one line."""
+    import threading
+    import time
+
+    from aplkit import executors
+    from aplkit.executors import LocalExecutor
+
+    monkeypatch.setattr(executors, "gpu_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    runs = _gpu_runs(tmp_path, 6)
+    ex = LocalExecutor(jobs=3)
+    ex.check_runs(runs)
+    assert ex.gpus == ["0", "1", "2", "3"] and ex.describe() == "this machine with 3 job(s), one GPU each of 0,1,2,3"
+    busy, seen, lock, clash = set(), {}, threading.Lock(), []
+
+    def cell(run, sweep, cwd, where):
+        gpu = run.env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            clash.extend([gpu] if gpu in busy else [])
+            busy.add(gpu)
+        time.sleep(0.05)
+        with lock:
+            busy.discard(gpu)
+            seen[run.label] = (gpu, where)
+        return None, 0.0
+
+    outcomes = list(ex.map(runs, None, cell))
+    assert clash == [] and sorted(seen) == [r.label for r in runs]
+    assert all(gpu in ex.gpus and where.endswith(f"on GPU {gpu}") for gpu, where in seen.values())
+    assert all(r.env == {} for r, *_ in outcomes)  # the sweep's own runs are not changed
+
+    with pytest.raises(ConfigError) as e:
+        LocalExecutor(jobs=8).check_runs(_gpu_runs(tmp_path, 8))
+    assert (
+        str(e.value)
+        == "--jobs 8: this machine has 4 GPU(s) and each job of a run with model.device=auto takes one; use --jobs 4 or fewer (or model.device=cpu)"
+    )
+    LocalExecutor(jobs=8).check_runs(_gpu_runs(tmp_path, 4))  # only four runs left: four at once
+    with pytest.raises(ConfigError, match=r"^--jobs 2: run r0 pins model.device=cuda:1, so every job would share that GPU"):
+        LocalExecutor(jobs=2).check_runs(_gpu_runs(tmp_path, 2, "cuda:1"))
+    cpu = LocalExecutor(jobs=8)
+    cpu.check_runs(_gpu_runs(tmp_path, 8, "cpu"))
+    assert cpu.gpus == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the sweep was given two GPUs of a larger machine
+    monkeypatch.setattr(executors, "gpu_count", lambda: 2)
+    mine = LocalExecutor(jobs=2)
+    mine.check_runs(_gpu_runs(tmp_path, 2, "cuda"))
+    assert mine.gpus == ["5", "7"]
+    monkeypatch.setattr(executors, "gpu_count", lambda: 0)
+    none = LocalExecutor(jobs=8)
+    none.check_runs(_gpu_runs(tmp_path, 8))  # auto on a machine without GPUs: the CPU
+    assert none.gpus == []
+
+
+ENV_NOTEBOOK_CELL = """import json, os, pathlib
+info = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+if info["visible"] is not None:
+    import torch
+    info["count"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+pathlib.Path(out, "env.json").write_text(json.dumps(info))
+"""
+
+
+def _env_notebook(tmp_path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('config = ""\nstrategy = ""\nseed = 0\nout = ""\noverrides = []\nprogress = False')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(ENV_NOTEBOOK_CELL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "env.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _kernel_env(tmp_path: Path, env: dict[str, str]) -> dict:
+    import json
+
+    from aplkit.config import preset_path
+    from aplkit.sweep import Run, Sweep, execute
+
+    run = Run("r", "random", 0, tmp_path / "run", env=env)
+    sw = Sweep(tmp_path, [run], path=tmp_path / "s.yaml", config=preset_path("imdb-cpu"), notebook=_env_notebook(tmp_path))
+    execute(run, sw, cwd=tmp_path)
+    return json.loads((tmp_path / "run" / "env.json").read_text())
+
+
+def test_a_local_jobs_gpu_reaches_its_kernel_and_no_other(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _kernel_env(tmp_path, {"CUDA_VISIBLE_DEVICES": "3"})["visible"] == "3"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # set for that kernel only, not for this process or the next run
+    assert _kernel_env(tmp_path / "other", {}) == {"visible": None}
+
+
+@pytest.mark.cuda
+def test_a_kernel_given_one_gpu_sees_one(tmp_path, monkeypatch):
+    from aplkit.executors import gpu_count, gpu_ids
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    last = gpu_ids(gpu_count())[-1]
+    assert _kernel_env(tmp_path, {"CUDA_VISIBLE_DEVICES": last}) == {"visible": last, "count": 1}

@@ -154,6 +154,9 @@ def test_task_environment(monkeypatch):
     assert ex.gpus(auto) == 0 and "CUDA_VISIBLE_DEVICES" in ex.env(auto)
     ex.cluster_gpus = 4
     assert (ex.gpus(auto), ex.gpus(cpu)) == (1, 0) and "CUDA_VISIBLE_DEVICES" not in ex.env(auto)
+    assert "APLKIT_RATE_NODES" not in env  # one node: the judge's rate limit is all its own
+    ex.cluster_nodes = 3
+    assert ex.env(cpu)["APLKIT_RATE_NODES"] == "3"  # each node's file takes a third of the limit
 
 
 def test_an_in_process_grid_runs_each_run_in_a_ray_worker(cluster, tmp_path, monkeypatch):
