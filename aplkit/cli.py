@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for row in res.eval_rows:
         trained = "" if row.trained in (None, row.acquired) else f", {row.trained} trained"
         print(f"labels {row.acquired:>5}  win-rate {row.win_rate:.3f} ± {row.stderr:.3f}  (n={row.n}, vs {row.against}{trained})")
+    for h in res.heldout_rows:
+        print(f"labels {h.acquired:>5}  held-out preference accuracy {h.accuracy:.3f} ± {h.stderr:.3f}  (n={h.n} pairs)")
     o = s.get("oracle", {})
     print(
         f"oracle: {o.get('calls', 0)} calls, {o.get('cache_hits', 0)} cache hits, {o.get('invalid', 0)} invalid, "
