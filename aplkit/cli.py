@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
+"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, export, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -164,6 +164,13 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from aplkit.export import export_preferences
+
+    print(export_preferences(args.run, args.out, args.format).line())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aplkit.demo import demo
 
@@ -240,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--out", default="runs/consistency/consistency.json")
     s.set_defaults(func=cmd_consistency)
+
+    s = sub.add_parser("export", help="a run's (or a sweep's) labelled pairs as a preference data set: prompt, chosen, rejected")
+    s.add_argument("run", help="a run folder, or a folder of run folders (one data set, a 'run' column)")
+    s.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    s.add_argument("--out", help="the file to write (default RUN/preferences.FORMAT)")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")
