@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, export, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
+"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, export, judge-consistency, judge-bias, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -171,6 +171,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bias(args: argparse.Namespace) -> int:
+    from aplkit.oracles.consistency import bias_line, measure_bias
+
+    cfg = _load_cfg(args)
+    print(bias_line(measure_bias(cfg, args.pairs, args.n, args.out)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aplkit.demo import demo
 
@@ -253,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
     s.add_argument("--out", help="the file to write (default RUN/preferences.FORMAT)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("judge-bias", help="position bias (verdicts that flip when A and B swap) and length bias of a judge")
+    add_cfg(s)
+    s.add_argument(
+        "--pairs", help="JSONL/CSV/Parquet: prompt, y0, y1 rows or a preference data set (data.*_field); default: data's held-out pairs"
+    )
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", default="runs/bias/bias.json")
+    s.set_defaults(func=cmd_bias)
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")
