@@ -1,6 +1,7 @@
 """``aplkit export``: the labelled pairs of a run or a sweep as a preference data set that datasets and TRL read."""
 
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -81,6 +82,15 @@ def test_export_maps_the_labels_to_chosen_and_rejected_and_counts_what_it_leaves
     sweep = datasets.load_dataset("json", data_files=str(tmp_path / "all.jsonl"))["train"]
     assert sorted(set(sweep["run"])) == ["certainty/seed0", "random/seed2"] and sweep.num_rows == 3
     assert [r["oracle_p_chosen"] for r in sweep if r["run"] == "random/seed2"] == [None]  # the oracle gave no probability
+
+
+def test_notebook_helper_exports_as_the_command_does(tmp_path, capsys):
+    from aplkit.notebook import export_preferences as in_a_cell
+
+    run = _run(tmp_path, "random", 1, [_row(1, 0, "A", 0), _row(1, 1, "tie", None)])
+    path = in_a_cell(run, fmt="jsonl")
+    assert path == run / "preferences.jsonl" and capsys.readouterr().out.strip() == export_preferences(run, fmt="jsonl").line()
+    assert [json.loads(line)["chosen"] for line in path.read_text().splitlines()] == [" first 1.0"]
 
 
 def test_export_of_nothing_is_one_line(tmp_path):

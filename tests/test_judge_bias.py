@@ -77,6 +77,10 @@ def test_cli_measures_the_offline_judge_on_a_preference_file(tmp_path, capsys):
     line = capsys.readouterr().out
     assert line.startswith("sentiment-v2:vader") and "flips when A and B swap in 0.0 %" in line
     assert (tmp_path / "bias.sqlite").exists()
+    from aplkit.notebook import judge_bias_summary
+
+    assert judge_bias_summary("imdb-cpu", ["oracle.sentiment.model=vader"], FIXTURE, 40, out) == r
+    assert capsys.readouterr().out == line
     # a run's acquired.jsonl (prompt, y0, y1) carries no known preference
     rows = tmp_path / "acquired.jsonl"
     rows.write_text("".join(json.dumps({"prompt": p, "y0": a, "y1": b}) + "\n" for p, a, b in PAIRS))

@@ -160,6 +160,9 @@ def test_pool_run_labels_each_stored_pair_once_and_measures_the_held_out_split(t
         kinds = dict(db.execute("select substr(oracle, 1, instr(oracle, ':') - 1), count(*) from labels group by 1").fetchall())
     assert kinds == {"dataset": 12, "sentiment-v2": 16}
     assert res.summary["final_preference_accuracy"] == held[-1]["accuracy"] and res.heldout_rows[-1].accuracy == held[-1]["accuracy"]
+    from aplkit.notebook import heldout_accuracy
+
+    assert heldout_accuracy(run).to_dict("records") == held
 
 
 def test_held_out_accuracy_is_a_half_at_theta0_and_one_once_dpo_learnt_the_held_out_pairs(tiny):
