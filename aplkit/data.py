@@ -669,6 +669,9 @@ def preference_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
         raw, what, mapping = (_load_hub(cfg.path) if hub else _load_local(cfg.path)), str(cfg.path), cfg
         origin = {"source": "hub" if hub else "file", "path": None if hub else str(cfg.path), "hub_id": cfg.path if hub else None}
     frames = {name: _pair_frame(f, mapping, name, f"{what} [{name}]") for name, f in raw.items()}
+    ids = [i for f in frames.values() for i in f["id"]]
+    if len(set(ids)) < len(ids):  # splits that number their rows alike (id 0, 1, ... in each): the split names the pair
+        frames = {name: f.assign(id=[f"{name}-{i}" for i in f["id"]]) for name, f in frames.items()}
     return frames, what, origin
 
 

@@ -89,6 +89,16 @@ def test_both_layouts_give_the_same_pairs_tokenised_once_with_eos(tmp_path, toke
         assert pair.chosen_rejected == (None if i in ties else _truth(pools.pairs[i]))
 
 
+def test_a_data_set_with_its_own_splits_keeps_them_and_their_ids_apart(tmp_path, tokenizer):
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    for name, rows in (("train", ROWS[:30]), ("test", ROWS[30:])):  # each split numbers its rows from 0
+        pd.DataFrame([{**r, "id": k} for k, r in enumerate(rows)]).to_json(folder / f"{name}.jsonl", orient="records", lines=True)
+    pools = load_pools(DataConfig(task="preferences", source="file", path=str(folder), train_size=30, test_size=10), tokenizer)
+    assert sorted(p.id for p in pools.test) == sorted(f"test-{k}" for k in range(10)) and len(pools.pairs) == 40
+    assert {p.text for p in pools.test} == {r["prompt"] for r in ROWS[30:]}
+
+
 def test_a_bad_mapping_is_one_line_naming_the_field_before_any_model_loads(tmp_path):
     with pytest.raises(ConfigError, match=r"^data\.chosen_field: column 'better' not found in .*preferences\.jsonl"):
         load_config("imdb-cpu", [*POOL, "data.chosen_field=better"])
