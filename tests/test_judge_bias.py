@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from aplkit.cli import main
@@ -87,6 +88,11 @@ def test_cli_measures_the_offline_judge_on_a_preference_file(tmp_path, capsys):
     assert main([*args[:4], "--pairs", str(rows), "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert (r["pairs"], r["true_longer_n"], r["truth_n"], r["true_longer_rate"]) == (11, 0, 0, None)
+    from aplkit.oracles.consistency import bias_pairs
+
+    table = tmp_path / "pairs.parquet"
+    pd.read_json(rows, lines=True).to_parquet(table)
+    assert bias_pairs(DataConfig(), table, 5) == (PAIRS[:5], [None] * 5)
 
 
 def test_without_pairs_the_held_out_pairs_of_a_preference_data_set_are_judged(capsys):

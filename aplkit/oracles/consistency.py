@@ -204,7 +204,8 @@ def bias_pairs(data: DataConfig, path: str | Path | None = None, n: int | None =
         frame = preference_splits(data)[1]
     else:
         p = Path(path)
-        rows = pd.read_json(p, lines=True) if p.suffix in (".jsonl", ".json") else None
+        read = {".jsonl": lambda f: pd.read_json(f, lines=True), ".csv": pd.read_csv, ".parquet": pd.read_parquet}.get(p.suffix)
+        rows = read(p) if read is not None and p.is_file() else None
         if rows is not None and {"prompt", "y0", "y1"} <= set(rows.columns):
             rows = rows.head(n) if n is not None else rows
             return list(zip(rows["prompt"], rows["y0"], rows["y1"], strict=True)), [None] * len(rows)
