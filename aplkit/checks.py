@@ -50,7 +50,7 @@ def strategy_problems(strategy: str) -> list[str]:
     return [] if strategy in SCORERS else [f"strategy: unknown '{strategy}' (registered: {', '.join(sorted(SCORERS))})"]
 
 
-def pool_problems(cfg: ExperimentConfig) -> list[str]:
+def train_pool_problems(cfg: ExperimentConfig) -> list[str]:
     """The strategy's prompts per step fit in the train pool, which holds exactly ``data.train_size`` prompts once loaded.
 
     A scorer that asks for more than the pool holds draws it whole (``Scorer.min_prompts``): only a pool
@@ -58,6 +58,8 @@ def pool_problems(cfg: ExperimentConfig) -> list[str]:
     """
     from aplkit.acquisition import SCORERS
 
+    if cfg.data.task == "preferences":  # a preference data set's pool is checked by pool_problems
+        return []
     acq = cfg.acquisition
     least = SCORERS[cfg.strategy]().min_prompts(acq)
     if least <= cfg.data.train_size:
@@ -121,6 +123,42 @@ def pair_reward_problems(cfg: ExperimentConfig) -> list[str]:
     return []
 
 
+def pool_problems(cfg: ExperimentConfig) -> list[str]:
+    """Pool-based runs: the ``dataset`` oracle only with a preference data set, a judge of the generations for
+    ``evaluation.oracle``, the data set's column mapping and sizes (read now, before any model loads), and a train
+    split that lasts the budget (a stored pair is labelled at most once)."""
+    from aplkit.acquisition import SCORERS
+    from aplkit.oracles import ORACLES, POOL_ONLY
+
+    out = []
+    pool = cfg.data.task == "preferences"
+    if cfg.oracle.kind in POOL_ONLY and not pool:
+        out.append(f"oracle.kind: '{cfg.oracle.kind}' answers from a preference data set's stored labels; it needs data.task=preferences")
+    kind = cfg.evaluation.oracle
+    if kind is not None and kind not in ORACLES:
+        out.append(f"evaluation.oracle: unknown '{kind}' (registered: {', '.join(sorted(ORACLES))})")
+    elif kind in POOL_ONLY:
+        out.append(
+            f"evaluation.oracle: '{kind}' judges only a pool's stored pairs, not the policy's generations; name a judge such as sentiment"
+        )
+    if not pool or out:
+        return out
+    from aplkit.data import DataError, preference_splits
+
+    try:
+        train, _ = preference_splits(cfg.data)
+    except DataError as e:
+        return [str(e)]
+    acq = cfg.acquisition
+    need = cfg.steps * acq.acquire_batch - acq.acquire_batch + SCORERS[cfg.strategy]().prompts_needed(acq)
+    if need > len(train):
+        out.append(
+            f"acquisition.budget: the last step draws {SCORERS[cfg.strategy]().prompts_needed(acq)} of the pairs not yet labelled, "
+            f"so B={acq.budget} needs {need} train pairs; data.train_size is {len(train)}"
+        )
+    return out
+
+
 def problems(cfg: Any) -> list[str]:
     """Every problem of a config, the first one first: an ``ExperimentConfig`` here, any other config by its ``problems()``."""
     if not isinstance(cfg, ExperimentConfig):
@@ -132,7 +170,7 @@ def problems(cfg: Any) -> list[str]:
     out += cfg.data.problems() + tracking_problems(cfg.tracking)
     if out:
         return out
-    return cfg.cross_problems() + pool_problems(cfg) + pair_reward_problems(cfg)
+    return cfg.cross_problems() + train_pool_problems(cfg) + pair_reward_problems(cfg) + pool_problems(cfg)
 
 
 def validate(cfg: Any) -> None:
@@ -165,6 +203,7 @@ __all__ = [
     "oracle_kind_problems",
     "pair_reward_problems",
     "pool_problems",
+    "train_pool_problems",
     "problems",
     "strategy_problems",
     "tracker_installed",

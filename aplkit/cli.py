@@ -1,4 +1,4 @@
-"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, judge-consistency, demo (benchmarks: ``python -m bench`` in a checkout).
+"""The ``aplkit`` command: info, run, phf, sweep, report, phf-report, export, judge-consistency, judge-bias, demo (benchmarks: ``python -m bench`` in a checkout).
 
 Bad input is reported as one line on stderr with exit status 2, before any model loads.
 """
@@ -91,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for row in res.eval_rows:
         trained = "" if row.trained in (None, row.acquired) else f", {row.trained} trained"
         print(f"labels {row.acquired:>5}  win-rate {row.win_rate:.3f} ± {row.stderr:.3f}  (n={row.n}, vs {row.against}{trained})")
+    for h in res.heldout_rows:
+        print(f"labels {h.acquired:>5}  held-out preference accuracy {h.accuracy:.3f} ± {h.stderr:.3f}  (n={h.n} pairs)")
     o = s.get("oracle", {})
     print(
         f"oracle: {o.get('calls', 0)} calls, {o.get('cache_hits', 0)} cache hits, {o.get('invalid', 0)} invalid, "
@@ -174,6 +176,21 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from aplkit.export import export_preferences
+
+    print(export_preferences(args.run, args.out, args.format).line())
+    return 0
+
+
+def cmd_bias(args: argparse.Namespace) -> int:
+    from aplkit.oracles.consistency import bias_line, measure_bias
+
+    cfg = _load_cfg(args)
+    print(bias_line(measure_bias(cfg, args.pairs, args.n, args.out)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aplkit.demo import demo
 
@@ -250,6 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--out", default="runs/consistency/consistency.json")
     s.set_defaults(func=cmd_consistency)
+
+    s = sub.add_parser("export", help="a run's (or a sweep's) labelled pairs as a preference data set: prompt, chosen, rejected")
+    s.add_argument("run", help="a run folder, or a folder of run folders (one data set, a 'run' column)")
+    s.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    s.add_argument("--out", help="the file to write (default RUN/preferences.FORMAT)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("judge-bias", help="position bias (verdicts that flip when A and B swap) and length bias of a judge")
+    add_cfg(s)
+    s.add_argument(
+        "--pairs", help="JSONL/CSV/Parquet: prompt, y0, y1 rows or a preference data set (data.*_field); default: data's held-out pairs"
+    )
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", default="runs/bias/bias.json")
+    s.set_defaults(func=cmd_bias)
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")

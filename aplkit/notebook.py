@@ -104,6 +104,40 @@ def summary_line(summary: dict) -> str:
     )
 
 
+def heldout_accuracy(run_dir: str | Path) -> pd.DataFrame:
+    """A pool-based run's held-out preference accuracy, one row per waypoint (``heldout.jsonl``; empty on-policy)."""
+    from aplkit.records import HeldOutRow, field_names, to_dict
+    from aplkit.runfolder import RunFolder
+
+    return pd.DataFrame([to_dict(r) for r in RunFolder(run_dir).read(HeldOutRow)], columns=list(field_names(HeldOutRow)))
+
+
+def export_preferences(runs: str | Path, out: str | Path | None = None, fmt: str = "parquet") -> Path:
+    """``aplkit export`` in a cell: the labelled pairs of a run or a sweep folder as a preference data set; prints what it
+    wrote and returns the file (``datasets.load_dataset("parquet", data_files=...)`` reads it)."""
+    from aplkit.export import export_preferences as export
+
+    e = export(runs, out, fmt)  # type: ignore[arg-type]
+    print(e.line())
+    return e.path
+
+
+def judge_bias_summary(
+    config: str | Path,
+    overrides: list[str] | None = None,
+    pairs: str | Path | None = None,
+    n: int = 200,
+    out: str | Path = "runs/bias/bias.json",
+) -> dict[str, Any]:
+    """``aplkit judge-bias`` in a cell: the position and length bias of the config's oracle, printed in one line and returned."""
+    from aplkit.checks import load_config
+    from aplkit.oracles.consistency import bias_line, measure_bias
+
+    result = measure_bias(load_config(config, overrides), pairs, n, out)
+    print(bias_line(result))
+    return result
+
+
 # --------------------------------------------------------------------------- analysis notebooks
 
 
@@ -274,11 +308,14 @@ def fig6_epochs(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
 
 __all__ = [
     "StepDisplay",
+    "export_preferences",
     "fig1_consistency",
     "fig2_table2",
     "fig3_bt_histograms",
     "fig5_online_vs_reset",
     "fig6_epochs",
+    "heldout_accuracy",
+    "judge_bias_summary",
     "load_main",
     "project_dir",
     "progress_figure",

@@ -67,6 +67,33 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class PoolPair:
+    """A stored pair of a preference data set, the candidate of pool-based acquisition, with the data set's own label.
+
+    ``preferred`` is 1 when y1 ≻ y0, 0 when y0 ≻ y1, None for a tie. ``y0_ids``/``y1_ids`` are the responses
+    tokenised once when the pool is built (EOS appended: a stored response is a finished answer, as TRL's
+    ``DPOTrainer`` reads it); every log-prob and DPO read these ids.
+    """
+
+    y0: str
+    y1: str
+    preferred: int | None
+    y0_ids: tuple[int, ...] | None = None
+    y1_ids: tuple[int, ...] | None = None
+
+    def candidate(self, prompt: Prompt) -> Candidate:
+        ids = (None, None) if self.y0_ids is None or self.y1_ids is None else (list(self.y0_ids), list(self.y1_ids))
+        return Candidate(prompt=prompt, y0=self.y0, y1=self.y1, y0_ids=ids[0], y1_ids=ids[1])
+
+    @property
+    def chosen_rejected(self) -> tuple[str, str] | None:
+        """(y_w, y_l) by the data set's label; None for a tie."""
+        if self.preferred is None:
+            return None
+        return (self.y1, self.y0) if self.preferred == 1 else (self.y0, self.y1)
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Exactly what an oracle is shown: a prompt and two completions in display order A, B."""
 
@@ -234,6 +261,25 @@ class EvalRow:
 
 
 @dataclass
+class HeldOutRow:
+    """Held-out preference accuracy at one waypoint of a pool-based run (``heldout.jsonl``).
+
+    The data set's stored labels can only judge its own pairs, so the policy is measured on the held-out
+    split of the pool: does the implicit reward r̂ = β(log πθ − log πθ0) rank each pair's chosen response
+    above its rejected one? Exactly ½ at θ0, where every r̂ is 0.
+    """
+
+    step: int
+    acquired: int  # t·M labels paid for
+    accuracy: float  # mean over held-out pairs of 1[r̂(x,y_w) > r̂(x,y_l)] (½ for an exact tie)
+    stderr: float  # s/√n
+    n: int  # held-out pairs with a label (ties in the data set left out)
+    margin: float  # mean r̂(x, y_w) − r̂(x, y_l)
+    margin_stderr: float
+    trained: int | None = None  # pairs in X_P the policy was trained on
+
+
+@dataclass
 class EvalPairRow:
     """One test prompt at one waypoint (``eval_pairs.jsonl``): the policy's completion against the baseline's."""
 
@@ -391,7 +437,9 @@ __all__ = [
     "PHFSampleRow",
     "PHFSegmentRow",
     "PHFTrainRow",
+    "HeldOutRow",
     "Label",
+    "PoolPair",
     "Preference",
     "Prompt",
     "StepRow",

@@ -9,6 +9,7 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     eval.jsonl        EvalRow: one per waypoint
     eval_pairs.jsonl  EvalPairRow: one per test prompt per waypoint (policy vs baseline, the verdict)
     baseline.jsonl    BaselineRow: θ0's test completions, made once per run
+    heldout.jsonl     HeldOutRow: held-out preference accuracy per waypoint (pool-based runs, data.task=preferences)
     train.jsonl       TrainRow: one per epoch
     steps.jsonl       StepRow: one per finished acquisition step (the resume marker)
     labels.sqlite     the label ledger (unless oracle.cache names another: ``ledger_path``)
@@ -45,6 +46,7 @@ from aplkit.records import (
     BaselineRow,
     EvalPairRow,
     EvalRow,
+    HeldOutRow,
     PHFEvalRow,
     PHFSampleRow,
     PHFSegmentRow,
@@ -72,6 +74,7 @@ FILES: dict[type, str] = {
     EvalRow: "eval.jsonl",
     EvalPairRow: "eval_pairs.jsonl",
     BaselineRow: "baseline.jsonl",
+    HeldOutRow: "heldout.jsonl",
     TrainRow: "train.jsonl",
     StepRow: "steps.jsonl",
     # a PHF run (aplkit.phf): step = optimiser steps taken
@@ -81,7 +84,7 @@ FILES: dict[type, str] = {
     PHFSampleRow: "phf_samples.jsonl",
 }
 #: the files whose rows belong to an acquisition step (truncated on resume)
-STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, StepRow)
+STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, HeldOutRow, StepRow)
 ACQUIRED_FIELDS = field_names(AcquiredRow)
 EVAL_FIELDS = field_names(EvalRow)
 TRAIN_FIELDS = field_names(TrainRow)

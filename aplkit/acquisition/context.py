@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aplkit.records import Candidate, Prompt
+from aplkit.records import Candidate, PoolPair, Prompt
 
 if TYPE_CHECKING:
     from aplkit.config import AcquisitionConfig
@@ -26,6 +26,8 @@ class ScoringContext:
     beta: float
     seed: int  # a per-step seed; derive sub-seeds from it
     at_theta0: bool = False  # θ_t is θ0 (step 1): every implicit reward is exactly 0, nothing needs computing
+    # pool-based acquisition (data.task=preferences): each prompt id's stored pair, the candidate instead of a sampled one
+    pool: Mapping[str, PoolPair] = field(default_factory=dict, repr=False)
     # log πθ_t(y|x) of what this context sampled, recorded by the sampler (``sampled_logprobs``)
     _sampled: dict[tuple[str, tuple[int, ...]], float] = field(default_factory=dict, repr=False)
 
@@ -109,7 +111,9 @@ class ScoringContext:
             c.reward0, c.reward1 = float(r[i]), float(r[len(cands) + i])
 
     def pairs(self, prompts: Sequence[Prompt], seed_offset: int = 0) -> list[Candidate]:
-        """One fresh pair (y0, y1) ~ πθ_t per prompt (Algorithm 1, line 7)."""
+        """One fresh pair (y0, y1) ~ πθ_t per prompt (Algorithm 1, line 7); in a pool, the prompt's stored pair (off-policy)."""
+        if self.pool:
+            return [self.pool[p.id].candidate(p) for p in prompts]
         out = self.generate([p.text for p in prompts], n=2, seed_offset=seed_offset)
         return [Candidate(prompt=p, y0=a.text, y1=b.text, y0_ids=a.ids, y1_ids=b.ids) for p, (a, b) in zip(prompts, out, strict=True)]
 

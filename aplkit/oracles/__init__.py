@@ -22,17 +22,21 @@ OracleFactory = Callable[["OracleConfig", "DataConfig", "PromptPools | None", Pa
 ORACLES: dict[str, OracleFactory] = {}
 #: kinds whose verdicts carry pointwise scores s(x, y) (``Oracle.pointwise``): known from the config, before any is built
 POINTWISE: set[str] = set()
+#: kinds that answer only the stored pairs of a preference data set: they label a pool, never the policy's generations
+POOL_ONLY: set[str] = set()
 
 
-def register_oracle(kind: str, *, pointwise: bool = False) -> Callable[[OracleFactory], OracleFactory]:
-    """Register a factory under ``oracle.kind: KIND``; ``pointwise``: its verdicts carry each completion's score."""
+def register_oracle(kind: str, *, pointwise: bool = False, pool_only: bool = False) -> Callable[[OracleFactory], OracleFactory]:
+    """Register a factory under ``oracle.kind: KIND``; ``pointwise``: its verdicts carry each completion's score;
+    ``pool_only``: it judges only a preference data set's own pairs (the evaluation then needs a judge of its own)."""
 
     def add(factory: OracleFactory) -> OracleFactory:
         ORACLES[kind] = factory
-        if pointwise:
-            POINTWISE.add(kind)
-        else:
-            POINTWISE.discard(kind)
+        for flag, kinds in ((pointwise, POINTWISE), (pool_only, POOL_ONLY)):
+            if flag:
+                kinds.add(kind)
+            else:
+                kinds.discard(kind)
         return factory
 
     return add
@@ -96,6 +100,15 @@ def _rouge(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_d
     return RougeOracle({p.text: p.reference for p in pools.train + pools.test if p.reference})
 
 
+@register_oracle("dataset", pool_only=True)
+def _dataset(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
+    from aplkit.oracles.dataset import DatasetOracle
+
+    if pools is None or not pools.pairs:
+        raise OracleError("oracle.kind=dataset answers from a preference data set's stored labels: it needs data.task=preferences")
+    return DatasetOracle.from_pools(pools.train + pools.test, pools.pairs)
+
+
 @register_oracle("human")
 def _human(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
     from aplkit.oracles.human import HumanOracle
@@ -104,4 +117,4 @@ def _human(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_d
     return HumanOracle("human", RunFolder(run_dir) / QUEUE)
 
 
-__all__ = ["ORACLES", "POINTWISE", "Oracle", "OracleError", "check_oracle", "make_oracle", "register_oracle"]
+__all__ = ["ORACLES", "POINTWISE", "POOL_ONLY", "Oracle", "OracleError", "check_oracle", "make_oracle", "register_oracle"]

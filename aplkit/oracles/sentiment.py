@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aplkit.config import BACKENDS, DEFAULT_FLUENCY_FLOOR, DEFAULT_FLUENCY_WEIGHT, DEFAULT_REPETITION_PENALTY, SentimentConfig
-from aplkit.data import imdb_train_pool
+from aplkit.data import IMDB_SPLIT, imdb_train_pool
 from aplkit.oracles.base import Oracle, OracleError, scored_verdict
 from aplkit.records import Comparison, Verdict
 
@@ -249,8 +249,15 @@ class SentimentOracle(Oracle):
 
     @classmethod
     def from_config(cls, cfg: SentimentConfig, data: DataConfig | None = None) -> SentimentOracle:
-        """Pass the experiment's ``data`` section so tfidf and the fluency model exclude exactly its test split."""
-        split = (data.train_size, data.test_size, data.split_seed) if data is not None else (20000, 5000, 0)
+        """Pass the experiment's ``data`` section so tfidf and the fluency model exclude exactly its test split.
+
+        A preference data set's sizes count pairs, not reviews: there the reviews' own experiment split is kept
+        out (``IMDB_SPLIT``), the one the IMDB pairs take their held-out pairs from.
+        """
+        if data is not None and data.task == "preferences":
+            split = (*IMDB_SPLIT, data.split_seed)
+        else:
+            split = (data.train_size, data.test_size, data.split_seed) if data is not None else (*IMDB_SPLIT, 0)
         return cls(
             backend=cfg.model,
             repetition_penalty=cfg.repetition_penalty,
