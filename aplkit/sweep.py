@@ -294,6 +294,12 @@ def run_sweep(
     executor.check_runs(todo)
     if dry_run:
         print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} complete; notebook {sw.notebook}; {executor.describe()}")
+        if todo:
+            from aplkit.budget import describe, run_bill
+
+            bills = [run_bill(load_config(sw.config, r.overrides, strategy=r.strategy, seed=r.seed)) for r in todo]
+            summary["bill"] = sum(bills[1:], bills[0])
+            print(describe(summary["bill"], label="to run"))
         return summary
     print(
         f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run on {executor.describe()} → {sw.out}"
