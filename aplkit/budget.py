@@ -17,7 +17,7 @@ FLOPs are 2·N per token forward (N: the model's matmul parameters, the tied voc
 stops early is cheaper) and prompts at the middle of their token range. Seconds divide FLOPs by a matmul
 probe's rate (``probe_flops``), so they are the phase's time at the machine's matmul peak: a lower bound
 that the physical-limit table in ``bench/README.md`` sets beside measured seconds. A paid judge's dollars
-use ``oracle.llm.price_in``/``price_out`` and the tokens of its template with texts of the configured lengths.
+use the judge's prices (``oracle.llm.price_in``/``price_out``, else the model's list price) and the tokens of its template with texts of the configured lengths.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def judge_tokens(cfg: ExperimentConfig, prompt_tokens: float, completion_tokens:
 def run_bill(cfg: ExperimentConfig) -> Bill:
     """The counts of one run of ``cfg`` from step 1 (a resumed run pays only its remaining steps)."""
     from aplkit.acquisition import get_scorer, step_passes
+    from aplkit.oracles.llm.prices import judge_prices
 
     shape = model_shape(cfg.model.spec, cfg.model.revision)
     n = float(shape[0]) if shape else math.nan
@@ -155,7 +156,7 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
     eval_comp = float(e.max_new_tokens or a.max_new_tokens)
     seq = prompt + comp
     b = Bill(steps=cfg.steps)
-    b.price_in, b.price_out = (cfg.oracle.llm.price_in, cfg.oracle.llm.price_out) if cfg.oracle.kind == "llm" else (0.0, 0.0)
+    b.price_in, b.price_out = judge_prices(cfg.oracle)
     scorer = get_scorer(cfg.strategy)
     sampler_records = cfg.model.dtype in ("auto", "float32") and tr.objective != "conditional"
     waypoints = set(cfg.waypoints())
@@ -220,7 +221,11 @@ def describe(bill: Bill, flops_per_s: float | None = None, label: str = "run") -
     total = f" (≥ {bill.flops / flops_per_s / 3600:,.2f} h at {flops_per_s / 1e9:,.0f} GFLOP/s)" if flops_per_s else ""
     lines.append(f"  total     {bill.flops / 1e12:10.1f} TFLOP{total}")
     if bill.judge_tokens_in:
-        price = f"${bill.cost_usd:,.2f}" if bill.price_in or bill.price_out else "unpriced (oracle.llm.price_in/price_out are 0)"
+        price = (
+            f"${bill.cost_usd:,.2f}"
+            if bill.price_in or bill.price_out
+            else "unpriced (no list price and oracle.llm.price_in/price_out are 0)"
+        )
         lines.append(f"  judge     {bill.judge_tokens_in:,.0f} tokens in, ≤ {bill.judge_tokens_out:,.0f} out: {price}")
     return "\n".join(lines)
 

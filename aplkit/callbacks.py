@@ -53,23 +53,31 @@ def as_callbacks(items: Iterable[Callback | Callable[[StepResult], Any]]) -> lis
 
 
 class ProgressBar(Callback):
-    """The CLI's progress line: one tqdm bar over the steps, with the latest win-rate and the labels so far."""
+    """The CLI's progress line: one tqdm bar over the steps, with the latest win-rate and the labels so far,
+    and for an API judge the calls and dollars this process has spent so far (the ledger's count)."""
 
     def __init__(self) -> None:
         self.bar: Any = None
         self.m = 0
+        self.paid = False
+        self.postfix: dict[str, Any] = {}
 
     def on_run_start(self, cfg: ExperimentConfig, run_dir: Path, done: int) -> None:
         from tqdm.auto import tqdm
 
         self.m = cfg.acquisition.acquire_batch
+        self.paid = cfg.oracle.kind == "llm"
         self.bar = tqdm(desc=f"{cfg.strategy} seed {cfg.seed}", initial=done, total=cfg.steps, unit="step")
 
     def on_step(self, result: StepResult) -> None:
         if self.bar is None:
             return
         if result.eval:
-            self.bar.set_postfix(win_rate=f"{result.eval.win_rate:.3f}", labels=result.step * self.m, refresh=False)
+            self.postfix |= {"win_rate": f"{result.eval.win_rate:.3f}", "labels": result.step * self.m}
+        if self.paid and result.oracle:
+            self.postfix["judge"] = f"{result.oracle.get('calls', 0)} calls ${result.oracle.get('cost_usd', 0.0):.2f}"
+        if self.postfix:
+            self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 ``aplkit.config`` is a plain schema that imports no registry: it parses YAML and overrides into typed
 sections and checks what each section can check alone. What only the registries know — the strategy
 (``acquisition.SCORERS``), the objective (``objectives.OBJECTIVES``), the oracle kind
-(``oracles.ORACLES``), whether a model spec names something loadable, whether a tracker's package is
+(``oracles.ORACLES``), whether the strategy's prompts per step fit in the train pool, whether a model spec names something loadable, whether a tracker's package is
 installed — is checked here, one floor above them. Every mistake is one ``ConfigError`` line naming
 the dotted field, before any model is loaded or any oracle is paid; nothing here imports torch (a
 scorer, objective or oracle registered in a notebook is valid, since the registries are read at
@@ -73,6 +73,31 @@ def strategy_problems(strategy: str) -> list[str]:
     return [] if strategy in SCORERS else [f"strategy: unknown '{strategy}' (registered: {', '.join(sorted(SCORERS))})"]
 
 
+def pool_problems(cfg: ExperimentConfig) -> list[str]:
+    """The strategy's prompts per step fit in the train pool, which holds exactly ``data.train_size`` prompts once loaded.
+
+    A scorer that asks for more than the pool holds draws it whole (``Scorer.min_prompts``): only a pool
+    below that minimum is impossible, and it is refused here rather than at step 1 after the model loads.
+    """
+    from aplkit.acquisition import SCORERS
+
+    acq = cfg.acquisition
+    least = SCORERS[cfg.strategy]().min_prompts(acq)
+    if least <= cfg.data.train_size:
+        return []
+    return [
+        f"data.train_size: {cfg.data.train_size} prompts, but strategy '{cfg.strategy}' needs {least} per step "
+        f"(acquisition.prompt_batch={acq.prompt_batch}, acquire_batch={acq.acquire_batch}, entropy_pool={acq.entropy_pool})"
+    ]
+
+
+def judge_price_problems(oracle: OracleConfig) -> list[str]:
+    """An API judge on a paid endpoint has a price (listed or configured), or says it runs unpriced."""
+    from aplkit.oracles.llm.prices import price_problems
+
+    return price_problems(oracle.llm, "oracle.llm") if oracle.kind == "llm" else []
+
+
 def tracker_missing(name: str) -> str:
     module, extra = TRACKER_PACKAGES[name]
     return f"tracking: {name} needs the '{module}' package, which is not installed; pip install 'aplkit[{extra}]'"
@@ -126,10 +151,11 @@ def problems(cfg: Any) -> list[str]:
     out = strategy_problems(cfg.strategy) + ([] if cfg.seed >= 0 else [f"seed: must be >= 0, got {cfg.seed}"])
     out += model_problems(cfg.model) + cfg.acquisition.problems()
     out += objective_problems(cfg.training) + cfg.training.problems() + cfg.evaluation.problems()
-    out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + cfg.data.problems() + tracking_problems(cfg.tracking)
+    out += oracle_kind_problems(cfg.oracle) + cfg.oracle.problems() + judge_price_problems(cfg.oracle)
+    out += cfg.data.problems() + tracking_problems(cfg.tracking)
     if out:
         return out
-    return cfg.cross_problems() + pair_reward_problems(cfg)
+    return cfg.cross_problems() + pool_problems(cfg) + pair_reward_problems(cfg)
 
 
 def validate(cfg: Any) -> None:
@@ -156,11 +182,13 @@ def load_config(
 __all__ = [
     "TRACKER_PACKAGES",
     "compute_dtype_problems",
+    "judge_price_problems",
     "load_config",
     "model_problems",
     "objective_problems",
     "oracle_kind_problems",
     "pair_reward_problems",
+    "pool_problems",
     "problems",
     "strategy_problems",
     "tracker_installed",

@@ -75,8 +75,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return print_bill([cfg], "run")
     from aplkit.loop import default_out, run_experiment
+    from aplkit.runfolder import SUMMARY, RunFolder
 
     out = Path(args.out or cfg.out or default_out(cfg))
+    done = RunFolder(out)
+    if done.finished(cfg.to_dict()):  # before any model or data loads
+        s = done.read_json(SUMMARY)
+        wr = s.get("final_win_rate")
+        print(
+            f"{out} is complete ({s.get('labels')} labels, final win-rate {'n/a' if wr is None else f'{wr:.3f}'}); "
+            f"its results are in {out / 'eval.jsonl'} and summary.json: nothing to run"
+        )
+        return 0
     print(f"run folder: {out}", file=sys.stderr)
     res = run_experiment(cfg, out, progress=not args.quiet)
     s = res.summary
@@ -158,9 +168,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    from aplkit.oracles import make_oracle
+    from aplkit.oracles import check_oracle, make_oracle
     from aplkit.oracles.consistency import judge_consistency
     from aplkit.oracles.ledger import Ledger
+    from aplkit.oracles.llm.prices import judge_prices
     from aplkit.runfolder import read_jsonl
 
     cfg = _load_cfg(args)
@@ -169,10 +180,11 @@ def cmd_consistency(args: argparse.Namespace) -> int:
         return _err(f"--pairs {args.pairs}: no rows (expects JSONL with prompt, y0, y1, e.g. a run's acquired.jsonl)")
     rows = rows[: args.n]
     pairs = [(r["prompt"], r["y0"], r["y1"]) for r in rows]
+    check_oracle(cfg.oracle)
     oracle = make_oracle(cfg.oracle, cfg.data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out.with_suffix(".sqlite"), price_in=cfg.oracle.price_in, price_out=cfg.oracle.price_out)
+    ledger = Ledger(out.with_suffix(".sqlite"), *judge_prices(cfg.oracle))
     try:
         res = judge_consistency(oracle, pairs, cfg.seed, ledger=ledger)
     finally:
@@ -265,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: CPU sweep on the embedded default, then the report")
     s.add_argument("--runs", default="runs/demo")
-    s.add_argument("--figures", default="figures")
+    s.add_argument("--figures", help="where the report goes (default RUNS/figures, with the runs; never the committed figures/)")
     s.add_argument("--jobs", type=int, default=2, help="runs side by side, sharing the cores (default 2: the demo's two runs)")
     s.set_defaults(func=cmd_demo)
     return p

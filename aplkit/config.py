@@ -233,7 +233,7 @@ class SentimentConfig:
     """The ``oracle.sentiment`` section: every setting of the offline judge, with the measured defaults.
 
     s = sentiment − repetition_penalty · repetition − fluency_weight · max(0, fluency_floor − SLOR);
-    the weights were chosen by ``bench/oracle_accuracy.py`` (README, "Oracles").
+    the weights were chosen by ``bench/oracle_accuracy.py`` (docs/oracles.md; the measurement: docs/results.md).
     """
 
     model: Literal["tfidf", "vader"] = "tfidf"  # tfidf: 0.79 vs 0.64 accuracy on short held-out reviews
@@ -265,9 +265,15 @@ class ClassifierConfig:
     tau: float = 1.0  # a score gap of τ gives p_a = σ(1); 1.0 is the Bradley–Terry probability of a reward model
 
     def problems(self, prefix: str = "oracle.classifier", required: bool = False) -> list[str]:
+        """``required``: this classifier judges (oracle.kind=classifier); its model must then be a local folder or cached."""
         out = []
         if required and not self.model:
             out.append(f"{prefix}.model: required when oracle.kind=classifier")
+        elif required and not Path(self.model).expanduser().is_dir():
+            from aplkit.hubcache import missing_model
+
+            why = missing_model(self.model, None, f"{prefix}.model")
+            out += [f"{prefix}.model: {why}"] if why else []
         if not self.tau > 0:
             out.append(f"{prefix}.tau: must be > 0, got {self.tau}")
         return out
@@ -296,8 +302,12 @@ class LLMJudgeConfig:
     logprobs: bool = True  # ask for top logprobs (P(A)); dropped once if the server refuses them
     backoff: float = 1.0  # seconds before the first transport retry, doubled each time (plus jitter)
     backoff_max: float = 30.0  # cap on one backoff (and on a server's Retry-After)
-    price_in: float = 0.0  # USD per 1M input tokens (the ledger's cost column)
-    price_out: float = 0.0  # USD per 1M output tokens
+    price_in: float = 0.0  # USD per 1M input tokens (the ledger's cost column); 0: the model's list price (oracles/llm/prices.py)
+    price_out: float = 0.0  # USD per 1M output tokens; 0: the list price
+    unpriced: bool = False  # run a paid endpoint whose model has no list price and no price set, billing $0
+    requests_per_minute: float = 0.0  # shared by every run on this machine using the same endpoint and key variable; 0: no limit
+    tokens_per_minute: float = 0.0  # likewise, prompt estimate + max_tokens per request; 0: no limit
+    max_wait: float = 600.0  # seconds one request may spend waiting out rate limits (HTTP 429) before the run stops
 
     def problems(self, prefix: str = LLM_PREFIX) -> list[str]:
         """Every mistake in these settings, one line each, naming the dotted field (``oracle.llm.concurrency: ...``)."""
@@ -325,6 +335,9 @@ class LLMJudgeConfig:
             ("backoff_max", False, 0, False),
             ("price_in", False, 0, False),
             ("price_out", False, 0, False),
+            ("requests_per_minute", False, 0, False),
+            ("tokens_per_minute", False, 0, False),
+            ("max_wait", False, 0, False),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (integer and v != int(v)):
@@ -333,8 +346,9 @@ class LLMJudgeConfig:
                 bad(name, f"must be {'>' if strict else '>='} {low}, got {v}")
         if self.structured not in STRUCTURED:
             bad("structured", f"unknown '{self.structured}' ({', '.join(STRUCTURED[:-1])} or {STRUCTURED[-1]})")
-        if not isinstance(self.logprobs, bool):
-            bad("logprobs", f"expected true/false, got {self.logprobs!r}")
+        for name in ("logprobs", "unpriced"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, f"expected true/false, got {getattr(self, name)!r}")
         return out
 
     def validate(self, prefix: str = LLM_PREFIX) -> None:
@@ -356,15 +370,6 @@ class OracleConfig:
     sentiment: SentimentConfig = field(default_factory=SentimentConfig)
     llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-
-    @property
-    def price_in(self) -> float:
-        """USD per 1M input tokens for the ledger's bill: only an API judge costs money."""
-        return self.llm.price_in if self.kind == "llm" else 0.0
-
-    @property
-    def price_out(self) -> float:
-        return self.llm.price_out if self.kind == "llm" else 0.0
 
     def problems(self, prefix: str = "oracle") -> list[str]:
         """The section's own checks (``oracle.kind`` is checked against the registry in ``aplkit.checks``)."""

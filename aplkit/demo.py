@@ -2,6 +2,10 @@
 
 Rerunning it resumes: complete runs are skipped, half-done ones continue, and the report is
 rewritten from whatever has finished.
+
+The report goes beside the runs (``runs/demo/figures``; ``runs/`` is not tracked): its numbers are this
+machine's (floating point differs between CPU instruction sets, and sampling amplifies it), so a demo
+never rewrites the committed ``figures/``. Those are rebuilt only on purpose, by ``aplkit report``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ from aplkit.sweep import run_sweep
 DEMO_SWEEP = PRESETS / "sweep-imdb-cpu.yaml"
 
 
-def demo(runs: str | Path = "runs/demo", figures: str | Path = "figures", jobs: int = 1, sweep: str | Path | None = None) -> int:
-    """Run the CPU sweep into ``runs``, write the report into ``figures``; 0 when every run finished."""
+def report_dir(runs: str | Path) -> Path:
+    """Where the demo writes its report: ``figures`` inside its runs folder."""
+    return Path(runs) / "figures"
+
+
+def demo(runs: str | Path = "runs/demo", figures: str | Path | None = None, jobs: int = 1, sweep: str | Path | None = None) -> int:
+    """Run the CPU sweep into ``runs``, write the report into ``figures`` (default ``report_dir(runs)``); 0 when every run finished."""
+    from aplkit.results.load import load_code
     from aplkit.results.report import report
 
     summary = run_sweep(sweep or DEMO_SWEEP, jobs=jobs, out=runs)
@@ -23,8 +33,8 @@ def demo(runs: str | Path = "runs/demo", figures: str | Path = "figures", jobs: 
     if not finished:
         print(f"no run finished; nothing to report (see the notebook.ipynb in each run folder under {runs})")
         return 1
-    written = report(runs, figures)
-    out = Path(figures)
+    out = Path(figures) if figures is not None else report_dir(runs)
+    written = report(runs, out)
     print(f"\nfigures and tables in {out}/:")
     for name in sorted(written):
         print(f"  {written[name]}")
@@ -32,7 +42,9 @@ def demo(runs: str | Path = "runs/demo", figures: str | Path = "figures", jobs: 
         print(f"\nTable 2 — {written['table2.md']}\n")
         print(written["table2.md"].read_text(encoding="utf-8").rstrip())
     print(f"\nnotes: {out / 'notes.md'}; executed notebooks: {Path(runs)}/*/seed*/notebook.ipynb")
+    machines = "; ".join(load_code(runs)["machines"]) or "an unrecorded machine"
+    print(f"runs made on {machines}; the committed figures/ are left as they are (to redraw them: aplkit report {runs} --out figures)")
     return 1 if summary["failed"] else 0
 
 
-__all__ = ["DEMO_SWEEP", "demo"]
+__all__ = ["DEMO_SWEEP", "demo", "report_dir"]

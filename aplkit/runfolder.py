@@ -14,6 +14,8 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     labels.sqlite     the label ledger (unless oracle.cache names another: ``ledger_path``)
     human_queue.jsonl comparisons waiting for a person (oracle.kind=human)
     summary.json      ledger counts, cost, wall time, ``complete`` flag
+    phase.json        what the run is doing now: setup, or a step's acquire/label/train/evaluate, and since when
+                      (read by a sweep's progress lines, ``aplkit.progress``)
     code.jsonl        one row per start of the run: time, aplkit version, commit, package tree, dirty, package_hash, cpu, isa, cores (``aplkit.provenance``)
     notebook.ipynb    the executed notebook, when a sweep ran the run
     checkpoint/       policy (and optimizer in online mode) after the last finished step
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +65,7 @@ CODE = "code.jsonl"  # one row per start: the time and the code (aplkit.provenan
 LOCK = ".lock"  # held (flock) by the process running in the folder: ``RunFolder.claim``
 NOTEBOOK = "notebook.ipynb"
 CHECKPOINT = "checkpoint/state.pt"
+PHASE = "phase.json"  # what the run is doing now (``RunFolder.note_phase``)
 #: each row class and the file it lives in
 FILES: dict[type, str] = {
     AcquiredRow: "acquired.jsonl",
@@ -157,6 +161,12 @@ class RunFolder:
         """Append this start's code to ``code.jsonl``: called once every check has passed and work remains,
         so a refused or already finished run writes nothing."""
         self.append(CODE, started())
+
+    def note_phase(self, phase: str, step: int | None = None, step_since: float | None = None) -> None:
+        """Say what the run is doing from now on: ``setup`` (models, data, θ0), or ``phase`` of acquisition step ``step``,
+        begun at ``step_since`` (epoch seconds). Only read while the run goes, to show its progress."""
+        now = round(time.time(), 3)
+        self.write_json(PHASE, {"phase": phase, "step": step, "since": now, "step_since": step_since})
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -297,6 +307,12 @@ class RunFolder:
     @property
     def complete(self) -> bool:
         return bool((self.read_json(SUMMARY) or {}).get("complete"))
+
+    def finished(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> bool:
+        """Complete and made with this config: running it again would load everything to do nothing."""
+        from aplkit.config import NOT_EXPERIMENT
+
+        return self.complete and (self.path / CONFIG).exists() and self.config_change(config, NOT_EXPERIMENT, defaults) is None
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -20,7 +20,13 @@ starts. A run whose summary.json says complete is skipped without a kernel; any 
 (re-)executed, which resumes it from its last finished step. A failing run does not stop the
 others; the returned summary lists done / skipped / failed (with one-line errors). Where the runs
 execute — threads on this machine or tasks on a Ray cluster — is the executor's business
-(:mod:`aplkit.executors`); every executor calls :func:`run_cell` where the run lands.
+(:mod:`aplkit.executors`); every executor calls the grid's cell where the run lands.
+
+Every strategy × seed grid goes through one driver, :func:`run_grid`: a sweep file's runs with the
+notebook cell (:func:`run_cell`), and grids described in code — ``run_arena``, the benchmarks' studies —
+with the in-process cell (:class:`InProcessCell`: ``run_experiment`` or ``run_phf`` on the run's loaded
+config, no kernel). What makes a run skipped (its folder complete, its record already kept) and what
+happens as a run ends (a line, its record kept and committed) are the caller's hooks.
 """
 
 from __future__ import annotations
@@ -30,18 +36,21 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from aplkit.acquisition import SCORERS
+from aplkit.budget import describe, run_bill
 from aplkit.checks import load_config
-from aplkit.config import ConfigError, preset_path
-from aplkit.executors import Executor, LocalExecutor, one_line
+from aplkit.config import ConfigError, ExperimentConfig, preset_path
+from aplkit.errors import RunFolderBusy
+from aplkit.executors import Cell, Ended, Executor, LocalExecutor, kernel_manager_with, one_line
 from aplkit.plugins import import_modules, resolve
+from aplkit.progress import quiet_kernel_manager
 from aplkit.records import StepRow
 from aplkit.runfolder import CONFIG, RunFolder
 
@@ -56,12 +65,21 @@ CELL_LOG = "sweep.log"
 @dataclass
 class Run:
     label: str  # "[variant/]strategy/seedN"
-    strategy: str
+    strategy: str  # the grid's first axis: an acquisition strategy, or a PHF objective
     seed: int
     out: Path
     overrides: list[str] = field(default_factory=list)
     steps: int = 0
     device: str = "auto"  # model.device: an executor reserves a GPU for cuda runs
+    config: Any = None  # the loaded config (ExperimentConfig or PHFConfig) an in-process cell runs
+    env: dict[str, str] = field(default_factory=dict)  # set where the run lands (a local job's GPU) for its kernel
+
+    @classmethod
+    def of(cls, label: str, cfg: Any, root: str | Path, overrides: Sequence[str] = ()) -> Run:
+        """The run of a loaded config at ``root/label`` (absolute: a Ray worker finds it from anywhere)."""
+        strategy = getattr(cfg, "strategy", None) or cfg.objective
+        steps = getattr(cfg, "steps", 0)
+        return cls(label, strategy, cfg.seed, Path(root).resolve() / label, list(overrides), steps, cfg.model.device, cfg)
 
     def status(self) -> str:
         """complete | resume (k/T steps done) | new."""
@@ -74,12 +92,14 @@ class Run:
 
 @dataclass
 class Sweep:
-    path: Path
-    config: Path
-    notebook: Path
+    """A grid's runs; a sweep file's also name the config file and the notebook its kernels execute."""
+
     out: Path
     runs: list[Run]
-    imports: list[str] = field(default_factory=list)  # imported here before validation and in every run's kernel
+    imports: list[str] = field(default_factory=list)  # imported here before validation and where every run executes
+    path: Path | None = None  # the sweep file
+    config: Path | None = None
+    notebook: Path | None = None
 
 
 def _fail(path: Path, msg: str) -> ConfigError:
@@ -192,8 +212,8 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
                 except ConfigError as e:
                     raise _fail(p, f"run {label}: {e}") from None
                 _check_folder(p, label, root / label, cfg.to_dict())
-                runs.append(Run(label, s, seed, root / label, ovr, cfg.steps, cfg.model.device))
-    return Sweep(p, config, notebook, root, runs, imports)
+                runs.append(Run(label, s, seed, root / label, ovr, cfg.steps, cfg.model.device, cfg))
+    return Sweep(root, runs, imports, path=p, config=config, notebook=notebook)
 
 
 def _check_folder(path: Path, label: str, folder: Path, new: dict) -> None:
@@ -227,6 +247,8 @@ def execute(run: Run, sweep: Sweep, progress: bool = False, cwd: str | Path | No
         str(dest),
         parameters=params,
         kernel_name="python3",  # jupyter_client starts "python" kernels with sys.executable: this venv
+        # the kernel's stderr less its TCP warning, and a local job's GPU in its environment
+        kernel_manager_class=kernel_manager_with(run.env) if run.env else quiet_kernel_manager(),
         cwd=str(cwd or Path.cwd()),  # relative paths in configs mean what they mean to `aplkit run`
         progress_bar=False,
         log_output=False,
@@ -239,39 +261,202 @@ def _log(run: Run, text: str) -> None:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
 
-def run_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> tuple[str | None, float]:
-    """One attempt at one run, wherever the executor placed it: (one-line error or None, seconds).
+class StopGrid(Exception):  # noqa: N818 - a request to stop, not an error
+    """Raised by a run's hook to stop the run after its last finished step, and the grid with it (a pause): nothing
+    is lost and the same call continues."""
 
-    Never raises for a failing run: the error is returned and, with its traceback, appended to the
-    run folder's sweep.log, so one run's failure cannot stop the others.
+
+def attempt(run: Run, where: str, work: Callable[[], Any]) -> Ended:
+    """One attempt at one run, wherever the executor placed it: ``work()``, logged in the run folder's sweep.log.
+
+    Never raises for a failing run: the error is returned and, with its traceback, appended to the log, so one
+    run's failure cannot stop the others. A folder another process holds is skipped (that process runs it, as
+    when two shards of one grid overlap); ``StopGrid`` ends the attempt as stopped.
     """
     t0 = time.perf_counter()
-    if not Path(cwd).is_dir() or not Path(sweep.config).is_file():
-        missing = cwd if not Path(cwd).is_dir() else sweep.config
-        return (
-            f"FileNotFoundError: {missing} is not on {socket.gethostname()}; run folders and configs must be on a filesystem every node shares",
-            0.0,
-        )
     try:
         run.out.mkdir(parents=True, exist_ok=True)
         _log(run, f"start {run.label} ({run.status()}) on {socket.gethostname()} pid {os.getpid()}, {where}, python {sys.executable}")
     except OSError as e:
-        return one_line(e), time.perf_counter() - t0
+        return Ended(one_line(e), time.perf_counter() - t0)
     try:
-        execute(run, sweep, cwd=cwd)
+        result = work()
+    except StopGrid as e:
+        secs = time.perf_counter() - t0
+        _log(run, f"stopped after {secs:.1f}s: {e}")
+        return Ended(seconds=secs, stopped=str(e))
     except Exception as e:  # noqa: BLE001 - one run's failure must not stop the others
-        err, secs = one_line(e), time.perf_counter() - t0
+        secs = time.perf_counter() - t0
+        if isinstance(e, RunFolderBusy) or getattr(e, "ename", None) == RunFolderBusy.__name__:  # in this process, or in a kernel
+            why = f"skipped: {getattr(e, 'evalue', None) or e}"
+            _log(run, why)
+            return Ended(seconds=secs, skipped=why)
+        err = one_line(e)
         _log(run, f"FAILED after {secs:.1f}s: {err}\n{''.join(traceback.format_exception(e)).rstrip()}")
-        return err, secs
+        return Ended(err, secs)
     secs = time.perf_counter() - t0
     _log(run, f"done in {secs:.1f}s")
-    return None, secs
+    return Ended(seconds=secs, result=result)
+
+
+def run_cell(run: Run, sweep: Sweep, cwd: str, where: str) -> Ended:
+    """The notebook cell: one attempt at one run as a papermill execution of the sweep's notebook (``attempt``)."""
+    if not Path(cwd).is_dir() or not Path(sweep.config).is_file():
+        missing = cwd if not Path(cwd).is_dir() else sweep.config
+        return Ended(
+            f"FileNotFoundError: {missing} is not on {socket.gethostname()}; run folders and configs must be on a filesystem every node shares"
+        )
+    return attempt(run, where, lambda: execute(run, sweep, cwd=cwd))
+
+
+@dataclass(frozen=True)
+class InProcessCell:
+    """The in-process cell: each run in the process its executor placed it in — ``run_experiment`` on the run's
+    loaded config, ``run_phf`` for a PHF config — without a kernel; ``Ended.result`` is what the run returned.
+
+    ``before`` is asked as the run would start: a line means do not start it (no time left); it may raise
+    ``StopGrid``. ``on_step`` watches each finished acquisition step and may raise ``StopGrid`` too. Seeds are
+    process-wide (torch, numpy), so two of its runs never share a process: one local job at a time, or one Ray
+    task each.
+    """
+
+    progress: bool = False
+    before: Callable[[Run], str | None] | None = None
+    on_step: Callable[[Any], Any] | None = None
+    one_per_process: ClassVar[bool] = True
+
+    def __call__(self, run: Run, sweep: Sweep, cwd: str, where: str) -> Ended:
+        try:
+            why = self.before(run) if self.before else None
+        except StopGrid as e:
+            return Ended(stopped=str(e))
+        if why:
+            return Ended(skipped=why)
+        return attempt(run, where, lambda: self.run(run, sweep, cwd))
+
+    def run(self, run: Run, sweep: Sweep, cwd: str) -> Any:
+        """The run itself, here: the sweep's imports first, relative paths in its config read from ``cwd``."""
+        from aplkit.phf.config import PHFConfig
+
+        if Path.cwd() != Path(cwd):  # a Ray worker: the grid's own folder, as a notebook kernel's is the sweep's
+            os.chdir(cwd)
+        import_modules(sweep.imports, "imports")
+        if isinstance(run.config, PHFConfig):
+            from aplkit.phf.experiment import run_phf
+
+            return run_phf(run.config, run.out, progress=self.progress)
+        from aplkit.loop import run_experiment
+
+        watch = {"on_step": self.on_step} if self.on_step else {}
+        return run_experiment(run.config, run.out, progress=self.progress, **watch)
+
+
+def _complete(run: Run) -> str | None:
+    return "complete" if RunFolder(run.out).complete else None
+
+
+def print_outcome(run: Run, ended: Ended) -> None:
+    """A sweep's line for a run that ended: done (with its final win-rate), failed (and where to look), skipped or stopped."""
+    if ended.done:
+        wr = (RunFolder(run.out).read_json("summary.json", {}) or {}).get("final_win_rate")
+        print(f"done   {run.label} in {ended.seconds:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
+    elif ended.error is not None:
+        nb = run.out / "notebook.ipynb"
+        see = f"{run.out / CELL_LOG}" + (f" and {nb}" if nb.exists() else "")
+        print(f"FAILED {run.label} after {ended.seconds:.0f}s: {ended.error} (see {see})", flush=True)
+    else:
+        print(f"{run.label}: {ended.skipped or f'stopped {ended.stopped}'}", flush=True)
+
+
+def run_grid(
+    sweep: Sweep,
+    cell: Cell,
+    executor: Executor | None = None,
+    skip: Callable[[Run], str | None] = _complete,
+    on_end: Callable[[Run, Ended], Any] = print_outcome,
+    dry_run: bool = False,
+    title: str = "grid",
+) -> dict[str, Any]:
+    """The one driver of strategy × seed grids: every run of ``sweep`` that ``skip`` does not rule out, once, through
+    ``cell`` (``run_cell``: a notebook kernel; ``InProcessCell``) on ``executor`` (default: one run at a time here).
+
+    ``skip`` says why a run needs no attempt (default: its folder is complete); it is asked of every run before any
+    starts. ``on_end`` is called here, in this process, as each attempt ends (in the order they end, whatever the
+    executor): it prints, keeps records, commits. A run that stops (``StopGrid``) stops the grid: nothing more starts.
+    Returns {"out", "total", "planned" (labels to run), "done", "skipped" (labels, before or as they would start),
+    "failed" ([{"run", "error"}]), "stopped" (why, or None), "seconds"}.
+    """
+    executor = executor or LocalExecutor()
+    executor.check()
+    if getattr(cell, "one_per_process", False) and executor.shares_process:
+        raise ConfigError("--jobs: runs in process share its seeds (torch, numpy): run them one at a time, or one per Ray task")
+    total = len(sweep.runs)
+    summary: dict[str, Any] = {
+        "out": str(sweep.out),
+        "total": total,
+        "done": [],
+        "skipped": [],
+        "failed": [],
+        "planned": [],
+        "stopped": None,
+    }
+    todo = []
+    for r in sweep.runs:
+        why = skip(r)
+        if why:
+            summary["skipped"].append(r.label)
+        else:
+            todo.append(r)
+            summary["planned"].append(r.label)
+        if dry_run:
+            print(f"{r.label:<40} {f'{why}, skip' if why else r.status()}  → {r.out}")
+    executor.check_runs(todo)
+    if dry_run:
+        what = f"notebook {sweep.notebook}" if cell is run_cell else "in process"
+        print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} skipped; {what}; {executor.describe()}")
+        bills = [run_bill(r.config) for r in todo if isinstance(r.config, ExperimentConfig)]
+        if bills:  # what the runs will do and cost, before any is paid for
+            summary["bill"] = sum(bills[1:], bills[0])
+            print(describe(summary["bill"], label="to run"))
+        return summary
+    print(f"{title}: {total} runs, {len(summary['skipped'])} skipped, {len(todo)} to run on {executor.describe()} → {sweep.out}")
+    t_start = time.perf_counter()
+    outcomes = executor.map(todo, sweep, cell)
+    try:
+        for r, ended in outcomes:
+            if ended.done:
+                summary["done"].append(r.label)
+            elif ended.error is not None:
+                summary["failed"].append({"run": r.label, "error": ended.error})
+            elif ended.skipped:
+                summary["skipped"].append(r.label)
+            on_end(r, ended)
+            if ended.stopped:
+                summary["stopped"] = f"{r.label}: {ended.stopped}"
+                break
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close:  # stopped or interrupted: an executor's runs that have not started never start
+            close()
+    order = {r.label: i for i, r in enumerate(sweep.runs)}
+    for key in ("done", "skipped"):
+        summary[key].sort(key=order.get)
+    summary["failed"].sort(key=lambda f: order[f["run"]])
+    summary["seconds"] = round(time.perf_counter() - t_start, 1)
+    stopped = f"; stopped at {summary['stopped']}" if summary["stopped"] else ""
+    print(
+        f"{title} finished in {summary['seconds']:.0f}s: {len(summary['done'])} done, {len(summary['skipped'])} skipped, "
+        f"{len(summary['failed'])} failed{stopped}"
+    )
+    for f in summary["failed"]:
+        print(f"  failed {f['run']}: {f['error']}", file=sys.stderr)
+    return summary
 
 
 def run_sweep(
     path: str | Path, jobs: int = 1, dry_run: bool = False, out: str | Path | None = None, executor: Executor | None = None
 ) -> dict[str, Any]:
-    """Run every strategy × seed (× variant) of a sweep file; returns {"total", "done", "skipped", "failed", ...}.
+    """Run every strategy × seed (× variant) of a sweep file; returns ``run_grid``'s summary.
 
     done/skipped: run labels; failed: [{"run", "error"}]. ``out`` replaces the file's ``out``.
     ``executor`` places the runs (default: ``LocalExecutor(jobs)``, threads on this machine).
@@ -279,50 +464,7 @@ def run_sweep(
     executor = executor or LocalExecutor(jobs)
     executor.check()  # the executor's own settings, before the sweep file is read
     sw = load_sweep(path, out)
-    total = len(sw.runs)
-    summary: dict[str, Any] = {"out": str(sw.out), "total": total, "done": [], "skipped": [], "failed": [], "planned": []}
-    todo = []
-    for r in sw.runs:
-        st = r.status()
-        if st == "complete":
-            summary["skipped"].append(r.label)
-        else:
-            todo.append(r)
-            summary["planned"].append(r.label)
-        if dry_run:
-            print(f"{r.label:<40} {st if st != 'complete' else 'complete, skip'}  → {r.out}")
-    executor.check_runs(todo)
-    if dry_run:
-        print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} complete; notebook {sw.notebook}; {executor.describe()}")
-        if todo:
-            from aplkit.budget import describe, run_bill
-
-            bills = [run_bill(load_config(sw.config, r.overrides, strategy=r.strategy, seed=r.seed)) for r in todo]
-            summary["bill"] = sum(bills[1:], bills[0])
-            print(describe(summary["bill"], label="to run"))
-        return summary
-    print(
-        f"sweep {sw.path}: {total} runs, {len(summary['skipped'])} already complete, {len(todo)} to run on {executor.describe()} → {sw.out}"
-    )
-    t_start = time.perf_counter()
-    for r, err, secs in executor.map(todo, sw, run_cell):
-        if err is None:
-            wr = (RunFolder(r.out).read_json("summary.json", {}) or {}).get("final_win_rate")
-            summary["done"].append(r.label)
-            print(f"done   {r.label} in {secs:.0f}s (final win-rate {'n/a' if wr is None else f'{wr:.3f}'})", flush=True)
-        else:
-            summary["failed"].append({"run": r.label, "error": err})
-            print(f"FAILED {r.label} after {secs:.0f}s: {err} (see {r.out / CELL_LOG} and {r.out / 'notebook.ipynb'})", flush=True)
-    order = {r.label: i for i, r in enumerate(sw.runs)}
-    summary["done"].sort(key=order.get)
-    summary["failed"].sort(key=lambda f: order[f["run"]])
-    summary["seconds"] = round(time.perf_counter() - t_start, 1)
-    print(
-        f"sweep finished in {summary['seconds']:.0f}s: {len(summary['done'])} done, {len(summary['skipped'])} skipped, {len(summary['failed'])} failed"
-    )
-    for f in summary["failed"]:
-        print(f"  failed {f['run']}: {f['error']}", file=sys.stderr)
-    return summary
+    return run_grid(sw, run_cell, executor, dry_run=dry_run, title=f"sweep {sw.path}")
 
 
 def run_arena(
@@ -333,20 +475,39 @@ def run_arena(
     overrides: Sequence[str] = (),
     progress: bool = False,
     imports: Sequence[str] = (),
+    executor: Executor | None = None,
 ) -> list[Path]:
     """Every strategy × seed on one config, seed-major (a partial arena stays balanced), one resumable run folder
-    each at ``runs_dir/STRATEGY/seedK``; ``imports`` (modules that register scorers, ``aplkit.plugins``) are
-    imported and every config is checked before the first run starts."""
-    from aplkit.loop import run_experiment
-
+    each at ``runs_dir/STRATEGY/seedK``, in process through ``run_grid`` (``executor``: one run at a time here by
+    default; Ray gives each run a worker of its own). ``imports`` (modules that register scorers,
+    ``aplkit.plugins``) are imported and every config is checked before the first run starts; a complete folder is
+    not run again. A failing run does not stop the others; the arena then raises, naming every one."""
     import_modules(imports, "imports")
-    cfgs = [(s, k, load_config(config, list(overrides), strategy=s, seed=k)) for k in seeds for s in strategies]
-    out = []
-    for s, k, cfg in cfgs:
-        folder = Path(runs_dir) / s.replace("+", "_") / f"seed{k}"
-        run_experiment(cfg, folder, progress=progress)
-        out.append(folder)
-    return out
+    runs = [
+        Run.of(f"{s.replace('+', '_')}/seed{k}", load_config(config, list(overrides), strategy=s, seed=k), runs_dir, overrides)
+        for k in seeds
+        for s in strategies
+    ]
+    sweep = Sweep(Path(runs_dir).resolve(), runs, [resolve(m) for m in imports])
+    summary = run_grid(sweep, InProcessCell(progress=progress), executor, title=f"arena {config}")
+    if summary["failed"]:
+        failed = "; ".join(f"{f['run']}: {f['error']}" for f in summary["failed"])
+        raise RuntimeError(f"{len(summary['failed'])} arena run(s) failed ({failed}); each run folder's {CELL_LOG} has the traceback")
+    return [r.out for r in runs]
 
 
-__all__ = ["CELL_LOG", "Run", "Sweep", "execute", "load_sweep", "run_arena", "run_cell", "run_sweep"]
+__all__ = [
+    "CELL_LOG",
+    "InProcessCell",
+    "Run",
+    "StopGrid",
+    "Sweep",
+    "attempt",
+    "execute",
+    "load_sweep",
+    "print_outcome",
+    "run_arena",
+    "run_cell",
+    "run_grid",
+    "run_sweep",
+]

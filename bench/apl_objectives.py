@@ -1,4 +1,4 @@
-"""DPO against a pointwise objective inside the APL loop (issue 13, item 4), at equal label budgets.
+"""DPO against a pointwise objective inside the APL loop, at equal label budgets.
 
 The label-efficiency study (``bench/labels.py``) runs Algorithm 1 with DPO. This study runs the same plan —
 same preset, ``--set`` overrides, strategies and seeds — with ``training.objective`` switched (conditional
@@ -101,22 +101,31 @@ def main(argv: list[str] | None = None) -> int:
     dpo_records = Path(args.dpo_records) if args.dpo_records else labels.records_dir(root, next(iter(dpo.values())))
     records = {o: labels.records_dir(root, next(iter(c.values()))) for o, c in arms.items()}
     t0 = time.perf_counter()
+    failed = False
     if not args.report_only:
         stop_by = labels.parse_stop_by(args.stop_by)
         for o, configs in arms.items():
             labels.check_no_overwrite(records[o], configs)
-        total = sum(len(c) for c in arms.values())
-        i = 0
         labels.pause_on_signal()
-        for o, configs in arms.items():
-            mine = set(labels.shard(list(configs), args.shard))
-            for (s, k), cfg in configs.items():
-                i += 1
-                if (s, k) not in mine:
-                    continue
-                run = Path(args.out) / o / s.replace("+", "_") / f"seed{k}"
-                if not labels.visit(f"[{i}/{total}] {o} {s} seed {k}", cfg, records[o], run, args.commit, stop_by, dpo_records):
-                    return 0
+        runs, mine = [], set()
+        for o, configs in arms.items():  # each arm sharded as a study of its own
+            arm = labels.study_runs(configs, Path(args.out), f"{o}/")
+            runs += arm
+            mine |= labels.shard_labels(arm, args.shard)
+        ran = labels.study_grid(
+            runs,
+            mine,
+            Path(args.out),
+            lambda r: labels.record_path(records[r.config.training.objective], r.strategy, r.seed),
+            labels.recorded,
+            labels.keep_record(args.commit),
+            name=lambda r: f"{r.config.training.objective} {r.strategy}",
+            stop_by=stop_by,
+            fallback=dpo_records,
+        )
+        if ran["stopped"]:
+            return 0
+        failed = bool(ran["failed"])
     for o, configs in arms.items():
         doc = report(o, records[o], configs, dpo_records, dpo)
         doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
@@ -125,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         (records[o] / "comparison.json").write_text(json.dumps(doc, indent=2, default=str))
         print(doc["markdown"])
         print(f"results → {records[o] / 'comparison.md'}, {records[o] / 'comparison.json'}")
-    return 0
+    return 1 if failed else 0
 
 
 def _frame(paths: list[Path], configs: dict):
     """The planned runs' eval rows from their records (materialised into a temporary folder)."""
     from aplkit.results import load_runs
-    from aplkit.results.archive import materialise
+    from bench.archive import materialise
 
     with tempfile.TemporaryDirectory() as tmp:
         df = load_runs(materialise(paths, tmp))

@@ -1,4 +1,4 @@
-"""Both cores: two single-threaded runs side by side, or one two-threaded run after the other? (issue 10, item 4)
+"""Both cores: two single-threaded runs side by side, or one two-threaded run after the other?
 
 One unit of work is the two costly pieces of an APL step on the embedded SmolLM2-135M and real IMDB
 prompts: sampling 64 prompts × 2 completions (≤ 24 new tokens, T 0.7, 128 rows per call) and one DPO

@@ -1,17 +1,18 @@
 """Label efficiency: does active acquisition reach a win-rate with fewer oracle labels than random?
 
-Runs every strategy over K seeds on one config (default: the CPU preset). Each run is a normal
-resumable run folder under ``--out``; when it finishes, its compact record (``aplkit.results.archive``:
+Runs every strategy over K seeds on one config (default: the CPU preset), through the sweep's driver
+(``aplkit.sweep.run_grid``, in process; ``study_grid`` here adds what a study keeps). Each run is a normal
+resumable run folder under ``--out``; when it finishes, its compact record (``bench.archive``:
 config, eval/train/step rows, per-pair ranking and label; no texts, weights or ledgers) is written to
 ``--records`` — commit those. A planned run whose record is already in the repository is not run
-again, so a study continues on a fresh clone where the last session stopped, and ``--report-only``
+again, so a study continues on a fresh clone where the last invocation stopped, and ``--report-only``
 rebuilds every table and figure from the records alone.
 
 The summary (``summarise``; every number comes from ``aplkit.results``): Table 2; beside every win-rate its
 companions (soft win-rate, reward gap, KL from θ0, LM loss); paired differences from random with t and
 bootstrap intervals, on the win-rate and again on the lower-variance soft win-rate and reward gap; Holm-adjusted
 tests; data efficiency with a bootstrap interval; Fig 3 as a number; acquisition cost; and the paper's four
-findings with a verdict each (``aplkit.results.findings``).
+findings with a verdict each (``bench.findings``).
 
     python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 9 seeds (the paper's count)
     python -m bench labels --seeds 3             # a quicker look: seeds 0..2 (their records are the 9-seed study's)
@@ -30,10 +31,14 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from statistics import median
+from typing import Any
 
+from aplkit.executors import Ended
+from aplkit.sweep import CELL_LOG, Run, StopGrid
 from bench.provenance import commit_file, machine
 
 PAPER = ("random", "certainty", "entropy", "entropy+certainty")
@@ -43,7 +48,7 @@ PAPER = ("random", "certainty", "entropy", "entropy+certainty")
 PAUSE = threading.Event()
 
 
-class Paused(Exception):
+class Paused(StopGrid):
     """The study was asked to pause; every finished step is in its run folder and the same command continues."""
 
 
@@ -57,7 +62,7 @@ def _pause_after_step(res) -> None:
         raise Paused(f"after step {res.step}")
 
 
-#: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this (issue 10)
+#: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this
 TARGET_HALF_WIDTH = 0.03
 
 
@@ -135,7 +140,7 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
         if len(text) <= 5 and ":" in text:
             h, m = (int(x) for x in text.split(":"))
             when = now.replace(hour=h, minute=m, second=0, microsecond=0)
-            if when <= now:  # a session that crosses midnight names its end by the clock
+            if when <= now:  # an end after midnight is named by the clock
                 when += timedelta(days=1)
         else:
             when = datetime.fromisoformat(text)
@@ -150,9 +155,9 @@ def parse_stop_by(text: str | None, now: datetime | None = None) -> datetime | N
 
 def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> tuple[float, str] | None:
     """How long a run of ``strategy`` takes: the median wall time of its complete records, those made on this kind of
-    machine when there are any (a run folder does not outlive its session, so a run that cannot end is time lost)."""
+    machine when there are any (a run folder does not outlive the machine it runs on, so a run that cannot end is time lost)."""
     from aplkit.provenance import start_machine
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     here = here if here is not None else machine()
     mine, other = [], []
@@ -252,6 +257,11 @@ def shard(planned: list, spec: str) -> list:
     return [p for j, p in enumerate(planned) if (j + seeds.index(p[1])) % n == i]
 
 
+def shard_labels(runs: list[Run], spec: str) -> set[str]:
+    """The labels of the runs (in plan order) that shard ``spec`` runs (``shard``)."""
+    return {label for label, _ in shard([(r.label, r.seed) for r in runs], spec)}
+
+
 def record_path(records: Path, strategy: str, seed: int) -> Path:
     return records / strategy.replace("+", "_") / f"seed{seed}.json"
 
@@ -271,7 +281,7 @@ def records_dir(root: Path, cfg) -> Path:
 def _differences(path: Path, cfg) -> tuple[bool, list[str]]:
     """(complete, the settings in which the record at ``path`` differs from ``cfg``); the record must exist."""
     from aplkit.config import ExperimentConfig, config_diffs, migrate
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     rec = read_record(path)
     diffs = config_diffs(migrate(rec["config"]), cfg.to_dict(), ("out",), ExperimentConfig().to_dict())
@@ -344,16 +354,24 @@ def main(argv: list[str] | None = None) -> int:
         configs = planned_configs(args, strategies)
     out = Path(args.out)
     t0 = time.perf_counter()
+    failed = False
     if not args.report_only:
         stop_by = parse_stop_by(args.stop_by)
         check_no_overwrite(records, configs)
-        mine = set(shard(list(configs), args.shard))
         pause_on_signal()
-        for i, ((s, k), cfg) in enumerate(configs.items(), 1):
-            if (s, k) not in mine:
-                continue
-            if not visit(f"[{i}/{len(configs)}] {s} seed {k}", cfg, records, out / s.replace("+", "_") / f"seed{k}", args.commit, stop_by):
-                return 0
+        runs = study_runs(configs, out)
+        ran = study_grid(
+            runs,
+            shard_labels(runs, args.shard),
+            out,
+            lambda r: record_path(records, r.strategy, r.seed),
+            recorded,
+            keep_record(args.commit),
+            stop_by=stop_by,
+        )
+        if ran["stopped"]:
+            return 0
+        failed = bool(ran["failed"])
     summary = report(records, with_reference(configs, args), Path(args.figures or records / "figures"), args.pool_strata, args.looks)
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
@@ -361,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     results.write_text(json.dumps(summary, indent=2, default=str))
     print(summary["markdown"])
     print(f"results → {results}")
-    return 0
+    return 1 if failed else 0
 
 
 def planned_configs(args: argparse.Namespace, strategies: list[str], extra: tuple[str, ...] = ()) -> dict:
@@ -380,57 +398,87 @@ def with_reference(configs: dict, args: argparse.Namespace) -> dict:
     return {**planned_configs(args, ["random"]), **configs}
 
 
-def visit(tag: str, cfg, records: Path, run: Path, commit: bool, stop_by: datetime | None, fallback: Path | None = None) -> bool:
-    """One planned cell of a study loop: skip it if recorded or too long for ``stop_by``, else run it; a line saying
-    which. False when the study was paused (the caller stops; the same command continues)."""
-    rec = record_path(records, cfg.strategy, cfg.seed)
-    if recorded(rec, cfg):
-        print(f"{tag}: recorded in {rec}, skipped", flush=True)
-        return True
-    late = too_late(records, cfg.strategy, stop_by, fallback=fallback)
-    if late:
-        print(f"{tag}: {late}", flush=True)
-        return True
-    try:
-        done = run_cell(cfg, run, rec, commit)
-    except Paused as e:
-        print(f"{tag}: paused {e}; run the same command to continue", flush=True)
-        return False
-    print(f"{tag}: {done}", flush=True)
-    return True
+def study_runs(configs: Mapping[tuple[str, int], Any], out: Path, prefix: str = "") -> list[Run]:
+    """The planned runs, in plan order: one resumable folder each at ``out/[prefix]STRATEGY/seedK``."""
+    return [Run.of(f"{prefix}{s.replace('+', '_')}/seed{k}", cfg, out) for (s, k), cfg in configs.items()]
 
 
-def run_cell(cfg, run: Path, rec: Path, commit: bool) -> str:
-    """Run one planned cell (resuming its folder), write its record, commit it if asked; a line saying so (or why
-    it was skipped: another process holds its folder). Raises ``Paused`` after a finished step once ``PAUSE`` is set."""
-    from aplkit.errors import RunFolderBusy
-    from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
+def study_grid(
+    runs: list[Run],
+    mine: set[str],
+    out: Path,
+    record: Callable[[Run], Path],
+    recorded: Callable[[Path, Any], bool],
+    land: Callable[[Run, Ended, Path], str],
+    name: Callable[[Run], str] = lambda r: r.strategy,
+    stop_by: datetime | None = None,
+    fallback: Path | None = None,
+) -> dict:
+    """A study's planned runs through the sweep's driver (``aplkit.sweep.run_grid``), in process, one at a time.
 
-    if PAUSE.is_set():
-        raise Paused("before it started")
-    t = time.perf_counter()
-    try:
-        res = run_experiment(cfg, run, progress=False, on_step=_pause_after_step)
-    except RunFolderBusy as e:  # another process (an overlapping shard) runs it and will record it
-        return f"skipped: {e}"
-    write_record(run, rec)
-    curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in res.eval_rows)
-    secs = time.perf_counter() - t
-    line = f"{curve}  ({secs:.0f}s) → {rec}"
-    if not commit:
-        return line + " (commit it)"
-    what = f"{cfg.name}" + (f"-{cfg.training.objective}" if cfg.training.objective != "dpo" else "")
-    ok = commit_file(rec, f"study record {what}: {cfg.strategy} seed {cfg.seed} ({curve}; {secs:.0f} s this invocation)")
-    return line + (" (committed)" if ok else "")
+    ``runs``: every shard's, in plan order (they number the lines); those labelled in ``mine`` (this shard's) run
+    unless ``recorded`` finds their kept rows at ``record(run)``, resuming their folders; a finished run's rows are
+    kept by ``land``, which returns the line saying where. A run whose strategy's records (else ``fallback``'s) say
+    it would end after ``stop_by`` is not started, a folder another process holds is skipped, and ``PAUSE`` stops
+    the study after a finished step. One line per run. Returns the driver's summary ("stopped" when paused).
+    """
+    from aplkit.sweep import InProcessCell, Sweep, run_grid
+
+    tags = {r.label: f"[{i}/{len(runs)}] {name(r)} seed {r.seed}" for i, r in enumerate(runs, 1)}
+
+    def skip(run: Run) -> str | None:
+        rec = record(run)
+        if not recorded(rec, run.config):
+            return None
+        print(f"{tags[run.label]}: recorded in {rec}, skipped", flush=True)
+        return "recorded"
+
+    def before(run: Run) -> str | None:
+        if PAUSE.is_set():
+            raise Paused("before it started")
+        return too_late(record(run).parent.parent, run.strategy, stop_by, fallback=fallback)
+
+    def on_end(run: Run, ended: Ended) -> None:
+        if ended.done:
+            line = land(run, ended, record(run))
+        elif ended.error is not None:
+            line = f"FAILED after {ended.seconds:.0f}s: {ended.error} (see {run.out / CELL_LOG})"
+        elif ended.stopped:
+            line = f"paused {ended.stopped}; run the same command to continue"
+        else:
+            line = ended.skipped
+        print(f"{tags[run.label]}: {line}", flush=True)
+
+    cell = InProcessCell(before=before, on_step=_pause_after_step)
+    return run_grid(Sweep(Path(out), [r for r in runs if r.label in mine]), cell, skip=skip, on_end=on_end, title="study")
+
+
+def keep_record(commit: bool) -> Callable[[Run, Ended, Path], str]:
+    """What a study keeps of a finished run: its compact record at ``rec``, committed alone when ``commit``; the
+    line saying so, with the run's win-rate curve."""
+
+    def land(run: Run, ended: Ended, rec: Path) -> str:
+        from bench.archive import write_record
+
+        cfg = run.config
+        write_record(run.out, rec)
+        curve = " ".join(f"{r.acquired}:{r.win_rate:.3f}" for r in ended.result.eval_rows)
+        line = f"{curve}  ({ended.seconds:.0f}s) → {rec}"
+        if not commit:
+            return line + " (commit it)"
+        what = f"{cfg.name}" + (f"-{cfg.training.objective}" if cfg.training.objective != "dpo" else "")
+        ok = commit_file(rec, f"study record {what}: {cfg.strategy} seed {cfg.seed} ({curve}; {ended.seconds:.0f} s this invocation)")
+        return line + (" (committed)" if ok else "")
+
+    return land
 
 
 def report(records: Path, configs: dict, figures: Path, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
     """Tables and figures from the planned runs' records alone (materialised into a temporary folder). One line, and
     nothing written, when the paired seeds span several code versions or CPUs and ``pool_strata`` is not given."""
-    from aplkit.results.archive import materialise
     from aplkit.results.compare import StrataError
     from aplkit.results.load import load_code
+    from bench.archive import materialise
 
     paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -445,7 +493,7 @@ def report(records: Path, configs: dict, figures: Path, pool_strata: bool = Fals
             "commits": code["commits"],
             "resumed_across": code["resumed_across"],
             "records_without_code": len(code["without"]),
-            "machines": {k: len(runs) for k, runs in code["machines"].items()},  # records made before session 9 name none
+            "machines": {k: len(runs) for k, runs in code["machines"].items()},  # records made before 2026-12-02 name none
         }
         if summary.get("runs"):
             from aplkit.results.report import report as write_report
@@ -463,7 +511,8 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     import pandas as pd
 
     from aplkit import results as R
-    from aplkit.results.findings import findings, findings_markdown
+    from aplkit.metrics import HEADLINE, METRICS
+    from bench.findings import findings, findings_markdown
 
     df = R.load_runs(out)
     if not df.empty:  # only the planned strategies and seeds: --seeds 3 reports 3 even when more were run
@@ -479,8 +528,10 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     sig = R.significance_vs_random(df)
     cmp = R.paired_comparison(df)
     metrics = R.companion_metrics(df)
-    # the same question on lower-variance metrics; the reward gap is in the oracle's own units: no power line
-    lower = [R.paired_comparison(df, metric="soft_win_rate"), R.paired_comparison(df, effect=None, metric="reward_gap")]
+    # the same question on the lower-variance preference metrics; one not on the win-rate's scale gets no power line
+    others = [m for m in METRICS if m.preference and m is not HEADLINE]
+    lower = [R.paired_comparison(df, effect=0.05 if m.probability else None, metric=m.field) for m in others]
+    scales = [m.label + ("" if m.probability else " in the oracle's units") for m in others]
     lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
     has_random = bool((df["strategy"] == "random").any())  # the reference every ratio needs; absent when none is recorded
     eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=R.EFFICIENCY_INTERVAL_COLUMNS)
@@ -522,10 +573,10 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
                 if looks
                 else []
             ),
-            f"Is it decided? The 95 % interval at the final budget against issue 10's target (±{TARGET_HALF_WIDTH}):",
+            f"Is it decided? The 95 % interval at the final budget against the target (±{TARGET_HALF_WIDTH}):",
             R.precision_markdown(prec),
-            "The same question on a lower-variance metric (soft win-rate; reward gap in the oracle's units):",
-            R.comparison_markdown(lower) if len(lower) else "no run recorded a soft win-rate or reward gap\n",
+            f"The same question on a lower-variance metric ({'; '.join(scales)}):",
+            R.comparison_markdown(lower) if len(lower) else f"no run recorded a {' or '.join(m.label for m in others)}\n",
             "Paired tests (raw and Holm-adjusted over the table):",
             R.significance_markdown(sig),
             f"Labels random needs to match each strategy at {budget} labels:",

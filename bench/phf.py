@@ -1,4 +1,4 @@
-"""The PHF grid (issue 13): objectives × seeds of ``aplkit phf``, resumable across machines through committed rows.
+"""The PHF grid: objectives × seeds of ``aplkit phf``, resumable across machines through committed rows.
 
 Each finished run leaves its compact rows (config, ``phf_eval``, ``phf_train``, summary, the code of
 each start; no samples, segments or checkpoints) in ``bench/results/phf/<objective>/seed<k>/``. A
@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.labels import parse_seeds, plan, shard
+from bench.labels import parse_seeds, plan, shard_labels, study_grid, study_runs
 from bench.provenance import ROOT, commit_file
+
+if TYPE_CHECKING:
+    from aplkit.executors import Ended
+    from aplkit.sweep import Run
 
 OBJECTIVES = ("mle", "filtering", "conditional", "unlikelihood", "rwr", "awr")
 KEEP = ("config.yaml", "phf_eval.jsonl", "phf_train.jsonl", "summary.json", "code.jsonl")
@@ -63,7 +68,7 @@ def keep(run: Path, folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aplkit.errors import ConfigError, RunFolderBusy
+    from aplkit.errors import ConfigError
     from aplkit.phf.config import load_phf_config
 
     args = parse(argv or [])
@@ -77,31 +82,36 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     records = Path(args.records)
+    failed = False
     if not args.report_only:
-        from aplkit.phf.experiment import run_phf
-
-        mine = set(shard(planned, args.shard))
-        for i, ((o, k), cfg) in enumerate(configs.items(), 1):
-            if (o, k) not in mine:
-                continue
-            folder = records / o / f"seed{k}"
-            if recorded(folder, cfg):
-                print(f"[{i}/{len(planned)}] {o} seed {k}: recorded in {folder}, skipped", flush=True)
-                continue
-            t = time.perf_counter()
-            try:
-                s = run_phf(cfg, Path(args.out) / o / f"seed{k}", progress=False)
-            except RunFolderBusy as e:  # another process (an overlapping shard) runs it and will record it
-                print(f"[{i}/{len(planned)}] {o} seed {k}: skipped: {e}", flush=True)
-                continue
-            keep(Path(args.out) / o / f"seed{k}", folder)
-            f = s.get("final", {})
-            line = f"misalignment {f.get('misalignment', float('nan')):.3f} lm_loss {f.get('lm_loss', float('nan')):.3f}"
-            secs = time.perf_counter() - t
-            ok = args.commit and commit_file(folder, f"PHF rows {cfg.name}: {o} seed {k} ({line}; {secs:.0f} s this invocation)")
-            print(f"[{i}/{len(planned)}] {o} seed {k}: {line} ({secs:.0f}s) → {folder}" + (" (committed)" if ok else ""), flush=True)
+        runs = study_runs(configs, Path(args.out))
+        ran = study_grid(
+            runs,
+            shard_labels(runs, args.shard),
+            Path(args.out),
+            lambda r: records / r.strategy / f"seed{r.seed}",
+            recorded,
+            land(args.commit),
+        )
+        failed = bool(ran["failed"])
     from aplkit.results.phf import phf_report
 
     for name, p in phf_report(records, args.figures).items():
         print(f"{name:18} {p}")
-    return 0
+    return 1 if failed else 0
+
+
+def land(commit: bool) -> Callable[[Run, Ended, Path], str]:
+    """What the grid keeps of a finished run: its compact rows (``keep``), committed alone when ``commit``; the line saying so."""
+
+    def keep_rows(run: Run, ended: Ended, folder: Path) -> str:
+        keep(run.out, folder)
+        f = ended.result.get("final", {})
+        line = f"misalignment {f.get('misalignment', float('nan')):.3f} lm_loss {f.get('lm_loss', float('nan')):.3f}"
+        cfg = run.config
+        ok = commit and commit_file(
+            folder, f"PHF rows {cfg.name}: {cfg.objective} seed {cfg.seed} ({line}; {ended.seconds:.0f} s this invocation)"
+        )
+        return f"{line} ({ended.seconds:.0f}s) → {folder}" + (" (committed)" if ok else "")
+
+    return keep_rows

@@ -1,8 +1,8 @@
-"""The pilot written down before the study's preset is fixed (issue 10, bench/README "Pilot").
+"""The pilot written down before the study's preset is fixed (its rules and result: docs/results.md, "The pilot").
 
 Certainty against random on the CPU preset at S/M = 4, 16, 32 (M = 16, B = 64), each run evaluated
 once on 512 test prompts at the final budget; every metric is then recomputed on the first 64, 256
-and 512 prompts from the records' per-prompt verdicts (``aplkit.results.pilot``). Random draws only
+and 512 prompts from the records' per-prompt verdicts (``bench.spread``). Random draws only
 M prompts, so its runs do not depend on S and are shared by every S/M (common random numbers).
 The pilot's seeds (1000…) are not the study's (0…8): the preset is chosen on other seeds than the
 ones that then measure it.
@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aplkit.executors import Ended
+    from aplkit.sweep import Run
 
 M = 16
 RATIOS = (4, 16, 32)  # S/M
@@ -37,7 +41,7 @@ COMMON = (
 )
 
 
-#: LoRA for the DPO step, paired with the full fine-tuning random runs of the same seeds (bench/README, "Pilot"):
+#: LoRA for the DPO step, paired with the full fine-tuning random runs of the same seeds (docs/results.md, "The pilot"):
 #: r and α the config's defaults, lr 10× full fine-tuning's (fixed before it ran, not tuned)
 LORA = ("training.lora.enabled=true", "training.lr=3.0e-4")
 
@@ -69,43 +73,39 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from aplkit.checks import load_config
-    from aplkit.loop import run_experiment
-    from aplkit.results.archive import write_record
-    from bench.labels import recorded, shard
+    from aplkit.sweep import Run
+    from bench.labels import recorded, shard_labels, study_grid
 
     args = parse(argv or [])
     records = Path(args.records)
     plan = cells(SEEDS[: args.seeds], lora=args.lora)
-    mine = set(shard([(cell, k) for cell, _, k, _ in plan], args.shard))
+    failed = False
     if not args.report_only:
-        for i, (cell, strategy, k, sets) in enumerate(plan):
-            if (cell, k) not in mine:
-                continue
-            cfg = load_config(args.config, sets, strategy=strategy, seed=k)
-            rec = records / cell / f"seed{k}.json"
-            if recorded(rec, cfg):
-                print(f"[{i + 1}/{len(plan)}] {cell} seed {k}: recorded, skipped", flush=True)
-                continue
-            t = time.perf_counter()
-            run = Path(args.out) / cell / f"seed{k}"
-            res = run_experiment(cfg, run, progress=False)
-            write_record(run, rec)
-            last = res.eval_rows[-1]
-            print(
-                f"[{i + 1}/{len(plan)}] {cell} seed {k}: win {last.win_rate:.3f} soft {last.soft_win_rate:.3f} "
-                f"({time.perf_counter() - t:.0f}s) → {rec} (commit it)",
-                flush=True,
-            )
+        runs = [Run.of(f"{cell}/seed{k}", load_config(args.config, sets, strategy=s, seed=k), args.out) for cell, s, k, sets in plan]
+        mine = shard_labels(runs, args.shard)
+        ran = study_grid(
+            runs, mine, Path(args.out), lambda r: records / f"{r.label}.json", recorded, _keep, name=lambda r: r.label.split("/")[0]
+        )
+        failed = bool(ran["failed"])
     table = report(records)
     print(table)
-    return 0
+    return 1 if failed else 0
+
+
+def _keep(run: Run, ended: Ended, rec: Path) -> str:
+    """A finished run's compact record at ``rec``; the line saying so, with its final win-rate and soft win-rate."""
+    from bench.archive import write_record
+
+    write_record(run.out, rec)
+    last = ended.result.eval_rows[-1]
+    return f"win {last.win_rate:.3f} soft {last.soft_win_rate:.3f} ({ended.seconds:.0f}s) → {rec} (commit it)"
 
 
 def load_pairs(records: Path):
     """Every recorded run's per-prompt verdicts, with its cell as ``group`` (random's is "*": shared by all S/M)."""
     import pandas as pd
 
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     frames = []
     for path in sorted(records.glob("*/seed*.json")):
@@ -122,7 +122,7 @@ def load_pairs(records: Path):
 
 
 def report(records: Path) -> str:
-    from aplkit.results.pilot import spread, spread_markdown, study_cost, study_cost_markdown
+    from bench.spread import spread, spread_markdown, study_cost, study_cost_markdown
 
     pairs = load_pairs(records)
     if pairs.empty:
@@ -145,7 +145,7 @@ def report(records: Path) -> str:
 
 def run_seconds(records: Path) -> dict[str, dict[str, float]]:
     """Mean training, acquisition and evaluation seconds of each cell's complete runs (full fine-tuning)."""
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     acc: dict[str, list[dict[str, float]]] = {}
     for path in sorted(records.glob("*/seed*.json")):
@@ -168,7 +168,7 @@ def _lora(rec: dict) -> bool:
 
 def lora_rows(records: Path) -> list[dict]:
     """Per seed with both: LoRA's and full fine-tuning's win-rate at the final budget and training seconds (random runs)."""
-    from aplkit.results.archive import read_record
+    from bench.archive import read_record
 
     runs: dict[tuple[bool, int], dict] = {}
     for path in sorted(records.glob("random*/seed*.json")):

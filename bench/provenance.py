@@ -32,7 +32,7 @@ def machine() -> dict[str, str]:
 def commit_file(path: Path, message: str, tries: int = 30, root: Path = ROOT) -> bool:
     """Commit one file alone (``git commit --only``: whatever else is staged stays staged, uncommitted).
 
-    For a study's records as they land, so a session that ends loses no finished run. Two shards (or
+    For a study's records as they land, so a machine that goes away loses no finished run. Two shards (or
     a person) committing at once meet git's index lock; the loser waits and tries again.
     """
 

@@ -1,4 +1,4 @@
-"""Speed of one APL step on the CPU preset: each candidate setting against today's, side by side (issue 10, item 2).
+"""Speed of one APL step on the CPU preset: each candidate setting against today's, side by side.
 
 The ``speed`` section of ``python -m bench compute`` (``--only speed`` runs it alone). Every group runs its
 variants in one process, interleaved, and reports medians and the ratio variant / today's setting

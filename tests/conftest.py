@@ -7,24 +7,38 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def _empty_hf_home(monkeypatch, tmp_path, offline: str):
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setenv("HF_HOME", str(home))
+    for var in ("HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run where torch sees a GPU and are skipped elsewhere."""
+    needs = [item for item in items if "cuda" in item.keywords]
+    if not needs:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in needs:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture
-def hub_online(monkeypatch):
-    """Hub ids are taken as they look (the paper presets name hub models and data); nothing here downloads."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.setenv(var, "0")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+def hub_online(monkeypatch, tmp_path):
+    """Online (HF_HUB_OFFLINE=0) with a fresh, empty Hugging Face cache (HF_HOME); returns HF_HOME. Nothing here downloads."""
+    return _empty_hf_home(monkeypatch, tmp_path, "0")
 
 
 @pytest.fixture
 def hub_offline(monkeypatch, tmp_path):
     """HF_HUB_OFFLINE=1 with a fresh, empty Hugging Face cache (HF_HOME); returns HF_HOME."""
-    home = tmp_path / "hf-home"
-    home.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(home))
-    for var in ("HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+    return _empty_hf_home(monkeypatch, tmp_path, "1")
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ Each chat-completion request is either forwarded to the upstream server or, at a
 seeded rate, answered with a fault: 429, 500, a response slower than the client's
 timeout, a dropped connection, a 200 whose body is not JSON ("garbage") or a
 well-formed completion whose text names no choice ("nonsense"). Every request is
-logged under the last user message it carried, so a test can check retry counts
-per comparison against what was injected.
+logged under the last user message it carried, with its arrival time (``time.monotonic``), so a
+test can check retry counts per comparison against what was injected, and request rates.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class FaultProxy:
             else:
                 fault = None
                 self.forwarded += 1
-            row = {"key": key, "fault": fault, "body": body, "answer": None, "delivered": None}
+            row = {"key": key, "fault": fault, "body": body, "answer": None, "delivered": None, "t": time.monotonic()}
             self.log.append(row)
             return fault, row
 

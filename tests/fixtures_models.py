@@ -1,4 +1,5 @@
-"""Tiny local models built in the test (nothing downloads): a random sequence classifier on the SmolLM2 tokenizer."""
+"""Tiny local models built in the test (nothing downloads): a random sequence classifier on the SmolLM2 tokenizer,
+a hub id laid out in a local hub cache."""
 
 from __future__ import annotations
 
@@ -30,3 +31,19 @@ def direct_logits(net, tok, texts):
 
     with torch.no_grad():
         return [net(**tok(t, return_tensors="pt")).logits[0] for t in texts]
+
+
+def cache_model(home: Path, repo_id: str, folder_of=None) -> Path:
+    """``repo_id`` laid out in the hub cache under HF_HOME ``home`` as huggingface_hub caches it (refs/main →
+    snapshots/<commit>/): a config.json, or the files ``folder_of(snapshot)`` saves there."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    if folder_of is None:
+        (snapshot / "config.json").write_text("{}")
+    else:
+        folder_of(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot

@@ -1,5 +1,6 @@
 """Each scorer against hand-computed values, with log-probs the test controls."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -120,6 +121,26 @@ def test_entropy_certainty_filters_by_entropy_then_certainty():
     gaps = {c.prompt.text: abs(c.reward1 - c.reward0) for c in kept}
     best = sorted(gaps, key=lambda t: -gaps[t])[:2]
     assert [c.prompt.text for c in chosen] == best
+
+
+def test_entropy_certainty_ranks_the_whole_pool_when_j_times_s_exceeds_it():
+    """J×S = 16 > 8 prompts: every prompt is drawn once (none twice), the top S by entropy kept, as with J×S = 8."""
+    prompts, samples, lp_pol, lp_ref = _world(n_prompts=8)
+    acq = AcquisitionConfig(prompt_batch=4, acquire_batch=2, entropy_samples=4, entropy_pool=4)
+    sc = get_scorer("entropy+certainty")
+    assert (sc.prompts_needed(acq), sc.min_prompts(acq)) == (16, 4)
+    ctx = ControlledContext(acq, samples, lp_pol, lp_ref)
+    seen = []
+    propose = sc.propose
+    sc.propose = lambda c, ps: seen.extend(ps) or propose(c, ps)
+    chosen = acquire(sc, ctx, prompts)
+    assert sorted(p.text for p in seen) == [f"x{i}" for i in range(8)]
+    whole = acquire(
+        get_scorer("entropy+certainty"), ControlledContext(dataclasses.replace(acq, entropy_pool=2), samples, lp_pol, lp_ref), prompts
+    )
+    assert [c.prompt.text for c in chosen] == [c.prompt.text for c in whole]  # the same draw as J×S = 8, the whole pool
+    with pytest.raises(ValueError, match="needs 12 prompts per step but the train pool has 8"):
+        acquire(sc, ControlledContext(dataclasses.replace(acq, prompt_batch=12), samples, lp_pol, lp_ref), prompts)
 
 
 def test_random_generates_only_m_and_fills_rewards_for_bt_analysis():

@@ -590,3 +590,70 @@ def test_kl_matched_pairs_each_seed_at_the_smaller_final_kl(tmp_path):
 
     text = report(tmp_path, tmp_path / "fig")["kl_matched.md"].read_text()
     assert "| imdb | Pref certainty | 3 | 0.70 | +0.017 |" in text
+
+
+def test_differences_equal_up_to_float_noise_are_not_tested_in_any_table(tmp_path):
+    """Every seed moved by 0.08, as floats say it: 0.66 − 0.58 and 0.58 − 0.50 differ in the 17th digit. A t-test of
+    that spread would be noise (p ≈ 0); every paired table says n/a and keeps it out of its Holm family."""
+    rnd, cer = [0.50, 0.58, 0.52], [0.58, 0.66, 0.60]
+    d = np.array(cer) - np.array(rnd)
+    assert 0 < np.ptp(d) < 1e-12 and stats.ttest_1samp(d, 0.0).pvalue < 1e-10  # what scipy would report
+    assert math.isnan(A.t_pvalue(d)) and A.t_interval(d) == (pytest.approx(0.08), pytest.approx(0.08))
+    for seed, (r, c) in enumerate(zip(rnd, cer, strict=True)):
+        make_run(tmp_path, "random", seed, {16: r})
+        make_run(tmp_path, "certainty", seed, {16: c})
+    df = A.load_runs(tmp_path)
+    sig = A.significance_vs_random(df).iloc[0]
+    assert math.isnan(sig["t_p"]) and math.isnan(sig["t_p_holm"]) and sig["se"] == 0.0 and "identical" in sig["note"]
+    rank = A.ranking(A.paired_comparison(df), df).iloc[0]
+    assert math.isnan(rank["p"]) and math.isnan(rank["p_holm"])
+    against = A.paired_against(df[df["strategy"] == "certainty"].assign(strategy="random"), df[df["strategy"] == "random"])
+    assert math.isnan(against.iloc[0]["p"]) and against.iloc[0]["verdict"] == "n/a"
+
+
+def test_one_engine_gives_every_paired_table_the_same_numbers(tmp_path):
+    """significance_vs_random, paired_comparison, paired_against and ranking read the same per-seed differences
+    through paired_table: with one strategy at one size, every family holds one test, so all four agree."""
+    rnd = [0.50, 0.52, 0.55, 0.47, 0.60, 0.58]
+    cer = [0.56, 0.55, 0.62, 0.50, 0.61, 0.66]
+    for seed, (r, c) in enumerate(zip(rnd, cer, strict=True)):
+        make_run(tmp_path, "random", seed, {16: r}, metrics={16: {"kl": 1.0 + seed / 10}})
+        make_run(tmp_path, "certainty", seed, {16: c}, metrics={16: {"kl": 1.5 + seed / 5}})
+    df = A.load_runs(tmp_path)
+    sig = A.significance_vs_random(df).iloc[0]
+    cmp = A.paired_comparison(df).iloc[0]
+    rank = A.ranking(A.paired_comparison(df), df).iloc[0]
+    cert, base = df[df["strategy"] == "certainty"].assign(strategy="random"), df[df["strategy"] == "random"]
+    against = A.paired_against(cert, base).set_index("metric")
+    p = stats.ttest_rel(cer, rnd).pvalue
+    assert sig["t_p"] == pytest.approx(p) and sig["t_p_holm"] == pytest.approx(p)
+    assert rank["p"] == pytest.approx(p) and against.loc["win_rate", "p"] == pytest.approx(p)
+    for c in ("mean_diff", "t_low", "t_high", "boot_low", "boot_high"):
+        assert cmp[c] == pytest.approx(against.loc["win_rate", c])
+    assert rank["holm_low"] == pytest.approx(cmp["t_low"]) and rank["holm_verdict"] == cmp["verdict"] == "better"
+    # KL rose on every seed: the same higher number is the worse outcome for it (aplkit.metrics), in both tables
+    assert against.loc["kl", "verdict"] == "worse" and A.paired_comparison(df, metric="kl").iloc[0]["verdict"] == "worse"
+
+
+def test_every_metric_names_the_record_fields_it_reads():
+    """The metrics registry (aplkit.metrics) is what tables, trackers and compact records read: its fields must
+    exist on the records, and every preference metric beyond the win-rate can be recomputed per test prompt."""
+    from aplkit.metrics import COMPANION_FIELDS, HEADLINE, METRICS, PER_PROMPT_FIELDS
+    from aplkit.records import EvalPairRow, EvalRow, field_names
+    from aplkit.results.tables import METRIC_NAMES
+    from aplkit.tracking.metrics import EVAL_FIELDS
+    from bench.archive import EVAL_PAIR_KEEP
+
+    evals, pairs = set(field_names(EvalRow)), set(field_names(EvalPairRow))
+    for m in METRICS:
+        assert {m.field, m.se, m.theta0} - {None} <= evals, m.field
+        assert m.per_prompt is None or m.per_prompt in pairs, m.field
+        assert m is HEADLINE or not m.preference or m.per_prompt, m.field
+    assert set(COMPANION_FIELDS) <= set(EVAL_FIELDS) and set(PER_PROMPT_FIELDS) <= set(EVAL_PAIR_KEEP)
+    assert METRIC_NAMES == {
+        "win_rate": "win-rate",
+        "soft_win_rate": "soft win-rate",
+        "reward_gap": "reward gap",
+        "kl": "KL from θ0",
+        "lm_loss": "LM loss",
+    }

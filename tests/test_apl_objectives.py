@@ -13,8 +13,8 @@ import pytest
 
 from aplkit.checks import load_config
 from aplkit.results import against_markdown, load_runs, paired_against
-from aplkit.results.archive import read_record, write_record
 from bench import apl_objectives, labels
+from bench.archive import read_record, write_record
 from tests.synthetic_runs import make_run
 
 T2_975 = 4.302653  # Student t, 2 degrees of freedom, 97.5 % quantile

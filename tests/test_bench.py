@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from aplkit.checks import load_config
-from aplkit.results.archive import read_record, write_record
 from bench import labels
+from bench.archive import read_record, write_record
 from tests.synthetic_runs import make_run
 
 RANDOM = {16: 0.50, 32: 0.58, 48: 0.62}  # the same on every seed
@@ -90,7 +90,7 @@ def test_report_matches_hand_computed_gain_test_and_efficiency(bench_runs, tmp_p
 
 def test_a_fresh_clone_trains_only_what_is_not_recorded(bench_runs, tmp_path, monkeypatch):
     """No run folders at all (a fresh clone), one record missing: only that run trains, and its record is written."""
-    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the session stopped before its end
+    labels.record_path(bench_runs, "certainty", 2).unlink()  # never committed: the study stopped before its end
     out = tmp_path / "fresh-runs"
     calls = []
 
@@ -640,7 +640,7 @@ def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_pa
         labels.PAUSE.clear()
 
 
-def test_a_cell_another_process_is_running_is_skipped_not_run_twice(tmp_path):
+def test_a_cell_another_process_is_running_is_skipped_not_run_twice(tmp_path, capsys):
     """Overlapping shards: the cell whose folder another process holds is skipped with that reason, no record written."""
     import fcntl
     import os
@@ -655,8 +655,12 @@ def test_a_cell_another_process_is_running_is_skipped_not_run_twice(tmp_path):
     try:
         cfg = load_config("imdb-cpu", TINY, strategy="random", seed=0)
         rec = labels.record_path(tmp_path / "rec", "random", 0)
-        line = labels.run_cell(cfg, run, rec, commit=False)
-        assert line.startswith("skipped:") and "in use by another process (pid 4242)" in line
+        land = []
+        runs = labels.study_runs({("random", 0): cfg}, tmp_path / "runs")
+        s = labels.study_grid(runs, {runs[0].label}, tmp_path / "runs", lambda r: rec, labels.recorded, lambda *a: land.append(a))
+        line = capsys.readouterr().out
+        assert "[1/1] random seed 0: skipped: " in line and "in use by another process (pid 4242)" in line
+        assert s["skipped"] == ["random/seed0"] and s["done"] == s["failed"] == [] and land == []
         assert not rec.exists() and not (run / "steps.jsonl").exists()
     finally:
         os.close(fd)
@@ -763,7 +767,7 @@ def test_a_study_without_records_of_its_own_estimates_from_the_fallback_study(be
 
 def test_a_rule_with_no_record_anywhere_is_estimated_by_the_slowest_recorded_one(bench_runs):
     """The arena's first bald run has no record of its own: it is assumed as long as certainty, the slowest recorded
-    rule, so it is not started 30 min before the stop (it used to start, and run past the session)."""
+    rule, so it is not started 30 min before the stop (it used to start, and run past the stop)."""
     from datetime import datetime
 
     for s, secs in (("random", 60), ("certainty", 3600)):
@@ -784,7 +788,7 @@ def test_a_rule_with_no_record_anywhere_is_estimated_by_the_slowest_recorded_one
 
 def test_a_plan_without_random_reports_against_randoms_records_of_the_same_seeds(bench_runs, tmp_path):
     """`--strategies certainty` (or the arena's new scorers alone) crashed at its report: 'no random runs to
-    compare with' (session 12, seed 25). Random is the reference arm: its recorded runs of the planned seeds
+    compare with'. Random is the reference arm: its recorded runs of the planned seeds
     and config join the report, so the paired numbers are the full study's."""
     res = tmp_path / "s.json"
     argv = ["--report-only", *PLAN, "--strategies", "certainty", "--records", str(bench_runs), "--results", str(res)]
@@ -835,3 +839,110 @@ def test_report_refuses_to_pool_code_versions_or_cpus_unless_asked(bench_runs, t
     looks = {r["look"]: r for r in doc["looks"]["rows"]}
     assert sorted(looks) == [2, 3] and looks[3]["mean_diff"] == pytest.approx(-0.02)
     assert (fig / "strata.md").exists()
+
+
+def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
+    """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
+    import os
+    import shutil
+
+    from aplkit import results as R
+    from aplkit.loop import run_experiment
+    from aplkit.provenance import IMPORTED
+    from aplkit.runfolder import read_jsonl
+    from bench.archive import materialise
+    from tests.test_loop import TINY
+
+    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
+    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
+    assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
+    before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
+    shutil.rmtree(tmp_path / "runs")
+    root = materialise([rec], tmp_path / "again")
+    after = (R.load_runs(root), R.load_acquired(root), R.load_train(root))
+    for a, b, cols in zip(
+        before,
+        after,
+        (["acquired", "trained", "win_rate", "stderr", "n"], ["step", "bt_prob", "preferred", "score"], ["step", "epoch", "loss"]),
+        strict=True,
+    ):
+        assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
+    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
+    # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
+    code = read_record(rec)["code"]
+    assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
+    assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
+    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
+
+
+def test_every_grid_goes_through_the_one_driver(tmp_path, monkeypatch):
+    """run_arena, bench labels, bench phf and bench pilot describe their runs and hand them to aplkit.sweep.run_grid
+    with the in-process cell: a fake run in that cell counts each run once, and a second invocation of a study
+    (its records kept) reaches it with none."""
+    import shutil
+
+    import aplkit.sweep as S
+    from aplkit.phf.config import PHFConfig
+    from bench import phf, pilot
+    from tests.test_loop import TINY
+
+    grids, ran = [], []
+    real = S.run_grid
+
+    def spy(sweep, cell, *args, **kwargs):
+        grids.append((type(cell).__name__, len(sweep.runs)))
+        return real(sweep, cell, *args, **kwargs)
+
+    def fake_run(self, run, sweep, cwd):  # a finished run folder of the run's own config, nothing trained
+        ran.append(run.label)
+        if isinstance(run.config, PHFConfig):
+            shutil.copytree(phf.RECORDS / "mle" / "seed0", run.out, dirs_exist_ok=True)
+            (run.out / "config.yaml").write_text(yaml.safe_dump(run.config.to_dict()))
+            return {"final": {"misalignment": 0.4, "lm_loss": 4.1}}
+        make_run(run.out, run.strategy, run.seed, {16: 0.5, 32: 0.6}, folder=".", cfg=run.config)
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=32, win_rate=0.6, soft_win_rate=0.55)])
+
+    monkeypatch.setattr(S, "run_grid", spy)
+    monkeypatch.setattr(S.InProcessCell, "run", fake_run)
+    folders = S.run_arena("imdb-cpu", ["random", "certainty"], [0, 1], tmp_path / "arena", TINY)
+    assert folders == [tmp_path / "arena" / s / f"seed{k}" for k in (0, 1) for s in ("random", "certainty")]
+    assert ran == ["random/seed0", "certainty/seed0", "random/seed1", "certainty/seed1"]
+
+    ran.clear()
+    sets = [x for t in TINY for x in ("--set", t)]
+    argv = ["--strategies", "random,certainty", "--seeds", "2", *sets, "--out", str(tmp_path / "runs"), "--records", str(tmp_path / "rec")]
+    argv += ["--results", str(tmp_path / "r.json"), "--figures", str(tmp_path / "f")]
+    assert labels.main(argv) == 0 and len(ran) == 4
+    assert labels.main(argv) == 0 and len(ran) == 4  # recorded: skipped before the cell
+
+    argv = ["--objectives", "mle", "--seeds", "1", "--records", str(tmp_path / "phf"), "--out", str(tmp_path / "phf-runs")]
+    assert phf.main([*argv, "--figures", str(tmp_path / "f")]) == 0 and ran[4:] == ["mle/seed0"]
+
+    assert pilot.main(["--seeds", "1", "--out", str(tmp_path / "pilot-runs"), "--records", str(tmp_path / "pilot")]) == 0
+    assert ran[5:] == ["random/seed1000", "certainty-S64/seed1000", "certainty-S256/seed1000", "certainty-S512/seed1000"]
+    assert (tmp_path / "pilot" / "certainty-S256" / "seed1000.json").exists()
+    assert grids == [("InProcessCell", 4), ("InProcessCell", 4), ("InProcessCell", 4), ("InProcessCell", 1), ("InProcessCell", 4)]
+
+
+def test_a_failing_run_does_not_stop_the_study(bench_runs, tmp_path, monkeypatch, capsys):
+    """The driver's rule: a run that raises is one failed line (the traceback in its folder's sweep.log), the runs
+    after it still run and are recorded, the report is written, and the exit status says something failed."""
+    for s in ("random", "certainty"):
+        labels.record_path(bench_runs, s, 2).unlink()
+    out = tmp_path / "fresh-runs"
+
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
+        if cfg.strategy == "random":
+            raise RuntimeError("the oracle went away")
+        _run(out, cfg.strategy, cfg.seed)
+        return SimpleNamespace(eval_rows=[SimpleNamespace(acquired=16, win_rate=0.5)])
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    res = tmp_path / "r.json"
+    argv = [*PLAN, "--out", str(out), "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]
+    assert labels.main(argv) == 1
+    said = capsys.readouterr().out
+    assert "[5/6] random seed 2: FAILED after 0s: RuntimeError: the oracle went away" in said
+    assert "[6/6] certainty seed 2: 16:0.500" in said and labels.record_path(bench_runs, "certainty", 2).exists()
+    assert not labels.record_path(bench_runs, "random", 2).exists() and json.loads(res.read_text())["runs"] == 5
+    assert "Traceback" in (out / "random" / "seed2" / "sweep.log").read_text()

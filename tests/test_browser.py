@@ -3,7 +3,7 @@
 JupyterLab is started from this environment on a free port with a token; the notebooks live
 in a temp folder below the project root (the kernel starts there, as a user's would). Skipped
 when Debian's ``chromium`` or the ``playwright`` package is missing, unless
-APLKIT_REQUIRE_BROWSER=1 (then it fails). APLKIT_SCREENSHOTS=DIR writes the README's
+APLKIT_REQUIRE_BROWSER=1 (then it fails). APLKIT_SCREENSHOTS=DIR writes the docs'
 screenshots there (``make screenshots``); by default they go to the temp folder.
 """
 

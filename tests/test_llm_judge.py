@@ -20,6 +20,7 @@ from aplkit.oracles.llm import (
     ChatClient,
     LLMJudge,
     LLMJudgeConfig,
+    Shape,
     choice_probability,
     judge_client,
     load_template,
@@ -213,8 +214,8 @@ def test_chat_client_retries_with_its_own_count_and_scrubs_the_key():
     flaky = _Flaky(fails=2)
     c = ChatClient("m", base_url="http://127.0.0.1:9/v1", backoff=0.0, max_retries=2, schema=schema, json_hint=" JSON!", transport=flaky)
     msgs = [{"role": "user", "content": "hi"}]
-    resp, sent, mode = c.complete(msgs, temperature=0.5, max_tokens=8)
-    assert (sent, mode, resp.choices[0].message.content) == (3, "json_schema", "ok")
+    resp, sent, mode, shape = c.complete(msgs, temperature=0.5, max_tokens=8)
+    assert (sent, mode, shape, resp.choices[0].message.content) == (3, "json_schema", Shape(), "ok")
     assert flaky.requests[-1]["messages"] == [{"role": "user", "content": "hi JSON!"}] and msgs[0]["content"] == "hi"
     assert flaky.requests[-1]["response_format"]["json_schema"] == {"name": "response", "strict": True, "schema": schema}
     assert flaky.requests[-1]["logprobs"] is True and flaky.requests[-1]["temperature"] == 0.5

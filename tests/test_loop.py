@@ -118,6 +118,58 @@ def test_rerun_of_a_complete_run_asks_nothing(tmp_path):
     assert _ledger_rows(tmp_path / "r" / "labels.sqlite") == n
 
 
+def test_cli_run_of_a_complete_folder_says_so_in_one_line_and_loads_nothing(tmp_path, monkeypatch, capsys):
+    """``aplkit run`` again on a finished run: one line saying where its results are, exit 0, no model, no data, no write."""
+    from aplkit import cli, data, loop, models
+
+    out = tmp_path / "r"
+    args = _cli(out, "random")[3:]  # the command line after ``python -m aplkit.cli``
+    assert cli.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+
+    def refuse(*a, **k):
+        pytest.fail("a model or the data was loaded")
+
+    for module, name in ((models, "load_models"), (loop, "load_models"), (data, "load_pools"), (loop, "load_pools")):
+        monkeypatch.setattr(module, name, refuse)
+    assert cli.main(args) == 0
+    said = capsys.readouterr()
+    assert said.err == "" and said.out.splitlines() == [
+        f"{out} is complete ({summary['labels']} labels, final win-rate {summary['final_win_rate']:.3f}); "
+        f"its results are in {out / 'eval.jsonl'} and summary.json: nothing to run"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == files
+    # another config on the same folder is refused, as before, still before anything loads
+    assert cli.main([*args, "--set", "training.lr=5e-4"]) == 2
+    assert "different config (training.lr" in capsys.readouterr().err
+
+
+def test_the_run_folder_says_which_phase_runs_now(tmp_path, monkeypatch):
+    """phase.json, read by a sweep's progress lines: setup, then each step's acquire, label, train and evaluate in order,
+    each with the step's start."""
+    from aplkit.runfolder import PHASE, RunFolder
+
+    notes = []
+    note_phase = RunFolder.note_phase
+
+    def record(self, phase, step=None, step_since=None):
+        note_phase(self, phase, step, step_since)
+        notes.append(self.read_json(PHASE))
+
+    monkeypatch.setattr(RunFolder, "note_phase", record)
+    cfg = load_config("imdb-cpu", TINY, strategy="random")
+    run_experiment(cfg, tmp_path, progress=False)
+    assert [(n["phase"], n["step"]) for n in notes] == [("setup", None)] + [
+        (phase, t) for t in range(1, cfg.steps + 1) for phase in ("acquire", "label", "train", "evaluate")
+    ]
+    for t in range(1, cfg.steps + 1):
+        mine = [n for n in notes if n["step"] == t]
+        assert len({n["step_since"] for n in mine}) == 1 and mine[0]["step_since"] <= mine[0]["since"]
+    assert notes[0]["step_since"] is None and RunFolder(tmp_path).read_json(PHASE) == notes[-1]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
     run_experiment(cfg, tmp_path / "r", progress=False)
@@ -165,7 +217,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
 
 
 def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
-    """The README's own extension: a scorer registered in a notebook is a strategy the config accepts."""
+    """The acquisition package's own example: a scorer registered in a notebook is a strategy the config accepts."""
     import numpy as np
 
     from aplkit.acquisition import SCORERS, Scorer, register_scorer
@@ -200,37 +252,6 @@ def test_first_step_is_common_to_random_and_certainty(tmp_path):
     assert first == [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ca if r["step"] == 1]
     assert [e["win_rate"] for e in re_ if e["step"] == 1] == [e["win_rate"] for e in ce if e["step"] == 1]
     assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
-
-
-def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
-    """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
-    import shutil
-
-    from aplkit import results as R
-    from aplkit.results.archive import materialise, read_record, write_record
-
-    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
-    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
-    assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
-    before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
-    shutil.rmtree(tmp_path / "runs")
-    root = materialise([rec], tmp_path / "again")
-    after = (R.load_runs(root), R.load_acquired(root), R.load_train(root))
-    for a, b, cols in zip(
-        before,
-        after,
-        (["acquired", "trained", "win_rate", "stderr", "n"], ["step", "bt_prob", "preferred", "score"], ["step", "epoch", "loss"]),
-        strict=True,
-    ):
-        assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
-    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
-    # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
-    from aplkit.provenance import IMPORTED
-
-    code = read_record(rec)["code"]
-    assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
-    assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
-    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
 
 
 def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):

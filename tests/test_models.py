@@ -1,9 +1,12 @@
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
 from aplkit.models import EMBEDDED, ModelError, convert_embedded, known_spec, load_models, pick_device, pick_dtype
+from tests.fixtures_models import cache_model
 
 
 def test_tiny_random_is_seeded_and_reference_is_a_frozen_copy():
@@ -34,15 +37,39 @@ def test_local_directory_spec_loads_with_from_pretrained(tmp_path, tokenizer):
     assert m.tokenizer.padding_side == "left"
 
 
-def test_hub_id_spec_is_accepted_and_fails_clearly_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    assert known_spec("edbeeching/gpt2-large-imdb")[0]  # online, a hub id is taken as it looks
+def test_hub_id_spec_is_read_from_the_local_cache_only(hub_online, tokenizer, monkeypatch):
+    """Online, a hub id is still never downloaded: a missing one is one line before torch loads anything, a cached
+    one loads from the cache without a single network lookup (before: a HEAD request per file, or a download)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    def tiny_gpt2(folder):
+        GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
     assert not known_spec("not a model")[0]
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    with pytest.raises(ModelError, match="^'aplkit-test/definitely-not-cached' is not in the local hub cache and HF_HUB_OFFLINE is set"):
-        load_models("aplkit-test/definitely-not-cached")
+    ok, why = known_spec("aplkit-test/not-cached")
+    assert not ok and why.startswith("'aplkit-test/not-cached' is not in the local Hugging Face cache")
+    with pytest.raises(ModelError) as e:
+        load_models("aplkit-test/not-cached")
+    assert str(e.value) == why and "\n" not in why
+    cache_model(hub_online, "aplkit-test/tiny-gpt2", tiny_gpt2)
+    assert known_spec("aplkit-test/tiny-gpt2") == (True, "")
+    # the hub library reads HF_HOME and HF_HUB_OFFLINE when imported: load in a fresh process, online, every lookup refused
+    # (its telemetry, which looks up a registry of AI agents for the user-agent header, is switched off: not a model file)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    code = (
+        "import socket\n"
+        "lookups = []\n"
+        "def no_network(host, *a, **k):\n"
+        "    lookups.append(host)\n"
+        "    raise OSError('no network in this test')\n"
+        "socket.getaddrinfo = no_network\n"
+        "from aplkit.models import load_models\n"
+        "m = load_models('aplkit-test/tiny-gpt2', device='cpu', dtype='float32')\n"
+        "print(type(m.policy).__name__, lookups)"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "GPT2LMHeadModel []", probe.stderr[-2000:]
 
 
 def test_device_and_dtype_defaults():

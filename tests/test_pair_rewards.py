@@ -231,7 +231,7 @@ def test_loop_with_rwr_on_oracle_scores_resumes_without_asking_again(tmp_path):
     train_rows = RunFolder(out).rows("train.jsonl")  # both steps trained: the resumed step 2 on all of X_P
     assert [(t["step"], t["epoch"]) for t in train_rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert all(t["loss"] > 0 and math.isfinite(t["loss"]) for t in train_rows)
-    from aplkit.results.archive import export_run  # the committed compact record keeps the rewards the run trained on
+    from bench.archive import export_run  # the committed compact record keeps the rewards the run trained on
 
     assert [(a["oracle_score0"], a["oracle_score1"]) for a in export_run(out)["acquired"]] == [
         (r.oracle_score0, r.oracle_score1) for r in after

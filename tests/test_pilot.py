@@ -1,4 +1,4 @@
-"""The pilot's maths (aplkit.results.pilot) against hand values, and what it rests on."""
+"""The pilot's maths (bench.spread) against hand values, and what it rests on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from scipy import stats
 
 from aplkit.acquisition import acquire, get_scorer
 from aplkit.config import AcquisitionConfig
-from aplkit.results.pilot import metrics_at, seeds_for_half_width, spread
+from aplkit.results.compare import seeds_for_halfwidth
+from bench.spread import metrics_at, spread
 from tests.test_acquisition import ControlledContext, _world
 
 
@@ -70,7 +71,7 @@ def test_spread_pairs_by_seed_against_the_shared_random_runs():
 
 
 def test_seeds_for_half_width_is_the_smallest_k():
-    k = seeds_for_half_width(0.05, 0.03)
+    k = seeds_for_halfwidth(0.05, 0.03)
     hw = lambda n: stats.t.ppf(0.975, n - 1) * 0.05 / math.sqrt(n)  # noqa: E731
     assert hw(k) <= 0.03 < hw(k - 1)
     assert k == 14
@@ -92,8 +93,8 @@ def test_records_keep_each_test_prompts_verdict_without_its_texts(tmp_path):
     import json
 
     from aplkit.records import EvalPairRow
-    from aplkit.results.archive import materialise, read_record, write_record
     from aplkit.runfolder import CONFIG, SUMMARY, RunFolder
+    from bench.archive import materialise, read_record, write_record
 
     run = RunFolder(tmp_path / "run").ensure()
     (run / CONFIG).write_text("name: t\nstrategy: random\nseed: 3\n")
@@ -156,7 +157,7 @@ def test_lora_is_paired_with_full_fine_tuning_by_seed_and_kept_out_of_the_spread
 
 
 def test_study_cost_by_hand_and_groups_sorted_as_numbers():
-    from aplkit.results.pilot import study_cost
+    from bench.spread import study_cost
 
     table = pd.DataFrame(
         [

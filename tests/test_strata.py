@@ -207,8 +207,8 @@ def test_package_hash_is_the_git_tree_of_the_files_on_disk(tmp_path):
 
 def test_every_start_row_names_commit_package_hash_cpu_and_isa(tmp_path):
     from aplkit.provenance import IMPORTED
-    from aplkit.results.archive import export_run
     from aplkit.runfolder import RunFolder
+    from bench.archive import export_run
 
     rf = RunFolder(tmp_path).ensure()
     (tmp_path / "config.yaml").write_text("strategy: random\nseed: 0\n")

@@ -154,3 +154,24 @@ def test_task_environment(monkeypatch):
     assert ex.gpus(auto) == 0 and "CUDA_VISIBLE_DEVICES" in ex.env(auto)
     ex.cluster_gpus = 4
     assert (ex.gpus(auto), ex.gpus(cpu)) == (1, 0) and "CUDA_VISIBLE_DEVICES" not in ex.env(auto)
+    assert "APLKIT_RATE_NODES" not in env  # one node: the judge's rate limit is all its own
+    ex.cluster_nodes = 3
+    assert ex.env(cpu)["APLKIT_RATE_NODES"] == "3"  # each node's file takes a third of the limit
+
+
+def test_an_in_process_grid_runs_each_run_in_a_ray_worker(cluster, tmp_path, monkeypatch):
+    """The in-process cell on Ray: run_arena's run lands in a worker process, reads a relative data.path from the
+    grid's folder (not the worker's), finishes, and a second call finds it complete and submits nothing."""
+    from aplkit.sweep import run_arena
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"prompt": words(12, i)} for i in range(300)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = [*TINY, "acquisition.budget=4", "evaluation.waypoints=[4]", "data.task=file", "data.path=prompts.jsonl"]
+    [folder] = run_arena("imdb-cpu", ["random"], [0], "arena", sets, executor=RayExecutor(cpus_per_task=1))
+    assert folder == tmp_path / "arena" / "random" / "seed0" and RunFolder(folder).complete
+    [start] = _attempts(folder)[:1]
+    assert int(re.search(r" pid (\d+), ray task ", start).group(1)) != os.getpid()
+    log = (folder / CELL_LOG).read_text()
+    run_arena("imdb-cpu", ["random"], [0], "arena", sets, executor=RayExecutor(cpus_per_task=1))
+    assert (folder / CELL_LOG).read_text() == log  # complete: no new attempt

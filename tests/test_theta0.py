@@ -37,7 +37,7 @@ def test_a_torn_file_is_computed_again(tmp_path, monkeypatch):
 
 
 def test_a_new_sampler_misses_the_cache(tmp_path, monkeypatch):
-    """Completions drawn by an older sampler are not served as this one's (the draw changed in session 5)."""
+    """Completions drawn by an older sampler are not served as this one's (the draw changed with inverse-CDF sampling)."""
     import aplkit.generation
 
     monkeypatch.setenv("APLKIT_CACHE", str(tmp_path))

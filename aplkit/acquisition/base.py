@@ -45,7 +45,15 @@ class Scorer:
     constant_at_theta0: bool = False
 
     def prompts_needed(self, acq: AcquisitionConfig) -> int:
+        """Prompts drawn from the train pool per step."""
         return acq.prompt_batch
+
+    def min_prompts(self, acq: AcquisitionConfig) -> int:
+        """The fewest prompts a step can work with; a pool below ``prompts_needed`` but not below this is drawn whole.
+
+        The config check refuses a ``data.train_size`` below it, before anything loads.
+        """
+        return self.prompts_needed(acq)
 
     def propose(self, ctx: ScoringContext, prompts: Sequence[Prompt]) -> list[Candidate]:
         """Generate one pair (y0, y1) ~ πθ_t per prompt (Algorithm 1, line 7)."""

@@ -72,12 +72,19 @@ class CertaintyScorer(Scorer):
 
 @register_scorer
 class EntropyCertaintyScorer(CertaintyScorer):
-    """Hybrid (§3.1.3): J×S prompts → top S by entropy → new pairs for those S → top M by certainty."""
+    """Hybrid (§3.1.3): J×S prompts → top S by entropy → new pairs for those S → top M by certainty.
+
+    J×S can exceed the train pool (the paper's IMDB J=8, S=4000 against 24,895 prompts); the entropy filter
+    then ranks the whole pool: the paper's numbers are kept, and no prompt is drawn twice.
+    """
 
     name = "entropy+certainty"
 
     def prompts_needed(self, acq: AcquisitionConfig) -> int:
         return acq.prompt_batch * acq.entropy_pool
+
+    def min_prompts(self, acq: AcquisitionConfig) -> int:
+        return acq.prompt_batch  # the S the entropy filter keeps
 
     constant_at_theta0 = False  # the entropy filter still ranks at θ0
 

@@ -23,15 +23,18 @@ def acquire(scorer: Scorer, ctx: ScoringContext, pool: Sequence[Prompt]) -> list
     random's draw — the same prompts and pairs as the random strategy of the same seed (common random
     numbers: the first step differs between strategies only where the scorer does) — and no pair
     is generated or scored for nothing. Its recorded score is the 0 it would have computed.
+    A scorer that asks for more prompts than the pool holds (``prompts_needed``) gets the whole pool,
+    as long as that is at least its ``min_prompts``.
     """
     if ctx.at_theta0 and scorer.constant_at_theta0:
         chosen = acquire(RandomScorer(), ctx, pool)
         for c in chosen:
             c.score = 0.0
         return chosen
-    n = scorer.prompts_needed(ctx.acq)
-    if n > len(pool):
-        raise ValueError(f"strategy '{scorer.name}' needs {n} prompts per step but the train pool has {len(pool)}")
+    least = scorer.min_prompts(ctx.acq)
+    if least > len(pool):
+        raise ValueError(f"strategy '{scorer.name}' needs {least} prompts per step but the train pool has {len(pool)}")
+    n = min(scorer.prompts_needed(ctx.acq), len(pool))  # a pool smaller than asked for (but large enough) is drawn whole
     from aplkit.data import sample_prompts
 
     prompts = sample_prompts(list(pool), n, np.random.default_rng(ctx.seed))

@@ -55,6 +55,17 @@ def make_oracle(
     return ORACLES[cfg.kind](cfg, data or DataConfig(), pools, Path(run_dir or "."))
 
 
+def check_oracle(cfg: OracleConfig) -> None:
+    """What an oracle can check before a run makes its folder or loads a model: an API judge's key, endpoint and model.
+
+    Raises ``OracleError`` (one line naming the setting); the other kinds have nothing to check here.
+    """
+    if cfg.kind == "llm":
+        from aplkit.oracles.llm import check_endpoint
+
+        check_endpoint(cfg.llm)
+
+
 @register_oracle("sentiment", pointwise=True)
 def _sentiment(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_dir: Path) -> Oracle:
     from aplkit.oracles.sentiment import SentimentOracle
@@ -93,4 +104,4 @@ def _human(cfg: OracleConfig, data: DataConfig, pools: PromptPools | None, run_d
     return HumanOracle("human", RunFolder(run_dir) / QUEUE)
 
 
-__all__ = ["ORACLES", "POINTWISE", "Oracle", "OracleError", "make_oracle", "register_oracle"]
+__all__ = ["ORACLES", "POINTWISE", "Oracle", "OracleError", "check_oracle", "make_oracle", "register_oracle"]

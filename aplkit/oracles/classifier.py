@@ -63,14 +63,14 @@ class ClassifierOracle(Oracle):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from aplkit.models import _quiet_transformers, pick_device
+        from aplkit.models import CACHE_ONLY, _quiet_transformers, pick_device
 
         if tau <= 0:
             raise OracleError(f"classifier oracle: tau must be > 0, got {tau}")
         _quiet_transformers()
         try:
-            tok = AutoTokenizer.from_pretrained(model, revision=revision)
-            net = AutoModelForSequenceClassification.from_pretrained(model, revision=revision, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(model, revision=revision, local_files_only=True)  # never downloads (aplkit.hubcache)
+            net = AutoModelForSequenceClassification.from_pretrained(model, revision=revision, dtype=torch.float32, **CACHE_ONLY)
         except (OSError, ValueError) as e:
             raise OracleError(f"classifier oracle: cannot load '{model}': {str(e).strip().splitlines()[0]}") from None
         if tok.pad_token is None:

@@ -194,7 +194,10 @@ class Ledger:
 
 def open_ledger(run: RunFolder, oracle: OracleConfig) -> Ledger:
     """The label ledger of a run for its ``oracle`` section: where ``oracle.cache`` says, billed at its prices."""
-    return Ledger(run.ledger_path(oracle.cache), price_in=oracle.price_in, price_out=oracle.price_out)
+    from aplkit.oracles.llm.prices import judge_prices
+
+    price_in, price_out = judge_prices(oracle)
+    return Ledger(run.ledger_path(oracle.cache), price_in=price_in, price_out=price_out)
 
 
 __all__ = ["Ledger", "ledger_key", "open_ledger"]

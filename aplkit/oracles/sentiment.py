@@ -25,7 +25,7 @@ left out because real prose repeats "the" and "and".
 hinge, not a bonus, so among fluent texts (almost every real review clears the floor) sentiment
 alone decides and pair accuracy is kept; and it is not the policy's own likelihood, which would
 pull DPO back towards θ0. The weights and the form were chosen by ``bench/oracle_accuracy.py``
-(held-out reviews against six kinds of degenerate positive text; see bench/README.md).
+(held-out reviews against six kinds of degenerate positive text; docs/results.md, "Offline judge accuracy").
 
 ``Verdict.p_a = σ((s_A − s_B)/τ)``; a tie only when the two scores are exactly equal.
 """

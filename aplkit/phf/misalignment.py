@@ -81,7 +81,7 @@ def _check_classes(model: str, positive_label: int | None) -> None:
     from aplkit.oracles.base import OracleError
 
     try:
-        n = AutoConfig.from_pretrained(model).num_labels
+        n = AutoConfig.from_pretrained(model, local_files_only=True).num_labels
     except (OSError, ValueError) as e:
         raise OracleError(f"oracle.classifier.model: cannot load '{model}': {str(e).strip().splitlines()[0]}") from None
     if n < 2:

@@ -3,11 +3,9 @@
 | module | holds |
 |---|---|
 | ``load`` | finding run folders and reading them into DataFrames (``load_runs``, ``load_acquired``, ``load_train``, ``load_consistency``, ``read_run``), run identity, ``select_main``, the paper's strategy order and names |
-| ``stats`` | every statistic: win-rate curves and their companions (soft win-rate, reward gap, KL from θ0, LM loss: ``companion_metrics``), significance vs random (Holm), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
-| ``compare`` | each strategy against random: paired differences with t and bootstrap intervals, probability of improvement, power, data efficiency with a bootstrap interval, Fig 3's share of confidently wrong pairs, the ranking at the final size, acquisition cost per step (seconds and model passes), the win-rate difference at matched KL from θ0 (``kl_matched``); two sets of runs of one plan against each other (``paired_against``: a training objective against DPO, paired by strategy, seed and size, Holm-adjusted) |
-| ``findings`` | the paper's four findings read from the runs by fixed rules, a verdict and its numbers each (``findings``, ``findings_markdown``; import from ``aplkit.results.findings``: not re-exported, the name is the module's) |
+| ``stats`` | every statistic: win-rate curves and their companions (soft win-rate, reward gap, KL from θ0, LM loss: ``companion_metrics``, one spec each in ``aplkit.metrics``), data efficiency, BT histograms, online vs reset, loss curves, epochs, trained gaps, one acquired batch (``batch_stats``) and a run's step table |
+| ``compare`` | each strategy against random, every table through one computation (``paired_table``): paired differences with t and bootstrap intervals, significance (Holm), probability of improvement, power, data efficiency with a bootstrap interval, Fig 3's share of confidently wrong pairs, the ranking at the final size, acquisition cost per step (seconds and model passes), the win-rate difference at matched KL from θ0 (``kl_matched``); two sets of runs of one plan against each other (``paired_against``: a training objective against DPO, paired by strategy, seed and size, Holm-adjusted) |
 | ``tables`` | Table 2, the companion-metrics table and every Markdown / LaTeX / CSV formatter |
-| ``archive`` | compact, committable records of finished runs, and run folders rebuilt from them |
 | ``plots`` | every figure (matplotlib), ``save`` |
 | ``report`` | ``report(runs_dir, out_dir, budget)`` and the blocks it shares with ``aplkit.notebook`` (Fig 2 selection and the task → 'against' lookup, Fig 3 per task, Fig 1/5/6 builders) |
 

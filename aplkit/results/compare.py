@@ -7,6 +7,11 @@ bootstrap over seeds), power from ``statsmodels``; nothing here reimplements eit
 
 The same pairing compares two training objectives of the APL loop (``paired_against``): each run of one
 is paired with the other's run of the same strategy and seed (same prompt split, same test prompts).
+
+One computation makes every such table (``paired_table``): the per-seed differences of each comparison, their
+t and bootstrap intervals, P(improve), the paired tests, and Holm within a declared family;
+``significance_vs_random``, ``paired_comparison``, ``paired_against`` and ``ranking`` pair the runs and pick
+its columns. Which way is better for a metric is its spec's (``aplkit.metrics``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,18 @@ import pandas as pd
 from scipy import optimize, stats
 
 from aplkit.errors import ConfigError
+from aplkit.metrics import METRICS, metric
 from aplkit.results.load import start_stratum, strategy_order
-from aplkit.results.stats import EFFICIENCY_COLUMNS, NO_PREDICTION_TOL, _efficiency_rows, data_efficiency, holm
+from aplkit.results.stats import EFFICIENCY_COLUMNS, NO_PREDICTION_TOL, _check_unique, _efficiency_rows, data_efficiency, holm
 
 CONFIDENCE = 0.95
+#: differences spread less than this across seeds count as identical (float noise): there is nothing to test
+NO_SPREAD = 1e-12
+
+
+def no_spread(d: np.ndarray) -> bool:
+    """Every seed moved by the same amount (up to float noise): t is 0/0 and a test's p would be noise."""
+    return len(d) > 1 and bool(np.ptp(d) < NO_SPREAD)
 
 
 def paired_by_seed(df: pd.DataFrame, task: str, size: int, strategy: str, baseline: str = "random", metric: str = "win_rate") -> pd.Series:
@@ -46,15 +59,15 @@ def t_interval(d: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, fl
     n = len(d)
     if n < 2:
         return (math.nan, math.nan)
-    se = d.std(ddof=1) / math.sqrt(n)
-    if se == 0:
+    if no_spread(d):
         return (float(d.mean()), float(d.mean()))
+    se = d.std(ddof=1) / math.sqrt(n)
     return tuple(float(x) for x in stats.t.interval(confidence, n - 1, loc=d.mean(), scale=se))
 
 
 def t_pvalue(d: np.ndarray) -> float:
-    """Two-sided one-sample t-test of mean(d) = 0 (the paired t-test); NaN with < 2 seeds or no spread."""
-    if len(d) < 2 or np.ptp(d) == 0:
+    """Two-sided one-sample t-test of mean(d) = 0 (the paired t-test); NaN with < 2 seeds or no spread (``no_spread``)."""
+    if len(d) < 2 or no_spread(d):
         return math.nan
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
@@ -94,7 +107,7 @@ def bootstrap_interval(d: np.ndarray, confidence: float = CONFIDENCE, n_resample
     """Percentile bootstrap over seeds of the mean paired difference (``scipy.stats.bootstrap``)."""
     if len(d) < 2:
         return (math.nan, math.nan)
-    if np.ptp(d) == 0:
+    if no_spread(d):
         return (float(d[0]), float(d[0]))
     res = stats.bootstrap(
         (d,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed)
@@ -197,31 +210,125 @@ def interval_cells(d: np.ndarray, confidence: float = CONFIDENCE) -> dict:
     }
 
 
+#: what ``paired_table`` gives each paired difference, after its key cells
+PAIRED_COLUMNS = [
+    *INTERVAL_COLUMNS,
+    "se",
+    "t_p",
+    "wilcoxon_p",
+    "note",
+    "seeds_80",
+    "t_p_holm",
+    "wilcoxon_p_holm",
+    "holm_level",
+    "holm_low",
+    "holm_high",
+    "holm_verdict",
+]
+
+
+def _directed(v: str, field: str) -> str:
+    """A verdict on higher-is-better terms, read in ``field``'s good direction."""
+    return {"better": "worse", "worse": "better"}.get(v, v) if not metric(field).higher_is_better else v
+
+
+def paired_table(
+    diffs: list[tuple[dict, np.ndarray]], family: tuple[str, ...] = ("task",), confidence: float = CONFIDENCE, effect: float | None = None
+) -> pd.DataFrame:
+    """The one computation behind every paired comparison: one row per (key cells, per-seed differences) of ``diffs``.
+
+    Per difference (``PAIRED_COLUMNS`` after its key cells): the ``interval_cells`` (mean, spread, t and bootstrap
+    intervals, P(improve), the t interval's verdict), the SE, the paired t-test's p, the Wilcoxon signed-rank p
+    (n ≥ 6, else NaN), a note where nothing can be tested (one seed, or identical differences: ``no_spread``), and the
+    seeds 80 % power needs for ``effect`` (in the metric's units; None: NaN). Then Holm within each family — the
+    rows sharing the ``family`` key cells, every row when it is empty: ``t_p_holm`` and ``wilcoxon_p_holm`` (NaN
+    p-values are outside the family), and the t interval that excludes 0 exactly when Holm rejects
+    (``holm_intervals``: ``holm_level``, ``holm_low``, ``holm_high``). ``verdict`` and ``holm_verdict`` read their
+    interval in the metric's good direction (a ``metric`` key cell names it, ``aplkit.metrics``; the win-rate's
+    otherwise).
+    """
+    keys = list(dict.fromkeys(k for cells, _ in diffs for k in cells))
+    rows = []
+    for cells, d in diffs:
+        d = np.asarray(d, dtype=float)
+        n, flat = len(d), no_spread(d)
+        row = {**cells, **interval_cells(d, confidence)}
+        row["verdict"] = _directed(row["verdict"], cells.get("metric", "win_rate"))
+        row["se"] = 0.0 if flat else float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        row["t_p"] = t_pvalue(d)
+        row["wilcoxon_p"] = float(stats.wilcoxon(d).pvalue) if n >= 6 and not flat and np.any(d != 0) else math.nan
+        if n < 2:
+            row["note"] = "n/a (one seed)" if n else "n/a (no paired seed)"
+        elif flat:
+            row["note"] = "n/a (identical differences across seeds)"
+        else:
+            row["note"] = "" if n >= 6 else "wilcoxon needs n >= 6"
+        row["seeds_80"] = seeds_for_power(row["sd"], effect) if n > 1 and effect is not None else math.nan
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[*keys, *PAIRED_COLUMNS[: PAIRED_COLUMNS.index("t_p_holm")]])
+    for c in ("t_p", "wilcoxon_p", "t_p_holm", "wilcoxon_p_holm", "holm_level", "holm_low", "holm_high"):
+        out[c] = out[c].astype(float) if c in out else math.nan
+    out["holm_verdict"] = "n/a"
+    groups = [g.index for _, g in out.groupby(list(family), sort=False)] if family and len(out) else [out.index]
+    for at in groups:
+        h = holm_intervals([np.asarray(diffs[i][1], dtype=float) for i in at], confidence)
+        out.loc[at, "t_p_holm"] = h["p_holm"].to_numpy(float)
+        out.loc[at, ["holm_level", "holm_low", "holm_high"]] = h[["level", "low", "high"]].to_numpy(float)
+        out.loc[at, "wilcoxon_p_holm"] = holm(out.loc[at, "wilcoxon_p"])
+    fields = out["metric"] if "metric" in out else ["win_rate"] * len(out)
+    out["holm_verdict"] = [_directed(verdict(lo, hi), f) for lo, hi, f in zip(out["holm_low"], out["holm_high"], fields, strict=True)]
+    return out
+
+
+def against_baseline(df: pd.DataFrame, metric: str = "win_rate", baseline: str = "random") -> list[tuple[dict, np.ndarray]]:
+    """Each strategy against ``baseline`` per task and size (the strategies in the paper's order): its per-seed
+    differences in ``metric`` over the seeds both recorded it (``paired_differences``), as ``paired_table`` reads them.
+    None where no run recorded the metric."""
+    out: list[tuple[dict, np.ndarray]] = []
+    if df.empty or metric not in df.columns or df[metric].isna().all():
+        return out
+    _check_unique(df, ["task", "strategy"])
+    for (task, size), g in df.groupby(["task", "acquired"], sort=True):
+        if baseline not in set(g["strategy"]):
+            continue
+        for s in strategy_order(g["strategy"]):
+            if s != baseline:
+                d = paired_differences(df, task, int(size), s, baseline, metric)
+                out.append(({"task": task, "acquired": int(size), "strategy": s, "metric": metric}, d))
+    return out
+
+
+SIGNIFICANCE_COLUMNS = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm", "note"]
+
+
+def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
+    """Paired comparison of each strategy with random, per task and size, over seeds run with both (``paired_table``).
+
+    mean_diff and se are over the per-seed differences (strategy − random); t_p is the paired t-test, wilcoxon_p the
+    signed-rank test when n ≥ 6 (too few pairs for it otherwise: NaN). With one shared seed (or differences identical
+    across seeds) there is nothing to test: p-values are NaN and ``note`` says n/a.
+
+    The table runs many tests (strategies × sizes), so ``t_p_holm`` and ``wilcoxon_p_holm`` hold Holm-adjusted
+    p-values (``holm``), each over the family of every test of its kind in the table for the same task (all
+    strategies and all sizes of that dataset); NaN p-values are not in the family and stay NaN.
+    """
+    t = paired_table([x for x in against_baseline(df) if len(x[1])], family=("task",))
+    return t[SIGNIFICANCE_COLUMNS] if len(t) else pd.DataFrame(columns=SIGNIFICANCE_COLUMNS)
+
+
 def paired_comparison(
     df: pd.DataFrame, effect: float | None = 0.05, confidence: float = CONFIDENCE, metric: str = "win_rate"
 ) -> pd.DataFrame:
     """Per task × size × strategy: paired mean difference from random in ``metric`` (an eval.jsonl column: the
     win-rate, or a lower-variance companion such as soft_win_rate or reward_gap) with t and bootstrap intervals,
     the probability of improvement, the verdict of the t interval, and the seeds 80 % power would need for a
-    difference of ``effect`` (in the metric's units; None: no power column, NaN).
+    difference of ``effect`` (in the metric's units; None: no power column, NaN) — ``paired_table``'s columns.
 
     Seeds where either run did not record the metric are left out of the pair; a metric no run recorded gives
     no rows."""
     cols = ["task", "acquired", "strategy", *INTERVAL_COLUMNS, "seeds_80", "metric"]
-    rows = []
-    if metric not in df.columns or df[metric].isna().all():
-        return pd.DataFrame(rows, columns=cols)
-    for (task, size), g in df.groupby(["task", "acquired"], sort=True):
-        if "random" not in set(g["strategy"]):
-            continue
-        for s in strategy_order(g["strategy"]):
-            if s == "random":
-                continue
-            d = paired_differences(df, task, int(size), s, metric=metric)
-            cells = interval_cells(d, confidence)
-            power = seeds_for_power(cells["sd"], effect) if len(d) > 1 and effect is not None else math.nan
-            rows.append({"task": task, "acquired": int(size), "strategy": s, **cells, "seeds_80": power, "metric": metric})
-    return pd.DataFrame(rows, columns=cols)
+    t = paired_table(against_baseline(df, metric), confidence=confidence, effect=effect)
+    return t[cols] if len(t) else pd.DataFrame(columns=cols)
 
 
 # --------------------------------------------------------------------------- strata: code version × CPU
@@ -476,9 +583,9 @@ def looks_table(
 
 
 #: metrics on which the lower value is the better outcome: less drift from θ0, text the model still predicts well
-LOWER_IS_BETTER = frozenset({"kl", "lm_loss"})
+LOWER_IS_BETTER = frozenset(m.field for m in METRICS if not m.higher_is_better)
 #: what a comparison of two training objectives reads: the win-rate, and what a pointwise objective may trade for it
-AGAINST_METRICS = ("win_rate", "kl", "lm_loss")
+AGAINST_METRICS = ("win_rate", *(m.field for m in METRICS if not m.preference))
 
 
 def paired_against(
@@ -486,7 +593,7 @@ def paired_against(
 ) -> pd.DataFrame:
     """Two sets of runs of one plan (``load_runs`` frames: say the APL loop fine-tuned with conditional training, and
     with DPO) paired by task, strategy, seed and acquired-set size: per task × size × strategy × metric, the mean of
-    runs − baseline with t and bootstrap intervals (``paired_differences`` per seed both recorded).
+    runs − baseline with t and bootstrap intervals (``paired_differences`` per seed both recorded; ``paired_table``).
 
     A study reads many such differences at once, so ``p_holm`` is the paired t-test's p Holm-adjusted over the
     family of one metric within a task (every strategy and size), and ``holm_low``/``holm_high`` the interval that
@@ -498,7 +605,7 @@ def paired_against(
     """
     cols = ["task", "acquired", "strategy", "metric", "n", "mean_diff", "sd", "t_low", "t_high", "boot_low", "boot_high"]
     cols += ["p", "p_holm", "holm_level", "holm_low", "holm_high", "verdict"]
-    rows, diffs = [], []
+    diffs = []
     pairs = set(zip(runs["task"], runs["strategy"], strict=True)) & set(zip(baseline["task"], baseline["strategy"], strict=True))
     order = {s: i for i, s in enumerate(strategy_order([s for _, s in pairs]))}
     for task, s in sorted(pairs, key=lambda p: (p[0], order[p[1]])):
@@ -508,32 +615,12 @@ def paired_against(
         for size in sorted(set(a["acquired"]) & set(b["acquired"])):
             for m in metrics:
                 d = paired_differences(both, task, int(size), "runs", "baseline", metric=m) if m in both else np.array([])
-                if not len(d):
-                    continue
-                t_lo, t_hi = t_interval(d, confidence)
-                b_lo, b_hi = bootstrap_interval(d, confidence)
-                sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-                rows.append(
-                    {"task": task, "acquired": int(size), "strategy": s, "metric": m, "n": len(d), "mean_diff": float(d.mean()), "sd": sd}
-                    | {"t_low": t_lo, "t_high": t_hi, "boot_low": b_lo, "boot_high": b_hi}
-                )
-                diffs.append(d)
-    out = pd.DataFrame(rows, columns=cols[:11])
-    if out.empty:
+                if len(d):
+                    diffs.append(({"task": task, "acquired": int(size), "strategy": s, "metric": m}, d))
+    if not diffs:
         return pd.DataFrame(columns=cols)
-    family = pd.DataFrame(index=out.index, columns=["p", "p_holm", "holm_level", "holm_low", "holm_high"], dtype=float)
-    for _, g in out.groupby(["task", "metric"], sort=False):
-        h = holm_intervals([diffs[i] for i in g.index], confidence).rename(
-            columns={"level": "holm_level", "low": "holm_low", "high": "holm_high"}
-        )
-        family.loc[g.index] = h[family.columns].to_numpy(float)
-    out = pd.concat([out, family.astype(float)], axis=1)
-    flip = {"better": "worse", "worse": "better"}
-    verdicts = [verdict(lo, hi) for lo, hi in zip(out["holm_low"], out["holm_high"], strict=True)]
-    out["verdict"] = [
-        "n/a" if math.isnan(p) else flip.get(v, v) if m in LOWER_IS_BETTER else v
-        for m, p, v in zip(out["metric"], out["p"], verdicts, strict=True)
-    ]
+    out = paired_table(diffs, family=("task", "metric"), confidence=confidence).rename(columns={"t_p": "p", "t_p_holm": "p_holm"})
+    out["verdict"] = ["n/a" if math.isnan(p) else v for p, v in zip(out["p"], out["holm_verdict"], strict=True)]
     rank = {m: i for i, m in enumerate(dict.fromkeys([*metrics, *out["metric"]]))}
     out = out.sort_values(["task", "metric"], key=lambda c: c.map(rank) if c.name == "metric" else c, kind="stable")
     return out[cols].reset_index(drop=True)
@@ -695,8 +782,8 @@ def acquisition_cost(steps: pd.DataFrame, configs: dict[str, dict], head_fractio
     """Per task × strategy: acquisition seconds per step (steps.jsonl ``acquire_s``, mean over runs and steps) and
     model passes per step, each relative to random's on the same seeds.
 
-    Seconds depend on the machine, and a study's seeds can run on different ones (a later session's slower
-    CPU made random's seeds 14–15 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
+    Seconds depend on the machine, and a study's seeds can run on different ones (an AVX2-only CPU made
+    random's seeds 14–15 of the CPU study ≈ 4× slower); a strategy × seed and random × seed of one
     study are run side by side, so random's mean is taken over the seeds the strategy has (all of random's
     when they share none).
 
@@ -753,7 +840,7 @@ def ranking(cmp: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     The ranked strategies are read together, so they are one Holm family per task: ``p`` (paired t), ``p_holm``,
     ``holm_low``/``holm_high`` (the interval that excludes 0 exactly when Holm rejects, ``holm_intervals``) and
     ``holm_verdict`` come from the per-seed differences in ``df`` (the runs ``cmp`` was made from), in ``cmp``'s
-    metric."""
+    metric (``paired_table``)."""
     extra = ["p", "p_holm", "holm_low", "holm_high", "holm_verdict"]
     if cmp.empty:
         return cmp.assign(rank=[], **{c: [] for c in extra})
@@ -761,12 +848,14 @@ def ranking(cmp: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     for task, g in cmp.groupby("task", sort=True):
         final = g[g["acquired"] == g.groupby("strategy")["acquired"].max().min()]
         final = final.sort_values(["mean_diff", "strategy"], ascending=[False, True]).assign(rank=range(1, len(final) + 1))
-        diffs = [
-            paired_differences(df, task, int(r.acquired), r.strategy, metric=getattr(r, "metric", "win_rate")) for r in final.itertuples()
-        ]
-        h = holm_intervals(diffs).set_index(final.index)
-        final = final.assign(p=h["p"], p_holm=h["p_holm"], holm_low=h["low"], holm_high=h["high"])
-        out.append(final.assign(holm_verdict=[verdict(lo, hi) for lo, hi in zip(final["holm_low"], final["holm_high"], strict=True)]))
+        diffs = []
+        for r in final.itertuples():
+            m = getattr(r, "metric", "win_rate")
+            diffs.append(({"task": task, "metric": m}, paired_differences(df, task, int(r.acquired), r.strategy, metric=m)))
+        h = paired_table(diffs, family=("task",)).set_index(final.index)
+        out.append(
+            final.assign(p=h["t_p"], p_holm=h["t_p_holm"], holm_low=h["holm_low"], holm_high=h["holm_high"], holm_verdict=h["holm_verdict"])
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -774,7 +863,7 @@ def confident_errors(acq: pd.DataFrame, threshold: float = 0.6, by: tuple[str, .
     """Fig 3 as a number: per task × strategy × step, the share of acquired, labelled pairs that the implicit
     BT model gets wrong with confidence max(p, 1 − p) > ``threshold`` (pairs at p = 0.5 make no prediction and
     are left out of both the count and the share, as in Fig 3). ``by``: the grouping (add "seed" for one
-    share per run, as ``findings`` pairs them)."""
+    share per run, to pair runs by seed)."""
     by = tuple(by)
     cols = [*by, "pairs", "confident_wrong", "share"]
     rows = []
@@ -828,10 +917,17 @@ __all__ = [
     "value_at_kl",
     "AGAINST_METRICS",
     "LOWER_IS_BETTER",
+    "NO_SPREAD",
+    "PAIRED_COLUMNS",
+    "SIGNIFICANCE_COLUMNS",
+    "against_baseline",
+    "no_spread",
     "paired_against",
     "paired_by_seed",
     "paired_comparison",
     "paired_differences",
+    "paired_table",
+    "significance_vs_random",
     "precision",
     "probability_of_improvement",
     "quantile_with_inf",

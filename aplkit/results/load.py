@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from aplkit.metrics import COMPANION_FIELDS
 from aplkit.provenance import start_machine
 from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
 from aplkit.runfolder import CODE, RunFolder
@@ -186,19 +187,6 @@ def code_notes(code: dict[str, Any]) -> list[str]:
     if len(machines) > 1:  # one machine needs no note; several make seconds incomparable across runs
         notes += [f"ran on {k}: {len(runs)} run(s)" for k, runs in sorted(machines.items())]
     return notes
-
-
-#: eval.jsonl's companions of the win-rate (NaN where a run did not record them: older runs, an oracle without them)
-COMPANION_FIELDS = (
-    "soft_win_rate",
-    "soft_stderr",
-    "reward_gap",
-    "reward_gap_stderr",
-    "kl",
-    "kl_stderr",
-    "lm_loss",
-    "lm_loss_theta0",
-)
 
 
 def load_acquired(runs_dir: str | Path) -> pd.DataFrame:

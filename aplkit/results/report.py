@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aplkit.metrics import COMPANION_METRICS
 from aplkit.results import compare as C
 from aplkit.results import load as L
 from aplkit.results import plots as P
@@ -134,13 +135,12 @@ def report(
     metrics = S.companion_metrics(main)
     put("metrics.md", T.metrics_markdown(metrics))
     written["metrics.csv"] = T.metrics_to_csv(metrics, out / "metrics.csv")
-    if metrics[["soft_win_rate", "reward_gap", "kl", "lm_loss"]].isna().all().all():
-        notes.append(
-            "no run recorded the win-rate's companions (soft win-rate, reward gap, KL, LM loss): metrics.md shows the win-rate only"
-        )
+    if metrics[[m.field for m in COMPANION_METRICS]].isna().all().all():
+        names = ", ".join(m.short for m in COMPANION_METRICS)
+        notes.append(f"no run recorded the win-rate's companions ({names}): metrics.md shows the win-rate only")
 
     # statistics
-    sig = S.significance_vs_random(main)
+    sig = C.significance_vs_random(main)
     sig.to_csv(out / "significance.csv", index=False)
     written["significance.csv"] = out / "significance.csv"
     put("significance.md", T.significance_markdown(sig))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aplkit.metrics import HEADLINE, METRICS, metric
 from aplkit.results.load import select_main, strategy_order
 
 # --------------------------------------------------------------------------- grouping
@@ -103,48 +104,22 @@ def metric_curves(
     return _sort(out, [*by, "acquired"])
 
 
-def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
+def registered_curves(df: pd.DataFrame, field: str, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """``metric_curves`` of a metric of ``aplkit.metrics``: with one seed its own SE column (over what its spec says).
 
-    Columns: *by, acquired, trained (mean over seeds of the pairs trained on; NaN if any seed did
-    not record it), mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    A metric with a θ0 column (the LM loss) adds theta0 (mean over seeds of θ0's value), delta and delta_se (mean ±
+    SE over seeds of the change from θ0's; NaN where θ0's was not recorded).
     """
-    return metric_curves(df, "win_rate", "stderr", by, own_kind="binomial")
-
-
-# --------------------------------------------------------------------------- the win-rate's companions
-
-
-def soft_winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Mean soft win-rate (the oracle's own P(policy ≻ baseline)) ± SE over seeds; columns as ``metric_curves``."""
-    return metric_curves(df, "soft_win_rate", "soft_stderr", by)
-
-
-def reward_gap_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Mean oracle score gap s(policy) − s(baseline) ± SE over seeds (pointwise oracles); columns as ``metric_curves``."""
-    return metric_curves(df, "reward_gap", "reward_gap_stderr", by)
-
-
-def kl_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Mean KL of πθ from θ0 along the policy's test completions ± SE over seeds; columns as ``metric_curves``."""
-    return metric_curves(df, "kl", "kl_stderr", by)
-
-
-def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Mean LM loss of πθ on held-out text ± SE over seeds, with θ0's and the change.
-
-    Columns as ``metric_curves`` (the LM loss has no per-run SE: one seed gives se NaN, se_kind none),
-    plus theta0 (mean over seeds of θ0's LM loss), delta and delta_se (mean ± SE over seeds of
-    lm_loss − lm_loss_theta0; NaN where θ0's was not recorded).
-    """
-    by = list(by)
-    curves = metric_curves(df, "lm_loss", None, by)
+    m, by = metric(field), list(by)
+    curves = metric_curves(df, m.field, m.se, by, own_kind=m.own_se)
+    if m.theta0 is None:
+        return curves
     extra = ["theta0", "delta", "delta_se"]
     if curves.empty:
         return pd.DataFrame(columns=[*curves.columns, *extra])
-    d = df.dropna(subset=["lm_loss"]).assign(lm_delta=lambda x: x["lm_loss"] - x["lm_loss_theta0"])
-    theta0 = d.groupby([*by, "acquired"])["lm_loss_theta0"].mean().rename("theta0").reset_index()
-    delta = metric_curves(d, "lm_delta", None, by)[[*by, "acquired", "mean", "se"]]
+    d = df.dropna(subset=[m.field]).assign(change=lambda x: x[m.field] - x[m.theta0])
+    theta0 = d.groupby([*by, "acquired"])[m.theta0].mean().rename("theta0").reset_index()
+    delta = metric_curves(d, "change", None, by)[[*by, "acquired", "mean", "se"]]
     delta = delta.rename(columns={"mean": "delta", "se": "delta_se"})
     keys = [*by, "acquired"]
     theta0["acquired"] = theta0["acquired"].astype(int)
@@ -152,32 +127,62 @@ def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -
     return out[[*curves.columns, *extra]]
 
 
-COMPANIONS = ("win_rate", "soft_win_rate", "reward_gap", "kl", "lm_loss")
+def winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Fig 2: mean win-rate ± SE over seeds per ``by`` group and acquired-set size.
+
+    Columns: *by, acquired, trained (mean over seeds of the pairs trained on; NaN if any seed did
+    not record it), mean, se, n (seeds), se_kind ("seeds" or "binomial" when n == 1).
+    """
+    return registered_curves(df, "win_rate", by)
+
+
+# --------------------------------------------------------------------------- the win-rate's companions
+
+
+def soft_winrate_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean soft win-rate (the oracle's own P(policy ≻ baseline)) ± SE over seeds; columns as ``metric_curves``."""
+    return registered_curves(df, "soft_win_rate", by)
+
+
+def reward_gap_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean oracle score gap s(policy) − s(baseline) ± SE over seeds (pointwise oracles); columns as ``metric_curves``."""
+    return registered_curves(df, "reward_gap", by)
+
+
+def kl_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean KL of πθ from θ0 along the policy's test completions ± SE over seeds; columns as ``metric_curves``."""
+    return registered_curves(df, "kl", by)
+
+
+def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
+    """Mean LM loss of πθ on held-out text ± SE over seeds, with θ0's and the change (``registered_curves``; the LM
+    loss has no per-run SE: one seed gives se NaN, se_kind none)."""
+    return registered_curves(df, "lm_loss", by)
+
+
+#: the metrics ``companion_metrics`` reports, the win-rate first (``aplkit.metrics``)
+COMPANIONS = tuple(m.field for m in METRICS)
 
 
 def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """Beside every win-rate: soft win-rate, reward gap, KL from θ0 and LM loss (Δ vs θ0), per task, size and strategy.
+    """Beside every win-rate its companions (``aplkit.metrics``: soft win-rate, reward gap, KL from θ0 and LM loss,
+    Δ vs θ0), per task, size and strategy.
 
     One row per (task, acquired, strategy) that has a win-rate; for each metric ``m`` of COMPANIONS the
-    columns m, m_se, m_n (seeds that recorded it), m_se_kind, as the ``*_curves`` compute them (NaN
-    where no seed recorded it), then lm_loss_theta0, lm_loss_delta, lm_loss_delta_se.
+    columns m, m_se, m_n (seeds that recorded it), m_se_kind, as ``registered_curves`` computes them (NaN
+    where no seed recorded it), then for a metric with a θ0 column that column, m_delta and m_delta_se
+    (lm_loss_theta0, lm_loss_delta, lm_loss_delta_se).
     """
     keys = ["task", "acquired", "strategy"]
-    parts = {
-        "win_rate": winrate_curves(df),
-        "soft_win_rate": soft_winrate_curves(df),
-        "reward_gap": reward_gap_curves(df),
-        "kl": kl_curves(df),
-        "lm_loss": lm_loss_curves(df),
-    }
+    parts = {m.field: registered_curves(df, m.field) for m in METRICS}
     cols = [*keys, "trained"] + [f"{m}{s}" for m in COMPANIONS for s in ("", "_se", "_n", "_se_kind")]
-    cols += ["lm_loss_theta0", "lm_loss_delta", "lm_loss_delta_se"]
-    out = parts["win_rate"][[*keys, "trained"]]
+    cols += [c for m in METRICS if m.theta0 for c in (m.theta0, f"{m.field}_delta", f"{m.field}_delta_se")]
+    out = parts[HEADLINE.field][[*keys, "trained"]]
     if out.empty:
         return pd.DataFrame(columns=cols)
     for m, c in parts.items():
         c = c.rename(columns={"mean": m, "se": f"{m}_se", "n": f"{m}_n", "se_kind": f"{m}_se_kind"})
-        c = c.rename(columns={"theta0": "lm_loss_theta0", "delta": "lm_loss_delta", "delta_se": "lm_loss_delta_se"})
+        c = c.rename(columns={"theta0": metric(m).theta0, "delta": f"{m}_delta", "delta_se": f"{m}_delta_se"})
         c = c.drop(columns="trained")
         if not c.empty:
             c["acquired"] = c["acquired"].astype(int)
@@ -234,60 +239,6 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     ok = ~np.isnan(p)
     if ok.any():
         out[ok] = multipletests(p[ok], method="holm")[1]
-    return out
-
-
-def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired comparison of each strategy with random, per task and size, over seeds run with both.
-
-    mean_diff and se are over the per-seed differences (strategy − random); t_p is scipy's paired
-    t-test, wilcoxon_p the signed-rank test when n ≥ 6 (too few pairs for it otherwise: NaN).
-    With one shared seed (or differences identical across seeds) there is nothing to test:
-    p-values are NaN and ``note`` says n/a.
-
-    The table runs many tests (strategies × sizes), so ``t_p_holm`` and ``wilcoxon_p_holm`` hold
-    Holm-adjusted p-values (``holm``), each over the family of every test of its kind in the table
-    for the same task (all strategies and all sizes of that dataset); NaN p-values are not in the
-    family and stay NaN.
-    """
-    from scipy import stats
-
-    cols = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm", "note"]
-    rows = []
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    _check_unique(df, ["task", "strategy"])
-    for (task, size), g in df.groupby(["task", "acquired"], sort=True):
-        base = g[g["strategy"] == "random"].set_index("seed")["win_rate"]
-        if base.empty:
-            continue
-        for s in strategy_order(g["strategy"]):
-            if s == "random":
-                continue
-            other = g[g["strategy"] == s].set_index("seed")["win_rate"]
-            seeds = sorted(set(base.index) & set(other.index))
-            n = len(seeds)
-            if n == 0:
-                continue
-            a, b = other.loc[seeds].to_numpy(float), base.loc[seeds].to_numpy(float)
-            d = a - b
-            row = {"task": task, "acquired": int(size), "strategy": s, "n": n, "mean_diff": float(d.mean())}
-            if n == 1:
-                row |= {"se": float("nan"), "t_p": float("nan"), "wilcoxon_p": float("nan"), "note": "n/a (one seed)"}
-            elif np.ptp(d) < 1e-12:  # every seed moved by the same amount: t is 0/0 and scipy's p would be noise
-                row |= {"se": 0.0, "t_p": float("nan"), "wilcoxon_p": float("nan"), "note": "n/a (identical differences across seeds)"}
-            else:
-                row["se"] = float(d.std(ddof=1) / math.sqrt(n))
-                row["t_p"] = float(stats.ttest_rel(a, b).pvalue)
-                row["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue) if n >= 6 and np.any(d != 0) else float("nan")
-                row["note"] = "" if n >= 6 else "wilcoxon needs n >= 6"
-            rows.append(row)
-    out = pd.DataFrame(rows, columns=cols)
-    for raw in ("t_p", "wilcoxon_p"):
-        out[raw] = out[raw].astype(float)
-        out[f"{raw}_holm"] = np.nan
-        for _, g in out.groupby("task", sort=False):
-            out.loc[g.index, f"{raw}_holm"] = holm(g[raw])
     return out
 
 
@@ -684,8 +635,8 @@ __all__ = [
     "loss_curves",
     "metric_curves",
     "online_vs_reset",
+    "registered_curves",
     "reward_gap_curves",
-    "significance_vs_random",
     "soft_winrate_curves",
     "step_stats",
     "trained_gaps",

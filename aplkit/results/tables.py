@@ -2,7 +2,7 @@
 
 ``table2`` arranges ``stats.winrate_curves`` as the paper's Table 2 (cells "mean ± SE", best per row
 marked); ``to_markdown`` / ``to_latex`` / ``to_csv`` write it; ``significance_markdown`` and
-``efficiency_markdown`` write ``stats.significance_vs_random`` and ``stats.data_efficiency``;
+``efficiency_markdown`` write ``compare.significance_vs_random`` and ``stats.data_efficiency``;
 ``metrics_markdown`` / ``metrics_to_csv`` write ``stats.companion_metrics`` (the win-rate's companions).
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from aplkit.metrics import COMPANION_METRICS, METRICS, Metric, metric
 from aplkit.results.compare import MIN_STRATUM_SEEDS
 from aplkit.results.load import DISPLAY, strategy_order
 from aplkit.results.stats import trained_gaps, winrate_curves
@@ -227,44 +228,43 @@ def _pm(mean: float, se: float, fmt: str, se_fmt: str = ".3f") -> str:
     return f"{mean:{fmt}}" if _nan(se) else f"{mean:{fmt}} ± {se:{se_fmt}}"
 
 
-def _lm_cell(r: Any) -> str:
-    if _nan(r.lm_loss):
+def _companion_cell(r: Any, m: Metric) -> str:
+    """A metric's cell of ``metrics_markdown``: mean ± SE over seeds; one with a θ0 column: its mean, then the change from θ0's ± SE."""
+    value = getattr(r, m.field)
+    if m.theta0 is None:
+        return _pm(value, getattr(r, f"{m.field}_se"), m.fmt)
+    if _nan(value):
         return "–"
-    if _nan(r.lm_loss_delta):
-        return f"{r.lm_loss:.3f}"
-    return f"{r.lm_loss:.3f} ({_pm(r.lm_loss_delta, r.lm_loss_delta_se, '+.3f')})"
+    delta = getattr(r, f"{m.field}_delta")
+    if _nan(delta):
+        return f"{value:{m.fmt}}"
+    return f"{value:{m.fmt}} ({_pm(delta, getattr(r, f'{m.field}_delta_se'), '+' + m.fmt.lstrip('+'))})"
+
+
+def _and(words: list[str]) -> str:
+    """a, b and c."""
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def metrics_markdown(metrics: pd.DataFrame) -> str:
-    """``stats.companion_metrics`` as Markdown: beside every win-rate its soft win-rate, reward gap, KL from θ0 and LM loss (Δ vs θ0)."""
-    rows = []
-    for r in metrics.itertuples():
-        rows.append(
-            [
-                str(r.task),
-                str(r.acquired),
-                DISPLAY.get(r.strategy, r.strategy),
-                _pm(r.win_rate, r.win_rate_se, ".2f"),
-                _pm(r.soft_win_rate, r.soft_win_rate_se, ".2f"),
-                _pm(r.reward_gap, r.reward_gap_se, "+.3f"),
-                _pm(r.kl, r.kl_se, ".3f"),
-                _lm_cell(r),
-            ]
-        )
-    header = ["Dataset", "Size", "Strategy", "Win-rate", "Soft win-rate", "Reward gap", "KL from θ0", "LM loss (Δ vs θ0)"]
+    """``stats.companion_metrics`` as Markdown: beside every win-rate its companions (``aplkit.metrics``: soft win-rate,
+    reward gap, KL from θ0 and LM loss, Δ vs θ0), one column and one footnote line each."""
+    rows = [
+        [str(r.task), str(r.acquired), DISPLAY.get(r.strategy, r.strategy), *(_companion_cell(r, m) for m in METRICS)]
+        for r in metrics.itertuples()
+    ]
+    header = ["Dataset", "Size", "Strategy", *(m.title + (" (Δ vs θ0)" if m.theta0 else "") for m in METRICS)]
     text = _md(header, rows)
     ns = sorted({int(n) for n in metrics["win_rate_n"].dropna()}) if len(metrics) else []
+    with_se = [f"{m.short}'s" for m in COMPANION_METRICS if m.se]
+    without = [f"the {m.short}" for m in COMPANION_METRICS if not m.se]
     text += (
         f"\nMean ± standard error over seeds (n = {', '.join(map(str, ns)) or '–'}), all from the same test prompts as the win-rate. "
-        "With a single seed the win-rate's SE is binomial, and the soft win-rate's, reward gap's and KL's are over the test prompts; "
-        "the LM loss has none.\n\n"
-        "- Soft win-rate: mean over test prompts of the oracle's own P(policy ≻ baseline).\n"
-        "- Reward gap: mean over test prompts of s(x, policy) − s(x, baseline) under the oracle's own score (scoring oracles only).\n"
-        "- KL from θ0: mean over test prompts of Σ_t KL(πθ ‖ πθ0) of the full next-token distributions (T = 1) along the "
-        "policy's evaluation completion (sampled at the evaluation temperature), in nats.\n"
-        "- LM loss: mean NLL per token (nats) of πθ on held-out text (IMDB: the test reviews); in brackets the change from θ0's "
-        "(lm_loss_theta0 in the CSV). A rising KL or LM loss with a rising win-rate flags a win bought with degenerate text.\n"
-        "- '–': not recorded (an oracle without probabilities or scores, evaluation.lm_texts = 0, or a run from before these metrics).\n"
+        f"With a single seed the win-rate's SE is binomial, and the {_and(with_se)} are over the test prompts"
+        + (f"; {_and(without)} {'has' if len(without) == 1 else 'have'} none" if without else "")
+        + ".\n\n"
+        + "".join(f"- {m.title}: {m.doc}\n" for m in COMPANION_METRICS)
+        + "- '–': not recorded (an oracle without probabilities or scores, evaluation.lm_texts = 0, or a run from before these metrics).\n"
     )
     return text
 
@@ -275,13 +275,8 @@ def metrics_to_csv(metrics: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-METRIC_NAMES = {
-    "win_rate": "win-rate",
-    "soft_win_rate": "soft win-rate",
-    "reward_gap": "reward gap",
-    "kl": "KL from θ0",
-    "lm_loss": "LM loss",
-}
+#: how a table names each metric of ``aplkit.metrics``
+METRIC_NAMES = {m.field: m.label for m in METRICS}
 
 
 def precision_markdown(prec: pd.DataFrame) -> str:
@@ -380,6 +375,13 @@ def ranking_markdown(rank: pd.DataFrame) -> str:
     )
 
 
+def _directions(fields: list[str]) -> str:
+    """Which way is better for each metric, in words: "higher win-rate, lower KL from θ0 and LM loss"."""
+    higher = [metric(f).label for f in fields if metric(f).higher_is_better]
+    lower = [metric(f).label for f in fields if not metric(f).higher_is_better]
+    return ", ".join([*([f"higher {_and(higher)}"] if higher else []), *([f"lower {_and(lower)}"] if lower else [])])
+
+
 def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
     """compare.paired_against as Markdown: ``arm`` − ``baseline`` per metric, size and strategy, both 95 % intervals,
     the Holm-adjusted p and its interval, and the verdict in the metric's good direction."""
@@ -393,7 +395,8 @@ def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
     return _md(header, rows) + (
         f"\nPaired by strategy, seed and labels: each {arm} run with the {baseline} run of the same strategy and seed. "
         "Holm over every size and strategy of one metric; the verdict reads the Holm interval: better / worse for "
-        f"{arm} when it excludes 0 (higher win-rate, lower KL from θ0 and LM loss), else undecided; n/a where nothing can be tested (one seed, or the same difference on every seed).\n"
+        f"{arm} when it excludes 0 ({_directions(list(dict.fromkeys(cmp['metric'])))}), else undecided; n/a where nothing can be "
+        "tested (one seed, or the same difference on every seed).\n"
     )
 
 

@@ -14,8 +14,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from aplkit.metrics import COMPANION_FIELDS, HEADLINE
 from aplkit.records import to_dict
-from aplkit.results.load import COMPANION_FIELDS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from aplkit.config import ExperimentConfig
     from aplkit.loop import StepResult
 
-EVAL_FIELDS = ("win_rate", "stderr", "n", "ties", "invalid", "trained", *COMPANION_FIELDS)
+EVAL_FIELDS = (HEADLINE.field, HEADLINE.se, "n", "ties", "invalid", "trained", *COMPANION_FIELDS)
 ORACLE_FIELDS = ("calls", "cache_hits", "invalid", "tokens_in", "tokens_out", "cost_usd")
 EPOCH_FIELDS = ("loss", "reward_acc", "margin", "n_pairs", "seconds")
 AXES = ("labels", "train/epoch")  # the x-axes, logged beside the values for trackers with one step counter

@@ -14,6 +14,14 @@ JSON output, so each verdict is recorded under the variant its request used, and
 accepts an answer stored under either variant (an auto judge is content with both); a judge
 pinned to ``json`` or ``text`` only ever gets answers to its own prompt.
 
+It also says how the sampling settings were sent: ``temperature=0.05|max_tokens=128`` as configured, or,
+for a model that refused them (reasoning models), ``max_completion_tokens=128`` and ``temperature=default``
+(none sent). The server, not the config, decides that shape, so a lookup accepts each shape's answers
+(the one in use first) while every answer is stored under the shape of its own request.
+
+``check_endpoint`` runs before a run loads anything: the key is there, the server answers, and
+``GET /models`` lists the model (a retired one, such as the paper's, is refused in one line).
+
 A judge that cannot answer raises ``OracleError`` and the ledger keeps everything answered before.
 The API key is read from the environment once and only handed to the client: it is not part
 of the config, the identity, the repr, the raw text or any error message.
@@ -22,6 +30,7 @@ of the config, the identity, the repr, the raw text or any error message.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
@@ -30,7 +39,7 @@ from typing import Any
 from aplkit.config import LLM_PREFIX as PREFIX
 from aplkit.config import STRUCTURED, LLMJudgeConfig
 from aplkit.oracles.base import Oracle, OracleError
-from aplkit.oracles.llm.client import ChatClient
+from aplkit.oracles.llm.client import CLASSIC, SHAPES, ChatClient, Shape
 from aplkit.oracles.llm.parsing import choice_probability, parse_choice
 from aplkit.oracles.llm.templates import Template, load_template
 from aplkit.records import Comparison, Verdict
@@ -46,6 +55,8 @@ JSON_HINT = '\n\nAnswer with a JSON object {"comparison": "<one sentence>", "pre
 PROMPT_VARIANTS = ("json", "text")  # what ``identity`` records: JSON_HINT + response_format sent, or the plain prompt
 HAND_BUILT_TEMPLATE = "sentiment"  # LLMJudge("model", ...) has no data task to pick a template by
 
+log = logging.getLogger(__name__)
+
 
 def prompt_variant(mode: str) -> str:
     """``json`` for json_schema / json_object (same prompt, same schema), ``text`` for plain text."""
@@ -53,7 +64,11 @@ def prompt_variant(mode: str) -> str:
 
 
 def judge_client(config: LLMJudgeConfig, transport: Any = None) -> ChatClient:
-    """The chat client a judge with ``config`` talks through (``transport``: a stand-in for ``openai.OpenAI``, for tests)."""
+    """The chat client a judge with ``config`` talks through (``transport``: a stand-in for ``openai.OpenAI``, for tests),
+    waiting in the rate limit this machine's judges of the same endpoint and key variable share."""
+    from aplkit.oracles.llm.ratelimit import shared_limit
+
+    limit = shared_limit(config.base_url, config.api_key_env, config.requests_per_minute, config.tokens_per_minute)
     return ChatClient(
         config.model,
         base_url=config.base_url,
@@ -70,6 +85,35 @@ def judge_client(config: LLMJudgeConfig, transport: Any = None) -> ChatClient:
         label="LLM judge",
         field_prefix=PREFIX,
         transport=transport,
+        limit=limit,
+        max_wait=config.max_wait,
+    )
+
+
+def check_endpoint(config: LLMJudgeConfig, transport: Any = None) -> None:
+    """Before a run loads anything: the key is set, the server answers, and it serves ``model``.
+
+    A server without ``GET /models`` is said so (a warning) and not held against the run. Raises
+    ``OracleError``, one line naming the setting to change.
+    """
+    client = judge_client(config, transport)  # a paid endpoint without its key stops here
+    try:
+        served = client.served_models()
+    finally:
+        client.close()
+    where = config.base_url or "api.openai.com"
+    if served is None:
+        log.warning("%s has no GET /models: %s.model=%s is not checked before the run", where, PREFIX, config.model)
+        return
+    if config.model in served:
+        return
+    from aplkit.oracles.llm.prices import PRICES
+
+    live = [m for m in PRICES if m in served][-4:] or sorted(served)[:4]
+    hint = f" (it serves e.g. {', '.join(live)})" if live else ""
+    raise OracleError(
+        f"{PREFIX}.model: {where} does not serve '{config.model}' to this key{hint}; the model may be retired: "
+        f"choose a live one with --set {PREFIX}.model=NAME"
     )
 
 
@@ -108,7 +152,7 @@ class LLMJudge(Oracle):
         self.max_tokens = int(config.max_tokens)
         self.concurrency = max(1, int(config.concurrency))
         self._state = threading.Lock()
-        self._sent: dict[Comparison, str] = {}  # prompt variant of the request that produced each pending verdict
+        self._sent: dict[Comparison, tuple[str, Shape]] = {}  # prompt variant and shape of the request behind each pending verdict
 
     @classmethod
     def from_config(cls, cfg: Any, task: str | None) -> LLMJudge:
@@ -133,39 +177,42 @@ class LLMJudge(Oracle):
         return self.client.mode
 
     # ------------------------------------------------------------------ identities (they key the ledger: byte-stable)
-    def _base_identity(self) -> str:
+    def _base_identity(self, shape: Shape = CLASSIC) -> str:
+        temperature = f"{self.temperature:g}" if shape.temperature else "default"
         return (
             f"llm|model={self.model}|base_url={self.base_url or 'openai'}|template={self.template.name}@{self.template.digest}"
-            f"|temperature={self.temperature:g}|max_tokens={self.max_tokens}"
+            f"|temperature={temperature}|{shape.tokens}={self.max_tokens}"
         )
 
-    def identity_for(self, variant: str) -> str:
-        """The cache identity of answers to the ``json`` or ``text`` prompt variant."""
+    def identity_for(self, variant: str, shape: Shape = CLASSIC) -> str:
+        """The cache identity of answers to the ``json`` or ``text`` prompt variant, sent in ``shape``."""
         if variant not in PROMPT_VARIANTS:
             raise ValueError(f"prompt variant must be one of {PROMPT_VARIANTS}, got {variant!r}")
-        return f"{self._base_identity()}|prompt={variant}"
+        return f"{self._base_identity(shape)}|prompt={variant}"
 
     @property
     def identity(self) -> str:
-        """Identity of the prompt variant the judge sends now (auto: json until the server rejects JSON output)."""
-        return self.identity_for(prompt_variant(self.mode))
+        """Identity of what the judge sends now (auto: json until the server rejects JSON output; the shape the server took)."""
+        return self.identity_for(prompt_variant(self.mode), self.client.shape)
 
     def cache_identities(self) -> list[str]:
         """json / text: that variant only. auto: the variant in use first, then the other (both are auto's answers).
 
-        Then the identities written before the variant was recorded (``structured=<setting>``): a json or
-        text judge's old answers are unambiguous; old auto answers (either variant) serve only an auto judge.
+        Each in the shape in use first, then the others a server could have made this judge send. Then the
+        identities written before the variant was recorded (``structured=<setting>``): a json or text judge's
+        old answers are unambiguous; old auto answers (either variant) serve only an auto judge.
         """
         now = prompt_variant(self.mode)
         variants = [now] if self.structured != "auto" else [now, *(v for v in PROMPT_VARIANTS if v != now)]
+        shapes = [self.client.shape, *(s for s in SHAPES if s != self.client.shape)]
         legacy = [self.structured] if self.structured != "auto" else ["auto", "json", "text"]
-        return [self.identity_for(v) for v in variants] + [f"{self._base_identity()}|structured={x}" for x in legacy]
+        return [self.identity_for(v, s) for s in shapes for v in variants] + [f"{self._base_identity()}|structured={x}" for x in legacy]
 
     def record_identity(self, c: Comparison) -> str:
-        """Identity of the prompt variant the request that answered ``c`` really used."""
+        """Identity of the prompt variant and shape the request that answered ``c`` really used."""
         with self._state:
-            variant = self._sent.pop(c, None)
-        return self.identity if variant is None else self.identity_for(variant)
+            sent = self._sent.pop(c, None)
+        return self.identity if sent is None else self.identity_for(*sent)
 
     def __repr__(self) -> str:
         return (
@@ -223,7 +270,7 @@ class LLMJudge(Oracle):
         attempts = tokens_in = tokens_out = 0
         text = ""
         for _ in range(int(self.config.max_invalid_retries) + 1):
-            resp, n, mode = self.client.complete(
+            resp, n, mode, shape = self.client.complete(
                 self.template.messages(c), temperature=self.temperature, max_tokens=self.max_tokens, abort=abort
             )
             attempts += n
@@ -235,15 +282,15 @@ class LLMJudge(Oracle):
             choice, pos = parse_choice(text)
             if choice is not None:
                 p_a = choice_probability(choice0.logprobs, text, pos, choice) if getattr(choice0, "logprobs", None) else None
-                self._mark_sent(c, mode)
+                self._mark_sent(c, mode, shape)
                 return Verdict(choice=choice, raw=text, p_a=p_a, tokens_in=tokens_in, tokens_out=tokens_out, attempts=attempts)
-        self._mark_sent(c, mode)
+        self._mark_sent(c, mode, shape)
         return Verdict(choice=None, raw=text, tokens_in=tokens_in, tokens_out=tokens_out, attempts=attempts)
 
-    def _mark_sent(self, c: Comparison, mode: str) -> None:
-        """Remember the prompt variant of the request whose answer is ``c``'s verdict, for ``record_identity``."""
+    def _mark_sent(self, c: Comparison, mode: str, shape: Shape) -> None:
+        """Remember the prompt variant and shape of the request whose answer is ``c``'s verdict, for ``record_identity``."""
         with self._state:
-            self._sent[c] = prompt_variant(mode)
+            self._sent[c] = (prompt_variant(mode), shape)
 
 
-__all__ = ["JSON_HINT", "PROMPT_VARIANTS", "SCHEMA", "LLMJudge", "judge_client", "prompt_variant"]
+__all__ = ["JSON_HINT", "PROMPT_VARIANTS", "SCHEMA", "LLMJudge", "check_endpoint", "judge_client", "prompt_variant"]

@@ -24,7 +24,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-METRICS = ("win_rate", "soft_win_rate", "reward_gap")
+from aplkit import metrics as registry
+from aplkit.results.compare import seeds_for_halfwidth
+
+#: the preference metrics (``aplkit.metrics``), each a mean of its per-prompt column; the win-rate's is the verdict
+METRICS = tuple(m.field for m in registry.METRICS if m.preference)
+
+
+def _per_prompt(field: str) -> str:
+    return "win" if field == registry.HEADLINE.field else registry.metric(field).per_prompt
 
 
 def per_prompt_scores(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -34,8 +42,8 @@ def per_prompt_scores(pairs: pd.DataFrame) -> pd.DataFrame:
     pref = pd.to_numeric(out["preferred"], errors="coerce")
     win = np.where(pref == 1, 1.0, np.where(pref == 0, 0.0, win))
     out["win"] = win
-    out["p_policy"] = pd.to_numeric(out["p_policy"], errors="coerce").astype(float)
-    out["reward_gap"] = pd.to_numeric(out["reward_gap"], errors="coerce").astype(float)
+    for f in METRICS[1:]:
+        out[_per_prompt(f)] = pd.to_numeric(out[_per_prompt(f)], errors="coerce").astype(float)
     return out
 
 
@@ -49,7 +57,7 @@ def metrics_at(pairs: pd.DataFrame, n: int, keys: Sequence[str] = ("group", "str
     if len(short):
         raise ValueError(f"{len(short)} run waypoint(s) have fewer than {n} test prompts (e.g. {short.index[0]}: {int(short.iloc[0])})")
     g = first.groupby(by, sort=False)
-    out = pd.DataFrame({"win_rate": g["win"].mean(), "soft_win_rate": g["p_policy"].mean(), "reward_gap": g["reward_gap"].mean()})
+    out = pd.DataFrame({f: g[_per_prompt(f)].mean() for f in METRICS})
     out["test_prompts"] = n
     return out.reset_index()
 
@@ -149,18 +157,8 @@ def _summary(d: np.ndarray, metric: str, half_width: float, confidence: float) -
         "sd_diff": sd,
         "half_width": hw,
         "snr": mean / sd if sd and sd > 0 else math.nan,
-        "seeds_for_half_width": seeds_for_half_width(sd, half_width, confidence) if metric != "reward_gap" else math.nan,
+        "seeds_for_half_width": seeds_for_halfwidth(sd, half_width, confidence) if registry.metric(metric).probability else math.nan,
     }
-
-
-def seeds_for_half_width(sd: float, half_width: float = 0.03, confidence: float = 0.95) -> float:
-    """Smallest k with t_{k−1} · sd / √k ≤ half_width (the study's "decided either way" target)."""
-    if not sd > 0:
-        return math.nan
-    for k in range(2, 10_000):
-        if stats.t.ppf(0.5 + confidence / 2, k - 1) * sd / math.sqrt(k) <= half_width:
-            return float(k)
-    return math.inf
 
 
 def spread_markdown(table: pd.DataFrame) -> str:
@@ -178,7 +176,6 @@ __all__ = [
     "METRICS",
     "metrics_at",
     "per_prompt_scores",
-    "seeds_for_half_width",
     "spread",
     "spread_markdown",
     "study_cost",

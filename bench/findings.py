@@ -22,8 +22,8 @@ Intervals are 95 % Student-t over seeds; over a family of sizes they are Holm-ad
     0 (entropy measurably worse), or if none lies above 0 and the final budget's upper end is below
     ``NEGLIGIBLE`` (a gain of the paper's size ruled out); not reproduced by (ii)'s rule for certainty (the
     final budget's interval above 0, none below); undecided otherwise — wide intervals, or means that
-    change sign inside them, are not evidence either way. (Decided in session 7, before the 9-seed
-    reading: the earlier rule, "no interval above 0", was met by any interval wide enough.)
+    change sign inside them, are not evidence either way. (Fixed before the 9-seed reading of the
+    powered study: the earlier rule, "no interval above 0", was met by any interval wide enough.)
 (iv) Certainty surfaces confidently wrong pairs. Per seed, the share of acquired pairs at steps ≥ 2 that
     the implicit BT model gets wrong with confidence > 0.6 (``compare.confident_errors``: P(oracle's
     label) < 0.4; no-prediction and unlabelled pairs left out), pooled over those steps; certainty −
@@ -228,7 +228,7 @@ def findings_markdown(table: pd.DataFrame, tasks: Iterable[str] | None = None) -
     return (
         "\n".join(lines) + "\n\nDifferences are strategy − random, paired by seed, with 95 % t intervals; over several sizes (ii, iii) "
         f"Holm-adjusted. (ii) is not reproduced when the final budget's upper end is below +{negligible:.2f} (the paper "
-        f"reports +{PAPER_EFFECT:.2f}). The rules are in aplkit/results/findings.py's docstring.\n"
+        f"reports +{PAPER_EFFECT:.2f}). The rules are in bench/findings.py's docstring.\n"
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from aplkit.metrics import PER_PROMPT_FIELDS
 from aplkit.records import AcquiredRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
 from aplkit.runfolder import CODE, CONFIG, SUMMARY, RunFolder, write_jsonl
 
@@ -38,9 +39,9 @@ ACQUIRED_KEEP = (
     "oracle_score1",
     "flipped",
 )
-#: per test prompt per waypoint, the verdict and its companions (texts stay behind): a study can recompute
-#: every metric on the first n test prompts (pilot: how the difference's spread falls with n)
-EVAL_PAIR_KEEP = ("step", "prompt_id", "preferred", "tie", "p_policy", "reward_gap", "kl")
+#: per test prompt per waypoint, the verdict and every metric's per-prompt value (``aplkit.metrics``; texts stay
+#: behind): a study can recompute every metric on the first n test prompts (pilot: how the difference's spread falls with n)
+EVAL_PAIR_KEEP = ("step", "prompt_id", "preferred", "tie", *PER_PROMPT_FIELDS)
 ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow}
 LISTS = ("eval", "train", "steps", "acquired", "eval_pairs")
 

@@ -1,0 +1,97 @@
+"""The evaluation's metrics, one spec each: what tables, trackers, comparisons and compact records read about them.
+
+The win-rate against θ0 is the headline; its companions come from the same test prompts. A metric's ``field``
+and ``se`` (its standard error over the test prompts; the win-rate's is binomial) are ``EvalRow`` columns,
+``per_prompt`` the ``EvalPairRow`` column holding it per test prompt (what a compact record keeps), ``theta0`` the
+column with θ0's own value where a table shows the change from it. A *preference* metric measures how much the
+oracle prefers the policy (the question a study asks); the others measure what the policy gave up for it.
+Adding a metric is one entry here, its fields on the records, and the code that measures it
+(``aplkit.evaluation``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    field: str
+    label: str  # as a table names it
+    short: str  # in running text
+    fmt: str  # format spec of a value in a table
+    se: str | None = None
+    higher_is_better: bool = True
+    preference: bool = True
+    probability: bool = False  # on the win-rate's 0–1 scale, where +0.05 means the same thing (a power target)
+    per_prompt: str | None = None
+    theta0: str | None = None
+    own_se: str = "prompts"  # what one run's SE is over, named where a single seed's error bar is shown
+    doc: str = ""  # a table's footnote line
+
+    @property
+    def title(self) -> str:
+        return self.label[:1].upper() + self.label[1:]
+
+
+METRICS = (
+    Metric("win_rate", "win-rate", "win-rate", ".2f", se="stderr", probability=True, own_se="binomial"),
+    Metric(
+        "soft_win_rate",
+        "soft win-rate",
+        "soft win-rate",
+        ".2f",
+        se="soft_stderr",
+        probability=True,
+        per_prompt="p_policy",
+        doc="mean over test prompts of the oracle's own P(policy ≻ baseline).",
+    ),
+    Metric(
+        "reward_gap",
+        "reward gap",
+        "reward gap",
+        "+.3f",
+        se="reward_gap_stderr",
+        per_prompt="reward_gap",
+        doc="mean over test prompts of s(x, policy) − s(x, baseline) under the oracle's own score (scoring oracles only).",
+    ),
+    Metric(
+        "kl",
+        "KL from θ0",
+        "KL",
+        ".3f",
+        se="kl_stderr",
+        higher_is_better=False,
+        preference=False,
+        per_prompt="kl",
+        doc="mean over test prompts of Σ_t KL(πθ ‖ πθ0) of the full next-token distributions (T = 1) along the "
+        "policy's evaluation completion (sampled at the evaluation temperature), in nats.",
+    ),
+    Metric(
+        "lm_loss",
+        "LM loss",
+        "LM loss",
+        ".3f",
+        higher_is_better=False,
+        preference=False,
+        theta0="lm_loss_theta0",
+        doc="mean NLL per token (nats) of πθ on held-out text (IMDB: the test reviews); in brackets the change from θ0's "
+        "(lm_loss_theta0 in the CSV). A rising KL or LM loss with a rising win-rate flags a win bought with degenerate text.",
+    ),
+)
+HEADLINE = METRICS[0]
+#: the win-rate's companions, beside it in every table
+COMPANION_METRICS = METRICS[1:]
+BY_FIELD = {m.field: m for m in METRICS}
+#: eval.jsonl's columns of the companions (values, their SEs, θ0's values): NaN where a run did not record them
+COMPANION_FIELDS = tuple(c for m in COMPANION_METRICS for c in (m.field, m.se, m.theta0) if c)
+#: what a compact record keeps per test prompt besides its verdict
+PER_PROMPT_FIELDS = tuple(m.per_prompt for m in METRICS if m.per_prompt)
+
+
+def metric(field: str) -> Metric:
+    """The spec of ``field``; a column not registered here reads as a higher-is-better number in its own units."""
+    return BY_FIELD.get(field) or Metric(field, field, field, ".3f")
+
+
+__all__ = ["BY_FIELD", "COMPANION_FIELDS", "COMPANION_METRICS", "HEADLINE", "METRICS", "Metric", "PER_PROMPT_FIELDS", "metric"]
