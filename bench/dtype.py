@@ -37,7 +37,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench dtype", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="imdb-cpu")
     p.add_argument("--strategies", default="random")
-    p.add_argument("--seeds", type=labels.parse_seeds, default=list(range(100, 124)), help="K, A-B or a,b,c (default 100-123: the plan's 24 seeds)")
+    p.add_argument(
+        "--seeds", type=labels.parse_seeds, default=list(range(100, 124)), help="K, A-B or a,b,c (default 100-123: the plan's 24 seeds)"
+    )
     p.add_argument("--dtypes", default=",".join(DTYPES), help="the arms this process runs (float32, bfloat16 or both)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as bench labels --set (both arms)")
     p.add_argument("--out", default="runs/bench-dtype", help="run folders (not committed)")
