@@ -23,11 +23,34 @@ TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wa
 
 
 def model_problems(model: ModelConfig, prefix: str = "model") -> list[str]:
-    """``model.spec`` names the embedded model, the tiny one, a local folder or a hub id in the local cache."""
+    """``model.spec`` names the embedded model, the tiny one, a local folder or a hub id in the local cache; and a
+    bf16 compute dtype on a CPU runs only where the CPU has bf16 instructions."""
     from aplkit.models import known_spec
 
     ok, why = known_spec(model.spec, model.revision)
-    return [] if ok else [f"{prefix}.spec: {why}"]
+    out = [] if ok else [f"{prefix}.spec: {why}"]
+    return out + compute_dtype_problems(model, prefix)
+
+
+def compute_dtype_problems(model: ModelConfig, prefix: str = "model") -> list[str]:
+    """A config that asks for bf16 on a CPU without bf16 instructions is refused, not run in fp32 or emulated.
+
+    A study fixes its compute dtype in its config, so one code version and one config give one kind of
+    numerics; emulated bf16 is several times slower and would let a study's records mix two CPUs' results
+    silently. ``auto`` stays fp32 on any CPU.
+    """
+    from aplkit.provenance import NATIVE_BF16, machine
+
+    on_cpu = model.device == "cpu" or (model.device == "auto" and not Path("/proc/driver/nvidia/version").exists())
+    if model.dtype != "bfloat16" or not on_cpu:
+        return []
+    isa = machine()["isa"]
+    if isa in NATIVE_BF16:
+        return []
+    return [
+        f"{prefix}.dtype: bfloat16 needs a CPU with bf16 instructions (AVX512-BF16 or AMX); this one has {isa or 'neither'}: "
+        f"set {prefix}.dtype=float32 (a study's records keep the dtype they were made with)"
+    ]
 
 
 def objective_problems(training: TrainingConfig, prefix: str = "training") -> list[str]:
@@ -196,6 +219,7 @@ def load_config(
 
 __all__ = [
     "TRACKER_PACKAGES",
+    "compute_dtype_problems",
     "judge_price_problems",
     "load_config",
     "model_problems",

@@ -72,6 +72,8 @@ def _load_cfg(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)  # validated before torch is imported: a bad input fails in well under a second
+    if args.dry_run:
+        return print_bill([cfg], "run")
     from aplkit.loop import default_out, run_experiment
     from aplkit.runfolder import SUMMARY, RunFolder
 
@@ -100,6 +102,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"done in {s.get('wall_seconds', 0):.0f}s → {res.out}")
     return 0
+
+
+def print_bill(cfgs: list, label: str) -> int:
+    """What the runs will do and cost, without loading a model (``--dry-run``)."""
+    from functools import reduce
+
+    from aplkit.budget import describe, probe_flops, run_bill
+
+    dtype = "bfloat16" if cfgs and cfgs[0].model.dtype == "bfloat16" else "float32"
+    rate = probe_flops(dtype)
+    print(describe(reduce(lambda a, b: a + b, (run_bill(c) for c in cfgs)), rate, label))
+    print(f"  (matmul probe on this machine: {rate / 1e9:,.0f} GFLOP/s {dtype}, {torch_threads()} thread(s); measured runs take longer)")
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def cmd_phf(args: argparse.Namespace) -> int:
@@ -223,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--out", help="run folder (default runs/NAME/STRATEGY/seedN)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument(
+        "--dry-run", action="store_true", help="check the config and print the bill (labels, judge calls, FLOPs, time, cost); load nothing"
+    )
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("phf", help="one objective × seed of the PHF experiment (Korbak et al. 2023; resumes if the run folder exists)")

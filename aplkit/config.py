@@ -636,6 +636,11 @@ def preset_path(name: str) -> Path:
     raise ConfigError(f"config file not found: {name}")
 
 
+def config_from_tree(tree: dict[str, Any], cls: type = None) -> Any:
+    """A config from its dict form (a run folder's config.yaml, a record's head), old keys migrated, types checked."""
+    return _build(cls or ExperimentConfig, migrate(dict(tree)))
+
+
 def read_config(
     path: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from aplkit.generation import _by_length, encode_ids, mask_suppressed
+from aplkit.generation import _by_length, _takes_logits_to_keep, encode_ids, mask_suppressed
 from aplkit.models import autocast
 
 
@@ -71,11 +71,14 @@ def completion_states(
     lp = torch.zeros(n, dtype=torch.float64)
     lp_k = torch.zeros(masks, n, dtype=torch.float64)
     try:
+        keep_logits = _takes_logits_to_keep(model)  # the head at the completion positions alone
         for idx in _by_length(prompt_ids, completion_ids, batch_size):
             batch = encode_ids([prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], pad_id)
             ids, comp = batch.input_ids.to(device), batch.completion_mask.to(device)
+            mask = comp[:, 1:].bool()  # position t predicts token t + 1
+            head_at = {"logits_to_keep": torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)} if keep_logits else {}
             with autocast(model):
-                out = model(input_ids=ids, attention_mask=batch.attention_mask.to(device), output_hidden_states=True)
+                out = model(input_ids=ids, attention_mask=batch.attention_mask.to(device), output_hidden_states=True, **head_at)
             h = out.hidden_states[-1].float()  # [B, L, H], what the output head reads
             if feats is None:
                 feats = torch.zeros(n, h.shape[-1])
@@ -84,12 +87,10 @@ def completion_states(
             pooled = (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
             rows = torch.tensor(idx, dtype=torch.long)
             feats[rows] = pooled.cpu()
-            mask = comp[:, 1:].bool()  # position t predicts token t + 1
             targets = ids[:, 1:][mask]
             which = rows[mask.nonzero()[:, 0].cpu()]
-            token_lp = torch.gather(
-                F.log_softmax(mask_suppressed(model, out.logits[:, :-1].float()[mask]), -1), 1, targets.unsqueeze(1)
-            ).squeeze(1)
+            logits = out.logits if keep_logits else out.logits[:, :-1][mask]  # [N, V]: completion positions only
+            token_lp = torch.gather(F.log_softmax(mask_suppressed(model, logits.float()), -1), 1, targets.unsqueeze(1)).squeeze(1)
             lp.index_add_(0, which, token_lp.double().cpu())
             hs = h[:, :-1][mask]  # [tokens, H]
             for k in range(masks):

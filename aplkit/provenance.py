@@ -112,6 +112,10 @@ def isa_level(flags: set[str]) -> str | None:
     return next((x for x in ISA_LEVELS if x in flags), None)
 
 
+#: instruction sets with bf16 matrix instructions: a bf16 matmul there runs natively, elsewhere it is emulated
+NATIVE_BF16 = ("amx_tile", "avx512_bf16")
+
+
 def machine() -> dict[str, Any]:
     """The CPU this process runs on: a run's seconds are comparable only on one kind (the CPU study's random
     seeds 14–15 ran on an AVX2 core at ≈ 4× the seconds of the machine that ran seeds 0–13), and its numbers

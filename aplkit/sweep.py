@@ -44,8 +44,9 @@ from typing import Any, ClassVar
 import yaml
 
 from aplkit.acquisition import SCORERS
+from aplkit.budget import describe, run_bill
 from aplkit.checks import load_config
-from aplkit.config import ConfigError, preset_path
+from aplkit.config import ConfigError, ExperimentConfig, preset_path
 from aplkit.errors import RunFolderBusy
 from aplkit.executors import Cell, Ended, Executor, LocalExecutor, kernel_manager_with, one_line
 from aplkit.plugins import import_modules, resolve
@@ -413,6 +414,10 @@ def run_grid(
     if dry_run:
         what = f"notebook {sweep.notebook}" if cell is run_cell else "in process"
         print(f"{total} runs: {len(todo)} to run, {len(summary['skipped'])} skipped; {what}; {executor.describe()}")
+        bills = [run_bill(r.config) for r in todo if isinstance(r.config, ExperimentConfig)]
+        if bills:  # what the runs will do and cost, before any is paid for
+            summary["bill"] = sum(bills[1:], bills[0])
+            print(describe(summary["bill"], label="to run"))
         return summary
     print(f"{title}: {total} runs, {len(summary['skipped'])} skipped, {len(todo)} to run on {executor.describe()} → {sweep.out}")
     t_start = time.perf_counter()

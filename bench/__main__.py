@@ -1,4 +1,4 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf | limits | dtype."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
   objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
   phf     [--objectives a,b] [--seeds K] [--shard I/N] [--commit] [--report-only]
           the PHF grid: objectives × seeds of aplkit phf, rows in bench/results/phf, figures/phf_* (bench/phf.py)
+  dtype   [--dtypes float32|bfloat16] [--seeds A-B] [--commit] [--report-only]
+          bf16 against fp32 compute: per-phase seconds and the paired results, by a rule fixed before the runs (bench/dtype.py)
+  limits  RECORD_OR_RUN ...   each phase's FLOPs at a one-thread matmul peak beside its measured seconds (bench/limits.py)
 """
 
 
@@ -60,11 +63,22 @@ def main(argv: list[str] | None = None) -> int:
         from bench.phf import main as run
 
         return run(rest)
+    if cmd == "dtype":
+        from bench.dtype import main as run
+
+        return run(rest)
+    if cmd == "limits":
+        from bench.limits import main as run
+
+        return run(rest)
     if cmd == "pilot":
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives or phf)", file=sys.stderr)
+    print(
+        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives, phf, limits or dtype)",
+        file=sys.stderr,
+    )
     return 2
 
 

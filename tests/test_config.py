@@ -305,3 +305,15 @@ def test_flat_oracle_keys_of_earlier_configs_migrate_and_old_run_folders_still_c
     assert config_diffs(old_tree, new_tree, ("out",), {"t": {"c": 5}}) == ["a: 1 → 2", "t.lr: 1 → 3"]
     assert config_diffs(old_tree, new_tree, ("out",)) == ["a: 1 → 2", "t.c: None → 5", "t.lr: 1 → 3"]
     assert config_diff(old_tree, new_tree, ("out",)) == "a: 1 → 2" and config_diffs(new_tree, new_tree) == []
+
+
+def test_bf16_compute_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
+    """A study fixes its compute dtype: bf16 on a CPU that would emulate it is one line naming model.dtype."""
+    import aplkit.provenance as prov
+
+    monkeypatch.setattr(prov, "machine", lambda: {"cpu": "AMD EPYC", "isa": "avx2", "cores": 2})
+    with pytest.raises(ConfigError, match=r"^model\.dtype: bfloat16 needs a CPU with bf16 instructions .* this one has avx2"):
+        load_config("imdb-cpu", ["model.dtype=bfloat16", "model.device=cpu"])
+    assert load_config("imdb-cpu", ["model.dtype=float32", "model.device=cpu"]).model.dtype == "float32"
+    monkeypatch.setattr(prov, "machine", lambda: {"cpu": "AMD EPYC", "isa": "avx512_bf16", "cores": 2})
+    assert load_config("imdb-cpu", ["model.dtype=bfloat16", "model.device=cpu"]).model.dtype == "bfloat16"

@@ -306,3 +306,34 @@ def test_generation_config_is_put_back_after_an_error_and_under_lora(tiny):
     wrapped = get_peft_model(shipped, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     assert sample(wrapped, tok, prompts, **kw) == want  # zero-initialised adapters: the base model's samples
     assert wrapped.get_base_model().generation_config is own and own.to_dict() == before
+
+
+def test_head_only_at_completion_positions_gives_the_full_heads_logprobs(tiny):
+    """The vocabulary head applied at the completion positions alone (``logits_to_keep``) gives the log-probs, KL and
+    gradients the full head gives: same rows, same positions, float noise only."""
+    import torch.nn.functional as F
+
+    from aplkit.generation import _takes_logits_to_keep, completion_kl, next_token_logits
+
+    policy = tiny.policy
+    assert _takes_logits_to_keep(policy)
+    prompts, comps = [[5, 6, 7, 8], [9, 10], [11, 12, 13]], [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
+    batch = encode_ids(prompts, comps, pad_id=0)
+    at = batch.completion_mask[:, 1:].bool()
+    full = next_token_logits(policy, batch)  # [B, L-1, V]
+    part = next_token_logits(policy, batch, at)  # [N, V]
+    assert part.shape == (int(at.sum()), full.shape[-1])
+    assert torch.allclose(part, full[at], atol=1e-5)
+    targets = batch.input_ids[:, 1:]
+    by_hand = (torch.gather(F.log_softmax(full, -1), 2, targets.unsqueeze(-1)).squeeze(-1) * at).sum(-1)
+    assert torch.allclose(completion_logprobs(policy, batch), by_hand, atol=1e-4)
+    assert completion_kl(policy, tiny.reference, prompts, comps, 0).abs().max() < 1e-6  # θ = θ0
+    # the gradient flows through the kept positions as through the full head
+    policy.zero_grad()
+    completion_logprobs(policy, batch).sum().backward()
+    g_part = policy.get_output_embeddings().weight.grad.clone()
+    policy.zero_grad()
+    full = next_token_logits(policy, batch)
+    (torch.gather(F.log_softmax(full, -1), 2, targets.unsqueeze(-1)).squeeze(-1) * at).sum().backward()
+    assert torch.allclose(g_part, policy.get_output_embeddings().weight.grad, atol=1e-4)
+    policy.zero_grad()
