@@ -8,6 +8,8 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     acquired.jsonl    AcquiredRow: one per acquired, labelled pair
     eval.jsonl        EvalRow: one per waypoint
     eval_pairs.jsonl  EvalPairRow: one per test prompt per waypoint (policy vs baseline, the verdict)
+    eval_epochs.jsonl EpochEvalRow: the waypoints of evaluation.epoch_points after each earlier epoch of the step
+    eval_epoch_pairs.jsonl  EpochEvalPairRow: their test prompts
     baseline.jsonl    BaselineRow: θ0's test completions, made once per run
     train.jsonl       TrainRow: one per epoch
     steps.jsonl       StepRow: one per finished acquisition step (the resume marker)
@@ -43,6 +45,8 @@ from aplkit.provenance import started
 from aplkit.records import (
     AcquiredRow,
     BaselineRow,
+    EpochEvalPairRow,
+    EpochEvalRow,
     EvalPairRow,
     EvalRow,
     PHFEvalRow,
@@ -71,6 +75,8 @@ FILES: dict[type, str] = {
     AcquiredRow: "acquired.jsonl",
     EvalRow: "eval.jsonl",
     EvalPairRow: "eval_pairs.jsonl",
+    EpochEvalRow: "eval_epochs.jsonl",
+    EpochEvalPairRow: "eval_epoch_pairs.jsonl",
     BaselineRow: "baseline.jsonl",
     TrainRow: "train.jsonl",
     StepRow: "steps.jsonl",
@@ -81,7 +87,7 @@ FILES: dict[type, str] = {
     PHFSampleRow: "phf_samples.jsonl",
 }
 #: the files whose rows belong to an acquisition step (truncated on resume)
-STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, StepRow)
+STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, EpochEvalRow, EpochEvalPairRow, StepRow)
 ACQUIRED_FIELDS = field_names(AcquiredRow)
 EVAL_FIELDS = field_names(EvalRow)
 TRAIN_FIELDS = field_names(TrainRow)
