@@ -233,3 +233,20 @@ def test_epoch_points_must_be_waypoints():
         load_config("imdb-cpu", [*TINY, "evaluation.kl_samples=-1"])
     cfg = load_config("imdb-cpu")
     assert cfg.evaluation.kl_samples == 0 and cfg.evaluation.epoch_points == []  # off unless asked: runs cost what they did
+
+
+def test_trackers_log_each_epochs_frontier_point_the_last_being_the_waypoints():
+    from aplkit.loop import StepResult
+    from aplkit.records import EpochEvalRow, EpochStats, EvalRow
+    from aplkit.tracking.metrics import epoch_scalars
+
+    train = [EpochStats(e, 0.7 - 0.1 * e, 0.5, 0.1, 8, 1.0) for e in (1, 2, 3)]
+    early = [EpochEvalRow(2, 8, 0.5 + 0.1 * e, 0.1, 8, 0, 0, "initial", 8, kl=0.1 * e, kl_t1=0.2 * e, epoch=e) for e in (1, 2)]
+    last = EvalRow(2, 8, 0.9, 0.1, 8, 0, 0, "initial", 8, kl=0.5, kl_t1=0.7)
+    logged = epoch_scalars(StepResult(2, [], [], train, last, epoch_evals=early))
+    assert [e for e, _ in logged] == [4, 5, 6]  # step 2's epochs on the running-epoch axis
+    assert [v["frontier/win_rate"] for _, v in logged] == pytest.approx([0.6, 0.7, 0.9])
+    assert [v["frontier/kl_t1"] for _, v in logged] == pytest.approx([0.2, 0.4, 0.7])
+    assert [v["frontier/acquired"] for _, v in logged] == [8, 8, 8] and "frontier/soft_win_rate" not in logged[0][1]
+    plain = epoch_scalars(StepResult(2, [], [], train, last))
+    assert not any(k.startswith("frontier/") for _, v in plain for k in v)  # a step without epoch points logs none

@@ -99,11 +99,13 @@ def frontier_points(runs_dir: str | Path, runs: set[str] | None = None) -> pd.Da
     return out[out["run"].isin(runs)].reset_index(drop=True) if runs is not None else out
 
 
-def has_frontier(points: pd.DataFrame) -> bool:
-    """Whether the points draw more than one point per run: per-epoch points, or several budgets."""
-    if points.empty:
+def has_frontier(points: pd.DataFrame, metric_field: str = "win_rate") -> bool:
+    """Whether some run has more than one point with a KL and the metric: per-epoch points, or several budgets."""
+    kl = kl_axis(points)
+    if kl not in points.columns or metric_field not in points.columns:
         return False
-    return bool(points["epoch"].notna().any() or (points.groupby("run")["acquired"].nunique() > 1).any())
+    ok = points.dropna(subset=[kl, metric_field])
+    return bool(ok["epoch"].notna().any() or (ok.groupby("run")["acquired"].nunique() > 1).any()) if len(ok) else False
 
 
 def run_frontiers(points: pd.DataFrame, grid: Sequence[float], metric_field: str = "win_rate", kl: str | None = None) -> pd.DataFrame:

@@ -85,9 +85,9 @@ def fig6_figure(runs_dir: str | Path, df: pd.DataFrame | None = None) -> Figure 
 def frontier_figure(runs_dir: str | Path, runs: set[str] | None = None, metric_field: str = "win_rate") -> Figure | None:
     """The frontier figure (``plots.plot_frontier``) of the runs under ``runs_dir`` (``runs``: only those), against the
     policy's KL at T = 1 where they measured it, else the KL along the test completions; None when no run has more
-    than one point (no per-epoch points and a single budget)."""
+    than one point with a KL (no per-epoch points and a single budget, or no KL recorded)."""
     pts = F.frontier_points(runs_dir, runs)
-    if not F.has_frontier(pts):
+    if not F.has_frontier(pts, metric_field):
         return None
     kl = F.kl_axis(pts)
     return P.plot_frontier(F.mean_frontiers(pts, metric_field, kl), F.waypoint_means(pts, metric_field, kl), kl, metric_field)
