@@ -165,3 +165,13 @@ def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monke
     assert BF.main([*args, "--report-only"]) == 0
     again = json.loads((rec / "summary.json").read_text())
     assert again["primary"] == summary["primary"] and again["label_saving"] == summary["label_saving"]
+    # a record made under other code: a second stratum, refused unless pooled on request
+    path = rec / "certainty" / "seed1.json"
+    raw = json.loads(path.read_text())
+    raw["head"]["code"] = [{**c, "package_hash": "f" * 40} for c in raw["head"]["code"]]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SystemExit, match=r"the paired seeds come from 2 strata"):
+        BF.main([*args, "--report-only"])
+    assert BF.main([*args, "--report-only", "--pool-strata"]) == 0
+    pooled = (rec / "figures" / "frontier.md").read_text()
+    assert "in each stratum (code version · CPU), before pooling" in pooled and "ffffffffffff" in pooled
