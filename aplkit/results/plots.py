@@ -404,11 +404,12 @@ def plot_frontier(curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", m
         fig.legend(handles, labels, loc="outside right center", title="Acquisition")
         ns = sorted(set(ends["n"].astype(int)) | set(curves["n"].astype(int)))
         n = "/".join(map(str, ns))
-        fig.suptitle(
-            f"Frontier: the best {y_m.short} reachable up to each KL from θ0\nlines: after each epoch, mean ± SE over {n} "
-            f"seed{'s' if ns != [1] else ''}\nmarkers: where each budget's training ended (labels acquired)",
-            fontsize="medium",
-        )
+        seeds = f"mean ± SE over {n} seed{'s' if ns != [1] else ''}"
+        if curves.empty:  # several budgets, no per-epoch points: where each budget's training ended
+            head = f"{y_m.title} against the KL from θ0 at each budget\n{seeds}; no evaluations after earlier epochs"
+        else:
+            head = f"Frontier: the best {y_m.short} reachable up to each KL from θ0\nlines: after each epoch, {seeds}"
+        fig.suptitle(f"{head}\nmarkers: where each budget's training ended (labels acquired)", fontsize="medium")
     return fig
 
 
