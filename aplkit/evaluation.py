@@ -318,8 +318,7 @@ class Evaluator:
         from aplkit.oracles.labelling import label_pairs
 
         base = self.baseline()
-        seed = derive_seed(self.cfg.seed, step, "eval")
-        samples = self.sample(self.models.policy, seed, kl=True)
+        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"), kl=True)
         ys = [s.text for s in samples]
         prompts = [p.text for p in self.test]
         pairs = list(zip(prompts, base, ys, strict=True))
