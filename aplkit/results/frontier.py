@@ -36,7 +36,7 @@ from aplkit.metrics import KL_FIELDS, METRICS, metric
 from aplkit.results import load as L
 from aplkit.results.compare import CONFIDENCE, PAIRED_COLUMNS, paired_table, quantile_with_inf
 from aplkit.results.load import strategy_order
-from aplkit.results.stats import _first_reach
+from aplkit.results.stats import _first_reach, _mean_se
 
 #: what a frontier can measure: the preference metrics (the win-rate first), each from θ0's own value
 FRONTIER_METRICS = tuple(m.field for m in METRICS if m.preference)
@@ -320,8 +320,7 @@ def mean_frontiers(points: pd.DataFrame, metric_field: str = "win_rate", kl: str
         grid = np.linspace(0.0, top, n) if top > 0 else np.array([0.0])
         f = run_frontiers(pts[(pts["task"] == task) & (pts["strategy"] == s) & (pts["acquired"] == size)], grid, metric_field, kl)
         vals = f[[f"f@{k:g}" for k in grid]].to_numpy(float)
-        se = vals.std(axis=0, ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else np.full(len(grid), math.nan)
-        rows += [[task, s, int(size), float(k), float(m), float(e), len(vals)] for k, m, e in zip(grid, vals.mean(axis=0), se, strict=True)]
+        rows += [[task, s, int(size), float(k), *_mean_se(vals[:, j], None)[:2], len(vals)] for j, k in enumerate(grid)]
     return pd.DataFrame(rows, columns=MEAN_FRONTIER_COLUMNS)
 
 
@@ -335,14 +334,9 @@ def waypoint_means(points: pd.DataFrame, metric_field: str = "win_rate", kl: str
     last = points[points["epoch"].isna()].dropna(subset=[kl, metric_field])
     rows = []
     for (task, s, size), g in last.groupby(["task", "strategy", "acquired"], sort=True):
-        x, y = g[kl].to_numpy(float), g[metric_field].to_numpy(float)
-        rows.append([task, s, int(size), float(x.mean()), _se(x), float(y.mean()), _se(y), len(g)])
+        x, y = (_mean_se(g[c].to_numpy(float), None)[:2] for c in (kl, metric_field))
+        rows.append([task, s, int(size), *x, *y, len(g)])
     return pd.DataFrame(rows, columns=WAYPOINT_COLUMNS)
-
-
-def _se(a: np.ndarray) -> float:
-    """SE over seeds (NaN for one)."""
-    return float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan
 
 
 __all__ = [
