@@ -297,14 +297,14 @@ def test_evaluation_kl_from_the_sampler_only_where_its_scores_are_the_models(tmp
             for w in m.policy.parameters():
                 w.mul_(1.5)
         fast = ev.sample(m.policy, seed=5, kl=True)
-        assert all(s.kl is not None for s in fast) and ev.kl(fast) == [s.kl for s in fast]
+        assert all(s.kl is not None for s in fast) and ev.kl_path(fast) == [s.kl for s in fast]
         want = completion_kl(
             m.policy, m.reference, prompt_ids(m.tokenizer, [p.text for p in ev.test]), [s.ids for s in fast], m.tokenizer.pad_token_id
         )
-        assert torch.allclose(torch.tensor(ev.kl(fast), dtype=want.dtype), want, rtol=1e-4, atol=1e-6) and (want > 0).all()
+        assert torch.allclose(torch.tensor(ev.kl_path(fast), dtype=want.dtype), want, rtol=1e-4, atol=1e-6) and (want > 0).all()
         set_compute_dtype(m.policy, torch.bfloat16)
         slow = ev.sample(m.policy, seed=5, kl=True)
-        assert all(s.kl is None for s in slow) and len(ev.kl(slow)) == len(slow)  # computed by both models' passes
+        assert all(s.kl is None for s in slow) and len(ev.kl_path(slow)) == len(slow)  # computed by both models' passes
         assert all(s.kl is None for s in ev.sample(m.reference, seed=5))  # θ0's baseline: no KL asked
     finally:
         exp.close()

@@ -371,7 +371,7 @@ def test_conditional_policy_at_theta0_scores_held_out_text_as_theta0_does(tmp_pa
         assert ev._lm_ids and not any(t in controls for ids in ev._lm_ids for t in ids)
         assert ev.lm_loss(exp.models.policy) == pytest.approx(ev.lm_loss_theta0(), abs=1e-5)
         samples = ev.sample(exp.models.policy, 5, kl=True)
-        assert max(ev.kl(samples)) == pytest.approx(0.0, abs=1e-5)
+        assert max(ev.kl_path(samples)) == pytest.approx(0.0, abs=1e-5)
     finally:
         exp.close()
 
