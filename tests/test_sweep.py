@@ -276,6 +276,18 @@ def test_progress_lines_follow_a_run_folder_as_its_files_advance(tmp_path, monke
     assert at(1300.0, "setup") == []
 
 
+def test_a_phase_noted_in_the_same_millisecond_as_the_attempt_began_is_shown(tmp_path):
+    """phase.json keeps its time to the millisecond; a note rounded down below the attempt's start is still new."""
+    from aplkit.progress import read_progress
+
+    rf = RunFolder(tmp_path).ensure()
+    began = 1_000_000.0004
+    rf.write_json("phase.json", {"phase": "acquire", "step": 1, "since": round(began, 3), "step_since": None})
+    assert read_progress(tmp_path, 4, since=began, now=began).phase == "acquire"
+    rf.write_json("phase.json", {"phase": "acquire", "step": 1, "since": began - 5.0, "step_since": None})
+    assert read_progress(tmp_path, 4, since=began, now=began) is None  # an earlier attempt's note
+
+
 def test_progress_durations_and_the_watchers_thread(tmp_path):
     from aplkit.progress import ProgressWatcher, duration
 
