@@ -64,3 +64,15 @@ def scorer_module(tmp_path):
     for stem, name in made:
         SCORERS.pop(name, None)
         sys.modules.pop(stem, None)
+
+
+@pytest.fixture
+def tiny_theta0_shared(monkeypatch, tmp_path):
+    """θ0's values are shared across runs for the embedded model only; share tiny-random's too, in a fresh store
+    (APLKIT_CACHE=tmp_path/cache). The spec stays tiny-random: nothing loads the embedded model."""
+    from aplkit import theta0
+    from aplkit.models import EMBEDDED
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
+    real = theta0.shared
+    monkeypatch.setattr(theta0, "shared", lambda spec, parts, compute: real(EMBEDDED, {**parts, "run_spec": spec}, compute))

@@ -304,26 +304,15 @@ def test_loop_runs_with_a_phf_objective(tmp_path, objective):
     assert all(math.isfinite(r[k]) for r in acq for k in ("reward0", "reward1"))  # a prompt's <|good|> is read, not scored
 
 
-def _shared_theta0_for_tiny(monkeypatch, tmp_path):
-    """θ0's values are shared across runs for the embedded model only; share tiny-random's too, in a fresh store."""
-    from aplkit import theta0
-    from aplkit.models import EMBEDDED
-
-    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
-    real = theta0.shared
-    monkeypatch.setattr(theta0, "shared", lambda spec, parts, compute: real(EMBEDDED, {**parts, "run_spec": spec}, compute))
-
-
 def _evals(run: Path) -> tuple[list[str], list[dict]]:
     keep = ("win_rate", "kl", "lm_loss", "lm_loss_theta0")
     base = [r["completion"] for r in read_jsonl(run / "baseline.jsonl")]
     return base, [{k: r[k] for k in keep} for r in read_jsonl(run / "eval.jsonl")]
 
 
-def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch):
+def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch, tiny_theta0_shared):
     """θ0's baseline completions and LM loss are θ0's as deployed (no control token), shared by the objectives of a
     seed: DPO's numbers do not depend on whether a conditional run of the same seed filled the store first."""
-    _shared_theta0_for_tiny(monkeypatch, tmp_path)
     runs = {}
     for order in (("dpo", "conditional"), ("conditional", "dpo")):
         monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache" / "-".join(order)))

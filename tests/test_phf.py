@@ -417,13 +417,10 @@ def test_resume_under_another_scorer_is_refused(tmp_path):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing written by the refused runs
 
 
-def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch):
+def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch, tiny_theta0_shared):
     """MLE measures θ0; RWR (the same θ0) reads it; conditional (θ0 + control tokens) measures its own; a fresh RWR agrees."""
-    import aplkit.models
     from aplkit.phf.measure import Measurer
 
-    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(aplkit.models, "EMBEDDED", "tiny-random")  # share tiny-random as the embedded model is shared
     calls: list[tuple[str, int]] = []
     compute = Measurer.compute
 
