@@ -6,6 +6,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+pytest_plugins = ["tests.tiers", "pytester"]  # the fast and slow tiers, the guards that keep a test in its tier; pytester tests them
+
 
 @pytest.fixture
 def hub_online(monkeypatch):

@@ -132,6 +132,7 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_experiment(cfg, tmp_path / "r", progress=False)
 
 
+@pytest.mark.slow  # CLI subprocesses that train
 @pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
 def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
     """SIGKILL the CLI mid-run, run the same command again: same result, no label asked twice."""

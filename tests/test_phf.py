@@ -155,6 +155,7 @@ def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # CLI subprocesses that train
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     """SIGKILL the CLI after the first checkpoint, mid-way to the next; the rerun ends where an uninterrupted run does."""
     extra = ["phf.token_budget=900", "phf.checkpoints=3"]
