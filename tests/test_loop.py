@@ -32,6 +32,7 @@ TINY = [
     "training.lr=1e-3",
     "evaluation.test_prompts=8",
     "evaluation.waypoints=[4,12]",
+    "evaluation.lm_tokens=16",  # the LM loss's 64-token default over a 49k vocabulary was half a tiny run's time
     "oracle.sentiment_model=vader",
 ]
 

@@ -34,6 +34,7 @@ TINY = [
     "acquisition.batch_size=8",
     "evaluation.test_prompts=4",
     "evaluation.waypoints=[4,8]",
+    "evaluation.lm_tokens=16",  # as tests.test_loop.TINY
     "training.epochs=1",
     "training.batch_size=4",
     "data.train_size=200",
