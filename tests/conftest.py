@@ -68,6 +68,25 @@ def scorer_module(tmp_path):
         sys.modules.pop(stem, None)
 
 
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """``tiny_runs(strategy)`` → (folder, result): a finished run of ``tests.test_loop.TINY`` at seed 0, made once a
+    session and read by several tests; copy the folder before resuming or changing it."""
+    from aplkit.checks import load_config
+    from aplkit.loop import run_experiment
+    from tests.test_loop import TINY
+
+    made = {}
+
+    def get(strategy: str):
+        if strategy not in made:
+            folder = tmp_path_factory.mktemp("tiny-run") / strategy.replace("+", "_")
+            made[strategy] = folder, run_experiment(load_config("imdb-cpu", TINY, strategy=strategy), folder, progress=False)
+        return made[strategy]
+
+    return get
+
+
 @pytest.fixture
 def tiny_theta0_shared(monkeypatch, tmp_path):
     """θ0's values are shared across runs for the embedded model only; share tiny-random's too, in a fresh store

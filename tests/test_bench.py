@@ -591,7 +591,7 @@ def phf_config(lm_texts: int):
     return load_phf_config("phf-imdb-cpu", [f"phf.lm_texts={lm_texts}"], objective="mle", seed=0)
 
 
-def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch):
+def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch, tiny_runs):
     """kill -USR1: the study ends after its current run's next step (no record yet, nothing lost); run again, it
     resumes that run from the step and records it, with the same rows as a run never paused."""
     import os
@@ -623,10 +623,7 @@ def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_pa
     assert labels.main(argv) == 0
     assert [r["step"] for r in run.rows("steps.jsonl")] == [1, 2, 3] and labels.record_path(tmp_path / "rec", "random", 0).exists()
     # a second, unpaused run of the same cell gives the same win-rates: the pause lost nothing
-    from aplkit.checks import load_config
-    from aplkit.loop import run_experiment
-
-    again = run_experiment(load_config("imdb-cpu", TINY, strategy="random", seed=0), tmp_path / "again", progress=False)
+    again = tiny_runs("random")[1]
     assert [r["win_rate"] for r in run.rows("eval.jsonl")] == [r.win_rate for r in again.eval_rows]
     # and the handler: SIGUSR1 sets the event
     monkeypatch.undo()

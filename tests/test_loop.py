@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -58,10 +59,8 @@ def _ledger_rows(path: Path) -> int:
 
 
 @pytest.mark.parametrize("strategy", ["random", "entropy", "certainty", "entropy+certainty"])
-def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
-    cfg = load_config("imdb-cpu", TINY, strategy=strategy)
-    res = run_experiment(cfg, tmp_path / "run", progress=False)
-    run = tmp_path / "run"
+def test_all_strategies_run_and_fill_the_run_folder(tiny_runs, strategy):
+    run, res = tiny_runs(strategy)
     for name in (
         "config.yaml",
         "split.json",
@@ -102,26 +101,26 @@ def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
         assert e["trained"] == sum(r["preferred"] is not None for r in upto)
 
 
-def test_same_seed_same_acquisitions_and_labels(tmp_path):
+def test_same_seed_same_acquisitions_and_labels(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="certainty")
-    run_experiment(cfg, tmp_path / "a", progress=False)
+    a = tiny_runs("certainty")[0]
     run_experiment(cfg, tmp_path / "b", progress=False)
-    assert _rows(tmp_path / "a" / "acquired.jsonl") == _rows(tmp_path / "b" / "acquired.jsonl")
-    assert _rows(tmp_path / "a" / "eval.jsonl") == _rows(tmp_path / "b" / "eval.jsonl")
+    assert _rows(a / "acquired.jsonl") == _rows(tmp_path / "b" / "acquired.jsonl")
+    assert _rows(a / "eval.jsonl") == _rows(tmp_path / "b" / "eval.jsonl")
 
 
-def test_rerun_of_a_complete_run_asks_nothing(tmp_path):
+def test_rerun_of_a_complete_run_asks_nothing(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
-    run_experiment(cfg, tmp_path / "r", progress=False)
+    shutil.copytree(tiny_runs("random")[0], tmp_path / "r")
     n = _ledger_rows(tmp_path / "r" / "labels.sqlite")
     again = run_experiment(cfg, tmp_path / "r", progress=False)
     assert again.summary["oracle"]["calls"] == 0
     assert _ledger_rows(tmp_path / "r" / "labels.sqlite") == n
 
 
-def test_resume_refuses_a_different_config(tmp_path):
+def test_resume_refuses_a_different_config(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
-    run_experiment(cfg, tmp_path / "r", progress=False)
+    shutil.copytree(tiny_runs("random")[0], tmp_path / "r")
     other = load_config("imdb-cpu", TINY + ["training.lr=5e-4"], strategy="random")
     with pytest.raises(ConfigError, match="training.lr"):
         Experiment(other, tmp_path / "r", progress=False)
@@ -133,13 +132,19 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_experiment(cfg, tmp_path / "r", progress=False)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The CLI run never killed, made once for both kill points."""
+    ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    subprocess.run(_cli(ref), env=_env(), check=True, capture_output=True, timeout=600)
+    return ref
+
+
 @pytest.mark.slow  # CLI subprocesses that train
 @pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
-def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
+def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when, uninterrupted):
     """SIGKILL the CLI mid-run, run the same command again: same result, no label asked twice."""
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cli(ref), env=_env(), check=True, capture_output=True, timeout=600)
-
+    ref, cut = uninterrupted, tmp_path / "cut"
     proc = subprocess.Popen(_cli(cut), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -191,12 +196,12 @@ def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
         load_config("imdb-cpu", TINY, strategy="longest")
 
 
-def test_first_step_is_common_to_random_and_certainty(tmp_path):
+def test_first_step_is_common_to_random_and_certainty(tiny_runs):
     """Common random numbers: at θ0 certainty cannot rank, so its step 1 is random's and the two runs agree there."""
     runs = {}
     for s in ("random", "certainty"):
-        run_experiment(load_config("imdb-cpu", TINY, strategy=s, seed=2), tmp_path / s, progress=False)
-        runs[s] = (list(read_jsonl(tmp_path / s / "acquired.jsonl")), list(read_jsonl(tmp_path / s / "eval.jsonl")))
+        run = tiny_runs(s)[0]
+        runs[s] = (list(read_jsonl(run / "acquired.jsonl")), list(read_jsonl(run / "eval.jsonl")))
     (ra, re_), (ca, ce) = runs["random"], runs["certainty"]
     first = [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ra if r["step"] == 1]
     assert first == [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ca if r["step"] == 1]
@@ -204,15 +209,13 @@ def test_first_step_is_common_to_random_and_certainty(tmp_path):
     assert all(r["score"] == 0.0 for r in ca if r["step"] == 1)
 
 
-def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
+def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path, tiny_runs):
     """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
-    import shutil
-
     from aplkit import results as R
     from aplkit.results.archive import materialise, read_record, write_record
 
-    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
-    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
+    shutil.copytree(tiny_runs("certainty")[0], tmp_path / "runs" / "certainty" / "seed0")
+    rec = write_record(tmp_path / "runs" / "certainty" / "seed0", tmp_path / "records" / "certainty" / "seed0.json")
     assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
     before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
     shutil.rmtree(tmp_path / "runs")
@@ -225,14 +228,14 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
         strict=True,
     ):
         assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
-    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
+    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [0] and after[0]["complete"].all()
     # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
     from aplkit.provenance import IMPORTED
 
     code = read_record(rec)["code"]
     assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
     assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
-    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
+    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed0" / "code.jsonl")) == code
 
 
 def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):
