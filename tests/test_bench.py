@@ -591,6 +591,7 @@ def phf_config(lm_texts: int):
     return load_phf_config("phf-imdb-cpu", [f"phf.lm_texts={lm_texts}"], objective="mle", seed=0)
 
 
+@pytest.mark.slow  # a study paused and continued: three invocations, three reports
 def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch, tiny_runs):
     """kill -USR1: the study ends after its current run's next step (no record yet, nothing lost); run again, it
     resumes that run from the step and records it, with the same rows as a run never paused."""

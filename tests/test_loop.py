@@ -255,6 +255,7 @@ def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):
     assert v["package_hash"] == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree: the files on disk, none here
 
 
+@pytest.mark.slow  # a run stopped, resumed and opened again
 def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
     """A resumed run says which code each part ran under (a study spans commits), dirty when the package differs
     from it; a finished run opened again adds nothing."""
@@ -315,6 +316,7 @@ def _evals(run: Path) -> tuple[list[str], list[dict]]:
     return base, [{k: r[k] for k in keep} for r in read_jsonl(run / "eval.jsonl")]
 
 
+@pytest.mark.slow  # four tiny runs
 def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch, tiny_theta0_shared):
     """θ0's baseline completions and LM loss are θ0's as deployed (no control token), shared by the objectives of a
     seed: DPO's numbers do not depend on whether a conditional run of the same seed filled the store first."""
@@ -349,6 +351,7 @@ def test_conditional_policy_at_theta0_scores_held_out_text_as_theta0_does(tmp_pa
         exp.close()
 
 
+@pytest.mark.slow  # a second process, a run, the folder claimed again from a third
 def test_a_second_process_in_a_running_folder_stops_in_one_line_and_a_kill_frees_it(tmp_path):
     """Two writers in one folder would interleave steps and label pairs twice: the second stops before any work,
     naming the holder; the lock dies with its process (SIGKILL too), so the resume after a kill is not blocked."""

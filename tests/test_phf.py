@@ -418,6 +418,7 @@ def test_resume_under_another_scorer_is_refused(tmp_path):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing written by the refused runs
 
 
+@pytest.mark.slow  # five tiny runs
 def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch, tiny_theta0_shared):
     """MLE measures θ0; RWR (the same θ0) reads it; conditional (θ0 + control tokens) measures its own; a fresh RWR agrees."""
     from aplkit.phf.measure import Measurer
