@@ -34,6 +34,7 @@ TINY = [
     "acquisition.batch_size=8",
     "evaluation.test_prompts=4",
     "evaluation.waypoints=[4,8]",
+    "evaluation.lm_tokens=16",  # as tests.test_loop.TINY
     "training.epochs=1",
     "training.batch_size=4",
     "data.train_size=200",
@@ -161,6 +162,7 @@ def judge_url():
     srv.server_close()
 
 
+@pytest.mark.notebook
 def test_experiment_notebook_under_papermill_never_writes_the_key(tmp_path, monkeypatch, judge_url):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     run = tmp_path / "run"
@@ -204,6 +206,7 @@ def _synthetic(root: Path, full: bool = True) -> None:
         write_consistency(root, [{"oracle": "gpt-4", "temperature": 0.05, "agreement": 0.9, "ci_low": 0.85, "ci_high": 0.95, "n": 100}])
 
 
+@pytest.mark.notebook
 def test_analysis_notebooks_write_every_figure(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     _synthetic(runs)
@@ -219,6 +222,7 @@ def test_analysis_notebooks_write_every_figure(tmp_path):
             assert (figs / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
 
 
+@pytest.mark.notebook
 def test_figure_notebook_without_data_says_so(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     _synthetic(runs, full=False)  # eval rows only: no consistency.json, no online runs, no train.jsonl
@@ -228,6 +232,7 @@ def test_figure_notebook_without_data_says_so(tmp_path):
     assert not figs.exists() or list(figs.iterdir()) == []
 
 
+@pytest.mark.notebook
 def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     strategies = ["random", "low-certainty", "d-optimal"]
@@ -255,6 +260,7 @@ def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
     assert "low-certainty" in text and "d-optimal" in text
 
 
+@pytest.mark.notebook
 def test_phf_notebook_under_papermill(tmp_path):
     from tests.test_phf import TINY as PHF_TINY
 
@@ -277,6 +283,7 @@ def test_phf_notebook_under_papermill(tmp_path):
     assert "prompted_misalignment" in text  # the measurements table
 
 
+@pytest.mark.notebook
 def test_phf_tradeoff_notebook_reads_the_committed_rows(tmp_path):
     """The analysis notebook draws PHF's trade-off from bench/results/phf alone; its vs-MLE table is the report's."""
     from aplkit.results.phf import load_phf, vs_mle

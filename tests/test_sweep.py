@@ -74,6 +74,7 @@ def _digest(p: Path) -> tuple[int, str]:
     return p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+@pytest.mark.notebook
 def test_sweep_parallel_failure_and_no_repeated_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"

@@ -51,6 +51,8 @@ def _attempts(folder: Path) -> list[str]:
     return [line for line in (folder / CELL_LOG).read_text().splitlines() if re.match(r"\d{4}-\d\d-\d\d [\d:]{8} ", line)]
 
 
+@pytest.mark.ray
+@pytest.mark.notebook  # in the Ray workers
 def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"
@@ -89,6 +91,7 @@ def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, mo
     assert s["skipped"] == ["main/random/seed0", "file/random/seed0"] and s["done"] == [] and "queued" not in capsys.readouterr().out
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize(
     "opts, device, message",
     [
