@@ -6,6 +6,8 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two workers (-n 2): one core each, not two threads each on two
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins = ["tests.tiers", "pytester"]  # the fast and slow tiers, the guards that keep a test in its tier; pytester tests them
 
@@ -70,7 +72,7 @@ def tiny():
 
     from aplkit.models import load_models
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # under -n 2 each worker has one core
     return load_models("tiny-random", device="cpu", dtype="float32", seed=0)
 
 

@@ -137,6 +137,7 @@ def test_main_refuses_to_run_from_another_commit_and_runs_nothing(tmp_path, monk
     assert not (tmp_path / "rec").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow  # a subprocess or several tiny runs
 def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monkeypatch):
     plan = write_plan(tmp_path / "p.yaml")
     monkeypatch.setattr(BF, "committed", lambda path: None)  # this checkout is not at the plan's made-up commit

@@ -194,6 +194,7 @@ def test_evaluation_at_theta0_has_no_kl_at_t1_either(tmp_path):
     assert row.kl_t1 == pytest.approx(0.0, abs=1e-5) and row.kl_t1_stderr == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.slow  # a subprocess or several tiny runs
 def test_kill_mid_step_and_resume_redoes_its_epoch_points_exactly(tmp_path):
     """SIGKILL after step 3's first per-epoch evaluation: the resumed run drops that half-done step's points and makes
     them again, ending with every row of an uninterrupted run."""

@@ -307,6 +307,7 @@ def test_progress_durations_and_the_watchers_thread(tmp_path):
     assert watch.thread is None  # stopped and joined
 
 
+@pytest.mark.notebook
 def test_kernel_stderr_reaches_the_terminal_less_only_the_tcp_warning(tmp_path, capfd):
     """ipykernel's start-up warning about TCP sockets is dropped; any other line of the kernel's stderr passes."""
     import io
@@ -442,6 +443,7 @@ def _kernel_env(tmp_path: Path, env: dict[str, str]) -> dict:
     return json.loads((tmp_path / "run" / "env.json").read_text())
 
 
+@pytest.mark.notebook
 def test_a_local_jobs_gpu_reaches_its_kernel_and_no_other(tmp_path, monkeypatch):
     import os
 

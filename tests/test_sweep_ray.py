@@ -162,6 +162,7 @@ def test_task_environment(monkeypatch):
     assert ex.env(cpu)["APLKIT_RATE_NODES"] == "3"  # each node's file takes a third of the limit
 
 
+@pytest.mark.ray
 def test_an_in_process_grid_runs_each_run_in_a_ray_worker(cluster, tmp_path, monkeypatch):
     """The in-process cell on Ray: run_arena's run lands in a worker process, reads a relative data.path from the
     grid's folder (not the worker's), finishes, and a second call finds it complete and submits nothing."""

@@ -1,4 +1,4 @@
-"""The tier guards (tests/tiers.py) on a session of their own: an unmarked test that starts something expensive
+"""The tier guards (tests/tiers.py) in a pytest run of their own: an unmarked test that starts something expensive
 fails, naming the marker; a marked one goes ahead and is in the slow tier; a test's own fake still works."""
 
 from __future__ import annotations
