@@ -58,7 +58,8 @@ class PHFExperiment:
                 for net in (m.policy, m.reference):  # θ and θ0 as deployed: scores mask the control tokens, as sampling does
                     net.aplkit_suppress_tokens = loss.suppress
             self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, [tok.eos_token_id])
-            self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
+            bad = [tok.eos_token_id, loss.bad_id] if cfg.objective == "conditional" else None
+            self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment, bad)
             b = cfg.phf.batch_docs
             self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
             n = len(self.batches)
