@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf | phf-pilot."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives,phf} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives,phf,phf-pilot} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -17,9 +17,11 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
   apl-objectives [--objectives conditional] [--shard I/N] [--report-only]
           the APL loop with another training objective, paired with the labels study's DPO runs (bench/apl_objectives.py)
   pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
-  objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
+  objectives [--quick] [--model SPEC | --config PHF-PRESET]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
   phf     [--objectives a,b] [--seeds K] [--shard I/N] [--commit] [--report-only]
           the PHF grid: objectives × seeds of aplkit phf, rows in bench/results/phf, figures/phf_* (bench/phf.py)
+  phf-pilot [--sizes imdb-s,imdb-m] [--report-only]
+          the from-scratch PHF setting's MLE sizing pilot: bench/results/phf-scratch-pilot (bench/phf_pilot.py)
 """
 
 
@@ -60,11 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         from bench.phf import main as run
 
         return run(rest)
+    if cmd == "phf-pilot":
+        from bench.phf_pilot import main as run
+
+        return run(rest)
     if cmd == "pilot":
         from bench.pilot import main as run
 
         return run(rest)
-    print(f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives or phf)", file=sys.stderr)
+    print(
+        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives, phf or phf-pilot)",
+        file=sys.stderr,
+    )
     return 2
 
 
