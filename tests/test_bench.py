@@ -984,3 +984,25 @@ def test_phf_pilot_reads_the_sizing_rule_by_hand(tmp_path):
     assert out["chosen"] == "e"
     md = (tmp_path / "pilot.md").read_text()
     assert "| scratch:e |" in md and "200 of 300 (all the data)" in md and "**Reading.** scratch:e" in md
+
+
+def test_phf_seed_count_reads_the_largest_paired_sd_by_hand():
+    """Conditional − MLE differs by 0, 0.04, −0.04, 0.02, −0.02 (SD 0.0316); RWR by a constant (SD 0): n is the first
+    count with t₀.₉₇₅,ₙ₋₁ · 0.0316 / √n ≤ 0.03, i.e. 7 (t₆ = 2.447: 0.0292; at 6, t₅ = 2.571: 0.0332)."""
+    import pandas as pd
+
+    from bench.phf import seed_count
+
+    d = [0.0, 0.04, -0.04, 0.02, -0.02]
+    rows = []
+    for seed, x in enumerate(d):
+        rows.append({"objective": "mle", "seed": seed, "step": 0, "misalignment": 0.9})
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.5})
+        rows.append({"objective": "conditional", "seed": seed, "step": 8, "misalignment": 0.5 + x})
+        rows.append({"objective": "rwr", "seed": seed, "step": 8, "misalignment": 0.45})
+    s, n = seed_count(pd.DataFrame(rows))
+    assert s == pytest.approx(float(np.std(d, ddof=1))) and n == 7
+    wide = pd.DataFrame(rows).assign(misalignment=lambda f: 0.5 + (f["misalignment"] - 0.5) * 3)  # SD 0.095: more than 12 needed
+    assert seed_count(wide)[1] == 12
+    calm = pd.DataFrame(rows).assign(misalignment=lambda f: 0.5 + (f["misalignment"] - 0.5) / 4)  # SD 0.008: the minimum
+    assert seed_count(calm)[1] == 5
