@@ -40,7 +40,7 @@ def _positive(section: object, prefix: str, names: tuple[str, ...]) -> list[str]
 
 @dataclass
 class ModelConfig:
-    spec: str = "smollm2-135m"  # smollm2-135m | tiny-random | hub id | local dir
+    spec: str = "smollm2-135m"  # smollm2-135m | tiny-random | scratch:<size> | hub id | local dir
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # the compute dtype; weights are always fp32
     revision: str | None = None

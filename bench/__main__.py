@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | frontier | objectives | phf | limits | dtype."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | frontier | objectives | phf | phf-pilot | limits | dtype."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,frontier,objectives,phf} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,frontier,objectives,phf,phf-pilot,limits,dtype} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -20,9 +20,11 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
   frontier --plan PLAN [--shard I/N] [--commit] [--report-only] [--pool-strata] [--interim]
           a committed plan's strategies × seeds, evaluated after each epoch, read on a KL grid (bench/frontier.py);
           runs only from a checkout at the plan's commit
-  objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
+  objectives [--quick] [--model SPEC | --config PHF-PRESET]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
   phf     [--objectives a,b] [--seeds K] [--shard I/N] [--commit] [--report-only]
           the PHF grid: objectives × seeds of aplkit phf, rows in bench/results/phf, figures/phf_* (bench/phf.py)
+  phf-pilot [--sizes imdb-s,imdb-m] [--report-only]
+          the from-scratch PHF setting's MLE sizing pilot: bench/results/phf-scratch-pilot (bench/phf_pilot.py)
   dtype   [--dtypes float32|bfloat16] [--seeds A-B] [--commit] [--report-only]
           bf16 against fp32 compute: per-phase seconds and the paired results, by a rule fixed before the runs (bench/dtype.py)
   limits  RECORD_OR_RUN ...   each phase's FLOPs at a one-thread matmul peak beside its measured seconds (bench/limits.py)
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.limits import main as run
 
         return run(rest)
+    if cmd == "phf-pilot":
+        from bench.phf_pilot import main as run
+
+        return run(rest)
     if cmd == "pilot":
         from bench.pilot import main as run
 
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(rest)
     print(
-        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, frontier, objectives, phf, limits or dtype)",
+        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, frontier, objectives, phf, phf-pilot, limits or dtype)",
         file=sys.stderr,
     )
     return 2

@@ -56,7 +56,7 @@ def report_peak() -> None:
 
 
 def run_child(cmd: list[str], timeout: float = 900) -> dict[str, Any]:
-    """Run cmd to completion; its own peak RSS (MiB), wall seconds, exit code and the last output line."""
+    """Run cmd to completion; its own peak RSS (MiB), wall seconds, core seconds (user + system CPU), exit code and the last output line."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     with tempfile.TemporaryFile() as log:
         t0 = time.perf_counter()
@@ -80,7 +80,8 @@ def run_child(cmd: list[str], timeout: float = 900) -> dict[str, Any]:
         peak = json.loads(last)["peak_mb"]  # the child's own VmHWM (see peak_rss_mb)
     except (json.JSONDecodeError, KeyError, TypeError):
         peak = usage.ru_maxrss / MB if sys.platform == "darwin" else usage.ru_maxrss / 1024  # upper bound (inherits the parent's)
-    return {"peak_rss_mb": peak, "seconds": seconds, "rc": proc.returncode, "last_line": last}
+    core = usage.ru_utime + usage.ru_stime
+    return {"peak_rss_mb": peak, "seconds": seconds, "core_seconds": core, "rc": proc.returncode, "last_line": last}
 
 
 def worker(what: str, pairs: int) -> int:

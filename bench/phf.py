@@ -39,7 +39,32 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shard", default="0/1", help="I/N: every N-th planned run from the I-th")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--commit", action="store_true", help="git-commit each run's rows alone as they land")
+    p.add_argument("--seed-count", action="store_true", help="print the seeds a ±0.03 misalignment half-width needs (5–12)")
     return p.parse_args(argv)
+
+
+def seed_count(df, half_width: float = 0.03, low: int = 5, high: int = 12) -> tuple[float, int]:
+    """The grid's seed count from its first seeds' spread alone (bench/README.md, the from-scratch grid's plan).
+
+    s is the largest sample SD, over the objectives, of the paired difference objective − MLE in misalignment at
+    the last checkpoint; n the smallest count in ``low``…``high`` whose plain paired-t half-width t₀.₉₇₅,ₙ₋₁ · s / √n
+    is at most ``half_width`` (``high`` if none). ``df`` is ``aplkit.results.phf.load_phf``'s table.
+    """
+    from scipy import stats
+
+    last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])["misalignment"]
+    base = last.loc["mle"]
+    sds = []
+    for o in sorted(set(last.index.get_level_values(0)) - {"mle"}):
+        mine = last.loc[o]
+        seeds = sorted(set(mine.index) & set(base.index))
+        if len(seeds) > 1:
+            sds.append(float((mine.loc[seeds] - base.loc[seeds]).astype(float).std(ddof=1)))
+    if not sds:
+        raise SystemExit("--seed-count: needs two seeds of MLE and of another objective")
+    s = max(sds)
+    n = next((k for k in range(low, high + 1) if stats.t.ppf(0.975, k - 1) * s / k**0.5 <= half_width), high)
+    return s, n
 
 
 def recorded(folder: Path, cfg) -> bool:
@@ -98,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, p in phf_report(records, args.figures).items():
         print(f"{name:18} {p}")
+    if args.seed_count:
+        from aplkit.results.phf import load_phf
+
+        s, n = seed_count(load_phf(records))
+        print(f"seed count: largest SD of objective − MLE misalignment {s:.4f} → {n} seeds for a ±0.03 paired-t half-width")
     return 1 if failed else 0
 
 

@@ -942,3 +942,63 @@ def test_a_failing_run_does_not_stop_the_study(bench_runs, tmp_path, monkeypatch
     assert "[6/6] certainty seed 2: 16:0.500" in said and labels.record_path(bench_runs, "certainty", 2).exists()
     assert not labels.record_path(bench_runs, "random", 2).exists() and json.loads(res.read_text())["runs"] == 5
     assert "Traceback" in (out / "random" / "seed2" / "sweep.log").read_text()
+
+
+def _pilot_record(folder, size, curve, steps, samples, real, budget=100_000):
+    import json
+
+    folder.mkdir(parents=True)
+    ev = [{"step": s, "tokens": t, "lm_loss": loss, "misalignment": 0.5} for s, t, loss in curve]
+    (folder / "phf_eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ev))
+    (folder / "summary.json").write_text(json.dumps({"steps": steps, "tokens": curve[-1][1]}))
+    rows = [{"step": steps, "kind": "unconditional", "prompt": "", "text": f"t{i}", "p_negative": q} for i, q in enumerate(samples)]
+    (folder / "samples_final.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cal = {"parameters": 3_000_000, "embedding_parameters": 1_000_000, "token_budget": budget, "tokens_per_core_second": 100.0}
+    run = {"size": size, "calibration": {**cal, "real_openings_p_negative": real}, "core_seconds": 880.0, "wall_seconds": 2000.0}
+    (folder / "pilot_run.json").write_text(json.dumps({**run, "loadavg_start": [4.0], "loadavg_end": [5.0], "machine": {"cpu": "x"}}))
+
+
+def test_phf_pilot_reads_the_sizing_rule_by_hand(tmp_path):
+    """L(θ0) 9, L(T/2) 5, L(T) 4.6: the last doubling gains 0.4 of 4.4 (0.091 < 0.1, flattened); 4.8 at T/2 would be
+    0.2/4.4 = 0.045. Judge confidence |p − ½|: samples 0.1 and 0.3 → 0.2, real 0.5 → ratio 0.4 < 0.5 (not reviews)."""
+    from bench.phf_pilot import read_size, report
+
+    real = [0.0, 1.0]  # confidence 0.5
+    _pilot_record(tmp_path / "a", "a", [(0, 0, 9.0), (5, 50, 6.0), (10, 100, 5.0), (20, 200, 4.6)], 20, [0.6, 0.8], real, budget=200)
+    _pilot_record(tmp_path / "b", "b", [(0, 0, 9.0), (5, 50, 6.0), (10, 100, 4.8), (20, 200, 4.6)], 20, [0.4, 0.8], real, budget=300)
+    a = read_size(tmp_path / "a")
+    assert a["last_doubling_share"] == pytest.approx(0.4 / 4.4) and a["flattened"]
+    assert a["confidence_samples"] == pytest.approx(0.2) and a["confidence_ratio"] == pytest.approx(0.4) and not a["reads_as_reviews"]
+    out = report(tmp_path)
+    assert out["chosen"] is None and "fallback is fully fine-tuning" in out["reading"]  # neither size reads as reviews
+    _pilot_record(tmp_path / "c", "c", [(0, 0, 9.0), (10, 100, 5.5), (20, 200, 4.7)], 20, [0.0, 0.9], real)
+    out = report(tmp_path)  # c: 0.8/4.3 = 0.19 not flattened but read as reviews; a and b flattened but not: none qualifies
+    assert out["chosen"] is None
+    _pilot_record(tmp_path / "d", "d", [(0, 0, 9.0), (10, 100, 4.9), (20, 200, 4.7)], 20, [0.0, 1.0], real)
+    _pilot_record(tmp_path / "e", "e", [(0, 0, 9.0), (10, 100, 4.85), (20, 200, 4.65)], 20, [0.1, 0.9], real)
+    out = report(tmp_path)  # d (0.2/4.3) and e (0.2/4.35) both qualify; e has the lower final LM loss
+    assert out["chosen"] == "e"
+    md = (tmp_path / "pilot.md").read_text()
+    assert "| scratch:e |" in md and "200 of 300 (all the data)" in md and "**Reading.** scratch:e" in md
+
+
+def test_phf_seed_count_reads_the_largest_paired_sd_by_hand():
+    """Conditional − MLE differs by 0, 0.04, −0.04, 0.02, −0.02 (SD 0.0316); RWR by a constant (SD 0): n is the first
+    count with t₀.₉₇₅,ₙ₋₁ · 0.0316 / √n ≤ 0.03, i.e. 7 (t₆ = 2.447: 0.0292; at 6, t₅ = 2.571: 0.0332)."""
+    import pandas as pd
+
+    from bench.phf import seed_count
+
+    d = [0.0, 0.04, -0.04, 0.02, -0.02]
+    rows = []
+    for seed, x in enumerate(d):
+        rows.append({"objective": "mle", "seed": seed, "step": 0, "misalignment": 0.9})
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.5})
+        rows.append({"objective": "conditional", "seed": seed, "step": 8, "misalignment": 0.5 + x})
+        rows.append({"objective": "rwr", "seed": seed, "step": 8, "misalignment": 0.45})
+    s, n = seed_count(pd.DataFrame(rows))
+    assert s == pytest.approx(float(np.std(d, ddof=1))) and n == 7
+    wide = pd.DataFrame(rows).assign(misalignment=lambda f: 0.5 + (f["misalignment"] - 0.5) * 3)  # SD 0.095: more than 12 needed
+    assert seed_count(wide)[1] == 12
+    calm = pd.DataFrame(rows).assign(misalignment=lambda f: 0.5 + (f["misalignment"] - 0.5) / 4)  # SD 0.008: the minimum
+    assert seed_count(calm)[1] == 5

@@ -98,7 +98,7 @@ def test_every_objective_fills_the_run_folder(tmp_path, objective):
     else:
         assert trained == n_tokens
     samples = list(read_jsonl(tmp_path / "phf_samples.jsonl"))
-    assert len(samples) == 3 * 6
+    assert len(samples) == 3 * (9 if objective == "conditional" else 6)  # conditional: 3 more under <|bad|> per checkpoint
     if objective == "conditional":
         from aplkit.models import load_tokenizer
 
@@ -140,6 +140,47 @@ def test_conditional_theta0_is_scored_as_deployed_by_policy_and_reference_alike(
         assert row.kl == pytest.approx(0.0, abs=1e-6)
     finally:
         exp.run_dir.release()
+
+
+def test_conditional_runs_measure_samples_under_bad_by_hand(tmp_path):
+    """The <|bad|> measurement is the unconditional one from EOS <|bad|>, with the <|good|> samples' seed: at θ0 both
+    control tokens sit at the mean embedding, so the two sets are the same samples; once trained they part."""
+    from aplkit.generation import sample_ids
+    from aplkit.phf.experiment import PHFExperiment
+    from aplkit.phf.measure import BAD_KIND
+    from aplkit.seeding import derive_seed
+
+    exp = PHFExperiment(load_phf_config("phf-imdb-cpu", TINY, objective="conditional", seed=1), tmp_path, progress=False)
+    try:
+        m, tok, bad = exp.measurer, exp.models.tokenizer, exp.trainer.loss.bad_id
+        assert m.bad_prefix == [tok.eos_token_id, bad]
+        for step in (0, 2):
+            if step:
+                for s in range(1, step + 1):
+                    exp.trainer.step([r.document() for r in exp.batches[s - 1]], exp.threshold)
+            row, samples = m.compute(step, 0)
+            mine = [s for s in samples if s.kind == BAD_KIND]
+            ids = sample_ids(
+                exp.models.policy, [[tok.eos_token_id, bad]] * 3, tok.pad_token_id, tok.eos_token_id,
+                max_new_tokens=6, batch_size=16, seed=derive_seed(1, step, "phf-unconditional"),
+            )  # fmt: skip
+            assert [s.ids for s in mine] == ids and [s.text for s in mine] == tok.batch_decode(ids, skip_special_tokens=True)
+            p = [float(q) for q in m.misalignment([s.text for s in mine])]
+            assert [s.p_negative for s in mine] == p
+            assert row.misalignment_bad == pytest.approx(np.mean(p)) and row.negative_share_bad == sum(q > 0.5 for q in p) / 3
+            assert row.misalignment_bad_stderr == pytest.approx(np.std(p, ddof=1) / np.sqrt(3))
+            good = [s.ids for s in samples if s.kind == "unconditional"]
+            assert (good == ids) == (step == 0)
+    finally:
+        exp.run_dir.release()
+    mle = PHFExperiment(load_phf_config("phf-imdb-cpu", TINY, objective="mle", seed=1), tmp_path / "mle", progress=False)
+    try:
+        row, samples = mle.measurer.compute(0, 0)
+        assert (
+            mle.measurer.bad_prefix is None and row.misalignment_bad is None and {s.kind for s in samples} == {"unconditional", "prompted"}
+        )
+    finally:
+        mle.run_dir.release()
 
 
 def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
@@ -264,6 +305,38 @@ def test_lm_loss_cost_is_read_from_each_runs_own_theta0():
     assert v.loc["lm_loss", "diff"] == pytest.approx(0.024 + 0.004)
     t = table(curves(df)).set_index("objective")
     assert t.loc["Conditional", "Δ LM loss from own θ0"].startswith("0.014 ±")
+
+
+def test_misalignment_under_bad_is_reported_against_mle_only_where_measured(tmp_path):
+    """Conditional's samples under <|bad|> − MLE's misalignment, paired by seed, as a family of one; records without
+    the field (MLE, older runs) leave the table and comparison as they were."""
+    import math
+
+    import pandas as pd
+    from scipy import stats
+
+    from aplkit.results.phf import curves, table, vs_mle, vs_mle_markdown
+
+    rows = []
+    for seed, (m_mle, m_bad) in enumerate([(0.50, 0.71), (0.52, 0.70), (0.48, 0.66)]):
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": m_mle, "lm_loss": 4.0, "misalignment_bad": None})
+        rows.append({"objective": "rwr", "seed": seed, "step": 8, "misalignment": 0.5, "lm_loss": 4.0, "misalignment_bad": None})
+        rows.append({"objective": "conditional", "seed": seed, "step": 8, "misalignment": 0.4, "lm_loss": 4.0, "misalignment_bad": m_bad})
+    df = pd.DataFrame(rows).assign(run=lambda d: d["objective"] + d["seed"].astype(str), tokens=0)
+    full = vs_mle(df)
+    bad = full[full["metric"] == "misalignment_bad"]
+    d = [0.21, 0.18, 0.18]
+    assert list(bad["objective"]) == ["conditional"] and bad["diff"].iloc[0] == pytest.approx(0.19)
+    hw = stats.t.ppf(0.975, 2) * pd.Series(d).std(ddof=1) / math.sqrt(3)
+    assert bad["lo"].iloc[0] == pytest.approx(0.19 - hw) and bad["holm_lo"].iloc[0] == pytest.approx(0.19 - hw)  # one comparison
+    assert bad["verdict"].iloc[0] == "higher"
+    md = vs_mle_markdown(full)
+    assert "family of 2 comparisons" in md and "misalignment_bad is each conditional run's" in md
+    t = table(curves(df)).set_index("objective")
+    assert t.loc["Conditional", "misalignment under <|bad|>"].startswith("0.690 ±") and t.loc["MLE", "misalignment under <|bad|>"] == "–"
+    old = df.assign(misalignment_bad=None)
+    assert "misalignment under <|bad|>" not in table(curves(old)).columns
+    assert "misalignment_bad" not in set(vs_mle(old)["metric"]) and "misalignment_bad" not in curves(old).columns
 
 
 def test_vs_mle_adjusts_each_metric_for_the_objectives_compared():

@@ -4,7 +4,8 @@ L = −Σᵢ [log π(cⁱ | ·) + Σⱼ log π(xⁱ_j | c, cⁱ)], cⁱ the cont
 prompted with ``<|good|>`` and the control tokens are never emitted (``suppress``). The two tokens
 are added to the tokenizer and to every model that reads the ids (θ and θ0, so KL and implicit
 rewards compare like with like); their input and output embeddings start at the mean of the existing
-ones, a token the model reads as "average text" rather than a random direction.
+ones, a token the model reads as "average text" rather than a random direction. A tokenizer that
+reserves them (``aplkit.scratch``) keeps its ids and its models their rows.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import torch
 
 from aplkit.objectives.mle import MLE
 from aplkit.objectives.segments import Segment
-
-GOOD, BAD = "<|good|>", "<|bad|>"
+from aplkit.scratch import BAD, GOOD
 
 
 def add_control_tokens(tokenizer, *models) -> tuple[int, int]:

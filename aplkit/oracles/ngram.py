@@ -234,7 +234,7 @@ def imdb_lm(split: tuple[int, int, int] = (20000, 5000, 0), texts: Sequence[str]
     Fitted once (a few seconds for 20k reviews), then loaded from ``cache_dir()/oracles/`` and kept for
     the rest of the process, so building many oracles costs one load.
     """
-    from aplkit.models import cache_dir
+    from aplkit.paths import cache_dir
 
     if texts is None:
         if ("split", tuple(split)) in _LOADED:

@@ -138,7 +138,7 @@ class TfidfScorer:
     def _cache_path(self):
         import sklearn
 
-        from aplkit.models import cache_dir
+        from aplkit.paths import cache_dir
 
         key = hashlib.sha256(repr((TFIDF_VERSION, self.data_hash, sorted(self.params.items()), self.seed, sklearn.__version__)).encode())
         return cache_dir() / "oracles" / f"sentiment-tfidf-{key.hexdigest()[:16]}.joblib"

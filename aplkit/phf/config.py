@@ -9,6 +9,7 @@ from typing import Any
 
 from aplkit.checks import load_config, model_problems, objective_problems
 from aplkit.config import DataConfig, ModelConfig, OracleConfig, TrainingConfig, _positive
+from aplkit.scratch import is_scratch
 
 
 @dataclass
@@ -62,6 +63,8 @@ class PHFConfig:
         out = [] if self.seed >= 0 else [f"seed: must be >= 0, got {self.seed}"]
         out += model_problems(self.model) + self.data.problems() + objective_problems(self.training) + self.training.problems()
         out += self.phf.problems()
+        if is_scratch(self.model.spec) and self.training.lora.enabled:
+            out.append(f"training.lora.enabled: {self.model.spec} is trained from scratch, every weight: set it to false")
         if not out and self.training.objective not in PHF_OBJECTIVES:
             out.append(
                 f"training.objective: the PHF experiment trains on scored text, not pairs: choose from {', '.join(PHF_OBJECTIVES)}, got '{self.training.objective}'"

@@ -1,8 +1,9 @@
-"""One PHF objective × seed: fine-tune θ0 on scored IMDB sentences for a token budget, measuring at checkpoints.
+"""One PHF objective × seed: train θ0 on scored IMDB sentences for a token budget, measuring at checkpoints.
 
     reviews ← train split in the seed's order, cut to sentences, scored (R = −misalignment = −P(bad))
     t       ← training.phf.threshold_percentile of the training rewards (filtering: of the reviews' mean rewards)
-    θ       ← θ0 (+ control tokens for conditional, + LoRA adapters, + AWR's value head)
+    θ       ← θ0 (+ control tokens for conditional, + LoRA adapters, + AWR's value head); a scratch
+              model's θ0 is the seed's initialisation, so pretraining, not fine-tuning
     measure θ0
     for each batch of phf.batch_docs reviews (until phf.token_budget tokens):
         one optimiser step of the objective
@@ -40,7 +41,7 @@ class PHFExperiment:
         self.run_dir = RunFolder.open(Path(out or cfg.out or default_out(cfg)), cfg.to_dict(), defaults=PHFConfig().to_dict())
         with self.run_dir.given_back_on_error():
             check_identity(self.run_dir, self.misalignment.identity)
-            m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=0)
+            m = self.models = models or load_models(cfg.model.spec, cfg.model.device, cfg.model.dtype, cfg.model.revision, seed=cfg.seed)
             tok = m.tokenizer
             d = cfg.data
             self.pools = load_pools(d, tok)  # before any control token joins the tokenizer: the split's fingerprint is θ0's
@@ -58,7 +59,8 @@ class PHFExperiment:
                 for net in (m.policy, m.reference):  # θ and θ0 as deployed: scores mask the control tokens, as sampling does
                     net.aplkit_suppress_tokens = loss.suppress
             self.trainer = SegmentTrainer(m.policy, loss, cfg.training, tok.pad_token_id, [tok.eos_token_id])
-            self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment)
+            bad = [tok.eos_token_id, loss.bad_id] if cfg.objective == "conditional" else None
+            self.measurer = Measurer(cfg, m, self.prefix, self.pools.test, self.pools.held_out_texts(), self.misalignment, bad)
             b = cfg.phf.batch_docs
             self.batches = [self.reviews[s : s + b] for s in range(0, len(self.reviews), b)]
             n = len(self.batches)

@@ -6,6 +6,10 @@
   alone is scored, not the prompt, which is the test review's own opening.
 * LM loss: nats per token of the first ``phf.lm_tokens`` tokens of held-out test reviews.
 * KL from θ0: Σ_t KL(πθ ‖ πθ0) along each prompted continuation (``generation.completion_kl``).
+* conditional training only, misalignment under ``<|bad|>``: the same unconditional measurement from EOS
+  ``<|bad|>`` (``misalignment_bad``). The paper's claim implies it exceeds MLE's: a model that learnt what
+  the control tokens mean writes worse text when asked to. Drawn with the ``<|good|>`` samples' seed, so the
+  two sets share their random numbers and their difference is measured more tightly.
 
 Every sequence starts with the document-start token (EOS, the separator SmolLM2 was pretrained
 with) and, for conditional training, ``<|good|>``: the model as it is deployed, control tokens
@@ -31,6 +35,9 @@ from aplkit.phf.misalignment import MisalignmentScorer
 from aplkit.records import PHFEvalRow, PHFSampleRow, from_dict, to_dict
 from aplkit.seeding import derive_seed
 
+#: the sample rows drawn under ``<|bad|>`` (conditional training)
+BAD_KIND = "unconditional-bad"
+
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
@@ -38,9 +45,17 @@ def _digest(obj: Any) -> str:
 
 class Measurer:
     def __init__(
-        self, cfg, models, prefix: Sequence[int], test_prompts: Sequence, lm_texts: Sequence[str], misalignment: MisalignmentScorer
+        self,
+        cfg,
+        models,
+        prefix: Sequence[int],
+        test_prompts: Sequence,
+        lm_texts: Sequence[str],
+        misalignment: MisalignmentScorer,
+        bad_prefix: Sequence[int] | None = None,
     ):
         self.cfg, self.models, self.prefix, self.misalignment = cfg, models, list(prefix), misalignment
+        self.bad_prefix = list(bad_prefix) if bad_prefix else None
         tok = models.tokenizer
         p = cfg.phf
         self.prompts = list(test_prompts)[: p.prompted_samples]
@@ -63,7 +78,9 @@ class Measurer:
         for emb in (net.get_input_embeddings(), net.get_output_embeddings()):
             rows = emb.weight.detach()[tok.vocab_size :].to(torch.float64).cpu().numpy()
             added.append(hashlib.sha256(rows.tobytes()).hexdigest() + str(rows.shape))
+        bad = {"bad_prefix": self.bad_prefix} if self.bad_prefix else {}
         return {
+            **bad,
             "what": what,
             "revision": m.revision,
             "dtype": m.dtype,
@@ -139,6 +156,12 @@ class Measurer:
         texts = tok.batch_decode(uncond, skip_special_tokens=True)
         pn = [float(q) for q in self.misalignment(texts)]
         rows += [PHFSampleRow(step, "unconditional", "", t, q, None, ids) for t, q, ids in zip(texts, pn, uncond, strict=True)]
+        bpn: list[float] = []
+        if self.bad_prefix:
+            bad = self._sample([self.bad_prefix] * p.unconditional_samples, derive_seed(seed, step, "phf-unconditional"))
+            btexts = tok.batch_decode(bad, skip_special_tokens=True)
+            bpn = [float(q) for q in self.misalignment(btexts)]
+            rows += [PHFSampleRow(step, BAD_KIND, "", t, q, None, ids) for t, q, ids in zip(btexts, bpn, bad, strict=True)]
         cont = self._sample(self.prompt_ids, derive_seed(seed, step, "phf-prompted")) if self.prompts else []
         ctexts = tok.batch_decode(cont, skip_special_tokens=True)
         cpn = [float(q) for q in self.misalignment(ctexts)]
@@ -149,7 +172,7 @@ class Measurer:
         ]
         lm0 = self.lm_loss_theta0()
         lm = lm0 if step == 0 else self.lm_loss(m.policy)  # at step 0 θ is θ0: the same forward passes
-        u, c, kl = mean_se(pn), mean_se(cpn), mean_se(kls)
+        u, c, kl, b = mean_se(pn), mean_se(cpn), mean_se(kls), mean_se(bpn)
         row = PHFEvalRow(
             step=step,
             tokens=tokens,
@@ -165,5 +188,8 @@ class Measurer:
             kl=kl.mean if kl else None,
             kl_stderr=kl.stderr if kl else None,
             seconds=round(time.perf_counter() - t0, 3),
+            misalignment_bad=b.mean if b else None,
+            misalignment_bad_stderr=b.stderr if b else None,
+            negative_share_bad=sum(q > 0.5 for q in bpn) / len(bpn) if bpn else None,
         )
         return row, rows

@@ -18,6 +18,8 @@ from aplkit.records import PHFEvalRow, from_dict
 from aplkit.runfolder import CONFIG, FILES, read_jsonl
 
 METRICS = ("misalignment", "negative_share", "prompted_misalignment", "prompted_negative_share", "lm_loss", "lm_loss_change", "kl")
+#: conditional training's samples under <|bad|>: read only where some run measured them, so older records report as before
+BAD = "misalignment_bad"
 LABELS = {
     "mle": "MLE",
     "filtering": "Filtering",
@@ -65,15 +67,20 @@ def curves(df: pd.DataFrame) -> pd.DataFrame:
     ``step`` and ``tokens`` are the seeds' means.
     """
     df = with_lm_loss_change(df).assign(checkpoint=df.groupby("run")["step"].rank(method="dense").astype(int) - 1)
+    metrics = METRICS + ((BAD,) if _measured(df, BAD) else ())
     out = []
     for (obj, _k), g in df.groupby(["objective", "checkpoint"], sort=True):
         row: dict[str, Any] = {"objective": obj, "step": float(g["step"].mean()), "tokens": int(round(g["tokens"].mean())), "n": len(g)}
-        for m in METRICS:
+        for m in metrics:
             x = g[m].dropna().astype(float) if m in g else pd.Series(dtype=float)
             row[m] = x.mean() if len(x) else float("nan")
             row[f"{m}_se"] = x.std(ddof=1) / len(x) ** 0.5 if len(x) > 1 else 0.0
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _measured(df: pd.DataFrame, metric: str) -> bool:
+    return metric in df and bool(df[metric].notna().any())
 
 
 def final(c: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +154,7 @@ def table(c: pd.DataFrame) -> pd.DataFrame:
                 "Δ LM loss vs MLE": f"{r['lm_loss'] - mle['lm_loss']:+.3f}" if mle is not None else "–",
                 "Δ LM loss from own θ0": cell("lm_loss_change") if "lm_loss_change" in r else "–",
                 "KL from θ0": cell("kl", 2),
+                **({"misalignment under <|bad|>": cell(BAD) if r[BAD] == r[BAD] else "–"} if _measured(f, BAD) else {}),
                 "tokens": int(r["tokens"]),
                 "seeds": int(r["n"]),
             }
@@ -165,11 +173,13 @@ def vs_mle(
     verdict reads it — "lower" / "higher" where it excludes 0, "undecided" where it holds 0. ``lo``/``hi``
     are the plain 95 % t intervals. ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave
     up from its own θ0) is the LM-loss cost to read; ``lm_loss`` also carries any difference between the θ0s.
+    Where conditional runs measured it, ``misalignment_bad`` (their samples under ``<|bad|>``) − MLE's
+    misalignment is added: a family of one, expected "higher".
     """
     from aplkit.results.compare import holm_intervals, t_interval
 
     df = with_lm_loss_change(df)
-    metrics = tuple(m for m in metrics if m in df)
+    metrics = tuple(m for m in metrics if m in df) + ((BAD,) if _measured(df, BAD) else ())
 
     last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])
     if "mle" not in last.index.get_level_values(0):
@@ -182,7 +192,9 @@ def vs_mle(
         mine = last.loc[o]
         seeds = sorted(set(mine.index) & set(base.index))
         for m in metrics:
-            d = (mine.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
+            if m == BAD and not mine[BAD].notna().any():
+                continue
+            d = (mine.loc[seeds, m].astype(float) - base.loc[seeds, "misalignment" if m == BAD else m].astype(float)).to_numpy()
             lo, hi = t_interval(d)
             rows.append(
                 {"objective": o, "metric": m, "seeds": len(d), "diff": float(d.mean()) if len(d) else float("nan"), "lo": lo, "hi": hi}
@@ -218,8 +230,17 @@ def vs_mle_markdown(v: pd.DataFrame) -> str:
             f"| {LABELS.get(r.objective, r.objective)} | {r.metric} | {r.seeds} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] "
             f"| [{r.holm_lo:+.3f}, {r.holm_hi:+.3f}] | {r.verdict} |"
         )
-    n = v["objective"].nunique() if len(v) else 0
-    return "\n".join(lines) + f"\n\nEach metric is one family of {n} comparisons with MLE; the verdict reads the Holm-adjusted interval.\n"
+    n = v.loc[v["metric"] != BAD, "objective"].nunique() if len(v) else 0
+    bad = (
+        f"\n{BAD} is each conditional run's misalignment under <|bad|> − MLE's misalignment, a family of its own; the paper implies it is higher.\n"
+        if len(v) and (v["metric"] == BAD).any()
+        else ""
+    )
+    return (
+        "\n".join(lines)
+        + f"\n\nEach metric is one family of {n} comparisons with MLE; the verdict reads the Holm-adjusted interval.\n"
+        + bad
+    )
 
 
 def to_markdown(t: pd.DataFrame) -> str:

@@ -109,7 +109,7 @@ class RateLimit:
 
 def limit_path(base_url: str | None, api_key_env: str) -> Path:
     """The file shared by the judges of this machine that use ``base_url`` with the key in ``api_key_env``."""
-    from aplkit.models import cache_dir
+    from aplkit.paths import cache_dir
 
     who = f"{base_url or 'api.openai.com'}|{api_key_env}|{socket.gethostname()}"
     return cache_dir() / "ratelimit" / f"{hashlib.sha256(who.encode()).hexdigest()[:16]}.json"
