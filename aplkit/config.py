@@ -234,10 +234,18 @@ class EvaluationConfig:
     # the oracle kind that judges the win-rate, with its settings from oracle.*; None: oracle.kind itself. A pool run
     # labelled by oracle.kind=dataset (stored labels, which judge only the pool's own pairs) reports a win-rate only with one
     oracle: str | None = None
+    # KL(πθ ‖ πθ0) of the policy at T = 1 (EvalRow.kl_t1): this many T = 1 samples per test prompt, one extra
+    # generation per waypoint (test_prompts × kl_samples × max_new_tokens tokens: at 1, about the evaluation's own);
+    # 0 = off, so a run costs what it did (the along-path ``kl`` is always recorded)
+    kl_samples: int = 0
+    # waypoints (acquired-set sizes) also evaluated after every earlier epoch of their step's training: points of the
+    # run's win-rate-against-KL frontier by early stopping, one evaluation each (EpochEvalRow); [] = none
+    epoch_points: list[int] = field(default_factory=list)
 
     def problems(self, prefix: str = "evaluation") -> list[str]:
         out = _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
-        return out + [f"{prefix}.{n}: must be >= 0, got {getattr(self, n)}" for n in ("lm_texts", "lm_tokens") if not getattr(self, n) >= 0]
+        names = ("lm_texts", "lm_tokens", "kl_samples")
+        return out + [f"{prefix}.{n}: must be >= 0, got {getattr(self, n)}" for n in names if not getattr(self, n) >= 0]
 
 
 # --------------------------------------------------------------------------- each oracle kind's own section
@@ -498,6 +506,12 @@ class ExperimentConfig:
                 out.append(f"evaluation.waypoints: {w} is not a multiple of M={m} (sizes reached: {reachable})")
         if e.waypoints and not self.waypoints():
             out.append(f"evaluation.waypoints: none of {e.waypoints} is reached within B={self.acquisition.budget}")
+        evaluated = self.waypoints()
+        for w in e.epoch_points:  # the last epoch's point is the waypoint's own evaluation
+            if w in reachable and w not in evaluated:
+                out.append(f"evaluation.epoch_points: {w} is not an evaluation waypoint (waypoints: {evaluated})")
+            elif not (w > reachable[-1] or w in reachable):
+                out.append(f"evaluation.epoch_points: {w} is not a multiple of M={m} (sizes reached: {reachable})")
         if self.oracle.kind == "rouge" and e.against == "reference":
             out.append(ROUGE_AGAINST_REFERENCE)
         if e.test_prompts > self.data.test_size:

@@ -10,10 +10,16 @@ Beside it every waypoint records companions from the same test prompts and judge
 
 * soft win-rate: the oracle's own P(policy ≻ baseline) (``Label.p_y1``), for oracles that give one;
 * reward gap: s(x, policy) − s(x, baseline) for an oracle that scores each text (``Oracle.pointwise``);
-* KL from θ0 along the policy's test completions (``completion_kl``), and
+* the KL from θ0 along the policy's test completions (``kl``, ``Evaluator.kl_path``): Σ_t of the token-level
+  KL along the T = 0.25 completions that were judged, a divergence along them and not the policy's KL;
+* with ``evaluation.kl_samples`` > 0, the policy's own KL(πθ ‖ πθ0) at T = 1 (``kl_t1``, ``Evaluator.kl_t1``):
+  Σ_t of the exact token-level KL along samples drawn from πθ at T = 1, whose mean is the sequence KL (the
+  chain rule: E_y~π Σ_t KL(π(·|x, y<t) ‖ π0(·|x, y<t)) = KL(π(·|x) ‖ π0(·|x))), with less variance than the
+  log-ratio log π(y|x) − log π0(y|x) of the same samples (the per-position sums average over the token drawn);
+  whatever the temperature the win-rate is judged at, this is the x-axis of a frontier; and
 * the LM loss of πθ (and once, of θ0) on held-out text (``mean_token_nll``).
 
-The last two guard against a win bought with degenerate text: a policy that drifts far from θ0
+The KLs and the LM loss guard against a win bought with degenerate text: a policy that drifts far from θ0
 or forgets how reviews read shows it there before it shows in the win-rate.
 
 A pool-based run (``data.task: preferences``) also measures, at every waypoint, the held-out preference
@@ -33,7 +39,7 @@ import numpy as np
 
 from aplkit import theta0
 from aplkit.config import ROUGE_AGAINST_REFERENCE
-from aplkit.records import BaselineRow, EvalPairRow, EvalRow, HeldOutRow, Label, PoolPair, Prompt
+from aplkit.records import BaselineRow, EpochEvalPairRow, EpochEvalRow, EvalPairRow, EvalRow, HeldOutRow, Label, PoolPair, Prompt
 from aplkit.runfolder import RunFolder
 from aplkit.seeding import derive_seed
 
@@ -181,31 +187,33 @@ class Evaluator:
 
         ``kl``: each sample also carries its KL from θ0 (``Sample.kl``), computed while sampling.
         """
+        return [o[0] for o in self._sample(model, seed, self.cfg.evaluation.temperature, 1, kl)]
+
+    def _sample(self, model, seed: int, temperature: float, n: int, kl: bool) -> list[list[Sample]]:
         from aplkit.generation import sample, sampler_scores_are_the_models
 
         e, a = self.cfg.evaluation, self.cfg.acquisition
-        out = sample(
+        return sample(
             model,
             self.models.tokenizer,
             [p.text for p in self.test],
-            n=1,
-            temperature=e.temperature,
+            n=n,
+            temperature=temperature,
             max_new_tokens=e.max_new_tokens or a.max_new_tokens,
             batch_size=e.batch_size,
             seed=seed,
             kl_reference=self.models.reference if kl and sampler_scores_are_the_models(model) else None,  # no policy pass for ``kl``
         )
-        return [o[0] for o in out]
 
-    def kl(self, samples: Sequence[Sample]) -> list[float]:
-        """Per test prompt x, Σ_t KL(πθ(·|x, y<t) ‖ πθ0(·|x, y<t)) along the policy's own evaluation completion y.
+    def kl_along(self, samples: Sequence[Sample], prompts: Sequence[int] | None = None) -> list[float]:
+        """Per sample y of test prompt x (``prompts[i]`` the index of sample i's prompt; default sample i is prompt i's),
+        Σ_t KL(πθ(·|x, y<t) ‖ πθ0(·|x, y<t)) along y.
 
-        y is the sampled ids (EOS included when the policy stopped), drawn by the evaluation sampler at
-        ``evaluation.temperature`` (0.25 by default); the distributions compared are the full next-token
+        y is the sampled ids (EOS included when the policy stopped); the distributions compared are the full next-token
         distributions at T = 1: the policy's as generation computed them, the reference's from one forward pass
-        (``generation.kl_along_sampled``; ``completion_kl`` when the sampler did not record them). So this
-        is the divergence along the policy's test completions, not a Monte-Carlo estimate of the KL of the
-        T = 1 sequence distributions (that would need samples at T = 1). 0 at θ = θ0, up to rounding (≈ 1e-7).
+        (``generation.kl_along_sampled``; ``completion_kl`` when the sampler did not record them). 0 at θ = θ0, up
+        to rounding (≈ 1e-7). What it estimates depends on how y was drawn: along T = 1 samples its mean is the
+        policy's KL (``kl_t1``), along the T = 0.25 evaluation completions it is not (``kl_path``).
         """
         from aplkit.generation import completion_kl, prompt_ids
 
@@ -214,10 +222,41 @@ class Evaluator:
         if self._prompt_ids is None:
             self._prompt_ids = prompt_ids(self.models.tokenizer, [p.text for p in self.test])
         m = self.models
+        which = range(len(samples)) if prompts is None else prompts
         kl = completion_kl(
-            m.policy, m.reference, self._prompt_ids, [s.ids for s in samples], m.tokenizer.pad_token_id, self.cfg.evaluation.batch_size
+            m.policy,
+            m.reference,
+            [self._prompt_ids[i] for i in which],
+            [s.ids for s in samples],
+            m.tokenizer.pad_token_id,
+            self.cfg.evaluation.batch_size,
         )
         return kl.tolist()
+
+    def kl_path(self, samples: Sequence[Sample]) -> list[float]:
+        """Per test prompt, Σ_t KL(πθ ‖ πθ0) along the policy's own evaluation completion (``kl_along``), drawn by the
+        evaluation sampler at ``evaluation.temperature`` (0.25 by default): the divergence along the policy's test
+        completions, not a Monte-Carlo estimate of the KL of the T = 1 sequence distributions (``kl_t1`` is)."""
+        return self.kl_along(samples)
+
+    def kl_t1(self, seed: int) -> list[float] | None:
+        """Per test prompt x, the mean over ``evaluation.kl_samples`` samples y ~ πθ(·|x) at T = 1 of Σ_t
+        KL(πθ(·|x, y<t) ‖ πθ0(·|x, y<t)) along y: an unbiased estimate of KL(πθ(·|x) ‖ πθ0(·|x)); None when off.
+
+        At T = 1 the sampler draws from the model's own distribution, the one whose KL it records (``_Tempered``'s
+        raw scores), so the estimate is of the policy itself. The global random state is left as it was, so turning
+        it on changes no other number of the run.
+        """
+        import torch
+
+        k = self.cfg.evaluation.kl_samples
+        if k <= 0:
+            return None
+        with torch.random.fork_rng():
+            rows = self._sample(self.models.policy, seed, 1.0, k, kl=True)
+        flat = [s for row in rows for s in row]
+        kls = self.kl_along(flat, [i for i, row in enumerate(rows) for _ in row])
+        return [sum(kls[i * k : (i + 1) * k]) / k for i in range(len(rows))]
 
     def lm_loss(self, model) -> float | None:
         """Mean per-token NLL of ``model`` on the first ``evaluation.lm_tokens`` tokens of each held-out text; None when off."""
@@ -273,10 +312,14 @@ class Evaluator:
             **extra,
         }
 
-    def evaluate(self, step: int, acquired: int, trained: int | None = None) -> EvalRow:
+    def evaluate(self, step: int, acquired: int, trained: int | None = None, epoch: int | None = None) -> EvalRow:
         """Win-rate of the current policy (y1) against the baseline (y0) on the test prompts, and its companions.
 
         ``acquired`` is t·M labels paid for; ``trained`` the pairs X_P held (ties and invalid answers excluded).
+        ``epoch``: an evaluation after that epoch of the step's training, before its last (``evaluation.epoch_points``),
+        written as ``EpochEvalRow`` and ``EpochEvalPairRow`` beside the waypoints' rows. Every epoch of a step is
+        sampled with the step's evaluation seed (common random numbers along the step's frontier), so the last
+        epoch's evaluation is the waypoint's own.
         """
         from aplkit.oracles.labelling import label_pairs
 
@@ -287,15 +330,20 @@ class Evaluator:
         pairs = list(zip(prompts, base, ys, strict=True))
         labels = label_pairs(self.oracle, self.ledger, pairs, derive_seed(self.cfg.seed, "eval-order"), purpose="eval")
         gaps = reward_gaps(self.oracle, prompts, ys, base)
-        kls = self.kl(samples)
+        kls = self.kl_path(samples)
+        kl_t1s = self.kl_t1(derive_seed(self.cfg.seed, step, "kl-t1"))
         per_gap = gaps if gaps is not None else [None] * len(self.test)
-        for p, b, y, lab, g, k in zip(self.test, base, ys, labels, per_gap, kls, strict=True):
-            self.run.add(EvalPairRow(step, p.id, p.text, b, y, lab.preferred, lab.tie, policy_probability(lab), g, k))
+        per_t1 = kl_t1s if kl_t1s is not None else [None] * len(self.test)
+        pair_row = EvalPairRow if epoch is None else EpochEvalPairRow
+        extra = {} if epoch is None else {"epoch": epoch}
+        for p, b, y, lab, g, k, k1 in zip(self.test, base, ys, labels, per_gap, kls, per_t1, strict=True):
+            self.run.add(pair_row(step, p.id, p.text, b, y, lab.preferred, lab.tie, policy_probability(lab), g, k, k1, **extra))
         wr = win_rate(labels, policy_index=1)
         soft = soft_win_rate(labels, policy_index=1)
         gap = mean_se(gaps) if gaps is not None else None
         kl = mean_se(kls)
-        row = EvalRow(
+        kl_t1 = mean_se(kl_t1s) if kl_t1s is not None else None
+        row = (EvalRow if epoch is None else EpochEvalRow)(
             step,
             acquired,
             wr.win_rate,
@@ -313,6 +361,9 @@ class Evaluator:
             kl_stderr=kl.stderr if kl else None,
             lm_loss=self.lm_loss(self.models.policy),
             lm_loss_theta0=self.lm_loss_theta0(),
+            kl_t1=kl_t1.mean if kl_t1 else None,
+            kl_t1_stderr=kl_t1.stderr if kl_t1 else None,
+            **extra,
         )
         self.run.add(row)
         return row

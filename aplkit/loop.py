@@ -9,7 +9,7 @@
         X_M ← Oracle(X_M)                       every label stored the moment it arrives
         X_P ← X_P + X_M
         θ_{t+1} ← Finetune(θ0, θ_t, X_P, β)     reset or online
-        EvaluateUsingOracle(θ_{t+1}, θ0, X_test) at waypoints
+        EvaluateUsingOracle(θ_{t+1}, θ0, X_test) at waypoints (evaluation.epoch_points: after every epoch too)
 
 Pool-based acquisition (``data.task: preferences``): the candidates are a preference data set's stored pairs
 (``PromptPools.pairs``), each labelled at most once, ranked by the same scorers with the current policy; the
@@ -17,7 +17,7 @@ Pool-based acquisition (``data.task: preferences``): the candidates are a prefer
 accuracy (``evaluation.HeldOutPreferences``), the win-rate only where a judge of the generations is configured.
 
 Resume: a step is complete once its checkpoint is written. Rerunning the same command
-drops the rows of any half-done step, reloads θ from the checkpoint and X_P from
+drops the rows of any half-done step (its per-epoch evaluations too), reloads θ from the checkpoint and X_P from
 acquired.jsonl, and repeats the step; its oracle questions are answered by the ledger,
 so nothing is paid twice. Every random draw is seeded from (seed, step, purpose), so a
 resumed run ends exactly where an uninterrupted one does. The run folder
@@ -27,6 +27,7 @@ resumed run ends exactly where an uninterrupted one does. The run folder
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aplkit.acquisition import ScoringContext, acquire, get_scorer
-from aplkit.config import ExperimentConfig
+from aplkit.config import ConfigError, ExperimentConfig
 from aplkit.data import PromptPools, load_pools
 from aplkit.evaluation import Evaluator, HeldOutPreferences
 from aplkit.models import Models, follow_core_share, load_models
@@ -44,7 +45,7 @@ from aplkit.oracles import POOL_ONLY, check_oracle, make_oracle
 from aplkit.oracles.base import Oracle
 from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import open_ledger
-from aplkit.records import AcquiredRow, Candidate, EpochStats, EvalRow, HeldOutRow, Preference, StepRow, TrainRow, to_dict
+from aplkit.records import AcquiredRow, Candidate, EpochEvalRow, EpochStats, EvalRow, HeldOutRow, Preference, StepRow, TrainRow, to_dict
 from aplkit.runfolder import SUMMARY, RunFolder
 from aplkit.seeding import derive_seed, seed_everything
 
@@ -69,6 +70,7 @@ class StepResult:
     oracle: dict[str, Any] = field(default_factory=dict)  # the ledger's stats once the step is committed (calls, cost so far)
     sampled_logprobs: bool | None = None  # the scoring context's ``sampled_logprobs()``: which passes acquisition ran
     heldout: HeldOutRow | None = None  # a pool-based run's held-out preference accuracy at a waypoint
+    epoch_evals: list[EpochEvalRow] = field(default_factory=list)  # evaluation.epoch_points: after each earlier epoch
 
 
 @dataclass
@@ -118,6 +120,11 @@ class Experiment:
                 self.heldout = HeldOutPreferences(self.models, test, self.pools.pairs, cfg.training.beta, cfg.evaluation.batch_size)
                 self.heldout.prepare_theta0()
             self.finetuner = make_objective(self.models, cfg.training, cfg.acquisition.batch_size)  # training.objective (default dpo)
+            if cfg.evaluation.epoch_points and "on_epoch" not in inspect.signature(self.finetuner.finetune).parameters:
+                raise ConfigError(
+                    f"evaluation.epoch_points: objective '{cfg.training.objective}' cannot be evaluated after each epoch "
+                    "(its finetune takes no on_epoch); leave epoch_points empty"
+                )
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, t: int, xp: Sequence[Preference]) -> StepResult:
@@ -129,10 +136,15 @@ class Experiment:
         cands = clock("acquire", acquire, self.scorer, ctx, self.pools.acquirable(labelled))  # lines 6–9
         rows = clock("label", self.label, t, cands)  # line 10
         newest = [p for p in (r.preference() for r in rows) if p is not None]  # line 11
-        train = clock("train", self.finetuner.finetune, [*xp, *newest], derive_seed(self.cfg.seed, t, "train"), newest=newest)  # line 12
+        points = _EpochPoints(self, t, len(xp) + len(newest), clock)
+        seed = derive_seed(self.cfg.seed, t, "train")
+        train = clock("train", self.finetuner.finetune, [*xp, *newest], seed, newest=newest, **points.hook())  # line 12
         n = len(xp) + len(newest)
         ev, held = clock("evaluate", lambda: (self.evaluate_at(t, n), self.heldout_at(t, n)))  # line 13
-        return StepResult(t, rows, newest, train, ev, clock.laps, sampled_logprobs=ctx.sampled_logprobs(), heldout=held)
+        points.book(clock.laps)
+        return StepResult(
+            t, rows, newest, train, ev, clock.laps, sampled_logprobs=ctx.sampled_logprobs(), heldout=held, epoch_evals=points.rows
+        )
 
     def scoring_context(self, t: int) -> ScoringContext:
         m, cfg = self.models, self.cfg
@@ -183,6 +195,11 @@ class Experiment:
         if kind is None or kind == self.oracle.kind:
             return None if self.oracle.kind in POOL_ONLY else self.oracle
         return make_oracle(replace(self.cfg.oracle, kind=kind), self.cfg.data, self.pools, self.run_dir.path)
+
+    def epoch_points_at(self, t: int) -> bool:
+        """Whether step t's waypoint is also evaluated after each earlier epoch (``evaluation.epoch_points``)."""
+        acquired = t * self.cfg.acquisition.acquire_batch
+        return acquired in set(self.cfg.evaluation.epoch_points) and acquired in set(self.cfg.waypoints())
 
     # ------------------------------------------------------------------ the run
     def run(
@@ -291,6 +308,44 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, **kwarg
         return exp.run(on_step=on_step, callbacks=callbacks)
     finally:
         exp.close()
+
+
+class _EpochPoints:
+    """Step t's evaluations after each epoch before the last (``evaluation.epoch_points``; the last is the waypoint's
+    own): ``hook()`` is ``finetune``'s keyword (none when the step has no epoch points, so an objective without the
+    seam runs as before), ``rows`` what they wrote, ``book`` moves their seconds from training to evaluation.
+
+    Each evaluation runs with the global random state forked (training after it draws as it would have), and says
+    "evaluate" in phase.json while it runs."""
+
+    def __init__(self, exp: Experiment, t: int, trained: int, clock: _Clock):
+        self.exp, self.t, self.trained, self.clock = exp, t, trained, clock
+        self.rows: list[EpochEvalRow] = []
+        self.seconds = 0.0
+        cfg = exp.cfg.training
+        self.last = cfg.epochs if cfg.mode == "reset" else cfg.online_steps
+
+    def hook(self) -> dict[str, Callable[[EpochStats], None]]:
+        return {"on_epoch": self} if self.exp.epoch_points_at(self.t) else {}
+
+    def __call__(self, st: EpochStats) -> None:
+        import torch
+
+        if st.epoch >= self.last:
+            return
+        exp = self.exp
+        t0 = time.perf_counter()
+        exp.run_dir.note_phase("evaluate", self.t, self.clock.since)
+        with torch.random.fork_rng():
+            acquired = self.t * exp.cfg.acquisition.acquire_batch
+            self.rows.append(exp.evaluator.evaluate(self.t, acquired, self.trained, epoch=st.epoch))
+        exp.run_dir.note_phase("train", self.t, self.clock.since)
+        self.seconds += time.perf_counter() - t0
+
+    def book(self, laps: dict[str, float]) -> None:
+        if self.rows:
+            laps["train_s"] = round(laps["train_s"] - self.seconds, 3)
+            laps["evaluate_s"] = round(laps["evaluate_s"] + self.seconds, 3)
 
 
 class _Clock:

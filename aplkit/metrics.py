@@ -3,8 +3,10 @@
 The win-rate against θ0 is the headline; its companions come from the same test prompts. A metric's ``field``
 and ``se`` (its standard error over the test prompts; the win-rate's is binomial) are ``EvalRow`` columns,
 ``per_prompt`` the ``EvalPairRow`` column holding it per test prompt (what a compact record keeps), ``theta0`` the
-column with θ0's own value where a table shows the change from it. A *preference* metric measures how much the
-oracle prefers the policy (the question a study asks); the others measure what the policy gave up for it.
+column with θ0's own value where a table shows the change from it, ``at_theta0`` the metric's value at θ = θ0
+(where a frontier starts, ``aplkit.results.frontier``). A *preference* metric measures how much the oracle prefers
+the policy (the question a study asks); the others measure what the policy gave up for it. An ``opt_in`` metric is
+measured only when a setting turns it on, so tables show it only where a run recorded it.
 Adding a metric is one entry here, its fields on the records, and the code that measures it
 (``aplkit.evaluation``).
 """
@@ -28,6 +30,8 @@ class Metric:
     theta0: str | None = None
     own_se: str = "prompts"  # what one run's SE is over, named where a single seed's error bar is shown
     doc: str = ""  # a table's footnote line
+    at_theta0: float | None = None  # its value when the policy is θ0 (the win-rate of θ0 against itself: ½)
+    opt_in: bool = False  # measured only when a setting asks for it: shown only where some run recorded it
 
     @property
     def title(self) -> str:
@@ -35,7 +39,7 @@ class Metric:
 
 
 METRICS = (
-    Metric("win_rate", "win-rate", "win-rate", ".2f", se="stderr", probability=True, own_se="binomial"),
+    Metric("win_rate", "win-rate", "win-rate", ".2f", se="stderr", probability=True, own_se="binomial", at_theta0=0.5),
     Metric(
         "soft_win_rate",
         "soft win-rate",
@@ -45,6 +49,7 @@ METRICS = (
         probability=True,
         per_prompt="p_policy",
         doc="mean over test prompts of the oracle's own P(policy ≻ baseline).",
+        at_theta0=0.5,
     ),
     Metric(
         "reward_gap",
@@ -54,18 +59,37 @@ METRICS = (
         se="reward_gap_stderr",
         per_prompt="reward_gap",
         doc="mean over test prompts of s(x, policy) − s(x, baseline) under the oracle's own score (scoring oracles only).",
+        at_theta0=0.0,
     ),
+    # the record's ``kl`` (every run has it): measured along the T = 0.25 test completions, so not the policy's KL
     Metric(
         "kl",
-        "KL from θ0",
-        "KL",
+        "KL along test completions",
+        "path KL",
         ".3f",
         se="kl_stderr",
         higher_is_better=False,
         preference=False,
         per_prompt="kl",
         doc="mean over test prompts of Σ_t KL(πθ ‖ πθ0) of the full next-token distributions (T = 1) along the "
-        "policy's evaluation completion (sampled at the evaluation temperature), in nats.",
+        "policy's evaluation completion, sampled at the evaluation temperature (0.25), in nats: a divergence along "
+        "those completions, not the KL of the policy (KL from θ0 at T = 1).",
+        at_theta0=0.0,
+    ),
+    Metric(
+        "kl_t1",
+        "KL from θ0 (T = 1)",
+        "KL",
+        ".3f",
+        se="kl_t1_stderr",
+        higher_is_better=False,
+        preference=False,
+        per_prompt="kl_t1",
+        doc="KL(πθ ‖ πθ0) of the policy's sequence distribution at temperature 1, in nats: the mean over test prompts "
+        "of Σ_t KL(πθ(·|x, y<t) ‖ πθ0(·|x, y<t)) along evaluation.kl_samples samples y ~ πθ at T = 1 per prompt "
+        "(unbiased; SE over prompts).",
+        at_theta0=0.0,
+        opt_in=True,
     ),
     Metric(
         "lm_loss",
@@ -80,6 +104,8 @@ METRICS = (
     ),
 )
 HEADLINE = METRICS[0]
+#: the x-axis of a frontier: the policy's own KL from θ0 where runs measured it, else the along-path one
+KL_FIELDS = ("kl_t1", "kl")
 #: the win-rate's companions, beside it in every table
 COMPANION_METRICS = METRICS[1:]
 BY_FIELD = {m.field: m for m in METRICS}
@@ -94,4 +120,21 @@ def metric(field: str) -> Metric:
     return BY_FIELD.get(field) or Metric(field, field, field, ".3f")
 
 
-__all__ = ["BY_FIELD", "COMPANION_FIELDS", "COMPANION_METRICS", "HEADLINE", "METRICS", "Metric", "PER_PROMPT_FIELDS", "metric"]
+def shown(frame) -> tuple[Metric, ...]:
+    """The metrics a table of ``frame`` (a DataFrame of eval rows, or a table made from them) shows: every one,
+    except an ``opt_in`` metric no row recorded."""
+    return tuple(m for m in METRICS if not m.opt_in or (m.field in frame.columns and bool(frame[m.field].notna().any())))
+
+
+__all__ = [
+    "BY_FIELD",
+    "COMPANION_FIELDS",
+    "COMPANION_METRICS",
+    "HEADLINE",
+    "KL_FIELDS",
+    "METRICS",
+    "Metric",
+    "PER_PROMPT_FIELDS",
+    "metric",
+    "shown",
+]

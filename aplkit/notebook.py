@@ -207,6 +207,19 @@ def fig2_table2(runs_dir: str | Path, figures_dir: str | Path, budget: int | Non
     return {"files": files, "table2": t2, "significance": sig, "efficiency": eff}
 
 
+def fig_frontier(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
+    """The frontier figure of the Fig 2 runs (saved): the win-rate against the KL from θ0, each strategy's best win-rate
+    reachable up to each KL after each epoch (``evaluation.epoch_points``) and where each budget's training ended
+    (``aplkit.results.report.frontier_figure``); the x-axis is the policy's KL at T = 1 where the runs measured it
+    (``evaluation.kl_samples``), else the KL along the test completions, and says which."""
+    from aplkit.results.report import frontier_figure
+
+    _, main, _ = load_main(runs_dir)
+    fig = frontier_figure(runs_dir, set(main["run"])) if not main.empty else None
+    why = f"no run under {runs_dir} has more than one point with a KL from θ0 (a single budget and no evaluation.epoch_points)"
+    return _show_or_no_data(fig, figures_dir, "frontier", "the frontier", why)
+
+
 def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
     """The arena's reading: the ranking figure (saved), each strategy against random with intervals at every size,
     labels random needs, the acquisition cost per step and the difference at matched KL. Returns the frames and the files."""
@@ -316,6 +329,7 @@ __all__ = [
     "fig6_epochs",
     "heldout_accuracy",
     "judge_bias_summary",
+    "fig_frontier",
     "load_main",
     "project_dir",
     "progress_figure",

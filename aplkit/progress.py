@@ -73,7 +73,9 @@ def read_progress(folder: str | Path, steps: int, since: float, now: float | Non
         note = rf.read_json(PHASE)
     except (json.JSONDecodeError, OSError):  # replaced as we read: the next look sees it
         return None
-    if not note or note.get("since", 0) < since:
+    # ``since`` in phase.json is rounded to the millisecond: a note written in the same millisecond as
+    # ``since`` may read up to half a millisecond earlier, and is still this attempt's
+    if not note or note.get("since", 0) < since - 1e-3:
         return None
     now = time.time() if now is None else now
     rows = rf.read(StepRow)

@@ -254,10 +254,21 @@ class EvalRow:
     soft_stderr: float | None = None  # s/√n over prompts
     reward_gap: float | None = None  # mean over prompts of s(x, policy) − s(x, baseline), pointwise oracles only
     reward_gap_stderr: float | None = None
-    kl: float | None = None  # mean over prompts of Σ_t KL(πθ ‖ πθ0) along the policy's test completion (nats)
+    kl: float | None = None  # mean over prompts of Σ_t KL(πθ ‖ πθ0) along the policy's T = 0.25 test completion (nats)
     kl_stderr: float | None = None
     lm_loss: float | None = None  # mean per-token NLL of πθ on held-out texts (nats/token)
     lm_loss_theta0: float | None = None  # the same for θ0 (once per run): lm_loss − lm_loss_theta0 is the change
+    # KL(πθ ‖ πθ0) of the policy at T = 1 (evaluation.kl_samples > 0): mean over prompts of Σ_t token KL along T = 1 samples
+    kl_t1: float | None = None
+    kl_t1_stderr: float | None = None
+
+
+@dataclass
+class EpochEvalRow(EvalRow):
+    """The waypoint's evaluation after an earlier epoch of its step's training (``eval_epochs.jsonl``;
+    ``evaluation.epoch_points``): a point on the run's frontier. The last epoch's is the ordinary ``EvalRow``."""
+
+    epoch: int = 0
 
 
 @dataclass
@@ -293,6 +304,14 @@ class EvalPairRow:
     p_policy: float | None = None  # the oracle's own P(policy ≻ baseline), where it gives one
     reward_gap: float | None = None  # s(x, policy) − s(x, baseline) for a pointwise oracle
     kl: float | None = None  # Σ_t KL(πθ ‖ πθ0) along the policy's completion (nats)
+    kl_t1: float | None = None  # mean over the prompt's T = 1 samples of Σ_t KL(πθ ‖ πθ0) along each (nats)
+
+
+@dataclass
+class EpochEvalPairRow(EvalPairRow):
+    """One test prompt of an ``EpochEvalRow`` (``eval_epoch_pairs.jsonl``)."""
+
+    epoch: int = 0
 
 
 @dataclass
@@ -430,6 +449,8 @@ __all__ = [
     "Candidate",
     "Choice",
     "Comparison",
+    "EpochEvalPairRow",
+    "EpochEvalRow",
     "EvalPairRow",
     "EpochStats",
     "EvalRow",

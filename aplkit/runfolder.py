@@ -8,6 +8,8 @@ holds the checkpoint and does the bookkeeping of resuming. Layout (one folder pe
     acquired.jsonl    AcquiredRow: one per acquired, labelled pair
     eval.jsonl        EvalRow: one per waypoint
     eval_pairs.jsonl  EvalPairRow: one per test prompt per waypoint (policy vs baseline, the verdict)
+    eval_epochs.jsonl EpochEvalRow: the waypoints of evaluation.epoch_points after each earlier epoch of the step
+    eval_epoch_pairs.jsonl  EpochEvalPairRow: their test prompts
     baseline.jsonl    BaselineRow: θ0's test completions, made once per run
     heldout.jsonl     HeldOutRow: held-out preference accuracy per waypoint (pool-based runs, data.task=preferences)
     train.jsonl       TrainRow: one per epoch
@@ -44,6 +46,8 @@ from aplkit.provenance import started
 from aplkit.records import (
     AcquiredRow,
     BaselineRow,
+    EpochEvalPairRow,
+    EpochEvalRow,
     EvalPairRow,
     EvalRow,
     HeldOutRow,
@@ -73,6 +77,8 @@ FILES: dict[type, str] = {
     AcquiredRow: "acquired.jsonl",
     EvalRow: "eval.jsonl",
     EvalPairRow: "eval_pairs.jsonl",
+    EpochEvalRow: "eval_epochs.jsonl",
+    EpochEvalPairRow: "eval_epoch_pairs.jsonl",
     BaselineRow: "baseline.jsonl",
     HeldOutRow: "heldout.jsonl",
     TrainRow: "train.jsonl",
@@ -84,7 +90,7 @@ FILES: dict[type, str] = {
     PHFSampleRow: "phf_samples.jsonl",
 }
 #: the files whose rows belong to an acquisition step (truncated on resume)
-STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, HeldOutRow, StepRow)
+STEP_FILES = (AcquiredRow, TrainRow, EvalRow, EvalPairRow, EpochEvalRow, EpochEvalPairRow, HeldOutRow, StepRow)
 ACQUIRED_FIELDS = field_names(AcquiredRow)
 EVAL_FIELDS = field_names(EvalRow)
 TRAIN_FIELDS = field_names(TrainRow)

@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | objectives | phf | limits | dtype."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | frontier | objectives | phf | limits | dtype."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,objectives,phf} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,frontier,objectives,phf} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -17,6 +17,9 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
   apl-objectives [--objectives conditional] [--shard I/N] [--report-only]
           the APL loop with another training objective, paired with the labels study's DPO runs (bench/apl_objectives.py)
   pilot   [--shard I/N] [--report-only]   the pilot that chooses the study's preset (bench/pilot.py)
+  frontier --plan PLAN [--shard I/N] [--commit] [--report-only] [--pool-strata] [--interim]
+          a committed plan's strategies × seeds, evaluated after each epoch, read on a KL grid (bench/frontier.py);
+          runs only from a checkout at the plan's commit
   objectives [--quick] [--model SPEC]   PHF objectives' tokens/s vs MLE, AWR value-head peak memory
   phf     [--objectives a,b] [--seeds K] [--shard I/N] [--commit] [--report-only]
           the PHF grid: objectives × seeds of aplkit phf, rows in bench/results/phf, figures/phf_* (bench/phf.py)
@@ -75,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.pilot import main as run
 
         return run(rest)
+    if cmd == "frontier":
+        from bench.frontier import main as run
+
+        return run(rest)
     print(
-        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, objectives, phf, limits or dtype)",
+        f"bench: unknown subcommand '{cmd}' (compute, memory, cores, labels, apl-objectives, pilot, frontier, objectives, phf, limits or dtype)",
         file=sys.stderr,
     )
     return 2

@@ -2,7 +2,8 @@
 
 A run folder holds checkpoints, the ledger and every text; a study that must continue on a fresh
 clone needs none of that, only the rows the report reads. ``export_run`` keeps the config, the
-summary, the code of every start (``code.jsonl``), the eval/train/step rows, per acquired pair its
+summary, the code of every start (``code.jsonl``), the eval/train/step rows and the evaluations after earlier
+epochs (``eval_epochs``: a frontier's points; their per-prompt rows stay behind), per acquired pair its
 ranking and label, and per test prompt its verdict (no texts or token ids); ``materialise`` writes such
 records back out as run folders, so the whole results layer (``load``, ``stats``, ``tables``, ``plots``,
 ``report``) works on them unchanged.
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from aplkit.metrics import PER_PROMPT_FIELDS
-from aplkit.records import AcquiredRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
 from aplkit.runfolder import CODE, CONFIG, SUMMARY, RunFolder, write_jsonl
 
 FORMAT = 1
@@ -42,8 +43,8 @@ ACQUIRED_KEEP = (
 #: per test prompt per waypoint, the verdict and every metric's per-prompt value (``aplkit.metrics``; texts stay
 #: behind): a study can recompute every metric on the first n test prompts (pilot: how the difference's spread falls with n)
 EVAL_PAIR_KEEP = ("step", "prompt_id", "preferred", "tie", *PER_PROMPT_FIELDS)
-ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow}
-LISTS = ("eval", "train", "steps", "acquired", "eval_pairs")
+ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow, "eval_epochs": EpochEvalRow}
+LISTS = ("eval", "train", "steps", "acquired", "eval_pairs", "eval_epochs")
 
 
 def export_run(run_dir: str | Path) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def write_record(run_dir: str | Path, path: str | Path) -> Path:
 
 def read_record(path: str | Path) -> dict[str, Any]:
     raw = json.loads(Path(path).read_text())
-    return {**raw["head"], **{k: raw.get(k, []) for k in LISTS}}  # records written before eval_pairs was kept have none
+    return {**raw["head"], **{k: raw.get(k, []) for k in LISTS}}  # records written before eval_pairs (eval_epochs) was kept have none
 
 
 def materialise(records: Iterable[str | Path], root: str | Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from aplkit.config import ExperimentConfig
-from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, StepRow, TrainRow, to_dict
 from aplkit.runfolder import RunFolder
 
 
@@ -37,6 +37,7 @@ def make_run(
     metrics: Mapping[int, Mapping[str, float | None]] | None = None,
     cfg: ExperimentConfig | None = None,
     acquire_s: float | None = None,
+    epoch_points: Mapping[int, Sequence[Mapping[str, float]]] | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
@@ -47,7 +48,8 @@ def make_run(
     the win-rate's companion fields of ``EvalRow`` (soft_win_rate, soft_stderr, reward_gap, kl, lm_loss, ...).
     cfg: the config to write (a real
     preset's, say); by default one is built from the keyword arguments. acquire_s: write a steps.jsonl row per
-    waypoint step with these acquisition seconds.
+    waypoint step with these acquisition seconds. epoch_points: acquired-set size → the fields (win_rate, kl_t1, ...)
+    of its evaluations after epochs 1, 2, ... before the last (eval_epochs.jsonl).
     """
     sizes = sorted(winrates)
     m = sizes[0] if sizes else 16
@@ -71,6 +73,11 @@ def make_run(
             rf.append("eval.jsonl", d)
         else:
             rf.add(row)
+    for size, rows in (epoch_points or {}).items():
+        step = sizes.index(size) + 1
+        for e, values in enumerate(rows, 1):
+            base = {"step": step, "acquired": size, "win_rate": 0.5, "stderr": 0.0, "n": n_test, "ties": 0, "invalid": 0}
+            rf.add(EpochEvalRow(**{**base, "against": "initial", "epoch": e, **values}))
     for i, (step, bt, pref) in enumerate(acquired):
         choice = None if pref is None else ("B" if pref == 1 else "A")
         rf.add(AcquiredRow(step, i, f"p{i}", "x", "a", "b", bt_prob=bt, preferred=pref, shown_order="01", choice=choice))

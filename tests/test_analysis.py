@@ -654,6 +654,8 @@ def test_every_metric_names_the_record_fields_it_reads():
         "win_rate": "win-rate",
         "soft_win_rate": "soft win-rate",
         "reward_gap": "reward gap",
-        "kl": "KL from θ0",
+        "kl": "KL along test completions",  # a record's ``kl``: along the T = 0.25 test completions, not the policy's KL
+        "kl_t1": "KL from θ0 (T = 1)",
         "lm_loss": "LM loss",
     }
+    assert all(m.at_theta0 is not None for m in METRICS if m.preference)  # where every frontier starts

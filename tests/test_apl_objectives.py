@@ -97,7 +97,7 @@ def test_paired_against_by_hand(tmp_path):
 
     md = against_markdown(cmp, "conditional")
     assert "| win-rate | imdb | 32 | Random | 3 | +0.080 | [+0.030, +0.130] |" in md and "| undecided |" in md
-    assert "conditional − DPO" in md and "| KL from θ0 | imdb | 16 | Pref certainty | 3 | +1.000 |" in md
+    assert "conditional − DPO" in md and "| KL along test completions | imdb | 16 | Pref certainty | 3 | +1.000 |" in md
 
 
 def test_one_seed_has_no_interval_and_no_verdict(tmp_path):

@@ -591,7 +591,8 @@ def phf_config(lm_texts: int):
     return load_phf_config("phf-imdb-cpu", [f"phf.lm_texts={lm_texts}"], objective="mle", seed=0)
 
 
-def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch):
+@pytest.mark.slow  # a study paused and continued: three invocations, three reports
+def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_path, monkeypatch, tiny_runs):
     """kill -USR1: the study ends after its current run's next step (no record yet, nothing lost); run again, it
     resumes that run from the step and records it, with the same rows as a run never paused."""
     import os
@@ -623,10 +624,7 @@ def test_pause_stops_after_a_finished_step_and_the_same_command_continues(tmp_pa
     assert labels.main(argv) == 0
     assert [r["step"] for r in run.rows("steps.jsonl")] == [1, 2, 3] and labels.record_path(tmp_path / "rec", "random", 0).exists()
     # a second, unpaused run of the same cell gives the same win-rates: the pause lost nothing
-    from aplkit.checks import load_config
-    from aplkit.loop import run_experiment
-
-    again = run_experiment(load_config("imdb-cpu", TINY, strategy="random", seed=0), tmp_path / "again", progress=False)
+    again = tiny_runs("random")[1]
     assert [r["win_rate"] for r in run.rows("eval.jsonl")] == [r.win_rate for r in again.eval_rows]
     # and the handler: SIGUSR1 sets the event
     monkeypatch.undo()
@@ -841,20 +839,18 @@ def test_report_refuses_to_pool_code_versions_or_cpus_unless_asked(bench_runs, t
     assert (fig / "strata.md").exists()
 
 
-def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
+def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path, tiny_runs):
     """A run's committed record (no texts, ids, ledger or checkpoint) materialises into rows the results layer reads as the original."""
     import os
     import shutil
 
     from aplkit import results as R
-    from aplkit.loop import run_experiment
     from aplkit.provenance import IMPORTED
     from aplkit.runfolder import read_jsonl
     from bench.archive import materialise
-    from tests.test_loop import TINY
 
-    run_experiment(load_config("imdb-cpu", TINY, strategy="certainty", seed=1), tmp_path / "runs" / "certainty" / "seed1", progress=False)
-    rec = write_record(tmp_path / "runs" / "certainty" / "seed1", tmp_path / "records" / "certainty" / "seed1.json")
+    shutil.copytree(tiny_runs("certainty")[0], tmp_path / "runs" / "certainty" / "seed0")
+    rec = write_record(tmp_path / "runs" / "certainty" / "seed0", tmp_path / "records" / "certainty" / "seed0.json")
     assert rec.stat().st_size < 20_000 and "y0_ids" not in rec.read_text() and '"y0"' not in rec.read_text()
     before = (R.load_runs(tmp_path / "runs"), R.load_acquired(tmp_path / "runs"), R.load_train(tmp_path / "runs"))
     shutil.rmtree(tmp_path / "runs")
@@ -867,12 +863,12 @@ def test_compact_record_rebuilds_the_report_without_the_run_folder(tmp_path):
         strict=True,
     ):
         assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
-    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [1] and after[0]["complete"].all()
+    assert set(after[0]["strategy"]) == {"certainty"} and list(after[0]["seed"].unique()) == [0] and after[0]["complete"].all()
     # the code that made it travels with it: one start, the code this process imported (commits may land meanwhile)
     code = read_record(rec)["code"]
     assert len(code) == 1 and {k: code[0][k] for k in IMPORTED} == IMPORTED and IMPORTED["aplkit"] == "0.1.0"
     assert code[0]["cores"] == os.cpu_count() and code[0]["cpu"] and "isa" in code[0]  # where the run's seconds were measured
-    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed1" / "code.jsonl")) == code
+    assert list(read_jsonl(root / "imdb-cpu" / "certainty" / "seed0" / "code.jsonl")) == code
 
 
 def test_every_grid_goes_through_the_one_driver(tmp_path, monkeypatch):

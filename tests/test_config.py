@@ -216,7 +216,7 @@ def test_rouge_oracle_is_never_judged_against_its_own_reference(hub_online):
         resolve_against("reference", True, "rouge")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # builds the wheel
 def test_installed_wheel_finds_presets_and_notebook_from_any_folder(tmp_path):
     """The wheel ships the presets and the experiment notebook, not the benchmarks; run from a folder that is no checkout."""
     import subprocess

@@ -297,14 +297,14 @@ def test_evaluation_kl_from_the_sampler_only_where_its_scores_are_the_models(tmp
             for w in m.policy.parameters():
                 w.mul_(1.5)
         fast = ev.sample(m.policy, seed=5, kl=True)
-        assert all(s.kl is not None for s in fast) and ev.kl(fast) == [s.kl for s in fast]
+        assert all(s.kl is not None for s in fast) and ev.kl_path(fast) == [s.kl for s in fast]
         want = completion_kl(
             m.policy, m.reference, prompt_ids(m.tokenizer, [p.text for p in ev.test]), [s.ids for s in fast], m.tokenizer.pad_token_id
         )
-        assert torch.allclose(torch.tensor(ev.kl(fast), dtype=want.dtype), want, rtol=1e-4, atol=1e-6) and (want > 0).all()
+        assert torch.allclose(torch.tensor(ev.kl_path(fast), dtype=want.dtype), want, rtol=1e-4, atol=1e-6) and (want > 0).all()
         set_compute_dtype(m.policy, torch.bfloat16)
         slow = ev.sample(m.policy, seed=5, kl=True)
-        assert all(s.kl is None for s in slow) and len(ev.kl(slow)) == len(slow)  # computed by both models' passes
+        assert all(s.kl is None for s in slow) and len(ev.kl_path(slow)) == len(slow)  # computed by both models' passes
         assert all(s.kl is None for s in ev.sample(m.reference, seed=5))  # θ0's baseline: no KL asked
     finally:
         exp.close()
@@ -322,18 +322,16 @@ def test_lm_texts_zero_turns_the_lm_loss_off(tmp_path):
     assert row.lm_loss is None and row.lm_loss_theta0 is None and row.kl == pytest.approx(0.0, abs=1e-5)
 
 
-def test_tiny_run_writes_every_metric_at_every_waypoint(tmp_path):
-    from aplkit.loop import run_experiment
+def test_tiny_run_writes_every_metric_at_every_waypoint(tiny_runs):
     from aplkit.records import EvalPairRow, EvalRow
     from aplkit.runfolder import RunFolder, read_jsonl
 
-    cfg = load_config("imdb-cpu", TINY, strategy="certainty")
-    run_experiment(cfg, tmp_path / "run", progress=False)
-    raw = list(read_jsonl(tmp_path / "run" / "eval.jsonl"))
+    run = tiny_runs("certainty")[0]
+    raw = list(read_jsonl(run / "eval.jsonl"))
     fields = ("soft_win_rate", "soft_stderr", "reward_gap", "reward_gap_stderr", "kl", "kl_stderr", "lm_loss", "lm_loss_theta0")
     assert [r["acquired"] for r in raw] == [4, 12]
     assert all(isinstance(r[f], float) and math.isfinite(r[f]) for r in raw for f in fields)
-    rf = RunFolder(tmp_path / "run")
+    rf = RunFolder(run)
     rows, pairs = rf.read(EvalRow), rf.read(EvalPairRow)
     assert rows[0].lm_loss_theta0 == rows[1].lm_loss_theta0  # computed once per run
     assert rows[-1].kl > 0.0 and rows[-1].lm_loss != rows[-1].lm_loss_theta0  # trained at lr 1e-3: moved from θ0

@@ -109,6 +109,7 @@ def test_without_pairs_the_held_out_pairs_of_a_preference_data_set_are_judged(ca
     )
 
 
+@pytest.mark.server
 def test_bias_of_the_local_llm_judge(llama_server, tmp_path):  # noqa: F811
     from aplkit.oracles.llm import LLMJudge
 

@@ -5,8 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from aplkit.runfolder import read_jsonl
 from tests.llama_server import llama_server  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.server  # and the run it judges is a CLI subprocess that trains
 
 KEY = "sk-test-" + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 

@@ -388,6 +388,7 @@ def judge(url: str, **kw) -> LLMJudge:
     return LLMJudge("smollm2", **(opts | kw))
 
 
+@pytest.mark.server
 def test_structured_output_logprobs_and_cache(llama_server, tmp_path):  # noqa: F811
     with FaultProxy(llama_server) as proxy:
         j = judge(proxy.url)
@@ -418,6 +419,7 @@ def test_structured_output_logprobs_and_cache(llama_server, tmp_path):  # noqa: 
         assert [lab.preferred for lab in again] == [lab.preferred for lab in labels] and all(lab.cached for lab in again)
 
 
+@pytest.mark.server
 def test_text_mode_unparsable_answers_are_reasked_then_invalid(llama_server, tmp_path):  # noqa: F811
     # SmolLM2-135M does not follow the "Preferred:" format when free to write: a real source of invalid answers
     with FaultProxy(llama_server) as proxy:
@@ -432,6 +434,7 @@ def test_text_mode_unparsable_answers_are_reasked_then_invalid(llama_server, tmp
         assert parse_choice(v.raw)[0] == v.choice
 
 
+@pytest.mark.server
 def test_concurrent_requests_overlap_and_map_back(llama_server):  # noqa: F811
     with FaultProxy(llama_server) as proxy:
         j = judge(proxy.url, concurrency=4)
@@ -450,6 +453,7 @@ def _user_content(j: LLMJudge, c: Comparison) -> str:
     )
 
 
+@pytest.mark.server
 def test_thirty_percent_faults_complete_with_exact_retry_counts(llama_server, tmp_path):  # noqa: F811
     pairs = [(f"Review {i}: the film was", f" great fun, number {i}.", f" a dull mess, number {i}.") for i in range(6)]
     with FaultProxy(llama_server, rate=0.3, seed=1, slow_s=20.0) as proxy:
@@ -479,6 +483,7 @@ def test_thirty_percent_faults_complete_with_exact_retry_counts(llama_server, tm
     assert sum(r["attempts"] for r in rows) == len(proxy.log)
 
 
+@pytest.mark.server
 def test_forced_stop_keeps_labels_and_rerun_asks_only_the_rest(llama_server, tmp_path):  # noqa: F811
     pairs = [(f"Review {i}: I thought it was", f" lovely {i}.", f" awful {i}.") for i in range(4)]
     path = tmp_path / "labels.sqlite"
@@ -503,6 +508,7 @@ def test_forced_stop_keeps_labels_and_rerun_asks_only_the_rest(llama_server, tmp
     assert sum(lab.cached for lab in labels) == 2 and all(lab.preferred in (0, 1) for lab in labels)
 
 
+@pytest.mark.server
 def test_api_key_never_written_anywhere(llama_server, tmp_path, monkeypatch, capfd, caplog):  # noqa: F811
     monkeypatch.setenv("APLKIT_TEST_KEY", FAKE_KEY)
     caplog.set_level("DEBUG")
@@ -526,6 +532,7 @@ def test_api_key_never_written_anywhere(llama_server, tmp_path, monkeypatch, cap
     assert "***" in messages[-1] and "Bearer ***" in "".join(blobs)  # the echoed key was scrubbed, not silently lost
 
 
+@pytest.mark.server
 def test_self_consistency_of_a_real_judge(llama_server, tmp_path):  # noqa: F811
     with Ledger(tmp_path / "labels.sqlite") as ledger:
         j = judge(llama_server)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +33,7 @@ TINY = [
     "training.lr=1e-3",
     "evaluation.test_prompts=8",
     "evaluation.waypoints=[4,12]",
+    "evaluation.lm_tokens=16",  # the LM loss's 64-token default over a 49k vocabulary was half a tiny run's time
     "oracle.sentiment_model=vader",
 ]
 
@@ -57,10 +59,8 @@ def _ledger_rows(path: Path) -> int:
 
 
 @pytest.mark.parametrize("strategy", ["random", "entropy", "certainty", "entropy+certainty"])
-def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
-    cfg = load_config("imdb-cpu", TINY, strategy=strategy)
-    res = run_experiment(cfg, tmp_path / "run", progress=False)
-    run = tmp_path / "run"
+def test_all_strategies_run_and_fill_the_run_folder(tiny_runs, strategy):
+    run, res = tiny_runs(strategy)
     for name in (
         "config.yaml",
         "split.json",
@@ -101,17 +101,17 @@ def test_all_strategies_run_and_fill_the_run_folder(tmp_path, strategy):
         assert e["trained"] == sum(r["preferred"] is not None for r in upto)
 
 
-def test_same_seed_same_acquisitions_and_labels(tmp_path):
+def test_same_seed_same_acquisitions_and_labels(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="certainty")
-    run_experiment(cfg, tmp_path / "a", progress=False)
+    a = tiny_runs("certainty")[0]
     run_experiment(cfg, tmp_path / "b", progress=False)
-    assert _rows(tmp_path / "a" / "acquired.jsonl") == _rows(tmp_path / "b" / "acquired.jsonl")
-    assert _rows(tmp_path / "a" / "eval.jsonl") == _rows(tmp_path / "b" / "eval.jsonl")
+    assert _rows(a / "acquired.jsonl") == _rows(tmp_path / "b" / "acquired.jsonl")
+    assert _rows(a / "eval.jsonl") == _rows(tmp_path / "b" / "eval.jsonl")
 
 
-def test_rerun_of_a_complete_run_asks_nothing(tmp_path):
+def test_rerun_of_a_complete_run_asks_nothing(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
-    run_experiment(cfg, tmp_path / "r", progress=False)
+    shutil.copytree(tiny_runs("random")[0], tmp_path / "r")
     n = _ledger_rows(tmp_path / "r" / "labels.sqlite")
     again = run_experiment(cfg, tmp_path / "r", progress=False)
     assert again.summary["oracle"]["calls"] == 0
@@ -170,9 +170,9 @@ def test_the_run_folder_says_which_phase_runs_now(tmp_path, monkeypatch):
     assert notes[0]["step_since"] is None and RunFolder(tmp_path).read_json(PHASE) == notes[-1]
 
 
-def test_resume_refuses_a_different_config(tmp_path):
+def test_resume_refuses_a_different_config(tmp_path, tiny_runs):
     cfg = load_config("imdb-cpu", TINY, strategy="random")
-    run_experiment(cfg, tmp_path / "r", progress=False)
+    shutil.copytree(tiny_runs("random")[0], tmp_path / "r")
     other = load_config("imdb-cpu", TINY + ["training.lr=5e-4"], strategy="random")
     with pytest.raises(ConfigError, match="training.lr"):
         Experiment(other, tmp_path / "r", progress=False)
@@ -184,12 +184,19 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_experiment(cfg, tmp_path / "r", progress=False)
 
 
-@pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
-def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when):
-    """SIGKILL the CLI mid-run, run the same command again: same result, no label asked twice."""
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The CLI run never killed, made once for both kill points."""
+    ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
     subprocess.run(_cli(ref), env=_env(), check=True, capture_output=True, timeout=600)
+    return ref
 
+
+@pytest.mark.slow  # CLI subprocesses that train
+@pytest.mark.parametrize("kill_when", ["after_step_1", "mid_step_2"])
+def test_kill_and_resume_matches_uninterrupted(tmp_path, kill_when, uninterrupted):
+    """SIGKILL the CLI mid-run, run the same command again: same result, no label asked twice."""
+    ref, cut = uninterrupted, tmp_path / "cut"
     proc = subprocess.Popen(_cli(cut), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -241,12 +248,12 @@ def test_readme_scorer_runs_end_to_end_through_load_config(tmp_path):
         load_config("imdb-cpu", TINY, strategy="longest")
 
 
-def test_first_step_is_common_to_random_and_certainty(tmp_path):
+def test_first_step_is_common_to_random_and_certainty(tiny_runs):
     """Common random numbers: at θ0 certainty cannot rank, so its step 1 is random's and the two runs agree there."""
     runs = {}
     for s in ("random", "certainty"):
-        run_experiment(load_config("imdb-cpu", TINY, strategy=s, seed=2), tmp_path / s, progress=False)
-        runs[s] = (list(read_jsonl(tmp_path / s / "acquired.jsonl")), list(read_jsonl(tmp_path / s / "eval.jsonl")))
+        run = tiny_runs(s)[0]
+        runs[s] = (list(read_jsonl(run / "acquired.jsonl")), list(read_jsonl(run / "eval.jsonl")))
     (ra, re_), (ca, ce) = runs["random"], runs["certainty"]
     first = [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ra if r["step"] == 1]
     assert first == [(r["prompt_id"], r["y0_ids"], r["y1_ids"], r["preferred"]) for r in ca if r["step"] == 1]
@@ -271,6 +278,7 @@ def test_code_version_outside_a_checkout_of_aplkit(tmp_path, monkeypatch):
     assert v["package_hash"] == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree: the files on disk, none here
 
 
+@pytest.mark.slow  # a run stopped, resumed and opened again
 def test_every_start_of_a_run_is_recorded_with_its_code(tmp_path):
     """A resumed run says which code each part ran under (a study spans commits), dirty when the package differs
     from it; a finished run opened again adds nothing."""
@@ -325,26 +333,16 @@ def test_loop_runs_with_a_phf_objective(tmp_path, objective):
     assert all(math.isfinite(r[k]) for r in acq for k in ("reward0", "reward1"))  # a prompt's <|good|> is read, not scored
 
 
-def _shared_theta0_for_tiny(monkeypatch, tmp_path):
-    """θ0's values are shared across runs for the embedded model only; share tiny-random's too, in a fresh store."""
-    from aplkit import theta0
-    from aplkit.models import EMBEDDED
-
-    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
-    real = theta0.shared
-    monkeypatch.setattr(theta0, "shared", lambda spec, parts, compute: real(EMBEDDED, {**parts, "run_spec": spec}, compute))
-
-
 def _evals(run: Path) -> tuple[list[str], list[dict]]:
     keep = ("win_rate", "kl", "lm_loss", "lm_loss_theta0")
     base = [r["completion"] for r in read_jsonl(run / "baseline.jsonl")]
     return base, [{k: r[k] for k in keep} for r in read_jsonl(run / "eval.jsonl")]
 
 
-def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch):
+@pytest.mark.slow  # four tiny runs
+def test_every_objective_of_a_seed_is_judged_against_one_theta0_whichever_ran_first(tmp_path, monkeypatch, tiny_theta0_shared):
     """θ0's baseline completions and LM loss are θ0's as deployed (no control token), shared by the objectives of a
     seed: DPO's numbers do not depend on whether a conditional run of the same seed filled the store first."""
-    _shared_theta0_for_tiny(monkeypatch, tmp_path)
     runs = {}
     for order in (("dpo", "conditional"), ("conditional", "dpo")):
         monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache" / "-".join(order)))
@@ -371,11 +369,12 @@ def test_conditional_policy_at_theta0_scores_held_out_text_as_theta0_does(tmp_pa
         assert ev._lm_ids and not any(t in controls for ids in ev._lm_ids for t in ids)
         assert ev.lm_loss(exp.models.policy) == pytest.approx(ev.lm_loss_theta0(), abs=1e-5)
         samples = ev.sample(exp.models.policy, 5, kl=True)
-        assert max(ev.kl(samples)) == pytest.approx(0.0, abs=1e-5)
+        assert max(ev.kl_path(samples)) == pytest.approx(0.0, abs=1e-5)
     finally:
         exp.close()
 
 
+@pytest.mark.slow  # a second process, a run, the folder claimed again from a third
 def test_a_second_process_in_a_running_folder_stops_in_one_line_and_a_kill_frees_it(tmp_path):
     """Two writers in one folder would interleave steps and label pairs twice: the second stops before any work,
     naming the holder; the lock dies with its process (SIGKILL too), so the resume after a kill is not blocked."""

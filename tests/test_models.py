@@ -80,7 +80,7 @@ def test_device_and_dtype_defaults():
     assert pick_dtype("bfloat16", d) == torch.bfloat16
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_embedded_smollm2_converts_once_then_loads_from_cache():
     path = convert_embedded()
     assert (path / "model.safetensors").exists() and (path / "tokenizer.json").exists()

@@ -34,6 +34,7 @@ TINY = [
     "acquisition.batch_size=8",
     "evaluation.test_prompts=4",
     "evaluation.waypoints=[4,8]",
+    "evaluation.lm_tokens=16",  # as tests.test_loop.TINY
     "training.epochs=1",
     "training.batch_size=4",
     "data.train_size=200",
@@ -161,6 +162,7 @@ def judge_url():
     srv.server_close()
 
 
+@pytest.mark.notebook
 def test_experiment_notebook_under_papermill_never_writes_the_key(tmp_path, monkeypatch, judge_url):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     run = tmp_path / "run"
@@ -195,14 +197,16 @@ def test_experiment_notebook_under_papermill_never_writes_the_key(tmp_path, monk
 def _synthetic(root: Path, full: bool = True) -> None:
     acq = [(1, 0.8, 1), (1, 0.3, 1), (1, 0.6, None)] if full else ()
     losses = {1: [0.69, 0.6], 2: [0.68, 0.5]} if full else None
+    kl = {16: {"kl": 0.2}, 32: {"kl": 0.4}} if full else None  # two budgets with a KL: a frontier figure
     for seed, (r, c) in enumerate([(0.5, 0.6), (0.6, 0.8)]):
-        make_run(root, "random", seed, {16: r, 32: r + 0.05}, acquired=acq, losses=losses, epochs=2)
-        make_run(root, "certainty", seed, {16: c, 32: c + 0.05}, acquired=acq, losses=losses, epochs=2)
+        make_run(root, "random", seed, {16: r, 32: r + 0.05}, acquired=acq, losses=losses, epochs=2, metrics=kl)
+        make_run(root, "certainty", seed, {16: c, 32: c + 0.05}, acquired=acq, losses=losses, epochs=2, metrics=kl)
     if full:
         make_run(root, "certainty", 0, {16: 0.55, 32: 0.6}, mode="online", epochs=2)
         write_consistency(root, [{"oracle": "gpt-4", "temperature": 0.05, "agreement": 0.9, "ci_low": 0.85, "ci_high": 0.95, "n": 100}])
 
 
+@pytest.mark.notebook
 def test_analysis_notebooks_write_every_figure(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     _synthetic(runs)
@@ -213,11 +217,12 @@ def test_analysis_notebooks_write_every_figure(tmp_path):
     _execute("fig3_bt_histograms.ipynb", tmp_path / "f3.ipynb", tmp_path, runs_dir=str(runs), figures_dir=str(figs))
     nb156 = _execute("fig1_5_6_oracle_online_epochs.ipynb", tmp_path / "f156.ipynb", tmp_path, runs_dir=str(runs), figures_dir=str(figs))
     assert "no data" not in _text(nb156)
-    for stem in ("fig1_consistency", "fig2_winrate", "fig3_bt_hist", "fig5_online_vs_reset", "fig6_epochs"):
+    for stem in ("fig1_consistency", "fig2_winrate", "fig3_bt_hist", "fig5_online_vs_reset", "fig6_epochs", "frontier"):
         for ext in ("png", "pdf"):
             assert (figs / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
 
 
+@pytest.mark.notebook
 def test_figure_notebook_without_data_says_so(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     _synthetic(runs, full=False)  # eval rows only: no consistency.json, no online runs, no train.jsonl
@@ -227,6 +232,7 @@ def test_figure_notebook_without_data_says_so(tmp_path):
     assert not figs.exists() or list(figs.iterdir()) == []
 
 
+@pytest.mark.notebook
 def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
     strategies = ["random", "low-certainty", "d-optimal"]
@@ -248,12 +254,13 @@ def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
             assert RunFolder(runs / s / f"seed{k}").complete and len(RunFolder(runs / s / f"seed{k}").rows("eval.jsonl")) == 2
     assert "Each strategy against random" in text and "Acquisition cost per step" in text and "Labels random needs" in text
     assert "Win-rate at matched KL" in text
-    for stem in ("ranking", "fig2_winrate"):
+    for stem in ("ranking", "fig2_winrate", "frontier"):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     # the returned ranking: both challengers, at the final size (8 labels), each paired on 2 seeds
     assert "low-certainty" in text and "d-optimal" in text
 
 
+@pytest.mark.notebook
 def test_phf_notebook_under_papermill(tmp_path):
     from tests.test_phf import TINY as PHF_TINY
 
@@ -276,6 +283,7 @@ def test_phf_notebook_under_papermill(tmp_path):
     assert "prompted_misalignment" in text  # the measurements table
 
 
+@pytest.mark.notebook
 def test_phf_tradeoff_notebook_reads_the_committed_rows(tmp_path):
     """The analysis notebook draws PHF's trade-off from bench/results/phf alone; its vs-MLE table is the report's."""
     from aplkit.results.phf import load_phf, vs_mle

@@ -205,7 +205,7 @@ EX_LOOP = " great film great film great film"
 EX_SALAD = " excellent superb wonderful amazing brilliant fantastic best"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the default judge's TF-IDF and trigram models of the 25k reviews
 def test_default_judge_prefers_a_fluent_review_to_loops_and_word_salad():
     oracle = SentimentOracle("tfidf")  # the configured default: tfidf + fluency model, both fitted outside the test split
     fluent, loop, loop2, salad = oracle.score([EX_PROMPT] * 4, [EX_FLUENT, EX_LOOP, " great film great film", EX_SALAD])

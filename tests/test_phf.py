@@ -155,6 +155,7 @@ def test_bad_settings_fail_in_one_line_before_loading(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # CLI subprocesses that train
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     """SIGKILL the CLI after the first checkpoint, mid-way to the next; the rerun ends where an uninterrupted run does."""
     extra = ["phf.token_budget=900", "phf.checkpoints=3"]
@@ -417,13 +418,11 @@ def test_resume_under_another_scorer_is_refused(tmp_path):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing written by the refused runs
 
 
-def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch):
+@pytest.mark.slow  # five tiny runs
+def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path, monkeypatch, tiny_theta0_shared):
     """MLE measures θ0; RWR (the same θ0) reads it; conditional (θ0 + control tokens) measures its own; a fresh RWR agrees."""
-    import aplkit.models
     from aplkit.phf.measure import Measurer
 
-    monkeypatch.setenv("APLKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(aplkit.models, "EMBEDDED", "tiny-random")  # share tiny-random as the embedded model is shared
     calls: list[tuple[str, int]] = []
     compute = Measurer.compute
 

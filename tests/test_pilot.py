@@ -111,13 +111,14 @@ def test_records_keep_each_test_prompts_verdict_without_its_texts(tmp_path):
             p_policy=0.8,
             reward_gap=0.4,
             kl=1.5,
+            kl_t1=1.2,
         )
     )
     rec_path = write_record(run.path, tmp_path / "rec.json")
     assert "secret prompt" not in rec_path.read_text()
     rec = read_record(rec_path)
     assert rec["eval_pairs"] == [
-        {"step": 1, "prompt_id": "t0", "preferred": 1, "tie": False, "p_policy": 0.8, "reward_gap": 0.4, "kl": 1.5}
+        {"step": 1, "prompt_id": "t0", "preferred": 1, "tie": False, "p_policy": 0.8, "reward_gap": 0.4, "kl": 1.5, "kl_t1": 1.2}
     ]
     back = RunFolder(materialise([rec_path], tmp_path / "m") / "t" / "random" / "seed3").read(EvalPairRow)
     assert back[0].p_policy == 0.8 and back[0].prompt is None

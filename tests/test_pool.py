@@ -242,6 +242,7 @@ def _rows(path: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "cached"} for r in read_jsonl(path)]
 
 
+@pytest.mark.slow  # a subprocess or several tiny runs
 def test_pool_run_killed_mid_step_resumes_without_asking_again(tmp_path):
     """SIGKILL the CLI in step 2 of a pool run, run the same command again: the run of an uninterrupted one."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

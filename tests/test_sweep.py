@@ -74,6 +74,7 @@ def _digest(p: Path) -> tuple[int, str]:
     return p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+@pytest.mark.notebook
 def test_sweep_parallel_failure_and_no_repeated_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"
@@ -276,6 +277,18 @@ def test_progress_lines_follow_a_run_folder_as_its_files_advance(tmp_path, monke
     assert at(1300.0, "setup") == []
 
 
+def test_a_phase_noted_in_the_same_millisecond_as_the_attempt_began_is_shown(tmp_path):
+    """phase.json keeps its time to the millisecond; a note rounded down below the attempt's start is still new."""
+    from aplkit.progress import read_progress
+
+    rf = RunFolder(tmp_path).ensure()
+    began = 1_000_000.0004
+    rf.write_json("phase.json", {"phase": "acquire", "step": 1, "since": round(began, 3), "step_since": None})
+    assert read_progress(tmp_path, 4, since=began, now=began).phase == "acquire"
+    rf.write_json("phase.json", {"phase": "acquire", "step": 1, "since": began - 5.0, "step_since": None})
+    assert read_progress(tmp_path, 4, since=began, now=began) is None  # an earlier attempt's note
+
+
 def test_progress_durations_and_the_watchers_thread(tmp_path):
     from aplkit.progress import ProgressWatcher, duration
 
@@ -294,6 +307,7 @@ def test_progress_durations_and_the_watchers_thread(tmp_path):
     assert watch.thread is None  # stopped and joined
 
 
+@pytest.mark.notebook
 def test_kernel_stderr_reaches_the_terminal_less_only_the_tcp_warning(tmp_path, capfd):
     """ipykernel's start-up warning about TCP sockets is dropped; any other line of the kernel's stderr passes."""
     import io
@@ -429,6 +443,7 @@ def _kernel_env(tmp_path: Path, env: dict[str, str]) -> dict:
     return json.loads((tmp_path / "run" / "env.json").read_text())
 
 
+@pytest.mark.notebook
 def test_a_local_jobs_gpu_reaches_its_kernel_and_no_other(tmp_path, monkeypatch):
     import os
 

@@ -51,6 +51,8 @@ def _attempts(folder: Path) -> list[str]:
     return [line for line in (folder / CELL_LOG).read_text().splitlines() if re.match(r"\d{4}-\d\d-\d\d [\d:]{8} ", line)]
 
 
+@pytest.mark.ray
+@pytest.mark.notebook  # in the Ray workers
 def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"
@@ -89,6 +91,7 @@ def test_ray_sweep_failure_and_rerun_without_repeated_work(cluster, tmp_path, mo
     assert s["skipped"] == ["main/random/seed0", "file/random/seed0"] and s["done"] == [] and "queued" not in capsys.readouterr().out
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize(
     "opts, device, message",
     [
@@ -159,6 +162,7 @@ def test_task_environment(monkeypatch):
     assert ex.env(cpu)["APLKIT_RATE_NODES"] == "3"  # each node's file takes a third of the limit
 
 
+@pytest.mark.ray
 def test_an_in_process_grid_runs_each_run_in_a_ray_worker(cluster, tmp_path, monkeypatch):
     """The in-process cell on Ray: run_arena's run lands in a worker process, reads a relative data.path from the
     grid's folder (not the worker's), finishes, and a second call finds it complete and submits nothing."""

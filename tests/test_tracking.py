@@ -160,6 +160,7 @@ def _eval(run: Path) -> list[dict]:
     return list(read_jsonl(run / "eval.jsonl"))
 
 
+@pytest.mark.slow  # reads tracked_run: the experiment trackers
 def test_tensorboard_scalars_equal_the_run_folder(tracked_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -189,6 +190,7 @@ def test_tensorboard_scalars_equal_the_run_folder(tracked_run):
     assert b"acquisition.budget" in ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
 
 
+@pytest.mark.slow  # reads tracked_run: the experiment trackers
 def test_wandb_offline_run_holds_the_same_history(tracked_run):
     run, _, _ = tracked_run
     offline = list((run / "wandb").glob("offline-run-*"))
@@ -210,6 +212,7 @@ def test_wandb_offline_run_holds_the_same_history(tracked_run):
     assert config["acquisition.budget"] == 12 and config["strategy"] == "certainty"
 
 
+@pytest.mark.slow  # reads tracked_run: the experiment trackers
 def test_trackio_run_holds_the_same_win_rates(tracked_run):
     run, _, logs = tracked_run
     got = [(r["labels"], r["eval/win_rate"]) for r in logs if "eval/win_rate" in r]
@@ -217,12 +220,14 @@ def test_trackio_run_holds_the_same_win_rates(tracked_run):
     assert any("figures/fig3_bt_hist" in r for r in logs)
 
 
+@pytest.mark.slow  # reads tracked_run: the experiment trackers
 def test_no_tracker_holds_an_environment_secret(tracked_run):
     run, _, _ = tracked_run
     leaks = [p for p in run.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
 
 
+@pytest.mark.slow  # reads tracked_run: the experiment trackers
 def test_resuming_with_tracking_added_continues_the_same_run(tracked_run, tmp_path):
     """tracking is not part of the experiment: a finished run resumes with another tracking list."""
     run = shutil.copytree(tracked_run[0], tmp_path / "run")

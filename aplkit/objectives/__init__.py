@@ -2,7 +2,8 @@
 
 An objective is built from the models (θ being trained, the frozen θ0, the tokenizer) and the
 ``training`` section, takes the acquired data (``Preference`` pairs) and returns one ``EpochStats``
-row per epoch, as ``DPOFinetuner`` always did. ``training.objective`` names an entry of
+row per epoch, as ``DPOFinetuner`` always did; ``on_epoch`` hears each row as its epoch ends, with the
+policy as that epoch left it (the loop evaluates frontier points there, ``evaluation.epoch_points``). ``training.objective`` names an entry of
 ``OBJECTIVES``; ``register_objective`` adds your own, as ``register_scorer`` does for strategies.
 Factories import their module only when chosen, so validating a config never imports torch.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aplkit.config import TrainingConfig
@@ -25,8 +26,15 @@ class Objective(ABC):
     name: str = "objective"
 
     @abstractmethod
-    def finetune(self, prefs: Sequence[Preference], seed: int, newest: Sequence[Preference] | None = None) -> list[EpochStats]:
-        """Train on all of X_P (``newest``: the latest batch, for online mode); one row per epoch or step."""
+    def finetune(
+        self,
+        prefs: Sequence[Preference],
+        seed: int,
+        newest: Sequence[Preference] | None = None,
+        on_epoch: Callable[[EpochStats], Any] | None = None,
+    ) -> list[EpochStats]:
+        """Train on all of X_P (``newest``: the latest batch, for online mode); one row per epoch or step, each given to
+        ``on_epoch`` as it ends (which may evaluate the policy, and must leave it and the training as they were)."""
 
     @abstractmethod
     def state(self) -> dict:

@@ -24,8 +24,9 @@ gradient scaler), so an update of lr 1e-6 is never rounded away.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -192,28 +193,30 @@ class DPOFinetuner(Objective):
         prefs: Sequence[Preference],
         seed: int,
         newest: Sequence[Preference] | None = None,
+        on_epoch: Callable[[EpochStats], Any] | None = None,
     ) -> list[EpochStats]:
-        """Fine-tune per the configured mode. ``prefs`` is all of X_P; ``newest`` the latest batch (online)."""
+        """Fine-tune per the configured mode. ``prefs`` is all of X_P; ``newest`` the latest batch (online);
+        ``on_epoch`` hears each epoch's (online: step's) row as it ends."""
         self.policy.train()
         gen = torch.Generator().manual_seed(seed)
         stats = []
-        if self.cfg.mode == "reset":
+        reset = self.cfg.mode == "reset"
+        if reset:
             self.reset()
-            enc = self.encode(prefs)
-            for epoch in range(1, self.cfg.epochs + 1):
-                order = torch.randperm(len(prefs), generator=gen).tolist()
-                st = self._train_on(enc, order)
-                st.epoch = epoch
-                stats.append(st)
-        else:
-            batch = list(newest if newest is not None else prefs)
-            enc = self.encode(batch)
-            for k in range(1, self.cfg.online_steps + 1):  # Appendix D: one step on the whole newest batch
+        batch = list(prefs if reset else (newest if newest is not None else prefs))
+        enc = self.encode(batch)
+        for epoch in range(1, (self.cfg.epochs if reset else self.cfg.online_steps) + 1):
+            if reset:
+                st = self._train_on(enc, torch.randperm(len(prefs), generator=gen).tolist())
+            else:  # Appendix D: one step on the whole newest batch
                 t0, sums = time.perf_counter(), _Sums()
                 self._accumulated_step(enc, list(range(len(batch))), sums)
                 st = sums.stats(len(batch), t0)
-                st.epoch = k
-                stats.append(st)
+            st.epoch = epoch
+            stats.append(st)
+            if on_epoch is not None:
+                on_epoch(st)
+                self.policy.train()
         self.policy.eval()
         return stats
 

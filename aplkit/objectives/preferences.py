@@ -31,7 +31,8 @@ DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined he
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -118,15 +119,27 @@ class PreferenceObjective(Objective):
             tokens += st["tokens"]
         return EpochStats(epoch, total / max(1, tokens), None, None, len(order), time.perf_counter() - t0)
 
-    def finetune(self, prefs: Sequence[Preference], seed: int, newest: Sequence[Preference] | None = None) -> list[EpochStats]:
+    def finetune(
+        self,
+        prefs: Sequence[Preference],
+        seed: int,
+        newest: Sequence[Preference] | None = None,
+        on_epoch: Callable[[EpochStats], Any] | None = None,
+    ) -> list[EpochStats]:
         gen = torch.Generator().manual_seed(seed)
         t = self.threshold(prefs)  # over all of X_P, also in online mode (the newest batch alone is a small sample)
-        if self.cfg.mode == "reset":
+        reset = self.cfg.mode == "reset"
+        if reset:
             self.models.policy.load_state_dict(self._theta0, strict=False)
             self.trainer = self._new_trainer()
-            return [self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e, t) for e in range(1, self.cfg.epochs + 1)]
         batch = list(newest if newest is not None else prefs)
-        return [self._online_step(batch, k, t) for k in range(1, self.cfg.online_steps + 1)]
+        stats = []
+        for e in range(1, (self.cfg.epochs if reset else self.cfg.online_steps) + 1):
+            st = self._epoch(prefs, torch.randperm(len(prefs), generator=gen).tolist(), e, t) if reset else self._online_step(batch, e, t)
+            stats.append(st)
+            if on_epoch is not None:
+                on_epoch(st)
+        return stats
 
     def _online_step(self, prefs: Sequence[Preference], step: int, t: float) -> EpochStats:
         """One optimiser step on all of ``prefs``, accumulated over micro-batches of ``micro_batch_size`` (else ``batch_size``)

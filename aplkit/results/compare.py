@@ -703,10 +703,12 @@ KL_MATCHED_COLUMNS = ["task", "acquired", "strategy", "kl", *INTERVAL_COLUMNS]
 
 def kl_matched(df: pd.DataFrame, budget: int | None = None, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Is a strategy's lead a better direction or only a longer step from θ0? Per task, strategy and seed paired
-    with random's: κ = the smaller of the two runs' KL from θ0 at the final budget (``budget``, else the task's
-    largest size), each run's win-rate at κ by ``value_at_kl`` (the run that drifted less is read at its end), and
+    with random's: κ = the smaller of the two runs' KL from θ0 along their test completions (``kl``) at the final
+    budget (``budget``, else the task's largest size), each run's win-rate at κ by ``value_at_kl`` (the run that drifted less is read at its end), and
     the mean of strategy − random over seeds with t and bootstrap intervals (``kl``: the mean κ). Seeds where
-    either run lacks a KL at the budget, or one curve never reaches κ (an estimated KL below 0), are left out."""
+    either run lacks a KL at the budget, or one curve never reaches κ (an estimated KL below 0), are left out.
+    Exploratory: it interpolates between waypoints after the curves are seen; ``aplkit.results.frontier`` compares
+    on a declared grid, over each run's points after every epoch."""
     rows = []
     ok = df.dropna(subset=["win_rate", "kl"]) if "kl" in df.columns else df.iloc[0:0]
     for task, g in ok.groupby("task", sort=True):

@@ -22,7 +22,7 @@ import yaml
 
 from aplkit.metrics import COMPANION_FIELDS
 from aplkit.provenance import start_machine
-from aplkit.records import AcquiredRow, EvalRow, StepRow, TrainRow, field_names, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, StepRow, TrainRow, field_names, to_dict
 from aplkit.runfolder import CODE, RunFolder
 
 PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
@@ -94,12 +94,24 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
     are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
     """
-    df = _load(runs_dir, EvalRow)  # older rows have no "trained": NaN
+    return _eval_columns(_load(runs_dir, EvalRow))  # older rows have no "trained": NaN
+
+
+def _eval_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """eval rows' columns as numbers: counts as nullable integers, every metric as float (NaN: not recorded)."""
     for col in ("acquired", "n", "ties", "invalid", "step"):
         df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
     floats = ("win_rate", "stderr", "trained", *COMPANION_FIELDS)
     for col in floats:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def load_epoch_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run × waypoint × earlier epoch (eval_epochs.jsonl, ``evaluation.epoch_points``) with run identity:
+    ``load_runs``' columns and ``epoch``. Empty (with those columns) when no run evaluated after its epochs."""
+    df = _eval_columns(_load(runs_dir, EpochEvalRow))
+    df["epoch"] = pd.to_numeric(df["epoch"]).astype("Int64") if len(df) else df["epoch"]
     return df
 
 
@@ -292,6 +304,7 @@ __all__ = [
     "load_code",
     "load_configs",
     "load_consistency",
+    "load_epoch_runs",
     "load_runs",
     "load_steps",
     "load_strata",

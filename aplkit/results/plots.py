@@ -357,6 +357,62 @@ def plot_ranking(rank: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_frontier(curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", metric_field: str = "win_rate") -> Figure:
+    """The frontier figure: per task, the metric against the KL from θ0, one colour per strategy.
+
+    ``curves`` (``frontier.mean_frontiers``): for each budget evaluated after each epoch, the seeds' mean frontier
+    (the best value reachable up to each KL, every seed's own) with a ± SE band over seeds, up to the KL all its
+    seeds reach. ``ends`` (``frontier.waypoint_means``): where each budget's training ended, the mean (KL, value) with
+    SEs over seeds, marked and labelled with its label count and joined from θ0's point in budget order.
+    """
+    from aplkit.metrics import metric
+
+    x_m, y_m = metric(kl), metric(metric_field)
+    tasks = sorted(set(curves["task"]) | set(ends["task"]))
+    strategies = strategy_order(set(curves["strategy"]) | set(ends["strategy"]))
+    with style():
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks) + 1.8, 4.4), squeeze=False, layout="constrained")
+        for ax, task in zip(axes[0], tasks, strict=True):
+            for s in strategies:
+                c, mk = color(s, strategies), MARKERS.get(s, "v")
+                e = ends[(ends["task"] == task) & (ends["strategy"] == s)].sort_values("acquired")
+                for _, g in curves[(curves["task"] == task) & (curves["strategy"] == s)].groupby("acquired", sort=True):
+                    x, y, se = g["kl"].to_numpy(float), g["mean"].to_numpy(float), g["se"].to_numpy(float)
+                    ax.fill_between(x, y - se, y + se, color=c, alpha=0.15, lw=0)
+                    ax.plot(x, y, color=c, lw=2)
+                if e.empty:
+                    continue
+                x = np.concatenate([[0.0], e["kl"].to_numpy(float)])
+                y = np.concatenate([[y_m.at_theta0 if y_m.at_theta0 is not None else np.nan], e["mean"].to_numpy(float)])
+                ax.plot(x, y, color=c, lw=1, ls=":")
+                ax.errorbar(
+                    e["kl"], e["mean"], xerr=e["kl_se"], yerr=e["se"], color=c, marker=mk, ls="none", ms=7, capsize=3, label=label(s)
+                )
+                for r in e.itertuples():
+                    ax.annotate(str(r.acquired), (r.kl, r.mean), textcoords="offset points", xytext=(5, -11), fontsize="x-small", color=c)
+            if y_m.at_theta0 is not None:
+                ax.plot([0.0], [y_m.at_theta0], marker="*", color="black", ms=10, ls="none", label="θ0")
+            ax.set_title(_task_title(task))
+            ax.set_xlabel(f"{x_m.title} (nats)")
+            ax.set_ylabel(y_m.title)
+        handles, labels = [], []
+        for ax in axes[0]:
+            for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lbl not in labels:
+                    handles.append(h)
+                    labels.append(lbl)
+        fig.legend(handles, labels, loc="outside right center", title="Acquisition")
+        ns = sorted(set(ends["n"].astype(int)) | set(curves["n"].astype(int)))
+        n = "/".join(map(str, ns))
+        seeds = f"mean ± SE over {n} seed{'s' if ns != [1] else ''}"
+        if curves.empty:  # several budgets, no per-epoch points: where each budget's training ended
+            head = f"{y_m.title} against the KL from θ0 at each budget\n{seeds}; no evaluations after earlier epochs"
+        else:
+            head = f"Frontier: the best {y_m.short} reachable up to each KL from θ0\nlines: after each epoch, {seeds}"
+        fig.suptitle(f"{head}\nmarkers: where each budget's training ended (labels acquired)", fontsize="medium")
+    return fig
+
+
 def _widen_to_fit(fig: Figure, tries: int = 4) -> None:
     """Widen the figure until its titles and labels fit: long strategy names push the axes right, and a title
     centred on them then runs off the canvas, which ``tight_layout`` alone cannot mend (it never resizes)."""

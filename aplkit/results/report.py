@@ -1,11 +1,11 @@
 """Results, layer 4: every figure and table from a runs dir in one call, without Jupyter: ``report(runs_dir, out_dir)``.
 
 Figures the data cannot support are skipped (no consistency.json: no Fig 1; no online runs:
-no Fig 5; no train.jsonl: no Fig 6). What was left out and why goes into ``notes.md``.
+no Fig 5; no train.jsonl: no Fig 6; one point per run: no frontier). What was left out and why goes into ``notes.md``.
 
 The blocks the report and the analysis notebooks (``aplkit.notebook``) both need live here once:
 ``main_runs`` (the Fig 2 / Table 2 selection with its task → 'against' lookup), ``main_acquired``,
-``fig3_per_task`` and the ``fig1_figure`` / ``fig5_figure`` / ``fig6_figure`` builders, each
+``fig3_per_task`` and the ``fig1_figure`` / ``fig5_figure`` / ``fig6_figure`` / ``frontier_figure`` builders, each
 returning ``None`` when the runs dir has no data for that figure.
 """
 
@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from aplkit.metrics import COMPANION_METRICS
 from aplkit.results import compare as C
+from aplkit.results import frontier as F
 from aplkit.results import load as L
 from aplkit.results import plots as P
 from aplkit.results import stats as S
@@ -81,6 +82,17 @@ def fig6_figure(runs_dir: str | Path, df: pd.DataFrame | None = None) -> Figure 
     return P.plot_epochs(S.loss_curves(train), wr)
 
 
+def frontier_figure(runs_dir: str | Path, runs: set[str] | None = None, metric_field: str = "win_rate") -> Figure | None:
+    """The frontier figure (``plots.plot_frontier``) of the runs under ``runs_dir`` (``runs``: only those), against the
+    policy's KL at T = 1 where they measured it, else the KL along the test completions; None when no run has more
+    than one point with a KL (no per-epoch points and a single budget, or no KL recorded)."""
+    pts = F.frontier_points(runs_dir, runs)
+    if not F.has_frontier(pts, metric_field):
+        return None
+    kl = F.kl_axis(pts)
+    return P.plot_frontier(F.mean_frontiers(pts, metric_field, kl), F.waypoint_means(pts, metric_field, kl), kl, metric_field)
+
+
 def report(
     runs_dir: str | Path,
     out_dir: str | Path = "figures",
@@ -135,7 +147,7 @@ def report(
     metrics = S.companion_metrics(main)
     put("metrics.md", T.metrics_markdown(metrics))
     written["metrics.csv"] = T.metrics_to_csv(metrics, out / "metrics.csv")
-    if metrics[[m.field for m in COMPANION_METRICS]].isna().all().all():
+    if metrics[[m.field for m in COMPANION_METRICS if m.field in metrics]].isna().all().all():
         names = ", ".join(m.short for m in COMPANION_METRICS)
         notes.append(f"no run recorded the win-rate's companions ({names}): metrics.md shows the win-rate only")
 
@@ -180,6 +192,8 @@ def report(
         if left_out:
             notes.append(f"Fig 3 {task}: {left_out}")
         fig(fig3, stem)
+
+    fig(frontier_figure(runs_dir, set(main["run"])), "frontier")
 
     fig(fig1_figure(runs_dir), "fig1_consistency")
     fig(fig5_figure(df, against), "fig5_online_vs_reset")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aplkit.metrics import HEADLINE, METRICS, metric
+from aplkit.metrics import HEADLINE, METRICS, metric, shown
 from aplkit.results.load import select_main, strategy_order
 
 # --------------------------------------------------------------------------- grouping
@@ -149,9 +149,10 @@ def reward_gap_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")
     return registered_curves(df, "reward_gap", by)
 
 
-def kl_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
-    """Mean KL of πθ from θ0 along the policy's test completions ± SE over seeds; columns as ``metric_curves``."""
-    return registered_curves(df, "kl", by)
+def kl_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy"), field: str = "kl") -> pd.DataFrame:
+    """Mean KL of πθ from θ0 ± SE over seeds; columns as ``metric_curves``. ``field``: ``kl``, along the policy's
+    T = 0.25 test completions (every run), or ``kl_t1``, the policy's own KL at T = 1 (``evaluation.kl_samples``)."""
+    return registered_curves(df, field, by)
 
 
 def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -> pd.DataFrame:
@@ -160,23 +161,24 @@ def lm_loss_curves(df: pd.DataFrame, by: Iterable[str] = ("task", "strategy")) -
     return registered_curves(df, "lm_loss", by)
 
 
-#: the metrics ``companion_metrics`` reports, the win-rate first (``aplkit.metrics``)
+#: the metrics ``companion_metrics`` can report, the win-rate first (``aplkit.metrics``; an opt-in one only where recorded)
 COMPANIONS = tuple(m.field for m in METRICS)
 
 
 def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """Beside every win-rate its companions (``aplkit.metrics``: soft win-rate, reward gap, KL from θ0 and LM loss,
-    Δ vs θ0), per task, size and strategy.
+    """Beside every win-rate its companions (``aplkit.metrics``: soft win-rate, reward gap, KL along the test
+    completions, the policy's KL at T = 1 where a run measured it, and LM loss, Δ vs θ0), per task, size and strategy.
 
-    One row per (task, acquired, strategy) that has a win-rate; for each metric ``m`` of COMPANIONS the
-    columns m, m_se, m_n (seeds that recorded it), m_se_kind, as ``registered_curves`` computes them (NaN
-    where no seed recorded it), then for a metric with a θ0 column that column, m_delta and m_delta_se
-    (lm_loss_theta0, lm_loss_delta, lm_loss_delta_se).
+    One row per (task, acquired, strategy) that has a win-rate; for each metric ``m`` the table shows
+    (``metrics.shown``: every one but an opt-in metric no row recorded) the columns m, m_se, m_n (seeds that
+    recorded it), m_se_kind, as ``registered_curves`` computes them (NaN where no seed recorded it), then for a
+    metric with a θ0 column that column, m_delta and m_delta_se (lm_loss_theta0, lm_loss_delta, lm_loss_delta_se).
     """
     keys = ["task", "acquired", "strategy"]
-    parts = {m.field: registered_curves(df, m.field) for m in METRICS}
-    cols = [*keys, "trained"] + [f"{m}{s}" for m in COMPANIONS for s in ("", "_se", "_n", "_se_kind")]
-    cols += [c for m in METRICS if m.theta0 for c in (m.theta0, f"{m.field}_delta", f"{m.field}_delta_se")]
+    ms = shown(df)
+    parts = {m.field: registered_curves(df, m.field) for m in ms}
+    cols = [*keys, "trained"] + [f"{m.field}{s}" for m in ms for s in ("", "_se", "_n", "_se_kind")]
+    cols += [c for m in ms if m.theta0 for c in (m.theta0, f"{m.field}_delta", f"{m.field}_delta_se")]
     out = parts[HEADLINE.field][[*keys, "trained"]]
     if out.empty:
         return pd.DataFrame(columns=cols)
@@ -187,9 +189,9 @@ def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
         if not c.empty:
             c["acquired"] = c["acquired"].astype(int)
         out = out.merge(c, on=keys, how="left") if not c.empty else out.assign(**{k: np.nan for k in c.columns if k not in keys})
-    for m in COMPANIONS:
-        out[m] = out[m].astype(float)
-        out[f"{m}_se"] = out[f"{m}_se"].astype(float)
+    for m in ms:
+        out[m.field] = out[m.field].astype(float)
+        out[f"{m.field}_se"] = out[f"{m.field}_se"].astype(float)
     return _sort(out[cols], ["task", "acquired", "strategy"])
 
 

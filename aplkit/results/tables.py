@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from aplkit.metrics import COMPANION_METRICS, METRICS, Metric, metric
+from aplkit.metrics import COMPANION_METRICS, METRICS, Metric, metric, shown
 from aplkit.results.compare import MIN_STRATUM_SEEDS
 from aplkit.results.load import DISPLAY, strategy_order
 from aplkit.results.stats import trained_gaps, winrate_curves
@@ -249,21 +249,23 @@ def _and(words: list[str]) -> str:
 def metrics_markdown(metrics: pd.DataFrame) -> str:
     """``stats.companion_metrics`` as Markdown: beside every win-rate its companions (``aplkit.metrics``: soft win-rate,
     reward gap, KL from θ0 and LM loss, Δ vs θ0), one column and one footnote line each."""
+    ms = shown(metrics)
     rows = [
-        [str(r.task), str(r.acquired), DISPLAY.get(r.strategy, r.strategy), *(_companion_cell(r, m) for m in METRICS)]
+        [str(r.task), str(r.acquired), DISPLAY.get(r.strategy, r.strategy), *(_companion_cell(r, m) for m in ms)]
         for r in metrics.itertuples()
     ]
-    header = ["Dataset", "Size", "Strategy", *(m.title + (" (Δ vs θ0)" if m.theta0 else "") for m in METRICS)]
+    header = ["Dataset", "Size", "Strategy", *(m.title + (" (Δ vs θ0)" if m.theta0 else "") for m in ms)]
     text = _md(header, rows)
     ns = sorted({int(n) for n in metrics["win_rate_n"].dropna()}) if len(metrics) else []
-    with_se = [f"{m.short}'s" for m in COMPANION_METRICS if m.se]
-    without = [f"the {m.short}" for m in COMPANION_METRICS if not m.se]
+    companions = [m for m in ms if m in COMPANION_METRICS]
+    with_se = [f"{m.short}'s" for m in companions if m.se]
+    without = [f"the {m.short}" for m in companions if not m.se]
     text += (
         f"\nMean ± standard error over seeds (n = {', '.join(map(str, ns)) or '–'}), all from the same test prompts as the win-rate. "
         f"With a single seed the win-rate's SE is binomial, and the {_and(with_se)} are over the test prompts"
         + (f"; {_and(without)} {'has' if len(without) == 1 else 'have'} none" if without else "")
         + ".\n\n"
-        + "".join(f"- {m.title}: {m.doc}\n" for m in COMPANION_METRICS)
+        + "".join(f"- {m.title}: {m.doc}\n" for m in companions)
         + "- '–': not recorded (an oracle without probabilities or scores, evaluation.lm_texts = 0, or a run from before these metrics).\n"
     )
     return text
@@ -475,9 +477,80 @@ def kl_matched_markdown(m: pd.DataFrame) -> str:
         "Verdict",
     ]
     return _md(head, rows) + (
-        f"\nPer seed, both runs read at the smaller of their KL from θ0 at {int(m['acquired'].max())} labels (the other on its own "
+        f"\nPer seed, both runs read at the smaller of their {metric('kl').label} at {int(m['acquired'].max())} labels (the other on its own "
         "(KL, win-rate) curve through θ0's (0, 0.5)): is a lead a better direction or only a longer step? Each strategy its own "
         "question, no multiplicity correction (exploratory).\n"
+    )
+
+
+def frontier_markdown(cmp: pd.DataFrame, kl: str = "kl_t1") -> str:
+    """frontier.frontier_comparison as Markdown: per metric, budget and strategy, the mean over the KL grid of its
+    frontier minus random's (or, per grid point, the difference there), with t and bootstrap intervals, the
+    Holm-adjusted p and interval within the declared family, and the seeds left out for not covering the grid.
+    ``kl``: the field of the x-axis (its registry label names it)."""
+    if cmp.empty:
+        return "no frontier to compare: no strategy paired with random at a budget with the metric recorded\n"
+    per_point = cmp["kl"].notna().any()
+    rows = []
+    for r in cmp.itertuples():
+        where = f"{r.kl:g}" if per_point else f"{r.kl_low:g}–{r.kl_high:g}"
+        rows.append(
+            [
+                metric(r.metric).title,
+                *_paired_cells(r)[:3],
+                where,
+                str(r.n),
+                str(r.left_out),
+                "n/a" if math.isnan(r.mean_diff) else f"{r.mean_diff:+.3f}",
+                _ci(r.t_low, r.t_high),
+                _ci(r.boot_low, r.boot_high),
+                "n/a" if math.isnan(r.p_improve) else f"{r.p_improve:.2f}",
+                _fmt_p(r.t_p_holm),
+                _ci(r.holm_low, r.holm_high),
+                r.holm_verdict,
+            ]
+        )
+    head = ["Metric", "Dataset", "Labels", "Strategy", "KL" if per_point else "KL grid", "Seeds", "Left out", "Δ vs random"]
+    head += ["95 % CI (t)", "95 % CI (bootstrap)", "P(improve)", "p (Holm)", "Holm-level CI", "Verdict (Holm)"]
+    what = "at each KL" if per_point else "averaged over the KL grid (the area between the frontiers ÷ the grid's width)"
+    return _md(head, rows) + (
+        f"\nA run's frontier at a budget: the best value reachable up to each KL from θ0 among its evaluations after each "
+        f"epoch of that budget's training and θ0's own, linear between them; x-axis: {metric(kl).label}. Strategy − random "
+        f"{what}, paired by seed. Left out: seeds whose two frontiers do not both reach the grid's end (no extrapolation). "
+        "Holm within the declared family; the verdict reads the Holm-level t interval.\n"
+    )
+
+
+def label_saving_markdown(ls: pd.DataFrame, kl: str = "kl_t1") -> str:
+    """frontier.label_saving as Markdown: the labels random needs at equal KL, with their bootstrap interval."""
+    if ls.empty:
+        return "no label saving at equal KL: no strategy paired with random at the budget\n"
+
+    def labels(x: float, top: int) -> str:
+        return "n/a" if math.isnan(x) else f"> {top}" if math.isinf(x) else f"{x:.1f}"
+
+    rows = []
+    for r in ls.itertuples():
+        top = int(r.largest)
+        rows.append(
+            [
+                r.task,
+                DISPLAY.get(r.strategy, r.strategy),
+                str(r.budget),
+                f"{r.kl:g}",
+                str(r.seeds),
+                "n/a" if math.isnan(r.height) else f"{r.height:.3f}",
+                labels(r.labels_random, top),
+                f"[{labels(r.labels_low, top)}, {labels(r.labels_high, top)}]",
+                r.note or "",
+            ]
+        )
+    head = ["Dataset", "Strategy", "Labels", "KL", "Seeds", f"Frontier height ({metric(ls['metric'].iloc[0]).label})"]
+    head += ["Labels random needs", "95 % bootstrap interval (seeds)", "Note"]
+    return _md(head, rows) + (
+        f"\nAt the KL grid's middle ({metric(kl).label}): the labels at which random's mean frontier height, over its measured "
+        "budgets (running max, linear between them), reaches the strategy's. '> N': random does not get there within the "
+        "budgets measured (N the largest); nothing is extrapolated.\n"
     )
 
 
@@ -574,7 +647,9 @@ __all__ = [
     "efficiency_interval_markdown",
     "efficiency_markdown",
     "format_cell",
+    "frontier_markdown",
     "kl_matched_markdown",
+    "label_saving_markdown",
     "looks_markdown",
     "METRIC_NAMES",
     "metrics_markdown",

@@ -1,7 +1,8 @@
 """What every tracker logs, as plain numbers: one implementation so TensorBoard, W&B and Trackio agree.
 
 Two x-axes, as in the paper: ``labels`` (t·M acquired, Fig 2's axis) for the per-step and waypoint
-scalars, and the running fine-tuning epoch for the DPO loss. Values that were not measured (None,
+scalars, and the running fine-tuning epoch for the DPO loss and, at the waypoints of ``evaluation.epoch_points``,
+each epoch's frontier point (``frontier/``: its win-rate and companions, both KLs and the labels). Values that were not measured (None,
 NaN: e.g. ``bt_correct`` at θ0, the companions of an oracle without probabilities) are left out
 rather than logged as gaps. The config goes in as hyper-parameters with anything secret-looking
 removed: keys are read from the environment, and their values must never reach a tracker.
@@ -14,7 +15,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from aplkit.metrics import COMPANION_FIELDS, HEADLINE
+from aplkit.metrics import COMPANION_FIELDS, HEADLINE, KL_FIELDS, METRICS
 from aplkit.records import to_dict
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 EVAL_FIELDS = (HEADLINE.field, HEADLINE.se, "n", "ties", "invalid", "trained", *COMPANION_FIELDS)
 ORACLE_FIELDS = ("calls", "cache_hits", "invalid", "tokens_in", "tokens_out", "cost_usd")
 EPOCH_FIELDS = ("loss", "reward_acc", "margin", "n_pairs", "seconds")
+#: what a frontier point logs: where it is (both KLs) and what it reached (the preference metrics), at how many labels
+FRONTIER_FIELDS = ("acquired", *KL_FIELDS, *(m.field for m in METRICS if m.preference))
 AXES = ("labels", "train/epoch")  # the x-axes, logged beside the values for trackers with one step counter
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?)($|_)", re.IGNORECASE)
@@ -66,11 +69,18 @@ def step_scalars(res: StepResult, acquire_batch: int) -> dict[str, float]:
 
 def epoch_scalars(res: StepResult) -> list[tuple[int, dict[str, float]]]:
     """(running epoch, DPO statistics) for each fine-tuning epoch of the step; the running epoch counts
-    epochs over the whole run, so every step's loss curve follows the previous one's."""
+    epochs over the whole run, so every step's loss curve follows the previous one's. A step evaluated after
+    each epoch (``StepResult.epoch_evals``) adds each epoch's frontier point, the last epoch's being the waypoint's."""
     per_step, out = len(res.train), []
+    points = {r.epoch: r for r in res.epoch_evals}
+    if points and res.eval is not None and res.train:
+        points[res.train[-1].epoch] = res.eval
     for i, st in enumerate(res.train):
         e = (res.step - 1) * per_step + i + 1
-        out.append((e, _clean({"train/epoch": e, "train/step": res.step, **{f"train/{k}": getattr(st, k) for k in EPOCH_FIELDS}})))
+        values = {"train/epoch": e, "train/step": res.step, **{f"train/{k}": getattr(st, k) for k in EPOCH_FIELDS}}
+        if st.epoch in points:
+            values |= {f"frontier/{k}": getattr(points[st.epoch], k) for k in FRONTIER_FIELDS}
+        out.append((e, _clean(values)))
     return out
 
 
@@ -112,16 +122,19 @@ def hparams(cfg: ExperimentConfig) -> dict[str, str | int | float | bool]:
 
 
 def final_figures(run_dir: Any) -> dict[str, Figure]:
-    """Fig 2 (win-rate at the waypoints) and Fig 3 (BT-probability histograms) of this one run, by name."""
+    """Fig 2 (win-rate at the waypoints), the frontier (where the run evaluated after each epoch) and Fig 3
+    (BT-probability histograms) of this one run, by name."""
     from aplkit.results import load as L
     from aplkit.results import plots as P
     from aplkit.results import stats as S
-    from aplkit.results.report import against_by_task, fig3_per_task
+    from aplkit.results.report import against_by_task, fig3_per_task, frontier_figure
 
     figs: dict[str, Figure] = {}
     df = L.load_runs(run_dir)
     if not df.empty:
         figs["fig2_winrate"] = P.plot_winrate(S.winrate_curves(df), against_by_task(df))
+        if not L.load_epoch_runs(run_dir).empty:
+            figs["frontier"] = frontier_figure(run_dir)
     acq = L.load_acquired(run_dir)
     for _, stem, fig, _ in fig3_per_task(acq) if not acq.empty else ():
         figs[stem] = fig
@@ -140,4 +153,4 @@ def figure_rgb(fig: Figure, dpi: int = 100) -> Any:
     return rgb
 
 
-__all__ = ["AXES", "REDACTED", "epoch_scalars", "figure_rgb", "final_figures", "hparams", "step_scalars"]
+__all__ = ["AXES", "FRONTIER_FIELDS", "REDACTED", "epoch_scalars", "figure_rgb", "final_figures", "hparams", "step_scalars"]

@@ -1,0 +1,349 @@
+"""The frontier study: does an acquisition rule move the best win-rate reachable at each KL from θ0 for a number of labels?
+
+A study is a plan file (YAML), committed before its runs: the question, the preset and overrides, the strategies
+(random among them, the baseline), the seeds, the label budgets evaluated after each epoch, the epochs, the T = 1
+samples per test prompt that measure the KL, the KL grid, the primary endpoint (a metric at a budget), the Holm
+family and the one look (the seed count at which it is read). ``python -m bench frontier --plan PLAN`` runs every
+strategy × seed through the sweep's driver (``aplkit.sweep.run_grid``, as ``bench labels`` does) and keeps each
+finished run's compact record under ``bench/results/frontier/<plan name>/`` (``--commit``: committed alone as it
+lands); a recorded run is not run again. It runs only from a checkout at the plan's commit (a worktree made for the
+study, ``git worktree add ../<name> <commit>``): anything else stops in one line. ``--report-only`` rebuilds the
+report from the records alone; it refuses to pool records of several code versions or CPUs unless
+``--pool-strata``, and to read the plan before its look unless ``--interim`` (then marked as not the plan's reading).
+
+    python -m bench frontier --plan bench/plans/NAME.yaml                 # from the pinned checkout
+    python -m bench frontier --plan PLAN --shard 0/2 --commit & python -m bench frontier --plan PLAN --shard 1/2 --commit
+    python -m bench frontier --plan PLAN --report-only [--pool-strata] [--interim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aplkit.errors import ConfigError
+from bench.provenance import ROOT, machine
+
+RECORDS = Path("bench/results/frontier")
+#: the key cells a Holm family may be declared by (``frontier.frontier_comparison``)
+FAMILY_KEYS = ("task", "acquired", "strategy", "metric")
+
+
+@dataclass
+class Endpoint:
+    """The primary endpoint: the mean over the KL grid of the frontier difference in ``metric`` at ``budget`` labels."""
+
+    metric: str = "win_rate"
+    budget: int = 0
+
+
+@dataclass
+class FrontierPlan:
+    """A frontier study's plan (``load_plan``), every field declared before the runs."""
+
+    name: str = ""
+    commit: str = ""  # the commit the runs are made from
+    question: str = ""
+    config: str = "imdb-cpu"
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, before the plan's own settings
+    strategies: list[str] = field(default_factory=lambda: ["random", "certainty"])
+    seeds: str = ""  # K (0..K−1), A-B or a,b,c
+    budgets: list[int] = field(default_factory=list)  # labels at which every epoch is evaluated (the waypoints)
+    epochs: int = 4
+    kl_samples: int = 1  # T = 1 samples per test prompt: the frontier's x-axis
+    kl_grid: list[float] = field(default_factory=list)
+    primary: Endpoint = field(default_factory=Endpoint)
+    family: list[str] = field(default_factory=lambda: ["task", "acquired", "metric"])  # Holm over the rows sharing these
+    look: int = 0  # the one seed count at which the study is read (0: every planned seed)
+
+    @property
+    def seed_list(self) -> list[int]:
+        from bench.labels import parse_seeds
+
+        return parse_seeds(self.seeds)
+
+    @property
+    def reading(self) -> int:
+        return self.look or len(self.seed_list)
+
+    def settings(self) -> list[str]:
+        """What the plan sets on its preset, after ``overrides``: the budgets as waypoints with per-epoch points."""
+        b = ",".join(map(str, self.budgets))
+        return [
+            *self.overrides,
+            f"name={self.name}",
+            f"acquisition.budget={max(self.budgets)}",
+            f"training.epochs={self.epochs}",
+            f"evaluation.waypoints=[{b}]",
+            f"evaluation.epoch_points=[{b}]",
+            f"evaluation.kl_samples={self.kl_samples}",
+        ]
+
+    def problems(self) -> list[str]:
+        """Every mistake of the plan, one line each naming the key."""
+        from aplkit.results.frontier import FRONTIER_METRICS
+
+        out = []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            out.append(f"name: a folder name of letters, digits, '.', '_' or '-', got {self.name!r}")
+        if not re.fullmatch(r"[0-9a-f]{7,40}", self.commit):
+            out.append(f"commit: the commit the runs are made from (7–40 hex digits), got {self.commit!r}")
+        if "random" not in self.strategies or len(self.strategies) < 2:
+            out.append(f"strategies: random (the baseline) and at least one other, got {self.strategies}")
+        try:
+            seeds = self.seed_list
+        except argparse.ArgumentTypeError as e:
+            out.append(f"seeds: {e}")
+            seeds = []
+        if not self.budgets or sorted(set(self.budgets)) != self.budgets:
+            out.append(f"budgets: increasing label counts, got {self.budgets}")
+        if self.epochs < 2:
+            out.append(f"epochs: at least 2 (one point per epoch), got {self.epochs}")
+        if self.kl_samples < 1:
+            out.append(f"kl_samples: at least 1 (the frontier's x-axis is the policy's KL at T = 1), got {self.kl_samples}")
+        grid = self.kl_grid
+        if len(grid) < 2 or any(b <= a for a, b in zip(grid, grid[1:], strict=False)) or (grid and grid[0] < 0):
+            out.append(f"kl_grid: at least two increasing KL values >= 0, got {grid}")
+        if self.primary.metric not in FRONTIER_METRICS:
+            out.append(f"primary.metric: one of {', '.join(FRONTIER_METRICS)}, got {self.primary.metric!r}")
+        if self.budgets and self.primary.budget not in self.budgets:
+            out.append(f"primary.budget: one of the budgets {self.budgets}, got {self.primary.budget}")
+        if not set(self.family) <= set(FAMILY_KEYS):
+            out.append(f"family: key cells among {', '.join(FAMILY_KEYS)}, got {self.family}")
+        if seeds and not 2 <= self.reading <= len(seeds):
+            out.append(f"look: the one seed count the study is read at, 2..{len(seeds)}, got {self.look}")
+        return out
+
+
+def load_plan(path: str | Path) -> FrontierPlan:
+    """A plan file, parsed with the config's parser (``aplkit.config.read_config``) and checked (``problems``): one
+    ``ConfigError`` line naming the file and the key."""
+    from aplkit.config import read_config
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such plan file")
+    try:
+        plan = read_config(p, cls=FrontierPlan)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    found = plan.problems()
+    if found:
+        raise ConfigError(f"{p}: {found[0]}")
+    return plan
+
+
+# --------------------------------------------------------------------------- pinned code
+
+
+def _git(root: Path, *args: str) -> str | None:
+    from aplkit.provenance import run_git
+
+    r = run_git(root, *args)
+    return r.stdout.strip() if r is not None and r.returncode == 0 else None
+
+
+def pinned(commit: str, records: Path, root: Path = ROOT) -> str | None:
+    """Why the checkout at ``root`` is not the plan's code (None: it is). It is when HEAD is ``commit``, or a
+    descendant whose only changes since are the study's own records (``--commit`` adds them there), and no tracked
+    file outside the records differs from HEAD."""
+    head, want = _git(root, "rev-parse", "HEAD"), _git(root, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    hint = f"run it from a checkout at the plan's commit (git worktree add ../study {commit[:12]})"
+    if head is None:
+        return f"{root} is not a git checkout: {hint}"
+    if want is None:
+        return f"the plan's commit {commit} is not in this repository: {hint}"
+    rel = records.resolve().relative_to(root.resolve()).as_posix() if records.resolve().is_relative_to(root.resolve()) else None
+    outside = lambda paths: [p for p in paths if p and not (rel and (p == rel or p.startswith(rel + "/")))]  # noqa: E731
+    if head != want:
+        ahead = _git(root, "merge-base", "--is-ancestor", want, head) is not None
+        changed = outside((_git(root, "diff", "--name-only", want, head) or "").splitlines())
+        if not ahead or changed:
+            return f"this checkout is at {head[:12]}, the plan runs from {want[:12]}: {hint}"
+    dirty = outside((_git(root, "diff", "--name-only", "HEAD") or "").splitlines())
+    if dirty:
+        return f"this checkout differs from its commit ({', '.join(dirty[:3])}): the study runs from the plan's code unchanged"
+    return None
+
+
+def committed(path: Path) -> str | None:
+    """Why the plan file is not committed as it is (None: it is): a plan is committed before its runs."""
+    where = path.resolve().parent
+    if _git(where, "ls-files", "--error-unmatch", path.name) is None:
+        return f"{path} is not committed: commit the plan before its runs"
+    if _git(where, "diff", "--quiet", "HEAD", "--", path.name) is None:
+        return f"{path} differs from its commit: commit the plan before its runs (a change is an amendment, with its reason)"
+    return None
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench frontier", description=__doc__.splitlines()[0])
+    p.add_argument("--plan", required=True, help="the plan file (YAML, committed before its runs)")
+    p.add_argument("--out", default=None, help="run folders (not committed; default runs/bench-frontier/<plan name>)")
+    p.add_argument("--records", default=None, help="compact records, committed (default bench/results/frontier/<plan name>)")
+    p.add_argument("--shard", default="0/1", help="I/N: every N-th planned run from the I-th")
+    p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands")
+    p.add_argument("--report-only", action="store_true", help="only the report, from the records already there")
+    p.add_argument("--pool-strata", action="store_true", help="pool records of several code versions or CPUs (refused otherwise)")
+    p.add_argument("--interim", action="store_true", help="read before the plan's look, marked as not the plan's reading")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="a module that registers scorers")
+    return p.parse_args(argv)
+
+
+def planned_configs(plan: FrontierPlan) -> dict[tuple[str, int], Any]:
+    """(strategy, seed) → the config of that run, seed-major (a partial study is balanced across strategies)."""
+    from aplkit.checks import load_config
+    from bench.labels import plan as order
+
+    return {(s, k): load_config(plan.config, plan.settings(), strategy=s, seed=k) for s, k in order(plan.strategies, plan.seed_list)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.labels import check_no_overwrite, check_strategies, keep_record, record_path, recorded, shard_labels, study_grid, study_runs
+
+    args = parse(argv or [])
+    try:
+        plan = load_plan(args.plan)
+        check_strategies(",".join(plan.strategies), args.imports)
+        configs = planned_configs(plan)
+    except ConfigError as e:
+        raise SystemExit(f"bench frontier: {e}") from None
+    records = Path(args.records) if args.records else RECORDS / plan.name
+    t0 = time.perf_counter()
+    failed = False
+    if not args.report_only:
+        why = committed(Path(args.plan)) or pinned(plan.commit, records)
+        if why:
+            raise SystemExit(f"bench frontier: {why}")
+        check_no_overwrite(records, configs)
+        out = Path(args.out or f"runs/bench-frontier/{plan.name}")
+        runs = study_runs(configs, out)
+        ran = study_grid(
+            runs,
+            shard_labels(runs, args.shard),
+            out,
+            lambda r: record_path(records, r.strategy, r.seed),
+            recorded,
+            keep_record(args.commit),
+        )
+        failed = bool(ran["failed"])
+    try:
+        summary = report(plan, records, configs, args.pool_strata, args.interim)
+    except BeforeLook as e:
+        if args.report_only:
+            raise SystemExit(f"bench frontier: {e}") from None
+        print(f"no report yet: {e}")
+        return 1 if failed else 0
+    summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
+    (records / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(summary["markdown"])
+    print(f"results → {records / 'summary.json'}")
+    return 1 if failed else 0
+
+
+class BeforeLook(Exception):
+    """The records hold fewer paired seeds than the plan's look: the plan is not read yet."""
+
+
+def report(plan: FrontierPlan, records: Path, configs: dict, pool_strata: bool = False, interim: bool = False) -> dict:
+    """The plan's reading from its records alone (materialised into a temporary folder), written to ``records``
+    (summary.json, figures/frontier.md, figures/frontier.png): one line, and nothing written, when the records span
+    several strata without ``pool_strata`` or hold fewer paired seeds than the look without ``interim``."""
+    from aplkit.results.compare import StrataError
+    from bench.archive import materialise
+    from bench.labels import record_path, recorded
+
+    paths = [record_path(records, s, k) for (s, k), cfg in configs.items() if recorded(record_path(records, s, k), cfg)]
+    if not paths:
+        raise BeforeLook(f"no finished run of the plan is recorded in {records} yet")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = materialise(paths, tmp)
+        try:
+            summary = summarise(plan, root, records / "figures", configs, pool_strata, interim)
+        except StrataError as e:
+            raise SystemExit(f"bench frontier: {records}: {e}") from None
+    return {**summary, "records": [str(x) for x in paths]}
+
+
+def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool_strata: bool, interim: bool) -> dict:
+    """The study's tables and figure (module docstring); every number from ``aplkit.results``."""
+    from aplkit import results as R
+    from aplkit.metrics import metric
+    from aplkit.results import frontier as F
+    from aplkit.results.plots import plot_frontier, save
+
+    df = R.load_runs(root)
+    df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
+    strata = R.load_strata(root)
+    present = R.check_strata(df, strata, pool_strata)
+    done = sorted(set.intersection(*(set(df.loc[df["strategy"] == s, "seed"]) for s in plan.strategies))) if len(df) else []
+    if len(done) < plan.reading and not interim:
+        raise BeforeLook(
+            f"{len(done)} of the plan's {plan.reading} seeds have every strategy recorded; the plan is read once, "
+            f"at {plan.reading} (--interim shows the tables so far, marked as not the plan's reading)"
+        )
+    pts = F.frontier_points(root, set(df["run"]))
+    kl, grid, p = F.kl_axis(pts), plan.kl_grid, plan.primary
+    cmp = F.frontier_comparison(pts, grid, family=tuple(plan.family), budgets=plan.budgets, kl=kl)
+    primary = cmp[(cmp["metric"] == p.metric) & (cmp["acquired"] == p.budget)]
+    per_point = F.frontier_comparison(pts, grid, metrics=(p.metric,), family=tuple(plan.family), budgets=[p.budget], per_point=True, kl=kl)
+    saving = F.label_saving(pts, grid, p.budget, p.metric, kl)
+    heights = F.run_frontiers(pts, grid, p.metric, kl)
+    strata_md = []
+    if len(present) > 1:
+        table, tests = R.by_stratum(heights, strata, p.budget, metric="height")
+        strata_md = [
+            f"Frontier height difference at {p.budget} labels in each stratum (code version · CPU), before pooling:",
+            R.strata_markdown(table, tests),
+        ]
+    status = (
+        f"Interim: {len(done)} of the plan's {plan.reading} seeds — not the plan's reading."
+        if len(done) < plan.reading
+        else f"The plan's reading at {plan.reading} seeds ({len(done)} recorded)."
+    )
+    if kl != "kl_t1":
+        status += f" The records hold no KL at T = 1: the x-axis is the {metric(kl).label}."
+    md = "\n\n".join(
+        [
+            f"# {plan.name}: {plan.question}",
+            status,
+            f"Primary endpoint: {metric(p.metric).label} frontier, strategy − random averaged over KL {grid[0]:g}–{grid[-1]:g} at {p.budget} labels:",
+            R.frontier_markdown(primary, kl),
+            *strata_md,
+            "Every metric and budget (Holm within the declared family: " + ", ".join(plan.family) + "):",
+            R.frontier_markdown(cmp, kl),
+            f"At each KL of the grid ({metric(p.metric).label}, {p.budget} labels):",
+            R.frontier_markdown(per_point, kl),
+            f"Labels random needs at equal KL, {p.budget} labels:",
+            R.label_saving_markdown(saving, kl),
+        ]
+    )
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / "frontier.md").write_text(md + "\n", encoding="utf-8")
+    save(plot_frontier(F.mean_frontiers(pts, p.metric, kl), F.waypoint_means(pts, p.metric, kl), kl, p.metric), figures, "frontier")
+    as_records = lambda t: json.loads(t.to_json(orient="records"))  # noqa: E731
+    return {
+        "plan": {k: v for k, v in vars(plan).items() if k != "primary"} | {"primary": vars(p)},
+        "reading": {"seeds": done, "look": plan.reading, "interim": len(done) < plan.reading},
+        "kl_axis": kl,
+        "strata": present,
+        "primary": as_records(primary),
+        "comparison": as_records(cmp),
+        "per_point": as_records(per_point),
+        "label_saving": as_records(saving),
+        "markdown": md,
+        "machine": machine(),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

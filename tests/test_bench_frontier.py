@@ -1,0 +1,178 @@
+"""``python -m bench frontier``: the plan file, the pinned checkout it runs from, and a tiny study end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aplkit.config import ConfigError
+from bench import frontier as BF
+from tests.test_loop import TINY
+
+PLAN = {
+    "name": "tiny-frontier",
+    "commit": "0123456789abcdef0123456789abcdef01234567",
+    "question": "does certainty move the frontier?",
+    "config": "imdb-cpu",
+    "overrides": [s for s in TINY if not s.startswith(("acquisition.budget", "training.epochs", "evaluation.waypoints"))],
+    "strategies": ["random", "certainty"],
+    "seeds": "2",
+    "budgets": [4, 12],
+    "epochs": 2,
+    "kl_samples": 1,
+    "kl_grid": [0.0, 0.002, 0.004],
+    "primary": {"metric": "win_rate", "budget": 12},
+    "family": ["task", "acquired", "metric"],
+    "look": 2,
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q")
+    git(path, "config", "user.name", "t")
+    git(path, "config", "user.email", "t@t")
+    return path
+
+
+def commit(root: Path, message: str, **files: str) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+        git(root, "add", name)
+    git(root, "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+def write_plan(path: Path, **changes) -> Path:
+    path.write_text(yaml.safe_dump({**PLAN, **changes}, sort_keys=False))
+    return path
+
+
+def test_a_plan_loads_with_every_declared_field(tmp_path):
+    plan = BF.load_plan(write_plan(tmp_path / "p.yaml"))
+    assert plan.seed_list == [0, 1] and plan.reading == 2 and plan.primary.budget == 12 and plan.kl_grid == [0.0, 0.002, 0.004]
+    sets = plan.settings()
+    assert sets[-6:] == [
+        "name=tiny-frontier",
+        "acquisition.budget=12",
+        "training.epochs=2",
+        "evaluation.waypoints=[4,12]",
+        "evaluation.epoch_points=[4,12]",
+        "evaluation.kl_samples=1",
+    ]
+    cfg = BF.planned_configs(plan)[("certainty", 1)]
+    assert cfg.evaluation.epoch_points == [4, 12] and cfg.evaluation.kl_samples == 1 and cfg.name == "tiny-frontier"
+    assert list(BF.planned_configs(plan)) == [("random", 0), ("certainty", 0), ("random", 1), ("certainty", 1)]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"commit": "main"}, "commit: the commit the runs are made from"),
+        ({"strategies": ["certainty", "entropy"]}, "strategies: random (the baseline)"),
+        ({"budgets": [12, 4]}, "budgets: increasing"),
+        ({"epochs": 1}, "epochs: at least 2"),
+        ({"kl_samples": 0}, "kl_samples: at least 1"),
+        ({"kl_grid": [1.0]}, "kl_grid: at least two increasing"),
+        ({"primary": {"metric": "kl", "budget": 12}}, "primary.metric: one of win_rate, soft_win_rate, reward_gap"),
+        ({"primary": {"metric": "win_rate", "budget": 8}}, "primary.budget: one of the budgets [4, 12]"),
+        ({"family": ["seed"]}, "family: key cells among"),
+        ({"look": 3}, "look: the one seed count the study is read at, 2..2"),
+        ({"seeds": "1-0"}, "seeds:"),
+        ({"budget": [4]}, "unknown config key 'budget'"),
+    ],
+)
+def test_a_plan_with_a_mistake_stops_in_one_line_naming_the_key(tmp_path, change, says):
+    path = write_plan(tmp_path / "p.yaml", **change)
+    with pytest.raises(ConfigError) as e:
+        BF.load_plan(path)
+    assert str(e.value).startswith(f"{path}: ") and says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_study_runs_only_from_the_plans_commit(tmp_path):
+    root = repo(tmp_path / "checkout")
+    first = commit(root, "code", **{"aplkit/x.py": "1\n"})
+    records = root / "bench/results/frontier/tiny"
+    assert BF.pinned(first, records, root) is None
+    assert BF.pinned(first[:12], records, root) is None  # an abbreviated commit
+    commit(root, "a record as it lands", **{"bench/results/frontier/tiny/random/seed0.json": "{}\n"})
+    assert BF.pinned(first, records, root) is None  # only the study's own records since: still the plan's code
+    (root / "aplkit/x.py").write_text("2\n")
+    assert "differs from its commit (aplkit/x.py)" in BF.pinned(first, records, root)
+    commit(root, "other code", **{"aplkit/x.py": "2\n"})
+    why = BF.pinned(first, records, root)
+    assert why.startswith(f"this checkout is at {git(root, 'rev-parse', 'HEAD')[:12]}, the plan runs from {first[:12]}")
+    assert f"git worktree add ../study {first[:12]}" in why
+    assert "not in this repository" in BF.pinned("fedcba9876543210", records, root)
+
+
+def test_the_plan_must_be_committed_as_it_is(tmp_path):
+    root = repo(tmp_path / "plans")
+    plan = write_plan(root / "p.yaml")
+    assert "is not committed" in BF.committed(plan)
+    commit(root, "the plan", **{"p.yaml": plan.read_text()})
+    assert BF.committed(plan) is None
+    write_plan(plan, look=0)
+    assert "differs from its commit" in BF.committed(plan)
+
+
+def test_main_refuses_to_run_from_another_commit_and_runs_nothing(tmp_path, monkeypatch):
+    """A committed plan whose commit is not this checkout's: one line, before any run folder or record exists."""
+    root = repo(tmp_path / "plans")
+    plan = write_plan(root / "p.yaml", commit=git(Path(BF.ROOT), "rev-list", "--max-parents=0", "HEAD").splitlines()[0])
+    commit(root, "the plan", **{"p.yaml": plan.read_text()})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        BF.main(["--plan", str(plan), "--records", str(tmp_path / "rec")])
+    assert str(e.value).startswith("bench frontier: this checkout is at ") and "run it from a checkout at the plan's commit" in str(e.value)
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # a subprocess or several tiny runs
+def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monkeypatch):
+    plan = write_plan(tmp_path / "p.yaml")
+    monkeypatch.setattr(BF, "committed", lambda path: None)  # this checkout is not at the plan's made-up commit
+    monkeypatch.setattr(BF, "pinned", lambda commit, records: None)
+    rec = tmp_path / "rec"
+    args = ["--plan", str(plan), "--records", str(rec), "--out", str(tmp_path / "runs")]
+    assert BF.main([*args, "--shard", "0/2"]) == 0  # half the runs: an interim the report refuses to read as the plan's
+    with pytest.raises(SystemExit, match=r"of the plan's 2 seeds have every strategy recorded; the plan is read once, at 2"):
+        BF.main([*args, "--report-only"])
+    assert BF.main([*args, "--shard", "1/2"]) == 0
+    from bench.archive import read_record
+
+    r = read_record(rec / "certainty" / "seed1.json")
+    assert [(e["step"], e["epoch"]) for e in r["eval_epochs"]] == [(1, 1), (3, 1)] and all(e["kl_t1"] > 0 for e in r["eval"])
+    summary = json.loads((rec / "summary.json").read_text())
+    assert summary["kl_axis"] == "kl_t1" and summary["reading"] == {"seeds": [0, 1], "look": 2, "interim": False}
+    (p,) = summary["primary"]
+    assert (p["strategy"], p["acquired"], p["metric"]) == ("certainty", 12, "win_rate") and p["n"] + p["left_out"] == 2
+    assert {(c["acquired"], c["metric"]) for c in summary["comparison"]} >= {(4, "win_rate"), (12, "win_rate")}
+    assert [c["kl"] for c in summary["per_point"]] == PLAN["kl_grid"]
+    assert (rec / "figures" / "frontier.png").stat().st_size > 1000
+    md = (rec / "figures" / "frontier.md").read_text()
+    assert "The plan's reading at 2 seeds" in md and "x-axis: KL from θ0 (T = 1)" in md
+    # rebuilt from the records alone: the same numbers
+    (rec / "summary.json").unlink()
+    assert BF.main([*args, "--report-only"]) == 0
+    again = json.loads((rec / "summary.json").read_text())
+    assert again["primary"] == summary["primary"] and again["label_saving"] == summary["label_saving"]
+    # a record made under other code: a second stratum, refused unless pooled on request
+    path = rec / "certainty" / "seed1.json"
+    raw = json.loads(path.read_text())
+    raw["head"]["code"] = [{**c, "package_hash": "f" * 40} for c in raw["head"]["code"]]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SystemExit, match=r"the paired seeds come from 2 strata"):
+        BF.main([*args, "--report-only"])
+    assert BF.main([*args, "--report-only", "--pool-strata"]) == 0
+    pooled = (rec / "figures" / "frontier.md").read_text()
+    assert "in each stratum (code version · CPU), before pooling" in pooled and "ffffffffffff" in pooled
