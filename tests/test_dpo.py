@@ -158,6 +158,25 @@ def test_bf16_compute_keeps_fp32_weights_and_learns_at_lr_1e6():
     assert losses[-1] < losses[0] - 1e-3 and all(b <= a + 1e-5 for a, b in zip(losses, losses[1:], strict=False))
 
 
+def test_theta0_runs_under_autocast_with_fp32_weights_so_the_implicit_reward_is_zero_at_theta0():
+    """Under bf16 compute θ0 is not stored in bf16: with fp32 weights under the policy's autocast it gives, on the same
+    batch, the log-probs of a policy at θ0 bit for bit, and DPO starts at r̂ = 0 (loss log 2). Stored in bf16 (its
+    embeddings, norms and residual stream rounded) it gives other log-probs, so r̂ ≠ 0 at θ = θ0."""
+    from aplkit.models import load_models
+
+    m = load_models("tiny-random", device="cpu", dtype="bfloat16", seed=0)
+    assert all(p.dtype == torch.float32 for p in m.reference.parameters())
+    batch, _, _ = make_batch(m.tokenizer, PREFS)
+    with torch.no_grad():
+        ref = completion_logprobs(m.reference, batch)
+        assert torch.equal(completion_logprobs(m.policy, batch), ref)
+        stored = copy.deepcopy(m.reference).to(torch.bfloat16)
+        assert (completion_logprobs(stored, batch).double() - ref.double()).abs().max() > 1e-3
+    ft = DPOFinetuner(m.policy, m.reference, m.tokenizer, TrainingConfig(lr=1e-12, epochs=1, batch_size=len(PREFS)))
+    st = ft.finetune(PREFS, seed=0)[0]  # the one batch's statistics, taken at θ0 before the update
+    assert st.margin == 0.0 and st.reward_acc == 0.0 and st.loss == pytest.approx(math.log(2), abs=1e-12)
+
+
 def test_low_precision_trainable_weights_are_refused(tiny):
     policy = copy.deepcopy(tiny.reference).to(torch.bfloat16)
     for p in policy.parameters():

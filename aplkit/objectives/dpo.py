@@ -19,6 +19,13 @@ Completions are trained on as the token ids that were sampled, EOS included when
 model stopped, so DPO also learns when to stop. Dropout is off (r̂ = 0 at θ = θ0, as in
 TRL); the weights are fp32 and a bf16/fp16 compute dtype runs under autocast (fp16 with a
 gradient scaler), so an update of lr 1e-6 is never rounded away.
+
+θ0 keeps fp32 weights as well and runs under the same autocast, although autocast then casts its frozen
+weights again on every forward pass (it keeps the casts of trainable weights only). Held once in bf16, its
+embeddings, norms and residual stream would round where the policy's do not: at θ = θ0, r̂ would not be 0,
+θ0's log-probs would not be those a policy at θ0 computes, and ``reset`` (θ ← θ0, copied from the
+reference's weights) would start from rounded weights. The casts cost little here: θ0 scores each pair
+once (``RefCache``), not once per epoch.
 """
 
 from __future__ import annotations
