@@ -14,7 +14,7 @@
 
 FLOPs are 2·N per token forward (N: the model's matmul parameters, the tied vocabulary head included),
 6·N per token trained; completions are counted at ``max_new_tokens`` (an upper bound: a completion that
-stops early is cheaper) and prompts at the middle of their token range. Seconds divide FLOPs by a matmul
+stops early is cheaper) and prompts at the middle of their token range (``prompt_tokens``; TL;DR: of its posts' length). Seconds divide FLOPs by a matmul
 probe's rate (``probe_flops``), so they are the phase's time at the machine's matmul peak: a lower bound
 that the physical-limit table in ``bench/README.md`` sets beside measured seconds. A paid judge's dollars
 use the judge's prices (``oracle.llm.price_in``/``price_out``, else the model's list price) and the tokens of its template with texts of the configured lengths.
@@ -32,11 +32,18 @@ from aplkit.config import ExperimentConfig
 KNOWN_MODELS = {
     "smollm2-135m": (134_515_008, 576, 49_152),
     "tiny-random": (3_219_776, 64, 49_152),
+    # the paper's models (Table 1), from their published config.json, as ``model_shape`` reads a cached one: GPT-2 large,
+    # 36 × 12·1280² + the tied head 50,257 × 1280 (774,030,080 parameters in all); Pythia-1B, 16 × 12·2048² + its
+    # untied head 50,304 × 2048 (1,011,781,632 in all; the input embedding is a lookup)
+    "edbeeching/gpt2-large-imdb": (772_117_760, 1280, 50_257),
+    "pvduy/pythia-1B-sft-summarize-tldr": (908_328_960, 2048, 50_304),
 }
 #: characters per token for judge prompts in English (the OpenAI tokenizers' rule of thumb)
 CHARS_PER_TOKEN = 4.0
 #: characters per completion token of SmolLM2's tokenizer on IMDB text (a review's words are ≈ 1.3 tokens)
 CHARS_PER_COMPLETION_TOKEN = 4.2
+#: a TL;DR prompt's characters besides its post (``SUBREDDIT: r/… TITLE: … POST: … TL;DR:``): an estimate, a title of ≈ 70
+TLDR_HEADER_CHARS = 120
 
 
 @dataclass
@@ -143,6 +150,17 @@ def judge_tokens(cfg: ExperimentConfig, prompt_tokens: float, completion_tokens:
     return (chars + texts) / CHARS_PER_TOKEN, float(cfg.oracle.llm.max_tokens)
 
 
+def prompt_tokens(cfg: ExperimentConfig) -> float:
+    """A prompt's mean tokens: an IMDB (or a file's) prompt is cut to [min, max]_prompt_tokens, so the middle of that
+    range; a TL;DR prompt is a whole post of 200–1000 characters (the data's filter), so the middle of that with its
+    header at ``CHARS_PER_TOKEN`` (180 tokens, where the IMDB rule's 12 would bill a fifteenth of it)."""
+    if cfg.data.task == "tldr":
+        from aplkit.data import TLDR_MAX_POST_CHARS, TLDR_MIN_POST_CHARS
+
+        return ((TLDR_MIN_POST_CHARS + TLDR_MAX_POST_CHARS) / 2 + TLDR_HEADER_CHARS) / CHARS_PER_TOKEN
+    return (cfg.data.min_prompt_tokens + cfg.data.max_prompt_tokens) / 2
+
+
 def run_bill(cfg: ExperimentConfig) -> Bill:
     """The counts of one run of ``cfg`` from step 1 (a resumed run pays only its remaining steps)."""
     from aplkit.acquisition import get_scorer, step_passes
@@ -151,7 +169,7 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
     shape = model_shape(cfg.model.spec, cfg.model.revision)
     n = float(shape[0]) if shape else math.nan
     a, e, tr = cfg.acquisition, cfg.evaluation, cfg.training
-    prompt = (cfg.data.min_prompt_tokens + cfg.data.max_prompt_tokens) / 2
+    prompt = prompt_tokens(cfg)
     comp = float(a.max_new_tokens)
     eval_comp = float(e.max_new_tokens or a.max_new_tokens)
     seq = prompt + comp
@@ -236,4 +254,15 @@ def as_dict(bill: Bill) -> dict[str, Any]:
     return {**asdict(bill), "flops": bill.flops, "cost_usd": bill.cost_usd}
 
 
-__all__ = ["KNOWN_MODELS", "Bill", "Phase", "as_dict", "describe", "judge_tokens", "model_shape", "probe_flops", "run_bill"]
+__all__ = [
+    "KNOWN_MODELS",
+    "Bill",
+    "Phase",
+    "as_dict",
+    "describe",
+    "judge_tokens",
+    "model_shape",
+    "probe_flops",
+    "prompt_tokens",
+    "run_bill",
+]

@@ -200,6 +200,8 @@ class TrainingConfig:
     lr: float = 3e-5
     epochs: int = 4
     batch_size: int = 8
+    # pairs per forward/backward pass, accumulated to one step of batch_size pairs (memory only); None: the whole mini-batch
+    micro_batch_size: int | None = None
     beta: float = 0.2
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
@@ -211,6 +213,9 @@ class TrainingConfig:
     def problems(self, prefix: str = "training") -> list[str]:
         """The section's own checks (``training.objective`` is checked against the registry in ``aplkit.checks``)."""
         out = _positive(self, prefix, ("lr", "epochs", "batch_size", "beta", "online_steps"))
+        m = self.micro_batch_size
+        if m is not None and not 0 < m <= self.batch_size:
+            out.append(f"{prefix}.micro_batch_size: must be > 0 and <= {prefix}.batch_size ({self.batch_size}), got {m}")
         return out + self.lora.problems(f"{prefix}.lora") + self.phf.problems(f"{prefix}.phf")
 
 

@@ -329,16 +329,17 @@ class _Tempered:
         return _one_hot_scores(draw(logp), logp)
 
     def _take(self, drawn: torch.Tensor) -> None:
+        """Keep each step's log p of the drawn tokens where they are (a copy to the host per token would wait for the GPU)."""
         for k, lp in self.prev.items():
-            self.taken[k].append(lp.gather(1, drawn.to(lp.device).unsqueeze(1)).squeeze(1).cpu())
+            self.taken[k].append(lp.gather(1, drawn.to(lp.device).unsqueeze(1)).squeeze(1))
         self.prev = {}
 
     def logprobs(self, new: torch.Tensor, which: str = "tempered") -> torch.Tensor:
-        """[rows, steps] log p of each generated token under ``which`` (the last step's taken from ``new``)."""
+        """[rows, steps] log p of each generated token under ``which`` (the last step's taken from ``new``), on the CPU."""
         if new.shape[1]:
             self._take(new[:, -1])
         taken = self.taken[which]
-        return torch.stack(taken, dim=1) if taken else torch.zeros(new.shape[0], 0)
+        return torch.stack(taken, dim=1).cpu() if taken else torch.zeros(new.shape[0], 0)
 
 
 def _generate(model, processor: _Tempered, max_new_tokens: int, pad_id, eos_id, suppress: list[int] | None, **inputs) -> torch.Tensor:
@@ -373,6 +374,59 @@ def _generate(model, processor: _Tempered, max_new_tokens: int, pad_id, eos_id, 
             m.generation_config = g
 
 
+#: the share of free GPU memory one ``generate`` call may fill (the rest: allocator fragmentation, cuBLAS workspaces, estimate error)
+GENERATION_MEMORY_SHARE = 0.6
+
+
+def generation_row_bytes(config, prompt_tokens: int, new_tokens: int, value_bytes: int, keep_dists: bool = False) -> int:
+    """GPU bytes one row of a ``sample`` batch needs at its peak, from the model's config (Llama, GPT-2 and GPT-NeoX names).
+
+    Its KV cache at full length; one layer's activations and fp32 attention scores in the prompt's pass; the sampler's
+    vocabulary-wide temporaries each step (fp32 logits, log-softmax at T and at 1, the one-hot scores, ``draw``'s float64
+    probabilities and CDF: ≈ 64 bytes a token of the vocabulary); with ``keep_dists`` every step's fp32 distribution
+    (``sample(kl_reference=)``) and the reference's logits along it. Weights and optimiser state are already allocated
+    and so not in the free memory this is compared with.
+    """
+    layers = config.num_hidden_layers
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    inter = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    kv = 2 * layers * kv_heads * head_dim * (prompt_tokens + new_tokens) * value_bytes
+    prefill = prompt_tokens * (4 * hidden + 3 * inter) * value_bytes + heads * prompt_tokens**2 * 4
+    sampler = 64 * config.vocab_size
+    dists = 2 * 4 * new_tokens * config.vocab_size if keep_dists else 0
+    return int(kv + prefill + sampler + dists)
+
+
+def rows_for_memory(free_bytes: int, row_bytes: int, rows: int, share: float = GENERATION_MEMORY_SHARE) -> int:
+    """Rows per ``generate`` call in ``share`` of ``free_bytes``: all ``rows`` when they fit, else the largest power of two that does.
+
+    A power of two keeps the batches, and so a seed's samples, the same under small changes in free memory; at least 1.
+    """
+    fit = int(free_bytes * share) // max(1, row_bytes)
+    if fit >= rows:
+        return max(1, rows)
+    return 1 << (fit.bit_length() - 1) if fit >= 1 else 1
+
+
+def generation_rows(model, rows: int, prompt_tokens: int, new_tokens: int, keep_dists: bool = False, free_bytes: int | None = None) -> int:
+    """Rows per ``generate`` call on a CUDA device, sized from its free memory (``torch.cuda.mem_get_info`` plus what this
+    process's allocator holds unused, or ``free_bytes``) and the model's shape (``generation_row_bytes``).
+
+    A large GPU is launch-bound at 64 rows: each token is a few small kernels per layer, whatever the rows.
+    On CUDA the rows of a call, and so the random draws each row gets, then depend on the card's free memory.
+    """
+    if free_bytes is None:
+        device = next(model.parameters()).device
+        free, _ = torch.cuda.mem_get_info(device)
+        free_bytes = free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    compute = getattr(model, "aplkit_compute_dtype", None) or next(model.parameters()).dtype
+    value_bytes = torch.empty((), dtype=compute).element_size()
+    return rows_for_memory(free_bytes, generation_row_bytes(model.config, prompt_tokens, new_tokens, value_bytes, keep_dists), rows)
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -399,13 +453,17 @@ def sample(
     one reference pass per batch; it holds the batch's [rows, steps, V] table for that pass (as
     ``completion_kl`` holds its logits). Not with suppressed tokens: the sampler's scores then differ from
     the model's. Seeded once per call, so the same model, prompts and seed give the same completions, with
-    or without any recording.
+    or without any recording. ``batch_size`` rows go to each ``generate`` call on a CPU; on CUDA as many as free
+    memory holds (``generation_rows``).
     """
     if not prompts:
         return []
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    if device.type == "cuda":
+        width = max(len(p) for p in prompt_ids(tokenizer, prompts))
+        batch_size = generation_rows(model, len(prompts) * n, width, max_new_tokens, keep_dists=kl_reference is not None)
     torch.manual_seed(seed)
     per_batch = max(1, batch_size // n)
     results: list[list[Sample]] = []

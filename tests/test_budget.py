@@ -69,3 +69,20 @@ def test_dry_run_prints_the_bill_and_loads_no_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "64 labels, 1088 judge calls" in r.stdout and "TFLOP" in r.stdout and "GFLOP/s" in r.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_the_papers_models_and_tldr_posts_are_billed_without_their_download():
+    """The presets read without the config check (their hub models need not be cached): GPT-2 large's and Pythia-1B's matmul
+    parameters, and a TL;DR prompt billed as a whole post of 200–1000 characters with its header (180 tokens, not 12)."""
+    from aplkit.config import read_config
+
+    assert KNOWN_MODELS[read_config("imdb").model.spec] == (36 * 12 * 1280**2 + 50_257 * 1280, 1280, 50_257)
+    cfg = read_config("tldr", ["acquisition.budget=128", "evaluation.waypoints=[128]"], strategy="random")
+    n = 16 * 12 * 2048**2 + 50_304 * 2048
+    assert KNOWN_MODELS[cfg.model.spec][0] == n == 908_328_960
+    seq = (600 + 120) / 4 + 64  # the middle post with its header at 4 characters a token, and a completion at max_new_tokens
+    b = run_bill(cfg)
+    assert b.phases["train"].flops == pytest.approx(6 * n * (2 * 128 * 70) * seq + 2 * n * (2 * 128) * seq)  # 70 epochs; θ0 once
+    assert b.phases["acquire"].flops == pytest.approx(2 * n * (2 * 128) * seq)  # random at θ0: M pairs generated
+    tin, _ = judge_tokens(cfg, 180, 64)
+    assert b.judge_tokens_in == pytest.approx(b.judge_calls * tin)

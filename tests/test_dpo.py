@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aplkit.config import LoraConfig, TrainingConfig
-from aplkit.generation import sequence_logprobs
+from aplkit.generation import completion_logprobs, sequence_logprobs
 from aplkit.objectives.dpo import DPOFinetuner, RefCache, apply_lora, dpo_loss, make_batch
 from aplkit.records import Preference
 
@@ -158,6 +158,25 @@ def test_bf16_compute_keeps_fp32_weights_and_learns_at_lr_1e6():
     assert losses[-1] < losses[0] - 1e-3 and all(b <= a + 1e-5 for a, b in zip(losses, losses[1:], strict=False))
 
 
+def test_theta0_runs_under_autocast_with_fp32_weights_so_the_implicit_reward_is_zero_at_theta0():
+    """Under bf16 compute θ0 is not stored in bf16: with fp32 weights under the policy's autocast it gives, on the same
+    batch, the log-probs of a policy at θ0 bit for bit, and DPO starts at r̂ = 0 (loss log 2). Stored in bf16 (its
+    embeddings, norms and residual stream rounded) it gives other log-probs, so r̂ ≠ 0 at θ = θ0."""
+    from aplkit.models import load_models
+
+    m = load_models("tiny-random", device="cpu", dtype="bfloat16", seed=0)
+    assert all(p.dtype == torch.float32 for p in m.reference.parameters())
+    batch, _, _ = make_batch(m.tokenizer, PREFS)
+    with torch.no_grad():
+        ref = completion_logprobs(m.reference, batch)
+        assert torch.equal(completion_logprobs(m.policy, batch), ref)
+        stored = copy.deepcopy(m.reference).to(torch.bfloat16)
+        assert (completion_logprobs(stored, batch).double() - ref.double()).abs().max() > 1e-3
+    ft = DPOFinetuner(m.policy, m.reference, m.tokenizer, TrainingConfig(lr=1e-12, epochs=1, batch_size=len(PREFS)))
+    st = ft.finetune(PREFS, seed=0)[0]  # the one batch's statistics, taken at θ0 before the update
+    assert st.margin == 0.0 and st.reward_acc == 0.0 and st.loss == pytest.approx(math.log(2), abs=1e-12)
+
+
 def test_low_precision_trainable_weights_are_refused(tiny):
     policy = copy.deepcopy(tiny.reference).to(torch.bfloat16)
     for p in policy.parameters():
@@ -193,3 +212,97 @@ def test_implicit_reward_is_zero_at_theta0_with_a_dropout_model(tokenizer, tmp_p
     ref = AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2").eval()
     ft2 = DPOFinetuner(raw, ref, m.tokenizer, TrainingConfig(lr=1e-12, epochs=1, batch_size=len(PREFS)))
     assert ft2.finetune(PREFS, seed=0)[0].margin == pytest.approx(0.0, abs=1e-5)
+
+
+UNEVEN = [  # prompts and completions of different lengths, so micro-batches pad differently from the whole batch
+    Preference("A", " great", " bad and boring and long"),
+    Preference("The film I saw last night at the cinema", " was a delight from start to finish", " no"),
+    Preference("Cast:", " superb in every role", " wooden"),
+    Preference("It", " works.", " fails, again and again, scene after scene"),
+    Preference("My review of this movie in one word", " yes", " dreadful"),
+    Preference("Overall", " recommended to anyone who likes a good story", " skip it"),
+]
+
+
+def _trainable_copy(tiny, moved: bool = False):
+    """θ0 as a trainable policy; ``moved``: shifted by seeded noise, so the implicit rewards are not all 0."""
+    policy = copy.deepcopy(tiny.reference)
+    gen = torch.Generator().manual_seed(1)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+        if moved and p.dim() > 1:
+            with torch.no_grad():
+                p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    return policy
+
+
+@pytest.mark.parametrize("micro", [2, 4])  # 4 does not divide 6: micro-batches of 4 and 2, weighted by their pairs
+def test_micro_batches_accumulate_the_whole_batch_gradient(tiny, micro):
+    def grads(micro_batch_size):
+        policy = _trainable_copy(tiny, moved=True)  # online mode keeps θ (reset mode would start from θ0, where every r̂ is 0)
+        cfg = TrainingConfig(mode="online", lr=1e-3, batch_size=len(UNEVEN), micro_batch_size=micro_batch_size)
+        ft = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, cfg)
+        st = ft.finetune(UNEVEN, seed=0, newest=UNEVEN)[0]  # one step on the batch: its gradient is left in .grad
+        return {k: p.grad.clone() for k, p in policy.named_parameters()}, st
+
+    whole, st_whole = grads(None)
+    parts, st_parts = grads(micro)
+    assert all(g.abs().max() > 0 for g in whole.values())
+    for k, g in whole.items():  # equal up to fp32 rounding of a sum taken in another order: ≈ 5e-7 of the largest entry
+        assert (parts[k] - g).abs().max() < 1e-5 * g.abs().max(), k
+    # the epoch's statistics are the whole batch's: the loss a pair-weighted mean of the micro-batches' means
+    assert abs(st_whole.loss - math.log(2)) > 1e-3 and st_parts.n_pairs == st_whole.n_pairs == len(UNEVEN)
+    assert (st_parts.loss, st_parts.reward_acc, st_parts.margin) == pytest.approx(
+        (st_whole.loss, st_whole.reward_acc, st_whole.margin), rel=1e-6
+    )
+
+
+def test_micro_batches_train_the_same_weights_over_an_epoch(tiny):
+    """Mini-batches of 4 and 2 pairs (6 pairs, batch_size 4), each in micro-batches of 3 (3+1, then 2)."""
+
+    def train(micro_batch_size):
+        policy = _trainable_copy(tiny)
+        cfg = TrainingConfig(lr=1e-4, epochs=2, batch_size=4, micro_batch_size=micro_batch_size)
+        stats = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, cfg).finetune(UNEVEN, seed=3)
+        return policy.state_dict(), stats
+
+    whole, s_whole = train(None)
+    parts, s_parts = train(3)
+    moved = sum((whole[k] != tiny.reference.state_dict()[k]).sum().item() for k in whole)
+    assert moved > 1_000_000
+    # Adam moves a weight by about lr a step whatever its gradient's size: where that gradient is near 0, the
+    # rounding of the accumulated sum shows, so the weights agree to a tenth of one step (not to float noise)
+    assert max((parts[k] - w).abs().max().item() for k, w in whole.items()) < 0.1 * 1e-4
+    assert [s.loss for s in s_parts] == pytest.approx([s.loss for s in s_whole], rel=1e-6)
+
+
+def test_finetune_equals_a_plain_loop_over_mini_batches(tiny):
+    """Reset-mode DPO (ids and θ0's log-probs taken once, statistics read once per epoch) is, bit for bit, the plain
+    loop: per mini-batch one ``make_batch``, one loss, one backward, one Adam step, the statistics read at once."""
+    cfg = TrainingConfig(lr=1e-3, epochs=2, batch_size=4)
+    policy = _trainable_copy(tiny)
+    ft = DPOFinetuner(policy, tiny.reference, tiny.tokenizer, cfg)
+    stats = ft.finetune(UNEVEN, seed=5)
+
+    plain = _trainable_copy(tiny)
+    opt = torch.optim.Adam(plain.parameters(), lr=cfg.lr)
+    gen, expected = torch.Generator().manual_seed(5), []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(UNEVEN), generator=gen).tolist()
+        loss_sum, acc, margin = 0.0, 0.0, 0.0
+        for s in range(0, len(order), cfg.batch_size):
+            chunk = [UNEVEN[i] for i in order[s : s + cfg.batch_size]]
+            batch, p_ids, c_ids = make_batch(tiny.tokenizer, chunk)
+            ref = ft.ref.get(p_ids, c_ids)  # θ0's values as the fine-tuner cached them
+            logps = completion_logprobs(plain.train(), batch).double()
+            k = len(chunk)
+            loss, rc, rr = dpo_loss(logps[:k], logps[k:], ref[:k], ref[k:], cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * k
+            acc += (rc > rr).double().sum().item()
+            margin += (rc - rr).sum().item()
+        expected.append((loss_sum / len(order), acc / len(order), margin / len(order)))
+    assert [(s.loss, s.reward_acc, s.margin) for s in stats] == expected
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in plain.state_dict().items())

@@ -337,3 +337,60 @@ def test_head_only_at_completion_positions_gives_the_full_heads_logprobs(tiny):
     (torch.gather(F.log_softmax(full, -1), 2, targets.unsqueeze(-1)).squeeze(-1) * at).sum().backward()
     assert torch.allclose(g_part, policy.get_output_embeddings().weight.grad, atol=1e-4)
     policy.zero_grad()
+
+
+def test_generation_row_bytes_hand_computed():
+    """KV cache + one layer's prompt-pass activations and fp32 scores + the sampler's ≈ 64 B a vocabulary token (+ the KL's table)."""
+    from transformers import GPT2Config
+
+    from aplkit.generation import generation_row_bytes
+    from aplkit.models import tiny_config
+
+    tiny = tiny_config(49152)  # 2 layers, hidden 64, 4 heads of 16, 2 KV heads, MLP 128
+    kv = 2 * 2 * 2 * 16 * (16 + 24) * 4
+    prefill = 16 * (4 * 64 + 3 * 128) * 4 + 4 * 16 * 16 * 4
+    assert generation_row_bytes(tiny, 16, 24, 4) == kv + prefill + 64 * 49152 == 3_211_264
+    assert generation_row_bytes(tiny, 16, 24, 4, keep_dists=True) == 3_211_264 + 2 * 4 * 24 * 49152
+    large = GPT2Config(n_layer=36, n_embd=1280, n_head=20, vocab_size=50257)  # GPT-2 large's shape (MLP 4 × 1280), bf16
+    assert generation_row_bytes(large, 16, 24, 2) == 2 * 36 * 20 * 64 * 40 * 2 + 16 * (4 * 1280 + 3 * 5120) * 2 + 20 * 256 * 4 + 64 * 50257
+
+
+def test_generation_rows_from_free_memory():
+    """All rows when they fit in 60 % of the free memory, else the largest power of two that does, at least one."""
+    from aplkit.generation import rows_for_memory
+
+    gib = 1 << 30
+    row = 3_211_264
+    assert int(10 * gib * 0.6) // row == 2006
+    assert rows_for_memory(10 * gib, row, rows=8000) == 1024
+    assert rows_for_memory(10 * gib, row, rows=2006) == 2006 and rows_for_memory(10 * gib, row, rows=2007) == 1024
+    assert rows_for_memory(10 * gib, row, rows=64) == 64
+    assert rows_for_memory(row, row, rows=64) == 1  # not even one row fits: one at a time, as small as it gets
+    assert rows_for_memory(70 * 10**9, 11_265_088, rows=8000) == 2048  # GPT-2 large in bf16 on an 80 GB card
+
+
+def test_generation_rows_read_the_models_shape_and_compute_dtype(tiny):
+    import copy
+
+    from aplkit.generation import generation_rows, rows_for_memory
+    from aplkit.models import set_compute_dtype
+
+    gib = 1 << 30
+    assert generation_rows(tiny.policy, 8000, 16, 24, free_bytes=10 * gib) == rows_for_memory(10 * gib, 3_211_264, 8000) == 1024
+    half = copy.deepcopy(tiny.reference)
+    set_compute_dtype(half, torch.bfloat16)  # the KV cache and activations in bf16: 2 bytes a value
+    kv, prefill = 2 * 2 * 2 * 16 * 40 * 2, 16 * (4 * 64 + 3 * 128) * 2 + 4 * 16 * 16 * 4
+    assert generation_rows(half, 8000, 16, 24, free_bytes=10 * gib) == rows_for_memory(10 * gib, kv + prefill + 64 * 49152, 8000)
+
+
+@pytest.mark.cuda
+def test_sample_on_cuda_sizes_its_batches_from_free_memory():
+    """On a GPU the tiny model's 48 rows go to one generate call whatever batch_size says (a CPU makes 12 of 4 rows)."""
+    from aplkit.generation import sample
+    from aplkit.models import load_models
+
+    m = load_models("tiny-random", device="cuda", dtype="float32", seed=0)
+    calls, generate = [], m.policy.generate
+    m.policy.generate = lambda **kw: calls.append(kw["input_ids"].shape[0]) or generate(**kw)
+    out = sample(m.policy, m.tokenizer, [f"Review {i}:" for i in range(24)], n=2, max_new_tokens=6, batch_size=4, seed=1)
+    assert calls == [48] and [len(r) for r in out] == [2] * 24

@@ -269,7 +269,7 @@ def test_run_folders_from_before_the_seam_still_resume(tmp_path):
 ONLINE = [((5, 6, 7, 8, 9, 10), (11,)), ((12,), (13, 14)), ((15, 16, 17), (18, 19, 20, 21))]
 
 
-def _online_step(tiny, batch_size: int):
+def _online_step(tiny, batch_size: int, mode: str = "online", micro_batch_size: int | None = None):
     import copy
     import dataclasses
 
@@ -279,7 +279,9 @@ def _online_step(tiny, batch_size: int):
     policy = copy.deepcopy(tiny.reference)
     for p in policy.parameters():
         p.requires_grad_(True)
-    cfg = TrainingConfig(objective="unlikelihood", mode="online", online_steps=1, batch_size=batch_size, lr=1e-3)
+    cfg = TrainingConfig(
+        objective="unlikelihood", mode=mode, epochs=1, online_steps=1, batch_size=batch_size, micro_batch_size=micro_batch_size, lr=1e-3
+    )
     obj = PreferenceObjective("unlikelihood", dataclasses.replace(tiny, policy=policy), cfg)
     steps = []
     take = obj.trainer.optimizer.step
@@ -301,3 +303,18 @@ def test_online_mode_takes_one_step_per_online_step_whatever_the_batch_size(tiny
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-8)
     assert any(not torch.equal(w_full[k], theta0[k]) for k in theta0)
     assert all(torch.allclose(w_small[k], w_full[k], rtol=0, atol=1e-6) for k in w_full)
+
+
+def test_micro_batch_size_splits_a_reset_mode_mini_batch_into_passes_of_one_step(tiny, monkeypatch):
+    """training.micro_batch_size=1: the mini-batch of three pairs runs as three forward passes and still one step."""
+    from aplkit.objectives.trainer import SegmentTrainer
+
+    batches, encode = [], SegmentTrainer.batch
+    monkeypatch.setattr(SegmentTrainer, "batch", lambda self, docs, t: batches.append(len(docs)) or encode(self, docs, t))
+    _, one, _, g_one = _online_step(tiny, batch_size=3, mode="reset", micro_batch_size=1)
+    assert batches == [2, 2, 2]  # a pair is two documents
+    _, whole, _, g_all = _online_step(tiny, batch_size=3, mode="reset")
+    assert batches[3:] == [6] and len(one) == 1 and one[0].n_pairs == 3
+    assert one[0].loss == pytest.approx(whole[0].loss, rel=1e-5)
+    for a, b in zip(g_one, g_all, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-8)

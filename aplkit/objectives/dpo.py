@@ -9,16 +9,30 @@ cached for every later epoch and step (``RefCache``). Batches are laid out as TR
 ``DPOTrainer`` lays them out — chosen rows stacked over rejected rows — so the
 equivalence test can feed both the same tensors.
 
+Each ``finetune`` call tokenises X_P and looks up θ0's values once (``encode``); epochs and micro-batches
+index into them, and an epoch's statistics are summed on the device and read once at its end: on a GPU a
+read per micro-batch would wait for the queued kernels every time. ``training.micro_batch_size`` pairs per
+forward/backward pass accumulate one optimiser step of ``batch_size`` pairs (Pythia-1B at the paper's 64 TL;DR
+pairs does not fit one card in one pass); None passes the whole mini-batch at once.
+
 Completions are trained on as the token ids that were sampled, EOS included when the
 model stopped, so DPO also learns when to stop. Dropout is off (r̂ = 0 at θ = θ0, as in
 TRL); the weights are fp32 and a bf16/fp16 compute dtype runs under autocast (fp16 with a
 gradient scaler), so an update of lr 1e-6 is never rounded away.
+
+θ0 keeps fp32 weights as well and runs under the same autocast, although autocast then casts its frozen
+weights again on every forward pass (it keeps the casts of trainable weights only). Held once in bf16, its
+embeddings, norms and residual stream would round where the policy's do not: at θ = θ0, r̂ would not be 0,
+θ0's log-probs would not be those a policy at θ0 computes, and ``reset`` (θ ← θ0, copied from the
+reference's weights) would start from rounded weights. The casts cost little here: θ0 scores each pair
+once (``RefCache``), not once per epoch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -83,6 +97,35 @@ def make_batch(tokenizer, prefs: Sequence[Preference]):
     return encode_ids(p_ids, c_ids, tokenizer.pad_token_id), p_ids, c_ids
 
 
+@dataclass
+class EncodedPreferences:
+    """Pairs as token ids, chosen rows then rejected rows (``preference_ids``), and θ0's log-probs of those rows (on the device)."""
+
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    ref: torch.Tensor
+
+    @property
+    def pairs(self) -> int:
+        return len(self.prompt_ids) // 2
+
+
+class _Sums:
+    """An epoch's loss, reward accuracy and margin summed on the device: read once per epoch, not once per micro-batch."""
+
+    def __init__(self) -> None:
+        self.sums: list = [0.0, 0.0, 0.0]  # Σ loss·pairs, Σ [r̂_w > r̂_l], Σ (r̂_w − r̂_l): tensors once added to
+
+    def add(self, loss: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor, pairs: int) -> None:
+        terms = (loss.detach() * pairs, (rc > rr).double().sum(), (rc - rr).sum())
+        self.sums = [s + t for s, t in zip(self.sums, terms, strict=True)]
+
+    def stats(self, pairs: int, t0: float) -> EpochStats:
+        n = max(1, pairs)
+        loss, acc, margin = torch.stack(self.sums).tolist() if isinstance(self.sums[0], torch.Tensor) else self.sums
+        return EpochStats(0, loss / n, acc / n, margin / n, pairs, time.perf_counter() - t0)
+
+
 class DPOFinetuner(Objective):
     """Holds θ0's snapshot, the optimiser and the reference cache across acquisition steps (objective ``dpo``)."""
 
@@ -124,29 +167,33 @@ class DPOFinetuner(Objective):
         self.optimizer = self._new_optimizer()
         self.scaler = self._new_scaler()
 
-    def _step(self, prefs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, p_ids, c_ids = make_batch(self.tokenizer, prefs)
+    def encode(self, prefs: Sequence[Preference]) -> EncodedPreferences:
+        """X_P's ids and θ0's log-probs, once per ``finetune`` call: every epoch and micro-batch indexes into them."""
+        p_ids, c_ids = preference_ids(self.tokenizer, prefs)
         ref = self.ref.get(p_ids, c_ids).to(next(self.policy.parameters()).device)
-        logps = completion_logprobs(self.policy, batch).double()
-        n = len(prefs)
-        loss, rc, rr = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], self.cfg.beta)
-        return loss, rc, rr
+        return EncodedPreferences(p_ids, c_ids, ref)
 
-    def _train_on(self, prefs: Sequence[Preference], order: list[int]) -> EpochStats:
+    def _loss(self, enc: EncodedPreferences, pairs: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean DPO loss and implicit rewards of the pairs at these indices of ``enc`` (chosen rows over rejected rows)."""
+        rows = [*pairs, *(i + enc.pairs for i in pairs)]
+        batch = encode_ids([enc.prompt_ids[r] for r in rows], [enc.completion_ids[r] for r in rows], self.tokenizer.pad_token_id)
+        ref = enc.ref[torch.tensor(rows, device=enc.ref.device)]
+        logps = completion_logprobs(self.policy, batch).double()
+        k = len(pairs)
+        return dpo_loss(logps[:k], logps[k:], ref[:k], ref[k:], self.cfg.beta)
+
+    def _step(self, prefs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss and implicit rewards of one batch (no update)."""
+        return self._loss(self.encode(prefs), range(len(prefs)))
+
+    def _train_on(self, enc: EncodedPreferences, order: list[int]) -> EpochStats:
+        """One epoch: a step per mini-batch of ``batch_size`` pairs in ``order``, each accumulated over micro-batches."""
         t0 = time.perf_counter()
-        losses, accs, margins = [], [], []
+        sums = _Sums()
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
-            chunk = [prefs[i] for i in order[s : s + bs]]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, rc, rr = self._step(chunk)
-            self.scaler.scale(loss).backward()
-            self._optimizer_step()
-            losses.append(loss.item() * len(chunk))
-            accs.append((rc > rr).double().sum().item())
-            margins.append((rc - rr).sum().item())
-        n = max(1, len(order))
-        return EpochStats(0, sum(losses) / n, sum(accs) / n, sum(margins) / n, len(order), time.perf_counter() - t0)
+            self._accumulated_step(enc, order[s : s + bs], sums)
+        return sums.stats(len(order), t0)
 
     def finetune(
         self,
@@ -163,12 +210,15 @@ class DPOFinetuner(Objective):
         reset = self.cfg.mode == "reset"
         if reset:
             self.reset()
-        batch = list(newest if newest is not None else prefs)
+        batch = list(prefs if reset else (newest if newest is not None else prefs))
+        enc = self.encode(batch)
         for epoch in range(1, (self.cfg.epochs if reset else self.cfg.online_steps) + 1):
             if reset:
-                st = self._train_on(prefs, torch.randperm(len(prefs), generator=gen).tolist())
-            else:
-                st = self._accumulated_step(batch)
+                st = self._train_on(enc, torch.randperm(len(prefs), generator=gen).tolist())
+            else:  # Appendix D: one step on the whole newest batch
+                t0, sums = time.perf_counter(), _Sums()
+                self._accumulated_step(enc, list(range(len(batch))), sums)
+                st = sums.stats(len(batch), t0)
             st.epoch = epoch
             stats.append(st)
             if on_epoch is not None:
@@ -177,21 +227,22 @@ class DPOFinetuner(Objective):
         self.policy.eval()
         return stats
 
-    def _accumulated_step(self, prefs: Sequence[Preference]) -> EpochStats:
-        """One optimiser step over the whole batch, accumulated in micro-batches (Appendix D)."""
-        t0 = time.perf_counter()
+    def _accumulated_step(self, enc: EncodedPreferences, pairs: list[int], sums: _Sums) -> None:
+        """One optimiser step over ``pairs``, its gradient accumulated over forward passes of ``training.micro_batch_size``
+        pairs (None: ``batch_size``, so a reset-mode mini-batch is one pass and an online batch passes of ``batch_size``).
+
+        Each micro-batch's mean loss is weighted by its share of the pairs, so the gradient is the whole
+        batch's mean (a last, smaller micro-batch counts for its pairs); one micro-batch is the batch's own loss.
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        tot, acc, mar = 0.0, 0.0, 0.0
-        n = len(prefs)
-        for s in range(0, n, self.cfg.batch_size):
-            chunk = prefs[s : s + self.cfg.batch_size]
-            loss, rc, rr = self._step(chunk)
-            self.scaler.scale(loss * len(chunk) / n).backward()
-            tot += loss.item() * len(chunk)
-            acc += (rc > rr).double().sum().item()
-            mar += (rc - rr).sum().item()
+        micro = self.cfg.micro_batch_size or self.cfg.batch_size
+        n = len(pairs)
+        for s in range(0, n, micro):
+            part = pairs[s : s + micro]
+            loss, rc, rr = self._loss(enc, part)
+            self.scaler.scale(loss if len(part) == n else loss * len(part) / n).backward()
+            sums.add(loss, rc, rr, len(part))
         self._optimizer_step()
-        return EpochStats(0, tot / n, acc / n, mar / n, n, time.perf_counter() - t0)
 
     def _optimizer_step(self) -> None:
         if self.cfg.max_grad_norm:

@@ -24,6 +24,7 @@ tokens are added (``Evaluator.prepare_theta0``): every objective of a seed is ju
 Training follows ``training.mode``: ``reset`` restarts from θ0 and runs ``epochs`` epochs over all of
 X_P in mini-batches of ``batch_size`` pairs; ``online`` takes ``online_steps`` optimiser steps, each on the
 whole newest batch (Appendix D), its gradient accumulated over forward passes of ``batch_size`` pairs.
+``micro_batch_size`` pairs per forward pass (when set) accumulate each step's gradient in less memory, as DPO's do.
 DPO's implicit-reward statistics (``reward_acc``, ``margin``) are not defined here and are left None (null in train.jsonl).
 """
 
@@ -111,7 +112,9 @@ class PreferenceObjective(Objective):
         total, tokens = 0.0, 0
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
-            st = self.trainer.step(self.documents([prefs[i] for i in order[s : s + bs]]), t)
+            st = self.trainer.step(
+                self.documents([prefs[i] for i in order[s : s + bs]]), t, micro_batch=2 * (self.cfg.micro_batch_size or 0)
+            )
             total += st["loss"] * st["tokens"]
             tokens += st["tokens"]
         return EpochStats(epoch, total / max(1, tokens), None, None, len(order), time.perf_counter() - t0)
@@ -139,9 +142,10 @@ class PreferenceObjective(Objective):
         return stats
 
     def _online_step(self, prefs: Sequence[Preference], step: int, t: float) -> EpochStats:
-        """One optimiser step on all of ``prefs``, accumulated over micro-batches of ``batch_size`` pairs (two documents each)."""
+        """One optimiser step on all of ``prefs``, accumulated over micro-batches of ``micro_batch_size`` (else ``batch_size``)
+        pairs (two documents each)."""
         t0 = time.perf_counter()
-        st = self.trainer.step(self.documents(prefs), t, micro_batch=2 * self.cfg.batch_size)
+        st = self.trainer.step(self.documents(prefs), t, micro_batch=2 * (self.cfg.micro_batch_size or self.cfg.batch_size))
         return EpochStats(step, st["loss"], None, None, len(prefs), time.perf_counter() - t0)
 
     def state(self) -> dict:
