@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from bench import dtype
 from tests.test_loop import TINY
@@ -25,6 +26,7 @@ def test_rule_adopts_only_when_every_interval_lies_inside_the_margin():
     assert abs(dtype.kl_ratio(bf, fp, 16) - 0.15) < 1e-12  # 2.3 / 2.0 − 1
 
 
+@pytest.mark.slow  # a tiny run per arm
 def test_both_arms_of_a_tiny_plan_are_recorded_and_paired(tmp_path, monkeypatch):
     import aplkit.provenance as prov
 

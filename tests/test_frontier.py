@@ -148,6 +148,7 @@ def _without(rows: list[dict], keys=("cached", "seconds", *T1)) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in keys} for r in rows]
 
 
+@pytest.mark.slow  # tiny runs with and without the epoch points
 def test_epoch_points_and_the_t1_kl_leave_every_other_row_as_it_was(tmp_path):
     """Turned on, they add rows and fields; the acquisitions, the training and the waypoints' numbers stay the same, and an
     earlier epoch's point is what a run trained for that many epochs measures at its waypoint."""

@@ -159,6 +159,7 @@ def test_every_objective_of_a_seed_starts_from_one_theta0(tmp_path):
             e.run_dir.release()
 
 
+@pytest.mark.slow  # a training CLI subprocess
 def test_the_cli_runs_the_scratch_setting(tmp_path):
     args = [
         sys.executable,
