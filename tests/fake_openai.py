@@ -17,11 +17,13 @@ import hashlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.local_http import LocalServer
 
-class FakeOpenAI:
+
+class FakeOpenAI(LocalServer):
     def __init__(
         self,
         models: list[str] | None = ("gpt-4o", "gpt-4.1"),
@@ -43,23 +45,9 @@ class FakeOpenAI:
         self.log: list[dict[str, Any]] = []
         self.model_lists = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> FakeOpenAI:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"api": self}))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"api": self})
 
     def answered(self) -> list[dict[str, Any]]:
         return [r for r in self.log if r["status"] == 200]

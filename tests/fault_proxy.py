@@ -19,14 +19,16 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalServer
 
 FAULTS = ("429", "500", "slow", "drop", "garbage", "nonsense")
 MAX_BODY = 1 << 20
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     def __init__(
         self,
         upstream: str,
@@ -50,25 +52,10 @@ class FaultProxy:
         self.forwarded = 0
         self.inflight = 0
         self.max_inflight = 0
-        self._server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> FaultProxy:
-        handler = type("Handler", (_Handler,), {"proxy": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"proxy": self})
 
     # ------------------------------------------------------------------ accounting
     def requests_for(self, key: str) -> list[str | None]:
