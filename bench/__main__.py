@@ -1,11 +1,11 @@
-"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | frontier | objectives | phf | phf-pilot | limits | dtype | gpu-check."""
+"""``python -m bench SUBCOMMAND ...``: compute | memory | cores | labels | apl-objectives | pilot | frontier | objectives | phf | phf-pilot | limits | phases | dtype | gpu-check."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,frontier,objectives,phf,phf-pilot,limits,dtype,gpu-check} [options]
+USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pilot,frontier,objectives,phf,phf-pilot,limits,phases,dtype,gpu-check} [options]
 
   compute [--quick] [--out PATH] [--skip judge,memory,...]
           JSON to bench/results/compute.json; with --quick to runs/bench/compute-quick.json
@@ -28,6 +28,7 @@ USAGE = """usage: python -m bench {compute,memory,cores,labels,apl-objectives,pi
   dtype   [--dtypes float32|bfloat16] [--seeds A-B] [--commit] [--report-only]
           bf16 against fp32 compute: per-phase seconds and the paired results, by a rule fixed before the runs (bench/dtype.py)
   limits  RECORD_OR_RUN ...   each phase's FLOPs at a one-thread matmul peak beside its measured seconds (bench/limits.py)
+  phases  [--strategy S] [--dtype float32|bfloat16] [--step N]   one real step's phases split into their parts by cProfile (bench/phases.py)
   gpu-check [--device cuda|cpu] [--strategy S] [--test-prompts N]
           one step of params/imdb-gpu.yaml with random weights of the embedded model's shape, no download: seconds per
           phase, tokens/s, peak GPU memory to bench/results/gpu-check-<device>.json (--device cpu: a miniature, in seconds)
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(rest)
     if cmd == "limits":
         from bench.limits import main as run
+
+        return run(rest)
+    if cmd == "phases":
+        from bench.phases import main as run
 
         return run(rest)
     if cmd == "phf-pilot":

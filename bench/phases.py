@@ -1,0 +1,140 @@
+"""Where one step's seconds go: each phase of a real step of a preset, split into its parts by cProfile.
+
+    OMP_NUM_THREADS=1 python -m bench phases --strategy random --dtype float32 &
+    OMP_NUM_THREADS=1 python -m bench phases --strategy random --dtype bfloat16
+
+Runs steps 1..``--step`` of the preset (budget ``step``·M, one waypoint at the last step), profiles only the last
+step (from step 2 on, certainty pays its θ0 pass, which it skips at θ0) and prints, per phase, its seconds and the
+inclusive seconds of the parts named in ``PARTS`` with their share of the phase. The profiler's own overhead
+lands on Python calls (≈ a few % of a decode-bound step here), so read the shares, not the absolute seconds.
+Writes ``<out>/<config>-<strategy>-<dtype>.json`` with the machine and commit. Start two processes side by side
+(one thread each) on cores nothing else uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+from bench.provenance import machine
+
+#: per phase, (label, module file suffix, function name): inclusive seconds of each, read from the phase's profile
+PARTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "acquire": (
+        ("generation (decode)", "aplkit/generation.py", "_generate"),
+        ("θ0 / policy scoring pass", "aplkit/generation.py", "ids_logprobs"),
+    ),
+    "label": (("oracle", "aplkit/oracles/labelling.py", "label_pairs"),),
+    "train": (
+        ("reference log-probs", "aplkit/generation.py", "ids_logprobs"),
+        ("backward", "torch/_tensor.py", "backward"),
+        ("optimiser step", "torch/optim/optimizer.py", "wrapper"),
+    ),
+    "evaluate": (
+        ("generation (decode)", "aplkit/generation.py", "_generate"),
+        ("θ0 pass for the KL", "aplkit/generation.py", "kl_along_sampled"),
+        ("judge", "aplkit/oracles/labelling.py", "label_pairs"),
+        ("reward gap", "aplkit/evaluation.py", "reward_gaps"),
+        ("LM loss", "aplkit/generation.py", "mean_token_nll"),
+        ("KL at T = 1", "aplkit/evaluation.py", "kl_t1"),
+    ),
+}
+
+
+def part_seconds(stats: pstats.Stats, suffix: str, name: str) -> float:
+    """Inclusive seconds of the functions called ``name`` in a file ending in ``suffix`` (0 when not called)."""
+    return sum(v[3] for (file, _, fn), v in stats.stats.items() if fn == name and file.replace("\\", "/").endswith(suffix))  # type: ignore[attr-defined]
+
+
+def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[str]) -> dict:
+    """Run steps 1..step of ``config`` in a temporary folder; the last step's phases with their parts."""
+    from aplkit import loop
+    from aplkit.checks import load_config
+
+    cfg0 = load_config(config, [f"strategy={strategy}", f"model.dtype={dtype}", *sets])
+    m = cfg0.acquisition.acquire_batch
+    cfg = load_config(
+        config,
+        [f"strategy={strategy}", f"model.dtype={dtype}", f"acquisition.budget={step * m}", f"evaluation.waypoints=[{step * m}]", *sets],
+    )
+    found: dict[str, dict] = {}
+    watch = {"on": False}
+    plain = loop._Clock.__call__
+
+    def clocked(self, name, fn, *args, **kwargs):
+        if not watch["on"]:
+            return plain(self, name, fn, *args, **kwargs)
+        prof = cProfile.Profile()
+
+        def inside(*a, **k):
+            prof.enable()
+            try:
+                return fn(*a, **k)
+            finally:
+                prof.disable()
+
+        out = plain(self, name, inside, *args, **kwargs)
+        stats = pstats.Stats(prof)
+        seconds = self.laps[f"{name}_s"]
+        parts = {label: round(part_seconds(stats, suffix, fn_name), 3) for label, suffix, fn_name in PARTS.get(name, ())}
+        found[name] = {"seconds": seconds, "parts": parts}
+        return out
+
+    loop._Clock.__call__ = clocked
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            exp = loop.Experiment(cfg, out=Path(tmp) / "run")
+            try:
+                xp: list = []
+                for t in range(1, step + 1):
+                    watch["on"] = t == step
+                    res = exp.step(t, xp)
+                    xp = [*xp, *res.newest]
+            finally:
+                exp.close()
+    finally:
+        loop._Clock.__call__ = plain
+    return {"config": cfg.name, "strategy": strategy, "dtype": dtype, "step": step, "pairs_trained": len(xp), "phases": found}
+
+
+def lines(res: dict) -> list[str]:
+    out = [f"{res['config']} · {res['strategy']} · {res['dtype']} · step {res['step']} ({res['pairs_trained']} pairs trained)"]
+    for phase, r in res["phases"].items():
+        out.append(f"  {phase:<9} {r['seconds']:8.1f} s")
+        for label, sec in r["parts"].items():
+            share = sec / r["seconds"] if r["seconds"] else 0.0
+            out.append(f"    {label:<26} {sec:8.1f} s  {share:6.1%}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench phases", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="imdb-cpu")
+    p.add_argument("--strategy", default="random")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--step", type=int, default=2, help="the step profiled (steps before it run unprofiled)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default="bench/results/phases")
+    args = p.parse_args(argv)
+    if args.step < 1:
+        raise SystemExit("--step: 1 or more")
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+    t0 = time.perf_counter()
+    res = profile_step(args.config, args.strategy, args.dtype, args.step, args.set)
+    res["machine"] = {**machine(), "torch_threads": torch.get_num_threads(), "wall_seconds": round(time.perf_counter() - t0, 1)}
+    res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print("\n".join(lines(res)))
+    out = Path(args.out) / f"{res['config']}-{args.strategy}-{args.dtype}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+    return 0
