@@ -191,7 +191,7 @@ def fig2_table2(runs_dir: str | Path, figures_dir: str | Path, budget: int | Non
     from aplkit.results.plots import plot_winrate
 
     _, main, against = load_main(runs_dir)
-    if main.empty:
+    if main.empty or main["win_rate"].isna().all():  # a pool-based run without evaluation.oracle has held-out rows only
         _no_data("Fig 2 / Table 2", f"no run folders with eval.jsonl rows under {runs_dir}")
         return {"files": []}
     files = show_and_save(plot_winrate(winrate_curves(main), against), figures_dir, "fig2_winrate")

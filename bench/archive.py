@@ -2,8 +2,9 @@
 
 A run folder holds checkpoints, the ledger and every text; a study that must continue on a fresh
 clone needs none of that, only the rows the report reads. ``export_run`` keeps the config, the
-summary, the code of every start (``code.jsonl``), the eval/train/step rows and the evaluations after earlier
-epochs (``eval_epochs``: a frontier's points; their per-prompt rows stay behind), per acquired pair its
+summary, the code of every start (``code.jsonl``), the eval/train/step rows, the evaluations after earlier
+epochs (``eval_epochs``: a frontier's points; their per-prompt rows stay behind) and a pool-based run's held-out
+preference accuracy per waypoint (``heldout``: its endpoint, no per-pair rows to leave behind), per acquired pair its
 ranking and label, and per test prompt its verdict (no texts or token ids); ``materialise`` writes such
 records back out as run folders, so the whole results layer (``load``, ``stats``, ``tables``, ``plots``,
 ``report``) works on them unchanged.
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from aplkit.metrics import PER_PROMPT_FIELDS
-from aplkit.records import AcquiredRow, EpochEvalRow, EvalPairRow, EvalRow, StepRow, TrainRow, from_dict, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalPairRow, EvalRow, HeldOutRow, StepRow, TrainRow, from_dict, to_dict
 from aplkit.runfolder import CODE, CONFIG, SUMMARY, RunFolder, write_jsonl
 
 FORMAT = 1
@@ -43,8 +44,10 @@ ACQUIRED_KEEP = (
 #: per test prompt per waypoint, the verdict and every metric's per-prompt value (``aplkit.metrics``; texts stay
 #: behind): a study can recompute every metric on the first n test prompts (pilot: how the difference's spread falls with n)
 EVAL_PAIR_KEEP = ("step", "prompt_id", "preferred", "tie", *PER_PROMPT_FIELDS)
-ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow, "eval_epochs": EpochEvalRow}
-LISTS = ("eval", "train", "steps", "acquired", "eval_pairs", "eval_epochs")
+ROWS = {"eval": EvalRow, "train": TrainRow, "steps": StepRow, "eval_epochs": EpochEvalRow, "heldout": HeldOutRow}
+LISTS = ("eval", "train", "steps", "acquired", "eval_pairs", "eval_epochs", "heldout")
+#: lists written only where the run has rows (pool-based runs): an on-policy record stays what it was without them
+OPTIONAL = ("heldout",)
 
 
 def export_run(run_dir: str | Path) -> dict[str, Any]:
@@ -70,9 +73,10 @@ def write_record(run_dir: str | Path, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     head = {k: v for k, v in rec.items() if k not in LISTS}
     lines = ["{", f'"head": {json.dumps(head, sort_keys=True)},']
-    for i, key in enumerate(LISTS):
+    keys = [k for k in LISTS if rec[k] or k not in OPTIONAL]
+    for i, key in enumerate(keys):
         rows = ",\n".join("  " + json.dumps(r, sort_keys=True) for r in rec[key])
-        lines.append(f'"{key}": [\n{rows}\n]' + ("," if i < len(LISTS) - 1 else ""))
+        lines.append(f'"{key}": [\n{rows}\n]' + ("," if i < len(keys) - 1 else ""))
     lines.append("}")
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
@@ -82,7 +86,8 @@ def write_record(run_dir: str | Path, path: str | Path) -> Path:
 
 def read_record(path: str | Path) -> dict[str, Any]:
     raw = json.loads(Path(path).read_text())
-    return {**raw["head"], **{k: raw.get(k, []) for k in LISTS}}  # records written before eval_pairs (eval_epochs) was kept have none
+    # a list the record does not hold (written before eval_pairs or eval_epochs was kept; heldout on-policy) is empty
+    return {**raw["head"], **{k: raw.get(k, []) for k in LISTS}}
 
 
 def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
@@ -94,7 +99,8 @@ def materialise(records: Iterable[str | Path], root: str | Path) -> Path:
         run = RunFolder(root / str(cfg.get("name", "run")) / str(cfg["strategy"]).replace("+", "_") / f"seed{cfg['seed']}").ensure()
         (run / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
         for key, cls in ROWS.items():
-            run.replace(cls, [from_dict(cls, r) for r in rec[key]])
+            if rec[key] or key not in OPTIONAL:
+                run.replace(cls, [from_dict(cls, r) for r in rec[key]])
         run.replace(AcquiredRow, [from_dict(AcquiredRow, r) for r in rec["acquired"]])
         run.replace(EvalPairRow, [from_dict(EvalPairRow, r) for r in rec["eval_pairs"]])
         run.write_json(SUMMARY, rec["summary"])

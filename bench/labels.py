@@ -10,9 +10,12 @@ rebuilds every table and figure from the records alone.
 
 The summary (``summarise``; every number comes from ``aplkit.results``): Table 2; beside every win-rate its
 companions (soft win-rate, reward gap, KL from θ0, LM loss); paired differences from random with t and
-bootstrap intervals, on the win-rate and again on the lower-variance soft win-rate and reward gap; Holm-adjusted
-tests; data efficiency with a bootstrap interval; Fig 3 as a number; acquisition cost; and the paper's four
-findings with a verdict each (``bench.findings``).
+bootstrap intervals, on the win-rate and again on the lower-variance soft win-rate and reward gap (and, for a
+pool-based run, its held-out preference accuracy and margin); Holm-adjusted tests; data efficiency with a bootstrap
+interval; Fig 3 as a number; acquisition cost; and the paper's four findings with a verdict each (``bench.findings``).
+A study whose plan names another primary endpoint (``--endpoint heldout_accuracy``: a pool-based study's) reads the
+headline comparison in it — the intervals, the power and decision lines, the paired tests and the ranking's Holm
+family — and the win-rate beside the other metrics.
 
     python -m bench labels                       # defaults: imdb-cpu, 4 strategies x 9 seeds (the paper's count)
     python -m bench labels --seeds 3             # a quicker look: seeds 0..2 (their records are the 9-seed study's)
@@ -21,6 +24,7 @@ findings with a verdict each (``bench.findings``).
     python -m bench labels --import my_scorers.py --strategies random,certainty,dpo-weight   # your own scorer beside the paper's
     kill -USR1 PID                               # pause: the study stops after its current step; the same command continues
     python -m bench labels --stop-by 21:10       # start no run that its strategy's records say would end after 21:10
+    python -m bench labels --config imdb-cpu-pool --endpoint heldout_accuracy --report-only   # a pool study's endpoint
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ def _pause_after_step(res) -> None:
         raise Paused(f"after step {res.step}")
 
 
+#: what a metric not on the win-rate's scale is measured in, by the rows it is read from (``aplkit.metrics.Metric.row``)
+UNITS = {"eval": "the oracle's units", "heldout": "β-scaled nats"}
+
 #: the study is decided when the 95 % interval of certainty − random at the final budget is no wider than this
 TARGET_HALF_WIDTH = 0.03
 
@@ -95,6 +102,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results", default=None, help="summary JSON (default <records>/summary.json)")
     p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
     p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
+    p.add_argument(
+        "--endpoint",
+        default="win_rate",
+        metavar="FIELD",
+        help="the metric of the headline comparison (the study plan's primary endpoint): win_rate, or another on its "
+        "0–1 scale (heldout_accuracy: a pool-based study's held-out preference accuracy)",
+    )
     p.add_argument(
         "--pool-strata",
         action="store_true",
@@ -318,6 +332,16 @@ def check_no_overwrite(records: Path, configs: dict) -> None:
             raise SystemExit(clash)
 
 
+def check_endpoint(field: str) -> str:
+    """``--endpoint``: a registered metric on the win-rate's scale (the decision target and power effect are in its
+    units); one line naming the flag otherwise."""
+    from aplkit.metrics import ENDPOINTS
+
+    if field not in ENDPOINTS:
+        raise SystemExit(f"--endpoint: expected one of {', '.join(ENDPOINTS)} (a metric on the win-rate's 0–1 scale), got {field!r}")
+    return field
+
+
 def check_strategies(spec: str, imports: list[str]) -> list[str]:
     """The planned strategies, after the user's modules registered theirs; one line naming the flag otherwise."""
     from aplkit.acquisition import SCORERS
@@ -342,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from aplkit.errors import ConfigError
 
     args = parse(argv or [])
+    endpoint = check_endpoint(args.endpoint)
     strategies = check_strategies(args.strategies, args.imports)
     try:
         configs = planned_configs(args, strategies)
@@ -372,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         if ran["stopped"]:
             return 0
         failed = bool(ran["failed"])
-    summary = report(records, with_reference(configs, args), Path(args.figures or records / "figures"), args.pool_strata, args.looks)
+    figures = Path(args.figures or records / "figures")
+    summary = report(records, with_reference(configs, args), figures, args.pool_strata, args.looks, endpoint)
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -473,9 +499,12 @@ def keep_record(commit: bool) -> Callable[[Run, Ended, Path], str]:
     return land
 
 
-def report(records: Path, configs: dict, figures: Path, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
+def report(
+    records: Path, configs: dict, figures: Path, pool_strata: bool = False, looks: list[int] | None = None, endpoint: str = "win_rate"
+) -> dict:
     """Tables and figures from the planned runs' records alone (materialised into a temporary folder). One line, and
-    nothing written, when the paired seeds span several code versions or CPUs and ``pool_strata`` is not given."""
+    nothing written, when the paired seeds span several code versions or CPUs and ``pool_strata`` is not given.
+    ``endpoint``: the metric of the headline comparison (``summarise``)."""
     from aplkit.results.compare import StrataError
     from aplkit.results.load import load_code
     from bench.archive import materialise
@@ -484,7 +513,7 @@ def report(records: Path, configs: dict, figures: Path, pool_strata: bool = Fals
     with tempfile.TemporaryDirectory() as tmp:
         root = materialise(paths, tmp)
         try:
-            summary = summarise(root, configs, pool_strata, looks)
+            summary = summarise(root, configs, pool_strata, looks, endpoint)
         except StrataError as e:
             raise SystemExit(f"{records}: {e}") from None
         code = load_code(root)  # which code made the records (package tree → runs, and the commits it was seen at)
@@ -499,19 +528,21 @@ def report(records: Path, configs: dict, figures: Path, pool_strata: bool = Fals
             from aplkit.results.report import report as write_report
 
             # the records, not the temporary folder: a rebuilt notes.md is unchanged
-            write_report(root, figures, source=records, pool_strata=pool_strata)
+            write_report(root, figures, source=records, pool_strata=pool_strata, endpoint=endpoint)
     summary["records"] = [str(p) for p in paths]
     return summary
 
 
-def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[int] | None = None) -> dict:
+def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[int] | None = None, endpoint: str = "win_rate") -> dict:
     """The study's summary (module docstring). Paired seeds of several strata (code version · CPU) are refused
     unless ``pool_strata``; pooled, each stratum's estimate and a test of their difference come first. ``looks``: the
-    declared looks, whose Pocock-adjusted intervals are printed beside the plain ones."""
+    declared looks, whose Pocock-adjusted intervals are printed beside the plain ones. ``endpoint``: the metric of the
+    headline comparison (strata, intervals and power, looks, the decision line, the paired tests, the ranking); every
+    other metric that asks the question, and is recorded, follows it."""
     import pandas as pd
 
     from aplkit import results as R
-    from aplkit.metrics import HEADLINE, METRICS
+    from aplkit.metrics import HEADLINE, metric, shown
     from bench.findings import findings, findings_markdown
 
     df = R.load_runs(out)
@@ -523,15 +554,17 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     present = R.check_strata(df, strata, pool_strata)
     table = R.table2(df)
     budget = int(df["acquired"].max())
-    by_stratum, strata_tests = R.by_stratum(df, strata, budget)
-    look_rows = R.looks_table(df, looks, budget) if looks else None
-    sig = R.significance_vs_random(df)
-    cmp = R.paired_comparison(df)
+    by_stratum, strata_tests = R.by_stratum(df, strata, budget, metric=endpoint)
+    look_rows = R.looks_table(df, looks, budget, metric=endpoint) if looks else None
+    sig = R.significance_vs_random(df, endpoint)
+    cmp = R.paired_comparison(df, metric=endpoint)
     metrics = R.companion_metrics(df)
-    # the same question on the lower-variance preference metrics; one not on the win-rate's scale gets no power line
-    others = [m for m in METRICS if m.preference and m is not HEADLINE]
+    # the same question on the other metrics that ask it (an opt-in one only where a run recorded it); one not on the
+    # win-rate's scale gets no power line
+    others = [m for m in shown(df) if m.question and m.field != endpoint]
     lower = [R.paired_comparison(df, effect=0.05 if m.probability else None, metric=m.field) for m in others]
-    scales = [m.label + ("" if m.probability else " in the oracle's units") for m in others]
+    scales = [m.label + ("" if m.probability else f" in {UNITS[m.row]}") for m in others]
+    of = "" if endpoint == HEADLINE.field else f" in {metric(endpoint).label} (the study's endpoint)"
     lower = pd.concat([x for x in lower if len(x)] or lower[:1], ignore_index=True)
     has_random = bool((df["strategy"] == "random").any())  # the reference every ratio needs; absent when none is recorded
     eff = R.efficiency_intervals(df, budget) if has_random else pd.DataFrame(columns=R.EFFICIENCY_INTERVAL_COLUMNS)
@@ -543,7 +576,7 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
     cost = R.acquisition_cost(steps, R.load_configs(out))
     rank = R.ranking(cmp, df)
     matched = R.kl_matched(df, budget)
-    prec = R.precision(cmp, TARGET_HALF_WIDTH)
+    prec = R.precision(cmp, TARGET_HALF_WIDTH, metric=endpoint)
     found = findings(df, acq)
     cfg = next(iter(configs.values()))
     md = "\n\n".join(
@@ -555,35 +588,36 @@ def summarise(out: Path, configs: dict, pool_strata: bool = False, looks: list[i
             R.metrics_markdown(metrics),
             *(
                 [
-                    f"Difference from random at {budget} labels in each stratum (code version · CPU), before pooling:",
+                    f"Difference{of} from random at {budget} labels in each stratum (code version · CPU), before pooling:",
                     R.strata_markdown(by_stratum, strata_tests),
-                    f"Pooled over the {len(present)} strata: difference from random, paired by seed, with 95 % intervals:",
+                    f"Pooled over the {len(present)} strata: difference{of} from random, paired by seed, with 95 % intervals:",
                 ]
                 if len(present) > 1
                 else [
-                    f"Every paired seed in one stratum ({present[0] if present else 'none'}): difference from random, paired by seed, with 95 % intervals:"
+                    f"Every paired seed in one stratum ({present[0] if present else 'none'}): difference{of} from random, paired by seed, "
+                    "with 95 % intervals:"
                 ]
             ),
             R.comparison_markdown(cmp),
             *(
                 [
-                    f"The looks declared for this study ({', '.join(map(str, looks))} seeds): plain and look-adjusted intervals at {budget} labels:",
+                    f"The looks declared for this study ({', '.join(map(str, looks))} seeds): plain and look-adjusted intervals{of} at {budget} labels:",
                     R.looks_markdown(look_rows, looks),
                 ]
                 if looks
                 else []
             ),
-            f"Is it decided? The 95 % interval at the final budget against the target (±{TARGET_HALF_WIDTH}):",
+            f"Is it decided? The 95 % interval{of} at the final budget against the target (±{TARGET_HALF_WIDTH}):",
             R.precision_markdown(prec),
-            f"The same question on a lower-variance metric ({'; '.join(scales)}):",
+            f"The same question on {'the other metrics' if of else 'a lower-variance metric'} ({'; '.join(scales)}):",
             R.comparison_markdown(lower) if len(lower) else f"no run recorded a {' or '.join(m.label for m in others)}\n",
-            "Paired tests (raw and Holm-adjusted over the table):",
-            R.significance_markdown(sig),
+            f"Paired tests{of} (raw and Holm-adjusted over the table):",
+            R.significance_markdown(sig, endpoint),
             f"Labels random needs to match each strategy at {budget} labels:",
             R.efficiency_interval_markdown(eff) if has_random else "no random runs recorded for these seeds: nothing to compare with\n",
             "Confidently wrong acquired pairs (Fig 3 as a number):",
             R.confident_errors_markdown(wrong),
-            "The strategies at the final size, ranked, one Holm family (figures/ranking.png):",
+            f"The strategies at the final size, ranked{of}, one Holm family (figures/ranking.png):",
             R.ranking_markdown(rank),
             "Acquisition cost per step, relative to random:",
             R.cost_markdown(cost),

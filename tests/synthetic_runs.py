@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from aplkit.config import ExperimentConfig
-from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, StepRow, TrainRow, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, HeldOutRow, StepRow, TrainRow, to_dict
 from aplkit.runfolder import RunFolder
 
 
@@ -38,6 +38,7 @@ def make_run(
     cfg: ExperimentConfig | None = None,
     acquire_s: float | None = None,
     epoch_points: Mapping[int, Sequence[Mapping[str, float]]] | None = None,
+    heldout: Mapping[int, tuple[float, float]] | None = None,
 ) -> Path:
     """One run folder under ``root``; returns its path.
 
@@ -49,9 +50,11 @@ def make_run(
     cfg: the config to write (a real
     preset's, say); by default one is built from the keyword arguments. acquire_s: write a steps.jsonl row per
     waypoint step with these acquisition seconds. epoch_points: acquired-set size → the fields (win_rate, kl_t1, ...)
-    of its evaluations after epochs 1, 2, ... before the last (eval_epochs.jsonl).
+    of its evaluations after epochs 1, 2, ... before the last (eval_epochs.jsonl). heldout: acquired-set size →
+    (held-out accuracy, margin) of a pool-based run (heldout.jsonl: n = n_test pairs, binomial stderr, margin
+    stderr 0.1, trained = the size); with no ``winrates`` the run has no judge of its generations (no eval.jsonl).
     """
-    sizes = sorted(winrates)
+    sizes = sorted(winrates or heldout or {})
     m = sizes[0] if sizes else 16
     if cfg is None:
         cfg = ExperimentConfig(name=name, strategy=strategy, seed=seed)
@@ -64,6 +67,11 @@ def make_run(
     rf = RunFolder(Path(root) / (folder or f"{task}-{mode}-e{epochs}-{oracle}/{strategy}/seed{seed}")).ensure()
     cfg.dump(rf / "config.yaml")
     for step, size in enumerate(sizes, 1):
+        if size in (heldout or {}):
+            acc, margin = heldout[size]
+            rf.add(HeldOutRow(step, size, acc, math.sqrt(acc * (1 - acc) / n_test), n_test, margin, 0.1, size))
+        if size not in winrates:
+            continue
         p = winrates[size]
         row = EvalRow(step, size, p, math.sqrt(p * (1 - p) / n_test), n_test, 0, 0, "initial", None if trained is None else trained[size])
         row = replace(row, **dict((metrics or {}).get(size, {})))

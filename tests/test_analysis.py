@@ -638,18 +638,22 @@ def test_one_engine_gives_every_paired_table_the_same_numbers(tmp_path):
 def test_every_metric_names_the_record_fields_it_reads():
     """The metrics registry (aplkit.metrics) is what tables, trackers and compact records read: its fields must
     exist on the records, and every preference metric beyond the win-rate can be recomputed per test prompt."""
-    from aplkit.metrics import COMPANION_FIELDS, HEADLINE, METRICS, PER_PROMPT_FIELDS
-    from aplkit.records import EvalPairRow, EvalRow, field_names
+    from aplkit.metrics import COMPANION_FIELDS, ENDPOINTS, HEADLINE, HELDOUT_COLUMNS, METRICS, PER_PROMPT_FIELDS
+    from aplkit.records import EvalPairRow, EvalRow, HeldOutRow, field_names
     from aplkit.results.tables import METRIC_NAMES
     from aplkit.tracking.metrics import EVAL_FIELDS
     from bench.archive import EVAL_PAIR_KEEP
 
     evals, pairs = set(field_names(EvalRow)), set(field_names(EvalPairRow))
+    assert set(HELDOUT_COLUMNS) <= set(field_names(HeldOutRow))
+    rows = {"eval": evals, "heldout": set(HELDOUT_COLUMNS.values())}  # a held-out row's columns as the eval frame names them
     for m in METRICS:
-        assert {m.field, m.se, m.theta0} - {None} <= evals, m.field
+        assert {m.field, m.se, m.theta0} - {None} <= rows[m.row], m.field
         assert m.per_prompt is None or m.per_prompt in pairs, m.field
         assert m is HEADLINE or not m.preference or m.per_prompt, m.field
+        assert m.row == "eval" or (m.opt_in and not m.preference), m.field  # shown only where a pool-based run recorded it
     assert set(COMPANION_FIELDS) <= set(EVAL_FIELDS) and set(PER_PROMPT_FIELDS) <= set(EVAL_PAIR_KEEP)
+    assert ENDPOINTS == ("win_rate", "soft_win_rate", "heldout_accuracy")
     assert METRIC_NAMES == {
         "win_rate": "win-rate",
         "soft_win_rate": "soft win-rate",
@@ -657,5 +661,64 @@ def test_every_metric_names_the_record_fields_it_reads():
         "kl": "KL along test completions",  # a record's ``kl``: along the T = 0.25 test completions, not the policy's KL
         "kl_t1": "KL from θ0 (T = 1)",
         "lm_loss": "LM loss",
+        "heldout_accuracy": "held-out accuracy",
+        "heldout_margin": "held-out margin",
     }
     assert all(m.at_theta0 is not None for m in METRICS if m.preference)  # where every frontier starts
+
+
+# held-out accuracy per strategy → seed at 32 labels (a pool-based run; every run at ½ after 16, as θ0's)
+HELD_RANDOM, HELD_CERTAINTY = [0.60, 0.62, 0.58], [0.70, 0.66, 0.71]
+
+
+def _pool_runs(root, judged=(0,)) -> None:
+    """2 strategies × 3 seeds of a pool-based run; seeds in ``judged`` also have a judge of the generations (win-rates)."""
+    for s, acc in (("random", HELD_RANDOM), ("certainty", HELD_CERTAINTY)):
+        for k in range(3):
+            wr = {16: 0.5, 32: 0.60 if s == "random" else 0.64} if k in judged else {}
+            make_run(root, s, k, wr, task="preferences", oracle="dataset", heldout={16: (0.5, 0.0), 32: (acc[k], 0.2 + 0.1 * k)})
+
+
+def test_a_pool_runs_held_out_accuracy_joins_its_waypoints_and_compares_by_hand(tmp_path):
+    """heldout.jsonl joins eval.jsonl on the waypoint; a run without a judge of its generations appears with the
+    win-rate NaN, and each metric pairs only the seeds that recorded it in both runs."""
+    from aplkit.metrics import HELDOUT_COLUMNS
+
+    _pool_runs(tmp_path)
+    df = A.load_runs(tmp_path)
+    assert len(df) == 12 and df.attrs["skipped"] == [] and list(df.columns[-5:]) == list(HELDOUT_COLUMNS.values())
+    at = df.set_index(["strategy", "seed", "acquired"])
+    assert at.loc[("certainty", 0, 32), ["win_rate", "heldout_accuracy", "heldout_n", "trained"]].tolist() == [0.64, 0.70, 64, 32]
+    r = at.loc[("certainty", 2, 32)]  # held-out rows only: no eval row, trained from the held-out row
+    assert math.isnan(r["win_rate"]) and pd.isna(r["n"]) and (r["heldout_accuracy"], r["heldout_margin"], r["trained"]) == (0.71, 0.4, 32)
+    assert r["heldout_stderr"] == pytest.approx(math.sqrt(0.71 * 0.29 / 64))
+    # held-out accuracy: differences 0.10, 0.04, 0.13 → mean 0.09, sd √(0.0042/2), t(0.975, 2) = 4.302653
+    cmp = A.paired_comparison(df, metric="heldout_accuracy").set_index("acquired")
+    sd = math.sqrt(0.0042 / 2)
+    assert cmp.loc[32, "n"] == 3 and cmp.loc[32, "mean_diff"] == pytest.approx(0.09) and cmp.loc[32, "sd"] == pytest.approx(sd)
+    assert cmp.loc[32, "t_low"] == pytest.approx(0.09 - 4.302653 * sd / math.sqrt(3), abs=1e-6)
+    assert cmp.loc[32, "seeds_80"] == A.seeds_for_power(sd, 0.05) and cmp.loc[32, "metric"] == "heldout_accuracy"
+    assert cmp.loc[16, "mean_diff"] == 0.0 and cmp.loc[16, "verdict"] == "undecided"  # every run at ½: no difference
+    # the win-rate: only seed 0 was judged in both runs → one pair, nothing to test
+    wr = A.paired_comparison(df).set_index("acquired").loc[32]
+    assert wr["n"] == 1 and wr["mean_diff"] == pytest.approx(0.04) and math.isnan(wr["t_low"]) and wr["verdict"] == "n/a"
+    sig = A.significance_vs_random(df, "heldout_accuracy").set_index("acquired").loc[32]
+    assert sig["t_p"] == pytest.approx(stats.ttest_rel(HELD_CERTAINTY, HELD_RANDOM).pvalue)
+    prec = A.precision(A.paired_comparison(df, metric="heldout_accuracy"), 0.03, metric="heldout_accuracy").iloc[0]
+    assert prec["half_width"] == pytest.approx(4.302653 * sd / math.sqrt(3), abs=1e-6) and not prec["within"]
+    # the companions table keeps the unjudged waypoints: held-out accuracy 0.69 ± SE over seeds for certainty at 32
+    row = A.companion_metrics(df).set_index(["acquired", "strategy"]).loc[(32, "certainty")]
+    assert row["heldout_accuracy"] == pytest.approx(0.69) and row["win_rate"] == 0.64 and row["win_rate_n"] == 1
+    assert row["heldout_accuracy_se"] == pytest.approx(statistics.stdev(HELD_CERTAINTY) / math.sqrt(3))
+
+
+def test_an_on_policy_runs_frame_has_the_held_out_columns_all_nan(runs):
+    from aplkit.metrics import HELDOUT_COLUMNS, shown
+    from aplkit.records import EvalRow, field_names
+
+    df = A.load_runs(runs)
+    assert list(df.columns) == [*A.IDENTITY, *field_names(EvalRow), *HELDOUT_COLUMNS.values()]
+    assert df[list(HELDOUT_COLUMNS.values())].isna().all().all() and len(df) == 14
+    assert A.paired_comparison(df, metric="heldout_accuracy").empty and A.significance_vs_random(df, "heldout_accuracy").empty
+    assert "heldout_accuracy" not in {m.field for m in shown(df)}  # opt-in: no table of on-policy runs shows it
+    assert "heldout_accuracy" not in A.companion_metrics(df).columns

@@ -1002,3 +1002,106 @@ def test_phf_seed_count_reads_the_largest_paired_sd_by_hand():
     assert seed_count(wide)[1] == 12
     calm = pd.DataFrame(rows).assign(misalignment=lambda f: 0.5 + (f["misalignment"] - 0.5) / 4)  # SD 0.008: the minimum
     assert seed_count(calm)[1] == 5
+
+
+HELD = {"random": [0.60, 0.62, 0.58], "certainty": [0.70, 0.66, 0.71]}  # held-out accuracy at 48 labels, per seed
+POOL_SETS = ["acquisition.budget=48", "evaluation.waypoints=[16,32,48]"]
+
+
+def _pool_record(out, records, strategy, seed, judged: bool) -> None:
+    """The record of a pool-based run (imdb-cpu-pool) with the study's config; with ``judged`` a win-rate too."""
+    sets = POOL_SETS + ([] if judged else ["evaluation.oracle=null"])
+    cfg = load_config("imdb-cpu-pool", sets, strategy=strategy, seed=seed)
+    wr = (RANDOM if strategy == "random" else CERTAINTY[seed]) if judged else {}
+    held = {16: (0.5, 0.0), 32: (0.55, 0.1), 48: (HELD[strategy][seed], 0.2 + 0.1 * seed)}
+    run = make_run(out, strategy, seed, wr, folder=f"{strategy}/seed{seed}", cfg=cfg, heldout=held)
+    write_record(run, labels.record_path(records, strategy, seed))
+
+
+def test_a_compact_record_keeps_a_pool_runs_held_out_rows_and_an_on_policy_one_has_none(tmp_path):
+    from aplkit import results as R
+    from aplkit.runfolder import read_jsonl
+    from bench.archive import materialise
+
+    _pool_record(tmp_path / "runs", tmp_path / "rec", "certainty", 1, judged=False)
+    rec = labels.record_path(tmp_path / "rec", "certainty", 1)
+    held = list(read_jsonl(tmp_path / "runs" / "certainty" / "seed1" / "heldout.jsonl"))
+    assert read_record(rec)["heldout"] == held and [h["accuracy"] for h in held] == [0.5, 0.55, 0.66]
+    root = materialise([rec], tmp_path / "again")
+    assert list(read_jsonl(root / "imdb-cpu-pool" / "certainty" / "seed1" / "heldout.jsonl")) == held
+    cols = ["acquired", "trained", "win_rate", "heldout_accuracy", "heldout_stderr", "heldout_n", "heldout_margin"]
+    assert R.load_runs(tmp_path / "runs")[cols].equals(R.load_runs(root)[cols])
+    # an on-policy record has no held-out list (its bytes as before it was kept) and reads as an empty one
+    on = write_record(_run(tmp_path / "on", "random", 0), tmp_path / "on.json")
+    assert '"heldout"' not in on.read_text() and read_record(on)["heldout"] == []
+    assert json.loads(on.read_text()).keys() == {"head", "eval", "train", "steps", "acquired", "eval_pairs", "eval_epochs"}
+    assert not (materialise([on], tmp_path / "on-again") / "imdb-cpu" / "random" / "seed0" / "heldout.jsonl").exists()
+
+
+def test_endpoint_reads_a_pool_study_on_its_held_out_accuracy_by_hand(tmp_path):
+    """A pool study without a judge of its generations, read on its planned endpoint: the headline comparison, the
+    decision and power lines, the paired tests and the ranking's Holm family are the held-out accuracy's."""
+    from aplkit.results.compare import seeds_for_power
+
+    records = tmp_path / "rec"
+    for k in range(3):
+        for s in ("random", "certainty"):
+            _pool_record(tmp_path / "runs", records, s, k, judged=False)
+    plan = ["--config", "imdb-cpu-pool", "--strategies", "random,certainty", "--seeds", "3", "--records", str(records)]
+    plan += sum((["--set", a] for a in [*POOL_SETS, "evaluation.oracle=null"]), [])
+    assert labels.main([*plan, "--report-only", "--endpoint", "heldout_accuracy"]) == 0
+    doc = json.loads((records / "summary.json").read_text())
+    # differences at 48: 0.10, 0.04, 0.13 → mean 0.09, sd √(0.0042/2), t(0.975, 2) = 4.302653
+    sd, half = math.sqrt(0.0042 / 2), 4.302653 * math.sqrt(0.0042 / 2) / math.sqrt(3)
+    cmp = {r["acquired"]: r for r in doc["comparison"]}
+    assert {r["metric"] for r in doc["comparison"]} == {"heldout_accuracy"} and cmp[48]["mean_diff"] == pytest.approx(0.09)
+    assert cmp[48]["t_high"] == pytest.approx(0.09 + half, abs=1e-6) and cmp[48]["seeds_80"] == seeds_for_power(sd, 0.05)
+    (prec,) = doc["precision"]
+    assert prec["half_width"] == pytest.approx(half, abs=1e-6) and not prec["within"]
+    sig = {r["acquired"]: r for r in doc["significance"]}
+    p = t2_p(0.09 / (sd / math.sqrt(3)))
+    assert sig[48]["t_p"] == pytest.approx(p, rel=1e-6) and sig[48]["t_p_holm"] == pytest.approx(p, rel=1e-6)  # 16, 32: no spread
+    (rank,) = doc["ranking"]
+    assert (rank["acquired"], rank["metric"], rank["p_holm"]) == (48, "heldout_accuracy", pytest.approx(p, rel=1e-6))
+    md = doc["markdown"]
+    assert "Is it decided? The 95 % interval in held-out accuracy (the study's endpoint) at the final budget" in md
+    assert "| held-out accuracy | preferences | 48 | Pref certainty | 3 | +0.090 |" in md
+    assert "Δ held-out accuracy vs random" in md and "ranked in held-out accuracy (the study's endpoint), one Holm family" in md
+    assert (
+        "The same question on the other metrics (win-rate; soft win-rate; reward gap in the oracle's units; held-out margin in β-scaled nats)"
+        in md
+    )
+    # the margin: 0.2 + 0.1k on both arms → no difference on any seed
+    low = {(r["metric"], r["acquired"]): r for r in doc["comparison_lower_variance"]}
+    assert low[("heldout_margin", 48)]["mean_diff"] == 0.0 and low[("heldout_margin", 48)]["seeds_80"] is None
+    assert "Δ held-out accuracy vs random" in (records / "figures" / "significance.md").read_text()
+    assert "no Fig 2" in (records / "figures" / "notes.md").read_text() and (records / "figures" / "ranking.png").exists()
+
+
+def test_a_judged_pool_study_reads_its_held_out_accuracy_beside_the_win_rate(tmp_path):
+    """The default endpoint is the win-rate; a pool study's held-out accuracy joins the lower-variance question."""
+    configs = {}
+    for k in range(3):
+        for s in ("random", "certainty"):
+            configs[(s, k)] = load_config("imdb-cpu-pool", POOL_SETS, strategy=s, seed=k)
+            _pool_record(tmp_path / "runs", tmp_path / "rec", s, k, judged=True)
+    doc = labels.summarise(tmp_path / "runs", configs)
+    assert {r["metric"] for r in doc["comparison"]} == {"win_rate"} and doc["precision"][0]["mean_diff"] == pytest.approx(-0.02)
+    low = {(r["metric"], r["acquired"]): r for r in doc["comparison_lower_variance"]}
+    assert low[("heldout_accuracy", 48)]["mean_diff"] == pytest.approx(0.09) and low[("heldout_accuracy", 48)]["n"] == 3
+    assert "(soft win-rate; reward gap in the oracle's units; held-out accuracy; held-out margin in β-scaled nats)" in doc["markdown"]
+
+
+def test_an_endpoint_not_on_the_win_rates_scale_is_refused_in_one_line_before_any_run(tmp_path, monkeypatch):
+    def no_run(*a, **k):
+        raise AssertionError("nothing may run before the endpoint is checked")
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", no_run)
+    for field in ("accuracy", "kl", "heldout_margin"):
+        with pytest.raises(SystemExit) as e:
+            labels.main(["--endpoint", field, "--out", str(tmp_path / "o")])
+        msg = str(e.value)
+        assert (
+            msg
+            == f"--endpoint: expected one of win_rate, soft_win_rate, heldout_accuracy (a metric on the win-rate's 0–1 scale), got {field!r}"
+        )

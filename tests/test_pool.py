@@ -173,6 +173,16 @@ def test_pool_run_labels_each_stored_pair_once_and_measures_the_held_out_split(t
     from aplkit.notebook import heldout_accuracy
 
     assert heldout_accuracy(run).to_dict("records") == held
+    # the results layer reads both endpoints per waypoint, and so does the run's compact record
+    from aplkit.results import load_runs
+    from bench.archive import materialise, write_record
+
+    df = load_runs(run)
+    assert df["heldout_accuracy"].tolist() == [h["accuracy"] for h in held] and df["win_rate"].tolist() == [e["win_rate"] for e in ev]
+    assert df["heldout_margin"].tolist() == [h["margin"] for h in held] and df["trained"].tolist() == [4, 12]
+    again = load_runs(materialise([write_record(run, tmp_path / "record.json")], tmp_path / "again"))
+    cols = ["acquired", "trained", "win_rate", "stderr", "heldout_accuracy", "heldout_stderr", "heldout_n", "heldout_margin"]
+    assert again[cols].equals(df[cols])
 
 
 def test_held_out_accuracy_is_a_half_at_theta0_and_one_once_dpo_learnt_the_held_out_pairs(tiny):
@@ -226,6 +236,11 @@ def test_pool_run_on_the_imdb_pairs(tmp_path):
     acq = list(read_jsonl(tmp_path / "imdb" / "acquired.jsonl"))
     assert len(acq) == 12 and all(r["prompt_id"].count("+") == 1 and r["preferred"] in (0, 1) for r in acq)
     assert [h.acquired for h in res.heldout_rows] == [4, 12] and res.eval_rows == []  # no judge of the generations: no win-rate
+    from aplkit.results import load_runs
+
+    df = load_runs(tmp_path / "imdb")  # the run still has its waypoints, on its held-out accuracy alone
+    assert df["acquired"].tolist() == [4, 12] and df["win_rate"].isna().all()
+    assert df["heldout_accuracy"].tolist() == [h.accuracy for h in res.heldout_rows]
 
 
 def _cli(out: Path) -> list[str]:

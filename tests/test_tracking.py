@@ -110,6 +110,18 @@ def test_hparams_are_the_flat_config_without_secrets(monkeypatch):
     assert not any(SECRET in str(v) for v in hp.values())
 
 
+def test_final_figures_of_a_pool_run_without_a_judge_leave_out_fig_2(tmp_path):
+    """Its waypoints are held-out rows only: no win-rate to draw, and the run's end does not fail on it."""
+    from tests.synthetic_runs import make_run
+
+    run = make_run(tmp_path, "certainty", 0, {}, task="preferences", oracle="dataset", heldout={16: (0.5, 0.0), 32: (0.7, 0.3)})
+    with_judge = make_run(tmp_path / "judged", "certainty", 0, {16: 0.5, 32: 0.6}, heldout={16: (0.5, 0.0), 32: (0.7, 0.3)})
+    import matplotlib.pyplot as plt
+
+    assert "fig2_winrate" not in metrics.final_figures(run) and "fig2_winrate" in metrics.final_figures(with_judge)
+    plt.close("all")
+
+
 # --------------------------------------------------------------------------- one run, three trackers
 
 

@@ -155,12 +155,12 @@ def seeds_for_halfwidth(sd: float, halfwidth: float = 0.03, confidence: float = 
     return math.inf
 
 
-def precision(cmp: pd.DataFrame, target: float = 0.03, confidence: float = CONFIDENCE) -> pd.DataFrame:
+def precision(cmp: pd.DataFrame, target: float = 0.03, confidence: float = CONFIDENCE, metric: str = "win_rate") -> pd.DataFrame:
     """Is the answer decided? Per task, at its final size, each strategy's t-interval half-width against random
-    (from ``paired_comparison``) beside ``target``, and the seeds ``target`` needs at the observed spread."""
+    in ``metric`` (from ``paired_comparison``) beside ``target``, and the seeds ``target`` needs at the observed spread."""
     cols = ["task", "acquired", "strategy", "n", "mean_diff", "half_width", "target", "within", "seeds_for_target"]
     rows = []
-    cmp = cmp[cmp["metric"] == "win_rate"] if "metric" in cmp else cmp
+    cmp = cmp[cmp["metric"] == metric] if "metric" in cmp else cmp
     for task, g in cmp.groupby("task", sort=True):
         last = g[g["acquired"] == g["acquired"].max()]
         for r in last.itertuples():
@@ -301,8 +301,9 @@ def against_baseline(df: pd.DataFrame, metric: str = "win_rate", baseline: str =
 SIGNIFICANCE_COLUMNS = ["task", "acquired", "strategy", "n", "mean_diff", "se", "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm", "note"]
 
 
-def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired comparison of each strategy with random, per task and size, over seeds run with both (``paired_table``).
+def significance_vs_random(df: pd.DataFrame, metric: str = "win_rate") -> pd.DataFrame:
+    """Paired comparison of each strategy with random in ``metric`` (an eval-frame column, the win-rate by default),
+    per task and size, over seeds that recorded it in both runs (``paired_table``).
 
     mean_diff and se are over the per-seed differences (strategy − random); t_p is the paired t-test, wilcoxon_p the
     signed-rank test when n ≥ 6 (too few pairs for it otherwise: NaN). With one shared seed (or differences identical
@@ -312,15 +313,16 @@ def significance_vs_random(df: pd.DataFrame) -> pd.DataFrame:
     p-values (``holm``), each over the family of every test of its kind in the table for the same task (all
     strategies and all sizes of that dataset); NaN p-values are not in the family and stay NaN.
     """
-    t = paired_table([x for x in against_baseline(df) if len(x[1])], family=("task",))
+    t = paired_table([x for x in against_baseline(df, metric) if len(x[1])], family=("task",))
     return t[SIGNIFICANCE_COLUMNS] if len(t) else pd.DataFrame(columns=SIGNIFICANCE_COLUMNS)
 
 
 def paired_comparison(
     df: pd.DataFrame, effect: float | None = 0.05, confidence: float = CONFIDENCE, metric: str = "win_rate"
 ) -> pd.DataFrame:
-    """Per task × size × strategy: paired mean difference from random in ``metric`` (an eval.jsonl column: the
-    win-rate, or a lower-variance companion such as soft_win_rate or reward_gap) with t and bootstrap intervals,
+    """Per task × size × strategy: paired mean difference from random in ``metric`` (an eval-frame column: the
+    win-rate, a lower-variance companion such as soft_win_rate or reward_gap, or a pool-based run's
+    heldout_accuracy) with t and bootstrap intervals,
     the probability of improvement, the verdict of the t interval, and the seeds 80 % power would need for a
     difference of ``effect`` (in the metric's units; None: no power column, NaN) — ``paired_table``'s columns.
 
@@ -584,8 +586,9 @@ def looks_table(
 
 #: metrics on which the lower value is the better outcome: less drift from θ0, text the model still predicts well
 LOWER_IS_BETTER = frozenset(m.field for m in METRICS if not m.higher_is_better)
-#: what a comparison of two training objectives reads: the win-rate, and what a pointwise objective may trade for it
-AGAINST_METRICS = ("win_rate", *(m.field for m in METRICS if not m.preference))
+#: what a comparison of two training objectives reads: the win-rate (and a pool-based run's held-out accuracy and
+#: margin, where recorded), and what a pointwise objective may trade for it
+AGAINST_METRICS = ("win_rate", *(m.field for m in METRICS if m.row == "heldout"), *(m.field for m in METRICS if not m.question))
 
 
 def paired_against(

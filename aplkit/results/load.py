@@ -8,21 +8,26 @@ implementation of each.
 
 ``trained`` (eval.jsonl, when the run recorded it; NaN for older run folders) is read along with the
 labels ``acquired``: ties and invalid oracle answers are not trained on, so the two may differ.
+
+A pool-based run's held-out preference accuracy (``heldout.jsonl``) is joined into its eval rows by waypoint,
+under ``aplkit.metrics.HELDOUT_COLUMNS``' names; a pool run without a judge of its generations has no eval rows,
+so its waypoints come from the held-out rows alone, with the win-rate NaN.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from aplkit.metrics import COMPANION_FIELDS
+from aplkit.metrics import COMPANION_FIELDS, HELDOUT_COLUMNS
 from aplkit.provenance import start_machine
-from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, StepRow, TrainRow, field_names, to_dict
+from aplkit.records import AcquiredRow, EpochEvalRow, EvalRow, HeldOutRow, StepRow, TrainRow, field_names, to_dict
 from aplkit.runfolder import CODE, RunFolder
 
 PAPER_ORDER = ("random", "entropy", "certainty", "entropy+certainty")
@@ -65,17 +70,24 @@ def run_identity(folder: str | Path, runs_dir: str | Path | None = None) -> dict
     }
 
 
-def _load(runs_dir: str | Path, cls: type) -> pd.DataFrame:
-    """Every row of one kind (a class of ``aplkit.records``) from every run folder, with the run's identity."""
-    fields = list(field_names(cls))
+def _rows(run: RunFolder, cls: type) -> pd.DataFrame:
+    return pd.DataFrame([to_dict(r) for r in run.read(cls)], columns=list(field_names(cls)))
+
+
+def _load(
+    runs_dir: str | Path, cls: type, join: Callable[[RunFolder, pd.DataFrame], pd.DataFrame] | None = None, columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Every row of one kind (a class of ``aplkit.records``) from every run folder, with the run's identity;
+    ``join`` adds to a run's rows what its folder holds beside them, as ``columns`` (default ``cls``' fields)."""
+    fields = list(columns or field_names(cls))
     frames, skipped = [], []
     for folder in find_runs(runs_dir):
         ident = run_identity(folder, runs_dir)
-        rows = RunFolder(folder).read(cls)
-        if not rows:
+        run = RunFolder(folder)
+        part = _rows(run, cls) if join is None else join(run, _rows(run, cls))
+        if part.empty:
             skipped.append(ident["run"])
             continue
-        part = pd.DataFrame([to_dict(r) for r in rows], columns=fields)
         for k in reversed(IDENTITY):
             part.insert(0, k, ident[k])
         frames.append(part)
@@ -86,22 +98,44 @@ def _load(runs_dir: str | Path, cls: type) -> pd.DataFrame:
 
 
 def load_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run × waypoint: eval.jsonl joined with run identity.
+    """One row per run × waypoint: eval.jsonl joined with run identity, and a pool-based run's heldout.jsonl.
 
     ``trained`` is the number of preference pairs the policy was trained on at that waypoint (float;
-    NaN where the run did not record it); so are the win-rate's companions (``COMPANION_FIELDS``).
+    NaN where the run did not record it); so are the win-rate's companions (``COMPANION_FIELDS``) and the
+    held-out preference accuracy and margin with their SEs and pair count (``HELDOUT_COLUMNS``: NaN on-policy).
+    A waypoint with held-out rows but no eval row (a pool run without a judge of its generations) has NaN
+    win-rate and companions.
 
-    Runs without eval rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
+    Runs without eval or held-out rows are left out and listed in ``df.attrs["skipped"]``; unfinished runs
     are kept (``complete`` is False) and listed in ``df.attrs["incomplete"]``.
     """
-    return _eval_columns(_load(runs_dir, EvalRow))  # older rows have no "trained": NaN
+    return _eval_columns(_load(runs_dir, EvalRow, _with_heldout, EVAL_COLUMNS))  # older rows have no "trained": NaN
+
+
+#: ``load_runs``' columns after the identity: eval.jsonl's, then the held-out rows'
+EVAL_COLUMNS = (*field_names(EvalRow), *HELDOUT_COLUMNS.values())
+
+
+def _with_heldout(run: RunFolder, ev: pd.DataFrame) -> pd.DataFrame:
+    """One run's eval rows with its held-out rows joined on (step, acquired) (``HELDOUT_COLUMNS``; NaN where none):
+    a waypoint either has is kept, in order of its step; ``trained`` is the eval row's, else the held-out row's."""
+    held = _rows(run, HeldOutRow)
+    if held.empty:  # on-policy: the eval rows as they are
+        return ev.assign(**{c: math.nan for c in HELDOUT_COLUMNS.values()})
+    keys = ["step", "acquired"]
+    held = held.rename(columns={**HELDOUT_COLUMNS, "trained": "heldout_trained"})
+    both = ev.astype(dict.fromkeys(keys, "int64")).merge(held, on=keys, how="outer").sort_values(keys, kind="stable")
+    trained = pd.to_numeric(both["trained"], errors="coerce")
+    both["trained"] = trained.combine_first(pd.to_numeric(both["heldout_trained"], errors="coerce"))
+    return both[list(EVAL_COLUMNS)].reset_index(drop=True)
 
 
 def _eval_columns(df: pd.DataFrame) -> pd.DataFrame:
     """eval rows' columns as numbers: counts as nullable integers, every metric as float (NaN: not recorded)."""
-    for col in ("acquired", "n", "ties", "invalid", "step"):
+    held = [c for c in HELDOUT_COLUMNS.values() if c in df]  # not in an epoch frame
+    for col in ("acquired", "n", "ties", "invalid", "step", *(c for c in held if c == "heldout_n")):
         df[col] = pd.to_numeric(df[col]).astype("Int64") if len(df) else df[col]
-    floats = ("win_rate", "stderr", "trained", *COMPANION_FIELDS)
+    floats = ("win_rate", "stderr", "trained", *COMPANION_FIELDS, *(c for c in held if c != "heldout_n"))
     for col in floats:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
@@ -109,7 +143,8 @@ def _eval_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_epoch_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run × waypoint × earlier epoch (eval_epochs.jsonl, ``evaluation.epoch_points``) with run identity:
-    ``load_runs``' columns and ``epoch``. Empty (with those columns) when no run evaluated after its epochs."""
+    ``load_runs``' columns but the held-out ones (measured only at a waypoint, after its last epoch) and ``epoch``.
+    Empty (with those columns) when no run evaluated after its epochs."""
     df = _eval_columns(_load(runs_dir, EpochEvalRow))
     df["epoch"] = pd.to_numeric(df["epoch"]).astype("Int64") if len(df) else df["epoch"]
     return df

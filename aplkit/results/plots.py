@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from aplkit.metrics import metric  # noqa: E402
 from aplkit.results.load import DISPLAY, strategy_order  # noqa: E402
 from aplkit.results.stats import trained_gaps  # noqa: E402
 
@@ -332,7 +333,8 @@ _PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
 
 
 def plot_ranking(rank: pd.DataFrame) -> Figure:
-    """Each strategy's final paired win-rate difference from random with its 95 % t interval, best on top (one panel per task).
+    """Each strategy's final paired difference from random (in ``rank``'s metric, the win-rate's by default) with its
+    95 % t interval, best on top (one panel per task).
 
     ``rank`` is ``compare.ranking``; the dashed line is random. An interval that crosses it is undecided.
     """
@@ -351,7 +353,8 @@ def plot_ranking(rank: pd.DataFrame) -> Figure:
             ax.axvline(0.0, color=COLORS["random"], ls="--", lw=1.2)
             ax.set_yticks(y, [f"{label(s)} (n={n})" for s, n in zip(g["strategy"], g["n"], strict=True)])
             size = int(g["acquired"].iloc[0])
-            ax.set_title(f"{_task_title(task)}: Δ win-rate vs random at {size} labels")
+            field = g["metric"].iloc[0] if "metric" in g else "win_rate"
+            ax.set_title(f"{_task_title(task)}: Δ {metric(field).label} vs random at {size} labels")
             ax.set_xlabel("paired difference from random (95 % t interval over seeds)")
         _widen_to_fit(fig)
     return fig
@@ -365,8 +368,6 @@ def plot_frontier(curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", m
     seeds reach. ``ends`` (``frontier.waypoint_means``): where each budget's training ended, the mean (KL, value) with
     SEs over seeds, marked and labelled with its label count and joined from θ0's point in budget order.
     """
-    from aplkit.metrics import metric
-
     x_m, y_m = metric(kl), metric(metric_field)
     tasks = sorted(set(curves["task"]) | set(ends["task"]))
     strategies = strategy_order(set(curves["strategy"]) | set(ends["strategy"]))

@@ -99,6 +99,7 @@ def report(
     budget: int | None = None,
     source: str | Path | None = None,
     pool_strata: bool = False,
+    endpoint: str = "win_rate",
 ) -> dict[str, Path]:
     """Write the figures (PNG + PDF) and tables for every run under ``runs_dir``; return {file name: path}.
 
@@ -108,6 +109,8 @@ def report(
     same bytes. Prints nothing; ``notes.md`` lists skipped and unfinished runs and every caveat.
     Paired seeds from several code versions or CPUs are refused (``compare.StrataError``) unless
     ``pool_strata``; pooled, ``strata.md`` gives each stratum's estimate and the test of their difference.
+    ``endpoint``: the metric of the paired tests, the ranking and the strata (a study's primary endpoint, the win-rate
+    by default; a pool-based study's may be ``heldout_accuracy``).
     """
     out = Path(out_dir)
     written: dict[str, Path] = {}
@@ -139,7 +142,10 @@ def report(
     if (curves["se_kind"] == "binomial").any():
         notes.append("some strategy/size cells have one seed: their error bars are that run's binomial stderr, not a spread over seeds")
     notes += [f"Fig 2 / Table 2 x-axis is labels acquired (t·M); {n}" for n in S.trained_notes(main)]
-    fig(P.plot_winrate(curves, against), "fig2_winrate")
+    if curves.empty:  # pool-based runs without a judge of their generations (evaluation.oracle) have no win-rate
+        notes.append("no run recorded a win-rate (pool-based runs without evaluation.oracle): no Fig 2")
+    else:
+        fig(P.plot_winrate(curves, against), "fig2_winrate")
     t2 = T.table2(main)
     put("table2.md", T.to_markdown(t2))
     put("table2.tex", T.to_latex(t2))
@@ -152,10 +158,10 @@ def report(
         notes.append(f"no run recorded the win-rate's companions ({names}): metrics.md shows the win-rate only")
 
     # statistics
-    sig = C.significance_vs_random(main)
+    sig = C.significance_vs_random(main, endpoint)
     sig.to_csv(out / "significance.csv", index=False)
     written["significance.csv"] = out / "significance.csv"
-    put("significance.md", T.significance_markdown(sig))
+    put("significance.md", T.significance_markdown(sig, endpoint))
     eff, eff_notes = S.efficiency_by_task(main, budget)
     notes += eff_notes
     eff.to_csv(out / "efficiency.csv", index=False)
@@ -164,13 +170,13 @@ def report(
     notes += [f"efficiency {r.task}/{r.strategy}: {r.note}" for r in eff.itertuples() if r.note]
 
     # the arena: ranking by the final paired difference from random, and what each acquisition costs per step
-    rank = C.ranking(C.paired_comparison(main), main)
+    rank = C.ranking(C.paired_comparison(main, metric=endpoint), main)
     rank.to_csv(out / "ranking.csv", index=False)
     written["ranking.csv"] = out / "ranking.csv"
     put("ranking.md", T.ranking_markdown(rank))
     if len(present) > 1:
         notes.append(f"paired seeds from {len(present)} strata (code version · CPU) pooled on request: strata.md gives each one's estimate")
-        put("strata.md", T.strata_markdown(*C.by_stratum(main, strata, budget)))
+        put("strata.md", T.strata_markdown(*C.by_stratum(main, strata, budget, metric=endpoint)))
     if rank.empty or rank["n"].max() < 2:
         notes.append("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
     else:

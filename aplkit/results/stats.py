@@ -169,7 +169,8 @@ def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
     """Beside every win-rate its companions (``aplkit.metrics``: soft win-rate, reward gap, KL along the test
     completions, the policy's KL at T = 1 where a run measured it, and LM loss, Δ vs θ0), per task, size and strategy.
 
-    One row per (task, acquired, strategy) that has a win-rate; for each metric ``m`` the table shows
+    One row per (task, acquired, strategy) that has a win-rate, or a held-out accuracy (a pool-based run without a
+    judge of its generations); for each metric ``m`` the table shows
     (``metrics.shown``: every one but an opt-in metric no row recorded) the columns m, m_se, m_n (seeds that
     recorded it), m_se_kind, as ``registered_curves`` computes them (NaN where no seed recorded it), then for a
     metric with a θ0 column that column, m_delta and m_delta_se (lm_loss_theta0, lm_loss_delta, lm_loss_delta_se).
@@ -179,7 +180,8 @@ def companion_metrics(df: pd.DataFrame) -> pd.DataFrame:
     parts = {m.field: registered_curves(df, m.field) for m in ms}
     cols = [*keys, "trained"] + [f"{m.field}{s}" for m in ms for s in ("", "_se", "_n", "_se_kind")]
     cols += [c for m in ms if m.theta0 for c in (m.theta0, f"{m.field}_delta", f"{m.field}_delta_se")]
-    out = parts[HEADLINE.field][[*keys, "trained"]]
+    out = pd.concat([c[[*keys, "trained"]] for c in parts.values() if not c.empty] or [parts[HEADLINE.field][[*keys, "trained"]]])
+    out = out.drop_duplicates(keys).reset_index(drop=True)  # the win-rate's rows first, with its trained
     if out.empty:
         return pd.DataFrame(columns=cols)
     for m, c in parts.items():

@@ -156,8 +156,9 @@ def _ci(lo: float, hi: float) -> str:
     return "n/a" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
 
 
-def significance_markdown(sig: pd.DataFrame) -> str:
-    """significance_vs_random as Markdown: raw and Holm-adjusted p-values side by side; 'n/a' where there is nothing to test."""
+def significance_markdown(sig: pd.DataFrame, metric: str = "win_rate") -> str:
+    """significance_vs_random (in ``metric``) as Markdown: raw and Holm-adjusted p-values side by side; 'n/a' where
+    there is nothing to test."""
     rows = []
     for r in sig.itertuples():
         se = "n/a" if math.isnan(r.se) else f"{r.se:.3f}"
@@ -176,7 +177,7 @@ def significance_markdown(sig: pd.DataFrame) -> str:
         "Size",
         "Strategy",
         "Seeds",
-        "Δ win-rate vs random",
+        f"Δ {METRIC_NAMES.get(metric, metric)} vs random",
         "SE",
         "paired t p",
         "t p (Holm)",

@@ -131,8 +131,9 @@ def final_figures(run_dir: Any) -> dict[str, Figure]:
 
     figs: dict[str, Figure] = {}
     df = L.load_runs(run_dir)
-    if not df.empty:
-        figs["fig2_winrate"] = P.plot_winrate(S.winrate_curves(df), against_by_task(df))
+    curves = S.winrate_curves(df)  # none for a pool-based run without a judge of its generations
+    if not curves.empty:
+        figs["fig2_winrate"] = P.plot_winrate(curves, against_by_task(df))
         if not L.load_epoch_runs(run_dir).empty:
             figs["frontier"] = frontier_figure(run_dir)
     acq = L.load_acquired(run_dir)
