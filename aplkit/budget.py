@@ -5,12 +5,15 @@
 * **acquire**: each step's sequences from the scorer's declared cost (``acquisition.step_passes``: sampled
   completions and forward passes over (x, y), step 1 at θ0's shortcut), each ≈ one forward pass over a
   prompt and a completion;
-* **label**: M judge calls a step (one per pair);
+* **label**: M judge calls a step (one per pair; none where a data set's stored labels answer, ``oracle.kind: dataset``);
 * **train**: DPO's pair-epochs (``reset``: every epoch over all of X_P at every step; ``online``: the newest
   batch ``online_steps`` times), each pair two sequences forward and backward through θ (≈ 3 forward
   passes) and, once per new pair, two through θ0 for the cached reference log-probs;
 * **evaluate**: θ0's baseline completions once, then at every waypoint the policy's test completions, θ0's
-  pass for the KL along them, the LM loss on held-out text and one judge call per test prompt.
+  pass for the KL along them, the LM loss on held-out text and one judge call per test prompt, where a judge of the
+  policy's generations exists; a pool-based run (``data.task: preferences``) also takes the held-out pairs'
+  log-probs, θ0's once and the policy's at every waypoint. In a pool the candidate pairs are read, not generated
+  (``Passes.pairs``); a stored response is billed at ``max_new_tokens``, as a generated one.
 
 FLOPs are 2·N per token forward (N: the model's matmul parameters, the tied vocabulary head included),
 6·N per token trained; completions are counted at ``max_new_tokens`` (an upper bound: a completion that
@@ -164,6 +167,7 @@ def prompt_tokens(cfg: ExperimentConfig) -> float:
 def run_bill(cfg: ExperimentConfig) -> Bill:
     """The counts of one run of ``cfg`` from step 1 (a resumed run pays only its remaining steps)."""
     from aplkit.acquisition import get_scorer, step_passes
+    from aplkit.oracles import POOL_ONLY
     from aplkit.oracles.llm.prices import judge_prices
 
     shape = model_shape(cfg.model.spec, cfg.model.revision)
@@ -177,16 +181,20 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
     b.price_in, b.price_out = judge_prices(cfg.oracle)
     scorer = get_scorer(cfg.strategy)
     sampler_records = cfg.model.dtype in ("auto", "float32") and tr.objective != "conditional"
+    pool = cfg.data.task == "preferences"  # stored pairs: read, not generated (a response billed at max_new_tokens)
+    labeller_judges = cfg.oracle.kind not in POOL_ONLY  # a data set's stored labels call no judge
+    judge = cfg.evaluation.oracle or cfg.oracle.kind
+    judged = judge not in POOL_ONLY  # the win-rate needs a judge of the policy's generations (``Experiment.evaluation_oracle``)
     waypoints = set(cfg.waypoints())
-    held = 0
+    held = label_calls = eval_calls = 0
     for t in range(1, cfg.steps + 1):
         p = step_passes(scorer, a, at_theta0=t == 1)
         if p is not None:
-            passes = p.sequence_passes(head_fraction=(shape[1] * shape[2] / n) if shape else 1.0, sampled_logprobs=sampler_records)
-            b.phases["acquire"].add(passes, seq, n)
-            b.generated_tokens += p.generated * comp
+            head = (shape[1] * shape[2] / n) if shape else 1.0
+            b.phases["acquire"].add(p.sequence_passes(head_fraction=head, sampled_logprobs=sampler_records, pool=pool), seq, n)
+            b.generated_tokens += p.generated_in(pool) * comp
         b.labels += a.acquire_batch
-        b.judge_calls += a.acquire_batch
+        label_calls += a.acquire_batch if labeller_judges else 0
         new, held = a.acquire_batch, held + a.acquire_batch
         trained = held * tr.epochs if tr.mode == "reset" else new * tr.online_steps
         b.pair_epochs += trained
@@ -194,20 +202,26 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
         b.phases["train"].add(2 * new, seq, n)  # θ0's reference log-probs, once per new pair
         if t * a.acquire_batch in waypoints:
             ev = b.phases["evaluate"]
-            ev.add(e.test_prompts, prompt + eval_comp, n)  # the policy's test completions
-            ev.add(e.test_prompts, prompt + eval_comp, n)  # θ0's pass for the KL along them
-            if e.lm_texts and e.lm_tokens >= 2:
-                ev.add(e.lm_texts, e.lm_tokens, n)
-            b.generated_tokens += e.test_prompts * eval_comp
-            b.judge_calls += e.test_prompts
-    if e.against != "reference":  # θ0's baseline completions, once
+            if judged:
+                ev.add(e.test_prompts, prompt + eval_comp, n)  # the policy's test completions
+                ev.add(e.test_prompts, prompt + eval_comp, n)  # θ0's pass for the KL along them
+                if e.lm_texts and e.lm_tokens >= 2:
+                    ev.add(e.lm_texts, e.lm_tokens, n)
+                b.generated_tokens += e.test_prompts * eval_comp
+                eval_calls += e.test_prompts
+            if pool:  # the held-out preference accuracy: the policy's log-probs of both responses of each held-out pair
+                ev.add(2 * e.test_prompts, seq, n)
+    if judged and e.against != "reference":  # θ0's baseline completions, once
         b.phases["evaluate"].add(e.test_prompts, prompt + eval_comp, n)
         b.generated_tokens += e.test_prompts * eval_comp
-    if e.lm_texts and e.lm_tokens >= 2:
+    if judged and e.lm_texts and e.lm_tokens >= 2:
         b.phases["evaluate"].add(e.lm_texts, e.lm_tokens, n)  # θ0's LM loss, once
-    if cfg.oracle.kind == "llm":
-        tin, tout = judge_tokens(cfg, prompt, max(comp, eval_comp))
-        b.judge_tokens_in, b.judge_tokens_out = b.judge_calls * tin, b.judge_calls * tout
+    if pool:
+        b.phases["evaluate"].add(2 * e.test_prompts, seq, n)  # θ0's log-probs of the held-out pairs, once
+    b.judge_calls = label_calls + eval_calls
+    tin, tout = judge_tokens(cfg, prompt, max(comp, eval_comp))
+    llm_calls = (label_calls if cfg.oracle.kind == "llm" else 0) + (eval_calls if judge == "llm" else 0)
+    b.judge_tokens_in, b.judge_tokens_out = llm_calls * tin, llm_calls * tout
     return b
 
 

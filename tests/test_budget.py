@@ -86,3 +86,62 @@ def test_the_papers_models_and_tldr_posts_are_billed_without_their_download():
     assert b.phases["acquire"].flops == pytest.approx(2 * n * (2 * 128) * seq)  # random at θ0: M pairs generated
     tin, _ = judge_tokens(cfg, 180, 64)
     assert b.judge_tokens_in == pytest.approx(b.judge_calls * tin)
+
+
+def test_a_pool_runs_bill_counts_the_passes_it_made_and_no_generation_or_judge(tmp_path, monkeypatch):
+    """A pool-based certainty run without a judge of its generations: its stored pairs are read, not generated, and
+    the stored labels call no judge; every log-prob pass the run made (θ0's and the policy's r̂ of the ranked pairs,
+    DPO's cached reference, the held-out pairs) is in the bill, sequence for sequence."""
+    import aplkit.generation as gen
+    import aplkit.objectives.dpo as dpo
+    from tests.test_pool import POOL
+
+    seen = {"sequences": 0, "sampled": 0}
+    plain_lp, plain_sample = gen.ids_logprobs, gen.sample
+
+    def counted_lp(model, prompt_ids, completion_ids, *a, **k):
+        seen["sequences"] += len(prompt_ids)
+        return plain_lp(model, prompt_ids, completion_ids, *a, **k)
+
+    def counted_sample(*a, **k):
+        seen["sampled"] += 1
+        return plain_sample(*a, **k)
+
+    monkeypatch.setattr(gen, "ids_logprobs", counted_lp)
+    monkeypatch.setattr(dpo, "ids_logprobs", counted_lp)  # DPO imports it by name
+    monkeypatch.setattr(gen, "sample", counted_sample)
+    cfg = load_config("imdb-cpu", POOL, strategy="certainty", seed=1)
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    bill = run_bill(cfg)
+    acquired = list(read_jsonl(tmp_path / "run" / "acquired.jsonl"))
+    assert bill.labels == len(acquired) == 12 and bill.judge_calls == 0 and bill.generated_tokens == 0
+    assert seen["sampled"] == 0  # nothing generated: neither the pairs nor an evaluation
+    assert not (tmp_path / "run" / "eval.jsonl").exists() or not list(read_jsonl(tmp_path / "run" / "eval.jsonl"))
+    # acquire: steps 2 and 3 rank S = 8 stored pairs, r̂ of both responses under the policy and θ0 (step 1 is at θ0)
+    assert bill.phases["acquire"].sequences == 2 * (2 * 8 + 2 * 8)
+    new_pairs = 2 * 12  # DPO's θ0 log-probs, once per new pair (no ties in the fixture)
+    held_out = 2 * 8 * (2 + 1)  # both responses of 8 held-out pairs: the policy at waypoints 4 and 12, θ0 once
+    assert bill.phases["evaluate"].sequences == held_out
+    assert seen["sequences"] == bill.phases["acquire"].sequences + new_pairs + held_out
+
+
+def test_a_pool_run_judged_on_its_generations_bills_the_evaluation_judge():
+    from tests.test_pool import POOL
+
+    cfg = load_config("imdb-cpu", [*POOL, "evaluation.oracle=sentiment"], strategy="random")
+    bill = run_bill(cfg)
+    assert bill.judge_calls == 8 * 2  # the test prompts at two waypoints; the stored labels call no judge
+    assert bill.generated_tokens == 8 * 8 * (2 + 1)  # the policy's test completions at each waypoint and θ0's once
+
+
+def test_in_a_pool_only_the_pairs_completions_are_read_and_entropys_samples_are_still_generated():
+    from aplkit.acquisition import get_scorer
+    from aplkit.config import AcquisitionConfig
+
+    acq = AcquisitionConfig(prompt_batch=8, acquire_batch=2, entropy_samples=3)
+    ent = get_scorer("entropy").passes(acq, at_theta0=False)  # N·S samples + 2M pair completions; r̂ of the M pairs
+    assert ent.generated_in(pool=False) == 3 * 8 + 2 * 2 and ent.generated_in(pool=True) == 3 * 8
+    assert ent.sequence_passes(pool=False) == 3 * 8 + 2 * 2 + 2 * 2  # the policy's log-probs from the sampler's record
+    assert ent.sequence_passes(pool=True) == 3 * 8 + 2 * 2 + 2 * 2  # stored pairs: the policy's log-probs a pass each
+    cert = get_scorer("certainty").passes(acq, at_theta0=False)
+    assert cert.generated_in(pool=True) == 0 and cert.sequence_passes(pool=True) == 2 * 8 + 2 * 8

@@ -25,16 +25,26 @@ class Passes:
     where ``ScoringContext.sampled_logprobs`` holds (fp32 compute, no suppressed tokens), and only
     otherwise are they a forward pass each. ``head`` counts output-head products over a completion's
     tokens alone (bald's dropout draws), each a fraction (vocabulary × hidden / parameters) of a full pass.
+    ``pairs`` counts the generated completions that are candidate pairs' (None: all of them): in a pool
+    (``data.task: preferences``) those are read from the data set, not generated, and the policy's log-probs of
+    them have no sampler's record, so each costs a forward pass.
     """
 
     generated: int  # completions sampled from πθ_t
     scored: int  # full forward passes over (x, y) that always run: θ0's, and the policy's for features or dropout states
     head: int = 0  # output-head-only products over a completion's tokens
     sampled: int = 0  # policy log-probs of completions this step sampled: a pass each only without the sampler's record
+    pairs: int | None = None  # of ``generated``, the candidate pairs' completions (None: all)
 
-    def sequence_passes(self, head_fraction: float = 1.0, sampled_logprobs: bool = True) -> float:
-        """Full-pass equivalents; ``sampled_logprobs``: the run's sampler recorded the policy's log-probs."""
-        return self.generated + self.scored + (0 if sampled_logprobs else self.sampled) + head_fraction * self.head
+    def generated_in(self, pool: bool = False) -> int:
+        """Completions sampled from πθ_t; in a pool, those that are not a stored pair's (entropy's samples)."""
+        return self.generated - (self.generated if self.pairs is None else self.pairs) if pool else self.generated
+
+    def sequence_passes(self, head_fraction: float = 1.0, sampled_logprobs: bool = True, pool: bool = False) -> float:
+        """Full-pass equivalents; ``sampled_logprobs``: the run's sampler recorded the policy's log-probs; ``pool``:
+        the candidate pairs are a data set's (read, not generated, and the policy's log-probs of them a pass each)."""
+        record = sampled_logprobs and not pool
+        return self.generated_in(pool) + self.scored + (0 if record else self.sampled) + head_fraction * self.head
 
 
 class Scorer:

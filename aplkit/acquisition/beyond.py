@@ -220,7 +220,7 @@ def diverse(base: type[Scorer]) -> type[Scorer]:
             if own is None or base.propose is not Scorer.propose:  # a base that ranks prompts gets pairs here: not modelled
                 return None
             feats = 2 * min(acq.diversity_pool * acq.acquire_batch, self.prompts_needed(acq))
-            return Passes(own.generated, own.scored + feats, own.head, own.sampled)
+            return Passes(own.generated, own.scored + feats, own.head, own.sampled, own.pairs)
 
     Diverse.__name__ = Diverse.__qualname__ = f"Diverse{base.__name__}"
     Diverse.__doc__ = f"{base.name}, then diversified: {diverse.__doc__.splitlines()[0]}"

@@ -51,7 +51,7 @@ class EntropyScorer(Scorer):
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
         s, m = acq.prompt_batch, acq.acquire_batch
         r = 0 if at_theta0 else 2 * m  # r̂ of the M fresh pairs (the entropy samples are never scored)
-        return Passes(generated=acq.entropy_samples * s + 2 * m, scored=r, sampled=r)
+        return Passes(generated=acq.entropy_samples * s + 2 * m, scored=r, sampled=r, pairs=2 * m)
 
 
 @register_scorer
@@ -98,4 +98,6 @@ class EntropyCertaintyScorer(CertaintyScorer):
     def passes(self, acq: AcquisitionConfig, at_theta0: bool = False) -> Passes:
         s, m = acq.prompt_batch, acq.acquire_batch
         entropy = acq.entropy_samples * s * acq.entropy_pool
-        return Passes(generated=entropy + 2 * m, scored=0) if at_theta0 else Passes(generated=entropy + 2 * s, scored=2 * s, sampled=2 * s)
+        if at_theta0:
+            return Passes(generated=entropy + 2 * m, scored=0, pairs=2 * m)
+        return Passes(generated=entropy + 2 * s, scored=2 * s, sampled=2 * s, pairs=2 * s)
