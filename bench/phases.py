@@ -5,7 +5,9 @@
 
 Runs steps 1..``--step`` of the preset (budget ``step``·M, one waypoint at the last step), profiles only the last
 step (from step 2 on, certainty pays its θ0 pass, which it skips at θ0) and prints, per phase, its seconds and the
-inclusive seconds of the parts named in ``PARTS`` with their share of the phase. The profiler's own overhead
+inclusive seconds of the parts named in ``PARTS`` with their share of the phase, and the DPO step's model FLOP/s
+(6·N per real token trained each epoch, 2·N per token of θ0's cached log-probs; padding not counted) as a share of
+a one-thread matmul probe in the run's compute dtype. The profiler's own overhead
 lands on Python calls (≈ a few % of a decode-bound step here), so read the shares, not the absolute seconds.
 Writes ``<out>/<config>-<strategy>-<dtype>.json`` with the machine and commit. Start two processes side by side
 (one thread each) on cores nothing else uses.
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from aplkit.budget import model_shape, probe_flops
 from bench.provenance import machine
 
 #: per phase, (label, module file suffix, function name): inclusive seconds of each, read from the phase's profile
@@ -95,11 +98,34 @@ def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[s
                     watch["on"] = t == step
                     res = exp.step(t, xp)
                     xp = [*xp, *res.newest]
+                tokens = train_tokens(exp.models.tokenizer, xp, res.newest)
             finally:
                 exp.close()
     finally:
         loop._Clock.__call__ = plain
-    return {"config": cfg.name, "strategy": strategy, "dtype": dtype, "step": step, "pairs_trained": len(xp), "phases": found}
+    out = {"config": cfg.name, "strategy": strategy, "dtype": dtype, "step": step, "pairs_trained": len(xp), "phases": found}
+    shape = model_shape(cfg.model.spec)
+    if shape and "train" in found:  # the DPO step's model FLOPs from its real tokens (bench compute's MFU rule)
+        n = shape[0]
+        flops = 6 * n * cfg.training.epochs * tokens["all"] + 2 * n * tokens["new"]
+        out["train_model_flops"] = flops
+        out["train_flop_per_s"] = flops / found["train"]["seconds"]
+    return out
+
+
+def train_tokens(tokenizer, prefs: list, newest: list) -> dict[str, int]:
+    """Real tokens (no padding) of both sequences of every pair trained on (``all``) and of the step's new pairs,
+    whose θ0 log-probs the step computes (``new``)."""
+
+    def count(ps: list) -> int:
+        total = 0
+        for p in ps:
+            x = len(tokenizer(p.prompt, add_special_tokens=True)["input_ids"])
+            for ids, text in ((p.chosen_ids, p.chosen), (p.rejected_ids, p.rejected)):
+                total += x + len(ids if ids is not None else tokenizer(text, add_special_tokens=False)["input_ids"])
+        return total
+
+    return {"all": count(prefs), "new": count(newest)}
 
 
 def lines(res: dict) -> list[str]:
@@ -130,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
     t0 = time.perf_counter()
     res = profile_step(args.config, args.strategy, args.dtype, args.step, args.set)
+    res["probe_flop_per_s"] = probe_flops(args.dtype, 2.0)  # this process's core, in the run's compute dtype
+    if "train_flop_per_s" in res:
+        res["train_mfu"] = res["train_flop_per_s"] / res["probe_flop_per_s"]
     res["machine"] = {**machine(), "torch_threads": torch.get_num_threads(), "wall_seconds": round(time.perf_counter() - t0, 1)}
     res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print("\n".join(lines(res)))
+    if "train_mfu" in res:
+        print(
+            f"  DPO step: {res['train_flop_per_s'] / 1e9:.0f} GFLOP/s of model FLOPs = {res['train_mfu']:.0%} of a one-thread {args.dtype} matmul probe ({res['probe_flop_per_s'] / 1e9:.0f} GFLOP/s)"
+        )
     out = Path(args.out) / f"{res['config']}-{args.strategy}-{args.dtype}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")

@@ -48,3 +48,16 @@ def test_a_certainty_step_after_theta0_shows_its_scoring_pass_and_the_evaluation
     for r in ph.values():  # inclusive parts of one phase never exceed it (the KL pass runs inside decoding's caller, not in it)
         assert all(0 <= s <= r["seconds"] + 1e-3 for s in r["parts"].values())
     assert any("evaluate" in line for line in phases.lines(res))
+    assert res["train_flop_per_s"] == res["train_model_flops"] / ph["train"]["seconds"] > 0
+
+
+def test_train_tokens_count_both_sequences_of_each_pair_without_padding(tokenizer):
+    from aplkit.records import Preference
+
+    a = Preference("A fine film", " truly great", " awful", chosen_ids=[11, 12, 13], rejected_ids=[14])
+    b = Preference("Bad", " yes", " no")  # text only: tokenised as the trainer does
+    x_a = len(tokenizer("A fine film", add_special_tokens=True)["input_ids"])
+    x_b = len(tokenizer("Bad", add_special_tokens=True)["input_ids"])
+    y_b = len(tokenizer(" yes", add_special_tokens=False)["input_ids"]) + len(tokenizer(" no", add_special_tokens=False)["input_ids"])
+    got = phases.train_tokens(tokenizer, [a, b], [b])
+    assert got == {"all": (x_a + 3) + (x_a + 1) + 2 * x_b + y_b, "new": 2 * x_b + y_b}
