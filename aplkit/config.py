@@ -25,6 +25,10 @@ from aplkit.errors import ConfigError
 Task = Literal["imdb", "tldr", "file", "preferences"]
 Tracker = Literal["tensorboard", "wandb", "trackio"]  # aplkit.tracking.TRACKERS: where a run's metrics are also sent
 
+#: the APL loop's conditional training adds control tokens whose embeddings must train, which LoRA's adapters leave frozen
+CONDITIONAL_NEEDS_FULL = (
+    "training.lora.enabled: conditional training in the APL loop needs full fine-tuning (its control tokens must train)"
+)
 ROUGE_AGAINST_REFERENCE = (
     "evaluation.against: 'reference' cannot be judged by oracle.kind=rouge (ROUGE of the reference against itself is 1, "
     "so the win-rate would be 0 by construction); use evaluation.against=initial or auto"
@@ -516,6 +520,8 @@ class ExperimentConfig:
             out.append(ROUGE_AGAINST_REFERENCE)
         if e.test_prompts > self.data.test_size:
             out.append(f"evaluation.test_prompts: {e.test_prompts} exceeds data.test_size={self.data.test_size}")
+        if self.training.objective == "conditional" and self.training.lora.enabled:
+            out.append(CONDITIONAL_NEEDS_FULL)
         return out
 
     def dump(self, path: str | Path) -> None:

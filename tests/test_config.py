@@ -320,3 +320,11 @@ def test_bf16_compute_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch)
     assert load_config("imdb-cpu", ["model.dtype=float32", "model.device=cpu"]).model.dtype == "float32"
     monkeypatch.setattr(prov, "machine", lambda: {"cpu": "AMD EPYC", "isa": "avx512_bf16", "cores": 2})
     assert load_config("imdb-cpu", ["model.dtype=bfloat16", "model.device=cpu"]).model.dtype == "bfloat16"
+
+
+def test_conditional_training_with_lora_is_refused_by_the_config_check_before_any_model_loads():
+    """The loop's conditional objective adds control tokens that must train: the refusal comes with the other config
+    lines, before θ0's baseline completions are paid for in the run's setup."""
+    with pytest.raises(ConfigError, match=r"^training\.lora\.enabled: conditional training in the APL loop needs full fine-tuning"):
+        load_config("imdb-cpu", ["training.objective=conditional", "training.lora.enabled=true"])
+    assert load_config("imdb-cpu", ["training.objective=conditional"]).training.lora.enabled is False

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from aplkit.config import ConfigError, TrainingConfig
+from aplkit.config import CONDITIONAL_NEEDS_FULL, ConfigError, TrainingConfig
 from aplkit.models import Models, disable_dropout
 from aplkit.objectives import Objective
 from aplkit.objectives.segments import Document, Segment, threshold
@@ -57,9 +57,7 @@ def condition_on(tokenizer, token: str, token_id: int) -> None:
 class PreferenceObjective(Objective):
     def __init__(self, name: str, models: Models, cfg: TrainingConfig, batch_size: int = 32):
         if name == "conditional" and cfg.lora.enabled:
-            raise ConfigError(
-                "training.lora.enabled: conditional training in the APL loop needs full fine-tuning (its control tokens must train)"
-            )
+            raise ConfigError(CONDITIONAL_NEEDS_FULL)
         self.name, self.models, self.cfg = name, models, cfg
         tok = models.tokenizer
         self.loss = make_loss(name, cfg.phf, tok, [models.policy, models.reference])
