@@ -41,6 +41,7 @@ PARTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "evaluate": (
         ("generation (decode)", "aplkit/generation.py", "_generate"),
         ("θ0 pass for the KL", "aplkit/generation.py", "kl_along_sampled"),
+        ("policy + θ0 passes for the KL", "aplkit/generation.py", "completion_kl"),  # where the sampler keeps no distributions (bf16)
         ("judge", "aplkit/oracles/labelling.py", "label_pairs"),
         ("reward gap", "aplkit/evaluation.py", "reward_gaps"),
         ("LM loss", "aplkit/generation.py", "mean_token_nll"),
