@@ -149,10 +149,10 @@ def _git(root: Path, *args: str) -> str | None:
     return r.stdout.strip() if r is not None and r.returncode == 0 else None
 
 
-def pinned(commit: str, records: Path, root: Path = ROOT) -> str | None:
+def pinned(commit: str, records: Path, root: Path = ROOT, plan: Path | None = None) -> str | None:
     """Why the checkout at ``root`` is not the plan's code (None: it is). It is when HEAD is ``commit``, or a
-    descendant whose only changes since are the study's own records (``--commit`` adds them there), and no tracked
-    file outside the records differs from HEAD."""
+    descendant whose only changes since are the study's own records (``--commit`` adds them there) and the plan
+    file itself (committed after the code it names), and no tracked file outside the records differs from HEAD."""
     head, want = _git(root, "rev-parse", "HEAD"), _git(root, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
     hint = f"run it from a checkout at the plan's commit (git worktree add ../study {commit[:12]})"
     if head is None:
@@ -161,9 +161,10 @@ def pinned(commit: str, records: Path, root: Path = ROOT) -> str | None:
         return f"the plan's commit {commit} is not in this repository: {hint}"
     rel = records.resolve().relative_to(root.resolve()).as_posix() if records.resolve().is_relative_to(root.resolve()) else None
     outside = lambda paths: [p for p in paths if p and not (rel and (p == rel or p.startswith(rel + "/")))]  # noqa: E731
+    own = plan.resolve().relative_to(root.resolve()).as_posix() if plan and plan.resolve().is_relative_to(root.resolve()) else None
     if head != want:
         ahead = _git(root, "merge-base", "--is-ancestor", want, head) is not None
-        changed = outside((_git(root, "diff", "--name-only", want, head) or "").splitlines())
+        changed = [p for p in outside((_git(root, "diff", "--name-only", want, head) or "").splitlines()) if p != own]
         if not ahead or changed:
             return f"this checkout is at {head[:12]}, the plan runs from {want[:12]}: {hint}"
     dirty = outside((_git(root, "diff", "--name-only", "HEAD") or "").splitlines())
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     failed = False
     if not args.report_only:
-        why = committed(Path(args.plan)) or pinned(plan.commit, records)
+        why = committed(Path(args.plan)) or pinned(plan.commit, records, plan=Path(args.plan))
         if why:
             raise SystemExit(f"bench frontier: {why}")
         check_no_overwrite(records, configs)

@@ -115,6 +115,21 @@ def test_the_study_runs_only_from_the_plans_commit(tmp_path):
     assert "not in this repository" in BF.pinned("fedcba9876543210", records, root)
 
 
+def test_the_plan_file_committed_after_the_code_it_names_is_still_the_plans_code(tmp_path):
+    """The plan names the commit of its code, so it is committed after it: that commit, and the records, are all that may follow."""
+    root = repo(tmp_path / "checkout")
+    code = commit(root, "code", **{"aplkit/x.py": "1\n"})
+    plan = root / "bench/plans/tiny.yaml"
+    commit(root, "the plan", **{"bench/plans/tiny.yaml": f"commit: {code}\n"})
+    records = root / "bench/results/frontier/tiny"
+    assert BF.pinned(code, records, root, plan=plan) is None
+    assert "the plan runs from" in BF.pinned(code, records, root)  # without naming its plan, the plan's commit is a change
+    commit(root, "a record as it lands", **{"bench/results/frontier/tiny/random/seed0.json": "{}\n"})
+    assert BF.pinned(code, records, root, plan=plan) is None
+    commit(root, "another plan", **{"bench/plans/other.yaml": "commit: x\n"})
+    assert "the plan runs from" in BF.pinned(code, records, root, plan=plan)  # another file changed since the code
+
+
 def test_the_plan_must_be_committed_as_it_is(tmp_path):
     root = repo(tmp_path / "plans")
     plan = write_plan(root / "p.yaml")
@@ -141,7 +156,7 @@ def test_main_refuses_to_run_from_another_commit_and_runs_nothing(tmp_path, monk
 def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monkeypatch):
     plan = write_plan(tmp_path / "p.yaml")
     monkeypatch.setattr(BF, "committed", lambda path: None)  # this checkout is not at the plan's made-up commit
-    monkeypatch.setattr(BF, "pinned", lambda commit, records: None)
+    monkeypatch.setattr(BF, "pinned", lambda commit, records, plan=None: None)
     rec = tmp_path / "rec"
     args = ["--plan", str(plan), "--records", str(rec), "--out", str(tmp_path / "runs")]
     assert BF.main([*args, "--shard", "0/2"]) == 0  # half the runs: an interim the report refuses to read as the plan's
