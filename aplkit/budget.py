@@ -10,8 +10,10 @@
   batch ``online_steps`` times), each pair two sequences forward and backward through θ (≈ 3 forward
   passes) and, once per new pair, two through θ0 for the cached reference log-probs;
 * **evaluate**: θ0's baseline completions once, then at every waypoint the policy's test completions, θ0's
-  pass for the KL along them, the LM loss on held-out text and one judge call per test prompt, where a judge of the
-  policy's generations exists; a pool-based run (``data.task: preferences``) also takes the held-out pairs'
+  pass for the KL along them (and the policy's, where the sampler's distributions are not used: compute other than
+  fp32), the LM loss on held-out text, one judge call per test prompt and, with ``evaluation.kl_samples``, the T = 1
+  samples and the KL along them, where a judge of the policy's generations exists; a waypoint with
+  ``evaluation.epoch_points`` is evaluated so after each epoch of its step; a pool-based run (``data.task: preferences``) also takes the held-out pairs'
   log-probs, θ0's once and the policy's at every waypoint. In a pool the candidate pairs are read, not generated
   (``Passes.pairs``); a stored response is billed at ``max_new_tokens``, as a generated one.
 
@@ -164,6 +166,21 @@ def prompt_tokens(cfg: ExperimentConfig) -> float:
     return (cfg.data.min_prompt_tokens + cfg.data.max_prompt_tokens) / 2
 
 
+def fp32_compute(cfg: ExperimentConfig) -> bool:
+    """Whether the run computes in plain fp32, where the sampler's records stand in for the policy's passes
+    (``generation.sampler_scores_are_the_models``): ``float32``, or ``auto`` off CUDA (``models.pick_dtype``: ``auto``
+    is bf16 on a CUDA card, which is how it is billed; ``model.device: auto`` is this machine's device)."""
+    m = cfg.model
+    if m.dtype != "auto":
+        return m.dtype == "float32"
+    device = m.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return not device.startswith("cuda")
+
+
 def run_bill(cfg: ExperimentConfig) -> Bill:
     """The counts of one run of ``cfg`` from step 1 (a resumed run pays only its remaining steps)."""
     from aplkit.acquisition import get_scorer, step_passes
@@ -180,7 +197,7 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
     b = Bill(steps=cfg.steps)
     b.price_in, b.price_out = judge_prices(cfg.oracle)
     scorer = get_scorer(cfg.strategy)
-    sampler_records = cfg.model.dtype in ("auto", "float32") and tr.objective != "conditional"
+    sampler_records = fp32_compute(cfg) and tr.objective != "conditional"
     pool = cfg.data.task == "preferences"  # stored pairs: read, not generated (a response billed at max_new_tokens)
     labeller_judges = cfg.oracle.kind not in POOL_ONLY  # a data set's stored labels call no judge
     judge = cfg.evaluation.oracle or cfg.oracle.kind
@@ -202,12 +219,18 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
         b.phases["train"].add(2 * new, seq, n)  # θ0's reference log-probs, once per new pair
         if t * a.acquire_batch in waypoints:
             ev = b.phases["evaluate"]
-            if judged:
+            last = tr.epochs if tr.mode == "reset" else tr.online_steps
+            # after each earlier epoch too (``evaluation.epoch_points``), every one a whole evaluation
+            evaluations = last if judged and t * a.acquire_batch in set(e.epoch_points) else 1
+            kl_passes = 1 if sampler_records else 2  # θ0's along the sampler's distributions; without them the policy's too
+            for _ in range(evaluations if judged else 0):
                 ev.add(e.test_prompts, prompt + eval_comp, n)  # the policy's test completions
-                ev.add(e.test_prompts, prompt + eval_comp, n)  # θ0's pass for the KL along them
+                ev.add(kl_passes * e.test_prompts, prompt + eval_comp, n)  # the KL along them
                 if e.lm_texts and e.lm_tokens >= 2:
                     ev.add(e.lm_texts, e.lm_tokens, n)
-                b.generated_tokens += e.test_prompts * eval_comp
+                if e.kl_samples:  # the policy's KL at T = 1: its own samples and the KL along them
+                    ev.add((1 + kl_passes) * e.kl_samples * e.test_prompts, prompt + eval_comp, n)
+                b.generated_tokens += e.test_prompts * eval_comp * (1 + e.kl_samples)
                 eval_calls += e.test_prompts
             if pool:  # the held-out preference accuracy: the policy's log-probs of both responses of each held-out pair
                 ev.add(2 * e.test_prompts, seq, n)
@@ -274,6 +297,7 @@ __all__ = [
     "Phase",
     "as_dict",
     "describe",
+    "fp32_compute",
     "judge_tokens",
     "model_shape",
     "probe_flops",

@@ -145,3 +145,38 @@ def test_in_a_pool_only_the_pairs_completions_are_read_and_entropys_samples_are_
     assert ent.sequence_passes(pool=True) == 3 * 8 + 2 * 2 + 2 * 2  # stored pairs: the policy's log-probs a pass each
     cert = get_scorer("certainty").passes(acq, at_theta0=False)
     assert cert.generated_in(pool=True) == 0 and cert.sequence_passes(pool=True) == 2 * 8 + 2 * 8
+
+
+def test_epoch_points_and_t1_samples_are_billed_as_the_evaluations_a_tiny_run_made(tmp_path):
+    """Each epoch point is a whole evaluation (judge calls, completions) and kl_samples adds T = 1 samples to each."""
+    cfg = load_config("imdb-cpu", [*TINY, "evaluation.epoch_points=[12]", "evaluation.kl_samples=1"], strategy="random", seed=2)
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    acquired = list(read_jsonl(run / "acquired.jsonl"))
+    judged = list(read_jsonl(run / "eval_pairs.jsonl")) + list(read_jsonl(run / "eval_epoch_pairs.jsonl"))
+    bill = run_bill(cfg)
+    assert bill.judge_calls == len(acquired) + len(judged) == 12 + 8 * (1 + 2)  # waypoint 4 once; 12 after both epochs
+    comp, evaluations = 8, 1 + 2
+    assert bill.generated_tokens == 3 * 2 * 4 * comp + 8 * comp * evaluations * 2 + 8 * comp  # 3 steps' pairs, test + T = 1 samples, θ0's
+
+
+def test_compute_other_than_fp32_bills_the_policy_pass_the_sampler_saves():
+    from aplkit.config import read_config  # unchecked: a CPU without bf16 instructions refuses the bf16 config
+
+    fp32 = run_bill(read_config("imdb-cpu", ["evaluation.kl_samples=1"], strategy="random"))
+    bf16 = run_bill(read_config("imdb-cpu", ["evaluation.kl_samples=1", "model.dtype=bfloat16", "model.device=cpu"], strategy="random"))
+    n, seq, prompts, waypoints = KNOWN_MODELS["smollm2-135m"][0], 12 + 24, 256, 4
+    extra = 2 * n * seq * prompts * waypoints * (1 + 1)  # the policy's pass along the test completions and along the T = 1 samples
+    assert bf16.phases["evaluate"].flops - fp32.phases["evaluate"].flops == pytest.approx(extra)
+
+
+def test_auto_dtype_on_a_cuda_card_is_billed_as_bf16_compute():
+    from aplkit.budget import fp32_compute
+    from aplkit.config import read_config
+
+    cpu, cuda = (read_config("imdb-cpu", [f"model.device={d}"], strategy="certainty") for d in ("cpu", "cuda"))
+    assert fp32_compute(cpu) and not fp32_compute(cuda)  # models.pick_dtype: auto is bf16 on a CUDA card
+    n, seq, s = KNOWN_MODELS["smollm2-135m"][0], 12 + 24, 256
+    extra_acquire = 2 * n * seq * (2 * s) * 3  # certainty's policy log-probs of its 2S pairs at steps 2-4
+    assert run_bill(cuda).phases["acquire"].flops - run_bill(cpu).phases["acquire"].flops == pytest.approx(extra_acquire)
+    assert run_bill(cuda).phases["evaluate"].flops - run_bill(cpu).phases["evaluate"].flops == pytest.approx(2 * n * seq * 256 * 4)
