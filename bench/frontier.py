@@ -139,6 +139,69 @@ def load_plan(path: str | Path) -> FrontierPlan:
     return plan
 
 
+# --------------------------------------------------------------------------- a pilot's reading
+
+#: the pilot's rule 1: the study's grid as fractions of the smallest KL every pilot frontier reaches
+PILOT_GRID = (0.2, 0.4, 0.6, 0.8)
+#: the pilot's rule 2: the primary difference's 95 % half-width wanted, and the seed counts allowed
+PILOT_HALF_WIDTH, PILOT_SEEDS = 0.03, (9, 30)
+#: the SD the powered study measured for certainty − random at 64 labels (fixed labels), stated beside rule 2's n
+POWERED_SD = 0.079
+
+
+def seeds_for(sd: float, half_width: float = PILOT_HALF_WIDTH, seeds: tuple[int, int] = PILOT_SEEDS) -> int:
+    """The smallest n in ``seeds`` whose 95 % paired-t half-width t₀.₉₇₅,ₙ₋₁ · sd / √n is at most ``half_width``,
+    else the largest n allowed."""
+    from scipy import stats
+
+    lo, hi = seeds
+    return next((n for n in range(lo, hi + 1) if stats.t.ppf(0.975, n - 1) * sd / n**0.5 <= half_width), hi)
+
+
+def half_width(sd: float, n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1) * sd / n**0.5)
+
+
+def pilot_reading(points, plan: FrontierPlan) -> dict[str, Any]:
+    """The frontier pilot's rules 1 and 2 (docs/results.md, "The frontier: pilot") on its records' points: hi, the
+    smallest over the pilot's runs of the largest KL on the primary budget's frontier; the study's grid, ``PILOT_GRID``
+    × hi rounded down to 0.01 nats; the SD over seeds of the primary difference (each non-random strategy's mean
+    frontier height over that grid minus random's, paired by seed); and the seeds it asks for (``seeds_for``)."""
+    import math
+
+    import pandas as pd
+
+    from aplkit.results import frontier as F
+
+    p = plan.primary
+    reach = F.run_frontiers(points, [0.0], p.metric)
+    reach = reach[reach["acquired"] == p.budget]
+    hi = float(reach["reach"].min())
+    grid = [math.floor(f * hi * 100 + 1e-9) / 100 for f in PILOT_GRID]
+    fr = F.run_frontiers(points, grid, p.metric)
+    fr = fr[fr["acquired"] == p.budget].set_index(["strategy", "seed"])["height"]
+    out: dict[str, Any] = {
+        "hi": hi,
+        "grid": grid,
+        "reach": {f"{s} seed {k}": float(r) for s, k, r in zip(reach["strategy"], reach["seed"], reach["reach"], strict=True)},
+    }
+    for strategy in (s for s in plan.strategies if s != "random"):
+        seeds = sorted(set(fr.loc[strategy].index) & set(fr.loc["random"].index))
+        diff = [float(fr.loc[(strategy, k)] - fr.loc[("random", k)]) for k in seeds]
+        sd = float(pd.Series(diff).std(ddof=1)) if len(diff) > 1 else math.nan
+        n = seeds_for(sd) if sd == sd else PILOT_SEEDS[1]
+        out[strategy] = {
+            "differences": diff,
+            "sd": sd,
+            "seeds": n,
+            "half_width": half_width(sd, n) if sd == sd else math.nan,
+            "half_width_at_powered_sd": half_width(POWERED_SD, n),
+        }
+    return out
+
+
 # --------------------------------------------------------------------------- pinned code
 
 
@@ -196,6 +259,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="only the report, from the records already there")
     p.add_argument("--pool-strata", action="store_true", help="pool records of several code versions or CPUs (refused otherwise)")
     p.add_argument("--interim", action="store_true", help="read before the plan's look, marked as not the plan's reading")
+    p.add_argument("--pilot-reading", action="store_true", help="a pilot's rules: the study's KL grid and seed count from its records")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="a module that registers scorers")
     return p.parse_args(argv)
 
@@ -237,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             keep_record(args.commit),
         )
         failed = bool(ran["failed"])
+    if args.pilot_reading:
+        return read_pilot(plan, records, configs)
     try:
         summary = report(plan, records, configs, args.pool_strata, args.interim)
     except BeforeLook as e:
@@ -253,6 +319,31 @@ def main(argv: list[str] | None = None) -> int:
 
 class BeforeLook(Exception):
     """The records hold fewer paired seeds than the plan's look: the plan is not read yet."""
+
+
+def read_pilot(plan: FrontierPlan, records: Path, configs: dict) -> int:
+    """``--pilot-reading``: ``pilot_reading`` on every planned run recorded, printed and written to
+    ``<records>/pilot-reading.json``; one line when a planned run is not recorded yet."""
+    from aplkit.results import frontier as F
+    from bench.archive import materialise
+    from bench.labels import record_path, recorded
+
+    missing = [f"{s} seed {k}" for (s, k), cfg in configs.items() if not recorded(record_path(records, s, k), cfg)]
+    if missing:
+        raise SystemExit(f"bench frontier: the pilot is read once every planned run is recorded; not yet: {', '.join(missing)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = materialise([record_path(records, s, k) for s, k in configs], tmp)
+        out = pilot_reading(F.frontier_points(root), plan)
+    out["machine"] = machine()
+    (records / "pilot-reading.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"hi = {out['hi']:.3f} nats; the study's KL grid: {out['grid']}")
+    for s in (x for x in plan.strategies if x != "random"):
+        r = out[s]
+        print(
+            f"{s} − random: SD {r['sd']:.4f} over {len(r['differences'])} seeds → {r['seeds']} seeds (half-width {r['half_width']:.3f}; "
+            f"{r['half_width_at_powered_sd']:.3f} at the powered study's SD {POWERED_SD})"
+        )
+    return 0
 
 
 def report(plan: FrontierPlan, records: Path, configs: dict, pool_strata: bool = False, interim: bool = False) -> dict:

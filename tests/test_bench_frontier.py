@@ -191,3 +191,34 @@ def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monke
     assert BF.main([*args, "--report-only", "--pool-strata"]) == 0
     pooled = (rec / "figures" / "frontier.md").read_text()
     assert "in each stratum (code version · CPU), before pooling" in pooled and "ffffffffffff" in pooled
+
+
+def test_the_pilot_reading_applies_its_rules_by_hand(tmp_path):
+    """Rule 1: hi = the smallest reach at 64 labels (random's seed 2 stops at 1.5), grid 0.2..0.8 × hi; rule 2: the SD of
+    the paired height difference over that grid, and the seeds it asks for."""
+    from aplkit.results import frontier as F
+    from tests.test_frontier import run
+
+    line = [(1.0, 0.6), (2.0, 0.7)]  # random's frontier v = 0.5 + 0.1·KL through θ0's (0, ½)
+    for k, d in enumerate((0.0, 0.02, 0.04)):
+        run(tmp_path, "random", k, {32: [(0.5, 0.55), (1.0, 0.6)], 64: line if k < 2 else [(0.75, 0.575), (1.5, 0.65)]})
+        run(tmp_path, "certainty", k, {32: [(0.2, 0.52), (0.4, 0.55)], 64: [(1.0, 0.65 + d), (2.5, 0.8 + d)]})
+    plan = BF.FrontierPlan(name="p", commit="0123abc", seeds="0-2", budgets=[32, 64], kl_grid=[0.5, 1.0])
+    plan.primary = BF.Endpoint("win_rate", 64)
+    got = BF.pilot_reading(F.frontier_points(tmp_path), plan)
+    assert got["hi"] == pytest.approx(1.5) and got["grid"] == [0.3, 0.6, 0.9, 1.2]  # the 32-label frontiers are not read
+    # random's mean height over [0.3, 1.2] is 0.575; certainty's with both points raised by d: 0.611389 + 0.727778·d
+    assert got["certainty"]["differences"] == pytest.approx([0.036389 + 0.727778 * d for d in (0.0, 0.02, 0.04)], abs=1e-6)
+    assert got["certainty"]["sd"] == pytest.approx(0.727778 * 0.02, abs=1e-6)
+    assert got["certainty"]["seeds"] == 9  # the floor: 2.306 · 0.0146 / 3 is well inside ±0.03
+
+
+def test_seeds_for_a_half_width_by_hand():
+    assert BF.seeds_for(0.05) == 14  # t₁₂ 2.179 · 0.05 / √13 = 0.0302 > 0.03; t₁₃ 2.160 · 0.05 / √14 = 0.0289
+    assert BF.seeds_for(1.0) == 30 and BF.seeds_for(0.001) == 9  # the cap and the floor
+
+
+def test_the_pilot_is_read_only_once_every_planned_run_is_recorded(tmp_path):
+    plan = write_plan(tmp_path / "p.yaml")
+    with pytest.raises(SystemExit, match=r"^bench frontier: the pilot is read once every planned run is recorded; not yet: random seed 0"):
+        BF.main(["--plan", str(plan), "--records", str(tmp_path / "rec"), "--report-only", "--pilot-reading"])
