@@ -722,3 +722,10 @@ def test_an_on_policy_runs_frame_has_the_held_out_columns_all_nan(runs):
     assert A.paired_comparison(df, metric="heldout_accuracy").empty and A.significance_vs_random(df, "heldout_accuracy").empty
     assert "heldout_accuracy" not in {m.field for m in shown(df)}  # opt-in: no table of on-policy runs shows it
     assert "heldout_accuracy" not in A.companion_metrics(df).columns
+
+
+def test_the_companions_footnote_of_a_study_without_a_judge_counts_its_seeds_and_names_the_held_out_pairs(tmp_path):
+    _pool_runs(tmp_path, judged=())
+    md = A.metrics_markdown(A.companion_metrics(A.load_runs(tmp_path)))
+    assert "Mean ± standard error over seeds (n = 3)" in md
+    assert "the held-out accuracy and held-out margin from the pool's held-out pairs" in md

@@ -257,12 +257,17 @@ def metrics_markdown(metrics: pd.DataFrame) -> str:
     ]
     header = ["Dataset", "Size", "Strategy", *(m.title + (" (Δ vs θ0)" if m.theta0 else "") for m in ms)]
     text = _md(header, rows)
-    ns = sorted({int(n) for n in metrics["win_rate_n"].dropna()}) if len(metrics) else []
     companions = [m for m in ms if m in COMPANION_METRICS]
-    with_se = [f"{m.short}'s" for m in companions if m.se]
+    held = [m for m in companions if m.row == "heldout"]  # a pool-based run's: from its held-out pairs, not the test prompts
+    counted = ["win_rate_n"] + [f"{m.field}_n" for m in held]  # the seeds of a study without a judge are its held-out rows'
+    ns = next((sorted({int(n) for n in metrics[c].dropna()}) for c in counted if c in metrics and metrics[c].notna().any()), [])
+    with_se = [f"{m.short}'s" for m in companions if m.se and m.row == "eval"]
     without = [f"the {m.short}" for m in companions if not m.se]
+    source = "all from the same test prompts as the win-rate" + (
+        f", the {_and([m.short for m in held])} from the pool's held-out pairs" if held else ""
+    )
     text += (
-        f"\nMean ± standard error over seeds (n = {', '.join(map(str, ns)) or '–'}), all from the same test prompts as the win-rate. "
+        f"\nMean ± standard error over seeds (n = {', '.join(map(str, ns)) or '–'}), {source}. "
         f"With a single seed the win-rate's SE is binomial, and the {_and(with_se)} are over the test prompts"
         + (f"; {_and(without)} {'has' if len(without) == 1 else 'have'} none" if without else "")
         + ".\n\n"
