@@ -17,24 +17,14 @@ from aplkit.objectives import PHF_OBJECTIVES
 from aplkit.phf.config import load_phf_config
 from aplkit.phf.experiment import run_phf
 from aplkit.runfolder import read_jsonl
+from tests.test_phf import TINY as PHF_TINY
 
 SPEC = "scratch:imdb-tiny"
+#: test_phf's tiny PHF run on a scratch model, at the preset's lr, scoring 4 texts a batch
 TINY = [
     f"model.spec={SPEC}",
-    "data.train_size=200",
-    "data.test_size=40",
-    "phf.token_budget=400",
-    "phf.doc_tokens=40",
-    "phf.batch_docs=4",
-    "phf.checkpoints=2",
-    "phf.unconditional_samples=3",
-    "phf.prompted_samples=3",
-    "phf.max_new_tokens=6",
-    "phf.lm_texts=3",
-    "phf.lm_tokens=12",
+    *(s for s in PHF_TINY if not s.startswith(("model.spec=", "training.lr="))),
     "phf.batch_size=4",
-    "training.phf.threshold_percentile=40",
-    "oracle.sentiment.model=vader",
 ]
 REVIEW = 'The acting is wooden. The score, though, is superb!  Ten/10 -- "really" (honestly) <i>great</i>.'
 
