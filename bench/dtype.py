@@ -6,7 +6,9 @@ and the one grid driver, into ``bench/results/dtype/<config name>-<dtype>/``. St
 the same time (``--dtypes float32`` and ``--dtypes bfloat16``, each ``OMP_NUM_THREADS=1``) so both arms run
 under the same load. The report pairs every bf16 run with the fp32 run of its strategy and seed at every
 waypoint (``aplkit.results.compare.paired_against``: win-rate, soft win-rate, KL from θ0, LM loss), applies the
-adoption rule written in docs/results.md before the runs, and sets the arms' per-phase seconds side by side.
+adoption rule written in docs/results.md before the runs, and sets the arms' per-phase seconds side by side. It
+is read once, when every planned pair is recorded: the arm that ends first prints only the count, and
+``--report-only`` before then is refused unless ``--interim`` (the tables so far, no decision).
 
     OMP_NUM_THREADS=1 python -m bench dtype --dtypes float32 --commit & OMP_NUM_THREADS=1 python -m bench dtype --dtypes bfloat16 --commit
     python -m bench dtype --report-only
@@ -45,6 +47,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default="runs/bench-dtype", help="run folders (not committed)")
     p.add_argument("--records-root", default=str(RECORDS))
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--interim", action="store_true", help="with --report-only: read before every planned pair is in, with no decision")
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands")
     p.add_argument("--stop-by", default=None, metavar="TIME", help="as bench labels --stop-by")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
@@ -99,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         if ran["stopped"]:
             return 0
         failed = bool(ran["failed"])
-    doc = report(records, arms)
+    early = before_reading(records, arms)
+    if early and not args.report_only:  # the arm that ends first does not print a reading of part of the plan
+        print(f"no comparison yet: {early}")
+        return 1 if failed else 0
+    if early and not args.interim:
+        raise SystemExit(f"bench dtype: {early} (--interim reads the pairs so far, with no decision)")
+    doc = report(records, arms, interim=early)
     doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     out = Path(args.records_root) / f"{next(iter(arms['float32'].values())).name}-comparison"
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +123,16 @@ def recorded_paths(records: Path, configs: dict) -> dict:
     return {
         key: labels.record_path(records, *key) for key, cfg in configs.items() if labels.recorded(labels.record_path(records, *key), cfg)
     }
+
+
+def before_reading(records: dict[str, Path], arms: dict[str, dict]) -> str | None:
+    """One line when some planned pair is not recorded in both arms: the plan is read once, at all of them."""
+    mine = {d: recorded_paths(records[d], arms[d]) for d in DTYPES}
+    planned = len(arms["float32"])
+    pairs = len(set(mine["float32"]) & set(mine["bfloat16"]))
+    if pairs == planned:
+        return None
+    return f"{pairs} of the plan's {planned} pairs are recorded in both arms; the comparison is read once they are"
 
 
 def phase_seconds(paths: list[Path]) -> dict[str, float]:
@@ -141,7 +160,9 @@ def kl_ratio(bf16, fp32, last: int) -> float:
     return a / b - 1.0
 
 
-def report(records: dict[str, Path], arms: dict[str, dict]) -> dict:
+def report(records: dict[str, Path], arms: dict[str, dict], interim: str | None = None) -> dict:
+    """The arms paired by strategy and seed, the adoption rule applied, the per-phase seconds side by side;
+    ``interim`` (``before_reading``'s line): the tables so far, marked, with no decision."""
     from aplkit.results import against_markdown, paired_against
     from bench.apl_objectives import _frame
 
@@ -171,17 +192,21 @@ def report(records: dict[str, Path], arms: dict[str, dict]) -> dict:
     for k in PHASES:
         a, b = secs["float32"][k], secs["bfloat16"][k]
         lines.append(f"| {k.removesuffix('_s')} | {a:.0f} | {b:.0f} | {a / b:.2f}× |" if b else f"| {k} | {a:.0f} | {b:.0f} | n/a |")
+    decision = (
+        f"**No decision: interim, not the plan's reading** ({interim})"
+        if interim
+        else f"**{'Adopt bf16' if adopt else 'Keep fp32'}**" + ("" if adopt else ": " + "; ".join(why))
+    )
     rule = (
         f"**Rule** (written before the runs): adopt bf16 if every bf16 − fp32 95 % t interval of {', '.join(RULE_METRICS)} at every "
         f"waypoint lies inside ±{MARGIN} and the mean KL from θ0 at {last} labels is within ±{KL_RATIO:.0%} of fp32's. "
-        f"Mean KL ratio − 1 at {last}: {ratio:+.1%}. **{'Adopt bf16' if adopt else 'Keep fp32'}**"
-        + ("" if adopt else ": " + "; ".join(why))
-        + "."
+        f"Mean KL ratio − 1 at {last}: {ratio:+.1%}. {decision}."
     )
     doc.update(
         comparison=json.loads(cmp.to_json(orient="records")),
         kl_ratio=ratio,
-        adopt=adopt,
+        adopt=None if interim else adopt,
+        interim=interim,
         reasons=why,
         seconds=secs,
         markdown="\n\n".join([head, against_markdown(cmp, "bf16").replace("bf16 − DPO", "bf16 − fp32"), rule, "\n".join(lines)]) + "\n",

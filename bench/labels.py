@@ -6,7 +6,10 @@ resumable run folder under ``--out``; when it finishes, its compact record (``be
 config, eval/train/step rows, per-pair ranking and label; no texts, weights or ledgers) is written to
 ``--records`` — commit those. A planned run whose record is already in the repository is not run
 again, so a study continues on a fresh clone where the last invocation stopped, and ``--report-only``
-rebuilds every table and figure from the records alone.
+rebuilds every table and figure from the records alone. A plan is read once: an invocation that runs prints the
+report only when every planned run is recorded (a shard that ends first says how many are in), and
+``--report-only --seeds`` with a planned run missing is refused unless the complete seeds are one of the declared
+``--looks`` or ``--interim`` marks the report as not the plan's reading.
 
 The summary (``summarise``; every number comes from ``aplkit.results``): Table 2; beside every win-rate its
 companions (soft win-rate, reward gap, KL from θ0, LM loss); paired differences from random with t and
@@ -102,6 +105,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results", default=None, help="summary JSON (default <records>/summary.json)")
     p.add_argument("--figures", default=None, help="Fig 2/3 and tables (default <records>/figures)")
     p.add_argument("--report-only", action="store_true", help="only summarise the records already there")
+    p.add_argument(
+        "--interim",
+        action="store_true",
+        help="with --report-only and --seeds: read before every planned run is recorded, marked as not the plan's reading",
+    )
     p.add_argument(
         "--endpoint",
         default="win_rate",
@@ -397,8 +405,17 @@ def main(argv: list[str] | None = None) -> int:
         if ran["stopped"]:
             return 0
         failed = bool(ran["failed"])
+    early = before_reading(configs, records, args.looks)
+    if early and not args.report_only:  # a shard that ends first does not print a reading of part of the plan
+        print(f"no report yet: {early}")
+        return 1 if failed else 0
+    if early and args.seeds_given and not args.interim:
+        raise SystemExit(f"bench labels: {early} (--interim reads the records so far, marked as not the plan's reading)")
     figures = Path(args.figures or records / "figures")
     summary = report(records, with_reference(configs, args), figures, args.pool_strata, args.looks, endpoint)
+    if early:
+        summary["interim"] = early
+        summary["markdown"] = f"**Interim, not the plan's reading**: {early}.\n\n{summary['markdown']}"
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     results = Path(args.results or records / "summary.json")
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -406,6 +423,23 @@ def main(argv: list[str] | None = None) -> int:
     print(summary["markdown"])
     print(f"results → {results}")
     return 1 if failed else 0
+
+
+def before_reading(configs: Mapping[tuple[str, int], Any], records: Path, looks: list[int] | None = None) -> str | None:
+    """One line when the plan is not to be read yet: some planned run has no record in ``records``, and the seeds
+    with every planned strategy recorded are not one of the declared ``looks``. None when it may be read."""
+    missing = [f"{s} seed {k}" for (s, k), cfg in configs.items() if not recorded(record_path(records, s, k), cfg)]
+    if not missing:
+        return None
+    strategies = {s for s, _ in configs}
+    absent = {(s, k) for s, k in configs if f"{s} seed {k}" in missing}
+    complete = {k for _, k in configs if not any((s, k) in absent for s in strategies)}
+    if looks and len(complete) in looks:
+        return None
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    return (
+        f"{len(configs) - len(missing)} of the plan's {len(configs)} runs are recorded (not yet: {shown}); the plan is read once they are"
+    )
 
 
 def planned_configs(args: argparse.Namespace, strategies: list[str], extra: tuple[str, ...] = ()) -> dict:

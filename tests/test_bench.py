@@ -922,7 +922,8 @@ def test_every_grid_goes_through_the_one_driver(tmp_path, monkeypatch):
 
 def test_a_failing_run_does_not_stop_the_study(bench_runs, tmp_path, monkeypatch, capsys):
     """The driver's rule: a run that raises is one failed line (the traceback in its folder's sweep.log), the runs
-    after it still run and are recorded, the report is written, and the exit status says something failed."""
+    after it still run and are recorded, the exit status says something failed, and no report reads the plan without
+    it (a study is read once every planned run is in)."""
     for s in ("random", "certainty"):
         labels.record_path(bench_runs, s, 2).unlink()
     out = tmp_path / "fresh-runs"
@@ -940,8 +941,27 @@ def test_a_failing_run_does_not_stop_the_study(bench_runs, tmp_path, monkeypatch
     said = capsys.readouterr().out
     assert "[5/6] random seed 2: FAILED after 0s: RuntimeError: the oracle went away" in said
     assert "[6/6] certainty seed 2: 16:0.500" in said and labels.record_path(bench_runs, "certainty", 2).exists()
-    assert not labels.record_path(bench_runs, "random", 2).exists() and json.loads(res.read_text())["runs"] == 5
+    assert not labels.record_path(bench_runs, "random", 2).exists() and not res.exists()
+    assert "no report yet: 5 of the plan's 6 runs are recorded (not yet: random seed 2)" in said
     assert "Traceback" in (out / "random" / "seed2" / "sweep.log").read_text()
+
+
+def test_a_plan_is_read_only_once_its_runs_are_recorded_or_at_a_declared_look(bench_runs, tmp_path):
+    """--report-only --seeds names a plan: with a planned run unrecorded it is refused in one line, unless --interim
+    (then marked as not the plan's reading) or the seeds with every strategy recorded are a declared look."""
+    labels.record_path(bench_runs, "certainty", 2).unlink()  # seeds 0, 1 complete; random seed 2 alone
+    res = tmp_path / "r.json"
+    argv = ["--report-only", *PLAN, "--records", str(bench_runs), "--results", str(res), "--figures", str(tmp_path / "f")]
+    with pytest.raises(SystemExit, match=r"5 of the plan's 6 runs are recorded \(not yet: certainty seed 2\).*--interim"):
+        labels.main(argv)
+    assert not res.exists()
+    assert labels.main([*argv, "--interim"]) == 0
+    doc = json.loads(res.read_text())
+    assert doc["markdown"].startswith("**Interim, not the plan's reading**: 5 of the plan's 6 runs") and doc["interim"]
+    assert labels.main([*argv, "--looks", "2,3"]) == 0  # two complete seeds: the first declared look
+    assert "interim" not in json.loads(res.read_text())
+    with pytest.raises(SystemExit, match="not yet: certainty seed 2"):
+        labels.main([*argv, "--looks", "3"])  # not a look: refused
 
 
 def _pilot_record(folder, size, curve, steps, samples, real, budget=100_000):

@@ -42,3 +42,11 @@ def test_both_arms_of_a_tiny_plan_are_recorded_and_paired(tmp_path, monkeypatch)
         rec = json.loads((tmp_path / "rec" / f"imdb-cpu-{d}" / "random" / "seed0.json").read_text())
         assert rec["head"]["config"]["model"]["dtype"] == d
     assert "Keep fp32" in doc["markdown"] or "Adopt bf16" in doc["markdown"]
+    # a plan of two seeds with one pair in: read once both are, or --interim with no decision
+    two = [*args, "--seeds", "0-1", "--report-only"]
+    with pytest.raises(SystemExit, match=r"1 of the plan's 2 pairs are recorded in both arms.*--interim"):
+        dtype.main(two)
+    assert dtype.main([*two, "--interim"]) == 0
+    doc = json.loads((tmp_path / "rec" / "imdb-cpu-comparison" / "comparison.json").read_text())
+    assert doc["adopt"] is None and "No decision: interim, not the plan's reading" in doc["markdown"]
+    assert "Keep fp32" not in doc["markdown"] and "Adopt bf16" not in doc["markdown"]
