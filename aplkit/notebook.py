@@ -222,7 +222,12 @@ def fig_frontier(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:
 
 def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
     """The arena's reading: the ranking figure (saved), each strategy against random with intervals at every size,
-    labels random needs, the acquisition cost per step and the difference at matched KL. Returns the frames and the files."""
+    labels random needs, the acquisition cost per step and the difference at matched KL. Returns the frames and the files.
+
+    Pool-based runs (``imdb-cpu-pool``: a preference data set's stored pairs) add their held-out preference accuracy
+    against random; without a judge of their generations (no ``evaluation.oracle``) it is what they are ranked and
+    compared on, and the readings of the win-rate alone (labels random needs, matched KL) are left out."""
+    from aplkit.metrics import metric
     from aplkit.results import (
         acquisition_cost,
         comparison_markdown,
@@ -240,24 +245,41 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
     from aplkit.results.plots import plot_ranking
 
     _, main, _ = load_main(runs_dir)
-    if main.empty:
-        _no_data("the arena", f"no run folders with eval.jsonl rows under {runs_dir}")
+    judged = not main.empty and bool(main["win_rate"].notna().any())
+    pool = "heldout_accuracy" in main and bool(main["heldout_accuracy"].notna().any())
+    if not (judged or pool):
+        _no_data("the arena", f"no run folders with eval.jsonl or heldout.jsonl rows under {runs_dir}")
         return {"files": []}
-    cmp = paired_comparison(main)
+    endpoint = "win_rate" if judged else "heldout_accuracy"
+    of = "" if judged else f" in {metric(endpoint).label}"
+    if not judged:
+        print("no judge of the generations (evaluation.oracle): the pool-based runs are compared on their held-out accuracy")
+    cmp = paired_comparison(main, metric=endpoint)
     rank = ranking(cmp, main)
     files = show_and_save(plot_ranking(rank), figures_dir, "ranking") if len(rank) and rank["n"].max() >= 2 else []
     if not files:
         print("no ranking figure: it needs a strategy paired with random on at least 2 seeds")
-    _markdown("**The strategies at the final size, ranked (one Holm family)**\n\n" + ranking_markdown(rank))
-    _markdown("**Each strategy against random, paired by seed**\n\n" + comparison_markdown(cmp))
-    eff = efficiency_intervals(main, int(main["acquired"].max()))
-    _markdown("**Labels random needs to match each strategy**\n\n" + efficiency_interval_markdown(eff))
+    _markdown(f"**The strategies at the final size, ranked{of}, one Holm family**\n\n" + ranking_markdown(rank))
+    _markdown(f"**Each strategy against random, paired by seed{of}**\n\n" + comparison_markdown(cmp))
+    out: dict[str, Any] = {"files": files, "comparison": cmp, "ranking": rank}
+    if judged and pool:
+        held = paired_comparison(main, metric="heldout_accuracy")
+        _markdown(
+            "**Held-out preference accuracy (the pool setting's own metric): each strategy against random**\n\n" + comparison_markdown(held)
+        )
+        out["heldout"] = held
+    if judged:
+        out["efficiency"] = efficiency_intervals(main, int(main["acquired"].max()))
+        _markdown("**Labels random needs to match each strategy**\n\n" + efficiency_interval_markdown(out["efficiency"]))
     steps = load_steps(runs_dir)
-    cost = acquisition_cost(steps[steps["run"].isin(set(main["run"]))], load_configs(runs_dir))
-    _markdown("**Acquisition cost per step**\n\n" + cost_markdown(cost))
-    matched = kl_matched(main)
-    _markdown("**Win-rate at matched KL from θ0 (exploratory)**\n\n" + kl_matched_markdown(matched))
-    return {"files": files, "comparison": cmp, "ranking": rank, "efficiency": eff, "cost": cost, "kl_matched": matched}
+    out["cost"] = acquisition_cost(steps[steps["run"].isin(set(main["run"]))], load_configs(runs_dir))
+    _markdown("**Acquisition cost per step**\n\n" + cost_markdown(out["cost"]))
+    if judged:
+        out["kl_matched"] = kl_matched(main)
+        _markdown("**Win-rate at matched KL from θ0 (exploratory)**\n\n" + kl_matched_markdown(out["kl_matched"]))
+    else:
+        print("labels random needs and the matched-KL difference read the win-rate: name evaluation.oracle to measure it")
+    return out
 
 
 def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:

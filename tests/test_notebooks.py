@@ -232,6 +232,45 @@ def test_figure_notebook_without_data_says_so(tmp_path):
     assert not figs.exists() or list(figs.iterdir()) == []
 
 
+def _pool_runs(root: Path, judged: bool) -> None:
+    """Pool-based runs (imdb-cpu-pool) of random and certainty, 3 seeds, held-out accuracy at 48 labels by hand."""
+    from aplkit.checks import load_config
+
+    held = {"random": [0.60, 0.62, 0.58], "certainty": [0.70, 0.66, 0.71]}  # differences 0.10, 0.04, 0.13
+    sets = ["acquisition.budget=48", "evaluation.waypoints=[16,32,48]"] + ([] if judged else ["evaluation.oracle=null"])
+    for k in range(3):
+        for s, acc in held.items():
+            cfg = load_config("imdb-cpu-pool", sets, strategy=s, seed=k)
+            wr = {16: 0.5, 32: 0.55, 48: 0.6 + 0.01 * k + (0.02 if s == "certainty" else 0.0)} if judged else {}
+            make_run(root, s, k, wr, folder=f"{s}/seed{k}", cfg=cfg, heldout={16: (0.5, 0.0), 32: (0.55, 0.1), 48: (acc[k], 0.2)})
+
+
+def test_arena_reading_of_pool_runs_compares_their_held_out_accuracy(tmp_path, capsys):
+    """Without a judge of the generations the arena ranks pool-based runs on their held-out accuracy (by hand: mean
+    difference 0.09, t interval 0.09 ± t₀.₉₇₅,₂ · sd/√3); with one, the win-rate leads and the accuracy is beside it."""
+    from aplkit.notebook import arena_comparison
+
+    _pool_runs(tmp_path / "bare", judged=False)
+    r = arena_comparison(tmp_path / "bare", tmp_path / "figs")
+    said = capsys.readouterr().out
+    half = 4.302653 * math.sqrt(0.0042 / 2) / math.sqrt(3)
+    row = r["comparison"].set_index("acquired").loc[48]
+    assert (
+        row["metric"] == "heldout_accuracy"
+        and row["mean_diff"] == pytest.approx(0.09)
+        and row["t_high"] == pytest.approx(0.09 + half, abs=1e-6)
+    )
+    assert r["ranking"]["metric"].tolist() == ["heldout_accuracy"] and "ranked in held-out accuracy, one Holm family" in said
+    assert "efficiency" not in r and "kl_matched" not in r and "name evaluation.oracle to measure it" in said
+    _pool_runs(tmp_path / "judged", judged=True)
+    r = arena_comparison(tmp_path / "judged", tmp_path / "figs2")
+    assert set(r["comparison"]["metric"]) == {"win_rate"} and r["comparison"].set_index("acquired").loc[48, "mean_diff"] == pytest.approx(
+        0.02
+    )
+    assert r["heldout"].set_index("acquired").loc[48, "mean_diff"] == pytest.approx(0.09) and "efficiency" in r
+    assert "the pool setting's own metric" in capsys.readouterr().out
+
+
 @pytest.mark.notebook
 def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
     runs, figs = tmp_path / "runs", tmp_path / "figures"
@@ -258,6 +297,25 @@ def test_arena_notebook_runs_the_strategies_and_ranks_them(tmp_path):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     # the returned ranking: both challengers, at the final size (8 labels), each paired on 2 seeds
     assert "low-certainty" in text and "d-optimal" in text
+
+
+@pytest.mark.notebook
+def test_arena_notebook_runs_pool_based_on_a_preference_file(tmp_path):
+    """The second way to run the arena: a preference data set's stored pairs, labelled by their stored preference, no
+    judge of the generations: the strategies are compared on their held-out accuracy."""
+    from tests.test_pool import POOL
+
+    runs, figs = tmp_path / "runs", tmp_path / "figures"
+    nb = _execute(
+        "arena.ipynb", tmp_path / "arena.ipynb", tmp_path, config="imdb-cpu", strategies=["random", "certainty"], seeds=[0, 1],
+        overrides=POOL, runs_dir=str(runs), figures_dir=str(figs),
+    )  # fmt: skip
+    text = _text(nb)
+    assert "4 runs finished" in text and "no data for Fig 2" in text
+    assert "ranked in held-out accuracy, one Holm family" in text and "Pref certainty" in text
+    assert (figs / "ranking.png").stat().st_size > 1000
+    for s in ("random", "certainty"):
+        assert len(RunFolder(runs / s / "seed1").rows("heldout.jsonl")) == 2  # waypoints 4 and 12
 
 
 @pytest.mark.notebook
