@@ -4,7 +4,8 @@ Each finished run leaves its compact rows (config, ``phf_eval``, ``phf_train``, 
 each start; no samples, segments or checkpoints) in ``bench/results/phf/<objective>/seed<k>/``. A
 planned run whose rows are there, complete and of the same config, is not run again, so a fresh clone
 continues the grid; ``--report-only`` rebuilds ``figures/phf_*`` from the rows alone (``aplkit
-phf-report``). Two shards with ``OMP_NUM_THREADS=1`` use both cores, as ``bench labels`` does.
+phf-report``). Two shards with ``OMP_NUM_THREADS=1`` use both cores, as ``bench labels`` does; an invocation that
+runs writes the report only when every planned run is recorded (the shard that ends first says how many are in).
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             land(args.commit),
         )
         failed = bool(ran["failed"])
+        missing = [f"{o} seed {k}" for (o, k), cfg in configs.items() if not recorded(records / o / f"seed{k}", cfg)]
+        if missing:  # a shard that ends first writes no reading of part of the grid
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            print(f"no report yet: {len(configs) - len(missing)} of the plan's {len(configs)} runs are recorded (not yet: {shown})")
+            return 1 if failed else 0
     from aplkit.results.phf import phf_report
 
     for name, p in phf_report(records, args.figures).items():

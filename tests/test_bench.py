@@ -543,7 +543,7 @@ def test_commit_flag_commits_each_record_as_it_lands(bench_runs, tmp_path, monke
     assert committed[0][1].startswith("study record imdb-cpu: certainty seed 2 (16:0.500;")
 
 
-def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path, monkeypatch):
+def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path, monkeypatch, capsys):
     """bench phf: a committed run of the same config is skipped; another config's is run again and its compact
     rows (no samples or checkpoints) replace it; the report is built from the rows alone."""
     import shutil
@@ -575,6 +575,9 @@ def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path
         "--figures",
         str(tmp_path / "fig"),
     ]
+    assert phf.main([*argv, "--seeds", "2", "--shard", "1/2"]) == 0 and ran == []  # seed 0 recorded; seed 1 is the other shard's
+    assert "no report yet: 1 of the plan's 2 runs are recorded (not yet: mle seed 1)" in capsys.readouterr().out
+    assert not (tmp_path / "fig").exists()  # the shard that ends first writes no reading of part of the grid
     assert phf.main(argv) == 0 and ran == []  # recorded: skipped
     assert (tmp_path / "fig" / "phf_vs_mle.md").exists() and (tmp_path / "fig" / "phf_tradeoff.png").exists()
     assert phf.main([*argv, "--set", "phf.lm_texts=32"]) == 0 and ran == [("mle", 0, 32)]
