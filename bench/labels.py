@@ -425,17 +425,23 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def before_reading(configs: Mapping[tuple[str, int], Any], records: Path, looks: list[int] | None = None) -> str | None:
-    """One line when the plan is not to be read yet: some planned run has no record in ``records``, and the seeds
-    with every planned strategy recorded are not one of the declared ``looks``. None when it may be read."""
-    missing = [f"{s} seed {k}" for (s, k), cfg in configs.items() if not recorded(record_path(records, s, k), cfg)]
-    if not missing:
+def before_reading(
+    configs: Mapping[tuple[str, int], Any],
+    records: Path,
+    looks: list[int] | None = None,
+    where: Callable[[Path, str, int], Path] = record_path,
+    is_recorded: Callable[[Path, Any], bool] = recorded,
+) -> str | None:
+    """One line when the plan is not to be read yet: some planned run has no record (``where(records, strategy,
+    seed)``, ``is_recorded``), and the seeds with every planned strategy recorded are not one of the declared
+    ``looks``. None when it may be read."""
+    absent = [(s, k) for (s, k), cfg in configs.items() if not is_recorded(where(records, s, k), cfg)]
+    if not absent:
         return None
-    strategies = {s for s, _ in configs}
-    absent = {(s, k) for s, k in configs if f"{s} seed {k}" in missing}
-    complete = {k for _, k in configs if not any((s, k) in absent for s in strategies)}
+    complete = {k for _, k in configs} - {k for _, k in absent}
     if looks and len(complete) in looks:
         return None
+    missing = [f"{s} seed {k}" for s, k in absent]
     shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
     return (
         f"{len(configs) - len(missing)} of the plan's {len(configs)} runs are recorded (not yet: {shown}); the plan is read once they are"

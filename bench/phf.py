@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.labels import parse_seeds, plan, shard_labels, study_grid, study_runs
+from bench.labels import before_reading, parse_seeds, plan, shard_labels, study_grid, study_runs
 from bench.provenance import ROOT, commit_file
 
 if TYPE_CHECKING:
@@ -120,10 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             land(args.commit),
         )
         failed = bool(ran["failed"])
-        missing = [f"{o} seed {k}" for (o, k), cfg in configs.items() if not recorded(records / o / f"seed{k}", cfg)]
-        if missing:  # a shard that ends first writes no reading of part of the grid
-            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-            print(f"no report yet: {len(configs) - len(missing)} of the plan's {len(configs)} runs are recorded (not yet: {shown})")
+        early = before_reading(configs, records, where=lambda root, o, k: root / o / f"seed{k}", is_recorded=recorded)
+        if early:  # a shard that ends first writes no reading of part of the grid
+            print(f"no report yet: {early}")
             return 1 if failed else 0
     from aplkit.results.phf import phf_report
 
