@@ -3,7 +3,8 @@
 A study is a plan file (YAML), committed before its runs: the question, the preset and overrides, the strategies
 (random among them, the baseline), the seeds, the label budgets evaluated after each epoch, the epochs, the T = 1
 samples per test prompt that measure the KL, the KL grid, the primary endpoint (a metric at a budget), the Holm
-family and the one look (the seed count at which it is read). ``python -m bench frontier --plan PLAN`` runs every
+family (and the families of strategies, each adjusted on its own: a primary comparison alone, a secondary family
+at fewer seeds, ``seeds_of``) and the one look (the seed count at which it is read). ``python -m bench frontier --plan PLAN`` runs every
 strategy × seed through the sweep's driver (``aplkit.sweep.run_grid``, as ``bench labels`` does) and keeps each
 finished run's compact record under ``bench/results/frontier/<plan name>/`` (``--commit``: committed alone as it
 lands); a recorded run is not run again. It runs only from a checkout at the plan's commit (a worktree made for the
@@ -60,6 +61,11 @@ class FrontierPlan:
     kl_grid: list[float] = field(default_factory=list)
     primary: Endpoint = field(default_factory=Endpoint)
     family: list[str] = field(default_factory=lambda: ["task", "acquired", "metric"])  # Holm over the rows sharing these
+    # the strategies compared with random as separate Holm families (a primary alone, a secondary family of several);
+    # [] is one family of every strategy
+    families: list[list[str]] = field(default_factory=list)
+    # strategy → its seeds (K, A-B or a,b,c: among ``seeds``) where it runs at fewer than the plan (a secondary family)
+    seeds_of: dict[str, Any] = field(default_factory=dict)
     look: int = 0  # the one seed count at which the study is read (0: every planned seed)
 
     @property
@@ -67,6 +73,19 @@ class FrontierPlan:
         from bench.labels import parse_seeds
 
         return parse_seeds(self.seeds)
+
+    def seeds_for_strategy(self, strategy: str) -> list[int]:
+        """The seeds ``strategy`` runs at: ``seeds_of``'s where it names the strategy, else the plan's."""
+        from bench.labels import parse_seeds
+
+        return parse_seeds(str(self.seeds_of[strategy])) if strategy in self.seeds_of else self.seed_list
+
+    def groups(self) -> dict[str, str]:
+        """Each strategy compared with random → the Holm family it is read in (``families``; one family when empty)."""
+        others = [s for s in self.strategies if s != "random"]
+        if not self.families:
+            return dict.fromkeys(others, "all")
+        return {s: "+".join(f) for f in self.families for s in f}
 
     @property
     def reading(self) -> int:
@@ -116,6 +135,23 @@ class FrontierPlan:
             out.append(f"primary.budget: one of the budgets {self.budgets}, got {self.primary.budget}")
         if not set(self.family) <= set(FAMILY_KEYS):
             out.append(f"family: key cells among {', '.join(FAMILY_KEYS)}, got {self.family}")
+        others = [x for x in self.strategies if x != "random"]
+        named = [x for f in self.families for x in f]
+        if self.families and (sorted(named) != sorted(others) or any(not f for f in self.families)):
+            out.append(f"families: each strategy but random in exactly one non-empty family, got {self.families} for {others}")
+        if not isinstance(self.seeds_of, dict):
+            out.append(f"seeds_of: a mapping of strategy to its seeds, got {self.seeds_of!r}")
+        else:
+            for strategy, spec in self.seeds_of.items():
+                try:
+                    own = self.seeds_for_strategy(strategy)
+                except argparse.ArgumentTypeError as e:
+                    out.append(f"seeds_of.{strategy}: {e}")
+                    continue
+                if strategy not in others:
+                    out.append(f"seeds_of.{strategy}: a strategy of the plan other than random (random runs every seed), got {strategy!r}")
+                elif seeds and (not set(own) <= set(seeds) or len(own) < 2):
+                    out.append(f"seeds_of.{strategy}: at least 2 of the plan's seeds ({self.seeds}), got {spec!r}")
         if seeds and not 2 <= self.reading <= len(seeds):
             out.append(f"look: the one seed count the study is read at, 2..{len(seeds)}, got {self.look}")
         return out
@@ -269,7 +305,11 @@ def planned_configs(plan: FrontierPlan) -> dict[tuple[str, int], Any]:
     from aplkit.checks import load_config
     from bench.labels import plan as order
 
-    return {(s, k): load_config(plan.config, plan.settings(), strategy=s, seed=k) for s, k in order(plan.strategies, plan.seed_list)}
+    return {
+        (s, k): load_config(plan.config, plan.settings(), strategy=s, seed=k)
+        for s, k in order(plan.strategies, plan.seed_list)
+        if k in plan.seeds_for_strategy(s)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +417,8 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
     df = df[[(s, k) in configs for s, k in zip(df["strategy"], df["seed"], strict=True)]]
     strata = R.load_strata(root)
     present = R.check_strata(df, strata, pool_strata)
-    done = sorted(set.intersection(*(set(df.loc[df["strategy"] == s, "seed"]) for s in plan.strategies))) if len(df) else []
+    have = set(zip(df["strategy"], df["seed"], strict=True))
+    done = sorted({k for _, k in configs} - {k for s, k in configs if (s, k) not in have})  # every run planned at the seed
     if len(done) < plan.reading and not interim:
         raise BeforeLook(
             f"{len(done)} of the plan's {plan.reading} seeds have every strategy recorded; the plan is read once, "
@@ -385,9 +426,12 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
         )
     pts = F.frontier_points(root, set(df["run"]))
     kl, grid, p = F.kl_axis(pts), plan.kl_grid, plan.primary
-    cmp = F.frontier_comparison(pts, grid, family=tuple(plan.family), budgets=plan.budgets, kl=kl)
+    groups = plan.groups()
+    cmp = F.frontier_comparison(pts, grid, family=tuple(plan.family), budgets=plan.budgets, kl=kl, groups=groups)
     primary = cmp[(cmp["metric"] == p.metric) & (cmp["acquired"] == p.budget)]
-    per_point = F.frontier_comparison(pts, grid, metrics=(p.metric,), family=tuple(plan.family), budgets=[p.budget], per_point=True, kl=kl)
+    per_point = F.frontier_comparison(
+        pts, grid, metrics=(p.metric,), family=tuple(plan.family), budgets=[p.budget], per_point=True, kl=kl, groups=groups
+    )
     saving = F.label_saving(pts, grid, p.budget, p.metric, kl)
     heights = F.run_frontiers(pts, grid, p.metric, kl)
     strata_md = []
@@ -411,7 +455,10 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
             f"Primary endpoint: {metric(p.metric).label} frontier, strategy − random averaged over KL {grid[0]:g}–{grid[-1]:g} at {p.budget} labels:",
             R.frontier_markdown(primary, kl),
             *strata_md,
-            "Every metric and budget (Holm within the declared family: " + ", ".join(plan.family) + "):",
+            "Every metric and budget (Holm within the declared family: "
+            + ", ".join(plan.family)
+            + ("; and within each family of strategies: " + " | ".join(", ".join(f) for f in plan.families) if plan.families else "")
+            + "):",
             R.frontier_markdown(cmp, kl),
             f"At each KL of the grid ({metric(p.metric).label}, {p.budget} labels):",
             R.frontier_markdown(per_point, kl),

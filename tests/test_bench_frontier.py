@@ -74,6 +74,45 @@ def test_a_plan_loads_with_every_declared_field(tmp_path):
     assert list(BF.planned_configs(plan)) == [("random", 0), ("certainty", 0), ("random", 1), ("certainty", 1)]
 
 
+def test_a_secondary_family_runs_at_its_own_seeds_and_is_read_as_a_family_of_its_own(tmp_path):
+    """The study's design: certainty alone at every seed, a secondary family at the first two; random at every seed."""
+    plan = BF.load_plan(
+        write_plan(
+            tmp_path / "p.yaml",
+            strategies=["random", "certainty", "bald", "d-optimal"],
+            seeds="3",
+            seeds_of={"bald": "0-1", "d-optimal": "0-1"},
+            families=[["certainty"], ["bald", "d-optimal"]],
+            look=3,
+        )
+    )
+    assert plan.seeds_for_strategy("bald") == [0, 1] and plan.seeds_for_strategy("certainty") == [0, 1, 2]
+    assert plan.groups() == {"certainty": "certainty", "bald": "bald+d-optimal", "d-optimal": "bald+d-optimal"}
+    assert list(BF.planned_configs(plan)) == [
+        ("random", 0), ("certainty", 0), ("bald", 0), ("d-optimal", 0),
+        ("random", 1), ("certainty", 1), ("bald", 1), ("d-optimal", 1),
+        ("random", 2), ("certainty", 2),
+    ]  # fmt: skip
+    assert BF.load_plan(write_plan(tmp_path / "q.yaml")).groups() == {"certainty": "all"}  # no families: one
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"strategies": ["random", "certainty", "bald"], "families": [["certainty"]]}, "families: each strategy but random in exactly one"),
+        ({"families": [["certainty"], []]}, "families: each strategy but random in exactly one non-empty family"),
+        ({"seeds_of": {"random": "0-1"}}, "seeds_of.random: a strategy of the plan other than random"),
+        ({"seeds_of": {"certainty": "5-6"}}, "seeds_of.certainty: at least 2 of the plan's seeds (2)"),
+        ({"seeds_of": {"certainty": "x"}}, "seeds_of.certainty:"),
+    ],
+)
+def test_a_family_or_seed_mistake_stops_in_one_line_naming_the_key(tmp_path, change, says):
+    path = write_plan(tmp_path / "p.yaml", **change)
+    with pytest.raises(ConfigError) as e:
+        BF.load_plan(path)
+    assert str(e.value).startswith(f"{path}: ") and says in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
@@ -222,3 +261,26 @@ def test_the_pilot_is_read_only_once_every_planned_run_is_recorded(tmp_path):
     plan = write_plan(tmp_path / "p.yaml")
     with pytest.raises(SystemExit, match=r"^bench frontier: the pilot is read once every planned run is recorded; not yet: random seed 0"):
         BF.main(["--plan", str(plan), "--records", str(tmp_path / "rec"), "--report-only", "--pilot-reading"])
+
+
+def test_a_seed_is_complete_when_every_run_planned_at_it_is_recorded(tmp_path):
+    """With a secondary family at seeds 0–1 the plan is read at 3 seeds once seed 2 has random and certainty; a seed
+    missing a secondary run is not complete."""
+    import shutil
+
+    from tests.test_frontier import run
+
+    plan = BF.load_plan(
+        write_plan(
+            tmp_path / "p.yaml", strategies=["random", "certainty", "bald"], seeds="3", seeds_of={"bald": "0-1"}, kl_grid=[0.5, 1.0], look=3
+        )
+    )
+    configs = dict.fromkeys(BF.planned_configs(plan))
+    root = tmp_path / "runs"
+    for s, k in configs:
+        run(root, s, k, {4: [(0.5, 0.55), (1.0, 0.6)], 12: [(1.0, 0.6 + 0.01 * k), (2.0, 0.7)]}, folder=f"{s}/seed{k}")
+    got = BF.summarise(plan, root, tmp_path / "fig", configs, pool_strata=False, interim=False)
+    assert got["reading"] == {"seeds": [0, 1, 2], "look": 3, "interim": False}
+    shutil.rmtree(root / "bald" / "seed1")
+    with pytest.raises(BF.BeforeLook, match="2 of the plan's 3 seeds have every strategy recorded"):
+        BF.summarise(plan, root, tmp_path / "fig", configs, pool_strata=False, interim=False)

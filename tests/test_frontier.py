@@ -252,3 +252,27 @@ def test_trackers_log_each_epochs_frontier_point_the_last_being_the_waypoints():
     assert [v["frontier/acquired"] for _, v in logged] == [8, 8, 8] and "frontier/soft_win_rate" not in logged[0][1]
     plain = epoch_scalars(StepResult(2, [], [], train, last))
     assert not any(k.startswith("frontier/") for _, v in plain for k in v)  # a step without epoch points logs none
+
+
+def test_declared_groups_of_strategies_are_holm_families_of_their_own(tmp_path):
+    """A primary comparison alone and a secondary family of two (``groups``): Holm runs within each, by hand. Each
+    strategy's frontier is random's raised by d at its points, so its height over [0.5, 1] differs by 0.75·d."""
+    from scipy import stats
+
+    d = {"certainty": (0.02, 0.04, 0.05), "bald": (0.01, 0.03, 0.02), "d-optimal": (-0.01, 0.02, 0.04)}
+    for k in range(3):
+        run(tmp_path, "random", k, {64: [(1.0, 0.6), (2.0, 0.7)]})
+        for s, shift in d.items():
+            run(tmp_path, s, k, {64: [(1.0, 0.6 + shift[k]), (2.0, 0.7 + shift[k])]})
+    pts = F.frontier_points(tmp_path)
+    p = {s: stats.ttest_1samp([0.75 * x for x in shift], 0.0).pvalue for s, shift in d.items()}
+    groups = {"certainty": "primary", "bald": "secondary", "d-optimal": "secondary"}
+    got = F.frontier_comparison(pts, [0.5, 1.0], metrics=("win_rate",), groups=groups).set_index("strategy")
+    assert got.loc["certainty", "mean_diff"] == pytest.approx(0.75 * sum(d["certainty"]) / 3)
+    assert got.loc["certainty", "t_p_holm"] == pytest.approx(p["certainty"])  # alone in its family: unadjusted
+    low, high = sorted(["bald", "d-optimal"], key=p.get)
+    assert got.loc[low, "t_p_holm"] == pytest.approx(min(1.0, 2 * p[low]))
+    assert got.loc[high, "t_p_holm"] == pytest.approx(max(min(1.0, 2 * p[low]), p[high]))
+    one = F.frontier_comparison(pts, [0.5, 1.0], metrics=("win_rate",)).set_index("strategy")  # no groups: one family of 3
+    first = min(p, key=p.get)
+    assert one.loc[first, "t_p_holm"] == pytest.approx(3 * p[first])

@@ -26,7 +26,7 @@ there within the budgets measured. Nothing is extrapolated.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +160,16 @@ def frontier_comparison(
     kl: str | None = None,
     confidence: float = CONFIDENCE,
     baseline: str = "random",
+    groups: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per task × budget × strategy × metric: the mean over the grid of the strategy's frontier minus random's
     (``height`` per run, so the area between the frontiers ÷ the grid's width), paired by seed, through
     ``compare.paired_table`` (t and bootstrap intervals, P(improve), the verdict in the metric's good direction, Holm
     within ``family``: rows sharing those key cells). ``per_point``: one row per grid point instead (``kl`` its
-    value; Holm within ``family`` and the grid point). ``left_out``: seeds with both runs at the budget whose
-    frontiers do not both cover the grid (or the point). A metric no point recorded gives no rows.
+    value; Holm within ``family`` and the grid point). ``groups``: strategy → the family it is read in, so Holm
+    runs within each declared group of strategies too (a primary comparison alone, a secondary family of several);
+    None: every strategy in one. ``left_out``: seeds with both runs at the budget whose frontiers do not both cover
+    the grid (or the point). A metric no point recorded gives no rows.
     """
     kl = kl or kl_axis(points)
     grid = np.asarray(sorted(grid), dtype=float)
@@ -188,11 +191,12 @@ def frontier_comparison(
                     )
                     for col, at, lo, hi in cols:
                         d, out = _paired(fr, task, size, s, col, baseline)
-                        diffs.append(({"task": task, "acquired": int(size), "strategy": s, "metric": m, "kl": at}, d))
+                        group = (groups or {}).get(s, "all")
+                        diffs.append(({"task": task, "acquired": int(size), "strategy": s, "metric": m, "kl": at, "group": group}, d))
                         extra.append({"kl_low": float(lo), "kl_high": float(hi), "left_out": out})
     if not diffs:
         return pd.DataFrame(columns=FRONTIER_COLUMNS)
-    fam = (*family, "kl") if per_point else family
+    fam = (*family, "group", *(("kl",) if per_point else ()))
     out = paired_table(diffs, family=fam, confidence=confidence)
     out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
     out.attrs["kl_axis"] = kl
