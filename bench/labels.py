@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"bench labels: {early} (--interim reads the records so far, marked as not the plan's reading)")
     figures = Path(args.figures or records / "figures")
     summary = report(records, with_reference(configs, args), figures, args.pool_strata, args.looks, endpoint)
-    if early:
+    if early and args.seeds_given:  # --interim (without --seeds the report reads every recorded seed, by design)
         summary["interim"] = early
         summary["markdown"] = f"**Interim, not the plan's reading**: {early}.\n\n{summary['markdown']}"
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)

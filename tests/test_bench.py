@@ -965,6 +965,9 @@ def test_a_plan_is_read_only_once_its_runs_are_recorded_or_at_a_declared_look(be
     assert "interim" not in json.loads(res.read_text())
     with pytest.raises(SystemExit, match="not yet: certainty seed 2"):
         labels.main([*argv, "--looks", "3"])  # not a look: refused
+    # without --seeds it rebuilds the committed report over every recorded seed, unmarked (rules read at fewer seeds)
+    bare = [a for a in argv if a not in ("--seeds", "3")]
+    assert labels.main(bare) == 0 and "interim" not in json.loads(res.read_text())
 
 
 def _pilot_record(folder, size, curve, steps, samples, real, budget=100_000):
