@@ -43,6 +43,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--dpo-records", default=None, help="the DPO study's records (default <records-root>/<config name>)")
     p.add_argument("--report-only", action="store_true", help="only pair the records already there")
+    p.add_argument(
+        "--distinct-cells",
+        action="store_true",
+        help="Holm over distinct hypotheses: a cell whose per-seed differences are another strategy's at that size (the "
+        "first budget: certainty takes random's draw) counted once; a study declares it before its runs",
+    )
     p.add_argument("--shard", default="0/1", help="I/N, as bench labels --shard")
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands, as bench labels --commit")
     p.add_argument(
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         failed = bool(ran["failed"])
     for o, configs in arms.items():
-        doc = report(o, records[o], configs, dpo_records, dpo)
+        doc = report(o, records[o], configs, dpo_records, dpo, args.distinct_cells)
         doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
         (records[o] / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
         (records[o] / "comparison.md").write_text(doc["markdown"])
@@ -149,8 +155,9 @@ def _frame(paths: list[Path], configs: dict):
     return df
 
 
-def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo: dict) -> dict:
-    """The objective's recorded runs against the DPO study's, paired by strategy, seed and labels."""
+def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo: dict, distinct: bool = False) -> dict:
+    """The objective's recorded runs against the DPO study's, paired by strategy, seed and labels; ``distinct``: an
+    identical cell enters the Holm family once (``paired_against``)."""
     from aplkit.results import against_markdown, paired_against
 
     mine = {
@@ -171,7 +178,10 @@ def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo:
     )
     if waiting:
         head += " No DPO record yet for: " + ", ".join(f"{s} seed {k}" for s, k in waiting) + "."
-    cmp = paired_against(_frame([mine[p] for p in paired], configs), _frame([base[p] for p in paired], dpo)) if paired else None
+    if distinct:
+        head += " Holm over distinct cells: a cell identical to another strategy's at its size is counted once."
+    frames = (_frame([mine[p] for p in paired], configs), _frame([base[p] for p in paired], dpo)) if paired else None
+    cmp = paired_against(*frames, distinct=distinct) if frames else None
     table = against_markdown(cmp, objective) if cmp is not None and len(cmp) else "no paired runs recorded yet\n"
     return {
         "objective": objective,

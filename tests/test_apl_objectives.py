@@ -100,6 +100,31 @@ def test_paired_against_by_hand(tmp_path):
     assert "conditional − DPO" in md and "| KL along test completions | imdb | 16 | Pref certainty | 3 | +1.000 |" in md
 
 
+def test_distinct_cells_count_the_first_budget_of_both_strategies_once(tmp_path, monkeypatch):
+    """Certainty's first step takes random's draw, so at 16 labels both strategies' runs, and their differences, are
+    the same: with ``distinct`` that hypothesis enters the Holm family once (3 win-rate tests, not 4), its rows alike."""
+    import tests.test_apl_objectives as me
+
+    monkeypatch.setitem(me.WR_DIFF, ("random", 16), me.WR_DIFF[("certainty", 16)])  # +0.02, +0.02, +0.04 on both
+    for k in range(3):
+        for s in ("random", "certainty"):
+            _make(tmp_path / "cond", "conditional", s, k)
+            _make(tmp_path / "dpo", "dpo", s, k)
+    cond, dpo = load_runs(tmp_path / "cond"), load_runs(tmp_path / "dpo")
+    p0, p2, p1 = t2_p(4 * math.sqrt(3)), t2_p(4.0), t2_p(math.sqrt(3))  # random 32, both at 16, certainty 32
+    row = lambda t, s, n: t[(t["metric"] == "win_rate") & (t["strategy"] == s) & (t["acquired"] == n)].iloc[0]  # noqa: E731
+    every = paired_against(cond, dpo)
+    assert row(every, "random", 32)["p_holm"] == pytest.approx(4 * p0, rel=1e-6)
+    assert row(every, "certainty", 16)["p_holm"] == pytest.approx(3 * p2, rel=1e-6)  # counted twice: × 3, then × 3
+    once = paired_against(cond, dpo, distinct=True)
+    assert row(once, "random", 32)["p_holm"] == pytest.approx(3 * p0, rel=1e-6)
+    assert row(once, "random", 16)["p_holm"] == row(once, "certainty", 16)["p_holm"] == pytest.approx(2 * p2, rel=1e-6)
+    assert row(once, "certainty", 32)["p_holm"] == pytest.approx(max(2 * p2, p1), rel=1e-6)
+    order = ["task", "metric", "strategy", "acquired"]
+    assert once[order].values.tolist() == every[order].values.tolist()  # the same rows in the same order
+    assert row(once, "certainty", 16)["mean_diff"] == row(once, "random", 16)["mean_diff"] == pytest.approx(0.08 / 3)
+
+
 def test_one_seed_has_no_interval_and_no_verdict(tmp_path):
     _make(tmp_path / "cond", "conditional", "random", 0)
     _make(tmp_path / "dpo", "dpo", "random", 0)
@@ -139,6 +164,11 @@ def test_report_pairs_the_objectives_records_with_the_dpo_studys_own(tmp_path):
     md = (root / "imdb-cpu-conditional" / "comparison.md").read_text()
     assert "5 paired runs of 6 planned" in md and "No DPO record yet for: certainty seed 2." in md
     assert md == doc["markdown"] and "| win-rate | imdb | 32 | Pref certainty | 2 | -0.020 |" in md
+    assert "Holm over distinct cells" not in md
+    assert apl_objectives.main(["--report-only", *PLAN, "--records-root", str(root), "--distinct-cells"]) == 0
+    again = json.loads((root / "imdb-cpu-conditional" / "comparison.json").read_text())
+    assert "Holm over distinct cells: a cell identical to another strategy's at its size is counted once." in again["markdown"]
+    assert again["comparison"] == doc["comparison"]  # no two cells alike here (random has seed 2, certainty not)
 
 
 def test_bad_objectives_fail_in_one_line_before_any_run(tmp_path, monkeypatch):

@@ -592,7 +592,11 @@ AGAINST_METRICS = ("win_rate", *(m.field for m in METRICS if m.row == "heldout")
 
 
 def paired_against(
-    runs: pd.DataFrame, baseline: pd.DataFrame, metrics: tuple[str, ...] = AGAINST_METRICS, confidence: float = CONFIDENCE
+    runs: pd.DataFrame,
+    baseline: pd.DataFrame,
+    metrics: tuple[str, ...] = AGAINST_METRICS,
+    confidence: float = CONFIDENCE,
+    distinct: bool = False,
 ) -> pd.DataFrame:
     """Two sets of runs of one plan (``load_runs`` frames: say the APL loop fine-tuned with conditional training, and
     with DPO) paired by task, strategy, seed and acquired-set size: per task × size × strategy × metric, the mean of
@@ -605,6 +609,10 @@ def paired_against(
     ``LOWER_IS_BETTER`` lists), else undecided; n/a where nothing can be tested (one seed, or the same difference on
     every seed: outside the Holm family). A metric neither set recorded gives no rows. Rows: by task, then metric in
     the order asked, then strategy and size.
+
+    ``distinct``: a per-seed difference identical to another strategy's at the same size (certainty's first step
+    takes random's draw, so both strategies' first-budget runs are the same runs) is one hypothesis: it enters the
+    Holm family once and its row repeats that strategy's numbers. Off by default: a study declares it before its runs.
     """
     cols = ["task", "acquired", "strategy", "metric", "n", "mean_diff", "sd", "t_low", "t_high", "boot_low", "boot_high"]
     cols += ["p", "p_holm", "holm_level", "holm_low", "holm_high", "verdict"]
@@ -622,7 +630,27 @@ def paired_against(
                     diffs.append(({"task": task, "acquired": int(size), "strategy": s, "metric": m}, d))
     if not diffs:
         return pd.DataFrame(columns=cols)
+    asked = [(c["task"], c["strategy"], c["acquired"], c["metric"]) for c, _ in diffs]
+    repeats: list[tuple[dict, dict]] = []
+    if distinct:
+        first: dict[tuple, dict] = {}
+        kept = []
+        for cells, d in diffs:
+            key = (cells["task"], cells["acquired"], cells["metric"], np.asarray(d, dtype=float).tobytes())
+            if key in first:
+                repeats.append((cells, first[key]))
+            else:
+                first[key] = cells
+                kept.append((cells, d))
+        diffs = kept
     out = paired_table(diffs, family=("task", "metric"), confidence=confidence).rename(columns={"t_p": "p", "t_p_holm": "p_holm"})
+    for cells, same in repeats:
+        hit = (out["task"] == same["task"]) & (out["acquired"] == same["acquired"]) & (out["metric"] == same["metric"])
+        out = pd.concat([out, out[hit & (out["strategy"] == same["strategy"])].assign(strategy=cells["strategy"])], ignore_index=True)
+    if repeats:  # back in the order asked
+        at = {k: i for i, k in enumerate(asked)}
+        out = out.iloc[sorted(range(len(out)), key=lambda i: at[tuple(out.loc[i, ["task", "strategy", "acquired", "metric"]])])]
+        out = out.reset_index(drop=True)
     out["verdict"] = ["n/a" if math.isnan(p) else v for p, v in zip(out["p"], out["holm_verdict"], strict=True)]
     rank = {m: i for i, m in enumerate(dict.fromkeys([*metrics, *out["metric"]]))}
     out = out.sort_values(["task", "metric"], key=lambda c: c.map(rank) if c.name == "metric" else c, kind="stable")
