@@ -85,7 +85,7 @@ class FrontierPlan:
         others = [s for s in self.strategies if s != "random"]
         if not self.families:
             return dict.fromkeys(others, "all")
-        return {s: "+".join(f) for f in self.families for s in f}
+        return {s: ", ".join(f) for f in self.families for s in f}
 
     @property
     def reading(self) -> int:

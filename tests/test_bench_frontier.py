@@ -87,7 +87,7 @@ def test_a_secondary_family_runs_at_its_own_seeds_and_is_read_as_a_family_of_its
         )
     )
     assert plan.seeds_for_strategy("bald") == [0, 1] and plan.seeds_for_strategy("certainty") == [0, 1, 2]
-    assert plan.groups() == {"certainty": "certainty", "bald": "bald+d-optimal", "d-optimal": "bald+d-optimal"}
+    assert plan.groups() == {"certainty": "certainty", "bald": "bald, d-optimal", "d-optimal": "bald, d-optimal"}
     assert list(BF.planned_configs(plan)) == [
         ("random", 0), ("certainty", 0), ("bald", 0), ("d-optimal", 0),
         ("random", 1), ("certainty", 1), ("bald", 1), ("d-optimal", 1),
