@@ -13,7 +13,8 @@
   pass for the KL along them (and the policy's, where the sampler's distributions are not used: compute other than
   fp32), the LM loss on held-out text, one judge call per test prompt and, with ``evaluation.kl_samples``, the T = 1
   samples and the KL along them, where a judge of the policy's generations exists; a waypoint with
-  ``evaluation.epoch_points`` is evaluated so after each epoch of its step; a pool-based run (``data.task: preferences``) also takes the held-out pairs'
+  ``evaluation.epoch_points`` is evaluated after each earlier epoch of its step too, without the LM loss and (with
+  T = 1 samples) the KL along the test completions unless ``evaluation.epoch_companions``; a pool-based run (``data.task: preferences``) also takes the held-out pairs'
   log-probs, θ0's once and the policy's at every waypoint. In a pool the candidate pairs are read, not generated
   (``Passes.pairs``); a stored response is billed at ``max_new_tokens``, as a generated one.
 
@@ -223,10 +224,12 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
             # after each earlier epoch too (``evaluation.epoch_points``), every one a whole evaluation
             evaluations = last if judged and t * a.acquire_batch in set(e.epoch_points) else 1
             kl_passes = 1 if sampler_records else 2  # θ0's along the sampler's distributions; without them the policy's too
-            for _ in range(evaluations if judged else 0):
+            for i in range(evaluations if judged else 0):
+                lean = i < evaluations - 1 and not e.epoch_companions  # an earlier epoch's: what the frontier reads
                 ev.add(e.test_prompts, prompt + eval_comp, n)  # the policy's test completions
-                ev.add(kl_passes * e.test_prompts, prompt + eval_comp, n)  # the KL along them
-                if e.lm_texts and e.lm_tokens >= 2:
+                if not (lean and e.kl_samples):
+                    ev.add(kl_passes * e.test_prompts, prompt + eval_comp, n)  # the KL along them
+                if e.lm_texts and e.lm_tokens >= 2 and not lean:
                     ev.add(e.lm_texts, e.lm_tokens, n)
                 if e.kl_samples:  # the policy's KL at T = 1: its own samples and the KL along them
                     ev.add((1 + kl_passes) * e.kl_samples * e.test_prompts, prompt + eval_comp, n)

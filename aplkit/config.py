@@ -245,6 +245,10 @@ class EvaluationConfig:
     # waypoints (acquired-set sizes) also evaluated after every earlier epoch of their step's training: points of the
     # run's win-rate-against-KL frontier by early stopping, one evaluation each (EpochEvalRow); [] = none
     epoch_points: list[int] = field(default_factory=list)
+    # after an earlier epoch, also the companions the frontier does not read: the KL along the test completions (always
+    # measured when kl_samples = 0, as the frontier's x-axis then) and the LM loss; off: those evaluations cost the
+    # test completions, the judge and the T = 1 KL only (the waypoint's own evaluation measures everything)
+    epoch_companions: bool = False
 
     def problems(self, prefix: str = "evaluation") -> list[str]:
         out = _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))

@@ -319,29 +319,35 @@ class Evaluator:
         ``epoch``: an evaluation after that epoch of the step's training, before its last (``evaluation.epoch_points``),
         written as ``EpochEvalRow`` and ``EpochEvalPairRow`` beside the waypoints' rows. Every epoch of a step is
         sampled with the step's evaluation seed (common random numbers along the step's frontier), so the last
-        epoch's evaluation is the waypoint's own.
+        epoch's evaluation is the waypoint's own. Unless ``evaluation.epoch_companions``, such an evaluation leaves
+        out what the frontier does not read — the LM loss, and the KL along the test completions where the KL at
+        T = 1 is measured — and every other number is what a full evaluation gives (none of them draws a random number).
         """
         from aplkit.oracles.labelling import label_pairs
 
+        e = self.cfg.evaluation
+        lean = epoch is not None and not e.epoch_companions
+        path_kl = not (lean and e.kl_samples > 0)
         base = self.baseline()
-        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"), kl=True)
+        samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"), kl=path_kl)
         ys = [s.text for s in samples]
         prompts = [p.text for p in self.test]
         pairs = list(zip(prompts, base, ys, strict=True))
         labels = label_pairs(self.oracle, self.ledger, pairs, derive_seed(self.cfg.seed, "eval-order"), purpose="eval")
         gaps = reward_gaps(self.oracle, prompts, ys, base)
-        kls = self.kl_path(samples)
+        kls = self.kl_path(samples) if path_kl else None
         kl_t1s = self.kl_t1(derive_seed(self.cfg.seed, step, "kl-t1"))
         per_gap = gaps if gaps is not None else [None] * len(self.test)
+        per_kl = kls if kls is not None else [None] * len(self.test)
         per_t1 = kl_t1s if kl_t1s is not None else [None] * len(self.test)
         pair_row = EvalPairRow if epoch is None else EpochEvalPairRow
         extra = {} if epoch is None else {"epoch": epoch}
-        for p, b, y, lab, g, k, k1 in zip(self.test, base, ys, labels, per_gap, kls, per_t1, strict=True):
+        for p, b, y, lab, g, k, k1 in zip(self.test, base, ys, labels, per_gap, per_kl, per_t1, strict=True):
             self.run.add(pair_row(step, p.id, p.text, b, y, lab.preferred, lab.tie, policy_probability(lab), g, k, k1, **extra))
         wr = win_rate(labels, policy_index=1)
         soft = soft_win_rate(labels, policy_index=1)
         gap = mean_se(gaps) if gaps is not None else None
-        kl = mean_se(kls)
+        kl = mean_se(kls) if kls is not None else None
         kl_t1 = mean_se(kl_t1s) if kl_t1s is not None else None
         row = (EvalRow if epoch is None else EpochEvalRow)(
             step,
@@ -359,7 +365,7 @@ class Evaluator:
             reward_gap_stderr=gap.stderr if gap else None,
             kl=kl.mean if kl else None,
             kl_stderr=kl.stderr if kl else None,
-            lm_loss=self.lm_loss(self.models.policy),
+            lm_loss=None if lean else self.lm_loss(self.models.policy),
             lm_loss_theta0=self.lm_loss_theta0(),
             kl_t1=kl_t1.mean if kl_t1 else None,
             kl_t1_stderr=kl_t1.stderr if kl_t1 else None,

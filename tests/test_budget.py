@@ -160,6 +160,23 @@ def test_epoch_points_and_t1_samples_are_billed_as_the_evaluations_a_tiny_run_ma
     assert bill.generated_tokens == 3 * 2 * 4 * comp + 8 * comp * evaluations * 2 + 8 * comp  # 3 steps' pairs, test + T = 1 samples, θ0's
 
 
+def test_an_earlier_epochs_point_is_billed_without_the_companions_the_frontier_does_not_read():
+    """The frontier's settings (per-epoch points at 32 and 64, one T = 1 sample): each of the 6 earlier epochs' points
+    leaves out θ0's pass along the 256 test completions (12 + 24 tokens) and the LM loss (64 texts × 64 tokens)."""
+    from aplkit.config import read_config
+
+    sets = ["evaluation.waypoints=[32,64]", "evaluation.epoch_points=[32,64]", "evaluation.kl_samples=1"]
+    lean = run_bill(read_config("imdb-cpu", sets, strategy="random"))
+    every = run_bill(read_config("imdb-cpu", [*sets, "evaluation.epoch_companions=true"], strategy="random"))
+    n = KNOWN_MODELS["smollm2-135m"][0]
+    saved = 6 * 2 * n * (256 * (12 + 24) + 64 * 64)
+    assert every.phases["evaluate"].flops - lean.phases["evaluate"].flops == pytest.approx(saved)
+    assert every.judge_calls == lean.judge_calls and every.generated_tokens == lean.generated_tokens  # judged and sampled alike
+    plain = run_bill(read_config("imdb-cpu", [*sets, "evaluation.kl_samples=0"], strategy="random"))
+    again = run_bill(read_config("imdb-cpu", [*sets, "evaluation.kl_samples=0", "evaluation.epoch_companions=true"], strategy="random"))
+    assert again.phases["evaluate"].flops - plain.phases["evaluate"].flops == pytest.approx(6 * 2 * n * 64 * 64)  # the KL is the x-axis
+
+
 def test_compute_other_than_fp32_bills_the_policy_pass_the_sampler_saves():
     from aplkit.config import read_config  # unchecked: a CPU without bf16 instructions refuses the bf16 config
 

@@ -158,7 +158,8 @@ def test_epoch_points_and_the_t1_kl_leave_every_other_row_as_it_was(tmp_path):
     from tests.test_loop import TINY
 
     out = {}
-    for name, sets in (("plain", EPOCHS), ("points", [*EPOCHS, *POINTS]), ("two", ["training.epochs=2"])):
+    full = [*EPOCHS, *POINTS, "evaluation.epoch_companions=true"]
+    for name, sets in (("plain", EPOCHS), ("points", [*EPOCHS, *POINTS]), ("two", ["training.epochs=2"]), ("full", full)):
         res = run_experiment(load_config("imdb-cpu", [*TINY, *sets], strategy="certainty"), tmp_path / name, progress=False)
         out[name] = {
             f: list(read_jsonl(tmp_path / name / f"{f}.jsonl")) for f in ("acquired", "train", "eval", "eval_pairs", "eval_epochs")
@@ -177,9 +178,19 @@ def test_epoch_points_and_the_t1_kl_leave_every_other_row_as_it_was(tmp_path):
     for r in [*ep, *points["eval"]]:
         mine = [p for p in (pairs if "epoch" in r else points["eval_pairs"]) if p["step"] == r["step"] and p.get("epoch") == r.get("epoch")]
         assert len(mine) == 8 and r["kl_t1"] == pytest.approx(sum(p["kl_t1"] for p in mine) / 8) and r["kl_t1"] > 0
+    # an earlier epoch's point leaves out what the frontier does not read (the LM loss, and the KL along the test
+    # completions beside the KL at T = 1); with evaluation.epoch_companions it measures them, and nothing else changes
+    companions = ("kl", "kl_stderr", "lm_loss")
+    assert all(r[k] is None for r in ep for k in companions) and all(p["kl"] is None for p in pairs)
+    assert all(r["kl"] is not None and r["lm_loss"] is not None for r in points["eval"])
+    every = out["full"]
+    for f in ("acquired", "train", "eval", "eval_pairs"):
+        assert _without(every[f], ("cached", "seconds")) == _without(points[f], ("cached", "seconds")), f
+    assert _without(every["eval_epochs"], ("seconds", *companions)) == _without(ep, ("seconds", *companions))
+    assert all(r[k] is not None for r in every["eval_epochs"] for k in companions)
     # the step-1 policy after 2 of 3 epochs is the policy a 2-epoch run ends step 1 with: the same evaluation
     two = out["two"]["eval"][0]
-    assert _without([ep[1]], ("epoch", *T1)) == _without([two], T1)
+    assert _without([every["eval_epochs"][1]], ("epoch", *T1)) == _without([two], T1)
 
 
 def test_evaluation_at_theta0_has_no_kl_at_t1_either(tmp_path):
