@@ -630,7 +630,7 @@ def paired_against(
                     diffs.append(({"task": task, "acquired": int(size), "strategy": s, "metric": m}, d))
     if not diffs:
         return pd.DataFrame(columns=cols)
-    asked = [(c["task"], c["strategy"], c["acquired"], c["metric"]) for c, _ in diffs]
+    order = {(c["task"], c["strategy"], c["acquired"], c["metric"]): i for i, (c, _) in enumerate(diffs)}
     repeats: list[tuple[dict, dict]] = []
     if distinct:
         first: dict[tuple, dict] = {}
@@ -648,9 +648,8 @@ def paired_against(
         hit = (out["task"] == same["task"]) & (out["acquired"] == same["acquired"]) & (out["metric"] == same["metric"])
         out = pd.concat([out, out[hit & (out["strategy"] == same["strategy"])].assign(strategy=cells["strategy"])], ignore_index=True)
     if repeats:  # back in the order asked
-        at = {k: i for i, k in enumerate(asked)}
-        out = out.iloc[sorted(range(len(out)), key=lambda i: at[tuple(out.loc[i, ["task", "strategy", "acquired", "metric"]])])]
-        out = out.reset_index(drop=True)
+        at = [order[k] for k in zip(out["task"], out["strategy"], out["acquired"], out["metric"], strict=True)]
+        out = out.iloc[np.argsort(at, kind="stable")].reset_index(drop=True)
     out["verdict"] = ["n/a" if math.isnan(p) else v for p, v in zip(out["p"], out["holm_verdict"], strict=True)]
     rank = {m: i for i, m in enumerate(dict.fromkeys([*metrics, *out["metric"]]))}
     out = out.sort_values(["task", "metric"], key=lambda c: c.map(rank) if c.name == "metric" else c, kind="stable")
