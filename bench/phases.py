@@ -7,7 +7,8 @@ Runs steps 1..``--step`` of the preset (budget ``step``·M, one waypoint at the 
 step (from step 2 on, certainty pays its θ0 pass, which it skips at θ0) and prints, per phase, its seconds and the
 inclusive seconds of the parts named in ``PARTS`` with their share of the phase, and the DPO step's model FLOP/s
 (6·N per real token trained each epoch, 2·N per token of θ0's cached log-probs; padding not counted) as a share of
-a one-thread matmul probe in the run's compute dtype. The profiler's own overhead
+a one-thread matmul probe in the run's compute dtype. Evaluations after earlier epochs (``evaluation.epoch_points``)
+count as evaluate, as the step books them, their parts added to evaluate's. The profiler's own overhead
 lands on Python calls (≈ a few % of a decode-bound step here), so read the shares, not the absolute seconds.
 Writes ``<out>/<config>-<strategy>-<dtype>.json`` with the machine and commit. Start two processes side by side
 (one thread each) on cores nothing else uses.
@@ -59,16 +60,15 @@ def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[s
     """Run steps 1..step of ``config`` in a temporary folder; the last step's phases with their parts."""
     from aplkit import loop
     from aplkit.checks import load_config
+    from aplkit.config import read_config
 
-    cfg0 = load_config(config, [f"strategy={strategy}", f"model.dtype={dtype}", *sets])
-    m = cfg0.acquisition.acquire_batch
-    cfg = load_config(
-        config,
-        [f"strategy={strategy}", f"model.dtype={dtype}", f"acquisition.budget={step * m}", f"evaluation.waypoints=[{step * m}]", *sets],
-    )
+    mine = [f"strategy={strategy}", f"model.dtype={dtype}", *sets]
+    m = read_config(config, mine).acquisition.acquire_batch  # M, read before the budget that depends on it is set
+    cfg = load_config(config, [*mine, f"acquisition.budget={step * m}", f"evaluation.waypoints=[{step * m}]"])
     found: dict[str, dict] = {}
-    watch = {"on": False}
-    plain = loop._Clock.__call__
+    watch: dict = {"on": False, "prof": None, "epochs": 0}
+    plain, plain_epoch = loop._Clock.__call__, loop._EpochPoints.__call__
+    after_epochs = cProfile.Profile()  # the evaluations after earlier epochs (evaluation.epoch_points): evaluate's
 
     def clocked(self, name, fn, *args, **kwargs):
         if not watch["on"]:
@@ -76,11 +76,13 @@ def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[s
         prof = cProfile.Profile()
 
         def inside(*a, **k):
+            watch["prof"] = prof
             prof.enable()
             try:
                 return fn(*a, **k)
             finally:
                 prof.disable()
+                watch["prof"] = None
 
         out = plain(self, name, inside, *args, **kwargs)
         stats = pstats.Stats(prof)
@@ -89,7 +91,22 @@ def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[s
         found[name] = {"seconds": seconds, "parts": parts}
         return out
 
+    def epoch_point(self, st):
+        train = watch["prof"]
+        if not watch["on"] or train is None:
+            return plain_epoch(self, st)
+        before = len(self.rows)
+        train.disable()
+        after_epochs.enable()
+        try:
+            return plain_epoch(self, st)
+        finally:
+            after_epochs.disable()
+            watch["epochs"] += len(self.rows) - before
+            train.enable()
+
     loop._Clock.__call__ = clocked
+    loop._EpochPoints.__call__ = epoch_point
     try:
         with tempfile.TemporaryDirectory() as tmp:
             exp = loop.Experiment(cfg, out=Path(tmp) / "run")
@@ -103,7 +120,14 @@ def profile_step(config: str, strategy: str, dtype: str, step: int, sets: list[s
             finally:
                 exp.close()
     finally:
-        loop._Clock.__call__ = plain
+        loop._Clock.__call__, loop._EpochPoints.__call__ = plain, plain_epoch
+    for name in found:  # the step's own booking: evaluations after earlier epochs count as evaluate, not train
+        found[name]["seconds"] = res.seconds.get(f"{name}_s", found[name]["seconds"])
+    if watch["epochs"] and "evaluate" in found:
+        stats = pstats.Stats(after_epochs)
+        for label, suffix, fn_name in PARTS["evaluate"]:
+            found["evaluate"]["parts"][label] = round(found["evaluate"]["parts"][label] + part_seconds(stats, suffix, fn_name), 3)
+        found["evaluate"]["after_epochs"] = watch["epochs"]
     out = {"config": cfg.name, "strategy": strategy, "dtype": dtype, "step": step, "pairs_trained": len(xp), "phases": found}
     shape = model_shape(cfg.model.spec)
     if shape and "train" in found:  # the DPO step's model FLOPs from its real tokens (bench compute's MFU rule)
@@ -132,7 +156,8 @@ def train_tokens(tokenizer, prefs: list, newest: list) -> dict[str, int]:
 def lines(res: dict) -> list[str]:
     out = [f"{res['config']} · {res['strategy']} · {res['dtype']} · step {res['step']} ({res['pairs_trained']} pairs trained)"]
     for phase, r in res["phases"].items():
-        out.append(f"  {phase:<9} {r['seconds']:8.1f} s")
+        after = f"  (with {r['after_epochs']} evaluations after earlier epochs)" if r.get("after_epochs") else ""
+        out.append(f"  {phase:<9} {r['seconds']:8.1f} s{after}")
         for label, sec in r["parts"].items():
             share = sec / r["seconds"] if r["seconds"] else 0.0
             out.append(f"    {label:<26} {sec:8.1f} s  {share:6.1%}")

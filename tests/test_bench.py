@@ -1131,3 +1131,18 @@ def test_an_endpoint_not_on_the_win_rates_scale_is_refused_in_one_line_before_an
             msg
             == f"--endpoint: expected one of win_rate, soft_win_rate, heldout_accuracy (a metric on the win-rate's 0–1 scale), got {field!r}"
         )
+
+
+@pytest.mark.slow  # two tiny steps
+def test_phases_count_evaluations_after_earlier_epochs_as_evaluate(tmp_path):
+    """With evaluation.epoch_points the profiled step's evaluations after its earlier epochs are booked to evaluate, as
+    the step books them, not to train (the DPO step's FLOP/s would read them as training)."""
+    from bench.phases import lines, profile_step
+    from tests.test_loop import TINY
+
+    sets = [*TINY, "training.epochs=3", "evaluation.epoch_points=[8]", "evaluation.kl_samples=1"]  # step 2: 8 labels
+    res = profile_step("imdb-cpu", "random", "float32", 2, sets)
+    ev, train = res["phases"]["evaluate"], res["phases"]["train"]
+    assert ev["after_epochs"] == 2 and "after_epochs" not in train
+    assert ev["parts"]["KL at T = 1"] > 0 and ev["parts"]["generation (decode)"] > 0
+    assert any(x.startswith("  evaluate") and x.endswith("(with 2 evaluations after earlier epochs)") for x in lines(res))
