@@ -225,11 +225,11 @@ def run_bill(cfg: ExperimentConfig) -> Bill:
             evaluations = last if judged and t * a.acquire_batch in set(e.epoch_points) else 1
             kl_passes = 1 if sampler_records else 2  # θ0's along the sampler's distributions; without them the policy's too
             for i in range(evaluations if judged else 0):
-                lean = i < evaluations - 1 and not e.epoch_companions  # an earlier epoch's: what the frontier reads
+                path_kl, lm = e.epoch_point_measures() if i < evaluations - 1 else (True, True)  # an earlier epoch's
                 ev.add(e.test_prompts, prompt + eval_comp, n)  # the policy's test completions
-                if not (lean and e.kl_samples):
+                if path_kl:
                     ev.add(kl_passes * e.test_prompts, prompt + eval_comp, n)  # the KL along them
-                if e.lm_texts and e.lm_tokens >= 2 and not lean:
+                if lm and e.lm_texts and e.lm_tokens >= 2:
                     ev.add(e.lm_texts, e.lm_tokens, n)
                 if e.kl_samples:  # the policy's KL at T = 1: its own samples and the KL along them
                     ev.add((1 + kl_passes) * e.kl_samples * e.test_prompts, prompt + eval_comp, n)

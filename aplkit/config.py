@@ -250,6 +250,11 @@ class EvaluationConfig:
     # test completions, the judge and the T = 1 KL only (the waypoint's own evaluation measures everything)
     epoch_companions: bool = False
 
+    def epoch_point_measures(self) -> tuple[bool, bool]:
+        """What an evaluation after an earlier epoch measures beside the win-rate, its judge's companions and the KL at
+        T = 1: (the KL along the test completions, the LM loss). The one rule the evaluator and the bill follow."""
+        return (True, True) if self.epoch_companions else (self.kl_samples == 0, False)
+
     def problems(self, prefix: str = "evaluation") -> list[str]:
         out = _positive(self, prefix, ("test_prompts", "temperature", "batch_size"))
         names = ("lm_texts", "lm_tokens", "kl_samples")

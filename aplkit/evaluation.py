@@ -325,9 +325,7 @@ class Evaluator:
         """
         from aplkit.oracles.labelling import label_pairs
 
-        e = self.cfg.evaluation
-        lean = epoch is not None and not e.epoch_companions
-        path_kl = not (lean and e.kl_samples > 0)
+        path_kl, lm = self.cfg.evaluation.epoch_point_measures() if epoch is not None else (True, True)
         base = self.baseline()
         samples = self.sample(self.models.policy, derive_seed(self.cfg.seed, step, "eval"), kl=path_kl)
         ys = [s.text for s in samples]
@@ -365,7 +363,7 @@ class Evaluator:
             reward_gap_stderr=gap.stderr if gap else None,
             kl=kl.mean if kl else None,
             kl_stderr=kl.stderr if kl else None,
-            lm_loss=None if lean else self.lm_loss(self.models.policy),
+            lm_loss=self.lm_loss(self.models.policy) if lm else None,
             lm_loss_theta0=self.lm_loss_theta0(),
             kl_t1=kl_t1.mean if kl_t1 else None,
             kl_t1_stderr=kl_t1.stderr if kl_t1 else None,
