@@ -209,7 +209,7 @@ def report(records: dict[str, Path], arms: dict[str, dict], interim: str | None 
         interim=interim,
         reasons=why,
         seconds=secs,
-        markdown="\n\n".join([head, against_markdown(cmp, "bf16").replace("bf16 − DPO", "bf16 − fp32"), rule, "\n".join(lines)]) + "\n",
+        markdown="\n\n".join([head, against_markdown(cmp, "bf16", "fp32"), rule, "\n".join(lines)]) + "\n",
     )
     return doc
 

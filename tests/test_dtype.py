@@ -42,6 +42,8 @@ def test_both_arms_of_a_tiny_plan_are_recorded_and_paired(tmp_path, monkeypatch)
         rec = json.loads((tmp_path / "rec" / f"imdb-cpu-{d}" / "random" / "seed0.json").read_text())
         assert rec["head"]["config"]["model"]["dtype"] == d
     assert "Keep fp32" in doc["markdown"] or "Adopt bf16" in doc["markdown"]
+    assert "| bf16 − fp32 |" in doc["markdown"] and "each bf16 run with the fp32 run of the same strategy and seed" in doc["markdown"]
+    assert "DPO" not in doc["markdown"]  # the arms are two dtypes of one objective
     # a plan of two seeds with one pair in: read once both are, or --interim with no decision
     two = [*args, "--seeds", "0-1", "--report-only"]
     with pytest.raises(SystemExit, match=r"1 of the plan's 2 pairs are recorded in both arms.*--interim"):
