@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -250,6 +251,8 @@ def test_the_pilot_reading_applies_its_rules_by_hand(tmp_path):
     assert got["certainty"]["differences"] == pytest.approx([0.036389 + 0.727778 * d for d in (0.0, 0.02, 0.04)], abs=1e-6)
     assert got["certainty"]["sd"] == pytest.approx(0.727778 * 0.02, abs=1e-6)
     assert got["certainty"]["seeds"] == 9  # the floor: 2.306 · 0.0146 / 3 is well inside ±0.03
+    bias = got["certainty"]["null_bias"]  # descriptive (F.null_bias, checked by enumeration in test_frontier)
+    assert math.isfinite(bias["mean"]) and 0 < bias["se"] < 0.01
 
 
 def test_seeds_for_a_half_width_by_hand():

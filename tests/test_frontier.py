@@ -55,6 +55,34 @@ def test_mean_height_is_the_exact_area_over_the_grid_by_hand():
     assert F.mean_height(xs, vs, 2.0, 2.0) == pytest.approx(0.8)
 
 
+def _points(rows: list[tuple[str, int, float, float, int]]):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["strategy", "seed", "kl_t1", "win_rate", "n"]).assign(acquired=64)
+
+
+def test_the_running_maxs_lift_under_a_shared_frontier_matches_exact_enumeration():
+    """n = 1, so each point is 1 with probability p = 0.75 and 0 otherwise; θ0 is (0, ½), the grid [0.5, 1].
+    Random has one point at KL 1: height ½ + (m − ½)·¾ with m = 1 w.p. p else ½ (the max with θ0's ½), mean
+    ½ + ⅜p = 0.78125. The other has points at 0.5 and 1: height (m₁ + m₂)/2 with m₁ = 1 w.p. p, m₂ = 1 w.p.
+    1 − (1 − p)², mean ½ + ¼(p + 1 − (1 − p)²) = 0.921875. So the lift is 0.140625 for the one with more points."""
+    pts = _points([("random", 0, 1.0, 0.0, 1), ("other", 0, 0.5, 0.0, 1), ("other", 0, 1.0, 0.0, 1)])
+    bias, se = F.null_bias(pts, [0.5, 1.0], 64, "other", curve=lambda k: np.full(np.shape(k), 0.75), sims=20000)
+    assert se < 0.003 and abs(bias - 0.140625) < 4 * se
+    # the same KL positions for both: no lift either way; a seed whose run stops before the grid's end is left out
+    same = _points([(s, 0, x, 0.0, 256) for s in ("random", "other") for x in (0.3, 0.6, 1.0)] + [("other", 1, 0.4, 0.0, 256)])
+    bias, se = F.null_bias(same, [0.5, 1.0], 64, "other", curve=lambda k: 0.5 + 0.2 * np.asarray(k), sims=4000)
+    assert abs(bias) < 4 * se and se < 0.002
+    assert math.isnan(F.null_bias(same[same["seed"] == 1], [0.5, 1.0], 64, "other")[0])
+
+
+def test_the_shared_curve_is_the_weighted_isotonic_fit_held_at_theta0():
+    """Values 0.7 (n 100) at KL 1 and 0.6 (n 300) at KL 2 pool to 0.625 at both (a decrease is not a frontier);
+    θ0 keeps ½ with the weight of every point."""
+    g = F.shared_curve([1.0, 2.0], [0.7, 0.6], [100, 300], 0.5)
+    assert np.allclose(g([0.0, 0.5, 1.0, 2.0, 3.0]), [0.5, 0.5625, 0.625, 0.625, 0.625])
+
+
 def test_frontier_comparison_by_hand_with_a_seed_left_out_for_not_covering_the_grid(tmp_path):
     run(tmp_path, "certainty", 0, {64: STRATEGY})
     run(tmp_path, "random", 0, {64: RANDOM})

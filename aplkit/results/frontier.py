@@ -133,6 +133,66 @@ def run_frontiers(points: pd.DataFrame, grid: Sequence[float], metric_field: str
     return out
 
 
+# --------------------------------------------------------------------------- the running max under a shared frontier
+
+
+def shared_curve(kl: Sequence[float], values: Sequence[float], n: Sequence[float], at_theta0: float):
+    """The one frontier two strategies' points would share under the null: the n-weighted isotonic (non-decreasing)
+    fit of the values on KL, θ0's (0, ``at_theta0``) held with the weight of every point together; a function of κ,
+    linear between the fitted points and flat beyond the last."""
+    from scipy.optimize import isotonic_regression
+
+    x = np.concatenate([[0.0], np.asarray(kl, dtype=float)])
+    y = np.concatenate([[float(at_theta0)], np.asarray(values, dtype=float)])
+    w = np.concatenate([[float(np.sum(n))], np.asarray(n, dtype=float)])
+    order = np.argsort(x, kind="stable")
+    fit = isotonic_regression(y[order], weights=w[order], increasing=True).x
+    xs = x[order]
+    return lambda k: np.interp(np.asarray(k, dtype=float), xs, fit)
+
+
+def null_bias(
+    points: pd.DataFrame,
+    grid: Sequence[float],
+    budget: int,
+    strategy: str,
+    baseline: str = "random",
+    metric_field: str = "win_rate",
+    kl: str | None = None,
+    curve=None,
+    sims: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """What the running max alone adds to strategy − baseline (the mean over seeds of the mean frontier height over
+    ``grid`` at ``budget``) when both strategies share one frontier: every point is redrawn as Binomial(n, g(κ)) / n
+    at its own KL and n (``curve`` g, default ``shared_curve`` of the budget's points of both), the frontiers rebuilt
+    and compared as the study does. A run whose points crowd low KL has more draws under each grid point, so its
+    running max rises further. Returns (bias, its simulation SE). Draws are independent; a run's successive epochs
+    share their test prompts, so their errors correlate and the true lift is smaller: this bounds its size."""
+    kl = kl or kl_axis(points)
+    at_theta0 = metric(metric_field).at_theta0
+    pts = points[(points["acquired"] == budget) & points["strategy"].isin([strategy, baseline])]
+    pts = pts.dropna(subset=[kl, metric_field, "n"])
+    if curve is None:
+        curve = shared_curve(pts[kl], pts[metric_field], pts["n"], at_theta0)
+    lo, hi = float(min(grid)), float(max(grid))
+    runs = {
+        (s, int(k)): (g[kl].to_numpy(float), g["n"].to_numpy(int))
+        for (s, k), g in pts.groupby(["strategy", "seed"])
+        if g[kl].max() >= hi  # as the comparison: a run that stops before the grid's end is left out
+    }
+    seeds = sorted({k for s, k in runs if s == strategy} & {k for s, k in runs if s == baseline})
+    if not seeds:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    p = {key: np.clip(curve(x), 0.0, 1.0) for key, (x, _) in runs.items()}
+    diffs = np.empty(sims)
+    for i in range(sims):
+        h = {key: mean_height(*monotone(x, rng.binomial(n, p[key]) / n, at_theta0), lo, hi) for key, (x, n) in runs.items()}
+        diffs[i] = np.mean([h[(strategy, k)] - h[(baseline, k)] for k in seeds])
+    return float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(sims))
+
+
 # --------------------------------------------------------------------------- each strategy against random
 
 #: the columns of ``frontier_comparison``: the key cells, the grid, the seeds left out, then ``paired_table``'s
@@ -358,6 +418,8 @@ __all__ = [
     "mean_frontiers",
     "mean_height",
     "monotone",
+    "null_bias",
     "run_frontiers",
+    "shared_curve",
     "waypoint_means",
 ]
