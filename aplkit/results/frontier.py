@@ -26,8 +26,9 @@ there within the budgets measured. Nothing is extrapolated.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,7 @@ def run_frontiers(points: pd.DataFrame, grid: Sequence[float], metric_field: str
 # --------------------------------------------------------------------------- the running max under a shared frontier
 
 
-def shared_curve(kl: Sequence[float], values: Sequence[float], n: Sequence[float], at_theta0: float):
+def shared_curve(kl: Sequence[float], values: Sequence[float], n: Sequence[float], at_theta0: float) -> Callable[[Any], np.ndarray]:
     """The one frontier two strategies' points would share under the null: the n-weighted isotonic (non-decreasing)
     fit of the values on KL, θ0's (0, ``at_theta0``) held with the weight of every point together; a function of κ,
     linear between the fitted points and flat beyond the last."""
@@ -159,7 +160,7 @@ def null_bias(
     baseline: str = "random",
     metric_field: str = "win_rate",
     kl: str | None = None,
-    curve=None,
+    curve: Callable[[Any], np.ndarray] | None = None,
     sims: int = 4000,
     seed: int = 0,
 ) -> tuple[float, float]:
