@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from aplkit.errors import ConfigError
 from bench.provenance import ROOT, machine
 
@@ -240,6 +242,39 @@ def pilot_reading(points, plan: FrontierPlan) -> dict[str, Any]:
     return out
 
 
+#: the pilot's rules 3 and 4: the study's seeds start here; the secondary family, at the first nine of them
+STUDY_FIRST_SEED, SECONDARY, SECONDARY_SEEDS = 400, ["entropy+certainty", "bald", "d-optimal"], 9
+
+
+def study_plan(reading: dict[str, Any], pilot: FrontierPlan, commit: str) -> dict[str, Any]:
+    """The frontier study's plan as the pilot's rules make it from ``reading`` (``pilot_reading``), nothing chosen by
+    hand: rule 1's grid, rule 2's seed count (from ``STUDY_FIRST_SEED``), rule 3's budgets, epochs and T = 1 samples
+    (the pilot's own), rule 4's families (the primary comparison alone; the secondary three at the first nine
+    seeds) and one look. ``commit``: the code the study runs from."""
+    primary = [s for s in pilot.strategies if s != "random"]
+    n = max(reading[s]["seeds"] for s in primary)
+    first = STUDY_FIRST_SEED
+    secondary = f"{first}-{first + SECONDARY_SEEDS - 1}"
+    return {
+        "name": "frontier-study",
+        "commit": commit,
+        "question": "does an acquisition rule raise the win-rate frontier over random's at equal KL from θ0, at 64 labels?",
+        "config": pilot.config,
+        "overrides": list(pilot.overrides),
+        "strategies": ["random", *primary, *SECONDARY],
+        "seeds": f"{first}-{first + n - 1}",
+        "seeds_of": dict.fromkeys(SECONDARY, secondary),
+        "budgets": list(pilot.budgets),
+        "epochs": pilot.epochs,
+        "kl_samples": pilot.kl_samples,
+        "kl_grid": list(reading["grid"]),
+        "primary": {"metric": pilot.primary.metric, "budget": pilot.primary.budget},
+        "family": list(pilot.family),
+        "families": [primary, list(SECONDARY)],
+        "look": n,
+    }
+
+
 # --------------------------------------------------------------------------- pinned code
 
 
@@ -386,6 +421,17 @@ def read_pilot(plan: FrontierPlan, records: Path, configs: dict) -> int:
             f"{r['half_width_at_powered_sd']:.3f} at the powered study's SD {POWERED_SD}); the running max alone under one "
             f"shared frontier: {r['null_bias']['mean']:+.4f} ± {r['null_bias']['se']:.4f} (independent redraws: a bound)"
         )
+    study = ROOT / "bench" / "plans" / "frontier-study.yaml"
+    if study.exists():
+        print(f"{study.relative_to(ROOT)} exists: left as it is (a change to a plan is an amendment, with its reason)")
+        return 0
+    head = "# The frontier study's plan, made by the pilot's rules from its reading (bench/frontier.py, study_plan); commit it before its runs.\n"
+    study.write_text(
+        head + yaml.safe_dump(study_plan(out, plan, _git(ROOT, "rev-parse", "--short", "HEAD") or ""), sort_keys=False, allow_unicode=True)
+    )
+    print(
+        f"the study's plan by the pilot's rules → {study.relative_to(ROOT)} (its commit: this checkout's HEAD; commit the plan before its runs)"
+    )
     return 0
 
 

@@ -253,6 +253,20 @@ def test_the_pilot_reading_applies_its_rules_by_hand(tmp_path):
     assert got["certainty"]["seeds"] == 9  # the floor: 2.306 · 0.0146 / 3 is well inside ±0.03
     bias = got["certainty"]["null_bias"]  # descriptive (F.null_bias, checked by enumeration in test_frontier)
     assert math.isfinite(bias["mean"]) and 0 < bias["se"] < 0.01
+    # rules 1-4 make the study's plan: the grid, 9 seeds from 400, the secondary three at the first nine, one look
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(BF.study_plan(got, plan, "89abcde")))
+    study = BF.load_plan(tmp_path / "study.yaml")
+    assert study.kl_grid == [0.3, 0.6, 0.9, 1.2] and study.seed_list == list(range(400, 409)) and study.look == 9
+    assert study.strategies == ["random", "certainty", "entropy+certainty", "bald", "d-optimal"] and study.commit == "89abcde"
+    assert study.groups() == {
+        "certainty": "certainty",
+        **dict.fromkeys(["entropy+certainty", "bald", "d-optimal"], "entropy+certainty, bald, d-optimal"),
+    }
+    assert study.seeds_for_strategy("bald") == list(range(400, 409)) and study.seeds_for_strategy("random") == list(range(400, 409))
+    assert (study.budgets, study.epochs, study.kl_samples, study.primary) == ([32, 64], 4, 1, BF.Endpoint("win_rate", 64))
+    more = {**got, "certainty": {**got["certainty"], "seeds": 14}}  # rule 2 asking for 14: the secondary stays at nine
+    study = BF.FrontierPlan(**{k: v for k, v in BF.study_plan(more, plan, "89abcde").items() if k != "primary"})
+    assert study.seed_list == list(range(400, 414)) and study.look == 14 and study.seeds_for_strategy("d-optimal") == list(range(400, 409))
 
 
 def test_seeds_for_a_half_width_by_hand():
