@@ -18,21 +18,25 @@ from aplkit.config import ConfigError
 from aplkit.loop import Experiment, run_experiment
 from aplkit.runfolder import read_jsonl
 
-TINY = [
-    "model.spec=tiny-random",
-    "data.train_size=200",
-    "data.test_size=40",
+#: a tiny run's loop, whatever its data: three steps of M = 4, two epochs, two waypoints (also tests.test_pool.POOL's)
+TINY_LOOP = [
     "acquisition.budget=12",
     "acquisition.acquire_batch=4",
     "acquisition.prompt_batch=8",
-    "acquisition.entropy_samples=3",
-    "acquisition.entropy_pool=2",
     "acquisition.max_new_tokens=8",
     "training.epochs=2",
     "training.batch_size=4",
     "training.lr=1e-3",
     "evaluation.test_prompts=8",
     "evaluation.waypoints=[4,12]",
+]
+TINY = [
+    "model.spec=tiny-random",
+    "data.train_size=200",
+    "data.test_size=40",
+    *TINY_LOOP,
+    "acquisition.entropy_samples=3",
+    "acquisition.entropy_pool=2",
     "evaluation.lm_tokens=16",  # the LM loss's 64-token default over a 49k vocabulary was half a tiny run's time
     "oracle.sentiment_model=vader",
 ]

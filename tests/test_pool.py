@@ -22,6 +22,7 @@ from aplkit.oracles.labelling import label_pairs
 from aplkit.oracles.ledger import Ledger
 from aplkit.records import Comparison, PoolPair
 from aplkit.runfolder import read_jsonl
+from tests.test_loop import TINY_LOOP
 
 FIXTURE = Path(__file__).parent / "data" / "preferences.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
@@ -32,15 +33,7 @@ POOL = [
     f"data.path={FIXTURE}",
     "data.train_size=30",
     "data.test_size=10",
-    "acquisition.budget=12",
-    "acquisition.acquire_batch=4",
-    "acquisition.prompt_batch=8",
-    "acquisition.max_new_tokens=8",
-    "training.epochs=2",
-    "training.batch_size=4",
-    "training.lr=1e-3",
-    "evaluation.test_prompts=8",
-    "evaluation.waypoints=[4,12]",
+    *TINY_LOOP,
     "oracle.kind=dataset",
 ]
 
