@@ -32,7 +32,8 @@ class Metric:
     short: str  # in running text
     fmt: str  # format spec of a value in a table
     se: str | None = None
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True  # None: a quantity compared, not judged (drift from θ0 is a cost at equal
+    # win-rate, not a quality of its own), so a verdict reads higher / lower
     preference: bool = True
     probability: bool = False  # on the win-rate's 0–1 scale, where +0.05 means the same thing (a power target)
     per_prompt: str | None = None
@@ -94,7 +95,7 @@ METRICS = (
         "path KL",
         ".3f",
         se="kl_stderr",
-        higher_is_better=False,
+        higher_is_better=None,
         preference=False,
         per_prompt="kl",
         doc="mean over test prompts of Σ_t KL(πθ ‖ πθ0) of the full next-token distributions (T = 1) along the "
@@ -108,7 +109,7 @@ METRICS = (
         "KL",
         ".3f",
         se="kl_t1_stderr",
-        higher_is_better=False,
+        higher_is_better=None,
         preference=False,
         per_prompt="kl_t1",
         doc="KL(πθ ‖ πθ0) of the policy's sequence distribution at temperature 1, in nats: the mean over test prompts "

@@ -86,18 +86,20 @@ def test_paired_against_by_hand(tmp_path):
     assert row[("win_rate", "certainty", 32)]["p_holm"] == pytest.approx(2 * p[1], rel=1e-6)
     assert row[("win_rate", "random", 16)]["p_holm"] == pytest.approx(2 * p[1], rel=1e-6)
 
-    # KL: +1 ± 0.01 everywhere (t = 100√3): the family's four equal p's all adjust to 4p, and a higher KL is worse
+    # KL: +1 ± 0.01 everywhere (t = 100√3): the family's four equal p's all adjust to 4p; a drift is
+    # judged neither way, so the verdict says higher (not worse)
     for s in ("random", "certainty"):
         for size in (16, 32):
             k, lm = row[("kl", s, size)], row[("lm_loss", s, size)]
             assert k["mean_diff"] == pytest.approx(1.0) and k["p_holm"] == pytest.approx(4 * t2_p(100 * math.sqrt(3)), rel=1e-4)
-            assert k["verdict"] == "worse"
+            assert k["verdict"] == "higher"
             # LM loss −0.2 ± 0.01 (t = −20√3): lower is better
             assert lm["mean_diff"] == pytest.approx(-0.2) and lm["holm_high"] < 0 and lm["verdict"] == "better"
 
     md = against_markdown(cmp, "conditional")
     assert "| win-rate | imdb | 32 | Random | 3 | +0.080 | [+0.030, +0.130] |" in md and "| undecided |" in md
     assert "conditional − DPO" in md and "| KL along test completions | imdb | 16 | Pref certainty | 3 | +1.000 |" in md
+    assert "(higher win-rate, lower LM loss; KL along test completions reads higher / lower, judged neither way)" in md
 
 
 def test_distinct_cells_count_the_first_budget_of_both_strategies_once(tmp_path, monkeypatch):

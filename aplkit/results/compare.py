@@ -228,8 +228,12 @@ PAIRED_COLUMNS = [
 
 
 def _directed(v: str, field: str) -> str:
-    """A verdict on higher-is-better terms, read in ``field``'s good direction."""
-    return {"better": "worse", "worse": "better"}.get(v, v) if not metric(field).higher_is_better else v
+    """A verdict on higher-is-better terms, read in ``field``'s good direction: higher / lower for a metric with none
+    (KL from θ0)."""
+    good = metric(field).higher_is_better
+    if good is None:
+        return {"better": "higher", "worse": "lower"}.get(v, v)
+    return v if good else {"better": "worse", "worse": "better"}.get(v, v)
 
 
 def paired_table(
@@ -584,8 +588,9 @@ def looks_table(
     return pd.DataFrame(rows, columns=LOOKS_COLUMNS)
 
 
-#: metrics on which the lower value is the better outcome: less drift from θ0, text the model still predicts well
-LOWER_IS_BETTER = frozenset(m.field for m in METRICS if not m.higher_is_better)
+#: metrics on which the lower value is the better outcome: text the model still predicts well (KL from θ0 is in
+#: neither direction: a drift, read as higher / lower)
+LOWER_IS_BETTER = frozenset(m.field for m in METRICS if m.higher_is_better is False)
 #: what a comparison of two training objectives reads: the win-rate (and a pool-based run's held-out accuracy and
 #: margin, where recorded), and what a pointwise objective may trade for it
 AGAINST_METRICS = ("win_rate", *(m.field for m in METRICS if m.row == "heldout"), *(m.field for m in METRICS if not m.question))
@@ -605,8 +610,8 @@ def paired_against(
     A study reads many such differences at once, so ``p_holm`` is the paired t-test's p Holm-adjusted over the
     family of one metric within a task (every strategy and size), and ``holm_low``/``holm_high`` the interval that
     excludes 0 exactly when Holm rejects (``holm_intervals``). The verdict comes from that interval, in the
-    metric's good direction: better / worse when it excludes 0 (higher win-rate; lower KL and LM loss, which
-    ``LOWER_IS_BETTER`` lists), else undecided; n/a where nothing can be tested (one seed, or the same difference on
+    metric's good direction: better / worse when it excludes 0 (higher win-rate; lower LM loss, which
+    ``LOWER_IS_BETTER`` lists; higher / lower for KL, a drift judged neither way), else undecided; n/a where nothing can be tested (one seed, or the same difference on
     every seed: outside the Holm family). A metric neither set recorded gives no rows. Rows: by task, then metric in
     the order asked, then strategy and size.
 

@@ -384,10 +384,13 @@ def ranking_markdown(rank: pd.DataFrame) -> str:
 
 
 def _directions(fields: list[str]) -> str:
-    """Which way is better for each metric, in words: "higher win-rate, lower KL from θ0 and LM loss"."""
+    """Which way is better for each metric, in words: "higher win-rate, lower LM loss; KL from θ0 reads higher /
+    lower"."""
     higher = [metric(f).label for f in fields if metric(f).higher_is_better]
-    lower = [metric(f).label for f in fields if not metric(f).higher_is_better]
-    return ", ".join([*([f"higher {_and(higher)}"] if higher else []), *([f"lower {_and(lower)}"] if lower else [])])
+    lower = [metric(f).label for f in fields if metric(f).higher_is_better is False]
+    neither = [metric(f).label for f in fields if metric(f).higher_is_better is None]
+    good = ", ".join([*([f"higher {_and(higher)}"] if higher else []), *([f"lower {_and(lower)}"] if lower else [])])
+    return good + (f"; {_and(neither)} read{'s' if len(neither) == 1 else ''} higher / lower, judged neither way" if neither else "")
 
 
 def against_markdown(cmp: pd.DataFrame, arm: str, baseline: str = "DPO") -> str:
