@@ -460,6 +460,7 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
     from aplkit import results as R
     from aplkit.metrics import metric
     from aplkit.results import frontier as F
+    from aplkit.results.load import DISPLAY
     from aplkit.results.plots import plot_frontier, save
 
     df = R.load_runs(root)
@@ -483,6 +484,22 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
     )
     saving = F.label_saving(pts, grid, p.budget, p.metric, kl)
     heights = F.run_frontiers(pts, grid, p.metric, kl)
+    # descriptive, read by no rule: what the running max alone adds to each primary difference under one shared
+    # frontier (F.null_bias; binomial redraws, so only for a metric counted per test prompt)
+    bias = {}
+    if metric(p.metric).own_se == "binomial":
+        for s in dict.fromkeys(primary["strategy"]):
+            bias[s] = dict(zip(("mean", "se"), F.null_bias(pts, grid, p.budget, s, metric_field=p.metric, kl=kl), strict=True))
+    bias_md = (
+        [
+            "What the running max alone adds under one shared frontier (descriptive; independent binomial redraws at "
+            "each run's own KL and test-prompt count, so an upper bound): "
+            + "; ".join(f"{DISPLAY.get(s, s)} {b['mean']:+.4f} ± {b['se']:.4f}" for s, b in bias.items())
+            + "."
+        ]
+        if bias
+        else []
+    )
     strata_md = []
     if len(present) > 1:
         table, tests = R.by_stratum(heights, strata, p.budget, metric="height")
@@ -503,6 +520,7 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
             status,
             f"Primary endpoint: {metric(p.metric).label} frontier, strategy − random averaged over KL {grid[0]:g}–{grid[-1]:g} at {p.budget} labels:",
             R.frontier_markdown(primary, kl),
+            *bias_md,
             *strata_md,
             "Every metric and budget (Holm within the declared family: "
             + ", ".join(plan.family)
@@ -525,6 +543,7 @@ def summarise(plan: FrontierPlan, root: Path, figures: Path, configs: dict, pool
         "kl_axis": kl,
         "strata": present,
         "primary": as_records(primary),
+        "null_bias": bias,
         "comparison": as_records(cmp),
         "per_point": as_records(per_point),
         "label_saving": as_records(saving),

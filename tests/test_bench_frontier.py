@@ -285,6 +285,7 @@ def test_a_seed_is_complete_when_every_run_planned_at_it_is_recorded(tmp_path):
     missing a secondary run is not complete."""
     import shutil
 
+    from aplkit.results import frontier as F
     from tests.test_frontier import run
 
     plan = BF.load_plan(
@@ -298,6 +299,12 @@ def test_a_seed_is_complete_when_every_run_planned_at_it_is_recorded(tmp_path):
         run(root, s, k, {4: [(0.5, 0.55), (1.0, 0.6)], 12: [(1.0, 0.6 + 0.01 * k), (2.0, 0.7)]}, folder=f"{s}/seed{k}")
     got = BF.summarise(plan, root, tmp_path / "fig", configs, pool_strata=False, interim=False)
     assert got["reading"] == {"seeds": [0, 1, 2], "look": 3, "interim": False}
+    # beside each primary difference, descriptive: the running max's lean under one shared frontier (F.null_bias)
+    pts = F.frontier_points(root)
+    for s in ("certainty", "bald"):
+        want = F.null_bias(pts, plan.kl_grid, 12, s, kl="kl_t1")
+        assert (got["null_bias"][s]["mean"], got["null_bias"][s]["se"]) == pytest.approx(want)
+    assert "What the running max alone adds under one shared frontier" in got["markdown"] and "bald " in got["markdown"]
     shutil.rmtree(root / "bald" / "seed1")
     with pytest.raises(BF.BeforeLook, match="2 of the plan's 3 seeds have every strategy recorded"):
         BF.summarise(plan, root, tmp_path / "fig", configs, pool_strata=False, interim=False)
