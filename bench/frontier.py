@@ -333,6 +333,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pool-strata", action="store_true", help="pool records of several code versions or CPUs (refused otherwise)")
     p.add_argument("--interim", action="store_true", help="read before the plan's look, marked as not the plan's reading")
     p.add_argument("--pilot-reading", action="store_true", help="a pilot's rules: the study's KL grid and seed count from its records")
+    p.add_argument(
+        "--beta-check", action="store_true", help="a pilot's β check: the runs under <records>/beta-*/ against the preset's frontier"
+    )
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="a module that registers scorers")
     return p.parse_args(argv)
 
@@ -380,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         failed = bool(ran["failed"])
     if args.pilot_reading:
         return read_pilot(plan, records, configs)
+    if args.beta_check:
+        return beta_check(plan, records, configs)
     try:
         summary = report(plan, records, configs, args.pool_strata, args.interim)
     except BeforeLook as e:
@@ -432,6 +437,89 @@ def read_pilot(plan: FrontierPlan, records: Path, configs: dict) -> int:
     print(
         f"the study's plan by the pilot's rules → {study.relative_to(ROOT)} (its commit: this checkout's HEAD; commit the plan before its runs)"
     )
+    return 0
+
+
+def beta_check(plan: FrontierPlan, records: Path, configs: dict, band: float = 0.03) -> int:
+    """``--beta-check``, the pilot's rule 5: each run recorded under ``<records>/beta-<β>/`` against the frontier of the
+    plan's run of the same strategy and seed (the preset's β) at the primary budget, point by point
+    (``frontier.against_frontier``: on it within ± ``band``, the binomial SE at 256 test prompts; above; below;
+    beyond its reach). Writes ``beta-check.json`` and ``figures/beta.{md,png}``; decides nothing in the study."""
+    import numpy as np
+    import pandas as pd
+
+    from aplkit.metrics import metric
+    from aplkit.results import frontier as F
+    from aplkit.results.plots import plot_frontier, save
+    from bench.archive import materialise, read_record
+    from bench.labels import record_path, recorded
+
+    found = sorted((d.name.removeprefix("beta-"), p) for d in records.glob("beta-*") if d.is_dir() for p in d.glob("*/seed*.json"))
+    if not found:
+        raise SystemExit(f"bench frontier: no run under {records}/beta-*/ yet (the β check's runs: docs/results.md)")
+    budget, rows, parts = plan.primary.budget, [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for beta, path in found:
+            cfg = read_record(path)["config"]
+            strategy, seed = str(cfg["strategy"]), int(cfg["seed"])
+            if (strategy, seed) not in configs:
+                raise SystemExit(
+                    f"bench frontier: {path}: {strategy} seed {seed} is not a run of the plan, so it has no frontier to be read against"
+                )
+            ref_path = record_path(records, strategy, seed)
+            if not recorded(ref_path, configs[(strategy, seed)]):
+                raise SystemExit(f"bench frontier: the β check reads {ref_path}, not recorded yet")
+            preset = f"{configs[(strategy, seed)].training.beta:g}"
+            ref = F.frontier_points(materialise([ref_path], Path(tmp) / "ref" / beta))
+            pts = F.frontier_points(materialise([path], Path(tmp) / beta))
+            ref, pts = ref[ref["acquired"] == budget], pts[pts["acquired"] == budget]
+            got = F.against_frontier(pts, ref, plan.primary.metric, band=band)
+            rows += [{"beta": float(beta), "reference_beta": float(preset), **r} for r in got.to_dict("records")]
+            parts += [ref.assign(strategy=f"β {preset} (preset)"), pts.assign(strategy=f"β {beta}")]
+    table = pd.DataFrame(rows)
+    pts = pd.concat(parts, ignore_index=True).drop_duplicates(subset=["strategy", "run", "acquired", "epoch"])
+    kl = F.kl_axis(pts)
+    md_rows = [
+        f"| {r.beta:g} | {'last' if pd.isna(r.epoch) else int(r.epoch)} | {r.kl:.3f} | {r.value:.3f} | "
+        + ("n/a" if np.isnan(r.frontier) else f"{r.frontier:.3f} | {r.difference:+.3f}")
+        + (" | n/a" if np.isnan(r.frontier) else "")
+        + f" | {r.reading} |"
+        for r in table.itertuples()
+    ]
+    counts = "; ".join(
+        f"β {b:g}: " + ", ".join(f"{n} {w}" for w, n in g["reading"].value_counts().items()) for b, g in table.groupby("beta")
+    )
+    md = "\n".join(
+        [
+            f"# The β check: {plan.name}, {budget} labels",
+            "",
+            f"Each point of a run made with another β against the frontier of the same strategy and seed at the preset's β "
+            f"(the best {metric(plan.primary.metric).short} reachable up to each KL, linear between its points, θ0's among them): on it "
+            f"within ± {band:g}, above, below, or beyond its reach (not read). Readings: {counts}.",
+            "",
+            "| β | Epoch | KL | Value | Preset's frontier | Difference | Reading |",
+            "|---|---|---|---|---|---|---|",
+            *md_rows,
+        ]
+    )
+    figures = records / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / "beta.md").write_text(md + "\n", encoding="utf-8")
+    save(
+        plot_frontier(
+            F.mean_frontiers(pts, plan.primary.metric, kl),
+            F.waypoint_means(pts, plan.primary.metric, kl),
+            kl,
+            plan.primary.metric,
+            legend="β",
+        ),
+        figures,
+        "beta",
+    )
+    (records / "beta-check.json").write_text(
+        json.dumps({"band": band, "points": json.loads(table.to_json(orient="records")), "machine": machine()}, indent=2) + "\n"
+    )
+    print(md)
     return 0
 
 

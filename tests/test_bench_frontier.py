@@ -221,6 +221,20 @@ def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monke
     assert BF.main([*args, "--report-only"]) == 0
     again = json.loads((rec / "summary.json").read_text())
     assert again["primary"] == summary["primary"] and again["label_saving"] == summary["label_saving"]
+    # the β check: copies of random seed 0's record with every win-rate set to 1.05 (above any frontier of win-rates)
+    # and to 0.4 (below θ0's ½, where every frontier starts) read above / below the preset's frontier
+    for value, beta in ((1.05, "0.5"), (0.4, "0.1")):
+        raw = json.loads((rec / "random" / "seed0.json").read_text())
+        for row in (*raw["eval"], *raw["eval_epochs"]):
+            row["win_rate"] = value
+        (rec / f"beta-{beta}" / "random").mkdir(parents=True)
+        (rec / f"beta-{beta}" / "random" / "seed0.json").write_text(json.dumps(raw))
+    assert BF.main([*args, "--report-only", "--beta-check"]) == 0
+    check = json.loads((rec / "beta-check.json").read_text())
+    by_beta = {b: {p["reading"] for p in check["points"] if p["beta"] == b} for b in (0.5, 0.1)}
+    assert by_beta == {0.5: {"above"}, 0.1: {"below"}} and {p["acquired"] for p in check["points"]} == {12}
+    assert len(check["points"]) == 2 * 2  # two epochs at the primary budget, each run
+    assert "β 0.5: 2 above" in (rec / "figures" / "beta.md").read_text() and (rec / "figures" / "beta.png").stat().st_size > 1000
     # a record made under other code: a second stratum, refused unless pooled on request
     path = rec / "certainty" / "seed1.json"
     raw = json.loads(path.read_text())

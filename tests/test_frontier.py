@@ -61,6 +61,20 @@ def _points(rows: list[tuple[str, int, float, float, int]]):
     return pd.DataFrame(rows, columns=["strategy", "seed", "kl_t1", "win_rate", "n"]).assign(acquired=64)
 
 
+def test_a_point_against_a_reference_frontier_is_on_above_below_or_beyond_its_reach(tmp_path):
+    """The β check's reading: the reference RANDOM's frontier is 0 → 0.5, 0.5 → 0.6, 2 → 0.65, 4 → 0.7 (linear
+    between); a point within ± 0.03 of it is on it, and past KL 4 nothing is read."""
+    run(tmp_path / "ref", "random", 0, {64: RANDOM})
+    run(tmp_path / "other", "random", 0, {64: [(0.25, 0.59), (1.25, 0.60), (3.0, 0.675), (5.0, 0.9)]})
+    ref, pts = F.frontier_points(tmp_path / "ref"), F.frontier_points(tmp_path / "other")
+    got = F.against_frontier(pts, ref, band=0.03)
+    # the reference at 0.25: 0.55 (+0.04 above); at 1.25: 0.625 (−0.025 on); at 3: 0.675 (0 on); at 5: beyond
+    assert got["kl"].tolist() == [0.25, 1.25, 3.0, 5.0] and got["reading"].tolist() == ["above", "on", "on", "beyond"]
+    assert got["frontier"].tolist()[:3] == pytest.approx([0.55, 0.625, 0.675]) and math.isnan(got["frontier"].iloc[3])
+    assert got["difference"].tolist()[:3] == pytest.approx([0.04, -0.025, 0.0])
+    assert F.against_frontier(pts, ref, band=0.02)["reading"].tolist()[:2] == ["above", "below"]
+
+
 def test_the_running_maxs_lift_under_a_shared_frontier_matches_exact_enumeration():
     """n = 1, so each point is 1 with probability p = 0.75 and 0 otherwise; θ0 is (0, ½), the grid [0.5, 1].
     Random has one point at KL 1: height ½ + (m − ½)·¾ with m = 1 w.p. p else ½ (the max with θ0's ½), mean

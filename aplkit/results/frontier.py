@@ -134,6 +134,28 @@ def run_frontiers(points: pd.DataFrame, grid: Sequence[float], metric_field: str
     return out
 
 
+AGAINST_FRONTIER_COLUMNS = [*KEYS, "epoch", "kl", "value", "frontier", "difference", "reading"]
+
+
+def against_frontier(
+    points: pd.DataFrame, reference: pd.DataFrame, metric_field: str = "win_rate", kl: str | None = None, band: float = 0.03
+) -> pd.DataFrame:
+    """Each of ``points`` against one reference frontier (``reference``'s points and θ0's, ``monotone``): the
+    reference's value at the point's KL, the difference, and the reading — ``on`` it (within ± ``band``),
+    ``above``, ``below``, or ``beyond`` its reach (not read: nothing is extrapolated). How a run made with another
+    setting (a β) is read as moving the policy along a frontier or off it (Gao et al.)."""
+    kl = kl or kl_axis(pd.concat([points, reference], ignore_index=True))
+    at_theta0 = metric(metric_field).at_theta0
+    ref = reference.dropna(subset=[kl, metric_field])
+    x, v = monotone(ref[kl].to_numpy(float), ref[metric_field].to_numpy(float), at_theta0)
+    pts = points.dropna(subset=[kl, metric_field]).sort_values([*KEYS, kl]).reset_index(drop=True)
+    f = frontier_at(x, v, pts[kl].to_numpy(float))
+    d = pts[metric_field].to_numpy(float) - f
+    reading = np.where(np.isnan(f), "beyond", np.where(d > band, "above", np.where(d < -band, "below", "on")))
+    out = pts[[*KEYS, "epoch"]].assign(kl=pts[kl].to_numpy(float), value=pts[metric_field].to_numpy(float))
+    return out.assign(frontier=f, difference=d, reading=reading)[AGAINST_FRONTIER_COLUMNS]
+
+
 # --------------------------------------------------------------------------- the running max under a shared frontier
 
 
@@ -405,11 +427,13 @@ def waypoint_means(points: pd.DataFrame, metric_field: str = "win_rate", kl: str
 
 
 __all__ = [
+    "AGAINST_FRONTIER_COLUMNS",
     "FRONTIER_COLUMNS",
     "FRONTIER_METRICS",
     "LABEL_SAVING_COLUMNS",
     "MEAN_FRONTIER_COLUMNS",
     "WAYPOINT_COLUMNS",
+    "against_frontier",
     "frontier_at",
     "frontier_comparison",
     "frontier_points",

@@ -360,13 +360,16 @@ def plot_ranking(rank: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_frontier(curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", metric_field: str = "win_rate") -> Figure:
+def plot_frontier(
+    curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", metric_field: str = "win_rate", legend: str = "Acquisition"
+) -> Figure:
     """The frontier figure: per task, the metric against the KL from θ0, one colour per strategy.
 
     ``curves`` (``frontier.mean_frontiers``): for each budget evaluated after each epoch, the seeds' mean frontier
     (the best value reachable up to each KL, every seed's own) with a ± SE band over seeds, up to the KL all its
     seeds reach. ``ends`` (``frontier.waypoint_means``): where each budget's training ended, the mean (KL, value) with
     SEs over seeds, marked and labelled with its label count and joined from θ0's point in budget order.
+    ``legend``: what the curves' ``strategy`` column names (another setting, such as β, in its place).
     """
     x_m, y_m = metric(kl), metric(metric_field)
     tasks = sorted(set(curves["task"]) | set(ends["task"]))
@@ -402,7 +405,7 @@ def plot_frontier(curves: pd.DataFrame, ends: pd.DataFrame, kl: str = "kl_t1", m
                 if lbl not in labels:
                     handles.append(h)
                     labels.append(lbl)
-        fig.legend(handles, labels, loc="outside right center", title="Acquisition")
+        fig.legend(handles, labels, loc="outside right center", title=legend)
         ns = sorted(set(ends["n"].astype(int)) | set(curves["n"].astype(int)))
         n = "/".join(map(str, ns))
         seeds = f"mean ± SE over {n} seed{'s' if ns != [1] else ''}"
