@@ -480,10 +480,16 @@ def beta_check(plan: FrontierPlan, records: Path, configs: dict, band: float = 0
     pts = pd.concat(parts, ignore_index=True).drop_duplicates(subset=["strategy", "run", "acquired", "epoch"])
     kl = F.kl_axis(pts)
     md_rows = [
-        f"| {r.beta:g} | {'last' if pd.isna(r.epoch) else int(r.epoch)} | {r.kl:.3f} | {r.value:.3f} | "
-        + ("n/a" if np.isnan(r.frontier) else f"{r.frontier:.3f} | {r.difference:+.3f}")
-        + (" | n/a" if np.isnan(r.frontier) else "")
-        + f" | {r.reading} |"
+        " | ".join(
+            [
+                f"| {r.beta:g}",
+                "last" if pd.isna(r.epoch) else str(int(r.epoch)),
+                f"{r.kl:.3f}",
+                f"{r.value:.3f}",
+                *(("n/a", "n/a") if np.isnan(r.frontier) else (f"{r.frontier:.3f}", f"{r.difference:+.3f}")),
+                f"{r.reading} |",
+            ]
+        )
         for r in table.itertuples()
     ]
     counts = "; ".join(
