@@ -445,12 +445,12 @@ def beta_check(plan: FrontierPlan, records: Path, configs: dict, band: float = 0
     plan's run of the same strategy and seed (the preset's β) at the primary budget, point by point
     (``frontier.against_frontier``: on it within ± ``band``, the binomial SE at 256 test prompts; above; below;
     beyond its reach). Writes ``beta-check.json`` and ``figures/beta.{md,png}``; decides nothing in the study."""
-    import numpy as np
     import pandas as pd
 
     from aplkit.metrics import metric
     from aplkit.results import frontier as F
     from aplkit.results.plots import plot_frontier, save
+    from aplkit.results.tables import against_frontier_markdown
     from bench.archive import materialise, read_record
     from bench.labels import record_path, recorded
 
@@ -479,19 +479,6 @@ def beta_check(plan: FrontierPlan, records: Path, configs: dict, band: float = 0
     table = pd.DataFrame(rows)
     pts = pd.concat(parts, ignore_index=True).drop_duplicates(subset=["strategy", "run", "acquired", "epoch"])
     kl = F.kl_axis(pts)
-    md_rows = [
-        " | ".join(
-            [
-                f"| {r.beta:g}",
-                "last" if pd.isna(r.epoch) else str(int(r.epoch)),
-                f"{r.kl:.3f}",
-                f"{r.value:.3f}",
-                *(("n/a", "n/a") if np.isnan(r.frontier) else (f"{r.frontier:.3f}", f"{r.difference:+.3f}")),
-                f"{r.reading} |",
-            ]
-        )
-        for r in table.itertuples()
-    ]
     counts = "; ".join(
         f"β {b:g}: " + ", ".join(f"{n} {w}" for w, n in g["reading"].value_counts().items()) for b, g in table.groupby("beta")
     )
@@ -503,9 +490,7 @@ def beta_check(plan: FrontierPlan, records: Path, configs: dict, band: float = 0
             f"(the best {metric(plan.primary.metric).short} reachable up to each KL, linear between its points, θ0's among them): on it "
             f"within ± {band:g}, above, below, or beyond its reach (not read). Readings: {counts}.",
             "",
-            "| β | Epoch | KL | Value | Preset's frontier | Difference | Reading |",
-            "|---|---|---|---|---|---|---|",
-            *md_rows,
+            against_frontier_markdown(table).rstrip("\n"),
         ]
     )
     figures = records / "figures"

@@ -611,8 +611,8 @@ def paired_against(
     family of one metric within a task (every strategy and size), and ``holm_low``/``holm_high`` the interval that
     excludes 0 exactly when Holm rejects (``holm_intervals``). The verdict comes from that interval, in the
     metric's good direction: better / worse when it excludes 0 (higher win-rate; lower LM loss, which
-    ``LOWER_IS_BETTER`` lists; higher / lower for KL, a drift judged neither way), else undecided; n/a where nothing can be tested (one seed, or the same difference on
-    every seed: outside the Holm family). A metric neither set recorded gives no rows. Rows: by task, then metric in
+    ``LOWER_IS_BETTER`` lists; higher / lower for KL, a drift judged neither way), else undecided; n/a where
+    nothing can be tested (one seed, or the same difference on every seed: outside the Holm family). A metric neither set recorded gives no rows. Rows: by task, then metric in
     the order asked, then strategy and size.
 
     ``distinct``: a per-seed difference identical to another strategy's at the same size (certainty's first step

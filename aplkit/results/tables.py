@@ -492,6 +492,24 @@ def kl_matched_markdown(m: pd.DataFrame) -> str:
     )
 
 
+def against_frontier_markdown(table: pd.DataFrame) -> str:
+    """Points read against a reference frontier (``frontier.against_frontier`` with a ``beta`` column naming each
+    run's setting) as Markdown: per point its epoch ("last": the waypoint's own row), KL, value, the reference's
+    value there and the difference (n/a beyond its reach), and the reading."""
+    rows = [
+        [
+            f"{r.beta:g}",
+            "last" if pd.isna(r.epoch) else str(int(r.epoch)),
+            f"{r.kl:.3f}",
+            f"{r.value:.3f}",
+            *(("n/a", "n/a") if math.isnan(r.frontier) else (f"{r.frontier:.3f}", f"{r.difference:+.3f}")),
+            r.reading,
+        ]
+        for r in table.itertuples()
+    ]
+    return _md(["β", "Epoch", "KL", "Value", "Preset's frontier", "Difference", "Reading"], rows)
+
+
 def frontier_markdown(cmp: pd.DataFrame, kl: str = "kl_t1") -> str:
     """frontier.frontier_comparison as Markdown: per metric, budget and strategy, the mean over the KL grid of its
     frontier minus random's (or, per grid point, the difference there), with t and bootstrap intervals, the
@@ -649,6 +667,7 @@ def confident_errors_markdown(ce: pd.DataFrame, threshold: float = 0.6) -> str:
 
 
 __all__ = [
+    "against_frontier_markdown",
     "against_markdown",
     "comparison_markdown",
     "confident_errors_markdown",
