@@ -13,6 +13,10 @@ win-rate with degenerate text), with t and bootstrap intervals and Holm-adjusted
     OMP_NUM_THREADS=1 python -m bench apl-objectives --shard 0/2 & OMP_NUM_THREADS=1 python -m bench apl-objectives --shard 1/2
     python -m bench apl-objectives --objectives conditional,rwr --seeds 3
     python -m bench apl-objectives --report-only            # the tables from the records alone
+
+Read once: an invocation that runs writes the report only when every planned run of both arms is recorded (the
+one that ends first says how many are in), and ``--report-only`` before then is refused in one line unless
+``--interim`` marks the tables as not the plan's reading.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--dpo-records", default=None, help="the DPO study's records (default <records-root>/<config name>)")
     p.add_argument("--report-only", action="store_true", help="only pair the records already there")
+    p.add_argument(
+        "--interim",
+        action="store_true",
+        help="with --report-only: pair the records so far before every planned run is in, marked as not the plan's reading",
+    )
     p.add_argument(
         "--distinct-cells",
         action="store_true",
@@ -132,8 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         if ran["stopped"]:
             return 0
         failed = bool(ran["failed"])
+    early = not_yet(dpo, dpo_records, arms, records)
+    if early and not args.report_only:  # the process that ends first writes no reading of part of the plan
+        print(f"no report yet: {early}")
+        return 1 if failed else 0
+    if early and not args.interim:
+        raise SystemExit(f"bench apl-objectives: {early} (--interim pairs the records so far, marked as not the plan's reading)")
     for o, configs in arms.items():
-        doc = report(o, records[o], configs, dpo_records, dpo, args.distinct_cells)
+        doc = report(o, records[o], configs, dpo_records, dpo, args.distinct_cells, interim=early)
         doc["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
         (records[o] / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
         (records[o] / "comparison.md").write_text(doc["markdown"])
@@ -141,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         print(doc["markdown"])
         print(f"results → {records[o] / 'comparison.md'}, {records[o] / 'comparison.json'}")
     return 1 if failed else 0
+
+
+def not_yet(dpo: dict, dpo_records: Path, arms: dict[str, dict], records: dict[str, Path]) -> str | None:
+    """One line when the plan is not to be read yet: a planned run of the DPO arm or of an objective's arm has no
+    record (``labels.before_reading`` per arm). None when every one is in."""
+    lines = [(f"DPO: {x}" if (x := labels.before_reading(dpo, dpo_records)) else None)]
+    lines += [(f"{o}: {x}" if (x := labels.before_reading(c, records[o])) else None) for o, c in arms.items()]
+    return "; ".join(x for x in lines if x) or None
 
 
 def _frame(paths: list[Path], configs: dict):
@@ -155,9 +178,12 @@ def _frame(paths: list[Path], configs: dict):
     return df
 
 
-def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo: dict, distinct: bool = False) -> dict:
+def report(
+    objective: str, records: Path, configs: dict, dpo_records: Path, dpo: dict, distinct: bool = False, interim: str | None = None
+) -> dict:
     """The objective's recorded runs against the DPO study's, paired by strategy, seed and labels; ``distinct``: an
-    identical cell enters the Holm family once (``paired_against``)."""
+    identical cell enters the Holm family once (``paired_against``); ``interim`` (``not_yet``'s line): the pairs so
+    far, marked as not the plan's reading."""
     from aplkit.results import against_markdown, paired_against
 
     mine = {
@@ -178,6 +204,8 @@ def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo:
     )
     if waiting:
         head += " No DPO record yet for: " + ", ".join(f"{s} seed {k}" for s, k in waiting) + "."
+    if interim:
+        head = f"**Interim, not the plan's reading** ({interim}).\n\n" + head
     if distinct:
         head += " Holm over distinct cells: a cell identical to another strategy's at its size is counted once."
     frames = (_frame([mine[p] for p in paired], configs), _frame([base[p] for p in paired], dpo)) if paired else None
@@ -190,6 +218,7 @@ def report(objective: str, records: Path, configs: dict, dpo_records: Path, dpo:
         "records": [str(mine[p]) for p in sorted(mine)],
         "dpo_records": [str(base[p]) for p in paired],
         "pairs": len(paired),
+        "interim": interim,
         "comparison": json.loads(cmp.to_json(orient="records")) if cmp is not None else [],
         "markdown": head + "\n\n" + table,
         "machine": machine(),

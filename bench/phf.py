@@ -5,7 +5,9 @@ each start; no samples, segments or checkpoints) in ``bench/results/phf/<objecti
 planned run whose rows are there, complete and of the same config, is not run again, so a fresh clone
 continues the grid; ``--report-only`` rebuilds ``figures/phf_*`` from the rows alone (``aplkit
 phf-report``). Two shards with ``OMP_NUM_THREADS=1`` use both cores, as ``bench labels`` does; an invocation that
-runs writes the report only when every planned run is recorded (the shard that ends first says how many are in).
+runs writes the report only when every planned run is recorded (the shard that ends first says how many are in),
+and ``--report-only`` is refused in one line until then. ``--seed-count`` prints the seed count the planned seeds'
+spread gives and writes no report: choosing n reads no difference between objectives.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shard", default="0/1", help="I/N: every N-th planned run from the I-th")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--commit", action="store_true", help="git-commit each run's rows alone as they land")
-    p.add_argument("--seed-count", action="store_true", help="print the seeds a ±0.03 misalignment half-width needs (5–12)")
+    p.add_argument(
+        "--seed-count", action="store_true", help="print the seeds a ±0.03 misalignment half-width needs (5–12), and write no report"
+    )
     return p.parse_args(argv)
 
 
@@ -120,19 +124,24 @@ def main(argv: list[str] | None = None) -> int:
             land(args.commit),
         )
         failed = bool(ran["failed"])
-        early = before_reading(configs, records, where=lambda root, o, k: root / o / f"seed{k}", is_recorded=recorded)
-        if early:  # a shard that ends first writes no reading of part of the grid
-            print(f"no report yet: {early}")
-            return 1 if failed else 0
+    early = before_reading(configs, records, where=lambda root, o, k: root / o / f"seed{k}", is_recorded=recorded)
+    if early and not args.report_only:  # a shard that ends first writes no reading of part of the grid
+        print(f"no report yet: {early}")
+        return 1 if failed else 0
+    if early:
+        raise SystemExit(f"bench phf: {early}")
+    if args.seed_count:  # the spread alone: no table of differences is written or printed
+        from aplkit.results.phf import load_phf
+
+        df = load_phf(records)
+        df = df[[(o, k) in configs for o, k in zip(df["objective"], df["seed"], strict=True)]]
+        s, n = seed_count(df)
+        print(f"seed count: largest SD of objective − MLE misalignment {s:.4f} → {n} seeds for a ±0.03 paired-t half-width")
+        return 1 if failed else 0
     from aplkit.results.phf import phf_report
 
     for name, p in phf_report(records, args.figures).items():
         print(f"{name:18} {p}")
-    if args.seed_count:
-        from aplkit.results.phf import load_phf
-
-        s, n = seed_count(load_phf(records))
-        print(f"seed count: largest SD of objective − MLE misalignment {s:.4f} → {n} seeds for a ±0.03 paired-t half-width")
     return 1 if failed else 0
 
 

@@ -152,8 +152,12 @@ def test_report_pairs_the_objectives_records_with_the_dpo_studys_own(tmp_path):
             write_record(
                 _make(tmp_path / "runs" / "c", "conditional", s, k, cfg=cond), labels.record_path(root / "imdb-cpu-conditional", s, k)
             )
-    assert apl_objectives.main(["--report-only", *PLAN, "--records-root", str(root)]) == 0
+    with pytest.raises(SystemExit, match=r"DPO: 5 of the plan's 6 runs are recorded \(not yet: certainty seed 2\).*--interim"):
+        apl_objectives.main(["--report-only", *PLAN, "--records-root", str(root)])  # read once: the plan is not all in
+    assert not (root / "imdb-cpu-conditional" / "comparison.json").exists()
+    assert apl_objectives.main(["--report-only", "--interim", *PLAN, "--records-root", str(root)]) == 0
     doc = json.loads((root / "imdb-cpu-conditional" / "comparison.json").read_text())
+    assert doc["interim"].startswith("DPO: 5 of the plan's 6 runs") and doc["markdown"].startswith("**Interim, not the plan's reading**")
     assert doc["objective"] == "conditional" and doc["pairs"] == 5 and doc["config"]["training"]["objective"] == "conditional"
     row = {(r["metric"], r["strategy"], r["acquired"]): r for r in doc["comparison"]}
     assert row[("win_rate", "random", 32)]["n"] == 3 and row[("win_rate", "random", 32)]["mean_diff"] == pytest.approx(0.08)
@@ -167,7 +171,7 @@ def test_report_pairs_the_objectives_records_with_the_dpo_studys_own(tmp_path):
     assert "5 paired runs of 6 planned" in md and "No DPO record yet for: certainty seed 2." in md
     assert md == doc["markdown"] and "| win-rate | imdb | 32 | Pref certainty | 2 | -0.020 |" in md
     assert "Holm over distinct cells" not in md
-    assert apl_objectives.main(["--report-only", *PLAN, "--records-root", str(root), "--distinct-cells"]) == 0
+    assert apl_objectives.main(["--report-only", "--interim", *PLAN, "--records-root", str(root), "--distinct-cells"]) == 0
     again = json.loads((root / "imdb-cpu-conditional" / "comparison.json").read_text())
     assert "Holm over distinct cells: a cell identical to another strategy's at its size is counted once." in again["markdown"]
     assert again["comparison"] == doc["comparison"]  # no two cells alike here (random has seed 2, certainty not)
@@ -201,6 +205,7 @@ def test_tiny_run_lands_in_its_own_records_and_pairs_with_the_dpo_record(tmp_pat
     rec = read_record(path)
     assert rec["config"]["training"]["objective"] == "conditional" and rec["summary"]["complete"]
     assert not (root / "imdb-cpu").exists()  # the DPO study's folder is only read
+    assert not (root / "imdb-cpu-conditional" / "comparison.json").exists()  # its DPO pair is not recorded: no reading yet
     [ev] = rec["eval"]
     assert ev["acquired"] == 4 and ev["kl"] is not None and ev["lm_loss"] is not None
 
@@ -211,6 +216,7 @@ def test_tiny_run_lands_in_its_own_records_and_pairs_with_the_dpo_record(tmp_pat
     assert apl_objectives.main(argv) == 0  # resumes: the recorded run is skipped
     assert apl_objectives.main(["--report-only", *argv]) == 0
     doc = json.loads((root / "imdb-cpu-conditional" / "comparison.json").read_text())
+    assert doc["interim"] is None and not doc["markdown"].startswith("**Interim")
     got = {r["metric"]: r for r in doc["comparison"]}
     assert doc["pairs"] == 1 and set(got) == {"win_rate", "kl", "lm_loss"}
     assert got["win_rate"]["mean_diff"] == pytest.approx(ev["win_rate"] - 0.25)

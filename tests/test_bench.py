@@ -578,6 +578,9 @@ def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path
     assert phf.main([*argv, "--seeds", "2", "--shard", "1/2"]) == 0 and ran == []  # seed 0 recorded; seed 1 is the other shard's
     assert "no report yet: 1 of the plan's 2 runs are recorded (not yet: mle seed 1)" in capsys.readouterr().out
     assert not (tmp_path / "fig").exists()  # the shard that ends first writes no reading of part of the grid
+    with pytest.raises(SystemExit, match=r"bench phf: 1 of the plan's 2 runs are recorded \(not yet: mle seed 1\)"):
+        phf.main([*argv, "--seeds", "2", "--report-only"])  # read once: not before every planned run is in
+    assert not (tmp_path / "fig").exists()
     assert phf.main(argv) == 0 and ran == []  # recorded: skipped
     assert (tmp_path / "fig" / "phf_vs_mle.md").exists() and (tmp_path / "fig" / "phf_tradeoff.png").exists()
     assert phf.main([*argv, "--set", "phf.lm_texts=32"]) == 0 and ran == [("mle", 0, 32)]
@@ -586,6 +589,32 @@ def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path
     assert phf.recorded(kept, phf_config(lm_texts=32)) and not phf.recorded(kept, phf_config(lm_texts=64))
     with pytest.raises(SystemExit, match="--objectives: expected some of mle"):
         phf.main(["--objectives", "mle,dpo"])
+
+
+def test_phf_seed_count_reads_the_planned_seeds_spread_and_writes_no_report(tmp_path, capsys):
+    """Step 2 of the from-scratch grid's plan: n from the planned seeds' spread alone. RWR − MLE is +0.02 and −0.04 on
+    seeds 0, 1 (SD 0.06/√2 = 0.0424): t₉ · 0.0424 / √10 = 0.0303 > 0.03, t₁₀ · 0.0424 / √11 = 0.0285, so n = 11. A
+    recorded seed outside the plan (5, far apart) is not read; no table of differences is written."""
+    import json
+
+    from aplkit.phf.config import load_phf_config
+    from bench import phf
+
+    row = json.loads((phf.RECORDS / "mle" / "seed0" / "phf_eval.jsonl").read_text().splitlines()[-1])
+    values = {("mle", 0): 0.5, ("mle", 1): 0.5, ("rwr", 0): 0.52, ("rwr", 1): 0.46, ("mle", 5): 0.5, ("rwr", 5): 0.9}
+    records = tmp_path / "records"
+    for (o, k), m in values.items():
+        folder = records / o / f"seed{k}"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(load_phf_config("phf-imdb-cpu", [], objective=o, seed=k).to_dict()))
+        (folder / "summary.json").write_text(json.dumps({"complete": True}))
+        (folder / "phf_eval.jsonl").write_text(json.dumps({**row, "objective": o, "misalignment": m}) + "\n")
+    argv = ["--objectives", "mle,rwr", "--records", str(records), "--figures", str(tmp_path / "fig"), "--report-only", "--seed-count"]
+    assert phf.main([*argv, "--seeds", "2"]) == 0
+    assert "largest SD of objective − MLE misalignment 0.0424 → 11 seeds" in capsys.readouterr().out
+    assert not (tmp_path / "fig").exists()
+    with pytest.raises(SystemExit, match=r"bench phf: 4 of the plan's 6 runs are recorded \(not yet: mle seed 2, rwr seed 2\)"):
+        phf.main([*argv, "--seeds", "3"])
 
 
 def phf_config(lm_texts: int):
