@@ -146,7 +146,7 @@ def cmd_phf(args: argparse.Namespace) -> int:
 def cmd_phf_report(args: argparse.Namespace) -> int:
     from aplkit.results.phf import phf_report
 
-    for name, p in phf_report(args.runs, args.out).items():
+    for name, p in phf_report(args.runs, args.out, pool_strata=args.pool_strata).items():
         print(f"{name:<18} {p}")
     return 0
 
@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("phf-report", help="PHF trade-off figure (misalignment vs LM loss) and Table-2-style table from PHF run folders")
     s.add_argument("runs", help="folder holding PHF run folders (searched recursively)")
     s.add_argument("--out", default="figures")
+    s.add_argument("--pool-strata", action="store_true", help="pool paired seeds of different code versions or CPUs (refused otherwise)")
     s.set_defaults(func=cmd_phf_report)
 
     s = sub.add_parser("sweep", help="strategy × seed runs of the experiment notebook with papermill, here or on Ray")

@@ -282,22 +282,26 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
     return out
 
 
-def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
+def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path, pool_strata: bool = False) -> dict[str, Any]:
     """PHF's headline (Korbak et al. 2023): the trade-off figure (saved), the table at the last checkpoint and
-    each objective − MLE paired by seed with Holm-adjusted intervals, from PHF run folders or their committed rows."""
-    from aplkit.results.phf import curves, load_phf, plot_tradeoff, table, vs_mle, vs_mle_markdown
+    each objective − MLE paired by seed with Holm-adjusted intervals, from PHF run folders or their committed rows.
+    Paired seeds of several code versions or CPUs are refused unless ``pool_strata`` (``aplkit phf-report``)."""
+    from aplkit.results.phf import curves, load_phf, phf_strata, plot_tradeoff, table, vs_mle, vs_mle_markdown
     from aplkit.results.phf import to_markdown as phf_markdown
 
     df = load_phf(runs_dir)
     if df.empty:
         _no_data("the PHF trade-off", f"no PHF run folders (phf_eval.jsonl) under {runs_dir}")
         return {"files": []}
+    present, by_stratum = phf_strata(df, pool_strata)
+    if by_stratum is not None:
+        _markdown("**Each stratum's misalignment − MLE, before pooling**\n\n" + by_stratum)
     c = curves(df)
     files = show_and_save(plot_tradeoff(c), figures_dir, "phf_tradeoff")
     t = table(c)
     _markdown("**Last checkpoint, mean ± SE over seeds**\n\n" + phf_markdown(t))
     v = vs_mle(df)
-    _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v) if len(v) else "no MLE runs to compare with"))
+    _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v, present) if len(v) else "no MLE runs to compare with"))
     return {"files": files, "curves": c, "table": t, "vs_mle": v}
 
 

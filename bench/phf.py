@@ -41,6 +41,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--figures", default="figures", help="where phf-report writes (default figures/)")
     p.add_argument("--shard", default="0/1", help="I/N: every N-th planned run from the I-th")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--pool-strata", action="store_true", help="pool paired seeds of different code versions or CPUs (refused otherwise)")
     p.add_argument("--commit", action="store_true", help="git-commit each run's rows alone as they land")
     p.add_argument(
         "--seed-count", action="store_true", help="print the seeds a ±0.03 misalignment half-width needs (5–12), and write no report"
@@ -140,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     from aplkit.results.phf import phf_report
 
-    for name, p in phf_report(records, args.figures).items():
+    try:
+        paths = phf_report(records, args.figures, pool_strata=args.pool_strata, planned=set(configs))
+    except ConfigError as e:  # several strata, not asked to pool
+        raise SystemExit(f"bench phf: {e}") from None
+    for name, p in paths.items():
         print(f"{name:18} {p}")
     return 1 if failed else 0
 

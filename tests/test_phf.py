@@ -522,3 +522,82 @@ def test_theta0_is_measured_once_per_seed_and_shared_across_objectives(tmp_path,
     assert run("rwr", "rwr-fresh") == mle and ("rwr", 0) in calls  # measured afresh, RWR's θ0 gives exactly MLE's
     run("rwr", "rwr-seed2", ["seed=2"])
     assert calls.count(("rwr", 0)) == 2  # another seed is another θ0 measurement
+
+
+def test_vs_mle_gives_the_percentile_bootstrap_beside_t():
+    """d = (0, 0, 0.1): a resample's mean is 0 (p 8/27), 1/30 (12/27), 2/30 (6/27) or 0.1 (1/27), so the 2.5th
+    percentile of the resample means is 0 and the 97.5th is 0.1 (3.7 % of them): the interval is exactly [0, 0.1]."""
+    import pandas as pd
+
+    from aplkit.results.phf import vs_mle, vs_mle_markdown
+
+    rows = []
+    for seed, m in enumerate([0.5, 0.5, 0.6]):
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.5})
+        rows.append({"objective": "rwr", "seed": seed, "step": 8, "misalignment": m})
+    v = vs_mle(pd.DataFrame(rows))
+    r = v.set_index("metric").loc["misalignment"]
+    assert r["boot_lo"] == pytest.approx(0.0, abs=1e-12) and r["boot_hi"] == pytest.approx(0.1)
+    assert r["lo"] < 0 < r["hi"] and r["verdict"] == "undecided"  # the verdict still reads the Holm-adjusted t interval
+    md = vs_mle_markdown(v)
+    assert "bootstrap" in md.splitlines()[0] and "| [+0.000, +0.100] |" in md
+
+
+def _phf_rows(root: Path, objective: str, seed: int, misalignment: float, cpu: str) -> None:
+    """A compact PHF record: config, θ0 and last checkpoint, and the code.jsonl row of one start on ``cpu``."""
+    import json
+
+    from aplkit.runfolder import CODE, write_jsonl
+
+    d = root / objective / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(f"seed: {seed}\nobjective: {objective}\n")
+    rows = [_eval_row(0, 0, 0.6, 4.0, objective), _eval_row(4, 512, misalignment, 4.0, objective)]
+    (d / "phf_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(d / CODE, [{"commit": "c1", "package_hash": "t1", "dirty": False, "cpu": cpu, "isa": "avx2", "cores": 2}])
+
+
+def test_phf_report_refuses_to_pool_cpus_unless_asked(tmp_path):
+    """MLE and RWR at seeds 0–2 on one CPU and 3–5 on another: the report stops in one line naming both strata
+    before writing anything; asked to pool, ``phf_strata.md`` gives each stratum's RWR − MLE (means −0.04 and
+    +0.04 by hand) and Welch's t between them, and the pooled table says the strata were pooled."""
+    import math
+
+    from aplkit.cli import main
+    from aplkit.results.compare import StrataError
+    from aplkit.results.phf import phf_report
+
+    d = {0: -0.05, 1: -0.03, 2: -0.04, 3: 0.03, 4: 0.05, 5: 0.04}
+    for k, x in d.items():
+        cpu = "EPYC" if k < 3 else "Xeon"
+        _phf_rows(tmp_path / "runs", "mle", k, 0.5, cpu)
+        _phf_rows(tmp_path / "runs", "rwr", k, 0.5 + x, cpu)
+    with pytest.raises(StrataError) as e:
+        phf_report(tmp_path / "runs", tmp_path / "fig")
+    msg = str(e.value)
+    assert "\n" not in msg and "2 strata" in msg and "t1 · EPYC (avx2)" in msg and "t1 · Xeon (avx2)" in msg and "--pool-strata" in msg
+    assert not (tmp_path / "fig").exists()
+    assert main(["phf-report", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) != 0
+
+    assert main(["phf-report", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--pool-strata"]) == 0
+    strata = (tmp_path / "fig" / "phf_strata.md").read_text()
+    epyc = next(r for r in strata.splitlines() if "EPYC" in r and r.startswith("|"))
+    xeon = next(r for r in strata.splitlines() if "Xeon" in r and r.startswith("|"))
+    assert "| -0.040 |" in epyc and "| +0.040 |" in xeon and "Δ vs MLE" in strata
+    # Welch's t: both strata have s = 0.01 and n = 3, so t = (−0.04 − 0.04) / √(2 · 0.01² / 3) = −9.80 on 4 df
+    t = (-0.04 - 0.04) / math.sqrt(2 * 0.01**2 / 3)
+    assert f"= {t:+.2f} (4.0 df)" in strata
+    assert "2 strata" in (tmp_path / "fig" / "phf_vs_mle.md").read_text()
+
+
+def test_phf_report_reads_only_the_planned_runs(tmp_path):
+    """Runs outside the plan (seed 2 here) are left out of every table, so a reading is of the planned seeds alone."""
+    from aplkit.results.phf import phf_report
+
+    for k, x in {0: 0.1, 1: 0.2, 2: 0.9}.items():
+        _phf_rows(tmp_path / "runs", "mle", k, 0.5, "EPYC")
+        _phf_rows(tmp_path / "runs", "rwr", k, 0.5 + x, "EPYC")
+    paths = phf_report(tmp_path / "runs", tmp_path / "fig", planned={(o, k) for o in ("mle", "rwr") for k in (0, 1)})
+    v = paths["phf_vs_mle.md"].read_text()
+    assert "| RWR | misalignment | 2 | +0.150 |" in v
+    assert "| 2 |" in next(r for r in paths["phf_table.md"].read_text().splitlines() if r.startswith("| RWR"))

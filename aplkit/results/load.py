@@ -176,12 +176,14 @@ def start_stratum(c: dict[str, Any]) -> str:
 def load_strata(runs_dir: str | Path) -> dict[str, str]:
     """run (as ``load_runs`` names it) → its stratum (``start_stratum``): a run resumed under several joins them
     with " + "; a run without ``code.jsonl`` is "unknown code · unknown CPU"."""
-    out = {}
-    for folder in find_runs(runs_dir):
-        rf = RunFolder(folder)
-        starts = rf.rows(CODE) if (rf / CODE).exists() else []
-        out[run_identity(folder, runs_dir)["run"]] = " + ".join(dict.fromkeys(start_stratum(c) for c in starts)) or start_stratum({})
-    return out
+    return {run_identity(folder, runs_dir)["run"]: folder_stratum(folder) for folder in find_runs(runs_dir)}
+
+
+def folder_stratum(folder: str | Path) -> str:
+    """One run folder's stratum from every start in its ``code.jsonl`` (``load_strata``)."""
+    rf = RunFolder(Path(folder))
+    starts = rf.rows(CODE) if (rf / CODE).exists() else []
+    return " + ".join(dict.fromkeys(start_stratum(c) for c in starts)) or start_stratum({})
 
 
 def load_code(runs_dir: str | Path) -> dict[str, Any]:

@@ -31,15 +31,19 @@ LABELS = {
 
 
 def load_phf(runs_dir: str | Path) -> pd.DataFrame:
-    """Every checkpoint of every PHF run folder under ``runs_dir``: objective, seed, step, tokens and the measurements."""
+    """Every checkpoint of every PHF run folder under ``runs_dir``: objective, seed, step, tokens, the measurements and
+    the run's stratum (code version · CPU, ``aplkit.results.load.folder_stratum``)."""
+    from aplkit.results.load import folder_stratum
+
     rows: list[dict[str, Any]] = []
     for path in sorted(Path(runs_dir).rglob(FILES[PHFEvalRow])):
         folder = path.parent
         cfg = yaml.safe_load((folder / CONFIG).read_text()) if (folder / CONFIG).exists() else {}
         seed = (cfg or {}).get("seed", 0)
+        stratum = folder_stratum(folder)
         for r in read_jsonl(path):
             row = from_dict(PHFEvalRow, r)
-            rows.append({"run": str(folder), "seed": seed, **row.__dict__})
+            rows.append({"run": str(folder), "seed": seed, "stratum": stratum, **row.__dict__})
     return with_lm_loss_change(pd.DataFrame(rows))
 
 
@@ -171,17 +175,17 @@ def vs_mle(
     what is tested. Each metric is one family (every objective against MLE): ``holm_lo``/``holm_hi`` is the
     t interval that excludes 0 exactly when Holm's step-down rejects (``compare.holm_intervals``), and the
     verdict reads it — "lower" / "higher" where it excludes 0, "undecided" where it holds 0. ``lo``/``hi``
-    are the plain 95 % t intervals. ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave
+    are the plain 95 % t intervals, ``boot_lo``/``boot_hi`` the percentile bootstrap over seeds beside them. ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave
     up from its own θ0) is the LM-loss cost to read; ``lm_loss`` also carries any difference between the θ0s.
     Where conditional runs measured it, ``misalignment_bad`` (their samples under ``<|bad|>``) − MLE's
     misalignment is added: a family of one, expected "higher".
     """
-    from aplkit.results.compare import holm_intervals, t_interval
+    from aplkit.results.compare import bootstrap_interval, holm_intervals, t_interval
 
     df = with_lm_loss_change(df)
     metrics = tuple(m for m in metrics if m in df) + ((BAD,) if _measured(df, BAD) else ())
 
-    last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])
+    last = last_checkpoints(df).set_index(["objective", "seed"])
     if "mle" not in last.index.get_level_values(0):
         return pd.DataFrame()
     base = last.loc["mle"]
@@ -196,8 +200,18 @@ def vs_mle(
                 continue
             d = (mine.loc[seeds, m].astype(float) - base.loc[seeds, "misalignment" if m == BAD else m].astype(float)).to_numpy()
             lo, hi = t_interval(d)
+            b_lo, b_hi = bootstrap_interval(d)
             rows.append(
-                {"objective": o, "metric": m, "seeds": len(d), "diff": float(d.mean()) if len(d) else float("nan"), "lo": lo, "hi": hi}
+                {
+                    "objective": o,
+                    "metric": m,
+                    "seeds": len(d),
+                    "diff": float(d.mean()) if len(d) else float("nan"),
+                    "lo": lo,
+                    "hi": hi,
+                    "boot_lo": b_lo,
+                    "boot_hi": b_hi,
+                }
             )
             diffs.append(d)
     out = pd.DataFrame(rows)
@@ -220,15 +234,16 @@ def _direction(lo: float, hi: float) -> str:
     return "lower" if hi < 0 else "higher" if lo > 0 else "undecided"
 
 
-def vs_mle_markdown(v: pd.DataFrame) -> str:
+def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None) -> str:
+    """``vs_mle`` as Markdown; ``strata``: the strata its paired seeds were pooled over, when more than one."""
     lines = [
-        "| objective | metric | seeds | − MLE | 95 % t interval | Holm-adjusted interval (per metric) | verdict (Holm) |",
-        "|---|---|---|---|---|---|---|",
+        "| objective | metric | seeds | − MLE | 95 % t interval | 95 % bootstrap interval | Holm-adjusted interval (per metric) | verdict (Holm) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in v.itertuples():
         lines.append(
             f"| {LABELS.get(r.objective, r.objective)} | {r.metric} | {r.seeds} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] "
-            f"| [{r.holm_lo:+.3f}, {r.holm_hi:+.3f}] | {r.verdict} |"
+            f"| [{r.boot_lo:+.3f}, {r.boot_hi:+.3f}] | [{r.holm_lo:+.3f}, {r.holm_hi:+.3f}] | {r.verdict} |"
         )
     n = v.loc[v["metric"] != BAD, "objective"].nunique() if len(v) else 0
     bad = (
@@ -236,10 +251,16 @@ def vs_mle_markdown(v: pd.DataFrame) -> str:
         if len(v) and (v["metric"] == BAD).any()
         else ""
     )
+    pooled = (
+        f"\nPaired seeds from {len(strata)} strata (code version · CPU) pooled on request: phf_strata.md gives each one's estimate.\n"
+        if strata and len(strata) > 1
+        else ""
+    )
     return (
         "\n".join(lines)
         + f"\n\nEach metric is one family of {n} comparisons with MLE; the verdict reads the Holm-adjusted interval.\n"
         + bad
+        + pooled
     )
 
 
@@ -260,13 +281,47 @@ def to_latex(t: pd.DataFrame) -> str:
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
 
 
-def phf_report(runs_dir: str | Path, out_dir: str | Path = "figures") -> dict[str, Path]:
-    """Write phf_tradeoff.png/.pdf, phf_table.md/.tex and phf_curves.csv from the PHF run folders under ``runs_dir``."""
+def last_checkpoints(df: pd.DataFrame) -> pd.DataFrame:
+    """Each run's last checkpoint (``load_phf``'s rows), where objectives are compared."""
+    return df.sort_values("step").groupby(["objective", "seed"]).tail(1)
+
+
+def phf_strata(df: pd.DataFrame, pool: bool = False) -> tuple[list[str], str | None]:
+    """The strata (code version · CPU) of the paired seeds objective − MLE, and, where there are several and ``pool``
+    is asked for, each stratum's misalignment − MLE with Welch's test of their difference (Markdown).
+
+    Several strata without ``pool``: ``StrataError`` in one line, as ``aplkit report`` (``compare.check_strata``).
+    """
+    from aplkit.results.compare import by_stratum, check_strata
+    from aplkit.results.tables import strata_markdown
+
+    last = last_checkpoints(df)
+    # compare's tables pair "strategies" at one "size": here the objectives at their last checkpoint (size: the most tokens)
+    pairs = last.assign(task="PHF", strategy=last["objective"].map(lambda o: LABELS.get(o, o)), acquired=int(last["tokens"].max()))
+    strata = dict(zip(pairs["run"], pairs["stratum"], strict=True)) if "stratum" in pairs else {}
+    present = check_strata(pairs, strata, pool, baseline=LABELS["mle"])
+    if len(present) < 2:
+        return present, None
+    return present, strata_markdown(*by_stratum(pairs, strata, metric="misalignment", baseline=LABELS["mle"]), baseline=LABELS["mle"])
+
+
+def phf_report(
+    runs_dir: str | Path, out_dir: str | Path = "figures", pool_strata: bool = False, planned: set[tuple[str, int]] | None = None
+) -> dict[str, Path]:
+    """Write phf_tradeoff.png/.pdf, phf_table.md/.tex, phf_curves.csv and phf_vs_mle.md from the PHF run folders
+    under ``runs_dir``; ``planned``: the (objective, seed) runs to read, the rest left out.
+
+    Paired seeds from several code versions or CPUs are refused before anything is written unless ``pool_strata``;
+    pooled, ``phf_strata.md`` gives each stratum's estimate and the test of their difference.
+    """
     from aplkit.results.plots import save
 
     df = load_phf(runs_dir)
+    if planned is not None and not df.empty:
+        df = df[[(o, int(k)) in planned for o, k in zip(df["objective"], df["seed"], strict=True)]]
     if df.empty:
         raise FileNotFoundError(f"no PHF run folders (phf_eval.jsonl) under {runs_dir}")
+    present, by_stratum = phf_strata(df, pool_strata)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     c = curves(df)
@@ -276,7 +331,10 @@ def phf_report(runs_dir: str | Path, out_dir: str | Path = "figures") -> dict[st
     (out / "phf_table.tex").write_text(to_latex(t))
     c.to_csv(out / "phf_curves.csv", index=False, float_format="%.6g")
     v = vs_mle(df)
-    (out / "phf_vs_mle.md").write_text(vs_mle_markdown(v) if len(v) else "no MLE runs to compare with\n")
+    (out / "phf_vs_mle.md").write_text(vs_mle_markdown(v, present) if len(v) else "no MLE runs to compare with\n")
     paths["phf_vs_mle.md"] = out / "phf_vs_mle.md"
+    if by_stratum is not None:
+        (out / "phf_strata.md").write_text(by_stratum)
+        paths["phf_strata.md"] = out / "phf_strata.md"
     paths.update({"phf_table.md": out / "phf_table.md", "phf_table.tex": out / "phf_table.tex", "phf_curves.csv": out / "phf_curves.csv"})
     return paths

@@ -581,8 +581,8 @@ def label_saving_markdown(ls: pd.DataFrame, kl: str = "kl_t1") -> str:
     )
 
 
-def strata_markdown(table: pd.DataFrame, tests: pd.DataFrame) -> str:
-    """compare.by_stratum as Markdown: each stratum's paired difference, then the test of whether they differ."""
+def strata_markdown(table: pd.DataFrame, tests: pd.DataFrame, baseline: str = "random") -> str:
+    """compare.by_stratum as Markdown: each stratum's paired difference from ``baseline``, then the test of whether they differ."""
     if table.empty:
         return "no paired seeds\n"
     rows = [
@@ -598,7 +598,10 @@ def strata_markdown(table: pd.DataFrame, tests: pd.DataFrame) -> str:
         ]
         for r in table.itertuples()
     ]
-    text = _md(["Dataset", "Size", "Strategy", "Stratum (code · CPU)", "Seeds", "n", "Δ vs random", "95 % CI (t)"], rows)
+    text = _md(
+        ["Dataset", "Size", "Strategy", "Stratum (code · CPU)", "Seeds", "n", f"Δ vs {DISPLAY.get(baseline, baseline)}", "95 % CI (t)"],
+        rows,
+    )
     lines = [
         f"- {r.task} {DISPLAY.get(r.strategy, r.strategy)}: {r.test} over {r.strata} strata"
         + (f" = {r.statistic:+.2f} ({r.df:.1f} df)" if r.test == "Welch t" else f" = {r.statistic:.2f}")
