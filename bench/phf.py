@@ -58,7 +58,9 @@ def seed_count(df, half_width: float = 0.03, low: int = 5, high: int = 12) -> tu
     """
     from scipy import stats
 
-    last = df.sort_values("step").groupby(["objective", "seed"]).tail(1).set_index(["objective", "seed"])["misalignment"]
+    from aplkit.results.phf import last_checkpoints
+
+    last = last_checkpoints(df).set_index(["objective", "seed"])["misalignment"]
     base = last.loc["mle"]
     sds = []
     for o in sorted(set(last.index.get_level_values(0)) - {"mle"}):

@@ -175,8 +175,9 @@ def vs_mle(
     what is tested. Each metric is one family (every objective against MLE): ``holm_lo``/``holm_hi`` is the
     t interval that excludes 0 exactly when Holm's step-down rejects (``compare.holm_intervals``), and the
     verdict reads it — "lower" / "higher" where it excludes 0, "undecided" where it holds 0. ``lo``/``hi``
-    are the plain 95 % t intervals, ``boot_lo``/``boot_hi`` the percentile bootstrap over seeds beside them. ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave
-    up from its own θ0) is the LM-loss cost to read; ``lm_loss`` also carries any difference between the θ0s.
+    are the plain 95 % t intervals, ``boot_lo``/``boot_hi`` the percentile bootstrap over seeds beside them.
+    ``df`` is ``load_phf``'s table. ``lm_loss_change`` (the LM loss each run gave up from its own θ0) is the
+    LM-loss cost to read; ``lm_loss`` also carries any difference between the θ0s.
     Where conditional runs measured it, ``misalignment_bad`` (their samples under ``<|bad|>``) − MLE's
     misalignment is added: a family of one, expected "higher".
     """
