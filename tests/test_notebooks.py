@@ -343,13 +343,19 @@ def test_phf_notebook_under_papermill(tmp_path):
 
 @pytest.mark.notebook
 def test_phf_tradeoff_notebook_reads_the_committed_rows(tmp_path):
-    """The analysis notebook draws PHF's trade-off from bench/results/phf alone; its vs-MLE table is the report's."""
+    """The analysis notebook draws PHF's trade-off from bench/results/phf alone; its vs-MLE table is the report's.
+
+    That grid's seeds ran under several code versions, so it reads only pooled, each stratum shown first."""
     from aplkit.results.phf import load_phf, vs_mle
 
     rows, figs = ROOT / "bench" / "results" / "phf", tmp_path / "figures"
-    nb = _execute("phf_tradeoff.ipynb", tmp_path / "phf.ipynb", tmp_path, runs_dir=str(rows), figures_dir=str(figs))
+    kw = {"runs_dir": str(rows), "figures_dir": str(figs)}
+    with pytest.raises(pm.PapermillExecutionError, match="StrataError"):
+        _execute("phf_tradeoff.ipynb", tmp_path / "refused.ipynb", tmp_path, **kw)
+    nb = _execute("phf_tradeoff.ipynb", tmp_path / "phf.ipynb", tmp_path, pool_strata=True, **kw)
     text = _text(nb)
     assert "Each objective − MLE, paired by seed" in text and "Holm-adjusted interval" in text
+    assert text.index("Each stratum's misalignment − MLE") < text.index("Each objective − MLE, paired by seed")
     v = vs_mle(load_phf(rows)).set_index(["objective", "metric"])
     lo, hi = v.loc[("conditional", "lm_loss"), ["holm_lo", "holm_hi"]]
     assert f"[{lo:+.3f}, {hi:+.3f}]" in text
