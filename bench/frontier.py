@@ -8,7 +8,8 @@ at fewer seeds, ``seeds_of``) and the one look (the seed count at which it is re
 strategy × seed through the sweep's driver (``aplkit.sweep.run_grid``, as ``bench labels`` does) and keeps each
 finished run's compact record under ``bench/results/frontier/<plan name>/`` (``--commit``: committed alone as it
 lands); a recorded run is not run again. It runs only from a checkout at the plan's commit (a worktree made for the
-study, ``git worktree add ../<name> <commit>``): anything else stops in one line. ``--report-only`` rebuilds the
+study, ``git worktree add ../<name> <commit>``): anything else stops in one line. ``--stop-by`` (start no run expected to end
+after it) and ``kill -USR1`` (pause after the current step) work as in ``bench labels``. ``--report-only`` rebuilds the
 report from the records alone; it refuses to pool records of several code versions or CPUs unless
 ``--pool-strata``, and to read the plan before its look unless ``--interim`` (then marked as not the plan's reading).
 
@@ -329,6 +330,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--records", default=None, help="compact records, committed (default bench/results/frontier/<plan name>)")
     p.add_argument("--shard", default="0/1", help="I/N: every N-th planned run from the I-th")
     p.add_argument("--commit", action="store_true", help="git-commit each record alone as it lands")
+    p.add_argument("--stop-by", default=None, metavar="TIME", help="as bench labels --stop-by (estimates from the study's own records)")
     p.add_argument("--report-only", action="store_true", help="only the report, from the records already there")
     p.add_argument("--pool-strata", action="store_true", help="pool records of several code versions or CPUs (refused otherwise)")
     p.add_argument("--interim", action="store_true", help="read before the plan's look, marked as not the plan's reading")
@@ -353,7 +355,18 @@ def planned_configs(plan: FrontierPlan) -> dict[tuple[str, int], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.labels import check_no_overwrite, check_strategies, keep_record, record_path, recorded, shard_labels, study_grid, study_runs
+    from bench.labels import (
+        check_no_overwrite,
+        check_strategies,
+        keep_record,
+        parse_stop_by,
+        pause_on_signal,
+        record_path,
+        recorded,
+        shard_labels,
+        study_grid,
+        study_runs,
+    )
 
     args = parse(argv or [])
     try:
@@ -366,10 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     failed = False
     if not args.report_only:
+        stop_by = parse_stop_by(args.stop_by)
         why = committed(Path(args.plan)) or pinned(plan.commit, records, plan=Path(args.plan))
         if why:
             raise SystemExit(f"bench frontier: {why}")
         check_no_overwrite(records, configs)
+        pause_on_signal()
         out = Path(args.out or f"runs/bench-frontier/{plan.name}")
         runs = study_runs(configs, out)
         ran = study_grid(
@@ -379,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda r: record_path(records, r.strategy, r.seed),
             recorded,
             keep_record(args.commit),
+            stop_by=stop_by,
         )
         failed = bool(ran["failed"])
     if args.pilot_reading:

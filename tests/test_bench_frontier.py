@@ -192,6 +192,38 @@ def test_main_refuses_to_run_from_another_commit_and_runs_nothing(tmp_path, monk
     assert not (tmp_path / "rec").exists() and not (tmp_path / "runs").exists()
 
 
+def test_stop_by_starts_no_run_its_strategys_records_say_would_end_after_it(tmp_path, monkeypatch, capsys):
+    """30 min before --stop-by an hour-long certainty run is not started; random's minute-long runs are."""
+    from datetime import datetime, timedelta
+
+    from bench import labels
+
+    plan = write_plan(tmp_path / "p.yaml")
+    monkeypatch.setattr(BF, "committed", lambda path: None)  # this checkout is not at the plan's made-up commit
+    monkeypatch.setattr(BF, "pinned", lambda commit, records, plan=None: None)
+    here = {"cpu": "EPYC", "isa": "avx512f", "cores": 2}
+    monkeypatch.setattr(labels, "machine", lambda: here)
+    rec = tmp_path / "rec"
+    for s, secs in (("random", 60), ("certainty", 3600)):  # an earlier seed's records: only their wall times are read
+        path = labels.record_path(rec, s, 9)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"head": {"summary": {"wall_seconds": secs, "complete": True}, "code": [{"machine": here}]}}))
+    calls = []
+
+    def fake_run(cfg, run_dir, progress=True, on_step=None):
+        calls.append((cfg.strategy, cfg.seed))
+        raise RuntimeError("no run needed here")
+
+    monkeypatch.setattr("aplkit.loop.run_experiment", fake_run)
+    stop = (datetime.now() + timedelta(minutes=30)).isoformat(timespec="minutes")
+    BF.main(["--plan", str(plan), "--records", str(rec), "--out", str(tmp_path / "runs"), "--stop-by", stop])
+    assert calls == [("random", 0), ("random", 1)]
+    said = capsys.readouterr().out
+    assert "certainty seed 0: not started: ≈ 60 min (1 record made on this machine) would end at" in said
+    with pytest.raises(SystemExit, match=r"^--stop-by: expected HH:MM or an ISO date-time"):
+        BF.main(["--plan", str(plan), "--records", str(rec), "--stop-by", "soon"])
+
+
 @pytest.mark.slow  # a subprocess or several tiny runs
 def test_a_tiny_study_end_to_end_and_its_report_from_the_records(tmp_path, monkeypatch):
     plan = write_plan(tmp_path / "p.yaml")
