@@ -183,8 +183,8 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
 
     here = here if here is not None else machine()
     mine, other = [], []
-    for path in sorted((Path(records) / strategy.replace("+", "_")).glob("seed*.json")):
-        head = read_record(path)
+    for path in sorted((Path(records) / strategy.replace("+", "_")).glob("seed*")):
+        head = read_record(path) if path.suffix == ".json" else _folder_head(path)
         secs = head["summary"].get("wall_seconds")
         if not head["summary"].get("complete") or not secs:
             continue
@@ -200,6 +200,14 @@ def expected_seconds(records: Path, strategy: str, here: dict | None = None) -> 
     if other:
         return median(other), f"{of(len(other))}, none made on this machine"
     return None
+
+
+def _folder_head(folder: Path) -> dict:
+    """A record kept as a folder of a run's rows (``bench phf``): its summary and code rows, as ``read_record``'s head."""
+    from aplkit.runfolder import read_jsonl
+
+    summary = folder / "summary.json"
+    return {"summary": json.loads(summary.read_text()) if summary.exists() else {}, "code": list(read_jsonl(folder / "code.jsonl"))}
 
 
 def too_late(

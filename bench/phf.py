@@ -6,7 +6,8 @@ planned run whose rows are there, complete and of the same config, is not run ag
 continues the grid; ``--report-only`` rebuilds ``figures/phf_*`` from the rows alone (``aplkit
 phf-report``). Two shards with ``OMP_NUM_THREADS=1`` use both cores, as ``bench labels`` does; an invocation that
 runs writes the report only when every planned run is recorded (the shard that ends first says how many are in),
-and ``--report-only`` is refused in one line until then. ``--seed-count`` prints the seed count the planned seeds'
+and ``--report-only`` is refused in one line until then. ``--stop-by HH:MM`` starts no run that its objective's
+rows say would end after it. ``--seed-count`` prints the seed count the planned seeds'
 spread gives and writes no report: choosing n reads no difference between objectives.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.labels import before_reading, parse_seeds, plan, shard_labels, study_grid, study_runs
+from bench.labels import before_reading, parse_seeds, parse_stop_by, plan, shard_labels, study_grid, study_runs
 from bench.provenance import ROOT, commit_file
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--pool-strata", action="store_true", help="pool paired seeds of different code versions or CPUs (refused otherwise)")
     p.add_argument("--commit", action="store_true", help="git-commit each run's rows alone as they land")
+    p.add_argument("--stop-by", default=None, metavar="TIME", help="as bench labels --stop-by (estimates from the objective's own rows)")
     p.add_argument(
         "--seed-count", action="store_true", help="print the seeds a ±0.03 misalignment half-width needs (5–12), and write no report"
     )
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     records = Path(args.records)
     failed = False
     if not args.report_only:
+        stop_by = parse_stop_by(args.stop_by)
         runs = study_runs(configs, Path(args.out))
         ran = study_grid(
             runs,
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda r: records / r.strategy / f"seed{r.seed}",
             recorded,
             land(args.commit),
+            stop_by=stop_by,
         )
         failed = bool(ran["failed"])
     early = before_reading(configs, records, where=lambda root, o, k: root / o / f"seed{k}", is_recorded=recorded)

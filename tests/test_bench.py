@@ -591,6 +591,35 @@ def test_phf_grid_runs_only_what_is_not_recorded_and_keeps_compact_rows(tmp_path
         phf.main(["--objectives", "mle,dpo"])
 
 
+def test_phf_stop_by_starts_no_run_its_objectives_rows_say_would_end_after_it(tmp_path, monkeypatch, capsys):
+    """bench phf keeps a run as a folder of rows: its summary's wall time and code row's machine give the estimate."""
+    from datetime import datetime, timedelta
+
+    import aplkit.phf.experiment as E
+    from bench import phf
+
+    records = tmp_path / "records"
+    for objective, secs in (("mle", 60), ("filtering", 3600)):  # an earlier seed's rows: only their wall times are read
+        folder = records / objective / "seed5"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"complete": True, "wall_seconds": secs}))
+        (folder / "code.jsonl").write_text(json.dumps({"commit": "0" * 40, **HERE}) + "\n")
+    monkeypatch.setattr(labels, "machine", lambda: HERE)
+    assert labels.expected_seconds(records, "filtering") == (3600, "1 record made on this machine")
+    ran = []
+
+    def fake_run(cfg, out, progress=True):
+        ran.append((cfg.objective, cfg.seed))
+        raise RuntimeError("no run needed here")
+
+    monkeypatch.setattr(E, "run_phf", fake_run)
+    stop = (datetime.now() + timedelta(minutes=30)).isoformat(timespec="minutes")
+    argv = ["--objectives", "mle,filtering", "--seeds", "1", "--records", str(records), "--out", str(tmp_path / "runs")]
+    phf.main([*argv, "--figures", str(tmp_path / "fig"), "--stop-by", stop])
+    assert ran == [("mle", 0)]
+    assert "filtering seed 0: not started: ≈ 60 min (1 record made on this machine) would end at" in capsys.readouterr().out
+
+
 def test_phf_seed_count_reads_the_planned_seeds_spread_and_writes_no_report(tmp_path, capsys):
     """Step 2 of the from-scratch grid's plan: n from the planned seeds' spread alone. RWR − MLE is +0.02 and −0.04 on
     seeds 0, 1 (SD 0.06/√2 = 0.0424): t₉ · 0.0424 / √10 = 0.0303 > 0.03, t₁₀ · 0.0424 / √11 = 0.0285, so n = 11. A
