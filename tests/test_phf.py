@@ -600,4 +600,74 @@ def test_phf_report_reads_only_the_planned_runs(tmp_path):
     paths = phf_report(tmp_path / "runs", tmp_path / "fig", planned={(o, k) for o in ("mle", "rwr") for k in (0, 1)})
     v = paths["phf_vs_mle.md"].read_text()
     assert "| RWR | misalignment | 2 | +0.150 |" in v
+    claims = paths["phf_claims.md"].read_text()  # no conditional, filtering or unlikelihood runs: nothing to read
+    rows = [r for r in claims.splitlines() if r.startswith("| ") and "finding" not in r]
+    assert len(rows) == 8 and all(r.endswith("| n/a |") for r in rows)
     assert "| 2 |" in next(r for r in paths["phf_table.md"].read_text().splitlines() if r.startswith("| RWR"))
+
+
+def _grid(deltas: dict[str, tuple[list[float], list[float]]], bad: list[float] | None = None):
+    """Last checkpoints of a synthetic grid: MLE at misalignment 0.5 and LM loss 5.0 on every seed, each other
+    objective at MLE's values plus its per-seed (misalignment, LM loss) differences."""
+    import pandas as pd
+
+    rows = []
+    for seed in range(len(bad or next(iter(deltas.values()))[0])):
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.5, "prompted_misalignment": 0.5, "lm_loss": 5.0})
+        for o, (dm, dl) in deltas.items():
+            row = {
+                "objective": o,
+                "seed": seed,
+                "step": 8,
+                "misalignment": 0.5 + dm[seed],
+                "prompted_misalignment": 0.5,
+                "lm_loss": 5.0 + dl[seed],
+            }
+            if o == "conditional" and bad is not None:
+                row["misalignment_bad"] = 0.5 + bad[seed]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_papers_claims_are_read_by_their_rules():
+    """Each verdict by hand. Conditional lowers misalignment by 0.20 (t ≈ 35) at +0.02 LM loss, whose Holm interval
+    (at most Bonferroni's over 5: t₀.₉₉₅,₃ · 0.0129/2 ≈ 0.038 wide) stays below the +0.10 margin; AWR lowers
+    misalignment 0.05 more than conditional on every seed, so "the most" is not reproduced; filtering and
+    unlikelihood pay ≈ 0.5 and 0.6; RWR's +0.20 lies between conditional's +0.02 and both; AWR's +0.05 ± 0.1 is
+    undecided against conditional; under <|bad|> misalignment is 0.2 above MLE's."""
+    from aplkit.results.phf import claims_markdown, paper_claims
+
+    df = _grid(
+        {
+            "filtering": ([-0.10, -0.12, -0.09, -0.11], [0.50, 0.51, 0.49, 0.52]),
+            "conditional": ([-0.20, -0.21, -0.19, -0.20], [0.02, 0.03, 0.01, 0.02]),
+            "unlikelihood": ([-0.12, -0.13, -0.11, -0.14], [0.60, 0.61, 0.59, 0.62]),
+            "rwr": ([-0.05, -0.07, -0.04, -0.05], [0.20, 0.22, 0.19, 0.21]),
+            "awr": ([-0.25, -0.27, -0.24, -0.25], [0.15, -0.05, 0.15, -0.05]),
+        },
+        bad=[0.20, 0.22, 0.18, 0.21],
+    )
+    c = paper_claims(df)
+    assert list(c["verdict"]) == [
+        "reproduced",  # conditional lowers misalignment
+        "not reproduced",  # … the most: AWR − conditional −0.0525, every seed
+        "reproduced",  # … at little LM-loss cost
+        "reproduced",  # filtering pays
+        "reproduced",  # unlikelihood pays
+        "reproduced",  # RWR in between
+        "undecided",  # AWR in between: AWR − conditional +0.03 ± 0.1
+        "reproduced",  # <|bad|> above MLE
+    ]
+    assert c.loc[0, "evidence"].startswith("Conditional − MLE -0.200, Holm [")
+    # Conditional − AWR per seed 0.05, 0.06, 0.05, 0.05: mean 0.0525, SD 0.005, t₀.₉₇₅,₃ · 0.0025 = 0.008
+    assert "Conditional − AWR +0.05" in c.loc[1, "evidence"] and "[+0.045, +0.060]" in c.loc[1, "evidence"]
+    assert c.loc[7, "evidence"].startswith("Conditional under <|bad|> − MLE +0.20")
+    assert "| … at little LM-loss cost |" in claims_markdown(c) and "below +0.10 nats/token" in claims_markdown(c)
+    # filtering below MLE's LM loss: "pays" is contradicted, and RWR (+0.20) is no longer below it
+    df.loc[df["objective"] == "filtering", "lm_loss"] = 5.0 - 0.05 + df.loc[df["objective"] == "filtering", "seed"] * 0.001
+    c = paper_claims(df).set_index("claim")
+    assert c.loc["Filtering pays in LM loss", "verdict"] == "not reproduced"
+    assert c.loc["RWR lies in between in LM loss: above conditional, below filtering and unlikelihood", "verdict"] == "not reproduced"
+    # a grid without AWR or RWR: their claims cannot be read
+    c = paper_claims(df[~df["objective"].isin(["rwr"])]).set_index("claim")
+    assert c.loc["RWR lies in between in LM loss: above conditional, below filtering and unlikelihood", "verdict"] == "n/a"
