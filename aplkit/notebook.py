@@ -283,10 +283,21 @@ def arena_comparison(runs_dir: str | Path, figures_dir: str | Path) -> dict[str,
 
 
 def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path, pool_strata: bool = False) -> dict[str, Any]:
-    """PHF's headline (Korbak et al. 2023): the trade-off figure (saved), the table at the last checkpoint and
-    each objective − MLE paired by seed with Holm-adjusted intervals, from PHF run folders or their committed rows.
+    """PHF's headline (Korbak et al. 2023): the trade-off figure (saved), the table at the last checkpoint,
+    each objective − MLE paired by seed with Holm-adjusted intervals and the paper's findings read by their rules
+    (``aplkit.results.phf.paper_claims``), from PHF run folders or their committed rows.
     Paired seeds of several code versions or CPUs are refused unless ``pool_strata`` (``aplkit phf-report``)."""
-    from aplkit.results.phf import curves, load_phf, phf_strata, plot_tradeoff, table, vs_mle, vs_mle_markdown
+    from aplkit.results.phf import (
+        claims_markdown,
+        curves,
+        load_phf,
+        paper_claims,
+        phf_strata,
+        plot_tradeoff,
+        table,
+        vs_mle,
+        vs_mle_markdown,
+    )
     from aplkit.results.phf import to_markdown as phf_markdown
 
     df = load_phf(runs_dir)
@@ -302,7 +313,10 @@ def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path, pool_strata: boo
     _markdown("**Last checkpoint, mean ± SE over seeds**\n\n" + phf_markdown(t))
     v = vs_mle(df)
     _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v, present) if len(v) else "no MLE runs to compare with"))
-    return {"files": files, "curves": c, "table": t, "vs_mle": v}
+    claims = paper_claims(df) if len(v) else None
+    if claims is not None:
+        _markdown("**The paper's findings, each read by its rule**\n\n" + claims_markdown(claims))
+    return {"files": files, "curves": c, "table": t, "vs_mle": v, "claims": claims}
 
 
 def fig3_bt_histograms(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]:

@@ -359,5 +359,6 @@ def test_phf_tradeoff_notebook_reads_the_committed_rows(tmp_path):
     v = vs_mle(load_phf(rows)).set_index(["objective", "metric"])
     lo, hi = v.loc[("conditional", "lm_loss"), ["holm_lo", "holm_hi"]]
     assert f"[{lo:+.3f}, {hi:+.3f}]" in text
+    assert "The paper's findings, each read by its rule" in text and "| … at little LM-loss cost |" in text
     for ext in ("png", "pdf"):
         assert (figs / f"phf_tradeoff.{ext}").stat().st_size > 1000
