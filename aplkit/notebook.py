@@ -314,7 +314,7 @@ def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path, pool_strata: boo
     v = vs_mle(df)
     _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v, present) if len(v) else "no MLE runs to compare with"))
     claims = paper_claims(df) if len(v) else None
-    if claims is not None:
+    if len(v):
         _markdown("**The paper's findings, each read by its rule**\n\n" + claims_markdown(claims))
     return {"files": files, "curves": c, "table": t, "vs_mle": v, "claims": claims}
 
