@@ -339,6 +339,32 @@ def test_misalignment_under_bad_is_reported_against_mle_only_where_measured(tmp_
     assert "misalignment_bad" not in set(vs_mle(old)["metric"]) and "misalignment_bad" not in curves(old).columns
 
 
+def test_control_token_gap_pairs_bad_with_good_within_each_conditional_run():
+    """Conditional runs at misalignment 0.40, 0.42, 0.38 under <|good|> and 0.71, 0.70, 0.66 under <|bad|>: the gap
+    0.31, 0.28, 0.28 has mean 0.29 and SD 0.01·√3, so its t half-width is t₀.₉₇₅,₂ · 0.01 ≈ 0.043; a seed without
+    <|bad|> samples is left out, and a grid without them has no gap."""
+    import pandas as pd
+    from scipy import stats
+
+    from aplkit.results.phf import control_token_gap, vs_mle, vs_mle_markdown
+
+    rows = []
+    for seed, (good, bad) in enumerate([(0.40, 0.71), (0.42, 0.70), (0.38, 0.66), (0.45, None)]):
+        rows.append({"objective": "mle", "seed": seed, "step": 8, "misalignment": 0.9, "lm_loss": 4.0, "misalignment_bad": None})
+        rows.append({"objective": "conditional", "seed": seed, "step": 4, "misalignment": 0.5, "lm_loss": 4.0, "misalignment_bad": 0.5})
+        rows.append({"objective": "conditional", "seed": seed, "step": 8, "misalignment": good, "lm_loss": 4.0, "misalignment_bad": bad})
+    df = pd.DataFrame(rows).assign(run=lambda d: d["objective"] + d["seed"].astype(str), tokens=0)
+    g = control_token_gap(df)
+    hw = stats.t.ppf(0.975, 2) * 0.01
+    assert g["seeds"] == 3 and g["diff"] == pytest.approx(0.29)
+    assert (g["lo"], g["hi"]) == (pytest.approx(0.29 - hw), pytest.approx(0.29 + hw))
+    assert 0.28 - 1e-9 <= g["boot_lo"] <= 0.29 <= g["boot_hi"] <= 0.31 + 1e-9  # the resampled means lie within the seeds' range
+    md = vs_mle_markdown(vs_mle(df), gap=g)
+    assert f"under <|good|> +0.290 [{0.29 - hw:+.3f}, {0.29 + hw:+.3f}]" in md and "(3 seeds)" in md
+    assert control_token_gap(df.assign(misalignment_bad=None)) is None
+    assert control_token_gap(df[df["objective"] == "mle"].drop(columns="misalignment_bad")) is None
+
+
 def test_vs_mle_adjusts_each_metric_for_the_objectives_compared():
     """Two objectives against MLE: per metric a family of 2, Holm by hand. Each misalignment − MLE is off 0
     at 95 % alone (p ≈ 0.035 and 0.039) but not after Holm (both ≈ 0.070); the verdict follows Holm."""

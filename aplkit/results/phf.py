@@ -234,6 +234,24 @@ def paired(last: pd.DataFrame, a: str, b: str, metric: str, b_metric: str | None
     return (mine.loc[seeds, metric].astype(float) - base.loc[seeds, b_metric or metric].astype(float)).to_numpy()
 
 
+def control_token_gap(df: pd.DataFrame) -> dict[str, float] | None:
+    """Within each conditional run, misalignment under ``<|bad|>`` − under ``<|good|>`` at the last checkpoint, over
+    seeds: how much of the control tokens' meaning the model learned. It describes conditional training itself, not
+    a comparison with MLE, so it is in no Holm family. None where no conditional run measured ``<|bad|>``."""
+    from aplkit.results.compare import bootstrap_interval, t_interval
+
+    last = last_checkpoints(df).set_index(["objective", "seed"])
+    if BAD not in last or "conditional" not in last.index.get_level_values(0):
+        return None
+    d = paired(last, "conditional", "conditional", BAD, "misalignment")
+    d = d[~np.isnan(d)]
+    if not len(d):
+        return None
+    lo, hi = t_interval(d)
+    b_lo, b_hi = bootstrap_interval(d)
+    return {"seeds": len(d), "diff": float(d.mean()), "lo": lo, "hi": hi, "boot_lo": b_lo, "boot_hi": b_hi}
+
+
 def _direction(lo: float, hi: float) -> str:
     """lower / higher than MLE when the interval excludes 0 (lower misalignment is good, lower LM loss is good), else undecided."""
     if lo != lo or hi != hi:
@@ -241,8 +259,9 @@ def _direction(lo: float, hi: float) -> str:
     return "lower" if hi < 0 else "higher" if lo > 0 else "undecided"
 
 
-def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None) -> str:
-    """``vs_mle`` as Markdown; ``strata``: the strata its paired seeds were pooled over, when more than one."""
+def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None, gap: dict[str, float] | None = None) -> str:
+    """``vs_mle`` as Markdown; ``strata``: the strata its paired seeds were pooled over, when more than one;
+    ``gap``: ``control_token_gap``'s reading, added beneath."""
     lines = [
         "| objective | metric | seeds | − MLE | 95 % t interval | 95 % bootstrap interval | Holm-adjusted interval (per metric) | verdict (Holm) |",
         "|---|---|---|---|---|---|---|---|",
@@ -263,10 +282,18 @@ def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None) -> str:
         if strata and len(strata) > 1
         else ""
     )
+    tokens = (
+        f"\nConditional training's control tokens, within each run (no comparison with MLE): misalignment under <|bad|> − "
+        f"under <|good|> {gap['diff']:+.3f} [{gap['lo']:+.3f}, {gap['hi']:+.3f}], bootstrap [{gap['boot_lo']:+.3f}, "
+        f"{gap['boot_hi']:+.3f}] ({gap['seeds']} seeds).\n"
+        if gap
+        else ""
+    )
     return (
         "\n".join(lines)
         + f"\n\nEach metric is one family of {n} comparisons with MLE; the verdict reads the Holm-adjusted interval.\n"
         + bad
+        + tokens
         + pooled
     )
 
@@ -433,7 +460,7 @@ def phf_report(
     (out / "phf_table.tex").write_text(to_latex(t))
     c.to_csv(out / "phf_curves.csv", index=False, float_format="%.6g")
     v = vs_mle(df)
-    (out / "phf_vs_mle.md").write_text(vs_mle_markdown(v, present) if len(v) else "no MLE runs to compare with\n")
+    (out / "phf_vs_mle.md").write_text(vs_mle_markdown(v, present, control_token_gap(df)) if len(v) else "no MLE runs to compare with\n")
     paths["phf_vs_mle.md"] = out / "phf_vs_mle.md"
     if len(v):
         (out / "phf_claims.md").write_text(claims_markdown(paper_claims(df)))
