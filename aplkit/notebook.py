@@ -313,7 +313,10 @@ def phf_tradeoff(runs_dir: str | Path, figures_dir: str | Path, pool_strata: boo
     t = table(c)
     _markdown("**Last checkpoint, mean ± SE over seeds**\n\n" + phf_markdown(t))
     v = vs_mle(df)
-    _markdown("**Each objective − MLE, paired by seed**\n\n" + (vs_mle_markdown(v, present, control_token_gap(df)) if len(v) else "no MLE runs to compare with"))
+    _markdown(
+        "**Each objective − MLE, paired by seed**\n\n"
+        + (vs_mle_markdown(v, present, control_token_gap(df)) if len(v) else "no MLE runs to compare with")
+    )
     claims = paper_claims(df) if len(v) else None
     if len(v):
         _markdown("**The paper's findings, each read by its rule**\n\n" + claims_markdown(claims))
