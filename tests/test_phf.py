@@ -356,9 +356,9 @@ def test_control_token_gap_pairs_bad_with_good_within_each_conditional_run():
     df = pd.DataFrame(rows).assign(run=lambda d: d["objective"] + d["seed"].astype(str), tokens=0)
     g = control_token_gap(df)
     hw = stats.t.ppf(0.975, 2) * 0.01
-    assert g["seeds"] == 3 and g["diff"] == pytest.approx(0.29)
-    assert (g["lo"], g["hi"]) == (pytest.approx(0.29 - hw), pytest.approx(0.29 + hw))
-    assert 0.28 - 1e-9 <= g["boot_lo"] <= 0.29 <= g["boot_hi"] <= 0.31 + 1e-9  # the resampled means lie within the seeds' range
+    assert g["n"] == 3 and g["mean_diff"] == pytest.approx(0.29)
+    assert (g["t_low"], g["t_high"]) == (pytest.approx(0.29 - hw), pytest.approx(0.29 + hw))
+    assert 0.28 - 1e-9 <= g["boot_low"] <= 0.29 <= g["boot_high"] <= 0.31 + 1e-9  # the resampled means lie within the seeds' range
     md = vs_mle_markdown(vs_mle(df), gap=g)
     assert f"under <|good|> +0.290 [{0.29 - hw:+.3f}, {0.29 + hw:+.3f}]" in md and "(3 seeds)" in md
     assert control_token_gap(df.assign(misalignment_bad=None)) is None

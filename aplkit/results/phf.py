@@ -234,22 +234,19 @@ def paired(last: pd.DataFrame, a: str, b: str, metric: str, b_metric: str | None
     return (mine.loc[seeds, metric].astype(float) - base.loc[seeds, b_metric or metric].astype(float)).to_numpy()
 
 
-def control_token_gap(df: pd.DataFrame) -> dict[str, float] | None:
+def control_token_gap(df: pd.DataFrame) -> dict[str, Any] | None:
     """Within each conditional run, misalignment under ``<|bad|>`` − under ``<|good|>`` at the last checkpoint, over
-    seeds: how much of the control tokens' meaning the model learned. It describes conditional training itself, not
-    a comparison with MLE, so it is in no Holm family. None where no conditional run measured ``<|bad|>``."""
-    from aplkit.results.compare import bootstrap_interval, t_interval
+    seeds: how much of the control tokens' meaning the model learned, as ``compare.interval_cells``. It describes
+    conditional training itself, not a comparison with MLE, so it is in no Holm family. None where no conditional
+    run measured ``<|bad|>``."""
+    from aplkit.results.compare import interval_cells
 
     last = last_checkpoints(df).set_index(["objective", "seed"])
     if BAD not in last or "conditional" not in last.index.get_level_values(0):
         return None
     d = paired(last, "conditional", "conditional", BAD, "misalignment")
     d = d[~np.isnan(d)]
-    if not len(d):
-        return None
-    lo, hi = t_interval(d)
-    b_lo, b_hi = bootstrap_interval(d)
-    return {"seeds": len(d), "diff": float(d.mean()), "lo": lo, "hi": hi, "boot_lo": b_lo, "boot_hi": b_hi}
+    return interval_cells(d) if len(d) else None
 
 
 def _direction(lo: float, hi: float) -> str:
@@ -259,7 +256,7 @@ def _direction(lo: float, hi: float) -> str:
     return "lower" if hi < 0 else "higher" if lo > 0 else "undecided"
 
 
-def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None, gap: dict[str, float] | None = None) -> str:
+def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None, gap: dict[str, Any] | None = None) -> str:
     """``vs_mle`` as Markdown; ``strata``: the strata its paired seeds were pooled over, when more than one;
     ``gap``: ``control_token_gap``'s reading, added beneath."""
     lines = [
@@ -284,8 +281,8 @@ def vs_mle_markdown(v: pd.DataFrame, strata: list[str] | None = None, gap: dict[
     )
     tokens = (
         f"\nConditional training's control tokens, within each run (no comparison with MLE): misalignment under <|bad|> − "
-        f"under <|good|> {gap['diff']:+.3f} [{gap['lo']:+.3f}, {gap['hi']:+.3f}], bootstrap [{gap['boot_lo']:+.3f}, "
-        f"{gap['boot_hi']:+.3f}] ({gap['seeds']} seeds).\n"
+        f"under <|good|> {gap['mean_diff']:+.3f} [{gap['t_low']:+.3f}, {gap['t_high']:+.3f}], bootstrap "
+        f"[{gap['boot_low']:+.3f}, {gap['boot_high']:+.3f}] ({gap['n']} seeds).\n"
         if gap
         else ""
     )
